@@ -1,0 +1,21 @@
+#!/usr/bin/env node
+/**
+ * `careledger` — one CLI, one subcommand per role. Each role's commands live beside its code
+ * (gateway/cli.ts, cloud/cli.ts, devices/cli.ts, …) and are registered here.
+ */
+import { Command } from 'commander'
+import { authorityCommand } from '../shared/cli/authority.ts'
+import { policyCommand } from '../shared/cli/policy.ts'
+import { startCommand } from '../shared/cli/start.ts'
+import { runCli } from '../shared/cli/run.ts'
+
+const program = new Command('careledger')
+  .description('CareLedger: bedside vital signs sealed at the edge (CP-ABE), committed to a redactable chain in the cloud')
+  .version(process.env.npm_package_version ?? '0.1.0')
+  .showHelpAfterError()
+
+program.addCommand(startCommand())
+program.addCommand(authorityCommand())
+program.addCommand(policyCommand())
+
+await runCli(program)

@@ -1,0 +1,74 @@
+/**
+ * `careledger authority …` — the attribute authority: creates the FABEO master key pair and
+ * issues attribute keys to doctors, researchers and patients.
+ */
+import { join } from 'node:path'
+import { Command } from 'commander'
+import { keyGen, setup } from '../crypto/abe/fabeo.ts'
+import { makeTransformKey } from '../crypto/abe/outsource.ts'
+import {
+  decodeMasterSecretKey,
+  decodeUserKey,
+  encodeMasterPublicKey,
+  encodeMasterSecretKey,
+  encodeRetrievalKey,
+  encodeTransformKey,
+  encodeUserKey,
+} from '../crypto/abe/codec.ts'
+import { readKeyFile, writeKeyFile } from './files.ts'
+import { describeKeyFile } from './describe.ts'
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+const list = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)]
+
+export function authorityCommand(): Command {
+  const cmd = new Command('authority').description('attribute authority: master keys and attribute keys (FABEO CP-ABE)')
+
+  cmd
+    .command('setup')
+    .description('create a master key pair: master-public.key (share it) and master-secret.key (guard it)')
+    .requiredOption('-d, --dir <dir>', 'directory to write the keys into')
+    .option('--force', 'overwrite existing key files')
+    .action((opts: { dir: string; force?: boolean }) => {
+      const msk = setup()
+      writeKeyFile(join(opts.dir, 'master-public.key'), encodeMasterPublicKey(msk.mpk), { secret: false, force: opts.force })
+      writeKeyFile(join(opts.dir, 'master-secret.key'), encodeMasterSecretKey(msk), { secret: true, force: opts.force })
+      console.log(`authority ${hex(msk.mpk.id)}: wrote ${join(opts.dir, 'master-public.key')} and master-secret.key (mode 0600)`)
+    })
+
+  cmd
+    .command('keygen')
+    .description('issue a decryption key for a set of attributes')
+    .requiredOption('-m, --master <file>', 'master-secret.key')
+    .requiredOption('-a, --attributes <list>', 'comma-separated attributes, e.g. role:doctor,hospital:h1 (repeatable)', list)
+    .requiredOption('-o, --out <file>', 'where to write the key')
+    .option('--force', 'overwrite an existing file')
+    .action((opts: { master: string; attributes: string[]; out: string; force?: boolean }) => {
+      const msk = decodeMasterSecretKey(readKeyFile(opts.master))
+      const key = keyGen(msk, opts.attributes)
+      writeKeyFile(opts.out, encodeUserKey(key), { secret: true, force: opts.force })
+      console.log(`wrote ${opts.out}: key for [${key.attributes.join(', ')}] from authority ${hex(key.authority)}`)
+    })
+
+  cmd
+    .command('outsource')
+    .description('split a key for outsourced decryption: a transformation key for the proxy, a 32-byte retrieval key you keep')
+    .requiredOption('-k, --key <file>', 'your decryption key')
+    .requiredOption('--transform-out <file>', 'transformation key to hand to the gateway or cloud')
+    .requiredOption('--retrieval-out <file>', 'retrieval key to keep')
+    .option('--force', 'overwrite existing files')
+    .action((opts: { key: string; transformOut: string; retrievalOut: string; force?: boolean }) => {
+      const { transformKey, retrievalKey } = makeTransformKey(decodeUserKey(readKeyFile(opts.key)))
+      writeKeyFile(opts.transformOut, encodeTransformKey(transformKey), { secret: false, force: opts.force })
+      writeKeyFile(opts.retrievalOut, encodeRetrievalKey(retrievalKey), { secret: true, force: opts.force })
+      console.log(`wrote ${opts.transformOut} (give to the proxy) and ${opts.retrievalOut} (keep, mode 0600)`)
+    })
+
+  cmd
+    .command('show')
+    .description('describe a key file: kind, authority, attributes')
+    .argument('<file>')
+    .action((file: string) => console.log(describeKeyFile(readKeyFile(file))))
+
+  return cmd
+}

@@ -1,0 +1,42 @@
+/** Human-readable description of any CareLedger key or ciphertext encoding. */
+import { CareLedgerError } from '../errors.ts'
+import { Kind, kindName } from '../encoding/binary.ts'
+import {
+  decodeCiphertext,
+  decodeMasterPublicKey,
+  decodeMasterSecretKey,
+  decodeRetrievalKey,
+  decodeTransformKey,
+  decodeUserKey,
+} from '../crypto/abe/codec.ts'
+import { decodeEnvelope } from '../crypto/envelope.ts'
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+
+export function describeKeyFile(bytes: Uint8Array): string {
+  if (bytes.length < 4) throw new CareLedgerError('INVALID_ENCODING', 'file is too short to be a CareLedger encoding', { reason: 'TRUNCATED' })
+  const kind = bytes[3]!
+  switch (kind) {
+    case Kind.MasterPublicKey:
+      return `master public key of authority ${hex(decodeMasterPublicKey(bytes).id)}`
+    case Kind.MasterSecretKey:
+      return `master SECRET key of authority ${hex(decodeMasterSecretKey(bytes).mpk.id)}`
+    case Kind.SecretKey:
+    case Kind.TransformKey: {
+      const k = kind === Kind.SecretKey ? decodeUserKey(bytes) : decodeTransformKey(bytes)
+      return `${kindName(kind)} from authority ${hex(k.authority)} for [${k.attributes.join(', ')}]`
+    }
+    case Kind.RetrievalKey:
+      return `retrieval key for authority ${hex(decodeRetrievalKey(bytes).authority)}`
+    case Kind.Ciphertext: {
+      const c = decodeCiphertext(bytes)
+      return `ciphertext from authority ${hex(c.authority)}, ${c.rows.length} rows, policy: ${c.policy}`
+    }
+    case Kind.Envelope: {
+      const e = decodeEnvelope(bytes)
+      return `envelope, ${e.sealed.length - 16} bytes sealed, policy: ${e.ciphertext.policy}`
+    }
+    default:
+      return kindName(kind)
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * FABEO CP-ABE as a key-encapsulation mechanism on BLS12-381
+ * (Riepel & Wee, "FABEO: Fast Attribute-Based Encryption with Optimal Security", CCS 2022, Fig. 1 left,
+ * as implemented in the authors' Charm code ACMCCS2024/FABEO and in FABESA).
+ *
+ *   Setup:   α ← Zr;  mpk = e(g,h)^α;  msk = α            (g, h: the standard generators of G1, G2)
+ *   KeyGen:  r ← Zr;  K0 = h^r;  K_x = H(x)^r for each attribute x;  K1 = g^α · H(b)^r
+ *   Encaps:  (M, ρ) = LSSS(policy);  s0, s1 ← Zr;  v = (s0, y2, …, yc)
+ *            C0 = h^s0, C1 = h^s1;  C_i = H(b)^(M_i·v) · H(ρ(i))^s1;   K = e(g,h)^(α·s0)
+ *   Decaps:  {ω_i} with Σ ω_i M_i = (1,0,…,0);
+ *            K = e(K1, C0) · e(Π K_ρ(i)^ω_i, C1) / e(Π C_i^ω_i, K0)        — 3 pairings, one batch
+ *
+ * Security: adaptive in the generic group model with H a random oracle. The scheme as given needs
+ * every attribute to label at most one row (rows with the same attribute would share H(x)^s1);
+ * `encaps` rejects such policies with UNSUPPORTED_POLICY instead of silently weakening them.
+ * See docs/crypto.md.
+ */
+import { bls12_381 } from '@noble/curves/bls12-381.js'
+import { CareLedgerError } from '../../errors.ts'
+import { randomScalar, systemRng, type Rng } from '../random.ts'
+import { canonicalAttributeSet } from '../policy/attribute.ts'
+import { formatPolicy, parsePolicy, policyLeaves, type PolicyNode } from '../policy/parse.ts'
+import { compileLsss, reconstruct, type Lsss } from '../policy/lsss.ts'
+import { G1Point, G2Point, HB, ORDER, hashAttribute, mulG1, mulG1Public, type G1, type G2 } from './groups.ts'
+import { gtPow, gtToBytes, type GT } from './gt.ts'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { concatBytes } from '@noble/hashes/utils.js'
+
+const utf8 = new TextEncoder()
+
+export interface MasterPublicKey {
+  /** e(g, h)^α */
+  readonly eghAlpha: GT
+  /** Authority id: SHA-256("careledger/authority\0" ‖ e(g,h)^α), first 16 bytes. Keys and ciphertexts carry it. */
+  readonly id: Uint8Array
+}
+
+export interface MasterSecretKey {
+  readonly alpha: bigint
+  readonly mpk: MasterPublicKey
+}
+
+/**
+ * A user's decryption key. A transformation key (outsource.ts) has exactly this shape: it is a
+ * key under the re-scaled master secret α/z, which is why a proxy holding it learns nothing.
+ */
+export interface UserKey {
+  /** The issuing authority (MasterPublicKey.id). */
+  readonly authority: Uint8Array
+  /** Canonical attributes, sorted. */
+  readonly attributes: readonly string[]
+  /** K0 = h^r */
+  readonly k0: G2
+  /** K1 = g^α · H(b)^r */
+  readonly k1: G1
+  /** K_x = H(x)^r, aligned with `attributes`. */
+  readonly kx: readonly G1[]
+}
+
+/** The ABE header of a ciphertext. The policy travels as canonical text; M and ρ are re-derived from it. */
+export interface Ciphertext {
+  readonly authority: Uint8Array
+  readonly policy: string
+  readonly c0: G2
+  readonly c1: G2
+  /** One G1 element per LSSS row, in row order. */
+  readonly rows: readonly G1[]
+}
+
+/** e(g, h) for the standard generators, computed once. */
+let eghCache: GT | undefined
+const egh = (): GT => (eghCache ??= bls12_381.pairing(G1Point.BASE, G2Point.BASE))
+
+export function setup(rng: Rng = systemRng): MasterSecretKey {
+  const alpha = randomScalar(rng, ORDER)
+  return masterFromAlpha(alpha)
+}
+
+export function masterFromAlpha(alpha: bigint): MasterSecretKey {
+  return { alpha, mpk: masterPublicKey(gtPow(egh(), alpha)) }
+}
+
+export function masterPublicKey(eghAlpha: GT): MasterPublicKey {
+  const id = sha256(concatBytes(utf8.encode('careledger/authority\0'), gtToBytes(eghAlpha))).subarray(0, 16)
+  return { eghAlpha, id }
+}
+
+export function keyGen(msk: MasterSecretKey, attributes: readonly string[], rng: Rng = systemRng): UserKey {
+  const attrs = canonicalAttributeSet(attributes)
+  const r = randomScalar(rng, ORDER)
+  return {
+    authority: msk.mpk.id,
+    attributes: attrs,
+    k0: G2Point.BASE.multiply(r),
+    k1: G1Point.BASE.multiply(msk.alpha).add(HB.multiply(r)),
+    kx: attrs.map((a) => hashAttribute(a).multiply(r)),
+  }
+}
+
+// ---- policies -------------------------------------------------------------------------------
+
+export interface CompiledPolicy {
+  readonly text: string
+  readonly tree: PolicyNode
+  readonly lsss: Lsss
+}
+
+const policyCache = new Map<string, CompiledPolicy>()
+
+/**
+ * Parse, check and compile a policy for FABEO (memoised by text). Throws INVALID_POLICY for
+ * syntax errors and UNSUPPORTED_POLICY when an attribute appears more than once.
+ */
+export function compilePolicy(policy: string): CompiledPolicy {
+  const hit = policyCache.get(policy)
+  if (hit) return hit
+  const tree = parsePolicy(policy)
+  const seen = new Map<string, number>()
+  for (const leaf of policyLeaves(tree)) {
+    const first = seen.get(leaf.name)
+    if (first !== undefined) {
+      throw new CareLedgerError(
+        'UNSUPPORTED_POLICY',
+        `attribute "${leaf.name}" appears twice (positions ${first} and ${leaf.pos}); FABEO needs each attribute once — ` +
+          `factor it out, e.g. "a AND (b OR c)" instead of "(a AND b) OR (a AND c)"`,
+        { attribute: leaf.name, positions: [first, leaf.pos], policy },
+      )
+    }
+    seen.set(leaf.name, leaf.pos)
+  }
+  const compiled = { text: formatPolicy(tree), tree, lsss: compileLsss(tree, ORDER) }
+  if (policyCache.size >= 1024) policyCache.clear()
+  policyCache.set(policy, compiled)
+  return compiled
+}
+
+// ---- encapsulation --------------------------------------------------------------------------
+
+export interface Encapsulation {
+  readonly ciphertext: Ciphertext
+  /** The encapsulated key K = e(g,h)^(α·s0); feed it to the KDF, never use it directly. */
+  readonly key: GT
+}
+
+export function encaps(mpk: MasterPublicKey, policy: string, rng: Rng = systemRng): Encapsulation {
+  const { text, lsss } = compilePolicy(policy)
+  const s0 = randomScalar(rng, ORDER)
+  const s1 = randomScalar(rng, ORDER)
+  const v = [s0]
+  for (let c = 1; c < lsss.cols; c++) v.push(randomScalar(rng, ORDER))
+  const rows = lsss.rows.map((m, i) => {
+    let lambda = 0n
+    for (let c = 0; c < m.length; c++) if (m[c]) lambda += m[c]! * v[c]!
+    return mulG1(HB, lambda).add(hashAttribute(lsss.rho[i]!).multiply(s1))
+  })
+  return {
+    ciphertext: { authority: mpk.id, policy: text, c0: G2Point.BASE.multiply(s0), c1: G2Point.BASE.multiply(s1), rows },
+    key: gtPow(mpk.eghAlpha, s0),
+  }
+}
+
+/**
+ * The pairing product shared by Decaps and Transform. Throws POLICY_NOT_SATISFIED (naming the
+ * policy and the key's attributes) when the key cannot open the ciphertext.
+ */
+export function decaps(key: UserKey, ct: Ciphertext): GT {
+  if (!equalBytes(key.authority, ct.authority)) {
+    throw new CareLedgerError('INVALID_ARGUMENT', 'the key and the ciphertext come from different attribute authorities', {
+      keyAuthority: hex(key.authority),
+      ciphertextAuthority: hex(ct.authority),
+    })
+  }
+  const { tree, lsss, text } = compilePolicy(ct.policy)
+  if (ct.rows.length !== lsss.rho.length) {
+    throw new CareLedgerError('INVALID_ENCODING', `ciphertext has ${ct.rows.length} rows but its policy has ${lsss.rho.length}`, {
+      what: 'ciphertext',
+      reason: 'ROW_COUNT',
+    })
+  }
+  const index = new Map(key.attributes.map((a, i) => [a, i]))
+  const solution = reconstruct(tree, new Set(key.attributes), ORDER)
+  if (!solution) {
+    throw new CareLedgerError('POLICY_NOT_SATISFIED', `attributes [${key.attributes.join(', ')}] do not satisfy the policy "${text}"`, {
+      policy: text,
+      attributes: key.attributes,
+    })
+  }
+  let kSum = G1Point.ZERO
+  let cSum = G1Point.ZERO
+  solution.rows.forEach((row, j) => {
+    const w = solution.coefficients[j]!
+    kSum = kSum.add(mulG1Public(key.kx[index.get(lsss.rho[row]!)!]!, w))
+    cSum = cSum.add(mulG1Public(ct.rows[row]!, w))
+  })
+  // e(K1, C0) · e(ΣK, C1) · e(−ΣC, K0); pairs with an identity G1 side contribute 1 and are dropped.
+  const pairs = [
+    { g1: key.k1, g2: ct.c0 },
+    { g1: kSum, g2: ct.c1 },
+    { g1: cSum.negate(), g2: key.k0 },
+  ].filter((p) => !p.g1.is0())
+  return bls12_381.pairingBatch(pairs)
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i])
+}
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')

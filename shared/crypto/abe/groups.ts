@@ -1,0 +1,105 @@
+/**
+ * BLS12-381 groups as FABEO uses them: G1 (attribute hashes, key and ciphertext rows),
+ * G2 (h^r, h^s), their compressed encodings, and RFC 9380 hashing of attributes to G1.
+ */
+import { bls12_381 } from '@noble/curves/bls12-381.js'
+import type { WeierstrassPoint } from '@noble/curves/abstract/weierstrass.js'
+import type { Fp2 } from '@noble/curves/abstract/tower.js'
+import { bytesToNumberBE, numberToBytesBE } from '@noble/curves/utils.js'
+import type { Reader } from '../../encoding/binary.ts'
+
+export type G1 = WeierstrassPoint<bigint>
+export type G2 = WeierstrassPoint<Fp2>
+
+export const G1Point = bls12_381.G1.Point
+export const G2Point = bls12_381.G2.Point
+export const ORDER = bls12_381.fields.Fr.ORDER
+export const G1_BYTES = 48
+export const G2_BYTES = 96
+export const SCALAR_BYTES = 32
+
+/**
+ * RFC 9380 §3.1 domain separation tag, unique to this application and version:
+ * attribute points are H(attr) = hash_to_curve(DST, "attr\0" ‖ attr) on G1 (SSWU, random oracle).
+ * A real hash-to-curve matters: a hash of the form g^h(x) has a known discrete log and lets a
+ * key for one attribute be turned into a key for any attribute (the rabe flaw, research/crypto.md §1.2).
+ */
+export const ATTRIBUTE_DST = 'CARELEDGER-V01-CS01-with-BLS12381G1_XMD:SHA-256_SSWU_RO_'
+
+const utf8 = new TextEncoder()
+const CACHE_LIMIT = 4096
+const attributeCache = new Map<string, G1>()
+
+/**
+ * H(attr) on G1, memoised: the gateway encrypts under the same few attributes all day, and a
+ * cached point also keeps its window table (noble's precompute), which makes its scalar
+ * multiplications several times cheaper.
+ */
+export function hashAttribute(attr: string): G1 {
+  let p = attributeCache.get(attr)
+  if (!p) {
+    if (attributeCache.size >= CACHE_LIMIT) attributeCache.clear()
+    p = bls12_381.G1.hashToCurve(utf8.encode(`attr\0${attr}`), { DST: ATTRIBUTE_DST }) as G1
+    p.precompute(4, true)
+    attributeCache.set(attr, p)
+  }
+  return p
+}
+
+/** Drop the memo (benchmarks use it to measure the cold path). */
+export function clearAttributeCache(): void {
+  attributeCache.clear()
+}
+
+/** FABEO's extra hash point H(b), outside the attribute domain ("b\0" never begins an attribute). */
+export const HB: G1 = (() => {
+  const p = bls12_381.G1.hashToCurve(utf8.encode('fabeo-b\0'), { DST: ATTRIBUTE_DST }) as G1
+  p.precompute(8, false)
+  return p
+})()
+
+/** k·P that accepts k = 0 (noble rejects it) — LSSS shares can legitimately be zero. */
+export function mulG1(p: G1, k: bigint): G1 {
+  k %= ORDER
+  return k === 0n ? G1Point.ZERO : p.multiply(k)
+}
+
+/** k·P for a public scalar (LSSS coefficients): variable time is fine. */
+export function mulG1Public(p: G1, k: bigint): G1 {
+  k %= ORDER
+  return k === 0n ? G1Point.ZERO : k === 1n ? p : p.multiplyUnsafe(k)
+}
+
+export const scalarToBytes = (k: bigint): Uint8Array => numberToBytesBE(k, SCALAR_BYTES)
+
+// ---- decoding with typed errors -------------------------------------------------------------
+
+function pointProblem(e: unknown): { reason: string; problem: string } {
+  const msg = e instanceof Error ? e.message : String(e)
+  if (/subgroup/i.test(msg)) return { reason: 'NOT_IN_SUBGROUP', problem: 'point is not in the prime-order subgroup' }
+  if (/curve|compressed|sqrt|equation/i.test(msg)) return { reason: 'NOT_ON_CURVE', problem: 'point is not on the curve' }
+  return { reason: 'BAD_POINT', problem: `point encoding is invalid (${msg})` }
+}
+
+function readPoint<P extends { is0(): boolean }>(r: Reader, bytes: number, parse: (b: Uint8Array) => P, field: string): P {
+  const raw = r.take(bytes)
+  let p: P
+  try {
+    p = parse(raw)
+  } catch (e) {
+    const { reason, problem } = pointProblem(e)
+    return r.fail(reason, `${field}: ${problem}`, { field })
+  }
+  if (p.is0()) r.fail('IDENTITY_POINT', `${field}: the identity point is not allowed`, { field })
+  return p
+}
+
+export const readG1 = (r: Reader, field: string): G1 => readPoint(r, G1_BYTES, (b) => G1Point.fromBytes(b), field)
+export const readG2 = (r: Reader, field: string): G2 => readPoint(r, G2_BYTES, (b) => G2Point.fromBytes(b), field)
+
+/** A scalar in [1, r): 32 bytes big-endian, canonical. */
+export function readScalar(r: Reader, field: string): bigint {
+  const k = bytesToNumberBE(r.take(SCALAR_BYTES))
+  if (k === 0n || k >= ORDER) r.fail('SCALAR_OUT_OF_RANGE', `${field}: scalar must be in [1, r)`, { field })
+  return k
+}
