@@ -21,7 +21,7 @@ import { randomScalar, systemRng, type Rng } from '../random.ts'
 import { canonicalAttributeSet } from '../policy/attribute.ts'
 import { formatPolicy, parsePolicy, policyLeaves, type PolicyNode } from '../policy/parse.ts'
 import { compileLsss, reconstruct, type Lsss } from '../policy/lsss.ts'
-import { G1Point, G2Point, HB, ORDER, hashAttribute, mulG1, mulG1Public, type G1, type G2 } from './groups.ts'
+import { G1Point, G2Point, HB, ORDER, hashAttribute, mulG1, mulG1Public, mulG2Generator, pairingProduct, type G1, type G2 } from './groups.ts'
 import { gtPow, gtToBytes, type GT } from './gt.ts'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { concatBytes } from '@noble/hashes/utils.js'
@@ -91,7 +91,7 @@ export function keyGen(msk: MasterSecretKey, attributes: readonly string[], rng:
   return {
     authority: msk.mpk.id,
     attributes: attrs,
-    k0: G2Point.BASE.multiply(r),
+    k0: mulG2Generator(r),
     k1: G1Point.BASE.multiply(msk.alpha).add(HB.multiply(r)),
     kx: attrs.map((a) => hashAttribute(a).multiply(r)),
   }
@@ -154,7 +154,7 @@ export function encaps(mpk: MasterPublicKey, policy: string, rng: Rng = systemRn
     return mulG1(HB, lambda).add(hashAttribute(lsss.rho[i]!).multiply(s1))
   })
   return {
-    ciphertext: { authority: mpk.id, policy: text, c0: G2Point.BASE.multiply(s0), c1: G2Point.BASE.multiply(s1), rows },
+    ciphertext: { authority: mpk.id, policy: text, c0: mulG2Generator(s0), c1: mulG2Generator(s1), rows },
     key: gtPow(mpk.eghAlpha, s0),
   }
 }
@@ -192,13 +192,12 @@ export function decaps(key: UserKey, ct: Ciphertext): GT {
     kSum = kSum.add(mulG1Public(key.kx[index.get(lsss.rho[row]!)!]!, w))
     cSum = cSum.add(mulG1Public(ct.rows[row]!, w))
   })
-  // e(K1, C0) · e(ΣK, C1) · e(−ΣC, K0); pairs with an identity G1 side contribute 1 and are dropped.
-  const pairs = [
+  // e(K1, C0) · e(ΣK, C1) · e(−ΣC, K0), one Miller-loop batch and one final exponentiation.
+  return pairingProduct([
     { g1: key.k1, g2: ct.c0 },
     { g1: kSum, g2: ct.c1 },
     { g1: cSum.negate(), g2: key.k0 },
-  ].filter((p) => !p.g1.is0())
-  return bls12_381.pairingBatch(pairs)
+  ])
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

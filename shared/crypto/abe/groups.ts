@@ -58,6 +58,19 @@ export const HB: G1 = (() => {
   return p
 })()
 
+/**
+ * k·h for the G2 generator h with an 8-bit window table (2.7 MB, built once on first use, ~0.5 s):
+ * about 30% faster than noble's default table for BASE, and Encaps does two of these every seal.
+ */
+let g2Table: G2 | undefined
+export function mulG2Generator(k: bigint): G2 {
+  if (!g2Table) {
+    g2Table = G2Point.fromAffine(G2Point.BASE.toAffine())
+    g2Table.precompute(8, false)
+  }
+  return g2Table.multiply(k)
+}
+
 /** k·P that accepts k = 0 (noble rejects it) — LSSS shares can legitimately be zero. */
 export function mulG1(p: G1, k: bigint): G1 {
   k %= ORDER
@@ -77,7 +90,7 @@ export const scalarToBytes = (k: bigint): Uint8Array => numberToBytesBE(k, SCALA
 function pointProblem(e: unknown): { reason: string; problem: string } {
   const msg = e instanceof Error ? e.message : String(e)
   if (/subgroup/i.test(msg)) return { reason: 'NOT_IN_SUBGROUP', problem: 'point is not in the prime-order subgroup' }
-  if (/curve|compressed|sqrt|equation/i.test(msg)) return { reason: 'NOT_ON_CURVE', problem: 'point is not on the curve' }
+  if (/curve|compressed|sqrt|square root|equation/i.test(msg)) return { reason: 'NOT_ON_CURVE', problem: 'point is not on the curve' }
   return { reason: 'BAD_POINT', problem: `point encoding is invalid (${msg})` }
 }
 
@@ -102,4 +115,34 @@ export function readScalar(r: Reader, field: string): bigint {
   const k = bytesToNumberBE(r.take(SCALAR_BYTES))
   if (k === 0n || k >= ORDER) r.fail('SCALAR_OUT_OF_RANGE', `${field}: scalar must be in [1, r)`, { field })
   return k
+}
+
+// ---- pairing products -----------------------------------------------------------------------
+
+type Precompute = ReturnType<typeof bls12_381.utils.calcPairingPrecomputes>
+const lineCache = new WeakMap<G2, Precompute>()
+
+/** Miller-loop line coefficients of a G2 point, memoised per point object (a key's K0 is reused). */
+function linesOf(q: G2): Precompute {
+  let pre = lineCache.get(q)
+  if (!pre) {
+    pre = bls12_381.utils.calcPairingPrecomputes(q)
+    lineCache.set(q, pre)
+  }
+  return pre
+}
+
+/**
+ * Π e(P_i, Q_i) with one shared final exponentiation. Pairs with an identity on either side
+ * contribute 1 and are skipped. Unlike noble's pairingBatch it does not re-run the subgroup
+ * checks: every point here was validated when decoded or produced by our own arithmetic.
+ */
+export function pairingProduct(pairs: readonly { g1: G1; g2: G2 }[]): import('./gt.ts').GT {
+  const terms: [Precompute, bigint, bigint][] = []
+  for (const { g1, g2 } of pairs) {
+    if (g1.is0() || g2.is0()) continue
+    const { x, y } = g1.toAffine()
+    terms.push([linesOf(g2), x, y])
+  }
+  return terms.length ? bls12_381.millerLoopBatch(terms, true) : bls12_381.fields.Fp12.ONE
 }
