@@ -9,7 +9,7 @@ import {
   decodeTransformKey,
   decodeUserKey,
 } from '../crypto/abe/codec.ts'
-import { decodeEnvelope } from '../crypto/envelope.ts'
+import { decodeEnvelope, envelopeCiphertext } from '../crypto/envelope.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 
@@ -34,7 +34,7 @@ export function describeKeyFile(bytes: Uint8Array): string {
     }
     case Kind.Envelope: {
       const e = decodeEnvelope(bytes)
-      return `envelope, ${e.sealed.length - 16} bytes sealed, policy: ${e.ciphertext.policy}`
+      return `envelope, ${e.sealed.length - 16} bytes sealed, policy: ${envelopeCiphertext(e).policy}`
     }
     default:
       return kindName(kind)

@@ -32,9 +32,8 @@ const COMMIT_BYTES = 32
 export const MAX_ENVELOPE_PLAINTEXT = 64 * 1024 * 1024
 
 export interface Envelope {
-  /** Encoded ABE header (codec.ts). */
+  /** Encoded ABE header (codec.ts); decode it with `envelopeCiphertext` when pairings need it. */
   readonly header: Uint8Array
-  readonly ciphertext: Ciphertext
   readonly nonce: Uint8Array
   readonly commitment: Uint8Array
   /** AES-GCM output with the 16-byte tag at the end. */
@@ -68,14 +67,19 @@ export function sealEnvelope(mpk: MasterPublicKey, policy: string, plaintext: Ui
 export function decodeEnvelope(bytes: Uint8Array): Envelope {
   const r = Reader.open(bytes, Kind.Envelope, 'envelope')
   const header = r.blob(1 << 20).slice()
-  const ciphertext = decodeCiphertext(header)
   const nonce = r.take(NONCE_BYTES).slice()
   const commitment = r.take(COMMIT_BYTES).slice()
   const sealed = r.blob(MAX_ENVELOPE_PLAINTEXT + TAG_BYTES).slice()
   if (sealed.length < TAG_BYTES) r.fail('TRUNCATED', 'sealed body is shorter than the GCM tag')
   r.end()
-  return { header, ciphertext, nonce, commitment, sealed }
+  return { header, nonce, commitment, sealed }
 }
+
+/**
+ * The ABE header with every point validated (on the curve, in the subgroup). Only Decaps and
+ * Transform need it; the outsourced Finish works on the header's digest alone.
+ */
+export const envelopeCiphertext = (envelope: Envelope): Ciphertext => decodeCiphertext(envelope.header)
 
 /** Open with the encapsulated key, however it was obtained (Decaps or outsourced Finish). */
 export function openWithKey(envelope: Envelope, kemKey: GT, associatedData: Uint8Array): Uint8Array {
@@ -101,13 +105,13 @@ export function openWithKey(envelope: Envelope, kemKey: GT, associatedData: Uint
 /** Decrypt directly with a user key (3 pairings on this machine). */
 export function openEnvelope(key: UserKey, bytes: Uint8Array, associatedData: Uint8Array): Uint8Array {
   const envelope = decodeEnvelope(bytes)
-  return openWithKey(envelope, decaps(key, envelope.ciphertext), associatedData)
+  return openWithKey(envelope, decaps(key, envelopeCiphertext(envelope)), associatedData)
 }
 
 /** Proxy side of outsourced decryption: returns the encoded transformed ciphertext. */
 export function transformEnvelope(transformKey: UserKey, bytes: Uint8Array): Uint8Array {
   const envelope = decodeEnvelope(bytes)
-  return encodeTransformed({ headerDigest: digestHeader(envelope.header), t: transform(transformKey, envelope.ciphertext) })
+  return encodeTransformed({ headerDigest: digestHeader(envelope.header), t: transform(transformKey, envelopeCiphertext(envelope)) })
 }
 
 /** User side of outsourced decryption: one GT exponentiation, then the AEAD. */

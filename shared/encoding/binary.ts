@@ -18,6 +18,8 @@ export const Kind = {
   Ciphertext: 6,
   TransformedCiphertext: 7,
   Envelope: 8,
+  ChameleonPublicKey: 9,
+  ChameleonSecretKey: 10,
 } as const
 export type Kind = (typeof Kind)[keyof typeof Kind]
 

@@ -21,7 +21,8 @@ import { randomScalar, systemRng, type Rng } from '../random.ts'
 import { canonicalAttributeSet } from '../policy/attribute.ts'
 import { formatPolicy, parsePolicy, policyLeaves, type PolicyNode } from '../policy/parse.ts'
 import { compileLsss, reconstruct, type Lsss } from '../policy/lsss.ts'
-import { G1Point, G2Point, HB, ORDER, hashAttribute, mulG1, mulG1Public, mulG2Generator, pairingProduct, type G1, type G2 } from './groups.ts'
+import { mulAddUnsafe } from '@noble/curves/abstract/curve.js'
+import { G1Point, G2Point, HB, ORDER, hashAttribute, mulG1, mulG2Generator, pairingProduct, type G1, type G2 } from './groups.ts'
 import { gtPow, gtToBytes, type GT } from './gt.ts'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { concatBytes } from '@noble/hashes/utils.js'
@@ -185,13 +186,27 @@ export function decaps(key: UserKey, ct: Ciphertext): GT {
       attributes: key.attributes,
     })
   }
+  // Σ ω_i·K_ρ(i) and Σ ω_i·C_i. AND/OR rows have ω = 1 (plain additions); threshold rows carry
+  // Lagrange coefficients, multiplied in one shared doubling chain (Straus–Shamir; ω is public).
   let kSum = G1Point.ZERO
   let cSum = G1Point.ZERO
+  const weighted: { k: G1[]; c: G1[]; w: bigint[] } = { k: [], c: [], w: [] }
   solution.rows.forEach((row, j) => {
     const w = solution.coefficients[j]!
-    kSum = kSum.add(mulG1Public(key.kx[index.get(lsss.rho[row]!)!]!, w))
-    cSum = cSum.add(mulG1Public(ct.rows[row]!, w))
+    const k = key.kx[index.get(lsss.rho[row]!)!]!
+    if (w === 1n) {
+      kSum = kSum.add(k)
+      cSum = cSum.add(ct.rows[row]!)
+    } else {
+      weighted.k.push(k)
+      weighted.c.push(ct.rows[row]!)
+      weighted.w.push(w)
+    }
   })
+  if (weighted.w.length > 0) {
+    kSum = kSum.add(mulAddUnsafe(G1Point, weighted.k, weighted.w))
+    cSum = cSum.add(mulAddUnsafe(G1Point, weighted.c, weighted.w))
+  }
   // e(K1, C0) · e(ΣK, C1) · e(−ΣC, K0), one Miller-loop batch and one final exponentiation.
   return pairingProduct([
     { g1: key.k1, g2: ct.c0 },

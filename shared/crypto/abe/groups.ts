@@ -77,12 +77,6 @@ export function mulG1(p: G1, k: bigint): G1 {
   return k === 0n ? G1Point.ZERO : p.multiply(k)
 }
 
-/** k·P for a public scalar (LSSS coefficients): variable time is fine. */
-export function mulG1Public(p: G1, k: bigint): G1 {
-  k %= ORDER
-  return k === 0n ? G1Point.ZERO : k === 1n ? p : p.multiplyUnsafe(k)
-}
-
 export const scalarToBytes = (k: bigint): Uint8Array => numberToBytesBE(k, SCALAR_BYTES)
 
 // ---- decoding with typed errors -------------------------------------------------------------
@@ -144,5 +138,6 @@ export function pairingProduct(pairs: readonly { g1: G1; g2: G2 }[]): import('./
     const { x, y } = g1.toAffine()
     terms.push([linesOf(g2), x, y])
   }
-  return terms.length ? bls12_381.millerLoopBatch(terms, true) : bls12_381.fields.Fp12.ONE
+  const F12 = bls12_381.fields.Fp12
+  return terms.length ? F12.finalExponentiate(bls12_381.millerLoopBatch(terms)) : F12.ONE
 }

@@ -1,0 +1,94 @@
+/**
+ * Device and gateway identities: Ed25519 (RFC 8032 §5.1) through noble, with domain separation.
+ *
+ *   signed bytes = "careledger/v1/" ‖ domain ‖ 0x00 ‖ payload        (encoding/canonical.ts)
+ *
+ * The domain names what the signature is for ("batch-manifest", "api-request", …), so a signature
+ * over one kind of message can never be replayed as another. Verification is strict RFC 8032
+ * §5.1.7 (noble's zip215: false): canonical encodings of A and R, S < L, small-order public keys
+ * refused; it answers false for anything that does not verify.
+ */
+import { ed25519 } from '@noble/curves/ed25519.js'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { CareLedgerError } from '../errors.ts'
+import { domainSeparated } from '../encoding/canonical.ts'
+import { systemRng, type Rng } from './random.ts'
+
+export const SIGNING_SECRET_KEY_BYTES = 32
+export const SIGNING_PUBLIC_KEY_BYTES = 32
+export const SIGNATURE_BYTES = 64
+
+export interface SigningKeyPair {
+  /** The RFC 8032 §5.1.5 seed: 32 random bytes. */
+  readonly secretKey: Uint8Array
+  readonly publicKey: Uint8Array
+}
+
+function expectBytes(value: unknown, length: number, what: string): Uint8Array {
+  if (!(value instanceof Uint8Array)) {
+    throw new CareLedgerError('INVALID_ENCODING', `${what}: expected ${length} bytes, got ${typeof value}`, { what, reason: 'NOT_BYTES' })
+  }
+  if (value.length !== length) {
+    throw new CareLedgerError('INVALID_ENCODING', `${what}: expected ${length} bytes, got ${value.length}`, { what, reason: 'BAD_LENGTH', length: value.length })
+  }
+  return value
+}
+
+/**
+ * A 32-byte Ed25519 public key that strict verification can use: a canonical encoding of a
+ * curve point (RFC 8032 §5.1.3) that is not of small order. For vetting keys when a device or
+ * gateway is registered; INVALID_ENCODING otherwise.
+ */
+export function checkSigningPublicKey(publicKey: Uint8Array): Uint8Array {
+  const what = 'Ed25519 public key'
+  expectBytes(publicKey, SIGNING_PUBLIC_KEY_BYTES, what)
+  let small: boolean
+  try {
+    small = ed25519.Point.fromBytes(publicKey, false).isSmallOrder()
+  } catch {
+    throw new CareLedgerError('INVALID_ENCODING', `${what}: not a canonical encoding of a curve point`, { what, reason: 'BAD_POINT' })
+  }
+  if (small) throw new CareLedgerError('INVALID_ENCODING', `${what}: a small-order point is not a usable key`, { what, reason: 'SMALL_ORDER' })
+  return publicKey
+}
+
+export function generateSigningKey(rng: Rng = systemRng): SigningKeyPair {
+  const secretKey = expectBytes(rng(SIGNING_SECRET_KEY_BYTES), SIGNING_SECRET_KEY_BYTES, 'random seed').slice()
+  return { secretKey, publicKey: ed25519.getPublicKey(secretKey) }
+}
+
+/** The public key of a secret key (RFC 8032 §5.1.5). */
+export const signingPublicKey = (secretKey: Uint8Array): Uint8Array =>
+  ed25519.getPublicKey(expectBytes(secretKey, SIGNING_SECRET_KEY_BYTES, 'Ed25519 secret key'))
+
+/** Ed25519 signature (deterministic, RFC 8032 §5.1.6) over "careledger/v1/" ‖ domain ‖ 0x00 ‖ payload. */
+export function sign(secretKey: Uint8Array, domain: string, payload: Uint8Array): Uint8Array {
+  expectBytes(secretKey, SIGNING_SECRET_KEY_BYTES, 'Ed25519 secret key')
+  return ed25519.sign(domainSeparated(domain, payload), secretKey)
+}
+
+/**
+ * Strict RFC 8032 §5.1.7 verification of `signature` on `payload` for `domain`. False for a
+ * signature that does not verify, including one whose R or S is not canonical (§5.1.7 step 1:
+ * "the signature is invalid"); INVALID_ENCODING for wrong lengths or a public key that is not a
+ * point; INVALID_ARGUMENT for a bad domain or a payload that is not bytes.
+ */
+export function verify(publicKey: Uint8Array, domain: string, payload: Uint8Array, signature: Uint8Array): boolean {
+  expectBytes(publicKey, SIGNING_PUBLIC_KEY_BYTES, 'Ed25519 public key')
+  expectBytes(signature, SIGNATURE_BYTES, 'Ed25519 signature')
+  const message = domainSeparated(domain, payload)
+  if (!ed25519.utils.isValidPublicKey(publicKey, false)) {
+    throw new CareLedgerError('INVALID_ENCODING', 'Ed25519 public key: not a canonical encoding of a curve point', { what: 'Ed25519 public key', reason: 'BAD_POINT' })
+  }
+  try {
+    return ed25519.verify(signature, message, publicKey, { zip215: false })
+  } catch {
+    return false
+  }
+}
+
+/** A short fingerprint for logs and registries: the first 16 hex digits of SHA-256(pk). */
+export function signingKeyId(publicKey: Uint8Array): string {
+  return bytesToHex(sha256(expectBytes(publicKey, SIGNING_PUBLIC_KEY_BYTES, 'Ed25519 public key'))).slice(0, 16)
+}

@@ -1,0 +1,166 @@
+/**
+ * Canonical bytes for anything CareLedger hashes or signs: deterministically encoded CBOR,
+ * RFC 8949 §4.2.1 ("core deterministic encoding requirements"), produced and parsed by cborg:
+ *
+ *   - integers, lengths and tags in their shortest form; no indefinite-length items;
+ *   - floats in the shortest of binary16/32/64 that keeps the value (§4.2.1, §4.2.2); a float with
+ *     an integral value is written as the integer (JavaScript cannot tell 1.0 from 1);
+ *   - map keys sorted by the bytewise order of their encodings (§4.2.1), no duplicates.
+ *
+ * The value model is deliberately small — the JSON data model plus byte strings: plain objects
+ * (or Maps) with string keys, arrays, strings, booleans, null, safe integers, finite floats,
+ * Uint8Array. Anything else (undefined, NaN, ±Infinity, unsafe bigints, Dates, class instances,
+ * functions, symbols, cycles) is refused up front with INVALID_ARGUMENT naming its path, because
+ * a value that does not survive a round trip cannot be hashed twice to the same digest.
+ *
+ * decodeCanonical accepts exactly the bytes encodeCanonical produces: a strict decode followed by
+ * a re-encode that must reproduce the input byte for byte.
+ */
+import { decode as cborDecode, encode as cborEncode, rfc8949EncodeOptions } from 'cborg'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { CareLedgerError, isCareLedgerError } from '../errors.ts'
+
+export type CanonicalValue = null | boolean | number | string | Uint8Array | readonly CanonicalValue[] | { readonly [key: string]: CanonicalValue }
+
+/** Deeper nesting than this is refused (records are shallow; it keeps the recursive codec off the stack limit). */
+export const MAX_CANONICAL_DEPTH = 64
+
+const DECODE_OPTIONS = {
+  strict: true,
+  allowIndefinite: false,
+  allowUndefined: false,
+  allowNaN: false,
+  allowInfinity: false,
+  allowBigInt: false,
+  rejectDuplicateMapKeys: true,
+  useMaps: false,
+} as const
+
+/** $.a.b[2]["odd key"] — where in the value the problem is. */
+const child = (path: string, key: string): string => (/^[A-Za-z_$][\w$]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`)
+
+function reject(path: string, problem: string): never {
+  throw new CareLedgerError('INVALID_ARGUMENT', `canonical encoding: ${path} ${problem}`, { path, problem })
+}
+
+function describe(value: object): string {
+  const name = (value as { constructor?: { name?: unknown } }).constructor?.name
+  return typeof name === 'string' && name !== '' ? `a ${name}` : 'an exotic object'
+}
+
+/** Walk the value and refuse whatever falls outside the model, before cborg sees it. */
+function check(value: unknown, path: string, depth: number, ancestors: Set<object>): void {
+  switch (typeof value) {
+    case 'string':
+      if (!value.isWellFormed()) reject(path, 'is a string with a lone UTF-16 surrogate (not valid UTF-8)')
+      return
+    case 'boolean':
+      return
+    case 'number':
+      if (!Number.isFinite(value)) reject(path, `is ${value}, which has no canonical encoding here`)
+      return
+    case 'bigint':
+      if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) reject(path, `is a bigint outside the safe integer range (${value})`)
+      return
+    case 'undefined':
+      return reject(path, 'is undefined')
+    case 'function':
+      return reject(path, 'is a function')
+    case 'symbol':
+      return reject(path, 'is a symbol')
+  }
+  if (value === null || value instanceof Uint8Array) return
+  const obj = value as object
+  if (depth >= MAX_CANONICAL_DEPTH) reject(path, `is nested deeper than ${MAX_CANONICAL_DEPTH} levels`)
+  if (ancestors.has(obj)) reject(path, 'is a circular reference')
+  ancestors.add(obj)
+  if (Array.isArray(obj)) {
+    for (let i = 0; i < obj.length; i++) {
+      if (!(i in obj)) reject(`${path}[${i}]`, 'is a hole in a sparse array')
+      check(obj[i], `${path}[${i}]`, depth + 1, ancestors)
+    }
+  } else if (obj instanceof Map) {
+    for (const [k, v] of obj) {
+      if (typeof k !== 'string') reject(path, `is a Map with a non-string key (${typeof k})`)
+      check(k, `${child(path, k)} (key)`, depth + 1, ancestors)
+      check(v, child(path, k), depth + 1, ancestors)
+    }
+  } else {
+    const proto = Object.getPrototypeOf(obj)
+    if (proto !== Object.prototype && proto !== null) reject(path, `is ${describe(obj)}, not a plain object`)
+    if (Object.getOwnPropertySymbols(obj).length > 0) reject(path, 'has symbol keys')
+    for (const k of Object.keys(obj)) {
+      check(k, `${child(path, k)} (key)`, depth + 1, ancestors)
+      check((obj as Record<string, unknown>)[k], child(path, k), depth + 1, ancestors)
+    }
+  }
+  ancestors.delete(obj)
+}
+
+/** Deterministic CBOR (RFC 8949 §4.2.1) of `value`; INVALID_ARGUMENT naming the path of anything outside the model. */
+export function encodeCanonical(value: unknown): Uint8Array {
+  try {
+    check(value, '$', 0, new Set())
+    return cborEncode(value, rfc8949EncodeOptions)
+  } catch (e) {
+    if (isCareLedgerError(e)) throw e
+    // A getter that throws, a Proxy, a stack overflow: not encodable, whatever the cause.
+    throw new CareLedgerError('INVALID_ARGUMENT', `canonical encoding: the value cannot be encoded (${e instanceof Error ? e.message : String(e)})`, { path: '$' }, { cause: e })
+  }
+}
+
+function invalid(reason: string, problem: string, cause?: unknown): never {
+  throw new CareLedgerError('INVALID_ENCODING', `canonical CBOR: ${problem}`, { what: 'canonical CBOR', reason }, cause === undefined ? undefined : { cause })
+}
+
+/**
+ * Parse bytes that encodeCanonical produced, and nothing else. INVALID_ENCODING with
+ * `info.reason` MALFORMED (not CBOR, indefinite lengths, duplicate keys, undefined, NaN, tags,
+ * integers beyond 2^53…), UNSUPPORTED_VALUE (valid CBOR outside the model) or NON_CANONICAL.
+ */
+export function decodeCanonical(bytes: Uint8Array): CanonicalValue {
+  if (!(bytes instanceof Uint8Array)) invalid('NOT_BYTES', `expected bytes, got ${typeof bytes}`)
+  // A private copy: decoded byte strings may be views into the buffer we decode.
+  const input = bytes.slice()
+  let value: unknown
+  try {
+    value = cborDecode(input, DECODE_OPTIONS)
+  } catch (e) {
+    invalid('MALFORMED', e instanceof Error ? e.message : String(e), e)
+  }
+  let again: Uint8Array
+  try {
+    again = encodeCanonical(value)
+  } catch (e) {
+    invalid('UNSUPPORTED_VALUE', `decodes to a value outside the canonical model (${e instanceof Error ? e.message : String(e)})`, e)
+  }
+  if (again.length !== input.length || !again.every((b, i) => b === input[i])) {
+    invalid('NON_CANONICAL', 'not in deterministic encoding (RFC 8949 §4.2.1): key order, integer, length or float width')
+  }
+  return value as CanonicalValue
+}
+
+const PREFIX = new TextEncoder().encode('careledger/v1/')
+/** Short labels: letters, digits and . _ - / : — in particular never the 0x00 that ends them. */
+const DOMAIN = /^[A-Za-z0-9][A-Za-z0-9._\-/:]{0,63}$/
+
+/**
+ * "careledger/v1/" ‖ domain ‖ 0x00 ‖ payload: what gets hashed or signed, so bytes meant for one
+ * purpose (a batch manifest) can never be taken for another (an API request). The domain cannot
+ * contain 0x00, so the split between domain and payload is unambiguous.
+ */
+export function domainSeparated(domain: string, payload: Uint8Array): Uint8Array {
+  if (typeof domain !== 'string' || !DOMAIN.test(domain)) {
+    throw new CareLedgerError('INVALID_ARGUMENT', `domain ${typeof domain === 'string' ? JSON.stringify(domain) : `of type ${typeof domain}`} must be 1–64 characters of [A-Za-z0-9._-/:]`, { domain })
+  }
+  if (!(payload instanceof Uint8Array)) throw new CareLedgerError('INVALID_ARGUMENT', `payload: expected bytes, got ${typeof payload}`, { domain })
+  const tag = new TextEncoder().encode(domain)
+  const out = new Uint8Array(PREFIX.length + tag.length + 1 + payload.length)
+  out.set(PREFIX, 0)
+  out.set(tag, PREFIX.length)
+  out.set(payload, PREFIX.length + tag.length + 1)
+  return out
+}
+
+/** SHA-256("careledger/v1/" ‖ domain ‖ 0x00 ‖ encodeCanonical(value)). */
+export const canonicalDigest = (domain: string, value: unknown): Uint8Array => sha256(domainSeparated(domain, encodeCanonical(value)))

@@ -1,0 +1,62 @@
+/**
+ * The plaintext inside a sealed batch's envelope, and the Merkle tree over its readings.
+ *
+ *   body  = canonical CBOR { v: 1, stream, seq, readings: [leaf…] }
+ *   leaf  = canonical CBOR of one reading { seq, ts, rx, type, unit, value | samples + hz }
+ *   root  = RFC 9162 Merkle tree hash over the leaves, in order        (crypto/merkle.ts)
+ *
+ * The root is in the signed manifest, so whoever may decrypt a batch (a doctor, a research
+ * institution) can check that every reading is there and none was altered, and prove a single
+ * reading with an inclusion proof without revealing the others.
+ */
+import { CareLedgerError } from '../errors.ts'
+import { decodeCanonical, encodeCanonical } from '../encoding/canonical.ts'
+import { MerkleTree } from '../crypto/merkle.ts'
+import { validateReading, isRejection, type Reading } from '../schema/reading.ts'
+
+export const BATCH_BODY_VERSION = 1
+
+/** A reading as sealed: the device's reading plus the gateway's receive time `rx`. */
+export interface SealedReading extends Reading {
+  readonly rx: number
+}
+
+export interface BatchBody {
+  readonly v: 1
+  readonly stream: string
+  readonly seq: number
+  readonly readings: readonly SealedReading[]
+}
+
+function leafValue(r: SealedReading): Record<string, unknown> {
+  const base = { seq: r.seq, ts: r.ts, rx: r.rx, type: r.type, unit: r.unit }
+  return r.type === 'ecg' ? { ...base, samples: r.samples, hz: r.hz } : { ...base, value: r.value }
+}
+
+export const readingLeaf = (r: SealedReading): Uint8Array => encodeCanonical(leafValue(r))
+
+export const readingsTree = (readings: readonly SealedReading[]): MerkleTree => MerkleTree.fromLeaves(readings.map(readingLeaf))
+
+export function encodeBatchBody(body: BatchBody): Uint8Array {
+  return encodeCanonical({ v: body.v, stream: body.stream, seq: body.seq, readings: body.readings.map(leafValue) })
+}
+
+/** Parse a decrypted body; every reading is re-validated against the device schema. */
+export function decodeBatchBody(bytes: Uint8Array): BatchBody {
+  const fail = (problem: string): never => {
+    throw new CareLedgerError('INVALID_ENCODING', `batch body: ${problem}`, { what: 'batch body', reason: 'SCHEMA' })
+  }
+  const v = decodeCanonical(bytes) as Record<string, unknown>
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail('not a map')
+  if (v.v !== BATCH_BODY_VERSION) return fail(`version ${String(v.v)} is not supported`)
+  if (typeof v.stream !== 'string' || typeof v.seq !== 'number' || !Array.isArray(v.readings)) return fail('missing stream, seq or readings')
+  const readings = v.readings.map((item: unknown, i: number) => {
+    const { rx, ...reading } = item as Record<string, unknown>
+    if (typeof rx !== 'number' || !Number.isSafeInteger(rx)) return fail(`reading ${i}: rx must be epoch milliseconds`)
+    // The clock check does not apply to sealed history: judge against the receive time.
+    const verdict = validateReading(reading, { now: rx, maxFutureMs: Number.MAX_SAFE_INTEGER })
+    if (isRejection(verdict)) return fail(`reading ${i}: ${verdict.message}`)
+    return { ...verdict, rx }
+  })
+  return { v: BATCH_BODY_VERSION, stream: v.stream, seq: v.seq, readings }
+}
