@@ -1,0 +1,48 @@
+/**
+ * The cloud's SQLite database: one file, WAL, synchronous=FULL (an accepted batch or a sealed
+ * block survives power loss), foreign keys on. Each cloud module registers its own named
+ * migrations (chain, access, …); `openCloudDb` applies the ones a database has not seen yet,
+ * each in its own transaction, and records them in `schema_migrations`.
+ */
+import Database from 'better-sqlite3'
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+
+export type CloudDb = Database.Database
+
+export interface Migration {
+  /** Unique and stable forever, e.g. "chain/001-records-blocks". Applied in registration order. */
+  readonly name: string
+  readonly sql: string
+}
+
+const registry: Migration[] = []
+
+/** Modules call this at import time with their migrations, oldest first. */
+export function registerMigrations(migrations: readonly Migration[]): void {
+  for (const m of migrations) {
+    if (registry.some((r) => r.name === m.name)) continue
+    registry.push(m)
+  }
+}
+
+export function openCloudDb(path: string, opts: { readonly?: boolean } = {}): CloudDb {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+  const db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false })
+  db.pragma('busy_timeout = 5000')
+  if (opts.readonly) return db
+  db.pragma('journal_mode = WAL')
+  db.pragma('synchronous = FULL')
+  db.pragma('foreign_keys = ON')
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)')
+  const applied = new Set((db.prepare('SELECT name FROM schema_migrations').all() as { name: string }[]).map((r) => r.name))
+  const record = db.prepare('INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)')
+  for (const m of registry) {
+    if (applied.has(m.name)) continue
+    db.transaction(() => {
+      db.exec(m.sql)
+      record.run(m.name, Date.now())
+    })()
+  }
+  return db
+}

@@ -1,0 +1,103 @@
+/**
+ * Sealing one batch of a stream — the work the monitors are too small for. Pure: readings and
+ * keys in, the sealed artefacts out; storing them is the caller's job (sealer.ts).
+ *
+ *   sealStages = [encodeBody, merkleRoot, encryptEnvelope, contentAddress, signManifest]
+ *
+ * The envelope is one raw IPFS block (CIDv1, raw codec, sha2-256), so its CID is a pure function
+ * of its bytes; batches are capped well below the 1 MiB block size IPFS peers exchange.
+ */
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { sealEnvelope } from '../../shared/crypto/envelope.ts'
+import type { MasterPublicKey } from '../../shared/crypto/abe/fabeo.ts'
+import { compilePolicy } from '../../shared/crypto/abe/fabeo.ts'
+import { systemRng, type Rng } from '../../shared/crypto/random.ts'
+import { encodeBatchBody, readingsTree, type SealedReading } from '../../shared/protocol/batch.ts'
+import { manifestAad, manifestCommitment, signManifest, type BatchManifest } from '../../shared/protocol/manifest.ts'
+
+/** Keep each envelope a single IPFS block. */
+export const MAX_ENVELOPE_BYTES = 1024 * 1024
+
+export interface StreamPosition {
+  readonly streamId: string
+  readonly deviceId: string
+  readonly pseudonym: string
+  /** Sequence number the next batch of this stream gets (0 for a new stream). */
+  readonly nextSeq: number
+  /** Commitment of the stream's previous batch; null before the first. */
+  readonly prevCommitment: string | null
+}
+
+export interface SealInput {
+  readonly gatewayId: string
+  readonly gatewaySecretKey: Uint8Array
+  readonly mpk: MasterPublicKey
+  /** The stream's policy with `{patient}` already substituted. */
+  readonly policy: string
+  readonly stream: StreamPosition
+  readonly readings: readonly SealedReading[]
+  readonly now: number
+  readonly rng?: Rng
+}
+
+export interface SealedBatch {
+  readonly manifest: BatchManifest
+  readonly signature: Uint8Array
+  readonly commitment: string
+  readonly envelope: Uint8Array
+  readonly cid: CID
+}
+
+/** CIDv1 of a raw block: what IPFS would call these bytes. */
+export async function rawCid(bytes: Uint8Array): Promise<CID> {
+  return CID.createV1(raw.code, await sha256.digest(bytes))
+}
+
+/** Substitute the stream's pseudonym into a policy template such as "role:doctor OR patient:{patient}". */
+export const policyFor = (template: string, pseudonym: string): string => compilePolicy(template.replaceAll('{patient}', pseudonym)).text
+
+export async function sealBatch(input: SealInput): Promise<SealedBatch> {
+  const { stream, readings } = input
+  if (readings.length === 0) throw new RangeError('sealBatch: no readings')
+  // encodeBody
+  const body = encodeBatchBody({ v: 1, stream: stream.streamId, seq: stream.nextSeq, readings })
+  // merkleRoot
+  const root = readingsTree(readings).root
+  let from = Infinity
+  let to = -Infinity
+  const types = new Set<string>()
+  for (const r of readings) {
+    if (r.ts < from) from = r.ts
+    if (r.ts > to) to = r.ts
+    types.add(r.type)
+  }
+  const sealedFields = {
+    v: 1 as const,
+    gateway: input.gatewayId,
+    stream: stream.streamId,
+    device: stream.deviceId,
+    patient: stream.pseudonym,
+    seq: stream.nextSeq,
+    prev: stream.prevCommitment,
+    from,
+    to,
+    count: readings.length,
+    types: [...types].sort(),
+    merkleRoot: bytesToHex(root),
+    authority: bytesToHex(input.mpk.id),
+    policy: input.policy,
+    sealedAt: input.now,
+  }
+  // encryptEnvelope: the manifest's sealed fields are the AEAD's associated data
+  const envelope = sealEnvelope(input.mpk, input.policy, body, manifestAad(sealedFields), input.rng ?? systemRng)
+  if (envelope.length > MAX_ENVELOPE_BYTES) throw new RangeError(`sealed batch of ${envelope.length} bytes exceeds one block; seal fewer readings`)
+  // contentAddress
+  const cid = await rawCid(envelope)
+  const manifest: BatchManifest = { ...sealedFields, cid: cid.toString(), size: envelope.length }
+  // signManifest
+  const signature = signManifest(input.gatewaySecretKey, manifest)
+  return { manifest, signature, commitment: manifestCommitment(manifest), envelope, cid }
+}
