@@ -1,0 +1,103 @@
+/**
+ * Authenticating a request (docs/api.md §Credentials):
+ *
+ *   people   `Authorization: Bearer clt_…` (RFC 6750 §2.1) → a principal with a role, checked
+ *            against the endpoint's group in roles.ts (401 UNAUTHENTICATED / 403 FORBIDDEN).
+ *   gateways the four CareLedger-* headers (shared/protocol/request-signing.ts), in two steps so a
+ *            stranger's body is never read:
+ *              checkGatewayHeaders   before the body: headers present and well-formed, timestamp
+ *                                    within ±5 min, gateway registered and not revoked, nonce unseen
+ *              verifyGatewayRequest  after the body: Ed25519 signature over method, target, body
+ *                                    hash, timestamp and nonce; then the nonce is claimed atomically
+ *            A refused request stores nothing — the nonce is claimed only once the signature verifies.
+ */
+import { isCareLedgerError } from '../../shared/errors.ts'
+import { isFreshRequest, readRequestCredentials, REQUEST_WINDOW_MS, verifyRequestSignature, type RequestCredentials } from '../../shared/protocol/request-signing.ts'
+import { ApiError } from '../service/errors.ts'
+import type { GatewayInfo, GatewayRegistry } from './gateways.ts'
+import type { NonceStore } from './nonces.ts'
+import { ACCESS, type AccessGroup } from './roles.ts'
+import type { Principal, TokenStore } from './tokens.ts'
+
+/** People: the principal behind the Authorization header, if its role may reach `group`. */
+export function authorizePerson(tokens: TokenStore, authorization: string | undefined, group: AccessGroup, now: number): Principal {
+  if (authorization === undefined || authorization === '') {
+    throw new ApiError('UNAUTHENTICATED', 'this endpoint needs a credential: Authorization: Bearer clt_…', { header: 'Authorization' })
+  }
+  const m = /^Bearer +(\S+)$/i.exec(authorization)
+  if (!m) throw new ApiError('UNAUTHENTICATED', 'the Authorization header must be "Bearer clt_…"', { header: 'Authorization' })
+  const principal = tokens.authenticate(m[1]!, now)
+  if (!principal) throw new ApiError('UNAUTHENTICATED', 'the API token is not valid (unknown, malformed or revoked)', { header: 'Authorization' })
+  const allowed: readonly string[] = ACCESS[group]
+  if (!allowed.includes(principal.role)) {
+    throw new ApiError('FORBIDDEN', `role ${principal.role} may not do this (allowed: ${allowed.join(', ')})`, { role: principal.role, allowed })
+  }
+  return principal
+}
+
+export interface GatewayCredentials extends RequestCredentials {
+  readonly gateway: GatewayInfo
+}
+
+export interface GatewayAuthDeps {
+  readonly gateways: GatewayRegistry
+  readonly nonces: NonceStore
+  readonly windowMs?: number
+}
+
+type Headers = Readonly<Record<string, string | readonly string[] | undefined>>
+
+/** Step 1, before the body is read. */
+export function checkGatewayHeaders(deps: GatewayAuthDeps, headers: Headers, now: number): GatewayCredentials {
+  let creds: RequestCredentials
+  try {
+    creds = readRequestCredentials(headers)
+  } catch (e) {
+    if (!isCareLedgerError(e)) throw e
+    const header = e.info.header as string | undefined
+    const unsigned = e.info.reason === 'MISSING'
+    throw new ApiError('UNAUTHENTICATED', unsigned ? `unsigned request: ${e.message.replace(/^signed request: /, '')}; gateway requests must be signed` : e.message, {
+      header,
+    })
+  }
+  const windowMs = deps.windowMs ?? REQUEST_WINDOW_MS
+  if (!isFreshRequest(creds.timestamp, now, windowMs)) {
+    throw new ApiError('STALE_REQUEST', `the request timestamp is ${Math.round((creds.timestamp - now) / 1000)} s from the cloud clock (allowed: ±${windowMs / 1000} s); check the gateway clock (NTP)`, {
+      timestamp: creds.timestamp,
+      cloudTime: now,
+      windowMs,
+    })
+  }
+  const gateway = deps.gateways.live(creds.gatewayId)
+  if (!gateway) {
+    const known = deps.gateways.get(creds.gatewayId)
+    throw new ApiError('UNKNOWN_GATEWAY', known ? `gateway ${creds.gatewayId} has been revoked` : `gateway ${creds.gatewayId} is not registered`, { gatewayId: creds.gatewayId })
+  }
+  if (deps.nonces.seen(creds.gatewayId, creds.nonce, now)) throw replayed(creds)
+  return { ...creds, gateway }
+}
+
+/** Step 2, with the exact body bytes: the signature, then the nonce is claimed. */
+export function verifyGatewayRequest(
+  deps: GatewayAuthDeps,
+  creds: GatewayCredentials,
+  req: { method: string; url: string; body: Uint8Array },
+  now: number,
+): GatewayInfo {
+  const ok = verifyRequestSignature(creds.gateway.publicKey, { method: req.method, path: req.url, body: req.body, timestamp: creds.timestamp, nonce: creds.nonce }, creds.signature)
+  if (!ok) {
+    throw new ApiError('BAD_SIGNATURE', `the request signature does not verify under gateway ${creds.gatewayId}'s key (signed: method, target "${req.url}", SHA-256 of the body, timestamp, nonce)`, {
+      gatewayId: creds.gatewayId,
+    })
+  }
+  const windowMs = deps.windowMs ?? REQUEST_WINDOW_MS
+  // Remember the nonce as long as a replay's timestamp could still pass the clock check.
+  if (!deps.nonces.claim(creds.gatewayId, creds.nonce, creds.timestamp + windowMs + 1000, now)) throw replayed(creds)
+  return creds.gateway
+}
+
+const replayed = (c: RequestCredentials): ApiError =>
+  new ApiError('REPLAYED_REQUEST', `nonce ${c.nonce} was already used by gateway ${c.gatewayId}; sign every request (and every retry) with a fresh nonce`, {
+    gatewayId: c.gatewayId,
+    nonce: c.nonce,
+  })

@@ -1,0 +1,186 @@
+/**
+ * Cloud configuration: one typed object built from CLI flags > environment variables > embedded
+ * defaults, validated with zod. Every error names the flag or variable the bad value came from.
+ *
+ * | variable | flag | default | meaning |
+ * |---|---|---|---|
+ * | `CARELEDGER_CLOUD_DATA` | `--data <dir>` | `./.careledger/cloud` | data directory: `cloud.db` (+ `-wal`, `-shm`), `blocks/` (the envelope blockstore), `keys/` (block-signing key, pinned chameleon public key), `regulator/` (development mode only) |
+ * | `CARELEDGER_CLOUD_HOST` | `--host <host>` | `127.0.0.1` | address the HTTP(S) API and console listen on |
+ * | `CARELEDGER_CLOUD_PORT` | `--port <port>` | `8080` | port of the API and console; `0` picks a free one (logged) |
+ * | `CARELEDGER_CLOUD_TLS_CERT` | `--tls-cert <file>` | (none) | PEM certificate chain: with `_KEY`, the API speaks HTTPS only |
+ * | `CARELEDGER_CLOUD_TLS_KEY` | `--tls-key <file>` | (none) | PEM private key of that certificate |
+ * | `CARELEDGER_CHAMELEON_PUBLIC_KEY` | `--chameleon-public-key <file>` | (none) | the regulator's chameleon-hash public key file (`careledger` key format). Unset: development mode — a regulator key pair is generated under `<data>/regulator/` and a loud warning logged |
+ * | `CARELEDGER_CLOUD_BLOCK_INTERVAL_S` | `--block-interval-s <s>` | `2` | seconds between attempts to seal pending records into a block (fractions allowed) |
+ * | `CARELEDGER_CLOUD_VERIFY_INTERVAL_S` | `--verify-interval-s <s>` | `300` | seconds between full chain verifications (the first runs at start); `0` disables them |
+ * | `CARELEDGER_CLOUD_VERIFY_WORKERS` | `--verify-workers <n>` | `0` | worker threads for chain verification; `0` lets the chain module choose |
+ * | `CARELEDGER_CLOUD_MAX_BATCH_BYTES` | `--max-batch-bytes <n>` | `2097152` | body limit of `POST /v1/batches` (413 PAYLOAD_TOO_LARGE beyond); `POST /v1/batches/bulk` is fixed at 16 MiB by docs/api.md |
+ * | `CARELEDGER_LOG_LEVEL` | `--log-level <level>` | `info` | pino level: fatal, error, warn, info, debug, trace, silent |
+ *
+ * An empty environment variable counts as unset.
+ */
+import { join, resolve } from 'node:path'
+import { z } from 'zod'
+import { CareLedgerError } from '../shared/errors.ts'
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** docs/api.md §POST /v1/batches/bulk: at most 500 batches or 16 MiB. */
+export const BULK_MAX_BATCHES = 500
+export const BULK_MAX_BYTES = 16 * 1024 * 1024
+
+export interface CloudConfig {
+  /** Absolute path of the data directory. */
+  readonly dataDir: string
+  readonly paths: {
+    readonly db: string
+    readonly blocks: string
+    readonly keys: string
+    readonly regulator: string
+  }
+  readonly http: { readonly host: string; readonly port: number }
+  /** Both set or both null. */
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | null
+  /** Regulator's chameleon public key file; null = development mode. */
+  readonly chameleonPublicKeyFile: string | null
+  readonly chain: { readonly blockIntervalMs: number; readonly verifyIntervalMs: number; readonly verifyWorkers: number }
+  readonly limits: { readonly batchBytes: number; readonly bulkBytes: number; readonly bulkBatches: number }
+  readonly log: { readonly level: LogLevel }
+}
+
+export interface Setting {
+  /** Dotted path in the raw object validated by RawSchema. */
+  readonly path: string
+  readonly env: string
+  readonly flag: string
+  /** Property name commander gives the flag (camelCase). */
+  readonly option: string
+  readonly default: string | undefined
+  readonly doc: string
+}
+
+export const SETTINGS: readonly Setting[] = [
+  { path: 'dataDir', env: 'CARELEDGER_CLOUD_DATA', flag: '--data <dir>', option: 'data', default: './.careledger/cloud', doc: 'data directory (cloud.db, blocks/, keys/)' },
+  { path: 'http.host', env: 'CARELEDGER_CLOUD_HOST', flag: '--host <host>', option: 'host', default: '127.0.0.1', doc: 'address the API and console listen on' },
+  { path: 'http.port', env: 'CARELEDGER_CLOUD_PORT', flag: '--port <port>', option: 'port', default: '8080', doc: 'port of the API and console (0 picks a free one)' },
+  { path: 'tls.certFile', env: 'CARELEDGER_CLOUD_TLS_CERT', flag: '--tls-cert <file>', option: 'tlsCert', default: undefined, doc: 'PEM certificate: serve HTTPS (needs --tls-key)' },
+  { path: 'tls.keyFile', env: 'CARELEDGER_CLOUD_TLS_KEY', flag: '--tls-key <file>', option: 'tlsKey', default: undefined, doc: 'PEM private key of the certificate' },
+  { path: 'chameleonPublicKeyFile', env: 'CARELEDGER_CHAMELEON_PUBLIC_KEY', flag: '--chameleon-public-key <file>', option: 'chameleonPublicKey', default: undefined, doc: "regulator's chameleon public key file (unset: development mode)" },
+  { path: 'chain.blockIntervalS', env: 'CARELEDGER_CLOUD_BLOCK_INTERVAL_S', flag: '--block-interval-s <s>', option: 'blockIntervalS', default: '2', doc: 'seconds between block sealing attempts' },
+  { path: 'chain.verifyIntervalS', env: 'CARELEDGER_CLOUD_VERIFY_INTERVAL_S', flag: '--verify-interval-s <s>', option: 'verifyIntervalS', default: '300', doc: 'seconds between chain verifications (0 disables)' },
+  { path: 'chain.verifyWorkers', env: 'CARELEDGER_CLOUD_VERIFY_WORKERS', flag: '--verify-workers <n>', option: 'verifyWorkers', default: '0', doc: 'verification worker threads (0: chain default)' },
+  { path: 'limits.batchBytes', env: 'CARELEDGER_CLOUD_MAX_BATCH_BYTES', flag: '--max-batch-bytes <n>', option: 'maxBatchBytes', default: String(2 * 1024 * 1024), doc: 'body limit of POST /v1/batches, bytes' },
+  { path: 'log.level', env: 'CARELEDGER_LOG_LEVEL', flag: '--log-level <level>', option: 'logLevel', default: 'info', doc: 'log level' },
+]
+
+const path = z.string().trim().min(1, 'must not be empty')
+const seconds = (min: number, max: number) => z.coerce.number().finite().min(min).max(max)
+
+const RawSchema = z
+  .object({
+    dataDir: path,
+    http: z.object({ host: z.string().trim().min(1, 'must not be empty'), port: z.coerce.number().int().min(0).max(65535) }),
+    tls: z.object({ certFile: path.optional(), keyFile: path.optional() }),
+    chameleonPublicKeyFile: path.optional(),
+    chain: z.object({
+      blockIntervalS: seconds(0.05, 3600),
+      verifyIntervalS: seconds(0, 7 * 24 * 3600).refine((s) => s === 0 || s >= 1, 'must be 0 (disabled) or at least 1'),
+      verifyWorkers: z.coerce.number().int().min(0).max(256),
+    }),
+    limits: z.object({ batchBytes: z.coerce.number().int().min(1024).max(BULK_MAX_BYTES) }),
+    log: z.object({ level: z.enum(LOG_LEVELS) }),
+  })
+  .refine((r) => (r.tls.certFile === undefined) === (r.tls.keyFile === undefined), {
+    message: 'TLS needs both a certificate and a key',
+    path: ['tls', 'certFile'],
+  })
+
+/** Where a value came from, for error messages and `careledger cloud config`. */
+export type Source = { kind: 'flag'; name: string } | { kind: 'env'; name: string } | { kind: 'default' }
+
+export interface LoadedConfig {
+  readonly config: CloudConfig
+  readonly sources: Readonly<Record<string, Source>>
+}
+
+/**
+ * Build the cloud configuration. `flags` is what commander parsed (keys as in `Setting.option`);
+ * `env` defaults to process.env. Throws CareLedgerError('INVALID_ARGUMENT') naming the source.
+ */
+export function loadCloudConfig(flags: Readonly<Record<string, unknown>> = {}, env: Readonly<Record<string, string | undefined>> = process.env): LoadedConfig {
+  const raw: Record<string, unknown> = {}
+  const sources: Record<string, Source> = {}
+  for (const s of SETTINGS) {
+    const flag = flags[s.option]
+    const envValue = env[s.env]
+    let value: string | undefined
+    let source: Source
+    if (flag !== undefined) {
+      value = String(flag)
+      source = { kind: 'flag', name: s.flag.split(' ')[0]! }
+    } else if (envValue !== undefined && envValue !== '') {
+      value = envValue
+      source = { kind: 'env', name: s.env }
+    } else {
+      value = s.default
+      source = { kind: 'default' }
+    }
+    sources[s.path] = source
+    if (value !== undefined) setPath(raw, s.path, value)
+  }
+  setPath(raw, 'tls', (raw.tls as object | undefined) ?? {})
+  const parsed = RawSchema.safeParse(raw)
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const at = issue.path.filter((p) => typeof p === 'string').join('.')
+      const setting = SETTINGS.find((s) => s.path === at)
+      if (!setting) return `${at}: ${issue.message}`
+      const src = sources[setting.path]!
+      const where = src.kind === 'default' ? `default of ${setting.env}` : src.name
+      return `${where}=${JSON.stringify(getPath(raw, setting.path) ?? null)}: ${issue.message}`
+    })
+    throw new CareLedgerError('INVALID_ARGUMENT', `invalid cloud configuration: ${problems.join('; ')}`, { problems })
+  }
+  const r = parsed.data
+  const dataDir = resolve(r.dataDir)
+  const config: CloudConfig = {
+    dataDir,
+    paths: { db: join(dataDir, 'cloud.db'), blocks: join(dataDir, 'blocks'), keys: join(dataDir, 'keys'), regulator: join(dataDir, 'regulator') },
+    http: { host: r.http.host, port: r.http.port },
+    tls: r.tls.certFile !== undefined && r.tls.keyFile !== undefined ? { certFile: resolve(r.tls.certFile), keyFile: resolve(r.tls.keyFile) } : null,
+    chameleonPublicKeyFile: r.chameleonPublicKeyFile === undefined ? null : resolve(r.chameleonPublicKeyFile),
+    chain: { blockIntervalMs: Math.round(r.chain.blockIntervalS * 1000), verifyIntervalMs: Math.round(r.chain.verifyIntervalS * 1000), verifyWorkers: r.chain.verifyWorkers },
+    limits: { batchBytes: r.limits.batchBytes, bulkBytes: BULK_MAX_BYTES, bulkBatches: BULK_MAX_BATCHES },
+    log: { level: r.log.level },
+  }
+  return { config, sources }
+}
+
+/** Only the data directory (flag > CARELEDGER_CLOUD_DATA > default), for the token and gateway commands. */
+export function resolveCloudDataDir(flag: string | undefined, env: Readonly<Record<string, string | undefined>> = process.env): string {
+  const s = SETTINGS[0]!
+  const value = flag ?? (env[s.env] || s.default!)
+  if (!value.trim()) throw new CareLedgerError('INVALID_ARGUMENT', `${flag !== undefined ? '--data' : s.env} must not be empty`, {})
+  return resolve(value)
+}
+
+export const cloudDbPath = (dataDir: string): string => join(dataDir, 'cloud.db')
+
+/** The table above, generated from SETTINGS. */
+export function configTable(): string {
+  const rows = SETTINGS.map((s) => `| \`${s.env}\` | \`${s.flag}\` | ${s.default ? `\`${s.default}\`` : '(none)'} | ${s.doc} |`)
+  return ['| variable | flag | default | meaning |', '|---|---|---|---|', ...rows].join('\n')
+}
+
+function setPath(obj: Record<string, unknown>, p: string, value: unknown): void {
+  const keys = p.split('.')
+  let cur = obj
+  for (const k of keys.slice(0, -1)) cur = (cur[k] ??= {}) as Record<string, unknown>
+  cur[keys.at(-1)!] = value
+}
+
+export function getPath(obj: unknown, p: string): unknown {
+  let cur: unknown = obj
+  for (const k of p.split('.')) cur = (cur as Record<string, unknown> | undefined)?.[k]
+  return cur
+}

@@ -1,0 +1,188 @@
+/**
+ * `startCloud(config)`: keys, database, chain, blockstore, access stores, the HTTP service and the
+ * scheduled jobs; returns a handle whose `stop()` shuts down gracefully (stop accepting and finish
+ * in-flight requests → stop the jobs, waiting for a run in progress → seal what is pending →
+ * stop the chain's worker threads → close the blockstore → checkpoint and close the database).
+ *
+ * Jobs (service/jobs.ts, plain timers, never overlapping themselves):
+ *   seal-block     every CARELEDGER_CLOUD_BLOCK_INTERVAL_S: ChainStore.sealBlock(now)
+ *   verify-chain   at start, then every CARELEDGER_CLOUD_VERIFY_INTERVAL_S: verifyChain on a
+ *                  read snapshot (ingest continues meanwhile), with an in-memory cache of rows
+ *                  already verified and the newest head this process sealed or verified, so
+ *                  truncation or rewritten history is caught; the result is kept in SQLite and
+ *                  served at /v1/chain/verification
+ *   prune-nonces   every minute: forget request nonces whose timestamps can no longer pass
+ */
+import { readFileSync } from 'node:fs'
+import type { FastifyInstance } from 'fastify'
+import { pino, type Logger } from 'pino'
+import type { CloudConfig } from './config.ts'
+import { loadCloudKeys, type CloudKeys } from './keys.ts'
+import { openCloudDb } from './store/db.ts'
+import { ChainStore, type BlockSummary } from './chain/store.ts'
+import { AppendQueue } from './chain/append-queue.ts'
+import { verifyChain, VerificationCache } from './chain/verify.ts'
+import { TokenStore } from './access/tokens.ts'
+import { GatewayRegistry } from './access/gateways.ts'
+import { Enrolment } from './access/enrolment.ts'
+import { NonceStore } from './access/nonces.ts'
+import { EnvelopeStore } from './service/blockstore.ts'
+import { buildApp } from './service/app.ts'
+import type { ServiceContext } from './service/context.ts'
+import { every, type Job } from './service/jobs.ts'
+import { createCloudMetrics } from './service/metrics.ts'
+import { RateWindow } from './service/rate.ts'
+import { VerificationLog, type VerificationResult } from './service/verification.ts'
+
+export interface StartOptions {
+  readonly logger?: Logger
+  /** Clock (tests). */
+  readonly now?: () => number
+}
+
+export interface Cloud extends ServiceContext {
+  /** Base URL, e.g. http://127.0.0.1:8080 */
+  readonly url: string
+  readonly host: string
+  readonly port: number
+  readonly app: FastifyInstance
+  /** Seal pending records into a block now (the scheduled job does this every interval). */
+  sealNow(): BlockSummary | null
+  /** Run a full chain verification now and keep its result. */
+  verifyNow(): Promise<VerificationResult | null>
+  stop(): Promise<void>
+}
+
+const NONCE_PRUNE_MS = 60_000
+
+const urlHost = (host: string): string => (host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host)
+
+export async function startCloud(config: CloudConfig, opts: StartOptions = {}): Promise<Cloud> {
+  const logger = opts.logger ?? pino({ level: config.log.level, base: { service: 'careledger-cloud', pid: process.pid } })
+  const now = opts.now ?? Date.now
+  const startedAt = now()
+  const cleanups: Array<() => unknown> = []
+  const undo = async (): Promise<void> => {
+    for (const c of cleanups.reverse()) await c()
+  }
+
+  try {
+    const keys: CloudKeys = loadCloudKeys(config.paths, config.chameleonPublicKeyFile, { logger })
+    const db = openCloudDb(config.paths.db)
+    cleanups.push(() => db.close())
+    const chain = new ChainStore(db, keys)
+    cleanups.push(() => chain.close())
+    const blocks = await EnvelopeStore.open(config.paths.blocks)
+    cleanups.push(() => blocks.close())
+    const gateways = new GatewayRegistry(db)
+    const metrics = createCloudMetrics()
+
+    const ctx: ServiceContext = {
+      config,
+      keys,
+      db,
+      chain,
+      appendQueue: new AppendQueue(chain),
+      blocks,
+      tokens: new TokenStore(db),
+      gateways,
+      enrolment: new Enrolment(db, gateways),
+      nonces: new NonceStore(db),
+      verification: new VerificationLog(db),
+      ingestRate: new RateWindow(),
+      metrics,
+      logger,
+      startedAt,
+      now,
+    }
+
+    // ── jobs ─────────────────────────────────────────────────────────────────────────────────
+    let knownHead: { height: number; hash: string } | null = chain.head()
+    const sealNow = (): BlockSummary | null => {
+      let block: BlockSummary | null
+      try {
+        block = chain.sealBlock(now())
+      } catch (err) {
+        metrics.sealFailures.inc()
+        throw err
+      }
+      if (block) {
+        knownHead = { height: block.height, hash: block.hash }
+        metrics.blocksSealed.inc()
+        metrics.height.set(block.height)
+        logger.debug({ event: 'block_sealed', height: block.height, records: block.count, first: block.firstRecord }, `sealed block ${block.height}`)
+      }
+      return block
+    }
+
+    const cache = new VerificationCache()
+    const verifyNow = async (): Promise<VerificationResult | null> => {
+      const t0 = performance.now()
+      const report = await verifyChain(config.paths.db, {
+        chameleonPublicKey: keys.chameleonPublicKey,
+        signingPublicKey: keys.signingPublicKey,
+        ...(config.chain.verifyWorkers > 0 ? { workers: config.chain.verifyWorkers } : {}),
+        cache,
+        ...(knownHead ? { expectHead: knownHead } : {}),
+      })
+      ctx.verification.record(report)
+      metrics.verificationOk.set(report.ok ? 1 : 0)
+      metrics.verificationTime.set(report.checkedAt / 1000)
+      metrics.verificationSeconds.observe((performance.now() - t0) / 1000)
+      if (report.ok) {
+        if (report.head && (!knownHead || report.head.height >= knownHead.height)) knownHead = report.head
+        logger.info({ event: 'chain_verified', blocks: report.blocks, records: report.records, ms: report.durationMs }, 'chain verified')
+      } else {
+        logger.error({ event: 'chain_verification_failed', failureCounts: report.failureCounts, first: report.failures.slice(0, 5) }, `CHAIN VERIFICATION FAILED: ${report.failures.length + report.failuresOmitted} failure(s)`)
+      }
+      return report
+    }
+
+    const jobs: Job[] = [
+      every('seal-block', config.chain.blockIntervalMs, sealNow, { logger }),
+      every('prune-nonces', NONCE_PRUNE_MS, () => ctx.nonces.prune(now()), { logger }),
+    ]
+    if (config.chain.verifyIntervalMs > 0) jobs.push(every('verify-chain', config.chain.verifyIntervalMs, verifyNow, { logger, runAtStart: true }))
+    cleanups.push(() => Promise.all(jobs.map((j) => j.stop())))
+
+    // ── HTTP ─────────────────────────────────────────────────────────────────────────────────
+    const https = config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : null
+    const app = await buildApp(ctx, { https })
+    cleanups.push(() => app.close())
+    await app.listen({ host: config.http.host, port: config.http.port })
+    const addr = app.server.address()
+    const port = typeof addr === 'object' && addr ? addr.port : config.http.port
+    const url = `${https ? 'https' : 'http'}://${urlHost(config.http.host)}:${port}`
+
+    let stopping: Promise<void> | null = null
+    const stop = (): Promise<void> =>
+      (stopping ??= (async () => {
+        logger.info({ event: 'cloud_stopping' }, 'stopping: finishing in-flight requests')
+        await app.close()
+        await Promise.all(jobs.map((j) => j.stop()))
+        try {
+          sealNow()
+        } catch (err) {
+          logger.error({ event: 'final_seal_failed', err }, 'could not seal the pending records on stop (they are sealed at the next start)')
+        }
+        await chain.close()
+        await blocks.close()
+        try {
+          db.pragma('wal_checkpoint(TRUNCATE)')
+        } catch (err) {
+          logger.warn({ err }, 'final WAL checkpoint failed (the WAL is replayed at next start)')
+        }
+        db.close()
+        logger.info({ event: 'cloud_stopped' }, 'cloud stopped')
+      })())
+
+    logger.info(
+      { event: 'cloud_ready', url, dataDir: config.dataDir, signingKey: keys.signingKeyId, chameleonKey: keys.chameleonKeyId, developmentRegulator: keys.developmentRegulator, height: chain.stats().height },
+      `cloud ready at ${url}`,
+    )
+    return { ...ctx, url, host: config.http.host, port, app, sealNow, verifyNow, stop }
+  } catch (e) {
+    await undo()
+    throw e
+  }
+}

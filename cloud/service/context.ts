@@ -1,0 +1,36 @@
+/** What every route works with: one instance per running cloud (runtime.ts builds it). */
+import type { Logger } from 'pino'
+import type { CloudConfig } from '../config.ts'
+import type { CloudKeys } from '../keys.ts'
+import type { CloudDb } from '../store/db.ts'
+import type { ChainStore } from '../chain/store.ts'
+import type { AppendQueue } from '../chain/append-queue.ts'
+import type { TokenStore } from '../access/tokens.ts'
+import type { GatewayRegistry } from '../access/gateways.ts'
+import type { Enrolment } from '../access/enrolment.ts'
+import type { NonceStore } from '../access/nonces.ts'
+import type { EnvelopeStore } from './blockstore.ts'
+import type { CloudMetrics } from './metrics.ts'
+import type { VerificationLog } from './verification.ts'
+import type { RateWindow } from './rate.ts'
+
+export interface ServiceContext {
+  readonly config: CloudConfig
+  readonly keys: CloudKeys
+  /** The single write connection. better-sqlite3 is synchronous: keep transactions short. */
+  readonly db: CloudDb
+  readonly chain: ChainStore
+  /** Group commit of concurrent single uploads (one transaction and fsync per group). */
+  readonly appendQueue: AppendQueue
+  readonly blocks: EnvelopeStore
+  readonly tokens: TokenStore
+  readonly gateways: GatewayRegistry
+  readonly enrolment: Enrolment
+  readonly nonces: NonceStore
+  readonly verification: VerificationLog
+  readonly ingestRate: RateWindow
+  readonly metrics: CloudMetrics
+  readonly logger: Logger
+  readonly startedAt: number
+  readonly now: () => number
+}

@@ -1,0 +1,152 @@
+/**
+ * The OpenAPI 3.1 description of docs/api.md, served at GET /v1/openapi.json. docs/api.md is
+ * normative; this document is its machine-readable summary (paths, credentials, error model).
+ */
+import type { CloudConfig } from '../config.ts'
+import { API_ERROR_STATUS } from './errors.ts'
+import { ACCESS, type AccessGroup } from '../access/roles.ts'
+
+const json = (schema: object) => ({ 'application/json': { schema } })
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` })
+const error = (description: string) => ({ description, content: json(ref('Error')) })
+const hex = (n: number) => ({ type: 'string', pattern: `^[0-9a-f]{${n}}$` })
+const int = { type: 'integer' }
+const epochMs = { type: 'integer', description: 'epoch milliseconds' }
+
+function people(group: AccessGroup, summary: string, ok: object, extra: object = {}) {
+  return {
+    summary,
+    description: `Roles: ${ACCESS[group].join(', ')}.`,
+    security: [{ bearer: [] }],
+    ...extra,
+    responses: { 200: ok, 401: error('UNAUTHENTICATED'), 403: error('FORBIDDEN'), 400: error('INVALID_REQUEST'), 404: error('NOT_FOUND') },
+  }
+}
+
+const paging = [
+  { name: 'after', in: 'query', schema: int, description: 'cursor: the last id (height) of the previous page' },
+  { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+]
+
+export function openApiDocument(config: CloudConfig): object {
+  const gatewaySigned = {
+    security: [{ gatewayId: [], gatewayTimestamp: [], gatewayNonce: [], gatewaySignature: [] }],
+  }
+  const uploadErrors = {
+    400: error('INVALID_REQUEST, INVALID_MANIFEST or INVALID_CAR'),
+    401: error('UNAUTHENTICATED, STALE_REQUEST, REPLAYED_REQUEST, UNKNOWN_GATEWAY or BAD_SIGNATURE'),
+    413: error('PAYLOAD_TOO_LARGE'),
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'CareLedger cloud API', version: '1', description: 'Normative description: docs/api.md. Batch uploads are canonical CBOR (RFC 8949 §4.2.1), everything else JSON.' },
+    components: {
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', description: 'API token clt_… (careledger cloud token create)' },
+        gatewayId: { type: 'apiKey', in: 'header', name: 'CareLedger-Gateway', description: '16 hex: signingKeyId(gateway public key)' },
+        gatewayTimestamp: { type: 'apiKey', in: 'header', name: 'CareLedger-Timestamp', description: 'epoch ms; within ±5 min of the cloud clock' },
+        gatewayNonce: { type: 'apiKey', in: 'header', name: 'CareLedger-Nonce', description: '32 hex, fresh per request' },
+        gatewaySignature: {
+          type: 'apiKey',
+          in: 'header',
+          name: 'CareLedger-Signature',
+          description: 'base64 Ed25519, domain api-request, over canonical CBOR [method, pathWithQuery, hex(SHA-256(body)), timestamp, nonce]',
+        },
+      },
+      schemas: {
+        Error: {
+          type: 'object',
+          required: ['error'],
+          properties: { error: { type: 'object', required: ['code', 'message', 'details'], properties: { code: { enum: Object.keys(API_ERROR_STATUS) }, message: { type: 'string' }, details: { type: 'object' } } } },
+        },
+        UploadRecord: { type: 'object', properties: { id: int, stream: hex(32), seq: int, commitment: hex(64), block: { type: ['integer', 'null'] } } },
+        Record: {
+          type: 'object',
+          properties: {
+            id: int, stream: hex(32), seq: int, gateway: hex(16), device: { type: 'string' }, patient: { type: 'string', pattern: '^p-[0-9a-f]{24}$' },
+            from: epochMs, to: epochMs, count: int, types: { type: 'array', items: { type: 'string' } }, cid: { type: 'string' }, policy: { type: 'string' },
+            commitment: hex(64), block: { type: ['integer', 'null'] }, receivedAt: epochMs, redacted: { type: 'boolean' },
+          },
+        },
+        Block: {
+          type: 'object',
+          properties: { height: int, hash: hex(64), prev: { type: ['string', 'null'] }, time: epochMs, recordsRoot: hex(64), count: int, firstRecord: int, lastRecord: int, signature: hex(128) },
+        },
+        Stream: {
+          type: 'object',
+          properties: {
+            stream: hex(32), gateway: hex(16), device: { type: 'string' }, patient: { type: 'string' }, batches: int, lastSeq: int,
+            ranges: { type: 'array', items: { type: 'array', items: int, minItems: 2, maxItems: 2 } },
+            gaps: { type: 'array', items: { type: 'array', items: int, minItems: 2, maxItems: 2 } },
+            firstBatchAt: epochMs, lastBatchAt: epochMs,
+          },
+        },
+      },
+    },
+    paths: {
+      '/healthz': { get: { summary: 'Liveness and chain height; no credential', security: [], responses: { 200: { description: 'ok', content: json({ type: 'object' }) }, 503: { description: 'database failing' } } } },
+      '/v1/gateways/register': {
+        post: {
+          summary: 'Redeem a one-time enrolment token (cle_…) for a gateway key',
+          security: [],
+          requestBody: { required: true, content: json({ type: 'object', required: ['token', 'publicKey', 'name'], properties: { token: { type: 'string' }, publicKey: hex(64), name: { type: 'string' } } }) },
+          responses: {
+            201: { description: 'registered', content: json({ type: 'object', properties: { gatewayId: hex(16), name: { type: 'string' }, cloud: { type: 'object', properties: { signingKey: hex(64), chameleonKey: hex(64) } } } }) },
+            400: error('INVALID_REQUEST'),
+            401: error('UNAUTHENTICATED: unknown, used, withdrawn or expired token'),
+            409: error('CONFLICT: key or name already registered'),
+          },
+        },
+      },
+      '/v1/batches': {
+        post: {
+          summary: 'Upload one sealed batch',
+          ...gatewaySigned,
+          requestBody: { required: true, description: `canonical CBOR {manifest, signature, car}; at most ${config.limits.batchBytes} bytes`, content: { 'application/cbor': { schema: { type: 'string', format: 'binary' } } } },
+          responses: {
+            201: { description: 'created', content: json({ type: 'object', properties: { record: ref('UploadRecord'), duplicate: { const: false } } }) },
+            200: { description: 'duplicate: already stored', content: json({ type: 'object', properties: { record: ref('UploadRecord'), duplicate: { const: true } } }) },
+            409: error('CONFLICT: another batch holds this (stream, seq), or the stream link is broken; logged as an equivocation'),
+            ...uploadErrors,
+          },
+        },
+      },
+      '/v1/batches/bulk': {
+        post: {
+          summary: 'Upload many sealed batches, judged in order',
+          ...gatewaySigned,
+          requestBody: { required: true, description: `canonical CBOR {batches: [...]}; at most ${config.limits.bulkBatches} batches or ${config.limits.bulkBytes} bytes`, content: { 'application/cbor': { schema: { type: 'string', format: 'binary' } } } },
+          responses: {
+            200: {
+              description: 'one result per batch, in order',
+              content: json({ type: 'object', properties: { results: { type: 'array', items: { type: 'object', properties: { status: int, record: { oneOf: [ref('UploadRecord'), { type: 'null' }] }, error: { type: ['object', 'null'] } } } } } }),
+            },
+            ...uploadErrors,
+          },
+        },
+      },
+      '/v1/gateways': { get: people('gateways', 'Registered gateways and their last sync', { description: 'ok' }) },
+      '/v1/streams': { get: people('streams', 'Streams with held ranges and gaps', { description: 'ok', content: json({ type: 'object', properties: { streams: { type: 'array', items: ref('Stream') } } }) }) },
+      '/v1/records': {
+        get: people('records', 'Record metadata (never ciphertext or plaintext)', { description: 'ok', content: json({ type: 'object', properties: { records: { type: 'array', items: ref('Record') }, next: { type: ['integer', 'null'] } } }) }, {
+          parameters: [{ name: 'stream', in: 'query', schema: hex(32) }, ...paging],
+        }),
+      },
+      '/v1/records/{id}': { get: people('records', 'One record: manifest, gateway signature, chameleon hash and opening, block', { description: 'ok' }, { parameters: [{ name: 'id', in: 'path', required: true, schema: int }] }) },
+      '/v1/records/{id}/proof': {
+        get: people('records', 'RFC 9162 §2.1.3 inclusion proof of the record in its block (404 while unsealed)', { description: 'ok' }, { parameters: [{ name: 'id', in: 'path', required: true, schema: int }] }),
+      },
+      '/v1/records/{id}/envelope': {
+        get: people('envelope', 'The sealed envelope bytes (CP-ABE ciphertext)', { description: 'envelope', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } }, {
+          parameters: [{ name: 'id', in: 'path', required: true, schema: int }],
+        }),
+      },
+      '/v1/blocks': { get: people('blocks', 'Blocks in height order', { description: 'ok', content: json({ type: 'object', properties: { blocks: { type: 'array', items: ref('Block') }, next: { type: ['integer', 'null'] } } }) }, { parameters: paging }) },
+      '/v1/blocks/{height}': { get: people('blocks', 'One block with its header and record ids', { description: 'ok' }, { parameters: [{ name: 'height', in: 'path', required: true, schema: int }] }) },
+      '/v1/chain/verification': { get: people('verification', 'The latest full chain verification (404 before the first)', { description: 'ok' }) },
+      '/v1/stats': { get: people('stats', 'Live counters for the console', { description: 'ok' }) },
+      '/v1/openapi.json': { get: people('openapi', 'This document', { description: 'ok' }) },
+      '/metrics': { get: people('metrics', 'Prometheus metrics (careledger_cloud_*)', { description: 'text/plain' }) },
+    },
+  }
+}

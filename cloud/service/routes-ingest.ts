@@ -1,0 +1,142 @@
+/**
+ * Batch upload (docs/api.md §POST /v1/batches, §POST /v1/batches/bulk), gateway-signed.
+ *
+ *   onRequest              checkGatewayHeaders: signed, fresh, known gateway, unseen nonce — before
+ *                          any body byte is read (request-auth.ts)
+ *   POST /v1/batches       ingestStages = [authenticateGateway, parseBody], then the batch through
+ *                          batchStages (ingest.ts)
+ *   POST /v1/batches/bulk  bulkStages = [authenticateGateway, parseBulkBody], then judgeEach: every
+ *                          batch through preAppendStages, the survivors appended in one transaction
+ *
+ * This scope takes every body as raw bytes (the signature covers the exact bytes), then insists
+ * on `Content-Type: application/cbor` once the request is known to come from a gateway.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { checkGatewayHeaders, verifyGatewayRequest } from '../access/request-auth.ts'
+import type { GatewayInfo } from '../access/gateways.ts'
+import type { BulkAppendResult } from '../chain/store.ts'
+import type { ServiceContext } from './context.ts'
+import { ApiError, isApiError } from './errors.ts'
+import { batchStages, chainRefusal, preAppendStages, runStages, settle, type Accepted, type BatchState } from './ingest.ts'
+import { decodeBody, readBulk } from './upload.ts'
+import type { CanonicalValue } from '../../shared/encoding/canonical.ts'
+
+interface RequestState {
+  readonly ctx: ServiceContext
+  readonly req: FastifyRequest
+  readonly receivedAt: number
+  gateway?: GatewayInfo
+  body?: CanonicalValue
+  items?: readonly unknown[]
+}
+
+type RequestStage = (r: RequestState) => void | Promise<void>
+
+const EMPTY = Buffer.alloc(0)
+/** Bulk items checked and stored at once before the chain append. */
+const PRE_APPEND_CONCURRENCY = 32
+
+function authenticateGateway(r: RequestState): void {
+  const body = (r.req.body as Buffer | undefined) ?? EMPTY
+  r.gateway = verifyGatewayRequest(r.ctx, r.req.gatewayCredentials!, { method: r.req.method, url: r.req.url, body }, r.ctx.now())
+}
+
+function parseBody(r: RequestState): void {
+  const type = (r.req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+  if (type !== 'application/cbor') {
+    throw new ApiError('INVALID_REQUEST', `content-type: ${type ? `"${type}"` : 'missing'}; batch uploads are application/cbor (canonical CBOR, RFC 8949 §4.2.1)`, { field: 'content-type' })
+  }
+  r.body = decodeBody((r.req.body as Buffer | undefined) ?? EMPTY)
+}
+
+function parseBulkBody(r: RequestState): void {
+  parseBody(r)
+  r.items = readBulk(r.body!, r.ctx.config.limits.bulkBatches)
+}
+
+const ingestStages: readonly RequestStage[] = [authenticateGateway, parseBody]
+const bulkStages: readonly RequestStage[] = [authenticateGateway, parseBulkBody]
+
+export interface BulkResult {
+  readonly status: number
+  readonly record: Accepted['record'] | null
+  readonly error: ReturnType<ApiError['toJSON']> | null
+}
+
+/** Each item through the pre-append stages, then the survivors appended in one transaction, in order. */
+async function judgeEach(r: RequestState): Promise<BulkResult[]> {
+  const { ctx } = r
+  const states: BatchState[] = r.items!.map((item, i) => ({ ctx, gateway: r.gateway!, receivedAt: r.receivedAt, item, at: `batches[${i}]` }))
+  // The pre-append stages touch no chain state, so items overlap their disk waits (the envelope
+  // fsyncs); the chain then judges them strictly in order.
+  const results: (BulkResult | null)[] = new Array(states.length).fill(null)
+  for (let from = 0; from < states.length; from += PRE_APPEND_CONCURRENCY) {
+    await Promise.all(
+      states.slice(from, from + PRE_APPEND_CONCURRENCY).map(async (s, k) => {
+        try {
+          await runStages(s, preAppendStages)
+        } catch (e) {
+          if (!isApiError(e)) throw e
+          results[from + k] = { status: e.status, record: null, error: e.toJSON() }
+        }
+      }),
+    )
+  }
+  const survivors = states.filter((_, i) => results[i] === null)
+  let appended: BulkAppendResult[] = []
+  if (survivors.length > 0) {
+    appended = ctx.chain.appendBatches(survivors.map((s) => ({ manifest: s.admitted!.manifest, signature: s.admitted!.signature, gatewayKey: s.admitted!.gatewayKey, receivedAt: r.receivedAt })))
+  }
+  let next = 0
+  return results.map((done, i) => {
+    if (done) return done
+    const s = states[i]!
+    const result = appended[next++]!
+    try {
+      if (result.status === 'rejected') throw chainRefusal(s, result.error)
+      const ok = settle(s, result)
+      return { status: ok.status, record: ok.record, error: null }
+    } catch (e) {
+      if (!isApiError(e)) throw e
+      return { status: e.status, record: null, error: e.toJSON() }
+    }
+  })
+}
+
+function outcome(ctx: ServiceContext, status: number, code?: string): void {
+  ctx.metrics.batches.inc({ outcome: status === 201 ? 'created' : status === 200 ? 'duplicate' : (code ?? String(status)) })
+}
+
+export function registerIngestRoutes(scope: FastifyInstance, ctx: ServiceContext): void {
+  scope.removeAllContentTypeParsers()
+  scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
+
+  scope.addHook('onRequest', async (req) => {
+    req.gatewayCredentials = checkGatewayHeaders(ctx, req.headers, ctx.now())
+  })
+
+  scope.post('/v1/batches', { bodyLimit: ctx.config.limits.batchBytes }, async (req, reply) => {
+    const r: RequestState = { ctx, req, receivedAt: ctx.now() }
+    for (const stage of ingestStages) await stage(r)
+    const s: BatchState = { ctx, gateway: r.gateway!, receivedAt: r.receivedAt, item: r.body, at: '' }
+    try {
+      await runStages(s, batchStages)
+    } catch (e) {
+      if (isApiError(e)) outcome(ctx, e.status, e.code)
+      throw e
+    }
+    const ok = s.accepted!
+    outcome(ctx, ok.status)
+    return reply.code(ok.status).send({ record: ok.record, duplicate: ok.duplicate })
+  })
+
+  scope.post('/v1/batches/bulk', { bodyLimit: ctx.config.limits.bulkBytes }, async (req, reply) => {
+    const r: RequestState = { ctx, req, receivedAt: ctx.now() }
+    for (const stage of bulkStages) await stage(r)
+    const results = await judgeEach(r)
+    for (const x of results) outcome(ctx, x.status, x.error?.code)
+    const created = results.filter((x) => x.status === 201).length
+    ctx.logger.info({ event: 'bulk_ingest', gateway: r.gateway!.gatewayId, batches: results.length, created, refused: results.filter((x) => x.status >= 400).length }, 'bulk upload judged')
+    return reply.code(200).send({ results })
+  })
+}

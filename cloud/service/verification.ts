@@ -1,0 +1,49 @@
+/**
+ * Periodic chain verification (docs/api.md §GET /v1/chain/verification): the service runs the
+ * chain module's `verifyChain` every few minutes and keeps each result in SQLite, so the latest
+ * one survives a restart and the console can show it at once. The last 100 runs are kept.
+ */
+import type { CloudDb } from '../store/db.ts'
+import { registerMigrations } from '../store/db.ts'
+import type { VerificationReport } from '../chain/verify.ts'
+
+registerMigrations([
+  {
+    name: 'service/001-verification-runs',
+    sql: `
+      CREATE TABLE verification_runs (
+        id          INTEGER PRIMARY KEY,
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        ok          INTEGER NOT NULL,
+        report      TEXT    NOT NULL
+      );
+    `,
+  },
+])
+
+const KEEP = 100
+
+export type VerificationResult = VerificationReport
+
+export class VerificationLog {
+  readonly #q
+
+  constructor(db: CloudDb) {
+    this.#q = {
+      insert: db.prepare('INSERT INTO verification_runs (started_at, finished_at, ok, report) VALUES (?, ?, ?, ?)'),
+      trim: db.prepare('DELETE FROM verification_runs WHERE id <= (SELECT max(id) FROM verification_runs) - ?'),
+      latest: db.prepare<[], { report: string }>('SELECT report FROM verification_runs ORDER BY id DESC LIMIT 1'),
+    }
+  }
+
+  record(result: VerificationResult): void {
+    this.#q.insert.run(result.startedAt, result.checkedAt, result.ok ? 1 : 0, JSON.stringify(result))
+    this.#q.trim.run(KEEP)
+  }
+
+  latest(): VerificationResult | null {
+    const row = this.#q.latest.get()
+    return row ? (JSON.parse(row.report) as VerificationResult) : null
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * The admin console in headless Chromium (Debian's /usr/bin/chromium through playwright-core; no
+ * browser is downloaded): load it with an admin token, see a gateway, a stream with its gap
+ * highlighted, a block, a record's inclusion proof checked in the browser, the verification
+ * result and the live counters. A record whose manifest policy holds markup must show as text.
+ * Saves test-output/console.png (the CI artefact).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { chromium, type BrowserContext, type Page } from 'playwright-core'
+import type { Cloud } from '../../cloud/runtime.ts'
+import { REPO } from '../helpers/gateway-process.ts'
+import { batchBody, resign, sealChain, signedPost, testGateway, testStream } from '../helpers/cloud-batches.ts'
+import { json, startTestCloud, tempDataDir } from '../helpers/cloud-process.ts'
+
+const CHROMIUM = '/usr/bin/chromium'
+const SCREENSHOT = join(REPO, 'test-output', 'console.png')
+const XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+
+let data: ReturnType<typeof tempDataDir>
+let cloud: Cloud
+let admin: string
+let profile: string
+let browser: BrowserContext
+let page: Page
+let xssRecord: number
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (CI installs it, see .ci/run)`)
+  data = tempDataDir('cloud-console')
+  cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', verifyIntervalS: '3600' })
+  admin = cloud.tokens.create('admin', 'console-admin').token
+
+  const gw = testGateway()
+  const { token } = cloud.enrolment.invite('ward-3')
+  const reg = await fetch(`${cloud.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, publicKey: bytesToHex(gw.publicKey), name: 'ward-3' }) })
+  expect(reg.status).toBe(201)
+  const up = async (b: Parameters<typeof batchBody>[0]) => {
+    const { res } = await signedPost(cloud.url, gw, '/v1/batches', await batchBody(b))
+    expect(res.status).toBe(201)
+    return (await json(res)).record.id as number
+  }
+  // bed-07: batches 0, 1, 4, 5 — batches 2–3 missing (a gap). bed-08: complete.
+  const gappy = await sealChain(testStream(gw, 'bed-07', 'P-7'), 6)
+  for (const i of [0, 1, 4, 5]) await up(gappy[i]!)
+  for (const b of await sealChain(testStream(gw, 'bed-08', 'P-8'), 2)) await up(b)
+  // A manifest whose policy is markup (signed by the gateway; the cloud cannot see inside the envelope).
+  const [plain] = await sealChain(testStream(gw, 'bed-09', 'P-9'), 1)
+  xssRecord = await up(resign(plain!, gw.secretKey, { policy: XSS }))
+  expect(cloud.sealNow()).not.toBeNull()
+  expect((await cloud.verifyNow())?.ok).toBe(true)
+
+  profile = mkdtempSync(join(tmpdir(), 'careledger-chromium-'))
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1440, height: 1100 },
+  })
+  page = browser.pages()[0] ?? (await browser.newPage())
+})
+
+afterAll(async () => {
+  await browser?.close()
+  if (profile) rmSync(profile, { recursive: true, force: true })
+  await cloud?.stop()
+  data?.cleanup()
+})
+
+describe('admin console in headless Chromium', () => {
+  it('refuses a malformed token and a token the cloud does not know', async () => {
+    await page.goto(cloud.url)
+    await page.fill('#token', 'hello')
+    await page.click('#token-form button[type=submit]')
+    await expect.poll(() => page.textContent('#message')).toMatch(/clt_ followed by 43 characters/)
+    await page.fill('#token', 'clt_' + 'A'.repeat(43))
+    await page.click('#token-form button[type=submit]')
+    await expect.poll(() => page.textContent('#message'), { timeout: 10_000 }).toMatch(/The token was refused \(UNAUTHENTICATED\)/)
+    expect(await page.isVisible('#app')).toBe(false)
+  })
+
+  it('shows gateways, streams with gaps, blocks, a verified proof, verification and counters', async () => {
+    await page.fill('#token', admin)
+    await page.click('#token-form button[type=submit]')
+    await expect.poll(() => page.isVisible('#token-form')).toBe(false)
+    expect(await page.isVisible('#sign-out')).toBe(true)
+
+    // Live counters (GET /v1/stats every 2 s).
+    await expect.poll(() => page.textContent('[data-stat=records]'), { timeout: 10_000 }).toBe('7')
+    expect(await page.textContent('[data-stat=gaps]')).toBe('1')
+    expect(await page.textContent('[data-stat=height]')).toBe('0')
+
+    // The gateway and its last sync.
+    const gatewayRow = page.locator('#gateways-body tr', { hasText: 'ward-3' })
+    await expect.poll(() => gatewayRow.count(), { timeout: 10_000 }).toBe(1)
+    expect(await gatewayRow.textContent()).toMatch(/ago/)
+    expect(await gatewayRow.locator('td.num').textContent()).toBe('7')
+
+    // Streams: bed-07's gap 2–3 highlighted, bed-08 without one.
+    const gappy = page.locator('#streams-body tr', { hasText: 'bed-07' })
+    await expect.poll(() => gappy.getAttribute('class')).toBe('has-gap')
+    expect(await gappy.locator('mark.gap').allTextContents()).toEqual(['2–3'])
+    expect(await gappy.textContent()).toContain('0–1, 4–5')
+    expect(await page.locator('#streams-body tr', { hasText: 'bed-08' }).getAttribute('class')).toBeNull()
+
+    // Verification result.
+    await expect.poll(() => page.textContent('#verification-body')).toMatch(/chain verified/)
+
+    // Chain explorer: block 0 → its records → the inclusion proof, checked in the browser.
+    const block0 = page.locator('#blocks-list button[data-height="0"]')
+    await expect.poll(() => block0.count(), { timeout: 10_000 }).toBe(1)
+    await block0.click()
+    await expect.poll(() => page.locator('#block-detail button[data-record]').count()).toBe(7)
+    expect(await page.textContent('#block-detail')).toMatch(/Records7 \(ids 1–7\)/)
+    await page.click('#block-detail button[data-record="2"]')
+    await expect.poll(() => page.textContent('#proof-verdict')).toBe('inclusion proof verified in this browser (RFC 9162 §2.1.3.2)')
+    expect(await page.locator('#record-detail ol.proof li').count()).toBe(3) // 7 leaves: a proof of 3 hashes
+
+    mkdirSync(join(REPO, 'test-output'), { recursive: true })
+    await page.screenshot({ path: SCREENSHOT, fullPage: true })
+    expect(statSync(SCREENSHOT).size).toBeGreaterThan(20_000)
+  })
+
+  it('renders a value holding markup as text', async () => {
+    await page.click(`#block-detail button[data-record="${xssRecord}"]`)
+    await expect.poll(() => page.locator('#record-detail code', { hasText: 'onerror' }).count()).toBe(1)
+    expect(await page.locator('#record-detail code', { hasText: 'onerror' }).textContent()).toBe(XSS)
+    expect(await page.locator('#record-detail img').count()).toBe(0)
+    expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined()
+  })
+
+  it('keeps the token for the tab (sessionStorage) and forgets it on request', async () => {
+    await page.reload()
+    await expect.poll(() => page.isVisible('#app')).toBe(true)
+    expect(await page.evaluate(() => Object.keys(sessionStorage))).toEqual(['careledger.console.token'])
+    expect(await page.evaluate(() => Object.keys(localStorage))).toEqual([])
+    await page.click('#sign-out')
+    expect(await page.isVisible('#app')).toBe(false)
+    expect(await page.isVisible('#sign-out')).toBe(false)
+    expect(await page.isVisible('#token-form')).toBe(true)
+    expect(await page.evaluate(() => sessionStorage.length)).toBe(0)
+  })
+})
