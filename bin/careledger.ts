@@ -8,6 +8,10 @@ import { authorityCommand } from '../shared/cli/authority.ts'
 import { policyCommand } from '../shared/cli/policy.ts'
 import { startCommand } from '../shared/cli/start.ts'
 import { runCli } from '../shared/cli/run.ts'
+import { gatewayCommand } from '../gateway/cli.ts'
+import { cloudCommand } from '../cloud/cli.ts'
+import { devicesCommand } from '../devices/cli.ts'
+import { chainCommand, regulatorCommand } from '../cloud/chain/cli.ts'
 
 const program = new Command('careledger')
   .description('CareLedger: bedside vital signs sealed at the edge (CP-ABE), committed to a redactable chain in the cloud')
@@ -17,5 +21,10 @@ const program = new Command('careledger')
 program.addCommand(startCommand())
 program.addCommand(authorityCommand())
 program.addCommand(policyCommand())
+program.addCommand(gatewayCommand())
+program.addCommand(cloudCommand())
+program.addCommand(devicesCommand())
+program.addCommand(chainCommand())
+program.addCommand(regulatorCommand())
 
 await runCli(program)

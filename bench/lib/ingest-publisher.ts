@@ -77,7 +77,7 @@ export class Publisher {
       clientId: this.o.deviceId,
       username: this.o.deviceId,
       password: this.o.secret,
-      clean: true,
+      clean: false, // as docs/protocol.md asks of devices: the gateway keeps the session
       keepalive: 30,
       reconnectPeriod: this.o.reconnectPeriod ?? 100,
       connectTimeout: 5000,
@@ -116,12 +116,13 @@ export class Publisher {
   }
 
   async end(): Promise<void> {
+    this.#stopping = true
     await this.client?.endAsync(true)
   }
 
   #publishNext(): void {
     const { count } = this.o
-    if (this.#stopping || (count !== undefined && this.sent >= count)) return
+    if (this.#stopping || this.client!.disconnecting || (count !== undefined && this.sent >= count)) return
     const seq = this.#nextSeq++
     this.sent++
     this.inFlight++
@@ -138,7 +139,10 @@ export class Publisher {
       }
       if (this.inFlight === 0 && this.#stopping) this.#drained?.()
       if (this.inFlight === 0 && (this.#stopping || (count !== undefined && this.sent >= count))) return this.#done?.()
-      this.#publishNext()
+      // After a failure (mqtt.js fails messages it had queued but not sent when a reconnect is cut
+      // short) never publish from inside its callback: it may be iterating the very queue we add to.
+      if (err) setTimeout(() => this.#publishNext(), 10)
+      else this.#publishNext()
     })
   }
 }
