@@ -6,7 +6,7 @@
 import { Command } from 'commander'
 import { authorityCommand } from '../shared/cli/authority.ts'
 import { policyCommand } from '../shared/cli/policy.ts'
-import { startCommand } from '../shared/cli/start.ts'
+import { startCommand } from './start.ts'
 import { runCli } from '../shared/cli/run.ts'
 import { gatewayCommand } from '../gateway/cli.ts'
 import { cloudCommand } from '../cloud/cli.ts'

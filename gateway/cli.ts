@@ -4,6 +4,7 @@
  * within a second (PRAGMA data_version) — a removed, disabled or re-keyed device is disconnected,
  * a moved device's later readings belong to its new patient.
  */
+import { addBackofficeCommands } from './backoffice/cli.ts'
 import { Command, Option } from 'commander'
 import type { DeviceRecord, DeviceStore } from './store/devices.ts'
 import type { GatewayPlugin } from './runtime.ts'
@@ -32,9 +33,8 @@ const warn = (s: string): void => void process.stderr.write(`${s}\n`)
 
 export interface GatewayCommandOptions {
   /**
-   * LEAD: the plugins `gateway start` runs (sealer, outbox sync), e.g. from bin/careledger.ts:
-   *   program.addCommand(gatewayCommand({ plugins: async () => [(await import('../gateway/backoffice/plugin.ts')).backofficePlugin()] }))
-   * A factory, so nothing of them is loaded for other commands.
+   * The plugins `gateway start` runs; by default the back office (sealer, outbox sync, retention).
+   * A factory, so nothing of them is loaded for other commands. Tests pass `() => []` for ingest only.
    */
   readonly plugins?: () => Promise<readonly GatewayPlugin[]> | readonly GatewayPlugin[]
 }
@@ -54,7 +54,8 @@ export function gatewayCommand(options: GatewayCommandOptions = {}): Command {
     const { config } = loadGatewayConfig(opts) // validate before re-executing, so errors print once
     reexecWithMemoryTuning(config.memory.maxHeapMb)
     const { startGateway } = await import('./runtime.ts')
-    const gw = await startGateway(config, { plugins: (await options.plugins?.()) ?? [] })
+    const plugins = options.plugins ? await options.plugins() : [(await import('./backoffice/plugin.ts')).backofficePlugin()]
+    const gw = await startGateway(config, { plugins })
     let signalled = false
     const shutdown = (signal: string): void => {
       if (signalled) return
@@ -184,6 +185,7 @@ export function gatewayCommand(options: GatewayCommandOptions = {}): Command {
       })
   }
 
+  addBackofficeCommands(cmd)
   return cmd
 }
 

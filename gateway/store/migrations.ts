@@ -11,6 +11,7 @@
  */
 import type Database from 'better-sqlite3'
 import { CareLedgerError } from '../../shared/errors.ts'
+import { SEALING_SCHEMA } from '../seal/schema.ts'
 
 export interface Migration {
   readonly version: number
@@ -80,6 +81,13 @@ export const migrations: readonly Migration[] = [
           received_at INTEGER NOT NULL
         ) STRICT;
       `)
+    },
+  },
+  {
+    version: 2,
+    name: 'streams, batches, outbox, patient_policies (sealing and shipping)',
+    up(db) {
+      db.exec(SEALING_SCHEMA)
     },
   },
 ]

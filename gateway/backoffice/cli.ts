@@ -1,0 +1,109 @@
+/**
+ * `careledger gateway register | policy | batches | identity` — the sealing and shipping side of the
+ * gateway's CLI. Like the device commands, they work against the data directory while the gateway runs.
+ */
+import { Command, Option } from 'commander'
+import { CareLedgerError } from '../../shared/errors.ts'
+
+const dataOption = (): Option => new Option('--data <dir>', 'gateway data directory (env CARELEDGER_GATEWAY_DATA, default ./.careledger/gateway)')
+const out = (s: string): void => void process.stdout.write(`${s}\n`)
+
+async function withDb<T>(data: string | undefined, f: (db: import('better-sqlite3').Database) => T): Promise<T> {
+  const [{ resolveDataDir }, { openGatewayDb }] = await Promise.all([import('../config.ts'), import('../store/db.ts')])
+  const { db } = openGatewayDb(resolveDataDir(data))
+  try {
+    return f(db)
+  } finally {
+    db.close()
+  }
+}
+
+export function addBackofficeCommands(cmd: Command): void {
+  cmd
+    .command('register')
+    .description('register this gateway with a cloud using a one-time enrolment token (from: careledger cloud gateway invite)')
+    .requiredOption('--cloud <url>', 'cloud base URL, e.g. https://cloud.example.org')
+    .requiredOption('--token <token>', 'one-time enrolment token (cle_…)')
+    .option('--name <name>', 'gateway name, as invited')
+    .addOption(dataOption())
+    .action(async (opts: { cloud: string; token: string; name?: string; data?: string }) => {
+      const [{ resolveDataDir }, { loadIdentity, saveCloudRegistration }, { registerGateway }] = await Promise.all([
+        import('../config.ts'),
+        import('../identity.ts'),
+        import('../outbox/client.ts'),
+      ])
+      const dataDir = resolveDataDir(opts.data)
+      const identity = loadIdentity(dataDir)
+      const reg = await registerGateway(opts.cloud, opts.token, opts.name ?? 'gateway', identity)
+      saveCloudRegistration(dataDir, reg)
+      out(`registered gateway ${reg.gatewayId} ("${reg.name}") with ${reg.url}; sealed batches will ship there`)
+    })
+
+  cmd
+    .command('identity')
+    .description("print this gateway's id, public key, attribute authority and cloud")
+    .addOption(dataOption())
+    .action(async (opts: { data?: string }) => {
+      const [{ resolveDataDir }, { loadIdentity }] = await Promise.all([import('../config.ts'), import('../identity.ts')])
+      const id = loadIdentity(resolveDataDir(opts.data), { create: false })
+      out(`gateway ${id.gatewayId}\npublic key ${Buffer.from(id.publicKey).toString('hex')}\nauthority ${Buffer.from(id.mpk.id).toString('hex')}\ncloud ${id.cloud?.url ?? '(not registered)'}`)
+    })
+
+  const policy = cmd.command('policy').description('per-patient CP-ABE policies of sealed batches ({patient} stands for the patient pseudonym)')
+  policy
+    .command('set')
+    .description('set the policy of a patient\'s future batches')
+    .requiredOption('--patient <patientId>', 'patient id')
+    .argument('<policy>', 'e.g. "(role:doctor AND dept:cardiology) OR patient:{patient}"')
+    .addOption(dataOption())
+    .action(async (text: string, opts: { patient: string; data?: string }) => {
+      const { compilePolicy } = await import('../../shared/crypto/abe/fabeo.ts')
+      const { assertPatientId } = await import('../../shared/schema/device.ts')
+      assertPatientId(opts.patient)
+      // Check it compiles with a pseudonym in place, so a typo is caught now, not at the next seal.
+      const canonical = compilePolicy(text.replaceAll('{patient}', 'p-000000000000000000000000')).text.replaceAll('p-000000000000000000000000', '{patient}')
+      await withDb(opts.data, (db) =>
+        db.prepare('INSERT INTO patient_policies (patient_id, policy, updated_at) VALUES (?, ?, ?) ON CONFLICT (patient_id) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at').run(opts.patient, canonical, Date.now()),
+      )
+      out(`policy of ${opts.patient}: ${canonical}`)
+    })
+  policy
+    .command('list')
+    .description('list per-patient policies (others use CARELEDGER_DEFAULT_POLICY)')
+    .addOption(dataOption())
+    .action(async (opts: { data?: string }) => {
+      const rows = await withDb(opts.data, (db) => db.prepare<[], { patient_id: string; policy: string }>('SELECT patient_id, policy FROM patient_policies ORDER BY patient_id').all())
+      for (const r of rows) out(`${r.patient_id}\t${r.policy}`)
+      if (rows.length === 0) out('(no per-patient policies)')
+    })
+  policy
+    .command('clear')
+    .description('go back to the default policy for a patient')
+    .requiredOption('--patient <patientId>', 'patient id')
+    .addOption(dataOption())
+    .action(async (opts: { patient: string; data?: string }) => {
+      const n = await withDb(opts.data, (db) => db.prepare('DELETE FROM patient_policies WHERE patient_id = ?').run(opts.patient).changes)
+      if (n === 0) throw new CareLedgerError('INVALID_ARGUMENT', `patient ${opts.patient} has no policy of its own`, { patientId: opts.patient })
+      out(`policy of ${opts.patient} cleared`)
+    })
+
+  cmd
+    .command('batches')
+    .description('sealed batches and their shipping state (newest first)')
+    .option('--limit <n>', 'how many', (v) => Number.parseInt(v, 10), 20)
+    .addOption(dataOption())
+    .action(async (opts: { limit: number; data?: string }) => {
+      const rows = await withDb(opts.data, (db) =>
+        db
+          .prepare<[number], { batch_id: number; stream_id: string; seq: number; count: number; cid: string; sealed_at: number; synced_at: number | null; record_id: number | null; state: string | null }>(
+            `SELECT b.batch_id, b.stream_id, b.seq, b.count, b.cid, b.sealed_at, b.synced_at, b.record_id, o.state
+             FROM batches b LEFT JOIN outbox o USING (batch_id) ORDER BY b.batch_id DESC LIMIT ?`,
+          )
+          .all(opts.limit),
+      )
+      for (const r of rows) {
+        const state = r.synced_at ? `synced as record ${r.record_id}` : r.state === 'rejected' ? 'REJECTED by the cloud' : 'waiting in the outbox'
+        out(`${r.batch_id}\t${r.stream_id.slice(0, 12)}…#${r.seq}\t${r.count} readings\t${new Date(r.sealed_at).toISOString()}\t${state}`)
+      }
+    })
+}

@@ -1,0 +1,91 @@
+/**
+ * Plugs the back office (sealer, outbox sync, retention) into the gateway runtime: creates the
+ * gateway identity on first start, starts the worker thread, and turns its status messages into
+ * /metrics and /healthz.
+ */
+import { Worker } from 'node:worker_threads'
+import { Gauge, Counter } from 'prom-client'
+import { CareLedgerError } from '../../shared/errors.ts'
+import { compilePolicy } from '../../shared/crypto/abe/fabeo.ts'
+import { loadIdentity } from '../identity.ts'
+import { METRIC_PREFIX } from '../metrics.ts'
+import type { GatewayContext, GatewayPlugin, PluginHandle } from '../runtime.ts'
+import type { BackofficeOptions, BackofficeStatus } from './protocol.ts'
+
+export function backofficePlugin(overrides: { pruneIntervalMs?: number } = {}): GatewayPlugin {
+  return { name: 'backoffice', start: (ctx) => startBackoffice(ctx, overrides) }
+}
+
+async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs?: number }): Promise<PluginHandle> {
+  const identity = loadIdentity(ctx.dataDir, { logger: ctx.logger })
+  // Fail at start, not at the first seal, if the default policy does not parse.
+  try {
+    compilePolicy(ctx.config.seal.defaultPolicy.replaceAll('{patient}', 'p-000000000000000000000000'))
+  } catch (e) {
+    throw new CareLedgerError('INVALID_ARGUMENT', `CARELEDGER_DEFAULT_POLICY is not a usable policy: ${(e as Error).message}`, { policy: ctx.config.seal.defaultPolicy })
+  }
+  const registers = [ctx.metrics.registry]
+  const p = METRIC_PREFIX
+  const m = {
+    batches: new Counter({ name: `${p}batches_sealed_total`, help: 'Batches sealed (CP-ABE envelope, signed manifest).', registers }),
+    readings: new Counter({ name: `${p}readings_sealed_total`, help: 'Readings sealed into batches.', registers }),
+    sealSeconds: new Counter({ name: `${p}seal_seconds_total`, help: 'Time spent sealing.', registers }),
+    outboxDepth: new Gauge({ name: `${p}outbox_depth`, help: 'Sealed batches waiting for the cloud.', registers }),
+    outboxAge: new Gauge({ name: `${p}outbox_oldest_age_seconds`, help: 'Age of the oldest batch waiting for the cloud (0 when empty).', registers }),
+    outboxRejected: new Gauge({ name: `${p}outbox_rejected`, help: 'ALERT: batches the cloud refused for good (kept on the gateway).', registers }),
+    lastSync: new Gauge({ name: `${p}last_successful_sync_timestamp_seconds`, help: 'When the cloud last accepted an upload.', registers }),
+    syncFailures: new Counter({ name: `${p}sync_failures_total`, help: 'Upload rounds that failed (cloud unreachable or 5xx).', registers }),
+  }
+  let last: BackofficeStatus | null = null
+  const options: BackofficeOptions = {
+    dataDir: ctx.dataDir,
+    logLevel: ctx.config.log.level,
+    sealIntervalMs: ctx.config.seal.intervalSeconds * 1000,
+    defaultPolicy: ctx.config.seal.defaultPolicy,
+    cloudUrl: ctx.config.sync.cloudUrl,
+    retentionHours: ctx.config.sync.retentionHours,
+    pruneIntervalMs: overrides.pruneIntervalMs ?? 3_600_000,
+  }
+  // Its own heap limit: worker threads otherwise inherit the ingest thread's tuned --max-old-space-size.
+  const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: options, resourceLimits: { maxOldGenerationSizeMb: 192 } })
+  const ready = new Promise<void>((resolve, reject) => {
+    worker.once('error', reject)
+    worker.on('message', (msg: BackofficeStatus | { type: 'stopped' }) => {
+      if (msg.type !== 'status') return
+      if (last) {
+        m.batches.inc(msg.sealedBatches - last.sealedBatches)
+        m.readings.inc(msg.sealedReadings - last.sealedReadings)
+        m.sealSeconds.inc((msg.sealMs - last.sealMs) / 1000)
+        m.syncFailures.inc(msg.syncFailures - last.syncFailures)
+      }
+      m.outboxDepth.set(msg.outboxPending)
+      m.outboxAge.set(msg.outboxOldestSealedAt ? (Date.now() - msg.outboxOldestSealedAt) / 1000 : 0)
+      m.outboxRejected.set(msg.outboxRejected)
+      if (msg.lastSyncAt) m.lastSync.set(msg.lastSyncAt / 1000)
+      last = msg
+      if (msg.ready) resolve()
+    })
+  })
+  worker.on('error', (e) => ctx.logger.fatal({ event: 'backoffice_crashed', err: e }, 'back-office worker crashed'))
+  await ready
+  ctx.logger.info({ event: 'backoffice_started', gatewayId: identity.gatewayId, cloud: options.cloudUrl ?? identity.cloud?.url ?? null }, `gateway ${identity.gatewayId} sealing every ${ctx.config.seal.intervalSeconds}s`)
+  return {
+    async stop() {
+      const stopped = new Promise<void>((resolve) => {
+        worker.on('message', (msg: { type: string }) => msg.type === 'stopped' && resolve())
+        worker.once('exit', () => resolve())
+      })
+      worker.postMessage({ type: 'stop' })
+      await Promise.race([stopped, new Promise((r) => setTimeout(r, 15_000))])
+      await worker.terminate()
+    },
+    health: () => ({
+      gatewayId: identity.gatewayId,
+      cloud: last?.cloudUrl ?? null,
+      sealedBatches: last?.sealedBatches ?? 0,
+      outboxPending: last?.outboxPending ?? 0,
+      outboxRejected: last?.outboxRejected ?? 0,
+      lastSyncAt: last?.lastSyncAt ? new Date(last.lastSyncAt).toISOString() : null,
+    }),
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * The sealer: every few seconds, each stream's unsealed readings become sealed batches.
+ *
+ *   sealerStages = [findDueStreams, takeReadings, sealBatch (seal.ts), storeBlock, commitBatch]
+ *
+ * Crash safety: the envelope block is written to the blockstore first, then ONE transaction
+ * inserts the batch, marks its readings sealed, advances the stream and queues the outbox entry.
+ * A crash before that commit leaves an orphan block and the readings unsealed (they are sealed
+ * again, under the same stream seq, on the next pass); after it, everything is consistent. So every
+ * stored reading ends up in exactly one batch.
+ */
+import type Database from 'better-sqlite3'
+import type { Blockstore } from 'interface-blockstore'
+import type { Logger } from 'pino'
+import { patientPseudonym, streamId as makeStreamId } from '../../shared/protocol/pseudonym.ts'
+import type { SealedReading } from '../../shared/protocol/batch.ts'
+import { manifestBytes } from '../../shared/protocol/manifest.ts'
+import type { VitalType } from '../../shared/schema/vitals.ts'
+import type { GatewayIdentity } from '../identity.ts'
+import { decodeSamples } from '../store/readings.ts'
+import { policyFor, sealBatch, type StreamPosition } from './seal.ts'
+
+/** Readings per batch, and an estimate of plaintext bytes that keeps an envelope one IPFS block. */
+export const MAX_BATCH_READINGS = 5000
+export const MAX_BATCH_BYTES = 900 * 1024
+
+interface ReadingRow {
+  id: number
+  seq: number
+  ts: number
+  received_at: number
+  type: string
+  unit: string
+  value: number | null
+  samples: Buffer | null
+  hz: number | null
+}
+
+interface StreamRow {
+  stream_id: string
+  pseudonym: string
+  next_seq: number
+  last_commitment: string | null
+}
+
+export interface SealReport {
+  readonly batches: number
+  readonly readings: number
+  readonly ms: number
+}
+
+const toSealed = (r: ReadingRow): SealedReading =>
+  r.samples
+    ? { seq: r.seq, ts: r.ts, rx: r.received_at, type: r.type as VitalType, unit: r.unit, samples: Array.from(decodeSamples(r.samples)), hz: r.hz ?? 0 }
+    : { seq: r.seq, ts: r.ts, rx: r.received_at, type: r.type as VitalType, unit: r.unit, value: r.value ?? 0 }
+
+function prepareQueries(db: Database.Database) {
+  return {
+    due: db.prepare<[], { device_id: string; patient_id: string }>(
+      'SELECT device_id, patient_id, min(id) AS first FROM readings WHERE batch_id IS NULL GROUP BY device_id, patient_id ORDER BY first',
+    ),
+    take: db.prepare<[string, string, number], ReadingRow>(
+      'SELECT id, seq, ts, received_at, type, unit, value, samples, hz FROM readings WHERE batch_id IS NULL AND device_id = ? AND patient_id = ? ORDER BY id LIMIT ?',
+    ),
+    stream: db.prepare<[string, string], StreamRow>('SELECT stream_id, pseudonym, next_seq, last_commitment FROM streams WHERE device_id = ? AND patient_id = ?'),
+    newStream: db.prepare('INSERT INTO streams (stream_id, device_id, patient_id, pseudonym) VALUES (?, ?, ?, ?)'),
+    policy: db.prepare<[string], string>('SELECT policy FROM patient_policies WHERE patient_id = ?').pluck(),
+    insertBatch: db.prepare(
+      `INSERT INTO batches (stream_id, seq, manifest, signature, commitment, cid, count, first_reading, last_reading, sealed_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    mark: db.prepare('UPDATE readings SET batch_id = ? WHERE batch_id IS NULL AND device_id = ? AND patient_id = ? AND id BETWEEN ? AND ?'),
+    advance: db.prepare('UPDATE streams SET next_seq = next_seq + 1, last_commitment = ? WHERE stream_id = ? AND next_seq = ?'),
+    enqueue: db.prepare('INSERT INTO outbox (batch_id) VALUES (?)'),
+  }
+}
+
+export class Sealer {
+  readonly #db: Database.Database
+  readonly #blocks: Blockstore
+  readonly #id: GatewayIdentity
+  readonly #defaultPolicy: string
+  readonly #log: Logger
+  readonly #q: ReturnType<typeof prepareQueries>
+
+  constructor(db: Database.Database, blocks: Blockstore, identity: GatewayIdentity, defaultPolicy: string, logger: Logger) {
+    this.#db = db
+    this.#blocks = blocks
+    this.#id = identity
+    this.#defaultPolicy = defaultPolicy
+    this.#log = logger
+    this.#q = prepareQueries(db)
+  }
+
+  /** Seal everything unsealed now; returns what was done. */
+  async sealDue(now = Date.now()): Promise<SealReport> {
+    const t0 = performance.now()
+    let batches = 0
+    let readings = 0
+    for (const { device_id, patient_id } of this.#q.due.all()) {
+      for (;;) {
+        const rows = this.#takeBatch(device_id, patient_id)
+        if (rows.length === 0) break
+        await this.#sealOne(device_id, patient_id, rows, now)
+        batches++
+        readings += rows.length
+        if (rows.length < MAX_BATCH_READINGS) break
+      }
+    }
+    return { batches, readings, ms: performance.now() - t0 }
+  }
+
+  /** takeReadings: oldest first, cut so the envelope stays one block. */
+  #takeBatch(deviceId: string, patientId: string): ReadingRow[] {
+    const rows = this.#q.take.all(deviceId, patientId, MAX_BATCH_READINGS)
+    let bytes = 0
+    for (let i = 0; i < rows.length; i++) {
+      bytes += 64 + (rows[i]!.samples ? (rows[i]!.samples!.length / 4) * 5 : 9)
+      if (bytes > MAX_BATCH_BYTES && i > 0) return rows.slice(0, i)
+    }
+    return rows
+  }
+
+  #streamFor(deviceId: string, patientId: string): StreamRow {
+    const existing = this.#q.stream.get(deviceId, patientId)
+    if (existing) return existing
+    const pseudonym = patientPseudonym(this.#id.pseudonymKey, patientId)
+    const id = makeStreamId(this.#id.gatewayId, deviceId, pseudonym)
+    this.#q.newStream.run(id, deviceId, patientId, pseudonym)
+    return { stream_id: id, pseudonym, next_seq: 0, last_commitment: null }
+  }
+
+  async #sealOne(deviceId: string, patientId: string, rows: ReadingRow[], now: number): Promise<void> {
+    const stream = this.#streamFor(deviceId, patientId)
+    const position: StreamPosition = {
+      streamId: stream.stream_id,
+      deviceId,
+      pseudonym: stream.pseudonym,
+      nextSeq: stream.next_seq,
+      prevCommitment: stream.last_commitment,
+    }
+    const template = this.#q.policy.get(patientId) ?? this.#defaultPolicy
+    const sealed = await sealBatch({
+      gatewayId: this.#id.gatewayId,
+      gatewaySecretKey: this.#id.secretKey,
+      mpk: this.#id.mpk,
+      policy: policyFor(template, stream.pseudonym),
+      stream: position,
+      readings: rows.map(toSealed),
+      now,
+    })
+    // storeBlock — before the commit, so a committed batch always has its ciphertext.
+    await this.#blocks.put(sealed.cid, sealed.envelope)
+    // commitBatch
+    const first = rows[0]!.id
+    const last = rows[rows.length - 1]!.id
+    this.#db
+      .transaction(() => {
+        const batchId = Number(
+          this.#q.insertBatch.run(stream.stream_id, position.nextSeq, manifestBytes(sealed.manifest), sealed.signature, sealed.commitment, sealed.cid.toString(), rows.length, first, last, now)
+            .lastInsertRowid,
+        )
+        const marked = this.#q.mark.run(batchId, deviceId, patientId, first, last).changes
+        if (marked !== rows.length) throw new Error(`sealer: marked ${marked} readings for a batch of ${rows.length}; aborting this batch`)
+        if (this.#q.advance.run(sealed.commitment, stream.stream_id, position.nextSeq).changes !== 1) {
+          throw new Error(`sealer: stream ${stream.stream_id} moved past seq ${position.nextSeq} underneath us`)
+        }
+        this.#q.enqueue.run(batchId)
+      })
+      .immediate()
+    this.#log.debug({ event: 'batch_sealed', stream: stream.stream_id, seq: position.nextSeq, count: rows.length, cid: sealed.cid.toString() }, 'sealed batch')
+  }
+}
