@@ -1,0 +1,280 @@
+/**
+ * npm run bench:cloud — the cloud's redactable chain on this machine.
+ *
+ * Targets (chain issue, 2-core VM): append ≥ 2,000 records/s through ChainStore, full
+ * verification ≥ 10,000 records/s. Every figure is a median over BENCH_RUNS runs (default 3; the
+ * machine is shared and noisy, so read medians, not single runs), each on a fresh SQLite file
+ * (WAL, synchronous=FULL) in the OS temp directory, with realistic gateway-signed manifests
+ * (test/cloud/chain-helpers.ts: 8 gateways × 25 streams, policies and CIDs of real length).
+ *
+ *   1. where the time goes: the per-record primitives, median of many calls
+ *   2. append: one transaction per batch (POST /v1/batches taken one by one); AppendQueue (100
+ *      concurrent single uploads, group-committed); appendBatches (one transaction per bulk of
+ *      500, POST /v1/batches/bulk), with and without the worker thread; a block every 1,000 records
+ *   3. verify: verifyChain over the appended chain on the calling thread and on 1 and 2 worker
+ *      threads (kept in a VerifyWorkerPool across runs, start-up reported apart); and re-runs with
+ *      a warm VerificationCache (what the service's periodic run costs once warm)
+ *   4. (lead) backlog over HTTP
+ */
+import os from 'node:os'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { createPublicKey, verify as nodeVerify } from 'node:crypto'
+import { chameleonHash, chameleonVerify } from '../shared/crypto/chameleon.ts'
+import { verify as nobleVerify } from '../shared/crypto/sign.ts'
+import { decodeCanonical, domainSeparated, encodeCanonical } from '../shared/encoding/canonical.ts'
+import { parseManifest } from '../shared/protocol/manifest.ts'
+import { openCloudDb } from '../cloud/store/db.ts'
+import { ChainStore } from '../cloud/chain/store.ts'
+import { admitBatch, checkRecordRow, commitRecord, decodeRecordContent, type AppendInput, type RecordRow } from '../cloud/chain/record.ts'
+import { VerificationCache, VerifyWorkerPool, verifyChain } from '../cloud/chain/verify.ts'
+import { AppendQueue } from '../cloud/chain/append-queue.ts'
+import { chainTestKeys, testFleet, type TestStream } from '../test/cloud/chain-helpers.ts'
+import { fmt, measure, percentile, table, type Timing } from './lib/measure.ts'
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3)
+const APPEND_TARGET = 2000
+const VERIFY_TARGET = 10000
+const cores = os.availableParallelism()
+const log = (s: string): void => void process.stderr.write(`${s}\n`)
+const median = (xs: number[]): number => percentile([...xs].sort((a, b) => a - b), 50)
+const rate = (n: number, ms: number): number => Math.round((n / ms) * 1000)
+const num = (x: number): string => x.toLocaleString('en-US')
+
+log(`bench:cloud on ${cores}× ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}, ${RUNS} runs per figure`)
+
+const keys = chainTestKeys('bench')
+const scratch = mkdtempSync(join(os.tmpdir(), 'careledger-bench-cloud-'))
+process.on('exit', () => rmSync(scratch, { recursive: true, force: true }))
+let dbNo = 0
+const freshDb = () => openCloudDb(join(scratch, `chain-${++dbNo}.db`))
+
+/** `n` uploads over the fleet, round robin, continuing each stream where the previous call stopped. */
+function uploads(fleet: TestStream[], next: Map<TestStream, number>, n: number): AppendInput[] {
+  const out: AppendInput[] = []
+  for (let i = 0; i < n; i++) {
+    const s = fleet[i % fleet.length]!
+    const seq = next.get(s) ?? 0
+    out.push(s.batch(seq))
+    next.set(s, seq + 1)
+  }
+  return out
+}
+
+// ---- 1. where the time goes ---------------------------------------------------------------------
+
+const fleet0 = testFleet(8, 25, 'bench')
+const sample = uploads(fleet0, new Map(), 400)
+const admitted = sample.map(admitBatch)
+const fields = admitted.map((a, i) => ({ id: i + 1, stream: a.manifest.stream, seq: a.manifest.seq, gateway: a.manifest.gateway, gatewayKey: a.gatewayKey, manifest: a.manifest, signature: a.signature, receivedAt: a.receivedAt }))
+const committed = fields.map((f) => commitRecord(keys.chameleon.publicKey, f))
+const rows: RecordRow[] = committed.map((c, i) => ({
+  id: i + 1,
+  stream: fields[i]!.stream,
+  seq: fields[i]!.seq,
+  gatewayId: fields[i]!.gateway,
+  content: c.content,
+  hash: c.hash,
+  opening: c.opening,
+  manifestCommitment: admitted[i]!.commitment,
+  prevCommitment: fields[i]!.manifest.prev,
+  cid: fields[i]!.manifest.cid,
+  receivedAt: fields[i]!.receivedAt,
+  blockHeight: 0,
+}))
+let k = 0
+const cycle = <T>(xs: T[]) => () => xs[k++ % xs.length]!
+const nodeKeys = new Map(sample.map((s) => [Buffer.from(s.gatewayKey).toString('hex'), createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(s.gatewayKey).toString('base64url') }, format: 'jwk' })]))
+const primitive: [string, Timing][] = []
+const prim = (name: string, t: Timing) => {
+  primitive.push([name, t])
+  log(`  ${name}: ${fmt(t.median)} ms`)
+}
+const many = { runs: 300, warmup: 20 }
+prim('chameleon Hash (shared, constant-time)', measure((c: RecordRow) => chameleonHash(keys.chameleon.publicKey, c.content), { ...many, setup: cycle(rows) }))
+prim('chameleon Verify', measure((c: RecordRow) => chameleonVerify(keys.chameleon.publicKey, c.content, c.hash, c.opening), { ...many, setup: cycle(rows) }))
+prim('Ed25519 verify, noble (shared/crypto/sign.ts)', measure((a: (typeof admitted)[number]) => nobleVerify(a.gatewayKey, 'batch-manifest', a.manifestBytes, a.signature), { runs: 100, warmup: 10, setup: cycle(admitted) }))
+prim('Ed25519 verify, node:crypto (OpenSSL)', measure((a: (typeof admitted)[number]) => nodeVerify(null, domainSeparated('batch-manifest', a.manifestBytes), nodeKeys.get(Buffer.from(a.gatewayKey).toString('hex'))!, a.signature), { ...many, setup: cycle(admitted) }))
+prim('parseManifest (zod)', measure((s: AppendInput) => parseManifest(s.manifest), { ...many, setup: cycle(sample) }))
+prim('encodeCanonical(record content)', measure((f: (typeof fields)[number]) => encodeCanonical({ ...f, v: 1 }), { ...many, setup: cycle(fields) }))
+prim('decodeCanonical(record content)', measure((c: RecordRow) => decodeCanonical(c.content), { ...many, setup: cycle(rows) }))
+prim('append: admitBatch (schema, keys, signature fast path)', measure(admitBatch, { ...many, setup: cycle(sample) }))
+prim('append: commitRecord (encode + chameleon Hash)', measure((f: (typeof fields)[number]) => commitRecord(keys.chameleon.publicKey, f), { ...many, setup: cycle(fields) }))
+prim('verify: decodeRecordContent (strict, cross-checked)', measure((c: RecordRow) => decodeRecordContent(c.content), { ...many, setup: cycle(rows) }))
+prim('verify: checkRecordRow (all record checks)', measure((r: RecordRow) => checkRecordRow(r, keys.chameleon.publicKey), { ...many, setup: cycle(rows) }))
+{
+  const db = freshDb()
+  db.exec('CREATE TABLE bench_commit (id INTEGER PRIMARY KEY, b BLOB)')
+  const ins = db.prepare('INSERT INTO bench_commit (b) VALUES (?)')
+  const tx = db.transaction((b: Uint8Array) => ins.run(b))
+  prim('SQLite commit, WAL + synchronous=FULL (fsync)', measure((c: RecordRow) => tx(c.content), { runs: 200, warmup: 10, setup: cycle(rows) }))
+  db.close()
+}
+
+// ---- 2. append -------------------------------------------------------------------------------------
+
+interface AppendRun {
+  readonly perSecond: number
+  readonly ms: number
+  readonly records: number
+  readonly onWorkers: number
+  /** CPU time of the whole process (all threads) per record: what contention does not change much. */
+  readonly cpuPerRecord: number
+  /** CPU time / wall time: how many cores the run actually got (at most `cores`). */
+  readonly coresGot: number
+}
+
+const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000
+
+const SEAL_EVERY = 1000
+
+async function appendRun(mode: 'single' | 'bulk' | 'queue', workers: number, records: number): Promise<{ run: AppendRun; path: string }> {
+  const db = freshDb()
+  const store = new ChainStore(db, keys.store, { workers })
+  const fleet = testFleet(8, 25, `append-${dbNo}`)
+  const next = new Map<TestStream, number>()
+  // Warm up outside the clock: threads started, key tables built, statements compiled.
+  store.warmUp()
+  store.appendBatches(uploads(fleet, next, 64))
+  store.sealBlock(Date.now())
+  const inputs = uploads(fleet, next, records)
+  const cpu0 = process.cpuUsage()
+  const t0 = performance.now()
+  let sinceSeal = 0
+  if (mode === 'single') {
+    for (const input of inputs) {
+      store.appendBatch(input)
+      if (++sinceSeal >= SEAL_EVERY) (store.sealBlock(Date.now()), (sinceSeal = 0))
+    }
+  } else if (mode === 'queue') {
+    // 100 uploads in flight at any time, as from many gateways at once; each answered on its own.
+    const queue = new AppendQueue(store)
+    let at = 0
+    const client = async (): Promise<void> => {
+      while (at < inputs.length) {
+        await queue.append(inputs[at++]!)
+        if (++sinceSeal >= SEAL_EVERY) (store.sealBlock(Date.now()), (sinceSeal = 0))
+      }
+    }
+    await Promise.all(Array.from({ length: 100 }, client))
+  } else {
+    for (let i = 0; i < inputs.length; i += 500) {
+      store.appendBatches(inputs.slice(i, i + 500))
+      sinceSeal += Math.min(500, inputs.length - i)
+      if (sinceSeal >= SEAL_EVERY) (store.sealBlock(Date.now()), (sinceSeal = 0))
+    }
+  }
+  store.sealBlock(Date.now())
+  const ms = performance.now() - t0
+  const cpu = cpuMs(process.cpuUsage(cpu0))
+  const onWorkers = store.appendThreadStats().onWorkers
+  void store.close()
+  const path = db.name
+  db.close()
+  return { run: { perSecond: rate(records, ms), ms, records, onWorkers, cpuPerRecord: cpu / records, coresGot: cpu / ms }, path }
+}
+
+const appendRows: string[][] = []
+let chainForVerify = ''
+const appendCase = async (label: string, mode: 'single' | 'bulk' | 'queue', workers: number, records: number): Promise<number> => {
+  const runs: AppendRun[] = []
+  for (let r = 0; r < RUNS; r++) {
+    const { run, path } = await appendRun(mode, workers, records)
+    runs.push(run)
+    if (mode === 'bulk' && workers === cores - 1) chainForVerify = path
+    log(`  ${label}: run ${r + 1}: ${num(run.perSecond)} records/s (${num(run.records)} in ${fmt(run.ms)} ms, ${fmt(run.cpuPerRecord)} CPU ms/record, ${run.coresGot.toFixed(2)} cores${run.onWorkers ? `, ${num(run.onWorkers)} tasks on the worker` : ''})`)
+  }
+  const perSecond = median(runs.map((r) => r.perSecond))
+  appendRows.push([label, num(records), num(perSecond), `${fmt(1000 / perSecond)} ms`, fmt(median(runs.map((r) => r.cpuPerRecord))), median(runs.map((r) => r.coresGot)).toFixed(2), mode !== 'bulk' ? '' : `${num(APPEND_TARGET)}${perSecond >= APPEND_TARGET ? ' ✓' : ` ✗ (${Math.round((perSecond / APPEND_TARGET) * 100)}%)`}`])
+  return perSecond
+}
+
+log('append:')
+await appendCase('appendBatch, 1 tx per batch (fsync each)', 'single', 0, 300)
+await appendCase(`AppendQueue, 100 concurrent uploads, + ${cores - 1} worker`, 'queue', cores - 1, 2000)
+await appendCase('appendBatches ×500, calling thread only', 'bulk', 0, 4000)
+const bulkRate = await appendCase(`appendBatches ×500, + ${cores - 1} worker thread${cores - 1 === 1 ? '' : 's'}`, 'bulk', cores - 1, 4000)
+
+// ---- 3. verify ---------------------------------------------------------------------------------
+
+log('verify:')
+const verifyRows: string[][] = []
+let verifyBest = 0
+const verifyCase = async (label: string, workers: number, cache?: VerificationCache): Promise<void> => {
+  // Threads are kept across runs (VerifyWorkerPool, as the service does); their start-up is shown apart.
+  const pool = workers > 0 ? new VerifyWorkerPool(keys.chameleon.publicKey, workers) : undefined
+  const opts = { chameleonPublicKey: keys.chameleon.publicKey, signingPublicKey: keys.signing.publicKey, ...(pool ? { pool } : { workers: 0 }), ...(cache ? { cache } : {}) }
+  const rates: number[] = []
+  const cpuPer: number[] = []
+  const got: number[] = []
+  const durations: number[] = []
+  let records = 0
+  let firstMs = 0
+  for (let r = -1; r < RUNS; r++) {
+    const cpu0 = process.cpuUsage()
+    const report = await verifyChain(chainForVerify, opts)
+    if (!report.ok) throw new Error(`the benchmark chain does not verify: ${JSON.stringify(report.failures.slice(0, 3))}`)
+    const cpu = cpuMs(process.cpuUsage(cpu0))
+    if (r < 0) {
+      firstMs = report.durationMs // the warm-up run: threads start, key tables are built
+      continue
+    }
+    records = report.records
+    durations.push(report.durationMs)
+    rates.push(rate(report.records, report.durationMs))
+    cpuPer.push(cpu / report.records)
+    got.push(cpu / report.durationMs)
+    log(`  ${label}: run ${r + 1}: ${num(rates.at(-1)!)} records/s (${num(report.records)} records, ${num(report.blocks)} blocks in ${fmt(report.durationMs)} ms, ${num(report.recordsChecked)} checked, ${fmt(cpuPer.at(-1)!)} CPU ms/record, ${got.at(-1)!.toFixed(2)} cores)`)
+  }
+  await pool?.close()
+  const perSecond = median(rates)
+  if (pool && !cache) startups.push(`${workers} thread${workers === 1 ? '' : 's'}: first run ${fmt(firstMs)} ms vs ${fmt(median(durations))} ms warm → ≈ ${fmt(firstMs - median(durations))} ms to start`)
+  if (!cache) verifyBest = Math.max(verifyBest, perSecond)
+  verifyRows.push([label, num(records), num(perSecond), `${fmt(1000 / perSecond)} ms`, fmt(median(cpuPer)), median(got).toFixed(2), cache ? '(not the target: cached)' : `${num(VERIFY_TARGET)}${perSecond >= VERIFY_TARGET ? ' ✓' : ` ✗ (${Math.round((perSecond / VERIFY_TARGET) * 100)}%)`}`])
+}
+const startups: string[] = []
+await verifyCase('verifyChain, calling thread only', 0)
+await verifyCase('verifyChain, 1 worker thread', 1)
+await verifyCase(`verifyChain, ${cores} worker threads`, cores)
+await verifyCase(`re-verify with a warm VerificationCache, ${cores} workers`, cores, new VerificationCache())
+
+// ---- 4. backlog over HTTP (the lead adds this section) ----------------------------------------------
+// LEAD: gateways draining a backlog through POST /v1/batches/bulk against a running cloud goes here.
+
+// ---- report ------------------------------------------------------------------------------------------
+
+const byName = new Map(primitive.map(([n, t]) => [n, t.median]))
+const admitMs = byName.get('append: admitBatch (schema, keys, signature fast path)')!
+const commitMs = byName.get('append: commitRecord (encode + chameleon Hash)')!
+const checkMs = byName.get('verify: checkRecordRow (all record checks)')!
+const chVerify = byName.get('chameleon Verify')!
+const edNode = byName.get('Ed25519 verify, node:crypto (OpenSSL)')!
+
+out('')
+out(`bench:cloud — ${cores}× ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}; medians of ${RUNS} runs; load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`)
+out('')
+out('Where the time goes (median per call, ms):')
+out(table(['operation', 'median', 'p90'], primitive.map(([n, t]) => [n, fmt(t.median), fmt(t.p90)])))
+out('')
+out(`Append (records/s, seal every ${num(SEAL_EVERY)}; bulk = one transaction per 500 batches):`)
+out(table(['case', 'records', 'records/s', 'wall/record', 'CPU ms/record', 'cores got', 'target'], appendRows))
+out('')
+out('Verify (records/s over the whole chain: blocks, roots, links, every record’s opening and gateway signature):')
+out(table(['case', 'records', 'records/s', 'wall/record', 'CPU ms/record', 'cores got', 'target'], verifyRows))
+out(`Verification threads kept in a VerifyWorkerPool; their start-up (module load, key table) per pool: ${startups.join('; ')}`)
+out('')
+out(`Reading the figures ("cores got" = process CPU time / wall time: below ${cores} means other processes had the CPU):`)
+out(
+  `  append: per record ${fmt(admitMs)} ms admission (Ed25519 fast path) + ${fmt(commitMs)} ms commitment (chameleon Hash) of CPU, spread over ${cores} threads,` +
+    ` + SQLite; the ceiling with perfect spreading is ≈ ${num(Math.round(1000 / ((admitMs + commitMs) / cores)))} records/s.` +
+    ` ${bulkRate >= APPEND_TARGET ? 'Target met.' : `Short by ${num(APPEND_TARGET - bulkRate)} records/s.`}` +
+    ' A single-batch transaction pays an fsync (see the commit row): concurrent uploads should be coalesced into appendBatches.',
+)
+out(
+  `  verify: per record ${fmt(checkMs)} ms of checks, of which chameleon Verify ${fmt(chVerify)} ms and Ed25519 (OpenSSL) ${fmt(edNode)} ms;` +
+    ` ${cores} cores give at most ≈ ${num(Math.round((1000 / checkMs) * cores))} records/s. ${verifyBest >= VERIFY_TARGET ? 'Target met.' : `Short by ${num(VERIFY_TARGET - verifyBest)} records/s (${Math.round((verifyBest / VERIFY_TARGET) * 100)}% of target).`}`,
+)
+
+function out(s: string): void {
+  process.stdout.write(`${s}\n`)
+}

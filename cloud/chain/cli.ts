@@ -1,0 +1,162 @@
+/**
+ * `careledger chain verify` — check the whole chain from the cloud's database (or ask a running
+ * cloud for its latest result) — and `careledger regulator keygen` — the regulator's chameleon
+ * key pair. Exit codes of verify: 0 intact, 1 not intact, 2 usage or I/O error (shared/cli/run.ts).
+ *
+ * File names follow cloud/keys.ts: <data>/cloud.db, <data>/keys/cloud-signing.pub (32 raw bytes),
+ * <data>/keys/chameleon-public.key (careledger key format); <data> is --data, else
+ * CARELEDGER_CLOUD_DATA, else ./.careledger/cloud.
+ */
+import { chmodSync, existsSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { Command, Option } from 'commander'
+import { hexToBytes } from '@noble/hashes/utils.js'
+import { CareLedgerError } from '../../shared/errors.ts'
+import { chameleonKeyGen, chameleonKeyId, decodeChameleonPublicKey, encodeChameleonPublicKey, encodeChameleonSecretKey } from '../../shared/crypto/chameleon.ts'
+import { checkSigningPublicKey } from '../../shared/crypto/sign.ts'
+import { readKeyFile, writeKeyFile } from '../../shared/cli/files.ts'
+import { verifyChain, type VerificationFailure, type VerificationReport } from './verify.ts'
+
+const DEFAULT_DATA = './.careledger/cloud'
+const out = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`)
+const warn = (s: string): void => void process.stderr.write(`${s}\n`)
+const n = (x: number): string => x.toLocaleString('en-US')
+
+/** 64 hex digits, or a file holding 32 raw bytes or 64 hex digits. */
+export function readSigningPublicKey(arg: string): Uint8Array {
+  let key: Uint8Array
+  if (/^[0-9a-fA-F]{64}$/.test(arg)) key = hexToBytes(arg.toLowerCase())
+  else {
+    const bytes = readKeyFile(arg)
+    const text = bytes.length === 32 ? null : Buffer.from(bytes).toString('utf8').trim()
+    if (text === null) key = bytes
+    else if (/^[0-9a-fA-F]{64}$/.test(text)) key = hexToBytes(text.toLowerCase())
+    else throw new CareLedgerError('INVALID_ENCODING', `${arg}: expected a 32-byte Ed25519 public key (raw, or 64 hex digits)`, { path: arg })
+  }
+  return checkSigningPublicKey(key)
+}
+
+function formatFailure(f: VerificationFailure): string {
+  const where = [f.height === undefined ? '' : `height ${f.height}`, f.recordId === undefined ? '' : `record ${f.recordId}`].filter(Boolean).join('  ')
+  return `  ${f.kind.padEnd(18)} ${where.padEnd(26)} ${f.message}`
+}
+
+/** The report as people read it. */
+export function formatReport(r: VerificationReport, source: string): string {
+  const lines: string[] = []
+  const total = r.failures.length + r.failuresOmitted
+  lines.push(`CareLedger chain verification: ${r.ok ? 'INTACT' : `NOT INTACT (${n(total)} failure${total === 1 ? '' : 's'})`}`)
+  lines.push(`  source     ${source}`)
+  lines.push(`  blocks     ${n(r.blocks)}${r.head ? ` (head: height ${r.head.height}, hash ${r.head.hash})` : ''}`)
+  lines.push(`  records    ${n(r.records)}: ${n(r.sealedRecords)} sealed, ${n(r.pendingRecords)} pending; ${n(r.streams)} streams`)
+  const keySource = r.signingKeys.source === 'argument' ? 'trusted, given' : 'UNTRUSTED: read from the database itself — pass --signing-key to check against a key you trust'
+  lines.push(`  keys       chameleon ${r.chameleonKey}; block signing ${r.signingKeys.ids.join(', ') || 'none'} (${keySource})`)
+  const rate = r.durationMs > 0 ? ` (${n(Math.round((r.recordsChecked / r.durationMs) * 1000))} records/s)` : ''
+  lines.push(`  checked    ${n(r.recordsChecked)} records${r.recordsCached ? ` (+${n(r.recordsCached)} unchanged since a previous run)` : ''} in ${(r.durationMs / 1000).toFixed(2)} s on ${r.workers || 'no'} worker thread${r.workers === 1 ? '' : 's'}${rate}`)
+  if (!r.ok) {
+    lines.push('failures:')
+    for (const f of r.failures) lines.push(formatFailure(f))
+    if (r.failuresOmitted > 0) lines.push(`  … and ${n(r.failuresOmitted)} more`)
+    lines.push(`by kind: ${Object.entries(r.failureCounts).map(([k, c]) => `${k} ${n(c!)}`).join(', ')}`)
+  }
+  return lines.join('\n')
+}
+
+interface VerifyFlags {
+  data?: string
+  db?: string
+  chameleonKey?: string
+  signingKey?: string
+  workers?: string
+  expectHead?: string
+  json?: boolean
+  url?: string
+  token?: string
+}
+
+async function verifyRemote(url: string, token: string | undefined, json: boolean): Promise<boolean> {
+  if (!token) throw new CareLedgerError('INVALID_ARGUMENT', '--url needs --token (an admin or regulator API token), or CARELEDGER_TOKEN', {})
+  const endpoint = new URL('/v1/chain/verification', url)
+  let res: Response
+  try {
+    res = await fetch(endpoint, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' } })
+  } catch (e) {
+    throw new CareLedgerError('INVALID_ARGUMENT', `cannot reach ${endpoint}: ${(e as Error).message}`, { url: String(endpoint) })
+  }
+  const body = (await res.json().catch(() => null)) as (VerificationReport & { error?: { code: string; message: string } }) | null
+  if (!res.ok || body === null || typeof body.ok !== 'boolean') {
+    const why = body?.error ? `${body.error.code}: ${body.error.message}` : `HTTP ${res.status}`
+    throw new CareLedgerError('INVALID_ARGUMENT', `${endpoint} answered ${why}`, { status: res.status })
+  }
+  if (json) out(JSON.stringify(body, null, 2))
+  else if (Array.isArray(body.failures) && body.signingKeys) out(formatReport(body, `${endpoint} (checked at ${new Date(body.checkedAt).toISOString()})`))
+  else out(`${endpoint}: ${body.ok ? 'INTACT' : 'NOT INTACT'} (checked at ${new Date(body.checkedAt).toISOString()})\n${JSON.stringify(body, null, 2)}`)
+  return body.ok
+}
+
+export function chainCommand(): Command {
+  const cmd = new Command('chain').description('the redactable chain: verify blocks, records and stream links')
+  cmd
+    .command('verify')
+    .description('check every block and record of the chain (hashes, links, signatures, Merkle roots, chameleon openings, gateway signatures); exit 0 if intact, 1 if not')
+    .addOption(new Option('--data <dir>', `cloud data directory: <dir>/cloud.db and <dir>/keys/ (env CARELEDGER_CLOUD_DATA, default ${DEFAULT_DATA})`))
+    .option('--db <file>', 'the cloud database (default <data>/cloud.db)')
+    .option('--chameleon-key <file>', "the regulator's chameleon public key file (default <data>/keys/chameleon-public.key)")
+    .option('--signing-key <hex|file>', "the cloud's block-signing public key you trust: 64 hex digits or a file (default <data>/keys/cloud-signing.pub)")
+    .option('--workers <n>', 'record-checking threads (default: one per core; 0 = none)')
+    .option('--expect-head <height:hash>', 'a block hash known from elsewhere; detects truncation and rewritten history')
+    .option('--json', 'print the report as JSON')
+    .option('--url <cloud>', "ask a running cloud for its latest verification (GET /v1/chain/verification) instead of reading a database")
+    .option('--token <token>', 'API token for --url (env CARELEDGER_TOKEN)')
+    .action(async (opts: VerifyFlags) => {
+      if (opts.url) {
+        process.exitCode = (await verifyRemote(opts.url, opts.token ?? process.env.CARELEDGER_TOKEN, opts.json ?? false)) ? 0 : 1
+        return
+      }
+      const data = resolve(opts.data ?? (process.env.CARELEDGER_CLOUD_DATA || DEFAULT_DATA))
+      const dbPath = resolve(opts.db ?? join(data, 'cloud.db'))
+      if (!existsSync(dbPath)) throw new CareLedgerError('INVALID_ARGUMENT', `no database at ${dbPath} (use --db or --data)`, { path: dbPath })
+      const chameleonPublicKey = decodeChameleonPublicKey(readKeyFile(opts.chameleonKey ?? join(data, 'keys', 'chameleon-public.key')))
+      let signingPublicKey: Uint8Array | undefined
+      if (opts.signingKey) signingPublicKey = readSigningPublicKey(opts.signingKey)
+      else if ((opts.data !== undefined || opts.db === undefined) && existsSync(join(data, 'keys', 'cloud-signing.pub'))) {
+        signingPublicKey = readSigningPublicKey(join(data, 'keys', 'cloud-signing.pub'))
+      }
+      let expectHead: { height: number; hash: string } | undefined
+      if (opts.expectHead) {
+        const m = /^(\d+):([0-9a-fA-F]{64})$/.exec(opts.expectHead)
+        if (!m) throw new CareLedgerError('INVALID_ARGUMENT', '--expect-head must be <height>:<64 hex digits>', { value: opts.expectHead })
+        expectHead = { height: Number(m[1]), hash: m[2]!.toLowerCase() }
+      }
+      let workers: number | undefined
+      if (opts.workers !== undefined) {
+        workers = Number(opts.workers)
+        if (!Number.isSafeInteger(workers) || workers < 0 || workers > 64) throw new CareLedgerError('INVALID_ARGUMENT', '--workers must be an integer 0–64', { value: opts.workers })
+      }
+      const report = await verifyChain(dbPath, { chameleonPublicKey, signingPublicKey, workers, expectHead })
+      if (!signingPublicKey && !opts.json) warn('warning: no trusted block-signing key given (--signing-key); block signatures were checked against the keys recorded in the database itself')
+      out(opts.json ? JSON.stringify(report, null, 2) : formatReport(report, dbPath))
+      process.exitCode = report.ok ? 0 : 1
+    })
+  return cmd
+}
+
+export function regulatorCommand(): Command {
+  const cmd = new Command('regulator').description("the regulator: the chameleon-hash trapdoor that approves corrections without changing any block hash")
+  cmd
+    .command('keygen')
+    .description('create the chameleon key pair: chameleon-public.key (give it to the cloud) and chameleon-secret.key (the trapdoor, mode 0600: keep it off the cloud)')
+    .requiredOption('-o, --out <dir>', 'directory to write the keys into')
+    .option('--force', 'overwrite existing key files')
+    .action((opts: { out: string; force?: boolean }) => {
+      const pair = chameleonKeyGen()
+      const pub = join(opts.out, 'chameleon-public.key')
+      const sec = join(opts.out, 'chameleon-secret.key')
+      // The trapdoor first: if it cannot be written, no public key exists that nobody can open.
+      writeKeyFile(sec, encodeChameleonSecretKey(pair.secretKey), { secret: true, force: opts.force })
+      chmodSync(sec, 0o600) // also when --force overwrote a file created with a wider mode
+      writeKeyFile(pub, encodeChameleonPublicKey(pair.publicKey), { secret: false, force: opts.force })
+      out(`regulator key ${chameleonKeyId(pair.publicKey)}: wrote ${pub} (for the cloud: CARELEDGER_CHAMELEON_PUBLIC_KEY) and ${sec} (mode 0600, keep offline)`)
+    })
+  return cmd
+}

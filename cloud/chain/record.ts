@@ -1,0 +1,407 @@
+/**
+ * A chain record: one gateway-signed batch manifest as the cloud received it. Pure rules, no I/O.
+ *
+ *   content    = canonical CBOR (RFC 8949 §4.2.1) { v: 1, id, stream, seq, gateway, gatewayKey,
+ *                manifest, signature, receivedAt }
+ *   commitment = chameleon hash of content (Ateniese–de Medeiros, shared/crypto/chameleon.ts):
+ *                a 32-byte hash C and a 64-byte opening (r, s). Blocks commit to C only, so the
+ *                regulator's trapdoor can later replace content and opening without moving C.
+ *
+ * The gateway's public key travels inside the content, so anyone holding a record can check the
+ * manifest signature without the cloud's gateway registry (its id is SHA-256(key)[0..8], which
+ * the manifest names). `id` binds the content to its position in the chain (leaf order).
+ */
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { CareLedgerError, isCareLedgerError } from '../../shared/errors.ts'
+import { decodeCanonical, domainSeparated, encodeCanonical } from '../../shared/encoding/canonical.ts'
+import { chameleonHash, chameleonVerify } from '../../shared/crypto/chameleon.ts'
+import { checkSigningPublicKey, signingKeyId } from '../../shared/crypto/sign.ts'
+import { MANIFEST_DOMAIN, parseManifest, type BatchManifest } from '../../shared/protocol/manifest.ts'
+import { streamId } from '../../shared/protocol/pseudonym.ts'
+import { isUsableSigningKey, verifySignature } from './ed25519.ts'
+
+export const RECORD_VERSION = 1
+const CONTENT_KEYS = ['gateway', 'gatewayKey', 'id', 'manifest', 'receivedAt', 'seq', 'signature', 'stream', 'v'] as const
+
+/** What the content holds (before encoding). */
+export interface RecordFields {
+  readonly id: number
+  readonly stream: string
+  readonly seq: number
+  /** Gateway id (16 hex) = signingKeyId(gatewayKey) = manifest.gateway. */
+  readonly gateway: string
+  readonly gatewayKey: Uint8Array
+  readonly manifest: BatchManifest
+  readonly signature: Uint8Array
+  readonly receivedAt: number
+}
+
+export interface DecodedRecord extends RecordFields {
+  readonly v: 1
+  /** encodeCanonical(manifest): what the gateway signed. */
+  readonly manifestBytes: Uint8Array
+}
+
+/** An upload the chain may accept: every field checked, the signature verified. */
+export interface AdmittedBatch {
+  readonly manifest: BatchManifest
+  readonly manifestBytes: Uint8Array
+  /** manifestCommitment(manifest): hex, the stream link. */
+  readonly commitment: string
+  readonly gatewayKey: Uint8Array
+  readonly signature: Uint8Array
+  readonly receivedAt: number
+}
+
+export interface AppendInput {
+  readonly manifest: BatchManifest
+  readonly signature: Uint8Array
+  readonly gatewayKey: Uint8Array
+  readonly receivedAt: number
+}
+
+/** A record as the records table holds it (BLOBs as plain Uint8Arrays). */
+export interface RecordRow {
+  readonly id: number
+  readonly stream: string
+  readonly seq: number
+  readonly gatewayId: string
+  readonly content: Uint8Array
+  readonly hash: Uint8Array
+  readonly opening: Uint8Array
+  readonly manifestCommitment: string
+  readonly prevCommitment: string | null
+  readonly cid: string
+  readonly receivedAt: number
+  readonly blockHeight: number | null
+}
+
+/** What GET /v1/records lists (docs/api.md): metadata only, JSON-ready. */
+export interface RecordSummary {
+  readonly id: number
+  readonly stream: string
+  readonly seq: number
+  readonly gateway: string
+  readonly device: string
+  readonly patient: string
+  readonly from: number
+  readonly to: number
+  readonly count: number
+  readonly types: readonly string[]
+  readonly cid: string
+  readonly policy: string
+  /** hex chameleon hash C: what the block commits to. */
+  readonly commitment: string
+  readonly block: number | null
+  readonly receivedAt: number
+  /** Set (true) only when the stored content no longer decodes; the manifest fields are then empty. */
+  readonly damaged?: true
+}
+
+/** GET /v1/records/:id: everything needed to re-check the record without the cloud. */
+export interface RecordDetail extends RecordSummary {
+  readonly manifest: BatchManifest | null
+  /** hex manifestCommitment(manifest): the stream link. */
+  readonly manifestCommitment: string
+  readonly prevCommitment: string | null
+  /** hex Ed25519 signature of the gateway over the manifest (domain batch-manifest). */
+  readonly signature: string
+  /** hex Ed25519 public key of the gateway. */
+  readonly gatewayKey: string
+  /** hex chameleon opening (r ‖ s). */
+  readonly opening: string
+  /** hex canonical CBOR content: the chameleon hash's message. */
+  readonly content: string
+}
+
+export type RecordFailureKind = 'RECORD_CONTENT' | 'RECORD_OPENING' | 'MANIFEST_SIGNATURE'
+
+export interface RecordFailure {
+  readonly kind: RecordFailureKind
+  readonly recordId: number
+  readonly height?: number
+  readonly stream?: string
+  readonly seq?: number
+  readonly message: string
+}
+
+const hex = bytesToHex
+
+/** hex SHA-256("careledger/v1/batch-manifest" ‖ 0x00 ‖ bytes) — manifestCommitment without re-encoding. */
+export const commitmentOfManifestBytes = (manifestBytes: Uint8Array): string => hex(sha256(domainSeparated(MANIFEST_DOMAIN, manifestBytes)))
+
+function refuse(code: 'INVALID_ARGUMENT' | 'INVALID_ENCODING' | 'VERIFICATION_FAILED', reason: string, message: string, info: Record<string, unknown> = {}): never {
+  throw new CareLedgerError(code, message, { reason, ...info })
+}
+
+const isEpochMs = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0
+
+/**
+ * Everything the chain relies on about an upload, checked: the manifest schema, the gateway key
+ * (a usable Ed25519 key whose id is manifest.gateway), the stream id (derived from gateway, device
+ * and pseudonym, so no gateway can write into another's stream) and the gateway's signature.
+ * Typed errors carry `info.reason`: SCHEMA, GATEWAY_KEY, GATEWAY_KEY_MISMATCH, STREAM_ID,
+ * SIGNATURE_ENCODING, MANIFEST_SIGNATURE, RECEIVED_AT.
+ */
+export function admitBatch(input: AppendInput): AdmittedBatch {
+  if (typeof input !== 'object' || input === null) refuse('INVALID_ARGUMENT', 'INPUT', 'append: expected { manifest, signature, gatewayKey, receivedAt }')
+  const manifest = parseManifest(input.manifest)
+  if (!isEpochMs(input.receivedAt)) refuse('INVALID_ARGUMENT', 'RECEIVED_AT', `append: receivedAt must be epoch milliseconds, got ${String(input.receivedAt)}`)
+  const gatewayKey = input.gatewayKey
+  if (!isUsableSigningKey(gatewayKey)) {
+    try {
+      checkSigningPublicKey(gatewayKey) // for the precise reason
+    } catch (e) {
+      refuse('INVALID_ENCODING', 'GATEWAY_KEY', `append: gateway key: ${(e as Error).message}`)
+    }
+    refuse('INVALID_ENCODING', 'GATEWAY_KEY', 'append: the gateway key is not a usable Ed25519 public key')
+  }
+  const keyId = signingKeyId(gatewayKey)
+  if (keyId !== manifest.gateway) {
+    refuse('INVALID_ARGUMENT', 'GATEWAY_KEY_MISMATCH', `append: the gateway key has id ${keyId}, the manifest names gateway ${manifest.gateway}`, { keyId, gateway: manifest.gateway })
+  }
+  const derived = streamId(manifest.gateway, manifest.device, manifest.patient)
+  if (derived !== manifest.stream) {
+    refuse('INVALID_ARGUMENT', 'STREAM_ID', `append: stream ${manifest.stream} is not the stream id of (gateway, device, patient), ${derived}`, { stream: manifest.stream, expected: derived })
+  }
+  if (!(input.signature instanceof Uint8Array) || input.signature.length !== 64) {
+    refuse('INVALID_ENCODING', 'SIGNATURE_ENCODING', 'append: the manifest signature must be 64 bytes')
+  }
+  const manifestBytes = encodeCanonical(manifest)
+  if (!verifySignature(gatewayKey, MANIFEST_DOMAIN, manifestBytes, input.signature)) {
+    refuse('VERIFICATION_FAILED', 'MANIFEST_SIGNATURE', `append: the signature of gateway ${manifest.gateway} on ${manifest.stream}#${manifest.seq} does not verify`, {
+      stream: manifest.stream,
+      seq: manifest.seq,
+    })
+  }
+  const admitted: AdmittedBatch = {
+    manifest,
+    manifestBytes,
+    commitment: commitmentOfManifestBytes(manifestBytes),
+    gatewayKey: new Uint8Array(gatewayKey),
+    signature: new Uint8Array(input.signature),
+    receivedAt: input.receivedAt,
+  }
+  // A private copy the caller cannot reach or mutate, so the store can trust this admission later.
+  vouched.set(admitted, { ...admitted, manifest: structuredClone(manifest), manifestBytes: manifestBytes.slice(), gatewayKey: admitted.gatewayKey.slice(), signature: admitted.signature.slice() })
+  return admitted
+}
+
+const vouched = new WeakMap<object, AdmittedBatch>()
+
+/**
+ * If `x` is an AdmittedBatch that admitBatch returned in this thread, the checked copy taken at
+ * that moment (whatever the caller did to `x` since); otherwise null. Lets the store skip a second
+ * admission of an upload the service has already admitted, without trusting caller-built objects.
+ */
+export function vouchedAdmission(x: unknown): AdmittedBatch | null {
+  return typeof x === 'object' && x !== null ? (vouched.get(x) ?? null) : null
+}
+
+export function encodeRecordContent(f: RecordFields): Uint8Array {
+  return encodeCanonical({
+    v: RECORD_VERSION,
+    id: f.id,
+    stream: f.stream,
+    seq: f.seq,
+    gateway: f.gateway,
+    gatewayKey: f.gatewayKey,
+    manifest: f.manifest,
+    signature: f.signature,
+    receivedAt: f.receivedAt,
+  })
+}
+
+export interface CommittedContent {
+  readonly content: Uint8Array
+  readonly hash: Uint8Array
+  readonly opening: Uint8Array
+}
+
+/** Encode the content and commit to it: C = CH(content), opening (r, s) fresh. */
+export function commitRecord(chameleonPublicKey: Uint8Array, fields: RecordFields): CommittedContent {
+  const content = encodeRecordContent(fields)
+  const { hash, opening } = chameleonHash(chameleonPublicKey, content)
+  return { content, hash, opening }
+}
+
+/**
+ * Does (hash, opening) open to exactly these content bytes under the regulator's public key?
+ * False (never an exception) for anything malformed: a verifier must name the record, not crash.
+ */
+export function verifyRecordCommitment(chameleonPublicKey: Uint8Array, content: Uint8Array, hash: Uint8Array, opening: Uint8Array): boolean {
+  try {
+    return chameleonVerify(chameleonPublicKey, content, hash, opening)
+  } catch (e) {
+    if (isCareLedgerError(e, 'INVALID_ENCODING') && (e.info as { what?: string }).what === 'chameleon public key') throw e
+    return false
+  }
+}
+
+/**
+ * Parse stored content, strictly: canonical CBOR, exactly the nine fields, a manifest that passes
+ * the schema, and the fields agreeing with each other (stream, seq, gateway = the manifest's; the
+ * key's id = the gateway; the stream id derived from gateway, device, patient).
+ * INVALID_ENCODING with reason RECORD_CONTENT and the offending `field`.
+ */
+export function decodeRecordContent(bytes: Uint8Array): DecodedRecord {
+  const fail = (field: string, problem: string): never => refuse('INVALID_ENCODING', 'RECORD_CONTENT', `record content: ${field}: ${problem}`, { field })
+  let value: unknown
+  try {
+    value = decodeCanonical(bytes)
+  } catch (e) {
+    return fail('$', (e as Error).message)
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) return fail('$', 'not a map')
+  const v = value as Record<string, unknown>
+  const keys = Object.keys(v).sort()
+  if (keys.length !== CONTENT_KEYS.length || keys.some((k, i) => k !== CONTENT_KEYS[i])) return fail('$', `fields are [${keys.join(', ')}], expected [${CONTENT_KEYS.join(', ')}]`)
+  if (v.v !== RECORD_VERSION) return fail('v', `version ${String(v.v)} is not supported`)
+  if (typeof v.id !== 'number' || !Number.isSafeInteger(v.id) || v.id < 1) return fail('id', 'must be a positive integer')
+  if (typeof v.stream !== 'string') return fail('stream', 'must be a string')
+  if (typeof v.seq !== 'number' || !Number.isSafeInteger(v.seq) || v.seq < 0) return fail('seq', 'must be a non-negative integer')
+  if (typeof v.gateway !== 'string') return fail('gateway', 'must be a string')
+  if (!(v.gatewayKey instanceof Uint8Array) || v.gatewayKey.length !== 32) return fail('gatewayKey', 'must be 32 bytes')
+  if (!(v.signature instanceof Uint8Array) || v.signature.length !== 64) return fail('signature', 'must be 64 bytes')
+  if (!isEpochMs(v.receivedAt)) return fail('receivedAt', 'must be epoch milliseconds')
+  let manifest: BatchManifest
+  try {
+    manifest = parseManifest(v.manifest)
+  } catch (e) {
+    return fail('manifest', (e as Error).message)
+  }
+  if (manifest.stream !== v.stream) fail('stream', `${v.stream} but the manifest says ${manifest.stream}`)
+  if (manifest.seq !== v.seq) fail('seq', `${v.seq} but the manifest says ${manifest.seq}`)
+  if (manifest.gateway !== v.gateway) fail('gateway', `${v.gateway} but the manifest says ${manifest.gateway}`)
+  let keyId: string
+  try {
+    keyId = signingKeyId(v.gatewayKey)
+  } catch (e) {
+    return fail('gatewayKey', (e as Error).message)
+  }
+  if (keyId !== v.gateway) fail('gatewayKey', `has id ${keyId}, not the gateway ${v.gateway}`)
+  const derived = streamId(manifest.gateway, manifest.device, manifest.patient)
+  if (derived !== manifest.stream) fail('stream', `${manifest.stream} is not the stream id of (gateway, device, patient), ${derived}`)
+  return {
+    v: RECORD_VERSION,
+    id: v.id,
+    stream: v.stream,
+    seq: v.seq,
+    gateway: v.gateway,
+    gatewayKey: v.gatewayKey,
+    manifest,
+    signature: v.signature,
+    receivedAt: v.receivedAt,
+    manifestBytes: encodeCanonical(manifest),
+  }
+}
+
+/**
+ * Every check one record allows on its own: the chameleon opening over the exact stored bytes,
+ * the content's structure, its agreement with the row's indexed columns (which the store and the
+ * stream-link check use), and the gateway's signature on the manifest.
+ */
+export function checkRecordRow(row: RecordRow, chameleonPublicKey: Uint8Array): RecordFailure[] {
+  const failures: RecordFailure[] = []
+  const at = { recordId: row.id, ...(row.blockHeight === null ? {} : { height: row.blockHeight }), stream: row.stream, seq: row.seq }
+  const add = (kind: RecordFailureKind, message: string): void => void failures.push({ kind, ...at, message })
+  if (!verifyRecordCommitment(chameleonPublicKey, row.content, row.hash, row.opening)) {
+    add('RECORD_OPENING', `record ${row.id}: the chameleon opening does not open hash ${hex(row.hash)} to the stored content`)
+  }
+  let rec: DecodedRecord
+  try {
+    rec = decodeRecordContent(row.content)
+  } catch (e) {
+    add('RECORD_CONTENT', `record ${row.id}: ${(e as Error).message}`)
+    return failures
+  }
+  const commitment = commitmentOfManifestBytes(rec.manifestBytes)
+  const mismatched: string[] = []
+  const same = (field: string, inContent: unknown, inRow: unknown): void => {
+    if (inContent !== inRow) mismatched.push(`${field} (content ${JSON.stringify(inContent)}, row ${JSON.stringify(inRow)})`)
+  }
+  same('id', rec.id, row.id)
+  same('stream', rec.stream, row.stream)
+  same('seq', rec.seq, row.seq)
+  same('gateway', rec.gateway, row.gatewayId)
+  same('receivedAt', rec.receivedAt, row.receivedAt)
+  same('cid', rec.manifest.cid, row.cid)
+  same('manifest commitment', commitment, row.manifestCommitment)
+  same('prev', rec.manifest.prev, row.prevCommitment)
+  if (mismatched.length > 0) add('RECORD_CONTENT', `record ${row.id}: the content disagrees with the row: ${mismatched.join('; ')}`)
+  let signed: boolean
+  try {
+    signed = verifySignature(rec.gatewayKey, MANIFEST_DOMAIN, rec.manifestBytes, rec.signature)
+  } catch {
+    signed = false
+  }
+  if (!signed) add('MANIFEST_SIGNATURE', `record ${row.id}: the signature of gateway ${rec.gateway} on ${rec.stream}#${rec.seq} does not verify`)
+  return failures
+}
+
+export function summarize(id: number, manifest: BatchManifest, hash: Uint8Array, receivedAt: number, block: number | null): RecordSummary {
+  return {
+    id,
+    stream: manifest.stream,
+    seq: manifest.seq,
+    gateway: manifest.gateway,
+    device: manifest.device,
+    patient: manifest.patient,
+    from: manifest.from,
+    to: manifest.to,
+    count: manifest.count,
+    types: manifest.types,
+    cid: manifest.cid,
+    policy: manifest.policy,
+    commitment: hex(hash),
+    block,
+    receivedAt,
+  }
+}
+
+/** Summary and detail of a stored row; a row whose content no longer decodes is marked damaged. */
+export function describeRow(row: RecordRow): RecordDetail {
+  let rec: DecodedRecord | null = null
+  try {
+    rec = decodeRecordContent(row.content)
+  } catch {
+    rec = null
+  }
+  const base: RecordSummary = rec
+    ? summarize(row.id, rec.manifest, row.hash, row.receivedAt, row.blockHeight)
+    : {
+        id: row.id,
+        stream: row.stream,
+        seq: row.seq,
+        gateway: row.gatewayId,
+        device: '',
+        patient: '',
+        from: 0,
+        to: 0,
+        count: 0,
+        types: [],
+        cid: row.cid,
+        policy: '',
+        commitment: hex(row.hash),
+        block: row.blockHeight,
+        receivedAt: row.receivedAt,
+        damaged: true,
+      }
+  return {
+    ...base,
+    manifest: rec ? rec.manifest : null,
+    manifestCommitment: row.manifestCommitment,
+    prevCommitment: row.prevCommitment,
+    signature: rec ? hex(rec.signature) : '',
+    gatewayKey: rec ? hex(rec.gatewayKey) : '',
+    opening: hex(row.opening),
+    content: hex(row.content),
+  }
+}
+
+/** The summary part of a detail (for lists). */
+export function summaryOf(d: RecordDetail): RecordSummary {
+  const { manifest: _m, manifestCommitment: _c, prevCommitment: _p, signature: _s, gatewayKey: _k, opening: _o, content: _x, ...summary } = d
+  return summary
+}

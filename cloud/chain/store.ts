@@ -1,0 +1,838 @@
+/**
+ * The redactable chain in the cloud's SQLite database: records (one per accepted batch), blocks
+ * (signed headers over consecutive records), the per-stream index with its gaps, and the
+ * equivocation log. A synchronous API, like better-sqlite3 itself.
+ *
+ * Crash safety: every append (or bulk append) and every block seal is one IMMEDIATE transaction
+ * on a WAL database with synchronous=FULL (cloud/store/db.ts), so after a crash a batch is either
+ * wholly in (record, stream index, gaps) or absent, and a block is either sealed with all its
+ * records assigned or not at all. Record ids are max(id) + 1 inside the write lock: consecutive,
+ * so a block holds the id range (last of previous block, last].
+ *
+ * The caller (the HTTP service) has checked the gateway's request signature and the CAR;
+ * appendBatch still checks what the chain relies on (record.ts admitBatch), because a record it
+ * stores can never be changed without the regulator.
+ */
+import os from 'node:os'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { CareLedgerError } from '../../shared/errors.ts'
+import { chameleonKeyId } from '../../shared/crypto/chameleon.ts'
+import { signingKeyId, signingPublicKey } from '../../shared/crypto/sign.ts'
+import { MerkleTree } from '../../shared/crypto/merkle.ts'
+import { decodeCanonical } from '../../shared/encoding/canonical.ts'
+import type { BatchManifest } from '../../shared/protocol/manifest.ts'
+import { registerMigrations, type CloudDb, type Migration } from '../store/db.ts'
+import { blockHash, decodeBlockHeader, makeBlock, recordsTree, type BlockHeader } from './block.ts'
+import {
+  admitBatch,
+  commitRecord,
+  describeRow,
+  summarize,
+  summaryOf,
+  vouchedAdmission,
+  type AdmittedBatch,
+  type AppendInput,
+  type CommittedContent,
+  type RecordDetail,
+  type RecordFields,
+  type RecordRow,
+  type RecordSummary,
+} from './record.ts'
+import { SyncPool, attempt, outcomeError, type Outcome } from './sync-pool.ts'
+
+export type { AdmittedBatch, AppendInput, RecordDetail, RecordSummary } from './record.ts'
+
+// ---- schema --------------------------------------------------------------------------------------
+
+export const CHAIN_MIGRATIONS: readonly Migration[] = [
+  {
+    name: 'chain/001-records-blocks',
+    sql: `
+      -- Keys the chain has used: block signers (may rotate) and the regulator's chameleon key (may not).
+      CREATE TABLE chain_keys (
+        kind TEXT NOT NULL CHECK (kind IN ('signing', 'chameleon')),
+        key_id TEXT NOT NULL,
+        public_key BLOB NOT NULL CHECK (length(public_key) = 32),
+        added_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, key_id)
+      ) STRICT;
+      CREATE TABLE blocks (
+        height INTEGER PRIMARY KEY CHECK (height >= 0),
+        header BLOB NOT NULL,
+        hash BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),
+        signature BLOB NOT NULL CHECK (length(signature) = 64)
+      ) STRICT;
+      CREATE TABLE records (
+        id INTEGER PRIMARY KEY CHECK (id >= 1),
+        stream TEXT NOT NULL,
+        seq INTEGER NOT NULL CHECK (seq >= 0),
+        gateway_id TEXT NOT NULL,
+        content BLOB NOT NULL,
+        hash BLOB NOT NULL CHECK (length(hash) = 32),
+        opening BLOB NOT NULL CHECK (length(opening) = 64),
+        manifest_commitment TEXT NOT NULL,
+        prev_commitment TEXT,
+        cid TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        block_height INTEGER REFERENCES blocks (height),
+        UNIQUE (stream, seq)
+      ) STRICT;
+      CREATE INDEX records_block ON records (block_height, id);
+      CREATE INDEX records_pending ON records (id) WHERE block_height IS NULL;
+      CREATE INDEX records_stream_id ON records (stream, id);
+      CREATE TABLE streams (
+        stream TEXT PRIMARY KEY,
+        gateway_id TEXT NOT NULL,
+        device TEXT NOT NULL,
+        patient TEXT NOT NULL,
+        batches INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        first_batch_at INTEGER NOT NULL,
+        last_batch_at INTEGER NOT NULL
+      ) STRICT;
+      -- Missing seqs [from_seq, to_seq] below a stream's last_seq; closed as the batches arrive.
+      CREATE TABLE stream_gaps (
+        stream TEXT NOT NULL REFERENCES streams (stream),
+        from_seq INTEGER NOT NULL,
+        to_seq INTEGER NOT NULL CHECK (to_seq >= from_seq),
+        PRIMARY KEY (stream, from_seq)
+      ) STRICT, WITHOUT ROWID;
+      -- Signed evidence of a gateway contradicting itself: two batches for one (stream, seq), or a
+      -- batch whose link disagrees with a stored neighbour.
+      CREATE TABLE equivocations (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('conflict', 'prev-mismatch', 'next-mismatch')),
+        stream TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        record_id INTEGER NOT NULL REFERENCES records (id),
+        offered_commitment TEXT NOT NULL,
+        manifest BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        gateway_key BLOB NOT NULL,
+        detected_at INTEGER NOT NULL,
+        UNIQUE (kind, stream, seq, offered_commitment)
+      ) STRICT;
+    `,
+  },
+]
+
+registerMigrations(CHAIN_MIGRATIONS)
+
+/** Apply chain migrations the database has not seen (when it was opened before this module was imported). */
+function ensureSchema(db: CloudDb): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)')
+  const applied = new Set(db.prepare('SELECT name FROM schema_migrations').pluck().all() as string[])
+  for (const m of CHAIN_MIGRATIONS) {
+    if (applied.has(m.name)) continue
+    db.transaction(() => {
+      db.exec(m.sql)
+      db.prepare('INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)').run(m.name, Date.now())
+    }).immediate()
+  }
+}
+
+// ---- types -----------------------------------------------------------------------------------------
+
+export interface ChainKeys {
+  readonly signingSecretKey: Uint8Array
+  readonly signingPublicKey: Uint8Array
+  readonly chameleonPublicKey: Uint8Array
+}
+
+export interface ChainStoreOptions {
+  /** Worker threads for appendBatches besides the caller's (default: cores − 1; 0 = none). */
+  readonly workers?: number
+  /** Bulk appends smaller than this stay on the calling thread (default 16). */
+  readonly parallelThreshold?: number
+}
+
+export type AppendResult = { readonly status: 'created' | 'duplicate'; readonly record: RecordSummary } | { readonly status: 'conflict'; readonly existing: RecordSummary }
+export type BulkAppendResult = AppendResult | { readonly status: 'rejected'; readonly error: Error }
+
+export interface BlockSummary {
+  readonly height: number
+  readonly hash: string
+  readonly prev: string | null
+  readonly time: number
+  readonly recordsRoot: string
+  readonly count: number
+  readonly firstRecord: number
+  readonly lastRecord: number
+  readonly chameleonKey: string
+  readonly signer: string
+  readonly signature: string
+  /** Set when the stored header no longer decodes (the other fields are then empty). */
+  readonly damaged?: true
+}
+
+export interface BlockDetail extends BlockSummary {
+  readonly header: BlockHeader | null
+  /** hex canonical CBOR header: what the hash and the signature cover. */
+  readonly headerBytes: string
+  readonly records: readonly number[]
+}
+
+export interface RecordProof {
+  readonly record: RecordDetail
+  readonly block: { readonly header: BlockHeader; readonly hash: string; readonly signature: string }
+  readonly leafIndex: number
+  readonly treeSize: number
+  /** RFC 9162 §2.1.3.1 PATH, leaf to root, hex. */
+  readonly proof: readonly string[]
+}
+
+export interface StreamSummary {
+  readonly stream: string
+  readonly gateway: string
+  readonly device: string
+  readonly patient: string
+  readonly batches: number
+  readonly lastSeq: number
+  /** Held seqs, as inclusive ranges. */
+  readonly ranges: readonly (readonly [number, number])[]
+  /** Missing seqs below lastSeq, as inclusive ranges. */
+  readonly gaps: readonly (readonly [number, number])[]
+  readonly firstBatchAt: number
+  readonly lastBatchAt: number
+}
+
+export interface EquivocationEntry {
+  readonly id: number
+  readonly kind: 'conflict' | 'prev-mismatch' | 'next-mismatch'
+  readonly stream: string
+  readonly seq: number
+  /** The stored record the offered batch contradicts. */
+  readonly recordId: number
+  readonly offeredCommitment: string
+  readonly manifest: BatchManifest
+  readonly signature: string
+  readonly gatewayKey: string
+  readonly detectedAt: number
+}
+
+export interface ChainStats {
+  readonly records: number
+  readonly pendingRecords: number
+  readonly blocks: number
+  /** Height of the newest block, −1 before the first. */
+  readonly height: number
+  readonly streams: number
+  readonly gaps: number
+  readonly missingBatches: number
+  readonly equivocations: number
+  readonly lastBlockTime: number | null
+}
+
+// ---- rows ------------------------------------------------------------------------------------------
+
+interface RawRecord {
+  id: number
+  stream: string
+  seq: number
+  gateway_id: string
+  content: Buffer
+  hash: Buffer
+  opening: Buffer
+  manifest_commitment: string
+  prev_commitment: string | null
+  cid: string
+  received_at: number
+  block_height: number | null
+}
+
+interface RawBlock {
+  height: number
+  header: Buffer
+  hash: Buffer
+  signature: Buffer
+}
+
+interface RawStream {
+  stream: string
+  gateway_id: string
+  device: string
+  patient: string
+  batches: number
+  last_seq: number
+  first_batch_at: number
+  last_batch_at: number
+}
+
+const u8 = (b: Uint8Array): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
+const hex = bytesToHex
+const RECORD_COLUMNS = 'id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height'
+
+export function toRecordRow(r: RawRecord): RecordRow {
+  return {
+    id: r.id,
+    stream: r.stream,
+    seq: r.seq,
+    gatewayId: r.gateway_id,
+    content: u8(r.content),
+    hash: u8(r.hash),
+    opening: u8(r.opening),
+    manifestCommitment: r.manifest_commitment,
+    prevCommitment: r.prev_commitment,
+    cid: r.cid,
+    receivedAt: r.received_at,
+    blockHeight: r.block_height,
+  }
+}
+
+function blockSummary(row: RawBlock): { summary: BlockSummary; header: BlockHeader | null } {
+  let header: BlockHeader | null
+  try {
+    header = decodeBlockHeader(u8(row.header))
+  } catch {
+    header = null
+  }
+  const common = { height: row.height, hash: hex(row.hash), signature: hex(row.signature) }
+  if (header === null) {
+    return { header, summary: { ...common, prev: null, time: 0, recordsRoot: '', count: 0, firstRecord: 0, lastRecord: 0, chameleonKey: '', signer: '', damaged: true } }
+  }
+  return {
+    header,
+    summary: {
+      ...common,
+      prev: header.prev,
+      time: header.time,
+      recordsRoot: header.recordsRoot,
+      count: header.count,
+      firstRecord: header.first,
+      lastRecord: header.last,
+      chameleonKey: header.chameleonKey,
+      signer: header.signer,
+    },
+  }
+}
+
+/** Inclusive ranges of [0, last] not covered by the (sorted, disjoint) gaps. */
+function rangesOf(lastSeq: number, gaps: readonly (readonly [number, number])[]): [number, number][] {
+  const ranges: [number, number][] = []
+  let from = 0
+  for (const [a, b] of gaps) {
+    if (a > from) ranges.push([from, a - 1])
+    from = b + 1
+  }
+  if (from <= lastSeq) ranges.push([from, lastSeq])
+  return ranges
+}
+
+const clampLimit = (limit: number): number => (Number.isSafeInteger(limit) && limit > 0 ? Math.min(limit, 1000) : 100)
+
+// ---- the store -------------------------------------------------------------------------------------
+
+type Verdict =
+  | { kind: 'new'; stream: RawStream | undefined }
+  | { kind: 'duplicate' | 'conflict'; id: number }
+  | { kind: 'prev-mismatch' | 'next-mismatch'; id: number; error: CareLedgerError }
+  | { kind: 'refused'; error: CareLedgerError }
+
+/** Where a batch's result comes from once the transaction's writes are complete. */
+type Pending = { kind: 'done'; result: BulkAppendResult } | { kind: 'existing'; status: 'duplicate' | 'conflict'; id: number } | { kind: 'created'; plan: number }
+
+interface Plan {
+  readonly admitted: AdmittedBatch
+  readonly fields: RecordFields
+}
+
+export class ChainStore {
+  readonly db: CloudDb
+  readonly #signingSecretKey: Uint8Array
+  readonly #chameleonPublicKey: Uint8Array
+  readonly #chameleonKeyId: string
+  readonly #signerKeyId: string
+  readonly #pool: SyncPool
+  readonly #trees = new Map<number, MerkleTree>()
+  readonly #s
+
+  constructor(db: CloudDb, keys: ChainKeys, opts: ChainStoreOptions = {}) {
+    this.db = db
+    const pk = signingPublicKey(keys.signingSecretKey)
+    if (hex(pk) !== hex(keys.signingPublicKey)) throw new CareLedgerError('INVALID_ARGUMENT', 'chain keys: the signing public key does not belong to the signing secret key', { reason: 'KEY_MISMATCH' })
+    this.#signingSecretKey = keys.signingSecretKey.slice()
+    this.#chameleonPublicKey = keys.chameleonPublicKey.slice()
+    this.#chameleonKeyId = chameleonKeyId(this.#chameleonPublicKey)
+    this.#signerKeyId = signingKeyId(pk)
+    ensureSchema(db)
+    this.#registerKeys(pk)
+    const workers = opts.workers ?? Math.max(0, os.availableParallelism() - 1)
+    this.#pool = new SyncPool(new URL('./append-worker.ts', import.meta.url), {
+      size: workers,
+      data: { chameleonPublicKey: this.#chameleonPublicKey },
+      threshold: opts.parallelThreshold ?? 16,
+    })
+    this.#s = this.#prepare()
+  }
+
+  #prepare() {
+    const db = this.db
+    return {
+      maxId: db.prepare('SELECT coalesce(max(id), 0) FROM records').pluck(),
+      recordAt: db.prepare('SELECT id, manifest_commitment, prev_commitment FROM records WHERE stream = ? AND seq = ?'),
+      record: db.prepare(`SELECT ${RECORD_COLUMNS} FROM records WHERE id = ?`),
+      insertRecord: db.prepare(
+        `INSERT INTO records (id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at)
+         VALUES (@id, @stream, @seq, @gateway, x'', zeroblob(32), zeroblob(64), @commitment, @prev, @cid, @receivedAt)`,
+      ),
+      fillRecord: db.prepare('UPDATE records SET content = ?, hash = ?, opening = ? WHERE id = ?'),
+      stream: db.prepare('SELECT * FROM streams WHERE stream = ?'),
+      insertStream: db.prepare(
+        `INSERT INTO streams (stream, gateway_id, device, patient, batches, last_seq, first_batch_at, last_batch_at)
+         VALUES (@stream, @gateway, @device, @patient, 1, @seq, @at, @at)`,
+      ),
+      updateStream: db.prepare('UPDATE streams SET batches = batches + 1, last_seq = max(last_seq, @seq), last_batch_at = max(last_batch_at, @at) WHERE stream = @stream'),
+      insertGap: db.prepare('INSERT INTO stream_gaps (stream, from_seq, to_seq) VALUES (?, ?, ?)'),
+      gapAt: db.prepare('SELECT from_seq, to_seq FROM stream_gaps WHERE stream = ? AND from_seq <= ? ORDER BY from_seq DESC LIMIT 1'),
+      deleteGap: db.prepare('DELETE FROM stream_gaps WHERE stream = ? AND from_seq = ?'),
+      logEquivocation: db.prepare(
+        `INSERT OR IGNORE INTO equivocations (kind, stream, seq, record_id, offered_commitment, manifest, signature, gateway_key, detected_at)
+         VALUES (@kind, @stream, @seq, @recordId, @commitment, @manifest, @signature, @gatewayKey, @at)`,
+      ),
+      pending: db.prepare('SELECT id, hash FROM records WHERE block_height IS NULL ORDER BY id LIMIT ?'),
+      lastBlock: db.prepare('SELECT height, header, hash, signature FROM blocks ORDER BY height DESC LIMIT 1'),
+      insertBlock: db.prepare('INSERT INTO blocks (height, header, hash, signature) VALUES (?, ?, ?, ?)'),
+      assign: db.prepare('UPDATE records SET block_height = ? WHERE block_height IS NULL AND id BETWEEN ? AND ?'),
+      block: db.prepare('SELECT height, header, hash, signature FROM blocks WHERE height = ?'),
+      blocksAfter: db.prepare('SELECT height, header, hash, signature FROM blocks WHERE height > ? ORDER BY height LIMIT ?'),
+      blockRecordIds: db.prepare('SELECT id FROM records WHERE block_height = ? ORDER BY id').pluck(),
+      blockHashes: db.prepare('SELECT hash FROM records WHERE block_height = ? ORDER BY id').pluck(),
+      recordsAfter: db.prepare(`SELECT ${RECORD_COLUMNS} FROM records WHERE id > ? ORDER BY id LIMIT ?`),
+      streamRecordsAfter: db.prepare(`SELECT ${RECORD_COLUMNS} FROM records WHERE stream = ? AND id > ? ORDER BY id LIMIT ?`),
+      streams: db.prepare('SELECT * FROM streams ORDER BY stream'),
+      gaps: db.prepare('SELECT stream, from_seq, to_seq FROM stream_gaps ORDER BY stream, from_seq'),
+      streamGaps: db.prepare('SELECT stream, from_seq, to_seq FROM stream_gaps WHERE stream = ? ORDER BY from_seq'),
+      equivocationsAfter: db.prepare('SELECT * FROM equivocations WHERE id > ? ORDER BY id LIMIT ?'),
+      stats: db.prepare(
+        `SELECT (SELECT coalesce(max(id), 0) FROM records) AS records,
+                (SELECT count(*) FROM records WHERE block_height IS NULL) AS pending,
+                (SELECT count(*) FROM blocks) AS blocks,
+                (SELECT coalesce(max(height), -1) FROM blocks) AS height,
+                (SELECT count(*) FROM streams) AS streams,
+                (SELECT count(*) FROM stream_gaps) AS gaps,
+                (SELECT coalesce(sum(to_seq - from_seq + 1), 0) FROM stream_gaps) AS missing,
+                (SELECT count(*) FROM equivocations) AS equivocations`,
+      ),
+    }
+  }
+
+  /** Record the keys in use; the chameleon key of a chain never changes (its trapdoor opens the old records). */
+  #registerKeys(signingPk: Uint8Array): void {
+    this.db
+      .transaction(() => {
+        const existing = this.db.prepare("SELECT key_id FROM chain_keys WHERE kind = 'chameleon'").pluck().all() as string[]
+        if (existing.length > 0 && !existing.includes(this.#chameleonKeyId)) {
+          throw new CareLedgerError('INVALID_ARGUMENT', `this chain's records are committed under chameleon key ${existing.join(', ')}, not ${this.#chameleonKeyId}`, {
+            reason: 'CHAMELEON_KEY_CHANGED',
+            stored: existing,
+            given: this.#chameleonKeyId,
+          })
+        }
+        const add = this.db.prepare('INSERT OR IGNORE INTO chain_keys (kind, key_id, public_key, added_at) VALUES (?, ?, ?, ?)')
+        add.run('chameleon', this.#chameleonKeyId, this.#chameleonPublicKey, Date.now())
+        add.run('signing', this.#signerKeyId, signingPk, Date.now())
+      })
+      .immediate()
+  }
+
+  get chameleonKeyId(): string {
+    return this.#chameleonKeyId
+  }
+
+  get signerKeyId(): string {
+    return this.#signerKeyId
+  }
+
+  /** Start the append worker threads now rather than at the first large appendBatches. */
+  warmUp(): void {
+    this.#pool.start()
+  }
+
+  /** How the append work was spread: items computed on worker threads vs this thread, workers retired after a failure. */
+  appendThreadStats(): { readonly onWorkers: number; readonly onCaller: number; readonly retired: number } {
+    return this.#pool.stats
+  }
+
+  /** Stop the worker threads. The database stays open (it belongs to the caller). */
+  async close(): Promise<void> {
+    await this.#pool.close()
+  }
+
+  // ---- appending -----------------------------------------------------------------------------------
+
+  /**
+   * Append one gateway batch: 'created' (a new record, block null until sealed), 'duplicate' (the
+   * same manifest is already stored: nothing new) or 'conflict' (another manifest holds this
+   * (stream, seq): logged as an equivocation). Throws CareLedgerError for a batch the chain
+   * refuses, with `info.reason`: the admission reasons of record.ts, PREV_MISMATCH (its prev is not
+   * the stored seq − 1's commitment), NEXT_MISMATCH (the stored seq + 1 names another prev) or
+   * STREAM_IDENTITY; link mismatches are logged as equivocations before the error is thrown.
+   */
+  appendBatch(input: AppendInput | AdmittedBatch): AppendResult {
+    const admitted = vouchedAdmission(input) ?? admitBatch(input)
+    const [result] = this.#append([{ ok: admitted }])
+    if (result!.status === 'rejected') throw result!.error
+    return result!
+  }
+
+  /**
+   * Append many batches in one transaction (one fsync), each judged as by appendBatch, in order;
+   * a refused batch does not affect the others. Signature checks and chameleon hashes are spread
+   * over the worker threads. For POST /v1/batches/bulk and for coalescing concurrent uploads.
+   * Pass the AdmittedBatch objects admitBatch returned (not copies) to skip their second admission.
+   */
+  appendBatches(inputs: readonly (AppendInput | AdmittedBatch)[]): BulkAppendResult[] {
+    // What admitBatch already returned here (the service admits each upload before its CAR check) is not admitted twice.
+    const vouched = inputs.map(vouchedAdmission)
+    const rest = inputs.filter((_, i) => vouched[i] === null)
+    const fresh = this.#pool.map('admit', rest, (input): Outcome<AdmittedBatch> => attempt(() => admitBatch(input)))
+    let next = 0
+    return this.#append(vouched.map((v) => (v ? { ok: v } : fresh[next++]!)))
+  }
+
+  #append(admitted: readonly Outcome<AdmittedBatch>[]): BulkAppendResult[] {
+    return this.db.transaction((): BulkAppendResult[] => {
+      let nextId = (this.#s.maxId.get() as number) + 1
+      const pending: Pending[] = []
+      const plans: Plan[] = []
+      for (const outcome of admitted) {
+        if (!('ok' in outcome)) {
+          pending.push({ kind: 'done', result: { status: 'rejected', error: outcomeError(outcome)! } })
+          continue
+        }
+        const a = outcome.ok
+        const verdict = this.#judge(a)
+        switch (verdict.kind) {
+          case 'duplicate':
+          case 'conflict':
+            if (verdict.kind === 'conflict') this.#logEquivocation('conflict', a, verdict.id)
+            pending.push({ kind: 'existing', status: verdict.kind, id: verdict.id })
+            break
+          case 'prev-mismatch':
+          case 'next-mismatch':
+            this.#logEquivocation(verdict.kind, a, verdict.id)
+            pending.push({ kind: 'done', result: { status: 'rejected', error: verdict.error } })
+            break
+          case 'refused':
+            pending.push({ kind: 'done', result: { status: 'rejected', error: verdict.error } })
+            break
+          case 'new': {
+            const fields: RecordFields = {
+              id: nextId,
+              stream: a.manifest.stream,
+              seq: a.manifest.seq,
+              gateway: a.manifest.gateway,
+              gatewayKey: a.gatewayKey,
+              manifest: a.manifest,
+              signature: a.signature,
+              receivedAt: a.receivedAt,
+            }
+            try {
+              this.#insert(a, fields.id, verdict.stream)
+            } catch (e) {
+              pending.push({ kind: 'done', result: { status: 'rejected', error: e instanceof Error ? e : new Error(String(e)) } })
+              break
+            }
+            nextId++
+            pending.push({ kind: 'created', plan: plans.length })
+            plans.push({ admitted: a, fields })
+          }
+        }
+      }
+      // The chameleon hashes of the new records' contents, on all cores; then fill the rows in.
+      const committed = this.#pool.map('commit', plans.map((p) => p.fields), (f): Outcome<CommittedContent> => attempt(() => commitRecord(this.#chameleonPublicKey, f)))
+      const hashes: Uint8Array[] = []
+      committed.forEach((c, i) => {
+        if (!('ok' in c)) throw outcomeError(c)! // cannot happen for admitted fields: abort the whole transaction
+        this.#s.fillRecord.run(c.ok.content, c.ok.hash, c.ok.opening, plans[i]!.fields.id)
+        hashes.push(c.ok.hash)
+      })
+      return pending.map((p): BulkAppendResult => {
+        if (p.kind === 'done') return p.result
+        if (p.kind === 'created') {
+          const { admitted: a, fields } = plans[p.plan]!
+          return { status: 'created', record: summarize(fields.id, a.manifest, hashes[p.plan]!, a.receivedAt, null) }
+        }
+        const existing = summaryOf(describeRow(toRecordRow(this.#s.record.get(p.id) as RawRecord)))
+        return p.status === 'duplicate' ? { status: 'duplicate', record: existing } : { status: 'conflict', existing }
+      })
+    }).immediate()
+  }
+
+  /** Classify an admitted batch against the stored stream (including this transaction's earlier inserts). */
+  #judge(a: AdmittedBatch): Verdict {
+    const m = a.manifest
+    const stream = this.#s.stream.get(m.stream) as RawStream | undefined
+    if (stream && (stream.gateway_id !== m.gateway || stream.device !== m.device || stream.patient !== m.patient)) {
+      return {
+        kind: 'refused',
+        error: new CareLedgerError('INVALID_ARGUMENT', `stream ${m.stream} belongs to gateway ${stream.gateway_id}, device ${stream.device}, patient ${stream.patient}`, {
+          reason: 'STREAM_IDENTITY',
+          stream: m.stream,
+        }),
+      }
+    }
+    type At = { id: number; manifest_commitment: string; prev_commitment: string | null }
+    const here = this.#s.recordAt.get(m.stream, m.seq) as At | undefined
+    if (here) return { kind: here.manifest_commitment === a.commitment ? 'duplicate' : 'conflict', id: here.id }
+    if (m.seq > 0) {
+      const before = this.#s.recordAt.get(m.stream, m.seq - 1) as At | undefined
+      if (before && before.manifest_commitment !== m.prev) {
+        return {
+          kind: 'prev-mismatch',
+          id: before.id,
+          error: new CareLedgerError(
+            'VERIFICATION_FAILED',
+            `stream ${m.stream} seq ${m.seq}: prev ${m.prev} is not the commitment ${before.manifest_commitment} of the stored seq ${m.seq - 1} (record ${before.id})`,
+            { reason: 'PREV_MISMATCH', stream: m.stream, seq: m.seq, prev: m.prev, stored: before.manifest_commitment, recordId: before.id },
+          ),
+        }
+      }
+    }
+    const after = this.#s.recordAt.get(m.stream, m.seq + 1) as At | undefined
+    if (after && after.prev_commitment !== a.commitment) {
+      return {
+        kind: 'next-mismatch',
+        id: after.id,
+        error: new CareLedgerError(
+          'VERIFICATION_FAILED',
+          `stream ${m.stream} seq ${m.seq}: its commitment ${a.commitment} is not the prev ${after.prev_commitment} of the stored seq ${m.seq + 1} (record ${after.id})`,
+          { reason: 'NEXT_MISMATCH', stream: m.stream, seq: m.seq, commitment: a.commitment, storedPrev: after.prev_commitment, recordId: after.id },
+        ),
+      }
+    }
+    return { kind: 'new', stream }
+  }
+
+  /** The record row (content, hash and opening filled in later in the same transaction) and the stream index, in a savepoint. */
+  #insert(a: AdmittedBatch, id: number, stream: RawStream | undefined): void {
+    const m = a.manifest
+    const s = this.#s
+    this.db.transaction(() => {
+      s.insertRecord.run({ id, stream: m.stream, seq: m.seq, gateway: m.gateway, commitment: a.commitment, prev: m.prev, cid: m.cid, receivedAt: a.receivedAt })
+      if (!stream) {
+        s.insertStream.run({ stream: m.stream, gateway: m.gateway, device: m.device, patient: m.patient, seq: m.seq, at: a.receivedAt })
+        if (m.seq > 0) s.insertGap.run(m.stream, 0, m.seq - 1)
+        return
+      }
+      if (m.seq > stream.last_seq) {
+        if (m.seq > stream.last_seq + 1) s.insertGap.run(m.stream, stream.last_seq + 1, m.seq - 1)
+      } else {
+        // A late batch: it must close (part of) a recorded gap.
+        const gap = s.gapAt.get(m.stream, m.seq) as { from_seq: number; to_seq: number } | undefined
+        if (!gap || gap.to_seq < m.seq) {
+          throw new CareLedgerError('VERIFICATION_FAILED', `stream ${m.stream}: seq ${m.seq} is below last seq ${stream.last_seq} but in no recorded gap (the stream index is inconsistent)`, {
+            reason: 'STREAM_INDEX',
+            stream: m.stream,
+            seq: m.seq,
+          })
+        }
+        s.deleteGap.run(m.stream, gap.from_seq)
+        if (gap.from_seq < m.seq) s.insertGap.run(m.stream, gap.from_seq, m.seq - 1)
+        if (m.seq < gap.to_seq) s.insertGap.run(m.stream, m.seq + 1, gap.to_seq)
+      }
+      s.updateStream.run({ stream: m.stream, seq: m.seq, at: a.receivedAt })
+    })()
+  }
+
+  #logEquivocation(kind: 'conflict' | 'prev-mismatch' | 'next-mismatch', a: AdmittedBatch, recordId: number): void {
+    this.#s.logEquivocation.run({
+      kind,
+      stream: a.manifest.stream,
+      seq: a.manifest.seq,
+      recordId,
+      commitment: a.commitment,
+      manifest: a.manifestBytes,
+      signature: a.signature,
+      gatewayKey: a.gatewayKey,
+      at: a.receivedAt,
+    })
+  }
+
+  // ---- sealing -------------------------------------------------------------------------------------
+
+  /**
+   * Seal every pending record (at most `maxRecords`) into the next block, in one transaction;
+   * null when nothing is pending (no empty blocks). The block time never goes backwards: it is
+   * max(now, previous block's time). Refuses (VERIFICATION_FAILED) to extend a chain whose last
+   * block's stored hash is not the hash of its header, or whose pending records do not continue
+   * where the last block ended.
+   */
+  sealBlock(now: number, opts: { maxRecords?: number } = {}): BlockSummary | null {
+    if (!Number.isSafeInteger(now) || now < 0) throw new CareLedgerError('INVALID_ARGUMENT', `sealBlock: now must be epoch milliseconds, got ${now}`, { now })
+    const limit = opts.maxRecords ?? -1
+    return this.db.transaction((): BlockSummary | null => {
+      const rows = this.#s.pending.all(limit) as { id: number; hash: Buffer }[]
+      if (rows.length === 0) return null
+      const last = this.#s.lastBlock.get() as RawBlock | undefined
+      let height = 0
+      let prevHash: Uint8Array | null = null
+      let prevLast = 0
+      let time = now
+      if (last) {
+        const bytes = u8(last.header)
+        prevHash = blockHash(bytes)
+        if (hex(prevHash) !== hex(last.hash)) {
+          throw new CareLedgerError('VERIFICATION_FAILED', `refusing to seal: block ${last.height}'s stored hash is not the hash of its header`, { reason: 'BLOCK_HASH', height: last.height })
+        }
+        const h = decodeBlockHeader(bytes)
+        height = last.height + 1
+        prevLast = h.last
+        time = Math.max(now, h.time)
+      }
+      if (rows[0]!.id !== prevLast + 1) {
+        throw new CareLedgerError('VERIFICATION_FAILED', `refusing to seal: the first pending record is ${rows[0]!.id}, the last block ended at ${prevLast}`, {
+          reason: 'RECORD_ASSIGNMENT',
+          first: rows[0]!.id,
+          prevLast,
+        })
+      }
+      const block = makeBlock({
+        height,
+        prevHash,
+        time,
+        records: rows.map((r) => ({ id: r.id, hash: u8(r.hash) })),
+        chameleonKeyId: this.#chameleonKeyId,
+        signerKeyId: this.#signerKeyId,
+        signingSecretKey: this.#signingSecretKey,
+      })
+      this.#s.insertBlock.run(height, block.bytes, block.hash, block.signature)
+      const assigned = this.#s.assign.run(height, block.header.first, block.header.last).changes
+      if (assigned !== block.header.count) throw new Error(`internal: sealed ${assigned} records into block ${height}, expected ${block.header.count}`)
+      return blockSummary({ height, header: Buffer.from(block.bytes), hash: Buffer.from(block.hash), signature: Buffer.from(block.signature) }).summary
+    }).immediate()
+  }
+
+  // ---- reading -------------------------------------------------------------------------------------
+
+  getRecord(id: number): RecordDetail | null {
+    const row = this.#s.record.get(id) as RawRecord | undefined
+    return row ? describeRow(toRecordRow(row)) : null
+  }
+
+  /** Records in id order after the cursor `after` (an id), optionally of one stream; limit ≤ 1000. */
+  listRecords(q: { stream?: string; after?: number; limit: number }): RecordSummary[] {
+    const after = q.after ?? 0
+    const limit = clampLimit(q.limit)
+    const rows = (q.stream === undefined ? this.#s.recordsAfter.all(after, limit) : this.#s.streamRecordsAfter.all(q.stream, after, limit)) as RawRecord[]
+    return rows.map((r) => summaryOf(describeRow(toRecordRow(r))))
+  }
+
+  /**
+   * The record with its RFC 9162 inclusion proof in its block (docs/api.md GET /v1/records/:id/proof);
+   * null when there is no such record or it is not sealed yet (getRecord(id).block === null).
+   */
+  recordProof(id: number): RecordProof | null {
+    const raw = this.#s.record.get(id) as RawRecord | undefined
+    if (!raw || raw.block_height === null) return null
+    const row = toRecordRow(raw)
+    const b = this.#s.block.get(raw.block_height) as RawBlock | undefined
+    if (!b) return null
+    const header = decodeBlockHeader(u8(b.header))
+    const tree = this.#tree(b.height)
+    const leafIndex = row.id - header.first
+    return {
+      record: describeRow(row),
+      block: { header, hash: hex(b.hash), signature: hex(b.signature) },
+      leafIndex,
+      treeSize: tree.size,
+      proof: tree.inclusionProof(leafIndex).map(hex),
+    }
+  }
+
+  #tree(height: number): MerkleTree {
+    let tree = this.#trees.get(height)
+    if (!tree) {
+      tree = recordsTree((this.#s.blockHashes.all(height) as Buffer[]).map(u8))
+      if (this.#trees.size >= 8) this.#trees.delete(this.#trees.keys().next().value!)
+      this.#trees.set(height, tree)
+    }
+    return tree
+  }
+
+  getBlock(height: number): BlockDetail | null {
+    const row = this.#s.block.get(height) as RawBlock | undefined
+    if (!row) return null
+    const { summary, header } = blockSummary(row)
+    return { ...summary, header, headerBytes: hex(row.header), records: this.#s.blockRecordIds.all(height) as number[] }
+  }
+
+  /** Blocks in height order after the cursor `after` (a height); limit ≤ 1000. */
+  listBlocks(q: { after?: number; limit: number }): BlockSummary[] {
+    return (this.#s.blocksAfter.all(q.after ?? -1, clampLimit(q.limit)) as RawBlock[]).map((r) => blockSummary(r).summary)
+  }
+
+  /** The newest block's height, hash and time; null before the first block. */
+  head(): { height: number; hash: string; time: number | null } | null {
+    const row = this.#s.lastBlock.get() as RawBlock | undefined
+    if (!row) return null
+    const { summary } = blockSummary(row)
+    return { height: row.height, hash: hex(row.hash), time: summary.damaged ? null : summary.time }
+  }
+
+  listStreams(): StreamSummary[] {
+    const gaps = new Map<string, [number, number][]>()
+    for (const g of this.#s.gaps.all() as { stream: string; from_seq: number; to_seq: number }[]) {
+      let list = gaps.get(g.stream)
+      if (!list) gaps.set(g.stream, (list = []))
+      list.push([g.from_seq, g.to_seq])
+    }
+    return (this.#s.streams.all() as RawStream[]).map((s) => this.#streamSummary(s, gaps.get(s.stream) ?? []))
+  }
+
+  getStream(stream: string): StreamSummary | null {
+    const s = this.#s.stream.get(stream) as RawStream | undefined
+    if (!s) return null
+    const gaps = (this.#s.streamGaps.all(stream) as { from_seq: number; to_seq: number }[]).map((g): [number, number] => [g.from_seq, g.to_seq])
+    return this.#streamSummary(s, gaps)
+  }
+
+  #streamSummary(s: RawStream, gaps: [number, number][]): StreamSummary {
+    return {
+      stream: s.stream,
+      gateway: s.gateway_id,
+      device: s.device,
+      patient: s.patient,
+      batches: s.batches,
+      lastSeq: s.last_seq,
+      ranges: rangesOf(s.last_seq, gaps),
+      gaps,
+      firstBatchAt: s.first_batch_at,
+      lastBatchAt: s.last_batch_at,
+    }
+  }
+
+  listEquivocations(q: { after?: number; limit: number }): EquivocationEntry[] {
+    type Raw = { id: number; kind: EquivocationEntry['kind']; stream: string; seq: number; record_id: number; offered_commitment: string; manifest: Buffer; signature: Buffer; gateway_key: Buffer; detected_at: number }
+    return (this.#s.equivocationsAfter.all(q.after ?? 0, clampLimit(q.limit)) as Raw[]).map((r) => ({
+      id: r.id,
+      kind: r.kind,
+      stream: r.stream,
+      seq: r.seq,
+      recordId: r.record_id,
+      offeredCommitment: r.offered_commitment,
+      manifest: decodeManifestBytes(u8(r.manifest)),
+      signature: hex(r.signature),
+      gatewayKey: hex(r.gateway_key),
+      detectedAt: r.detected_at,
+    }))
+  }
+
+  stats(): ChainStats {
+    const r = this.#s.stats.get() as { records: number; pending: number; blocks: number; height: number; streams: number; gaps: number; missing: number; equivocations: number }
+    return {
+      records: r.records,
+      pendingRecords: r.pending,
+      blocks: r.blocks,
+      height: r.height,
+      streams: r.streams,
+      gaps: r.gaps,
+      missingBatches: r.missing,
+      equivocations: r.equivocations,
+      lastBlockTime: this.head()?.time ?? null,
+    }
+  }
+}
+
+/** The logged manifest (stored as the canonical bytes the gateway signed, admitted before logging). */
+const decodeManifestBytes = (bytes: Uint8Array): BatchManifest => decodeCanonical(bytes) as unknown as BatchManifest
