@@ -21,7 +21,7 @@ import { loadCloudKeys, type CloudKeys } from './keys.ts'
 import { openCloudDb } from './store/db.ts'
 import { ChainStore, type BlockSummary } from './chain/store.ts'
 import { AppendQueue } from './chain/append-queue.ts'
-import { verifyChain, VerificationCache } from './chain/verify.ts'
+import { verifyChain, VerificationCache, VerifyWorkerPool } from './chain/verify.ts'
 import { TokenStore } from './access/tokens.ts'
 import { GatewayRegistry } from './access/gateways.ts'
 import { Enrolment } from './access/enrolment.ts'
@@ -116,12 +116,15 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     }
 
     const cache = new VerificationCache()
+    // One pool of verification threads for the service's lifetime, instead of new threads per run.
+    const pool = new VerifyWorkerPool(keys.chameleonPublicKey, config.chain.verifyWorkers > 0 ? config.chain.verifyWorkers : undefined)
+    cleanups.push(() => pool.close())
     const verifyNow = async (): Promise<VerificationResult | null> => {
       const t0 = performance.now()
       const report = await verifyChain(config.paths.db, {
         chameleonPublicKey: keys.chameleonPublicKey,
         signingPublicKey: keys.signingPublicKey,
-        ...(config.chain.verifyWorkers > 0 ? { workers: config.chain.verifyWorkers } : {}),
+        pool,
         cache,
         ...(knownHead ? { expectHead: knownHead } : {}),
       })

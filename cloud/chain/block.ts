@@ -17,8 +17,7 @@ import { bytesToHex } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../../shared/errors.ts'
 import { decodeCanonical, encodeCanonical } from '../../shared/encoding/canonical.ts'
 import { MerkleTree } from '../../shared/crypto/merkle.ts'
-import { sign } from '../../shared/crypto/sign.ts'
-import { verifySignature } from './ed25519.ts'
+import { sign, verify as verifySignature } from '../../shared/crypto/sign.ts'
 
 export const BLOCK_VERSION = 1
 export const BLOCK_DOMAIN = 'block-header'

@@ -16,10 +16,9 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import { CareLedgerError, isCareLedgerError } from '../../shared/errors.ts'
 import { decodeCanonical, domainSeparated, encodeCanonical } from '../../shared/encoding/canonical.ts'
 import { chameleonHash, chameleonVerify } from '../../shared/crypto/chameleon.ts'
-import { checkSigningPublicKey, signingKeyId } from '../../shared/crypto/sign.ts'
 import { MANIFEST_DOMAIN, parseManifest, type BatchManifest } from '../../shared/protocol/manifest.ts'
 import { streamId } from '../../shared/protocol/pseudonym.ts'
-import { isUsableSigningKey, verifySignature } from './ed25519.ts'
+import { checkSigningPublicKey, isUsableSigningKey, signingKeyId, verify as verifySignature } from '../../shared/crypto/sign.ts'
 
 export const RECORD_VERSION = 1
 const CONTENT_KEYS = ['gateway', 'gatewayKey', 'id', 'manifest', 'receivedAt', 'seq', 'signature', 'stream', 'v'] as const

@@ -131,7 +131,7 @@ export async function appendToChain(s: BatchState): Promise<void> {
   const a = s.admitted!
   let result: AppendResult
   try {
-    result = await s.ctx.appendQueue.append({ manifest: a.manifest, signature: a.signature, gatewayKey: a.gatewayKey, receivedAt: a.receivedAt })
+    result = await s.ctx.appendQueue.append(a) // already admitted: the store does not re-check it
   } catch (e) {
     throw chainRefusal(s, e)
   }

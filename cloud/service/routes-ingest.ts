@@ -85,7 +85,7 @@ async function judgeEach(r: RequestState): Promise<BulkResult[]> {
   const survivors = states.filter((_, i) => results[i] === null)
   let appended: BulkAppendResult[] = []
   if (survivors.length > 0) {
-    appended = ctx.chain.appendBatches(survivors.map((s) => ({ manifest: s.admitted!.manifest, signature: s.admitted!.signature, gatewayKey: s.admitted!.gatewayKey, receivedAt: r.receivedAt })))
+    appended = ctx.chain.appendBatches(survivors.map((s) => s.admitted!))
   }
   let next = 0
   return results.map((done, i) => {

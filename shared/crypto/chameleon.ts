@@ -206,8 +206,10 @@ export function chameleonHash(publicKey: Uint8Array, message: Uint8Array, rng: R
   const r = randomScalar(rng, CHAMELEON_ORDER)
   const s = randomScalar(rng, CHAMELEON_ORDER)
   const e = challenge(publicKey, message, r)
-  // r and s stay private until the opening is published: constant-time multiplications (e = 0 has probability 2^-252).
-  const P = e === 0n ? G.multiply(s) : Y.multiply(e).add(G.multiply(s))
+  // Nothing here is secret: (r, s) is published as the opening beside the record, and the hash's
+  // binding rests on the trapdoor x alone. So the faster variable-time multiplications are safe
+  // (only Adapt, which uses x and the nonce k, must stay constant-time).
+  const P = mulPublic(Y, e).add(mulPublic(G, s))
   const C = mod(r - convert(P))
   const opening = new Uint8Array(CHAMELEON_OPENING_BYTES)
   opening.set(scalarBytes(r), 0)

@@ -1,5 +1,6 @@
 /**
- * Device and gateway identities: Ed25519 (RFC 8032 §5.1) through noble, with domain separation.
+ * Device and gateway identities: Ed25519 (RFC 8032 §5.1) through noble (verification also through
+ * OpenSSL, see verify), with domain separation.
  *
  *   signed bytes = "careledger/v1/" ‖ domain ‖ 0x00 ‖ payload        (encoding/canonical.ts)
  *
@@ -8,6 +9,7 @@
  * §5.1.7 (noble's zip215: false): canonical encodings of A and R, S < L, small-order public keys
  * refused; it answers false for anything that does not verify.
  */
+import { createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto'
 import { ed25519 } from '@noble/curves/ed25519.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
@@ -73,11 +75,21 @@ export function sign(secretKey: Uint8Array, domain: string, payload: Uint8Array)
  * signature that does not verify, including one whose R or S is not canonical (§5.1.7 step 1:
  * "the signature is invalid"); INVALID_ENCODING for wrong lengths or a public key that is not a
  * point; INVALID_ARGUMENT for a bad domain or a payload that is not bytes.
+ *
+ * Fast path: OpenSSL (node:crypto, ~0.15 ms) first; noble (~2 ms here) decides whenever OpenSSL
+ * says no, so the verdict is always noble's strict one:
+ *   OpenSSL accepts ⇒ S < L and R's bytes equal encode([S]B − [k]A) (it re-encodes and compares,
+ *   so R is canonical), with k = SHA-512(R ‖ A ‖ M) mod L over the same bytes noble hashes. For an A
+ *   that is a canonical encoding of a point not of small order (checked once per key), noble decodes
+ *   the same A and R, and R + [k]A − [S]B = 0 satisfies its cofactored equation too. So native true ⇒
+ *   noble true; native false defers to noble. Keys failing that check never take the fast path.
  */
 export function verify(publicKey: Uint8Array, domain: string, payload: Uint8Array, signature: Uint8Array): boolean {
   expectBytes(publicKey, SIGNING_PUBLIC_KEY_BYTES, 'Ed25519 public key')
   expectBytes(signature, SIGNATURE_BYTES, 'Ed25519 signature')
   const message = domainSeparated(domain, payload)
+  const key = nativeKey(publicKey)
+  if (key !== null && nodeVerify(null, message, key, signature)) return true
   if (!ed25519.utils.isValidPublicKey(publicKey, false)) {
     throw new CareLedgerError('INVALID_ENCODING', 'Ed25519 public key: not a canonical encoding of a curve point', { what: 'Ed25519 public key', reason: 'BAD_POINT' })
   }
@@ -87,6 +99,30 @@ export function verify(publicKey: Uint8Array, domain: string, payload: Uint8Arra
     return false
   }
 }
+
+const NATIVE_KEY_LIMIT = 4096
+/** hex(public key) → OpenSSL key object, or null when only noble may judge this key. */
+const nativeKeys = new Map<string, KeyObject | null>()
+
+function nativeKey(publicKey: Uint8Array): KeyObject | null {
+  const id = bytesToHex(publicKey)
+  let key = nativeKeys.get(id)
+  if (key === undefined) {
+    try {
+      checkSigningPublicKey(publicKey)
+      key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey).toString('base64url') }, format: 'jwk' })
+    } catch {
+      key = null
+    }
+    if (nativeKeys.size >= NATIVE_KEY_LIMIT) nativeKeys.delete(nativeKeys.keys().next().value!)
+    nativeKeys.set(id, key)
+  }
+  return key
+}
+
+/** checkSigningPublicKey's verdict, remembered per key (a point decompression costs ~0.2 ms). */
+export const isUsableSigningKey = (publicKey: Uint8Array): boolean =>
+  publicKey instanceof Uint8Array && publicKey.length === SIGNING_PUBLIC_KEY_BYTES && nativeKey(publicKey) !== null
 
 /** A short fingerprint for logs and registries: the first 16 hex digits of SHA-256(pk). */
 export function signingKeyId(publicKey: Uint8Array): string {

@@ -6,6 +6,7 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import { checkSigningPublicKey, generateSigningKey, sign, signingKeyId, signingPublicKey, verify } from '../../shared/crypto/sign.ts'
 import { deterministicRng } from '../../shared/crypto/random.ts'
 import { isCareLedgerError } from '../../shared/errors.ts'
+import { domainSeparated } from '../../shared/encoding/canonical.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'))
@@ -158,3 +159,50 @@ describe('Ed25519 signatures with domain separation (RFC 8032)', () => {
     })
   })
 })
+
+/** noble's strict RFC 8032 verdict, the reference the OpenSSL fast path must agree with. */
+const strictNoble = (pk: Uint8Array, domain: string, m: Uint8Array, sig: Uint8Array): boolean => {
+  try {
+    return ed25519.verify(sig, domainSeparated(domain, m), pk, { zip215: false })
+  } catch {
+    return false
+  }
+}
+
+describe('verify: OpenSSL fast path, noble verdict', () => {
+  it('answers exactly what strict noble verification answers (valid, mutated, small-order and non-canonical inputs)', () => {
+    const pair = generateSigningKey(deterministicRng('fast path'))
+    const msg = new TextEncoder().encode('block header bytes')
+    const good = ed25519.sign(new Uint8Array([...new TextEncoder().encode('careledger/v1/block-header'), 0, ...msg]), pair.secretKey)
+    expect(verify(pair.publicKey, 'block-header', msg, good)).toBe(true)
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 63 }), fc.integer({ min: 1, max: 255 }), fc.boolean(), (i, x, onMessage) => {
+        const sig = good.slice()
+        const m = msg.slice()
+        if (onMessage) m[i % m.length]! ^= x
+        else sig[i]! ^= x
+        expect(verify(pair.publicKey, 'block-header', m, sig)).toBe(strictNoble(pair.publicKey, 'block-header', m, sig))
+      }),
+      { numRuns: 60 },
+    )
+    // S + L: the same signature with a non-canonical S (RFC 8032 §5.1.7 step 1 rejects it).
+    let s = 0n
+    for (let i = 63; i >= 32; i--) s = (s << 8n) | BigInt(good[i]!)
+    s += ed25519.Point.Fn.ORDER
+    const big = good.slice()
+    for (let i = 32; i < 64; i++) (big[i] = Number(s & 255n)), (s >>= 8n)
+    expect(verify(pair.publicKey, 'block-header', msg, big)).toBe(false)
+    expect(strictNoble(pair.publicKey, 'block-header', msg, big)).toBe(false)
+    // A small-order key (the identity) with R = S·B "verifies" any message under the cofactorless
+    // equation; strict verification refuses small-order keys, and so does the fast path.
+    const identity = new Uint8Array(32)
+    identity[0] = 1
+    const forged = new Uint8Array(64)
+    forged.set(ed25519.Point.BASE.multiply(12345n).toBytes())
+    forged[32] = 12345 & 255
+    forged[33] = 12345 >> 8
+    expect(verify(identity, 'block-header', msg, forged)).toBe(false)
+    expect(strictNoble(identity, 'block-header', msg, forged)).toBe(false)
+  })
+})
+
