@@ -2,10 +2,18 @@
  * The gateway's IPFS blockstore: a Helia *light* node (no libp2p, no routers, no HTTP gateways —
  * nothing dials out and nothing listens) over a file-system blockstore in `<data>/blocks`.
  * research/experiments.md §1a: createHeliaLight + FsBlockstore works fully offline.
+ *
+ * Durability: blockstore-fs writes a temporary file and renames it, without fsync, while the
+ * sealer's commit of the batch that names the block is fsynced (synchronous=FULL). A power cut
+ * could then leave a committed batch whose envelope file is empty or missing — a batch the outbox
+ * can never ship. So `put` here fsyncs the block file and its directory before it returns (as the
+ * cloud's EnvelopeStore does), and the commit only follows a block that is on disk.
  */
+import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createHeliaLight } from 'helia'
 import { FsBlockstore } from 'blockstore-fs'
+import { NextToLast } from 'blockstore-fs/sharding'
 import { FsDatastore } from 'datastore-fs'
 import type { Blockstore } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
@@ -15,10 +23,36 @@ export interface BlockNode {
   stop(): Promise<void>
 }
 
+async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
 export async function openBlockNode(dataDir: string): Promise<BlockNode> {
-  const helia = createHeliaLight({ blockstore: new FsBlockstore(join(dataDir, 'blocks')), datastore: new FsDatastore(join(dataDir, 'helia')) })
+  const dir = join(dataDir, 'blocks')
+  const sharding = new NextToLast()
+  const helia = createHeliaLight({ blockstore: new FsBlockstore(dir, { shardingStrategy: sharding }), datastore: new FsDatastore(join(dataDir, 'helia')) })
   await helia.start()
-  return { blockstore: helia.blockstore as unknown as Blockstore, stop: async () => void (await helia.stop()) }
+  const inner = helia.blockstore as unknown as Blockstore
+  const put: Blockstore['put'] = async (cid, bytes, options) => {
+    const stored = await inner.put(cid, bytes, options)
+    const { dir: shard, file } = sharding.encode(cid)
+    await fsyncPath(join(dir, shard, file))
+    await fsyncPath(join(dir, shard))
+    return stored
+  }
+  const blockstore = new Proxy(inner, {
+    get(target, prop) {
+      if (prop === 'put') return put
+      const v = Reflect.get(target, prop, target) as unknown
+      return typeof v === 'function' ? v.bind(target) : v
+    },
+  })
+  return { blockstore, stop: async () => void (await helia.stop()) }
 }
 
 /** A whole block; `offline` so a missing block fails at once instead of waiting forever. */

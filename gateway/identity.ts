@@ -63,17 +63,15 @@ export function loadIdentity(dataDir: string, opts: { env?: NodeJS.ProcessEnv; l
     return new Uint8Array(readFileSync(path))
   }
 
-  const seedPath = join(dir, 'gateway.key')
-  const secretKey = create ? readOrCreateSecret(seedPath, () => generateSigningKey().secretKey) : need(seedPath)
-  const publicKey = signingPublicKey(secretKey)
+  const { secretKey, publicKey, gatewayId } = loadSigningKey(dataDir, { create })
 
   const pseudonymPath = env.CARELEDGER_PSEUDONYM_KEY_FILE || join(dir, 'pseudonym.key')
   const pseudonymKey = create && !env.CARELEDGER_PSEUDONYM_KEY_FILE ? readOrCreateSecret(pseudonymPath, () => randomBytes(32)) : need(pseudonymPath)
   if (pseudonymKey.length < 32) throw new CareLedgerError('INVALID_ARGUMENT', `${pseudonymPath} must hold at least 32 bytes`, { path: pseudonymPath })
 
   const mpkPath = env.CARELEDGER_ABE_PUBLIC_KEY || join(dir, 'abe-master-public.key')
+  const devDir = join(dataDir, 'dev-authority')
   if (!existsSync(mpkPath) && create && !env.CARELEDGER_ABE_PUBLIC_KEY) {
-    const devDir = join(dataDir, 'dev-authority')
     mkdirSync(devDir, { recursive: true, mode: 0o700 })
     const msk = setup()
     writeFileSync(join(devDir, 'master-secret.key'), encodeMasterSecretKey(msk), { mode: 0o600 })
@@ -84,11 +82,38 @@ export function loadIdentity(dataDir: string, opts: { env?: NodeJS.ProcessEnv; l
       `DEVELOPMENT MODE: no attribute-authority key was configured, so a development authority was created in ${devDir}. ` +
         'Batches are encrypted to it. A clinic sets CARELEDGER_ABE_PUBLIC_KEY to its authority\'s master-public.key instead.',
     )
+  } else if (create && !env.CARELEDGER_ABE_PUBLIC_KEY && existsSync(mpkPath) && existsSync(join(devDir, 'master-public.key')) && readFileSync(mpkPath).equals(readFileSync(join(devDir, 'master-public.key')))) {
+    // Not only on the first start: a gateway that stays on the development authority says so every time.
+    opts.logger?.warn(
+      { event: 'dev_authority_in_use', dir: devDir },
+      `DEVELOPMENT MODE: CARELEDGER_ABE_PUBLIC_KEY is not set, so batches are encrypted to the development authority in ${devDir}, ` +
+        'whose master secret is on this gateway. A clinic sets CARELEDGER_ABE_PUBLIC_KEY to its authority\'s master-public.key.',
+    )
   }
   const mpk = decodeMasterPublicKey(need(mpkPath))
 
   const cloud = existsSync(cloudFile(dataDir)) ? (JSON.parse(readFileSync(cloudFile(dataDir), 'utf8')) as CloudRegistration) : null
-  return { secretKey, publicKey, gatewayId: signingKeyId(publicKey), pseudonymKey, mpk, cloud }
+  return { secretKey, publicKey, gatewayId, pseudonymKey, mpk, cloud }
+}
+
+/**
+ * Only the gateway's Ed25519 key (created if missing unless `create: false`): what
+ * `careledger gateway register` needs. Unlike loadIdentity it never creates an attribute
+ * authority, so registering before the first start cannot leave a development authority behind.
+ */
+export function loadSigningKey(dataDir: string, opts: { create?: boolean } = {}): { secretKey: Uint8Array; publicKey: Uint8Array; gatewayId: string } {
+  const dir = keysDir(dataDir)
+  const seedPath = join(dir, 'gateway.key')
+  let secretKey: Uint8Array
+  if (opts.create ?? true) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+    secretKey = readOrCreateSecret(seedPath, () => generateSigningKey().secretKey)
+  } else {
+    if (!existsSync(seedPath)) throw new CareLedgerError('INVALID_ARGUMENT', `${seedPath} does not exist: start the gateway once to create its keys`, { path: seedPath })
+    secretKey = new Uint8Array(readFileSync(seedPath))
+  }
+  const publicKey = signingPublicKey(secretKey)
+  return { secretKey, publicKey, gatewayId: signingKeyId(publicKey) }
 }
 
 export function saveCloudRegistration(dataDir: string, reg: CloudRegistration): void {

@@ -27,13 +27,13 @@ export function addBackofficeCommands(cmd: Command): void {
     .option('--name <name>', 'gateway name, as invited')
     .addOption(dataOption())
     .action(async (opts: { cloud: string; token: string; name?: string; data?: string }) => {
-      const [{ resolveDataDir }, { loadIdentity, saveCloudRegistration }, { registerGateway }] = await Promise.all([
+      const [{ resolveDataDir }, { loadSigningKey, saveCloudRegistration }, { registerGateway }] = await Promise.all([
         import('../config.ts'),
         import('../identity.ts'),
         import('../outbox/client.ts'),
       ])
       const dataDir = resolveDataDir(opts.data)
-      const identity = loadIdentity(dataDir)
+      const identity = loadSigningKey(dataDir) // the signing key only: registering never creates an attribute authority
       const reg = await registerGateway(opts.cloud, opts.token, opts.name ?? 'gateway', identity)
       saveCloudRegistration(dataDir, reg)
       out(`registered gateway ${reg.gatewayId} ("${reg.name}") with ${reg.url}; sealed batches will ship there`)
@@ -44,9 +44,22 @@ export function addBackofficeCommands(cmd: Command): void {
     .description("print this gateway's id, public key, attribute authority and cloud")
     .addOption(dataOption())
     .action(async (opts: { data?: string }) => {
-      const [{ resolveDataDir }, { loadIdentity }] = await Promise.all([import('../config.ts'), import('../identity.ts')])
-      const id = loadIdentity(resolveDataDir(opts.data), { create: false })
-      out(`gateway ${id.gatewayId}\npublic key ${Buffer.from(id.publicKey).toString('hex')}\nauthority ${Buffer.from(id.mpk.id).toString('hex')}\ncloud ${id.cloud?.url ?? '(not registered)'}`)
+      const [{ resolveDataDir }, { loadIdentity, loadSigningKey }] = await Promise.all([import('../config.ts'), import('../identity.ts')])
+      const dataDir = resolveDataDir(opts.data)
+      // The id and key come from keys/gateway.key alone: this works (e.g. right after `register`)
+      // even where the attribute authority's key is not configured for this shell.
+      const key = loadSigningKey(dataDir, { create: false })
+      let authority: string
+      let cloud: string
+      try {
+        const id = loadIdentity(dataDir, { create: false })
+        authority = Buffer.from(id.mpk.id).toString('hex')
+        cloud = id.cloud?.url ?? '(not registered)'
+      } catch (e) {
+        authority = `(unknown here: ${(e as Error).message}; set CARELEDGER_ABE_PUBLIC_KEY as the gateway has it)`
+        cloud = '(unknown)'
+      }
+      out(`gateway ${key.gatewayId}\npublic key ${Buffer.from(key.publicKey).toString('hex')}\nauthority ${authority}\ncloud ${cloud}`)
     })
 
   const policy = cmd.command('policy').description('per-patient CP-ABE policies of sealed batches ({patient} stands for the patient pseudonym)')
@@ -90,19 +103,46 @@ export function addBackofficeCommands(cmd: Command): void {
   cmd
     .command('batches')
     .description('sealed batches and their shipping state (newest first)')
-    .option('--limit <n>', 'how many', (v) => Number.parseInt(v, 10), 20)
+    .option('--limit <n>', 'how many', (v) => {
+      const n = Number.parseInt(v, 10)
+      if (!Number.isSafeInteger(n) || n < 1) throw new CareLedgerError('INVALID_ARGUMENT', `--limit must be a positive integer, got "${v}"`, { limit: v })
+      return n
+    }, 20)
+    .option('--json', 'machine-readable output')
     .addOption(dataOption())
-    .action(async (opts: { limit: number; data?: string }) => {
+    .action(async (opts: { limit: number; json?: boolean; data?: string }) => {
       const rows = await withDb(opts.data, (db) =>
         db
-          .prepare<[number], { batch_id: number; stream_id: string; seq: number; count: number; cid: string; sealed_at: number; synced_at: number | null; record_id: number | null; state: string | null }>(
-            `SELECT b.batch_id, b.stream_id, b.seq, b.count, b.cid, b.sealed_at, b.synced_at, b.record_id, o.state
+          .prepare<[number], { batch_id: number; stream_id: string; seq: number; count: number; cid: string; sealed_at: number; synced_at: number | null; record_id: number | null; pruned_at: number | null; state: string | null; attempts: number | null; last_error: string | null }>(
+            `SELECT b.batch_id, b.stream_id, b.seq, b.count, b.cid, b.sealed_at, b.synced_at, b.record_id, b.pruned_at, o.state, o.attempts, o.last_error
              FROM batches b LEFT JOIN outbox o USING (batch_id) ORDER BY b.batch_id DESC LIMIT ?`,
           )
           .all(opts.limit),
       )
+      const stateOf = (r: (typeof rows)[number]): 'synced' | 'rejected' | 'pending' => (r.synced_at ? 'synced' : r.state === 'rejected' ? 'rejected' : 'pending')
+      if (opts.json) {
+        return out(
+          JSON.stringify(
+            rows.map((r) => ({
+              batchId: r.batch_id,
+              stream: r.stream_id,
+              seq: r.seq,
+              count: r.count,
+              cid: r.cid,
+              sealedAt: r.sealed_at,
+              state: stateOf(r),
+              syncedAt: r.synced_at,
+              recordId: r.record_id,
+              prunedAt: r.pruned_at,
+              attempts: r.attempts ?? 0,
+              lastError: r.last_error,
+            })),
+          ),
+        )
+      }
       for (const r of rows) {
-        const state = r.synced_at ? `synced as record ${r.record_id}` : r.state === 'rejected' ? 'REJECTED by the cloud' : 'waiting in the outbox'
+        const s = stateOf(r)
+        const state = s === 'synced' ? `synced as record ${r.record_id}` : s === 'rejected' ? `REJECTED, kept on the gateway: ${r.last_error ?? '(no reason recorded)'}` : 'waiting in the outbox'
         out(`${r.batch_id}\t${r.stream_id.slice(0, 12)}…#${r.seq}\t${r.count} readings\t${new Date(r.sealed_at).toISOString()}\t${state}`)
       }
     })

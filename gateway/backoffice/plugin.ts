@@ -2,6 +2,12 @@
  * Plugs the back office (sealer, outbox sync, retention) into the gateway runtime: creates the
  * gateway identity on first start, starts the worker thread, and turns its status messages into
  * /metrics and /healthz.
+ *
+ * Besides the settings of gateway/config.ts, the back office reads (an empty variable counts as unset):
+ *
+ * | variable | flag | default | meaning |
+ * |---|---|---|---|
+ * | `CARELEDGER_SYNC_BACKOFF_MAX_S` | (none) | `300` | outbox: cap, in seconds (fractions allowed, 0.1 … 86400), of the jittered exponential backoff between upload attempts while the cloud is unreachable; a clinic keeps the default, tests lower it |
  */
 import { Worker } from 'node:worker_threads'
 import { Gauge, Counter } from 'prom-client'
@@ -10,14 +16,30 @@ import { compilePolicy } from '../../shared/crypto/abe/fabeo.ts'
 import { loadIdentity } from '../identity.ts'
 import { METRIC_PREFIX } from '../metrics.ts'
 import type { GatewayContext, GatewayPlugin, PluginHandle } from '../runtime.ts'
-import type { BackofficeOptions, BackofficeStatus } from './protocol.ts'
+// Only light imports here: this module runs on the ingest thread. Everything that pulls in Helia
+// (blocks.ts, outbox/sync.ts, seal/sealer.ts …) belongs to worker.ts — see DEFAULT_SYNC_BACKOFF_MAX_MS.
+import { DEFAULT_SYNC_BACKOFF_MAX_MS, type BackofficeOptions, type BackofficeStatus } from './protocol.ts'
 
 export function backofficePlugin(overrides: { pruneIntervalMs?: number } = {}): GatewayPlugin {
   return { name: 'backoffice', start: (ctx) => startBackoffice(ctx, overrides) }
 }
 
+export const SYNC_BACKOFF_MAX_ENV = 'CARELEDGER_SYNC_BACKOFF_MAX_S'
+
+/** CARELEDGER_SYNC_BACKOFF_MAX_S in ms; INVALID_ARGUMENT naming the variable for a bad value. */
+export function syncBackoffMaxMs(env: Readonly<Record<string, string | undefined>> = process.env): number {
+  const raw = env[SYNC_BACKOFF_MAX_ENV]
+  if (raw === undefined || raw.trim() === '') return DEFAULT_SYNC_BACKOFF_MAX_MS
+  const s = Number(raw)
+  if (!Number.isFinite(s) || s < 0.1 || s > 86_400) {
+    throw new CareLedgerError('INVALID_ARGUMENT', `${SYNC_BACKOFF_MAX_ENV}=${JSON.stringify(raw)}: must be a number of seconds between 0.1 and 86400`, { variable: SYNC_BACKOFF_MAX_ENV, value: raw })
+  }
+  return Math.round(s * 1000)
+}
+
 async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs?: number }): Promise<PluginHandle> {
   const identity = loadIdentity(ctx.dataDir, { logger: ctx.logger })
+  const backoffMaxMs = syncBackoffMaxMs()
   // Fail at start, not at the first seal, if the default policy does not parse.
   try {
     compilePolicy(ctx.config.seal.defaultPolicy.replaceAll('{patient}', 'p-000000000000000000000000'))
@@ -30,6 +52,7 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
     batches: new Counter({ name: `${p}batches_sealed_total`, help: 'Batches sealed (CP-ABE envelope, signed manifest).', registers }),
     readings: new Counter({ name: `${p}readings_sealed_total`, help: 'Readings sealed into batches.', registers }),
     sealSeconds: new Counter({ name: `${p}seal_seconds_total`, help: 'Time spent sealing.', registers }),
+    sealFailures: new Counter({ name: `${p}seal_failures_total`, help: 'ALERT when rising: streams whose readings could not be sealed in a pass (retried each pass; see the seal_failed log).', registers }),
     outboxDepth: new Gauge({ name: `${p}outbox_depth`, help: 'Sealed batches waiting for the cloud.', registers }),
     outboxAge: new Gauge({ name: `${p}outbox_oldest_age_seconds`, help: 'Age of the oldest batch waiting for the cloud (0 when empty).', registers }),
     outboxRejected: new Gauge({ name: `${p}outbox_rejected`, help: 'ALERT: batches the cloud refused for good (kept on the gateway).', registers }),
@@ -45,6 +68,7 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
     cloudUrl: ctx.config.sync.cloudUrl,
     retentionHours: ctx.config.sync.retentionHours,
     pruneIntervalMs: overrides.pruneIntervalMs ?? 3_600_000,
+    syncBackoffMaxMs: backoffMaxMs,
   }
   // Its own heap limit: worker threads otherwise inherit the ingest thread's tuned --max-old-space-size.
   const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: options, resourceLimits: { maxOldGenerationSizeMb: 192 } })
@@ -56,6 +80,7 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
         m.batches.inc(msg.sealedBatches - last.sealedBatches)
         m.readings.inc(msg.sealedReadings - last.sealedReadings)
         m.sealSeconds.inc((msg.sealMs - last.sealMs) / 1000)
+        m.sealFailures.inc(msg.sealFailures - last.sealFailures)
         m.syncFailures.inc(msg.syncFailures - last.syncFailures)
       }
       m.outboxDepth.set(msg.outboxPending)
@@ -67,10 +92,19 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
     })
   })
   worker.on('error', (e) => ctx.logger.fatal({ event: 'backoffice_crashed', err: e }, 'back-office worker crashed'))
+  // A worker that is gone seals nothing more: readings are still acknowledged and pile up. Say so in /healthz.
+  let stopping = false
+  let exited: { code: number; at: number } | null = null
+  worker.on('exit', (code) => {
+    if (stopping) return
+    exited = { code, at: Date.now() }
+    ctx.logger.fatal({ event: 'backoffice_exited', code }, 'back-office worker exited: nothing is sealed or shipped until the gateway restarts')
+  })
   await ready
   ctx.logger.info({ event: 'backoffice_started', gatewayId: identity.gatewayId, cloud: options.cloudUrl ?? identity.cloud?.url ?? null }, `gateway ${identity.gatewayId} sealing every ${ctx.config.seal.intervalSeconds}s`)
   return {
     async stop() {
+      stopping = true
       const stopped = new Promise<void>((resolve) => {
         worker.on('message', (msg: { type: string }) => msg.type === 'stopped' && resolve())
         worker.once('exit', () => resolve())
@@ -80,6 +114,10 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
       await worker.terminate()
     },
     health: () => ({
+      // ok | alert (batches the cloud refused, kept here: an operator must look) | failing (the worker is gone).
+      // A cloud that is merely unreachable is not an alert: the outbox waits and retries.
+      status: exited ? 'failing' : (last?.outboxRejected ?? 0) > 0 ? 'alert' : 'ok',
+      ...(exited ? { workerExited: { code: exited.code, at: new Date(exited.at).toISOString() } } : {}),
       gatewayId: identity.gatewayId,
       cloud: last?.cloudUrl ?? null,
       sealedBatches: last?.sealedBatches ?? 0,

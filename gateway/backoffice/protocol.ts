@@ -1,4 +1,11 @@
 /** Messages between the main thread and the back-office worker. */
+
+/**
+ * Default cap of the outbox backoff (= DEFAULT_BACKOFF.capMs of outbox/sync.ts). Kept here because
+ * the main thread must not import outbox/sync.ts: it pulls in Helia, whose @libp2p/tls replaces
+ * @peculiar/x509's crypto provider, and the gateway could then no longer create its TLS CA.
+ */
+export const DEFAULT_SYNC_BACKOFF_MAX_MS = 5 * 60_000
 export interface BackofficeOptions {
   readonly dataDir: string
   readonly logLevel: string
@@ -7,6 +14,8 @@ export interface BackofficeOptions {
   readonly cloudUrl: string | null
   readonly retentionHours: number
   readonly pruneIntervalMs: number
+  /** Cap of the outbox's jittered exponential backoff (CARELEDGER_SYNC_BACKOFF_MAX_S; default 5 min). */
+  readonly syncBackoffMaxMs: number
 }
 
 export interface BackofficeStatus {
@@ -15,6 +24,7 @@ export interface BackofficeStatus {
   readonly sealedBatches: number
   readonly sealedReadings: number
   readonly sealMs: number
+  readonly sealFailures: number
   readonly outboxPending: number
   readonly outboxOldestSealedAt: number | null
   readonly outboxRejected: number

@@ -2,8 +2,10 @@
  * The gateway's back office, on its own thread so that sealing (CP-ABE, hashing, encoding) and
  * shipping never stall the MQTT event loop that acknowledges readings:
  *
- *   every seal interval:  seal due streams → drain the outbox (unless backing off)
+ *   every seal interval:  seal due streams → start draining the outbox (unless backing off or a
+ *                         drain is still in flight — the drain never holds up the next seal)
  *   every hour:           prune synced data past retention
+ *   at start:             delete envelope blocks no batch names (left by a crash mid-seal)
  *
  * It has its own SQLite connection (WAL lets it read while ingest writes) and the Helia light node.
  * It reports to the main thread with `status` messages, which feed /metrics and /healthz.
@@ -11,12 +13,13 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { pino } from 'pino'
 import { openGatewayDb } from '../store/db.ts'
-import { loadIdentity } from '../identity.ts'
+import { existsSync } from 'node:fs'
+import { cloudFile, loadIdentity } from '../identity.ts'
 import { openBlockNode } from '../blocks.ts'
 import { Sealer } from '../seal/sealer.ts'
-import { OutboxSync } from '../outbox/sync.ts'
+import { DEFAULT_BACKOFF, OutboxSync } from '../outbox/sync.ts'
 import { HttpUploader } from '../outbox/client.ts'
-import { pruneSynced } from '../outbox/retention.ts'
+import { deleteOrphanBlocks, pruneSynced } from '../outbox/retention.ts'
 import type { BackofficeOptions, BackofficeStatus } from './protocol.ts'
 
 const opts = workerData as BackofficeOptions
@@ -25,13 +28,24 @@ const { db } = openGatewayDb(opts.dataDir, { logger })
 const identity = loadIdentity(opts.dataDir, { create: false })
 const node = await openBlockNode(opts.dataDir)
 const sealer = new Sealer(db, node.blockstore, identity, opts.defaultPolicy, logger)
-const cloudUrl = opts.cloudUrl ?? identity.cloud?.url ?? null
-const sync = cloudUrl ? new OutboxSync(db, node.blockstore, new HttpUploader(cloudUrl, identity), logger) : null
+const backoff = { baseMs: Math.min(DEFAULT_BACKOFF.baseMs, opts.syncBackoffMaxMs), capMs: opts.syncBackoffMaxMs }
+let cloudUrl = opts.cloudUrl ?? identity.cloud?.url ?? null
+let sync = cloudUrl ? new OutboxSync(db, node.blockstore, new HttpUploader(cloudUrl, identity), logger, backoff) : null
 if (!cloudUrl) logger.warn({ event: 'no_cloud' }, 'no cloud registered: batches are sealed and kept in the outbox until `careledger gateway register`')
+
+/** `careledger gateway register` while the gateway runs: start shipping at the next pass, no restart needed. */
+function pickUpRegistration(): void {
+  if (sync || !existsSync(cloudFile(opts.dataDir))) return
+  const registered = loadIdentity(opts.dataDir, { create: false })
+  if (!registered.cloud) return
+  cloudUrl = registered.cloud.url
+  sync = new OutboxSync(db, node.blockstore, new HttpUploader(cloudUrl, registered), logger, backoff)
+  logger.info({ event: 'cloud_registered', cloud: cloudUrl }, `registered with ${cloudUrl}: shipping the outbox`)
+}
 
 let stopping = false
 let lastPrune = 0
-const totals = { batches: 0, readings: 0, sealMs: 0, syncFailures: 0, syncRounds: 0 }
+const totals = { batches: 0, readings: 0, sealMs: 0, sealFailures: 0, syncFailures: 0, syncRounds: 0 }
 
 function report(extra: Partial<BackofficeStatus> = {}): void {
   const depth = sync?.depth() ?? pendingWithoutCloud()
@@ -40,6 +54,7 @@ function report(extra: Partial<BackofficeStatus> = {}): void {
     sealedBatches: totals.batches,
     sealedReadings: totals.readings,
     sealMs: totals.sealMs,
+    sealFailures: totals.sealFailures,
     outboxPending: depth.pending,
     outboxOldestSealedAt: depth.oldestSealedAt,
     outboxRejected: depth.rejected,
@@ -59,6 +74,7 @@ function pendingWithoutCloud() {
 }
 
 let running: Promise<void> | null = null
+let syncing: Promise<void> | null = null
 
 /** One pass; concurrent callers share the pass in flight (a pass must never overlap another). */
 function tick(): Promise<void> {
@@ -66,17 +82,45 @@ function tick(): Promise<void> {
   return running
 }
 
+/**
+ * Drain the outbox beside the sealer, never in its way: a cloud that accepts connections but does
+ * not answer holds an upload for up to its timeout (60 s), and sealing must not wait for that.
+ * One drain at a time; the next pass starts another when this one is done. (Both use the one
+ * SQLite connection; each transaction is synchronous, so they interleave only between transactions.)
+ */
+function startSync(): void {
+  if (!sync || syncing || stopping) return
+  const s = sync
+  syncing = s
+    .drain()
+    .then(
+      (r) => {
+        totals.syncRounds++
+        if (r.failure && r.failure !== 'backing off') totals.syncFailures++
+      },
+      (e: unknown) => logger.error({ event: 'backoffice_error', err: e }, 'outbox drain failed; retrying next interval'),
+    )
+    .finally(() => {
+      syncing = null
+      if (!stopping) report()
+    })
+}
+
+let swept = false
+
 async function pass(): Promise<void> {
   try {
+    if (!swept) {
+      swept = true // once per start, before the first seal (see deleteOrphanBlocks)
+      await deleteOrphanBlocks(db, node.blockstore, opts.dataDir, logger)
+    }
     const sealed = await sealer.sealDue()
     totals.batches += sealed.batches
     totals.readings += sealed.readings
     totals.sealMs += sealed.ms
-    if (sync) {
-      const r = await sync.drain()
-      totals.syncRounds++
-      if (r.failure && r.failure !== 'backing off') totals.syncFailures++
-    }
+    totals.sealFailures += sealed.failed
+    pickUpRegistration()
+    startSync()
     if (Date.now() - lastPrune > opts.pruneIntervalMs) {
       lastPrune = Date.now()
       await pruneSynced(db, node.blockstore, opts.retentionHours * 3_600_000, logger)
@@ -98,6 +142,9 @@ while (!stopping) {
   const until = Date.now() + opts.sealIntervalMs
   while (!stopping && Date.now() < until) await new Promise((r) => setTimeout(r, Math.min(200, until - Date.now())))
 }
+// Let an upload in flight settle (the cloud may already have stored it; settling now saves a resend),
+// but not for long: whatever is not settled stays pending and goes again after the restart.
+if (syncing) await Promise.race([syncing, new Promise((r) => setTimeout(r, 5000))])
 await node.stop()
 db.close()
 parentPort!.postMessage({ type: 'stopped' })

@@ -21,7 +21,7 @@ async function errorOf(res: Response): Promise<string> {
 }
 
 /** `careledger gateway register`: trade the enrolment token for a registration. */
-export async function registerGateway(cloudUrl: string, token: string, name: string, identity: GatewayIdentity): Promise<CloudRegistration> {
+export async function registerGateway(cloudUrl: string, token: string, name: string, identity: Pick<GatewayIdentity, 'publicKey' | 'gatewayId'>): Promise<CloudRegistration> {
   const url = new URL('/v1/gateways/register', cloudUrl)
   let res: Response
   try {

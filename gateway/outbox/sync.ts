@@ -10,7 +10,12 @@
  *   exponentially growing, fully jittered delay (AWS Architecture Blog, "Exponential Backoff and
  *   Jitter"), capped; it resets on the first success.
  * - A batch the cloud refuses for good (4xx) is marked 'rejected', kept, counted in a metric and
- *   logged — never silently dropped.
+ *   logged — never silently dropped. A batch the cloud could not judge this time (a 5xx or 429 in
+ *   its slot of a bulk answer) stays pending and is retried after the backoff, like a failed request.
+ * - A pending batch whose envelope block is missing from the blockstore (a power cut before the
+ *   block reached the disk) cannot be shipped: it is marked 'rejected' with that reason and alerted
+ *   on, and the batches behind it still ship (the cloud records the hole as a gap) — one lost block
+ *   must not stop the whole outbox.
  */
 import type Database from 'better-sqlite3'
 import type { Blockstore } from 'interface-blockstore'
@@ -90,12 +95,15 @@ export class OutboxSync {
   #notBefore = 0
   lastSuccessAt: number | null = null
 
-  constructor(db: Database.Database, blocks: Blockstore, cloud: CloudUploader, logger: Logger) {
+  readonly #backoff: BackoffPolicy
+
+  constructor(db: Database.Database, blocks: Blockstore, cloud: CloudUploader, logger: Logger, backoff: BackoffPolicy = DEFAULT_BACKOFF) {
     this.#db = db
     this.#blocks = blocks
     this.#cloud = cloud
     this.#log = logger
     this.#q = prepareQueries(db)
+    this.#backoff = backoff
   }
 
   /** Pending batches and the seal time of the oldest. */
@@ -125,15 +133,11 @@ export class OutboxSync {
       } catch (e) {
         const message = (e as Error).message
         this.#q.attempt.run(message.slice(0, 500), JSON.stringify(uploads.map((u) => u.batchId)))
-        const delay = backoffDelay(this.#failures++)
-        this.#notBefore = now() + delay
-        this.#log.warn({ event: 'sync_failed', error: message, retryInMs: delay, pending: this.depth().pending }, 'cloud upload failed; will retry')
-        return { sent, accepted, rejected, failure: message }
+        return { sent, accepted, rejected, failure: this.#fail(message, now) }
       }
-      this.#failures = 0
-      this.#notBefore = 0
       this.lastSuccessAt = now()
       sent += uploads.length
+      let retry: string | null = null
       // settle: one transaction for the whole round trip
       this.#db
         .transaction(() => {
@@ -143,6 +147,11 @@ export class OutboxSync {
               this.#q.synced.run(now(), r.recordId, u.batchId)
               this.#q.done.run(u.batchId)
               accepted++
+            } else if (r.status >= 500 || r.status === 429) {
+              // Not a verdict on the batch: the cloud could not judge it now. Stays pending.
+              const message = `${r.status} ${r.error?.code ?? ''}: ${r.error?.message ?? ''}`.slice(0, 500)
+              this.#q.attempt.run(message, JSON.stringify([u.batchId]))
+              retry ??= `batch ${u.batchId}: ${message}`
             } else {
               this.#q.rejected.run(`${r.status} ${r.error?.code ?? ''}: ${r.error?.message ?? ''}`.slice(0, 500), u.batchId)
               rejected++
@@ -151,7 +160,18 @@ export class OutboxSync {
           })
         })
         .immediate()
+      if (retry !== null) return { sent, accepted, rejected, failure: this.#fail(retry, now) }
+      this.#failures = 0
+      this.#notBefore = 0
     }
+  }
+
+  /** Back off after a failed round (jittered, growing, capped); returns the message. */
+  #fail(message: string, now: () => number): string {
+    const delay = backoffDelay(this.#failures++, this.#backoff)
+    this.#notBefore = now() + delay
+    this.#log.warn({ event: 'sync_failed', error: message, retryInMs: delay, pending: this.depth().pending }, 'cloud upload failed; will retry')
+    return message
   }
 
   /** takeOldest + packCars, bounded by count and bytes. */
@@ -160,7 +180,16 @@ export class OutboxSync {
     let bytes = 0
     for (const row of this.#q.oldest.all(MAX_UPLOAD_BATCHES)) {
       const cid = CID.parse(row.cid)
-      const block = await readBlock(this.#blocks, cid)
+      let block: Uint8Array
+      try {
+        block = await readBlock(this.#blocks, cid)
+      } catch (e) {
+        if (await this.#blocks.has(cid)) throw e // unreadable now (I/O): the whole pass retries later
+        const reason = `envelope block ${row.cid} is missing from the gateway blockstore; this batch cannot be shipped`
+        this.#q.rejected.run(reason, row.batch_id)
+        this.#log.error({ event: 'batch_block_missing', batchId: row.batch_id, cid: row.cid }, reason)
+        continue
+      }
       const car = await singleBlockCar(cid, block)
       if (uploads.length > 0 && bytes + car.length > MAX_UPLOAD_BYTES) break
       bytes += car.length + row.manifest.length + 64

@@ -46,6 +46,8 @@ interface StreamRow {
 export interface SealReport {
   readonly batches: number
   readonly readings: number
+  /** Streams whose sealing failed this pass (logged as seal_failed; retried next pass). */
+  readonly failed: number
   readonly ms: number
 }
 
@@ -97,28 +99,36 @@ export class Sealer {
     const t0 = performance.now()
     let batches = 0
     let readings = 0
+    let failed = 0
     for (const { device_id, patient_id } of this.#q.due.all()) {
-      for (;;) {
-        const rows = this.#takeBatch(device_id, patient_id)
-        if (rows.length === 0) break
-        await this.#sealOne(device_id, patient_id, rows, now)
-        batches++
-        readings += rows.length
-        if (rows.length < MAX_BATCH_READINGS) break
+      // One stream that cannot be sealed (say, an unusable per-patient policy) must not hold up the others.
+      try {
+        for (;;) {
+          const { rows, more } = this.#takeBatch(device_id, patient_id)
+          if (rows.length === 0) break
+          await this.#sealOne(device_id, patient_id, rows, now)
+          batches++
+          readings += rows.length
+          // Keep going while the stream has more: a batch cut by size (ECG) is not the end of the backlog.
+          if (!more) break
+        }
+      } catch (err) {
+        failed++
+        this.#log.error({ event: 'seal_failed', device: device_id, err }, `could not seal the readings of ${device_id}; they stay stored and are tried again next pass`)
       }
     }
-    return { batches, readings, ms: performance.now() - t0 }
+    return { batches, readings, failed, ms: performance.now() - t0 }
   }
 
-  /** takeReadings: oldest first, cut so the envelope stays one block. */
-  #takeBatch(deviceId: string, patientId: string): ReadingRow[] {
+  /** takeReadings: oldest first, cut so the envelope stays one block; `more` when readings are left behind. */
+  #takeBatch(deviceId: string, patientId: string): { rows: ReadingRow[]; more: boolean } {
     const rows = this.#q.take.all(deviceId, patientId, MAX_BATCH_READINGS)
     let bytes = 0
     for (let i = 0; i < rows.length; i++) {
       bytes += 64 + (rows[i]!.samples ? (rows[i]!.samples!.length / 4) * 5 : 9)
-      if (bytes > MAX_BATCH_BYTES && i > 0) return rows.slice(0, i)
+      if (bytes > MAX_BATCH_BYTES && i > 0) return { rows: rows.slice(0, i), more: true }
     }
-    return rows
+    return { rows, more: rows.length === MAX_BATCH_READINGS }
   }
 
   #streamFor(deviceId: string, patientId: string): StreamRow {
