@@ -38,7 +38,7 @@ describe('gateway.db connection and schema', () => {
     expect(db.pragma('auto_vacuum', { simple: true })).toBe(2) // INCREMENTAL
     expect(statSync(join(dir, 'gateway.db')).mode & 0o777).toBe(0o600)
     const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all()
-    expect(tables).toEqual(['device_assignments', 'devices', 'quarantine', 'readings'])
+    expect(tables).toEqual(['batches', 'device_assignments', 'devices', 'outbox', 'patient_policies', 'quarantine', 'readings', 'streams'])
     const idx = db.prepare("SELECT sql FROM sqlite_master WHERE name = 'readings_unsealed'").pluck().get() as string
     expect(idx).toMatch(/WHERE batch_id IS NULL/)
     db.close()
@@ -51,9 +51,9 @@ describe('gateway.db connection and schema', () => {
   it('applies appended migrations in order and refuses a database from a newer build', () => {
     const dir = fresh()
     const { db } = openGatewayDb(dir)
-    const appended: Migration[] = [...migrations, { version: SCHEMA_VERSION + 1, name: 'batches', up: (d) => d.exec('CREATE TABLE batches (id INTEGER PRIMARY KEY) STRICT') }]
+    const appended: Migration[] = [...migrations, { version: SCHEMA_VERSION + 1, name: 'later', up: (d) => d.exec('CREATE TABLE later_table (id INTEGER PRIMARY KEY) STRICT') }]
     expect(migrate(db, appended)).toEqual({ from: SCHEMA_VERSION, to: SCHEMA_VERSION + 1 })
-    expect(db.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'batches'").pluck().get()).toBe(1)
+    expect(db.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'later_table'").pluck().get()).toBe(1)
     // A failing migration leaves the previous version intact.
     const broken: Migration[] = [...appended, { version: SCHEMA_VERSION + 2, name: 'broken', up: (d) => d.exec('CREATE TABLE oops (x); SELECT * FROM nowhere') }]
     expect(() => migrate(db, broken)).toThrow(/nowhere/)
