@@ -15,7 +15,7 @@ import { sealEnvelope } from '../../shared/crypto/envelope.ts'
 import type { MasterPublicKey } from '../../shared/crypto/abe/fabeo.ts'
 import { compilePolicy } from '../../shared/crypto/abe/fabeo.ts'
 import { systemRng, type Rng } from '../../shared/crypto/random.ts'
-import { encodeBatchBody, readingsTree, type SealedReading } from '../../shared/protocol/batch.ts'
+import { sealBody, type SealedReading } from '../../shared/protocol/batch.ts'
 import { manifestAad, manifestCommitment, signManifest, type BatchManifest } from '../../shared/protocol/manifest.ts'
 
 /** Keep each envelope a single IPFS block. */
@@ -62,10 +62,8 @@ export const policyFor = (template: string, pseudonym: string): string => compil
 export async function sealBatch(input: SealInput): Promise<SealedBatch> {
   const { stream, readings } = input
   if (readings.length === 0) throw new RangeError('sealBatch: no readings')
-  // encodeBody
-  const body = encodeBatchBody({ v: 1, stream: stream.streamId, seq: stream.nextSeq, readings })
-  // merkleRoot
-  const root = readingsTree(readings).root
+  // encodeBody + merkleRoot, each reading encoded once
+  const { body, root } = sealBody(stream.streamId, stream.nextSeq, readings)
   let from = Infinity
   let to = -Infinity
   const types = new Set<string>()

@@ -16,7 +16,7 @@
  * decodeCanonical accepts exactly the bytes encodeCanonical produces: a strict decode followed by
  * a re-encode that must reproduce the input byte for byte.
  */
-import { decode as cborDecode, encode as cborEncode, rfc8949EncodeOptions } from 'cborg'
+import { decode as cborDecode, encode as cborEncode } from 'cborg'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { CareLedgerError, isCareLedgerError } from '../errors.ts'
 
@@ -37,9 +37,19 @@ const DECODE_OPTIONS = {
 } as const
 
 /** $.a.b[2]["odd key"] — where in the value the problem is. */
-const child = (path: string, key: string): string => (/^[A-Za-z_$][\w$]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`)
+/** Where the walk is, as a linked list: rendered to `$.a.b[2]["odd key"]` only when something is refused. */
+type Path = { readonly parent: Path; readonly key: string | number; readonly isKey?: boolean } | null
 
-function reject(path: string, problem: string): never {
+function render(path: Path): string {
+  if (path === null) return '$'
+  const base = render(path.parent)
+  const step =
+    typeof path.key === 'number' ? `${base}[${path.key}]` : /^[A-Za-z_$][\w$]*$/.test(path.key) ? `${base}.${path.key}` : `${base}[${JSON.stringify(path.key)}]`
+  return path.isKey ? `${step} (key)` : step
+}
+
+function reject(at: Path, problem: string): never {
+  const path = render(at)
   throw new CareLedgerError('INVALID_ARGUMENT', `canonical encoding: ${path} ${problem}`, { path, problem })
 }
 
@@ -49,7 +59,7 @@ function describe(value: object): string {
 }
 
 /** Walk the value and refuse whatever falls outside the model, before cborg sees it. */
-function check(value: unknown, path: string, depth: number, ancestors: Set<object>): void {
+function check(value: unknown, path: Path, depth: number, ancestors: Set<object>): void {
   switch (typeof value) {
     case 'string':
       if (!value.isWellFormed()) reject(path, 'is a string with a lone UTF-16 surrogate (not valid UTF-8)')
@@ -76,22 +86,22 @@ function check(value: unknown, path: string, depth: number, ancestors: Set<objec
   ancestors.add(obj)
   if (Array.isArray(obj)) {
     for (let i = 0; i < obj.length; i++) {
-      if (!(i in obj)) reject(`${path}[${i}]`, 'is a hole in a sparse array')
-      check(obj[i], `${path}[${i}]`, depth + 1, ancestors)
+      if (!(i in obj)) reject({ parent: path, key: i }, 'is a hole in a sparse array')
+      check(obj[i], { parent: path, key: i }, depth + 1, ancestors)
     }
   } else if (obj instanceof Map) {
     for (const [k, v] of obj) {
       if (typeof k !== 'string') reject(path, `is a Map with a non-string key (${typeof k})`)
-      check(k, `${child(path, k)} (key)`, depth + 1, ancestors)
-      check(v, child(path, k), depth + 1, ancestors)
+      check(k, { parent: path, key: k, isKey: true }, depth + 1, ancestors)
+      check(v, { parent: path, key: k }, depth + 1, ancestors)
     }
   } else {
     const proto = Object.getPrototypeOf(obj)
     if (proto !== Object.prototype && proto !== null) reject(path, `is ${describe(obj)}, not a plain object`)
     if (Object.getOwnPropertySymbols(obj).length > 0) reject(path, 'has symbol keys')
     for (const k of Object.keys(obj)) {
-      check(k, `${child(path, k)} (key)`, depth + 1, ancestors)
-      check((obj as Record<string, unknown>)[k], child(path, k), depth + 1, ancestors)
+      check(k, { parent: path, key: k, isKey: true }, depth + 1, ancestors)
+      check((obj as Record<string, unknown>)[k], { parent: path, key: k }, depth + 1, ancestors)
     }
   }
   ancestors.delete(obj)
@@ -100,8 +110,11 @@ function check(value: unknown, path: string, depth: number, ancestors: Set<objec
 /** Deterministic CBOR (RFC 8949 §4.2.1) of `value`; INVALID_ARGUMENT naming the path of anything outside the model. */
 export function encodeCanonical(value: unknown): Uint8Array {
   try {
-    check(value, '$', 0, new Set())
-    return cborEncode(value, rfc8949EncodeOptions)
+    check(value, null, 0, new Set())
+    // cborg's default map order — shorter key first, then bytewise — IS the RFC 8949 §4.2.1 order
+    // for text keys (the only keys in this model: a text key's header grows with its length), and
+    // ~2× faster than rfc8949EncodeOptions; test/encoding/canonical.test.ts checks they agree.
+    return cborEncode(value)
   } catch (e) {
     if (isCareLedgerError(e)) throw e
     // A getter that throws, a Proxy, a stack overflow: not encodable, whatever the cause.

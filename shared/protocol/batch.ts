@@ -1,9 +1,12 @@
 /**
  * The plaintext inside a sealed batch's envelope, and the Merkle tree over its readings.
  *
- *   body  = canonical CBOR { v: 1, stream, seq, readings: [leaf…] }
  *   leaf  = canonical CBOR of one reading { seq, ts, rx, type, unit, value | samples + hz }
+ *   body  = canonical CBOR { v: 1, stream, seq, leaves: [leaf as a byte string, …] }
  *   root  = RFC 9162 Merkle tree hash over the leaves, in order        (crypto/merkle.ts)
+ *
+ * The body carries each leaf's exact bytes, so the root is recomputed over what was sealed, and
+ * each reading is encoded once when sealing (the sealer's main cost).
  *
  * The root is in the signed manifest, so whoever may decrypt a batch (a doctor, a research
  * institution) can check that every reading is there and none was altered, and prove a single
@@ -38,7 +41,13 @@ export const readingLeaf = (r: SealedReading): Uint8Array => encodeCanonical(lea
 export const readingsTree = (readings: readonly SealedReading[]): MerkleTree => MerkleTree.fromLeaves(readings.map(readingLeaf))
 
 export function encodeBatchBody(body: BatchBody): Uint8Array {
-  return encodeCanonical({ v: body.v, stream: body.stream, seq: body.seq, readings: body.readings.map(leafValue) })
+  return sealBody(body.stream, body.seq, body.readings).body
+}
+
+/** What the sealer needs: the body and the Merkle root, with each reading encoded once. */
+export function sealBody(stream: string, seq: number, readings: readonly SealedReading[]): { body: Uint8Array; root: Uint8Array } {
+  const leaves = readings.map(readingLeaf)
+  return { body: encodeCanonical({ v: BATCH_BODY_VERSION, stream, seq, leaves }), root: MerkleTree.fromLeaves(leaves).root }
 }
 
 /** Parse a decrypted body; every reading is re-validated against the device schema. */
@@ -49,9 +58,10 @@ export function decodeBatchBody(bytes: Uint8Array): BatchBody {
   const v = decodeCanonical(bytes) as Record<string, unknown>
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail('not a map')
   if (v.v !== BATCH_BODY_VERSION) return fail(`version ${String(v.v)} is not supported`)
-  if (typeof v.stream !== 'string' || typeof v.seq !== 'number' || !Array.isArray(v.readings)) return fail('missing stream, seq or readings')
-  const readings = v.readings.map((item: unknown, i: number) => {
-    const { rx, ...reading } = item as Record<string, unknown>
+  if (typeof v.stream !== 'string' || typeof v.seq !== 'number' || !Array.isArray(v.leaves)) return fail('missing stream, seq or leaves')
+  const readings = v.leaves.map((leaf: unknown, i: number) => {
+    if (!(leaf instanceof Uint8Array)) return fail(`leaf ${i} is not a byte string`)
+    const { rx, ...reading } = decodeCanonical(leaf) as Record<string, unknown>
     if (typeof rx !== 'number' || !Number.isSafeInteger(rx)) return fail(`reading ${i}: rx must be epoch milliseconds`)
     // The clock check does not apply to sealed history: judge against the receive time.
     const verdict = validateReading(reading, { now: rx, maxFutureMs: Number.MAX_SAFE_INTEGER })

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { sha256 } from '@noble/hashes/sha2.js'
+import { encode as cborEncode, rfc8949EncodeOptions } from 'cborg'
 import { canonicalDigest, decodeCanonical, domainSeparated, encodeCanonical, MAX_CANONICAL_DEPTH } from '../../shared/encoding/canonical.ts'
 import { isCareLedgerError } from '../../shared/errors.ts'
 
@@ -122,6 +123,16 @@ describe('canonical encoding (deterministic CBOR, RFC 8949 §4.2.1)', () => {
         expect(hex(encodeCanonical(Object.fromEntries(shuffled)))).toBe(hex(encodeCanonical(obj)))
       }),
       { numRuns: 200 },
+    )
+  })
+
+  it("equals cborg's explicit RFC 8949 §4.2.1 encoding (property)", () => {
+    // encodeCanonical uses cborg's faster default key order; for text keys it is the same order.
+    fc.assert(
+      fc.property(canonicalValue, (v) => {
+        expect(hex(encodeCanonical(v))).toBe(hex(cborEncode(withoutNegativeZero(v), rfc8949EncodeOptions)))
+      }),
+      { numRuns: 1000 },
     )
   })
 
