@@ -58,6 +58,7 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
     outboxRejected: new Gauge({ name: `${p}outbox_rejected`, help: 'ALERT: batches the cloud refused for good (kept on the gateway).', registers }),
     lastSync: new Gauge({ name: `${p}last_successful_sync_timestamp_seconds`, help: 'When the cloud last accepted an upload.', registers }),
     syncFailures: new Counter({ name: `${p}sync_failures_total`, help: 'Upload rounds that failed (cloud unreachable or 5xx).', registers }),
+    restarts: new Counter({ name: `${p}backoffice_restarts_total`, help: 'ALERT if rising: the back-office worker died and was restarted.', registers }),
   }
   let last: BackofficeStatus | null = null
   const options: BackofficeOptions = {
@@ -70,36 +71,56 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
     pruneIntervalMs: overrides.pruneIntervalMs ?? 3_600_000,
     syncBackoffMaxMs: backoffMaxMs,
   }
-  // Its own heap limit: worker threads otherwise inherit the ingest thread's tuned --max-old-space-size.
-  const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: options, resourceLimits: { maxOldGenerationSizeMb: 192 } })
-  const ready = new Promise<void>((resolve, reject) => {
-    worker.once('error', reject)
-    worker.on('message', (msg: BackofficeStatus | { type: 'stopped' }) => {
-      if (msg.type !== 'status') return
-      if (last) {
-        m.batches.inc(msg.sealedBatches - last.sealedBatches)
-        m.readings.inc(msg.sealedReadings - last.sealedReadings)
-        m.sealSeconds.inc((msg.sealMs - last.sealMs) / 1000)
-        m.sealFailures.inc(msg.sealFailures - last.sealFailures)
-        m.syncFailures.inc(msg.syncFailures - last.syncFailures)
-      }
-      m.outboxDepth.set(msg.outboxPending)
-      m.outboxAge.set(msg.outboxOldestSealedAt ? (Date.now() - msg.outboxOldestSealedAt) / 1000 : 0)
-      m.outboxRejected.set(msg.outboxRejected)
-      if (msg.lastSyncAt) m.lastSync.set(msg.lastSyncAt / 1000)
-      last = msg
-      if (msg.ready) resolve()
-    })
-  })
-  worker.on('error', (e) => ctx.logger.fatal({ event: 'backoffice_crashed', err: e }, 'back-office worker crashed'))
-  // A worker that is gone seals nothing more: readings are still acknowledged and pile up. Say so in /healthz.
   let stopping = false
   let exited: { code: number; at: number } | null = null
-  worker.on('exit', (code) => {
-    if (stopping) return
-    exited = { code, at: Date.now() }
-    ctx.logger.fatal({ event: 'backoffice_exited', code }, 'back-office worker exited: nothing is sealed or shipped until the gateway restarts')
-  })
+  let restarts = 0
+  let worker: Worker
+
+  /** Start a worker; resolves once it reported ready. Its totals restart at zero, so `last` does too. */
+  const spawn = (): Promise<void> => {
+    last = null
+    // Its own heap limit: worker threads otherwise inherit the ingest thread's tuned --max-old-space-size.
+    worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: options, resourceLimits: { maxOldGenerationSizeMb: 192 } })
+    const ready = new Promise<void>((resolve, reject) => {
+      worker.once('error', reject)
+      worker.on('message', (msg: BackofficeStatus | { type: 'stopped' }) => {
+        if (msg.type !== 'status') return
+        if (last) {
+          m.batches.inc(msg.sealedBatches - last.sealedBatches)
+          m.readings.inc(msg.sealedReadings - last.sealedReadings)
+          m.sealSeconds.inc((msg.sealMs - last.sealMs) / 1000)
+          m.sealFailures.inc(msg.sealFailures - last.sealFailures)
+          m.syncFailures.inc(msg.syncFailures - last.syncFailures)
+        }
+        m.outboxDepth.set(msg.outboxPending)
+        m.outboxAge.set(msg.outboxOldestSealedAt ? (Date.now() - msg.outboxOldestSealedAt) / 1000 : 0)
+        m.outboxRejected.set(msg.outboxRejected)
+        if (msg.lastSyncAt) m.lastSync.set(msg.lastSyncAt / 1000)
+        last = msg
+        if (msg.ready) resolve()
+      })
+    })
+    worker.on('error', (e) => ctx.logger.fatal({ event: 'backoffice_crashed', err: e }, 'back-office worker crashed'))
+    // A worker that is gone seals nothing: readings are still acknowledged and would pile up.
+    // Restart it (backing off up to a minute) and say so in /healthz and /metrics meanwhile.
+    worker.on('exit', (code) => {
+      if (stopping) return
+      exited = { code, at: Date.now() }
+      const delay = Math.min(60_000, 1000 * 2 ** Math.min(restarts, 6))
+      ctx.logger.fatal({ event: 'backoffice_exited', code, restartInMs: delay }, 'back-office worker exited; restarting it')
+      setTimeout(() => {
+        if (stopping) return
+        restarts++
+        m.restarts.inc()
+        spawn().then(
+          () => (exited = null),
+          (err: unknown) => ctx.logger.fatal({ event: 'backoffice_restart_failed', err }, 'back-office worker failed to restart'),
+        )
+      }, delay).unref()
+    })
+    return ready
+  }
+  const ready = spawn()
   await ready
   ctx.logger.info({ event: 'backoffice_started', gatewayId: identity.gatewayId, cloud: options.cloudUrl ?? identity.cloud?.url ?? null }, `gateway ${identity.gatewayId} sealing every ${ctx.config.seal.intervalSeconds}s`)
   return {
@@ -118,6 +139,7 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
       // A cloud that is merely unreachable is not an alert: the outbox waits and retries.
       status: exited ? 'failing' : (last?.outboxRejected ?? 0) > 0 ? 'alert' : 'ok',
       ...(exited ? { workerExited: { code: exited.code, at: new Date(exited.at).toISOString() } } : {}),
+      restarts,
       gatewayId: identity.gatewayId,
       cloud: last?.cloudUrl ?? null,
       sealedBatches: last?.sealedBatches ?? 0,
