@@ -3,7 +3,8 @@
  * Prometheus reaches it; nothing else should):
  *
  *   GET /healthz  JSON { status, db, uptimeSeconds, listeners, devicesConnected, disk, version }.
- *                 status: "ok" | "degraded" (a corrupt database was set aside) | "storage_full".
+ *                 status: "ok" | "degraded" (a corrupt database was set aside, or a component such as the
+ *                 back office is failing or alerting) | "storage_full" | "failing" (database unusable: 503).
  *                 HTTP 200 unless the database itself does not answer (503): a full disk must not
  *                 make the orchestrator restart the gateway in a loop.
  *   GET /metrics  Prometheus text format of the gateway registry.

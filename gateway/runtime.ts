@@ -74,6 +74,12 @@ const VERSION: string = (() => {
   }
 })()
 
+const componentTrouble = (components: Record<string, unknown>): boolean =>
+  Object.values(components).some((c) => {
+    const status = (c as { status?: unknown } | null)?.status
+    return status === 'failing' || status === 'alert'
+  })
+
 export async function startGateway(config: GatewayConfig, opts: StartOptions = {}): Promise<Gateway> {
   const logger = opts.logger ?? pino({ level: config.log.level, base: { service: 'careledger-gateway', pid: process.pid } })
   const startedAt = Date.now()
@@ -185,7 +191,9 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions = {
       const components: Record<string, unknown> = {}
       for (const p of plugins) if (p.handle?.health) components[p.name] = p.handle.health()
       return {
-        status: !dbOk ? 'failing' : d.full ? 'storage_full' : recovered || files.length ? 'degraded' : 'ok',
+        // A component that is failing (the back office's worker gone) or alerting (batches the cloud
+        // refused) degrades the gateway: ingest still works, but an operator must look.
+        status: !dbOk ? 'failing' : d.full ? 'storage_full' : recovered || files.length || componentTrouble(components) ? 'degraded' : 'ok',
         db: { ok: dbOk, path: dbPath, ...(error ? { error } : {}), corruptFilesSetAside: files },
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
         listeners: { mqtt: broker.listeners.mqtt, mqtts: broker.listeners.mqtts, http: http ? { host: http.host, port: http.port } : null },
