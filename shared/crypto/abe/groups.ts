@@ -28,27 +28,38 @@ export const ATTRIBUTE_DST = 'CARELEDGER-V01-CS01-with-BLS12381G1_XMD:SHA-256_SS
 
 const utf8 = new TextEncoder()
 const CACHE_LIMIT = 4096
-const attributeCache = new Map<string, G1>()
+/** Attributes promoted to an 8-bit table (0.8 MB and ~0.1 s each): the gateway's stream policies. */
+const HOT_LIMIT = 32
+const HOT_AFTER_USES = 3
+const attributeCache = new Map<string, { point: G1; uses: number }>()
+let hot = 0
 
 /**
- * H(attr) on G1, memoised: the gateway encrypts under the same few attributes all day, and a
- * cached point also keeps its window table (noble's precompute), which makes its scalar
- * multiplications several times cheaper.
+ * H(attr) on G1, memoised: the gateway encrypts under the same few attributes all day. A cached
+ * point carries a 4-bit window table (its scalar multiplications are ~4× cheaper than a bare
+ * point's); an attribute used again and again — a stream's policy, sealed every few seconds — is
+ * promoted to an 8-bit table, ~2× cheaper again.
  */
 export function hashAttribute(attr: string): G1 {
-  let p = attributeCache.get(attr)
-  if (!p) {
-    if (attributeCache.size >= CACHE_LIMIT) attributeCache.clear()
-    p = bls12_381.G1.hashToCurve(utf8.encode(`attr\0${attr}`), { DST: ATTRIBUTE_DST }) as G1
-    p.precompute(4, true)
-    attributeCache.set(attr, p)
+  let entry = attributeCache.get(attr)
+  if (!entry) {
+    if (attributeCache.size >= CACHE_LIMIT) clearAttributeCache()
+    const point = bls12_381.G1.hashToCurve(utf8.encode(`attr\0${attr}`), { DST: ATTRIBUTE_DST }) as G1
+    point.precompute(4, true)
+    entry = { point, uses: 0 }
+    attributeCache.set(attr, entry)
   }
-  return p
+  if (++entry.uses === HOT_AFTER_USES && hot < HOT_LIMIT) {
+    hot++
+    entry.point.precompute(8, true)
+  }
+  return entry.point
 }
 
 /** Drop the memo (benchmarks use it to measure the cold path). */
 export function clearAttributeCache(): void {
   attributeCache.clear()
+  hot = 0
 }
 
 /** FABEO's extra hash point H(b), outside the attribute domain ("b\0" never begins an attribute). */
