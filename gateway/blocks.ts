@@ -1,7 +1,10 @@
 /**
- * The gateway's IPFS blockstore: a Helia *light* node (no libp2p, no routers, no HTTP gateways —
- * nothing dials out and nothing listens) over a file-system blockstore in `<data>/blocks`.
- * research/experiments.md §1a: createHeliaLight + FsBlockstore works fully offline.
+ * The gateway's IPFS blockstore in `<data>/blocks`: blockstore-fs, the file-system blockstore of
+ * the Helia project (the one a Helia node is built on), holding each sealed envelope as one raw
+ * block under its CIDv1. No IPFS node is started: the gateway ships its blocks to the cloud as CARs
+ * and never serves them over IPFS, so nothing here dials out or listens. (A Helia light node over
+ * the same store works offline too — research/experiments.md §1a — but importing `helia` alone
+ * costs ~95 MB of RSS, measured here, which a Raspberry Pi gateway with a 250 MB budget cannot spare.)
  *
  * Durability: blockstore-fs writes a temporary file and renames it, without fsync, while the
  * sealer's commit of the batch that names the block is fsynced (synchronous=FULL). A power cut
@@ -11,10 +14,8 @@
  */
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
-import { createHeliaLight } from 'helia'
 import { FsBlockstore } from 'blockstore-fs'
 import { NextToLast } from 'blockstore-fs/sharding'
-import { FsDatastore } from 'datastore-fs'
 import type { Blockstore } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
 
@@ -35,9 +36,9 @@ async function fsyncPath(path: string): Promise<void> {
 export async function openBlockNode(dataDir: string): Promise<BlockNode> {
   const dir = join(dataDir, 'blocks')
   const sharding = new NextToLast()
-  const helia = createHeliaLight({ blockstore: new FsBlockstore(dir, { shardingStrategy: sharding }), datastore: new FsDatastore(join(dataDir, 'helia')) })
-  await helia.start()
-  const inner = helia.blockstore as unknown as Blockstore
+  const store = new FsBlockstore(dir, { shardingStrategy: sharding })
+  await store.open()
+  const inner = store as unknown as Blockstore
   const put: Blockstore['put'] = async (cid, bytes, options) => {
     const stored = await inner.put(cid, bytes, options)
     const { dir: shard, file } = sharding.encode(cid)
@@ -52,7 +53,7 @@ export async function openBlockNode(dataDir: string): Promise<BlockNode> {
       return typeof v === 'function' ? v.bind(target) : v
     },
   })
-  return { blockstore, stop: async () => void (await helia.stop()) }
+  return { blockstore, stop: () => store.close() }
 }
 
 /** A whole block; `offline` so a missing block fails at once instead of waiting forever. */

@@ -79,8 +79,9 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
   /** Start a worker; resolves once it reported ready. Its totals restart at zero, so `last` does too. */
   const spawn = (): Promise<void> => {
     last = null
-    // Its own heap limit: worker threads otherwise inherit the ingest thread's tuned --max-old-space-size.
-    worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: options, resourceLimits: { maxOldGenerationSizeMb: 192 } })
+    // Its own heap limits: worker threads otherwise inherit the ingest thread's tuned flags. A small
+    // young generation keeps the process within the Pi's RSS budget (a batch is at most ~5,000 readings).
+    worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: options, resourceLimits: { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 16 } })
     const ready = new Promise<void>((resolve, reject) => {
       worker.once('error', reject)
       worker.on('message', (msg: BackofficeStatus | { type: 'stopped' }) => {
