@@ -14,7 +14,11 @@
  *   3. verify: verifyChain over the appended chain on the calling thread and on 1 and 2 worker
  *      threads (kept in a VerifyWorkerPool across runs, start-up reported apart); and re-runs with
  *      a warm VerificationCache (what the service's periodic run costs once warm)
- *   4. (lead) backlog over HTTP
+ *   4. backlog (bench/lib/backlog.ts): a 20-bed ward's backlog drained by real gateway and cloud
+ *      processes through POST /v1/batches/bulk, extrapolated to 24 h (target ≤ 10 min); where the
+ *      time goes per batch; PUBACK → sealed-block latency p50/p99 in steady state.
+ *      BENCH_BACKLOG=0 skips it; BENCH_BACKLOG_HOURS (default 1), BENCH_LATENCY_S (60),
+ *      BENCH_BACKLOG_CACHE (.careledger/bench-backlog) tune it.
  */
 import os from 'node:os'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -31,6 +35,7 @@ import { VerificationCache, VerifyWorkerPool, verifyChain } from '../cloud/chain
 import { AppendQueue } from '../cloud/chain/append-queue.ts'
 import { chainTestKeys, testFleet, type TestStream } from '../test/cloud/chain-helpers.ts'
 import { fmt, measure, percentile, table, type Timing } from './lib/measure.ts'
+import { backlogOptions, backlogSection } from './lib/backlog.ts'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const APPEND_TARGET = 2000
@@ -238,8 +243,10 @@ await verifyCase('verifyChain, 1 worker thread', 1)
 await verifyCase(`verifyChain, ${cores} worker threads`, cores)
 await verifyCase(`re-verify with a warm VerificationCache, ${cores} workers`, cores, new VerificationCache())
 
-// ---- 4. backlog over HTTP (the lead adds this section) ----------------------------------------------
-// LEAD: gateways draining a backlog through POST /v1/batches/bulk against a running cloud goes here.
+// ---- 4. backlog over HTTP ----------------------------------------------------------------------------
+// Real `careledger gateway start` draining a prepared backlog into a real `careledger cloud start`
+// (bench/lib/backlog.ts); its report is printed after the others.
+const backlogReport = process.env.BENCH_BACKLOG === '0' ? null : await backlogSection(backlogOptions(log))
 
 // ---- report ------------------------------------------------------------------------------------------
 
@@ -274,6 +281,11 @@ out(
   `  verify: per record ${fmt(checkMs)} ms of checks, of which chameleon Verify ${fmt(chVerify)} ms and Ed25519 (OpenSSL) ${fmt(edNode)} ms;` +
     ` ${cores} cores give at most ≈ ${num(Math.round((1000 / checkMs) * cores))} records/s. ${verifyBest >= VERIFY_TARGET ? 'Target met.' : `Short by ${num(VERIFY_TARGET - verifyBest)} records/s (${Math.round((verifyBest / VERIFY_TARGET) * 100)}% of target).`}`,
 )
+
+if (backlogReport) {
+  out('')
+  out(backlogReport)
+}
 
 function out(s: string): void {
   process.stdout.write(`${s}\n`)

@@ -1,7 +1,7 @@
 /**
- * Plugs the back office (sealer, outbox sync, retention) into the gateway runtime: creates the
- * gateway identity on first start, starts the worker thread, and turns its status messages into
- * /metrics and /healthz.
+ * Plugs the back office (sealer, outbox sync, retention) into the gateway runtime: starts the
+ * worker thread (which creates the gateway identity on first start) and turns its status messages
+ * into /metrics and /healthz.
  *
  * Besides the settings of gateway/config.ts, the back office reads (an empty variable counts as unset):
  *
@@ -12,12 +12,12 @@
 import { Worker } from 'node:worker_threads'
 import { Gauge, Counter } from 'prom-client'
 import { CareLedgerError } from '../../shared/errors.ts'
-import { compilePolicy } from '../../shared/crypto/abe/fabeo.ts'
-import { loadIdentity } from '../identity.ts'
+import { assertEachAttributeOnce, parsePolicy } from '../../shared/crypto/policy/parse.ts'
 import { METRIC_PREFIX } from '../metrics.ts'
 import type { GatewayContext, GatewayPlugin, PluginHandle } from '../runtime.ts'
-// Only light imports here: this module runs on the ingest thread. Everything that pulls in Helia
-// (blocks.ts, outbox/sync.ts, seal/sealer.ts …) belongs to worker.ts — see DEFAULT_SYNC_BACKOFF_MAX_MS.
+// Only light imports here: this module runs on the ingest thread. The curves (~33 MB of RSS per
+// thread), the identity, the blockstore and the outbox (blocks.ts, outbox/sync.ts, seal/*,
+// identity.ts …) belong to worker.ts — see also DEFAULT_SYNC_BACKOFF_MAX_MS.
 import { DEFAULT_SYNC_BACKOFF_MAX_MS, type BackofficeOptions, type BackofficeStatus } from './protocol.ts'
 
 export function backofficePlugin(overrides: { pruneIntervalMs?: number } = {}): GatewayPlugin {
@@ -38,11 +38,11 @@ export function syncBackoffMaxMs(env: Readonly<Record<string, string | undefined
 }
 
 async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs?: number }): Promise<PluginHandle> {
-  const identity = loadIdentity(ctx.dataDir, { logger: ctx.logger })
   const backoffMaxMs = syncBackoffMaxMs()
   // Fail at start, not at the first seal, if the default policy does not parse.
   try {
-    compilePolicy(ctx.config.seal.defaultPolicy.replaceAll('{patient}', 'p-000000000000000000000000'))
+    const text = ctx.config.seal.defaultPolicy.replaceAll('{patient}', 'p-000000000000000000000000')
+    assertEachAttributeOnce(parsePolicy(text), text)
   } catch (e) {
     throw new CareLedgerError('INVALID_ARGUMENT', `CARELEDGER_DEFAULT_POLICY is not a usable policy: ${(e as Error).message}`, { policy: ctx.config.seal.defaultPolicy })
   }
@@ -58,6 +58,7 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
     outboxRejected: new Gauge({ name: `${p}outbox_rejected`, help: 'ALERT: batches the cloud refused for good (kept on the gateway).', registers }),
     lastSync: new Gauge({ name: `${p}last_successful_sync_timestamp_seconds`, help: 'When the cloud last accepted an upload.', registers }),
     syncFailures: new Counter({ name: `${p}sync_failures_total`, help: 'Upload rounds that failed (cloud unreachable or 5xx).', registers }),
+    cpuSeconds: new Counter({ name: `${p}backoffice_cpu_seconds_total`, help: 'CPU time of the back-office thread (sealing, shipping, retention).', registers }),
     restarts: new Counter({ name: `${p}backoffice_restarts_total`, help: 'ALERT if rising: the back-office worker died and was restarted.', registers }),
   }
   let last: BackofficeStatus | null = null
@@ -81,7 +82,7 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
     last = null
     // Its own heap limits: worker threads otherwise inherit the ingest thread's tuned flags. A small
     // young generation keeps the process within the Pi's RSS budget (a batch is at most ~5,000 readings).
-    worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: options, resourceLimits: { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 16 } })
+    worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: options, resourceLimits: { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 8 } })
     const ready = new Promise<void>((resolve, reject) => {
       worker.once('error', reject)
       worker.on('message', (msg: BackofficeStatus | { type: 'stopped' }) => {
@@ -90,6 +91,7 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
           m.batches.inc(msg.sealedBatches - last.sealedBatches)
           m.readings.inc(msg.sealedReadings - last.sealedReadings)
           m.sealSeconds.inc((msg.sealMs - last.sealMs) / 1000)
+          m.cpuSeconds.inc(Math.max(0, msg.cpuMicros - last.cpuMicros) / 1e6)
           m.sealFailures.inc(msg.sealFailures - last.sealFailures)
           m.syncFailures.inc(msg.syncFailures - last.syncFailures)
         }
@@ -123,7 +125,8 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
   }
   const ready = spawn()
   await ready
-  ctx.logger.info({ event: 'backoffice_started', gatewayId: identity.gatewayId, cloud: options.cloudUrl ?? identity.cloud?.url ?? null }, `gateway ${identity.gatewayId} sealing every ${ctx.config.seal.intervalSeconds}s`)
+  const gatewayId = (last as BackofficeStatus | null)?.gatewayId ?? null
+  ctx.logger.info({ event: 'backoffice_started', gatewayId, cloud: (last as BackofficeStatus | null)?.cloudUrl ?? null }, `gateway ${gatewayId} sealing every ${ctx.config.seal.intervalSeconds}s`)
   return {
     async stop() {
       stopping = true
@@ -141,7 +144,7 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
       status: exited ? 'failing' : (last?.outboxRejected ?? 0) > 0 ? 'alert' : 'ok',
       ...(exited ? { workerExited: { code: exited.code, at: new Date(exited.at).toISOString() } } : {}),
       restarts,
-      gatewayId: identity.gatewayId,
+      gatewayId,
       cloud: last?.cloudUrl ?? null,
       sealedBatches: last?.sealedBatches ?? 0,
       outboxPending: last?.outboxPending ?? 0,

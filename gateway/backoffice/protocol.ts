@@ -21,9 +21,13 @@ export interface BackofficeOptions {
 export interface BackofficeStatus {
   readonly type: 'status'
   readonly ready?: boolean
+  /** This gateway's id (signingKeyId of its Ed25519 key). */
+  readonly gatewayId: string
   readonly sealedBatches: number
   readonly sealedReadings: number
   readonly sealMs: number
+  /** CPU time the worker thread has used, µs. */
+  readonly cpuMicros: number
   readonly sealFailures: number
   readonly outboxPending: number
   readonly outboxOldestSealedAt: number | null

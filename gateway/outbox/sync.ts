@@ -7,8 +7,8 @@
  * - Idempotent: the cloud answers a batch it already has with 200 "duplicate", so a retry after a
  *   lost response or a crash mid-upload stores nothing twice.
  * - When the cloud is unreachable or answers 5xx, nothing is settled and the next attempt waits an
- *   exponentially growing, fully jittered delay (AWS Architecture Blog, "Exponential Backoff and
- *   Jitter"), capped; it resets on the first success.
+ *   exponentially growing delay with "equal jitter" (AWS Architecture Blog, "Exponential Backoff
+ *   and Jitter"), capped; it resets on the first success. Never zero: a failing cloud is not retried at once.
  * - A batch the cloud refuses for good (4xx) is marked 'rejected', kept, counted in a metric and
  *   logged — never silently dropped. A batch the cloud could not judge this time (a 5xx or 429 in
  *   its slot of a bulk answer) stays pending and is retried after the backoff, like a failed request.
@@ -60,11 +60,13 @@ export interface BackoffPolicy {
 
 export const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 1000, capMs: 5 * 60_000 }
 
-/** Full jitter: uniform in [0, min(cap, base·2^attempt)]. */
-export const backoffDelay = (attempt: number, p: BackoffPolicy = DEFAULT_BACKOFF, random = Math.random): number =>
-  Math.floor(random() * Math.min(p.capMs, p.baseMs * 2 ** Math.min(attempt, 30)))
+/** Equal jitter: uniform in [d/2, d) with d = min(cap, base·2^attempt) — spread out, yet never an immediate retry. */
+export const backoffDelay = (attempt: number, p: BackoffPolicy = DEFAULT_BACKOFF, random = Math.random): number => {
+  const d = Math.min(p.capMs, p.baseMs * 2 ** Math.min(attempt, 30))
+  return Math.floor(d / 2 + (random() * d) / 2)
+}
 
-/** Bounds of one bulk request (docs/api.md): at most 500 batches or 16 MiB. */
+/** Our bounds for one bulk request (the cloud accepts up to 500 batches or 16 MiB, docs/api.md). */
 export const MAX_UPLOAD_BATCHES = 200
 export const MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 

@@ -242,7 +242,7 @@ describe('outbox (OutboxSync)', () => {
     expect(Buffer.from(cloud.cars.get(b1)!).indexOf(Buffer.from(block))).toBeGreaterThan(0)
   })
 
-  it('caps the jittered backoff at the configured maximum (CARELEDGER_SYNC_BACKOFF_MAX_S, default 5 min)', () => {
+  it('caps the jittered backoff (never zero) at the configured maximum (CARELEDGER_SYNC_BACKOFF_MAX_S, default 5 min)', () => {
     expect(syncBackoffMaxMs({})).toBe(DEFAULT_BACKOFF.capMs)
     expect(syncBackoffMaxMs({ CARELEDGER_SYNC_BACKOFF_MAX_S: '' })).toBe(DEFAULT_BACKOFF.capMs)
     expect(syncBackoffMaxMs({ CARELEDGER_SYNC_BACKOFF_MAX_S: '1.5' })).toBe(1500)
@@ -251,5 +251,7 @@ describe('outbox (OutboxSync)', () => {
       expect(backoffDelay(attempt, { baseMs: 1000, capMs: 1500 }, () => 0.999999)).toBeLessThanOrEqual(1500)
     }
     expect(backoffDelay(20, undefined, () => 0.999999)).toBe(5 * 60_000 - 1)
+    // Never an immediate retry: at least half the step.
+    expect(backoffDelay(0, { baseMs: 1000, capMs: 2000 }, () => 0)).toBe(500)
   })
 })

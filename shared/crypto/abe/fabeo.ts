@@ -19,7 +19,7 @@ import { bls12_381 } from '@noble/curves/bls12-381.js'
 import { CareLedgerError } from '../../errors.ts'
 import { randomScalar, systemRng, type Rng } from '../random.ts'
 import { canonicalAttributeSet } from '../policy/attribute.ts'
-import { formatPolicy, parsePolicy, policyLeaves, type PolicyNode } from '../policy/parse.ts'
+import { assertEachAttributeOnce, formatPolicy, parsePolicy, type PolicyNode } from '../policy/parse.ts'
 import { compileLsss, reconstruct, type Lsss } from '../policy/lsss.ts'
 import { mulAddUnsafe } from '@noble/curves/abstract/curve.js'
 import { G1Point, G2Point, HB, ORDER, hashAttribute, mulG1, mulG2Generator, pairingProduct, type G1, type G2 } from './groups.ts'
@@ -116,19 +116,7 @@ export function compilePolicy(policy: string): CompiledPolicy {
   const hit = policyCache.get(policy)
   if (hit) return hit
   const tree = parsePolicy(policy)
-  const seen = new Map<string, number>()
-  for (const leaf of policyLeaves(tree)) {
-    const first = seen.get(leaf.name)
-    if (first !== undefined) {
-      throw new CareLedgerError(
-        'UNSUPPORTED_POLICY',
-        `attribute "${leaf.name}" appears twice (positions ${first} and ${leaf.pos}); FABEO needs each attribute once — ` +
-          `factor it out, e.g. "a AND (b OR c)" instead of "(a AND b) OR (a AND c)"`,
-        { attribute: leaf.name, positions: [first, leaf.pos], policy },
-      )
-    }
-    seen.set(leaf.name, leaf.pos)
-  }
+  assertEachAttributeOnce(tree, policy)
   const compiled = { text: formatPolicy(tree), tree, lsss: compileLsss(tree, ORDER) }
   if (policyCache.size >= 1024) policyCache.clear()
   policyCache.set(policy, compiled)

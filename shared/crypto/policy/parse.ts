@@ -185,3 +185,23 @@ export function evaluatePolicy(node: PolicyNode, attributes: ReadonlySet<string>
       return node.children.filter((c) => evaluatePolicy(c, attributes)).length >= node.k
   }
 }
+
+/**
+ * FABEO (crypto/abe/fabeo.ts) needs every attribute to label at most one LSSS row. Throws
+ * UNSUPPORTED_POLICY naming the attribute and both positions. Pure: usable without loading the curves.
+ */
+export function assertEachAttributeOnce(tree: PolicyNode, policy: string): void {
+  const seen = new Map<string, number>()
+  for (const leaf of policyLeaves(tree)) {
+    const first = seen.get(leaf.name)
+    if (first !== undefined) {
+      throw new CareLedgerError(
+        'UNSUPPORTED_POLICY',
+        `attribute "${leaf.name}" appears twice (positions ${first} and ${leaf.pos}); FABEO needs each attribute once — ` +
+          `factor it out, e.g. "a AND (b OR c)" instead of "(a AND b) OR (a AND c)"`,
+        { attribute: leaf.name, positions: [first, leaf.pos], policy },
+      )
+    }
+    seen.set(leaf.name, leaf.pos)
+  }
+}
