@@ -15,7 +15,12 @@
  * its /metrics: readings sealed while ingest ran, and the rate at which it clears what is left after
  * the publishers stop — "keeps up" means it seals at least as fast as ingest stores.
  *
+ * Memory: besides VmHWM, the RSS is sampled every 250 ms and split at its highest sample into the
+ * two V8 heaps (ingest thread, back office), Node's external memory, other native memory and the
+ * file-backed pages of the node binary.
+ *
  *   node bench/ingest.ts [--per-device 30000] [--window 100] [--generators 2] [--warmup 3000]
+ *   GW_NODE_OPTIONS='--max-semi-space-size=8' node bench/ingest.ts   # try other V8 settings on the gateway only
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -88,6 +93,7 @@ interface RunResult extends PhaseResult {
   /** Gateway only, from its /metrics over the measured phase. */
   readonly commits?: { readonly count: number; readonly meanMs: number; readonly meanPublishes: number }
   readonly sealing?: SealingResult
+  readonly memoryAtPeak?: MemorySample | null
 }
 
 /** Group-commit counters from the gateway's /metrics (sum and count of the two histograms). */
@@ -110,6 +116,37 @@ function cpuTicks(pid: number): number {
 function peakRssMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return m ? Number(m[1]) / 1024 : Number.NaN
+}
+
+/** Where the gateway's memory is at its highest RSS: sampled every 250 ms from /proc and /metrics. */
+interface MemorySample {
+  rssMb: number
+  anonMb: number
+  fileMb: number
+  ingestHeapMb: number
+  backofficeHeapMb: number
+  externalMb: number
+}
+
+class MemorySampler {
+  peak: MemorySample | null = null
+  readonly #timer: NodeJS.Timeout
+  constructor(pid: number, httpUrl: string) {
+    this.#timer = setInterval(() => void this.#sample(pid, httpUrl).catch(() => {}), 250)
+  }
+  async #sample(pid: number, httpUrl: string): Promise<void> {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+    const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(status)?.[1] ?? Number.NaN) / 1024
+    const rssMb = kb('VmRSS')
+    if (this.peak && rssMb <= this.peak.rssMb) return
+    const text = await (await fetch(`${httpUrl}/metrics`)).text()
+    const v = (name: string) => Number(new RegExp(`^careledger_gateway_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN) / 2 ** 20
+    this.peak = { rssMb, anonMb: kb('RssAnon'), fileMb: kb('RssFile'), ingestHeapMb: v('nodejs_heap_size_total_bytes'), backofficeHeapMb: v('backoffice_heap_bytes'), externalMb: v('nodejs_external_memory_bytes') }
+  }
+  stop(): MemorySample | null {
+    clearInterval(this.#timer)
+    return this.peak
+  }
 }
 
 class Generator {
@@ -202,9 +239,10 @@ async function benchGateway(): Promise<RunResult> {
     const store = new DeviceStore(db)
     const creds = Array.from({ length: DEVICES }, (_, i) => ({ deviceId: `bench-${i}`, secret: store.add(`bench-${i}`, `P-${i}`).secret }))
     db.close()
-    const gw = await GatewayProcess.start({ dataDir: data.dir, args: ['--mqtts-port', '0', '--seal-interval-s', '1'] })
+    const gw = await GatewayProcess.start({ dataDir: data.dir, args: ['--mqtts-port', '0', '--seal-interval-s', '1'], env: process.env.GW_NODE_OPTIONS ? { NODE_OPTIONS: process.env.GW_NODE_OPTIONS } : {} })
     try {
       const ticksStart = cpuTicks(gw.pid)
+      const memory = new MemorySampler(gw.pid, gw.httpUrl!)
       const backofficeStart = await metric(gw.httpUrl!, 'backoffice_cpu_seconds_total')
       const tStart = performance.now()
       const r = await drive('gateway', gw.mqttUrl, gw.pid, creds, gw.httpUrl)
@@ -229,12 +267,13 @@ async function benchGateway(): Promise<RunResult> {
         sealed: sealedNow,
       }
       const rssAfterSealing = peakRssMb(gw.pid)
+      const memoryAtPeak = memory.stop()
       const check = new Database(join(data.dir, 'gateway.db'), { readonly: true })
       const stored = check.prepare('SELECT count(*) FROM readings').pluck().get() as number
       check.close()
       const expected = DEVICES * (WARMUP + PER_DEVICE)
       if (stored !== expected) console.error(`!! ${stored} readings stored, ${expected} acknowledged`)
-      return { ...r, stored, sealing, peakRssMb: rssAfterSealing }
+      return { ...r, stored, sealing, peakRssMb: rssAfterSealing, memoryAtPeak }
     } finally {
       await gw.stop()
     }
@@ -322,6 +361,13 @@ if (gw.sealing) {
     `gateway CPU per reading over the whole run: ${f(c.total, 1)} µs = ingest ${f(c.ingest, 1)} µs (MQTT, validation, durable commit; all threads but the back office) ` +
       `+ back office ${f(c.backoffice, 1)} µs (sealing: CP-ABE envelope, Merkle tree, signature, block)` +
       (mq ? `; ingest = ${f(c.ingest / mq.brokerCpuMicrosPerReading, 2)}× mosquitto's relay, whole process = ${f(c.total / mq.brokerCpuMicrosPerReading, 2)}×` : ''),
+  )
+}
+if (gw.memoryAtPeak) {
+  const m = gw.memoryAtPeak
+  console.log(
+    `gateway memory at its highest sampled RSS (${f(m.rssMb, 1)} MB): anonymous ${f(m.anonMb, 1)} MB (V8 heaps: ingest thread ${f(m.ingestHeapMb, 1)} MB, ` +
+      `back office ${f(m.backofficeHeapMb, 1)} MB; Node external ${f(m.externalMb, 1)} MB; the rest is native: SQLite, malloc, thread stacks) + file-backed ${f(m.fileMb, 1)} MB (node binary, libraries)`,
   )
 }
 console.log(`load average (1 min) before/after: ${load0.toFixed(2)} / ${os.loadavg()[0]!.toFixed(2)} — figures from a shared or busy machine vary; CPU µs per reading varies least`)

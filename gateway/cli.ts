@@ -195,11 +195,12 @@ export function gatewayCommand(options: GatewayCommandOptions = {}): Command {
  * load), and with no old-space limit dead promoted objects keep young ones alive until a rare
  * major GC (old space reached ~150 MB and scavenges got slow). With 16 MB semi-spaces and a
  * 128 MB old-space limit the gateway uses less memory AND ingests faster. glibc also keeps one
- * malloc arena per thread, and every device connect runs a 16 MB scrypt on a libuv thread, so up
- * to 4 × 16 MB stayed resident after a reconnect storm. `gateway start` therefore re-executes
+ * malloc arena per thread, and every device connect runs a 16 MB scrypt on a libuv thread (now one
+ * at a time, gateway/store/devices.ts). `gateway start` therefore re-executes
  * itself once, keeping its PID (process.execve), with `--max-semi-space-size=16
  * --max-old-space-size=<--max-heap-mb>` and MALLOC_ARENA_MAX=2, MALLOC_MMAP_THRESHOLD_=131072
- * (large buffers are unmapped when freed). Settings the operator already made win;
+ * (large buffers are unmapped when freed). The back-office worker sets its own, smaller heap
+ * (gateway/backoffice/plugin.ts). Settings the operator already made win;
  * CARELEDGER_GATEWAY_NO_REEXEC=1 turns this off.
  */
 export function memoryTuning(maxHeapMb: number): { v8: string[]; env: Record<string, string> } {

@@ -10,6 +10,7 @@
  * | `CARELEDGER_SYNC_BACKOFF_MAX_S` | (none) | `300` | outbox: cap, in seconds (fractions allowed, 0.1 … 86400), of the jittered exponential backoff between upload attempts while the cloud is unreachable; a clinic keeps the default, tests lower it |
  */
 import { Worker } from 'node:worker_threads'
+import { setFlagsFromString } from 'node:v8'
 import { Gauge, Counter } from 'prom-client'
 import { CareLedgerError } from '../../shared/errors.ts'
 import { assertEachAttributeOnce, parsePolicy } from '../../shared/crypto/policy/parse.ts'
@@ -19,6 +20,24 @@ import type { GatewayContext, GatewayPlugin, PluginHandle } from '../runtime.ts'
 // thread), the identity, the blockstore and the outbox (blocks.ts, outbox/sync.ts, seal/*,
 // identity.ts …) belong to worker.ts — see also DEFAULT_SYNC_BACKOFF_MAX_MS.
 import { DEFAULT_SYNC_BACKOFF_MAX_MS, type BackofficeOptions, type BackofficeStatus } from './protocol.ts'
+
+/**
+ * The back office's own heap: its live set is ~30 MB (curves, window tables, one batch of at most
+ * ~5,000 readings). Sized by bench:ingest: committed heap 60 → ~43 MB, sealing still ahead of ingest.
+ */
+const BACKOFFICE_HEAP = { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 8 } as const
+
+/**
+ * V8's heap-size flags are process-wide and override a worker's resourceLimits, so the ingest
+ * thread's tuning (`--max-semi-space-size=16`, gateway/cli.ts memoryTuning) would give the back
+ * office a 32 MB young generation too. V8 reads them only when it creates an isolate: the ingest
+ * thread's heap is already configured, so clearing them here affects new workers alone (measured:
+ * the worker's limit then follows BACKOFFICE_HEAP, the ingest thread keeps its young generation).
+ */
+function releaseHeapFlagsForWorkers(): void {
+  setFlagsFromString('--max-semi-space-size=0')
+  setFlagsFromString('--max-old-space-size=0')
+}
 
 export function backofficePlugin(overrides: { pruneIntervalMs?: number } = {}): GatewayPlugin {
   return { name: 'backoffice', start: (ctx) => startBackoffice(ctx, overrides) }
@@ -59,6 +78,7 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
     lastSync: new Gauge({ name: `${p}last_successful_sync_timestamp_seconds`, help: 'When the cloud last accepted an upload.', registers }),
     syncFailures: new Counter({ name: `${p}sync_failures_total`, help: 'Upload rounds that failed (cloud unreachable or 5xx).', registers }),
     cpuSeconds: new Counter({ name: `${p}backoffice_cpu_seconds_total`, help: 'CPU time of the back-office thread (sealing, shipping, retention).', registers }),
+    heap: new Gauge({ name: `${p}backoffice_heap_bytes`, help: 'V8 heap committed by the back-office thread (nodejs_heap_* are the ingest thread\'s).', registers }),
     restarts: new Counter({ name: `${p}backoffice_restarts_total`, help: 'ALERT if rising: the back-office worker died and was restarted.', registers }),
   }
   let last: BackofficeStatus | null = null
@@ -80,9 +100,8 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
   /** Start a worker; resolves once it reported ready. Its totals restart at zero, so `last` does too. */
   const spawn = (): Promise<void> => {
     last = null
-    // Its own heap limits: worker threads otherwise inherit the ingest thread's tuned flags. A small
-    // young generation keeps the process within the Pi's RSS budget (a batch is at most ~5,000 readings).
-    worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: options, resourceLimits: { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 8 } })
+    releaseHeapFlagsForWorkers()
+    worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: options, resourceLimits: BACKOFFICE_HEAP })
     const ready = new Promise<void>((resolve, reject) => {
       worker.once('error', reject)
       worker.on('message', (msg: BackofficeStatus | { type: 'stopped' }) => {
@@ -98,6 +117,7 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
         m.outboxDepth.set(msg.outboxPending)
         m.outboxAge.set(msg.outboxOldestSealedAt ? (Date.now() - msg.outboxOldestSealedAt) / 1000 : 0)
         m.outboxRejected.set(msg.outboxRejected)
+        m.heap.set(msg.heapBytes)
         if (msg.lastSyncAt) m.lastSync.set(msg.lastSyncAt / 1000)
         last = msg
         if (msg.ready) resolve()

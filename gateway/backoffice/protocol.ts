@@ -28,6 +28,8 @@ export interface BackofficeStatus {
   readonly sealMs: number
   /** CPU time the worker thread has used, µs. */
   readonly cpuMicros: number
+  /** V8 heap the worker thread has committed, bytes (the process-wide nodejs_heap_* metrics are the ingest thread's). */
+  readonly heapBytes: number
   readonly sealFailures: number
   readonly outboxPending: number
   readonly outboxOldestSealedAt: number | null

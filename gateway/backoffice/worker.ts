@@ -11,6 +11,7 @@
  * It reports to the main thread with `status` messages, which feed /metrics and /healthz.
  */
 import { parentPort, workerData } from 'node:worker_threads'
+import { getHeapStatistics } from 'node:v8'
 import { pino } from 'pino'
 import { openGatewayDb } from '../store/db.ts'
 import { existsSync } from 'node:fs'
@@ -63,6 +64,7 @@ function report(extra: Partial<BackofficeStatus> = {}): void {
     sealedReadings: totals.readings,
     sealMs: totals.sealMs,
     cpuMicros: threadCpuMicros(),
+    heapBytes: getHeapStatistics().total_heap_size,
     sealFailures: totals.sealFailures,
     outboxPending: depth.pending,
     outboxOldestSealedAt: depth.oldestSealedAt,
