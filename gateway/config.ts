@@ -19,6 +19,7 @@
  * | `CARELEDGER_MAX_READINGS` | `--max-readings <n>` | `1000` | most readings in one payload array (TOO_MANY_READINGS beyond) |
  * | `CARELEDGER_MAX_FUTURE_S` | `--max-future-s <s>` | `300` | how far ahead of the gateway clock a reading's ts may be (FUTURE_TIMESTAMP beyond) |
  * | `CARELEDGER_SEAL_INTERVAL_S` | `--seal-interval-s <s>` | `5` | sealer: seconds between sealing unsealed readings into batches |
+ * | `CARELEDGER_SEAL_OFFLINE_INTERVAL_S` | `--seal-offline-interval-s <s>` | `60` | sealer: the interval while the cloud is unreachable (larger batches: a backlog ships in fewer uploads) |
  * | `CARELEDGER_DEFAULT_POLICY` | `--default-policy <policy>` | `role:doctor` | sealer: CP-ABE policy for batches with no more specific policy |
  * | `CARELEDGER_RETENTION_HOURS` | `--retention-hours <h>` | `72` | outbox: hours synced data is kept on the gateway before it may be deleted |
  * | `CARELEDGER_CLOUD_URL` | `--cloud-url <url>` | (none) | outbox: cloud endpoint; without it nothing is shipped (readings stay on the gateway) |
@@ -43,7 +44,7 @@ export interface GatewayConfig {
   readonly quarantine: { readonly maxRows: number }
   readonly validation: { readonly maxBytes: number; readonly maxReadings: number; readonly maxFutureMs: number }
   /** Carried through for the sealer (lead). */
-  readonly seal: { readonly intervalSeconds: number; readonly defaultPolicy: string }
+  readonly seal: { readonly intervalSeconds: number; readonly offlineIntervalSeconds: number; readonly defaultPolicy: string }
   /** Carried through for the outbox sync (lead). */
   readonly sync: { readonly cloudUrl: string | null; readonly retentionHours: number }
   readonly log: { readonly level: LogLevel }
@@ -82,6 +83,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'validation.maxReadings', env: 'CARELEDGER_MAX_READINGS', flag: '--max-readings <n>', option: 'maxReadings', default: '1000', doc: 'most readings per payload' },
   { path: 'validation.maxFutureS', env: 'CARELEDGER_MAX_FUTURE_S', flag: '--max-future-s <s>', option: 'maxFutureS', default: '300', doc: 'allowed device clock lead, s' },
   { path: 'seal.intervalSeconds', env: 'CARELEDGER_SEAL_INTERVAL_S', flag: '--seal-interval-s <s>', option: 'sealIntervalS', default: '5', doc: 'sealer interval, s' },
+  { path: 'seal.offlineIntervalSeconds', env: 'CARELEDGER_SEAL_OFFLINE_INTERVAL_S', flag: '--seal-offline-interval-s <s>', option: 'sealOfflineIntervalS', default: '60', doc: 'sealer interval while the cloud is unreachable, s' },
   { path: 'seal.defaultPolicy', env: 'CARELEDGER_DEFAULT_POLICY', flag: '--default-policy <policy>', option: 'defaultPolicy', default: 'role:doctor', doc: 'default CP-ABE policy of sealed batches' },
   { path: 'sync.retentionHours', env: 'CARELEDGER_RETENTION_HOURS', flag: '--retention-hours <h>', option: 'retentionHours', default: '72', doc: 'hours synced data is kept' },
   { path: 'sync.cloudUrl', env: 'CARELEDGER_CLOUD_URL', flag: '--cloud-url <url>', option: 'cloudUrl', default: undefined, doc: 'cloud endpoint (unset: no shipping)' },
@@ -108,7 +110,7 @@ const RawSchema = z.object({
   disk: z.object({ budgetMb: int(8, 16 * 1024 * 1024), minFreeMb: int(0, 1024 * 1024), checkIntervalMs: int(50, 3_600_000) }),
   quarantine: z.object({ maxRows: int(0, 100_000_000) }),
   validation: z.object({ maxBytes: int(64, 16 * MB), maxReadings: int(1, 100_000), maxFutureS: int(0, 7 * 24 * 3600) }),
-  seal: z.object({ intervalSeconds: int(1, 86_400), defaultPolicy: z.string().trim().min(1, 'must not be empty').max(4096) }),
+  seal: z.object({ intervalSeconds: int(1, 86_400), offlineIntervalSeconds: int(1, 86_400), defaultPolicy: z.string().trim().min(1, 'must not be empty').max(4096) }),
   sync: z.object({
     cloudUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
     retentionHours: int(0, 24 * 365 * 10),
@@ -175,7 +177,8 @@ export function loadGatewayConfig(flags: Readonly<Record<string, unknown>> = {},
     disk: { budgetBytes: r.disk.budgetMb * MB, minFreeBytes: r.disk.minFreeMb * MB, checkIntervalMs: r.disk.checkIntervalMs },
     quarantine: { maxRows: r.quarantine.maxRows },
     validation: { maxBytes: r.validation.maxBytes, maxReadings: r.validation.maxReadings, maxFutureMs: r.validation.maxFutureS * 1000 },
-    seal: { intervalSeconds: r.seal.intervalSeconds, defaultPolicy: r.seal.defaultPolicy },
+    // Offline sealing never runs more often than online sealing.
+    seal: { intervalSeconds: r.seal.intervalSeconds, offlineIntervalSeconds: Math.max(r.seal.intervalSeconds, r.seal.offlineIntervalSeconds), defaultPolicy: r.seal.defaultPolicy },
     sync: { cloudUrl: r.sync.cloudUrl ?? null, retentionHours: r.sync.retentionHours },
     log: { level: r.log.level },
     memory: { maxHeapMb: r.memory.maxHeapMb },

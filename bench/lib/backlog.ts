@@ -20,7 +20,10 @@
  *             the cloud; the clock runs from the gateway's start until the cloud has every batch
  *             as a record sealed into a block. CPU time of both processes is read from /proc.
  *             The same backlog sealed at 60 s instead of 5 s (12× fewer, 12× larger batches) is
- *             drained too: what bigger batches when backlogged would buy, measured.
+ *             drained too. That one is the backlog an outage actually leaves: while its uploads
+ *             fail, the gateway seals every CARELEDGER_SEAL_OFFLINE_INTERVAL_S (default 60 s), so
+ *             it is the row the target is judged on; the 5-s row shows what the online interval
+ *             would cost.
  *   stages    Where the time goes, per batch, each stage alone on a sample of the backlog's own
  *             batches, with the code the gateway and the cloud run: OutboxSync packing, the bulk
  *             body and its request signature, HTTP over loopback, then the cloud's request
@@ -434,9 +437,13 @@ export async function stageCosts(o: BacklogOptions, p: Prepared): Promise<{ stag
     })
     // At every start, before the first seal, the back office sweeps the blockstore for orphan blocks.
     await side('at start: orphan-block sweep (deleteOrphanBlocks), per batch held', p.meta.batches, () => deleteOrphanBlocks(db, node.blockstore, gwDir, pino({ level: 'silent' })))
-    // The ingest thread's disk budget walks the whole data directory every CARELEDGER_DISK_CHECK_MS (5 s).
+    // …then measures the blockstore once (BlockUsage.measure; put/delete keep the total after that)
+    // and reports it to the ingest thread, whose disk budget walks the rest of the data directory
+    // every CARELEDGER_DISK_CHECK_MS (5 s) but no longer the blockstore.
+    await side('at start and after retention: blockstore size walk (back office), per block file', p.meta.batches, () => node.usage.measure())
     const budget = new DiskBudget({ dataDir: gwDir, db, budgetBytes: 2 ** 40, minFreeBytes: 0, checkIntervalMs: 3_600_000 })
-    await side('ingest thread, every 5 s: disk-budget walk of the data directory, per block file', p.meta.batches, () => budget.check())
+    budget.reportDirectory('blocks', node.usage.bytes)
+    await side('ingest thread, every 5 s: disk-budget walk, blockstore reported (per block held)', p.meta.batches, () => budget.check())
 
     // gateway: OutboxSync as the back office runs it.
     const bodies: Uint8Array[] = []
@@ -695,11 +702,12 @@ export async function backlogSection(o: BacklogOptions = backlogOptions()): Prom
     table(
       ['backlog', 'batches', 'readings', 'drain', 'batches/s', 'readings/s', 'cloud CPU', 'gateway CPU', `24 h, extrapolated`],
       [
-        [`${o.hours} h, sealed every 5 s (as configured)`, num(d5.batches), num(d5.readings), secs(d5.ms), num(d5.batchesPerS), num(d5.readingsPerS), `${fmt((d5.cloudCpuS / d5.batches) * 1000)} ms/batch`, `${fmt((d5.gatewayCpuS / d5.batches) * 1000)} ms/batch`, `${minutes(day5)} ${verdict(day5)}`],
-        [`${o.hours} h, sealed every 60 s (12× larger batches)`, num(d60.batches), num(d60.readings), secs(d60.ms), num(d60.batchesPerS), num(d60.readingsPerS), `${fmt((d60.cloudCpuS / d60.batches) * 1000)} ms/batch`, `${fmt((d60.gatewayCpuS / d60.batches) * 1000)} ms/batch`, `${minutes(day60)} ${verdict(day60)}`],
+        [`${o.hours} h, sealed every 5 s (the online interval)`, num(d5.batches), num(d5.readings), secs(d5.ms), num(d5.batchesPerS), num(d5.readingsPerS), `${fmt((d5.cloudCpuS / d5.batches) * 1000)} ms/batch`, `${fmt((d5.gatewayCpuS / d5.batches) * 1000)} ms/batch`, `${minutes(day5)} ${verdict(day5)}`],
+        [`${o.hours} h, sealed every 60 s (offline interval: what an outage leaves)`, num(d60.batches), num(d60.readings), secs(d60.ms), num(d60.batchesPerS), num(d60.readingsPerS), `${fmt((d60.cloudCpuS / d60.batches) * 1000)} ms/batch`, `${fmt((d60.gatewayCpuS / d60.batches) * 1000)} ms/batch`, `${minutes(day60)} ${verdict(day60)}`],
       ],
     ),
   )
+  out(`  target, judged on the backlog an outage leaves (the gateway seals every CARELEDGER_SEAL_OFFLINE_INTERVAL_S = 60 s while uploads fail): ${minutes(day60)} ${verdict(day60)}`)
   out(`  (drain = from \`gateway start\` until every batch is a record in a block; batches/s and CPU from the gateway's "ready" (${secs(d5.readyMs)} of start-up, counted once in the 24 h figure) to the end;`)
   out(`  1-min load average before → after: ${d5.load.map((l) => l.toFixed(2)).join(' → ')} and ${d60.load.map((l) => l.toFixed(2)).join(' → ')} on ${cores} cores: the machine is shared — see "CPU while draining" for the cores the two processes got.)`)
   const drainOnly = d5.ms - d5.readyMs
@@ -740,10 +748,10 @@ export async function backlogSection(o: BacklogOptions = backlogOptions()): Prom
     const seqRead = st.find((x) => x.stage.includes('one after another'))
     const parRead = st.find((x) => x.stage.includes('16 reads at once'))
     if (seqRead && parRead) out(`  - the gateway reads the envelope blocks of a bulk one after another (${fmt(seqRead.msPerBatch)} ms/batch); 16 at once take ${fmt(parRead.msPerBatch)} ms/batch.`)
-    const walk = st.find((x) => x.stage.startsWith('ingest thread'))
+    const walk = st.find((x) => x.stage.startsWith('at start and after retention'))
     if (walk) {
       const walkS = (walk.cpuPerBatch * DAY.batches) / 1000
-      out(`  - not in the linear extrapolation: the gateway's disk budget walks every file of its data directory every 5 s on the ingest thread, ${fmt(walk.cpuPerBatch * 1000)} µs of CPU per block file here; with a day's ${num(DAY.batches)} blocks one walk costs ≈ ${fmt(walkS)} s of CPU — ${walkS > 5 ? 'longer than its interval: a core busy for the whole drain' : `${Math.round((walkS / 5) * 100)}% of a core`}.`)
+      out(`  - not in the linear extrapolation: the back office walks the blockstore once per start and after each hourly retention pass, ${fmt(walk.cpuPerBatch * 1000)} µs of CPU per block file here; with a day's ${num(DAY.batches)} blocks ≈ ${fmt(walkS)} s each time (the ingest thread's disk budget no longer walks it).`)
     }
     out(`  - per-batch work dominates: sealed every 60 s, the same readings cost ${fmt(perReading(d60) * 1000)} µs each instead of ${fmt(perReading(d5) * 1000)} µs (${(perReading(d5) / perReading(d60)).toFixed(1)}× less) — a day in ${minutes(day60)}.`)
   }

@@ -78,6 +78,7 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
     lastSync: new Gauge({ name: `${p}last_successful_sync_timestamp_seconds`, help: 'When the cloud last accepted an upload.', registers }),
     syncFailures: new Counter({ name: `${p}sync_failures_total`, help: 'Upload rounds that failed (cloud unreachable or 5xx).', registers }),
     cpuSeconds: new Counter({ name: `${p}backoffice_cpu_seconds_total`, help: 'CPU time of the back-office thread (sealing, shipping, retention).', registers }),
+    sealInterval: new Gauge({ name: `${p}seal_interval_seconds`, help: 'Sealing interval in force (CARELEDGER_SEAL_OFFLINE_INTERVAL_S while the cloud is unreachable).', registers }),
     heap: new Gauge({ name: `${p}backoffice_heap_bytes`, help: 'V8 heap committed by the back-office thread (nodejs_heap_* are the ingest thread\'s).', registers }),
     restarts: new Counter({ name: `${p}backoffice_restarts_total`, help: 'ALERT if rising: the back-office worker died and was restarted.', registers }),
   }
@@ -86,6 +87,7 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
     dataDir: ctx.dataDir,
     logLevel: ctx.config.log.level,
     sealIntervalMs: ctx.config.seal.intervalSeconds * 1000,
+    offlineSealIntervalMs: ctx.config.seal.offlineIntervalSeconds * 1000,
     defaultPolicy: ctx.config.seal.defaultPolicy,
     cloudUrl: ctx.config.sync.cloudUrl,
     retentionHours: ctx.config.sync.retentionHours,
@@ -118,6 +120,8 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
         m.outboxAge.set(msg.outboxOldestSealedAt ? (Date.now() - msg.outboxOldestSealedAt) / 1000 : 0)
         m.outboxRejected.set(msg.outboxRejected)
         m.heap.set(msg.heapBytes)
+        m.sealInterval.set(msg.sealIntervalMs / 1000)
+        if (msg.blockBytes !== null) ctx.disk.reportDirectory('blocks', msg.blockBytes)
         if (msg.lastSyncAt) m.lastSync.set(msg.lastSyncAt / 1000)
         last = msg
         if (msg.ready) resolve()

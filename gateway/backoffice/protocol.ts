@@ -2,14 +2,16 @@
 
 /**
  * Default cap of the outbox backoff (= DEFAULT_BACKOFF.capMs of outbox/sync.ts). Kept here because
- * the main thread must not import outbox/sync.ts: it pulls in Helia, whose @libp2p/tls replaces
- * @peculiar/x509's crypto provider, and the gateway could then no longer create its TLS CA.
+ * the ingest thread does not import outbox/sync.ts and what it pulls in (the blockstore, CAR
+ * writer, HTTP client): the back office's modules stay in the worker (see plugin.ts).
  */
 export const DEFAULT_SYNC_BACKOFF_MAX_MS = 5 * 60_000
 export interface BackofficeOptions {
   readonly dataDir: string
   readonly logLevel: string
   readonly sealIntervalMs: number
+  /** Sealing interval while the outbox cannot reach the cloud (its last round failed). */
+  readonly offlineSealIntervalMs: number
   readonly defaultPolicy: string
   readonly cloudUrl: string | null
   readonly retentionHours: number
@@ -30,6 +32,10 @@ export interface BackofficeStatus {
   readonly cpuMicros: number
   /** V8 heap the worker thread has committed, bytes (the process-wide nodejs_heap_* metrics are the ingest thread's). */
   readonly heapBytes: number
+  /** Bytes of the blockstore (`<data>/blocks`), for the ingest thread's disk budget; null until first measured. */
+  readonly blockBytes: number | null
+  /** The sealing interval in force: the configured one, or the offline one while the cloud is unreachable. */
+  readonly sealIntervalMs: number
   readonly sealFailures: number
   readonly outboxPending: number
   readonly outboxOldestSealedAt: number | null

@@ -6,11 +6,15 @@
  * stat), the directory walk every `checkIntervalMs`, and between measurements the bytes committed
  * are added as an estimate, so a burst cannot run far past the budget.
  *
+ * A subdirectory whose owner reports its size (`reportDirectory`: the back office keeps the
+ * blockstore's total as it writes and deletes blocks) is no longer walked: with a day's backlog
+ * the blockstore holds hundreds of thousands of files, and walking them every few seconds on the
+ * ingest thread would cost more CPU than ingest itself.
+ *
  * Full ⇔ used ≥ budget, or the file system's free space < the floor. While full, ingest refuses
  * new readings (STORAGE_FULL, no PUBACK); it resumes by itself once a measurement shows room.
  */
-import { statSync, statfsSync } from 'node:fs'
-import { readdir, stat } from 'node:fs/promises'
+import { readdirSync, statSync, statfsSync } from 'node:fs'
 import { join } from 'node:path'
 import type Database from 'better-sqlite3'
 import type { Logger } from 'pino'
@@ -53,6 +57,8 @@ export class DiskBudget {
   #dbTimer: NodeJS.Timeout | null = null
   #dirTimer: NodeJS.Timeout | null = null
   #walking: Promise<void> | null = null
+  /** Top-level subdirectories measured by their owner (name → bytes), skipped by the walk. */
+  readonly #reported = new Map<string, number>()
 
   constructor(o: DiskBudgetOptions) {
     this.#o = o
@@ -84,7 +90,15 @@ export class DiskBudget {
   }
 
   get usedBytes(): number {
-    return this.#dbBytes + this.#otherBytes + this.#estimate
+    let reported = 0
+    for (const b of this.#reported.values()) reported += b
+    return this.#dbBytes + this.#otherBytes + reported + this.#estimate
+  }
+
+  /** The owner of `<dataDir>/<name>` reports its size; from now on the walk skips it. */
+  reportDirectory(name: string, bytes: number): void {
+    this.#reported.set(name, bytes)
+    this.#evaluate()
   }
 
   /** Bytes just committed; counted until the next database measurement. */
@@ -107,16 +121,7 @@ export class DiskBudget {
   async #walk(): Promise<void> {
     let other = 0
     try {
-      const entries = await readdir(this.#o.dataDir, { recursive: true, withFileTypes: true })
-      for (const e of entries) {
-        if (!e.isFile()) continue
-        if (e.parentPath === this.#o.dataDir && DB_FILES.has(e.name)) continue
-        try {
-          other += (await stat(join(e.parentPath, e.name))).size
-        } catch {
-          // deleted while walking
-        }
-      }
+      other = this.#sizeOfTree(this.#o.dataDir, true)
     } catch (err) {
       this.#o.logger?.error({ err, dataDir: this.#o.dataDir }, 'disk budget: cannot walk the data directory')
     }
@@ -128,6 +133,22 @@ export class DiskBudget {
       this.#freeBytes = Number.POSITIVE_INFINITY
     }
     this.#measureDb()
+  }
+
+  /** Bytes of the files under `dir` (synchronous: a few small files once a large subtree is reported). */
+  #sizeOfTree(dir: string, top: boolean): number {
+    let total = 0
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (top && (this.#reported.has(e.name) || DB_FILES.has(e.name))) continue
+      const path = join(dir, e.name)
+      try {
+        if (e.isDirectory()) total += this.#sizeOfTree(path, false)
+        else if (e.isFile()) total += statSync(path).size
+      } catch {
+        // deleted while walking
+      }
+    }
+    return total
   }
 
   #measureDb(): void {

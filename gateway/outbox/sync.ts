@@ -115,6 +115,11 @@ export class OutboxSync {
   }
 
   /** When the next attempt may run (after a failure), epoch ms. */
+  /** The last round failed (cloud unreachable or 5xx) and no round has succeeded since. */
+  get failing(): boolean {
+    return this.#failures > 0
+  }
+
   get notBefore(): number {
     return this.#notBefore
   }

@@ -81,6 +81,9 @@ function parseHash(encoded: string): ParsedHash | null {
 let scryptBusy = false
 const scryptQueue: Array<() => void> = []
 
+/** Verifications waiting for the running one (for tests and diagnostics). */
+export const scryptWaiting = (): number => scryptQueue.length
+
 function scryptOneAtATime(presented: Uint8Array, h: ParsedHash): Promise<Buffer | null> {
   return new Promise((resolve) => {
     const run = (): void => {

@@ -24,7 +24,7 @@ describe('gateway configuration', () => {
       disk: { budgetBytes: 1024 * 1024 * 1024, minFreeBytes: 64 * 1024 * 1024, checkIntervalMs: 5000 },
       quarantine: { maxRows: 10_000 },
       validation: { maxBytes: 262_144, maxReadings: 1000, maxFutureMs: 300_000 },
-      seal: { intervalSeconds: 5, defaultPolicy: 'role:doctor' },
+      seal: { intervalSeconds: 5, offlineIntervalSeconds: 60, defaultPolicy: 'role:doctor' },
       sync: { cloudUrl: null, retentionHours: 72 },
       log: { level: 'info' },
     })
@@ -43,6 +43,9 @@ describe('gateway configuration', () => {
     expect(config.sync.cloudUrl).toBe('https://cloud.example/api')
     expect(sources['mqtt.port']).toEqual({ kind: 'env', name: 'CARELEDGER_MQTT_PORT' })
     expect(sources['http.port']).toEqual({ kind: 'flag', name: '--http-port' })
+    // Offline sealing is never more frequent than online sealing.
+    expect(loadGatewayConfig({ sealIntervalS: '120' }, {}).config.seal).toMatchObject({ intervalSeconds: 120, offlineIntervalSeconds: 120 })
+    expect(loadGatewayConfig({}, { CARELEDGER_SEAL_OFFLINE_INTERVAL_S: '30' }).config.seal.offlineIntervalSeconds).toBe(30)
     // A repeatable flag arrives as a list.
     expect(loadGatewayConfig({ tlsName: ['a.example', 'b.example'] }, {}).config.tls.extraNames).toEqual(['a.example', 'b.example'])
   })

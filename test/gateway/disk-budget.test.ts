@@ -55,9 +55,9 @@ describe('disk budget', () => {
     await dev.publish(hr(1))
     expect(await metric('careledger_gateway_storage_full')).toBe(0)
 
-    // Something else in the data directory (the blockstore) grows past the budget.
-    mkdirSync(join(data.dir, 'blocks'), { recursive: true })
-    writeFileSync(join(data.dir, 'blocks', 'filler'), Buffer.alloc((BUDGET_MB + 1) * 1024 * 1024))
+    // Something else in the data directory (say, files an operator copied there) grows past the budget.
+    mkdirSync(join(data.dir, 'misc'), { recursive: true })
+    writeFileSync(join(data.dir, 'misc', 'filler'), Buffer.alloc((BUDGET_MB + 1) * 1024 * 1024))
     await until(async () => (await metric('careledger_gateway_storage_full')) === 1, 5000, 'the storage_full alert')
     const health = await fetch(`${gw.httpUrl}/healthz`)
     expect(health.status).toBe(200) // a full disk must not get the gateway restarted
@@ -80,7 +80,7 @@ describe('disk budget', () => {
     expect(seqs('bed-d1')).toEqual([1])
 
     // Space is freed: the resent reading is taken and acknowledged, once.
-    rmSync(join(data.dir, 'blocks', 'filler'))
+    rmSync(join(data.dir, 'misc', 'filler'))
     await until(() => acked, 8000, 'the resent reading to be acknowledged')
     await pending
     expect(seqs('bed-d1')).toEqual([1, 2])

@@ -78,6 +78,7 @@ it('keeps readings flowing and sealing through a SIGTERM, a SIGKILL and a hang (
     CARELEDGER_ABE_PUBLIC_KEY: mpkFile,
     CARELEDGER_DEFAULT_POLICY: '(role:doctor AND hospital:h1) OR patient:{patient}',
     CARELEDGER_SYNC_BACKOFF_MAX_S: '1',
+    CARELEDGER_SEAL_OFFLINE_INTERVAL_S: '2',
   }
 
   // ── enrolment on both sides ──────────────────────────────────────────────────────────────────
@@ -124,8 +125,10 @@ it('keeps readings flowing and sealing through a SIGTERM, a SIGKILL and a hang (
     }, 15_000)
     await sleep(Math.max(0, OUTAGE_MS - (Date.now() - downSince)))
     expect(devices.reduce((n, d) => n + d.acked.length, 0)).toBeGreaterThan(ackedBefore + DEVICES * 20) // ingest never stopped
-    // Sealing never stopped either: whatever the cloud does, readings older than a few seal intervals are sealed.
-    await waitFor(`readings sealed during the ${outage} outage`, () => gdb.prepare('SELECT count(*) FROM readings WHERE batch_id IS NULL AND received_at < ?').pluck().get(Date.now() - 3000) === 0, 5000)
+    // Sealing never stopped either, at the offline interval (2 s here) once an upload has failed:
+    // whatever the cloud does, readings older than a few such intervals are sealed.
+    await waitFor(`readings sealed during the ${outage} outage`, () => gdb.prepare('SELECT count(*) FROM readings WHERE batch_id IS NULL AND received_at < ?').pluck().get(Date.now() - 5000) === 0, 8000)
+    if (outage !== 'SIGSTOP') expect(metric(await metricsOf(g.httpUrl), 'careledger_gateway_seal_interval_seconds')).toBe(2) // a hung upload has not failed yet
     // No alert: an unreachable cloud is not a rejected batch, and the gateway stays healthy.
     expect(metric(m, 'careledger_gateway_outbox_rejected')).toBe(0)
     expect(metric(m, 'careledger_gateway_outbox_oldest_age_seconds')).toBeGreaterThan(0)
@@ -144,6 +147,7 @@ it('keeps readings flowing and sealing through a SIGTERM, a SIGKILL and a hang (
       const text = await metricsOf(g.httpUrl)
       return pending(text) === 0 && gdb.prepare("SELECT count(*) FROM outbox WHERE state = 'pending' AND batch_id IN (SELECT batch_id FROM batches WHERE sealed_at < ?)").pluck().get(back) === 0
     }, 20_000)
+    await waitFor('the short sealing interval back once uploads succeed', async () => metric(await metricsOf(g.httpUrl), 'careledger_gateway_seal_interval_seconds') === 1, 10_000)
     console.log(`offline test: ${outage} outage of ${((back - downSince) / 1000).toFixed(1)} s drained ${((Date.now() - back) / 1000).toFixed(1)} s after the cloud came back`)
   }
 

@@ -10,7 +10,7 @@ import { isCareLedgerError } from '../../shared/errors.ts'
 import type { Rejection } from '../../shared/schema/reading.ts'
 import { listSetAside, openGatewayDb, quickCheck } from '../../gateway/store/db.ts'
 import { migrate, migrations, SCHEMA_VERSION, type Migration } from '../../gateway/store/migrations.ts'
-import { DeviceDirectory, DeviceStore, hashSecret, verifySecret, SCRYPT } from '../../gateway/store/devices.ts'
+import { DeviceDirectory, DeviceStore, hashSecret, scryptWaiting, verifySecret, SCRYPT } from '../../gateway/store/devices.ts'
 import { decodeSamples, encodeSamples, GroupCommitter, ReadingStore, type FlushReport, type PendingWrite, type WriteOutcome } from '../../gateway/store/readings.ts'
 import { GatewayProcess, tempDataDir } from '../helpers/gateway-process.ts'
 
@@ -133,6 +133,15 @@ describe('device secrets and enrolment', () => {
     expect(await verifySecret(Buffer.from('correct horsf'), h)).toBe(false)
     expect(await verifySecret(Buffer.from('x'), 'scrypt$garbage')).toBe(false)
     expect(await verifySecret(Buffer.from('x'), 'bcrypt$2$2$2$aa$bb')).toBe(false)
+  })
+
+  it('verifies a burst of connects one scrypt at a time, each with the right answer', async () => {
+    const h = hashSecret('s3cret')
+    const presented = ['s3cret', 'wrong', 's3cret', 'nope', 's3cret', 's3cret']
+    const pending = presented.map((p) => verifySecret(Buffer.from(p), h))
+    expect(scryptWaiting()).toBe(5) // one running, five queued: never more than one 16 MB scrypt buffer
+    expect(await Promise.all(pending)).toEqual([true, false, true, false, true, true])
+    expect(scryptWaiting()).toBe(0)
   })
 
   it('enrols, refuses duplicates and bad ids with clear errors, moves, rotates and removes', async () => {

@@ -36,7 +36,9 @@ let sys: TestSystem
 let monitors: AckedMonitor[] = []
 
 beforeAll(async () => {
-  sys = await TestSystem.start({ label: 'sync-faults', devices: ward(MONITORS), sealIntervalS: 1, blockIntervalS: 0.5, relay: true })
+  // Sealing every second even while the cloud is down (the default offline interval is 60 s), so
+  // that a backlog of many small batches builds up within seconds.
+  sys = await TestSystem.start({ label: 'sync-faults', devices: ward(MONITORS), sealIntervalS: 1, blockIntervalS: 0.5, relay: true, gatewayArgs: ['--seal-offline-interval-s', '1'] })
 }, 60_000)
 
 afterAll(async () => {
