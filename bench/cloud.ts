@@ -96,7 +96,7 @@ const prim = (name: string, t: Timing) => {
   log(`  ${name}: ${fmt(t.median)} ms`)
 }
 const many = { runs: 300, warmup: 20 }
-prim('chameleon Hash (shared, constant-time)', measure((c: RecordRow) => chameleonHash(keys.chameleon.publicKey, c.content), { ...many, setup: cycle(rows) }))
+prim('chameleon Hash (public inputs only: variable-time)', measure((c: RecordRow) => chameleonHash(keys.chameleon.publicKey, c.content), { ...many, setup: cycle(rows) }))
 prim('chameleon Verify', measure((c: RecordRow) => chameleonVerify(keys.chameleon.publicKey, c.content, c.hash, c.opening), { ...many, setup: cycle(rows) }))
 prim('Ed25519 verify, noble (shared/crypto/sign.ts)', measure((a: (typeof admitted)[number]) => nobleVerify(a.gatewayKey, 'batch-manifest', a.manifestBytes, a.signature), { runs: 100, warmup: 10, setup: cycle(admitted) }))
 prim('Ed25519 verify, node:crypto (OpenSSL)', measure((a: (typeof admitted)[number]) => nodeVerify(null, domainSeparated('batch-manifest', a.manifestBytes), nodeKeys.get(Buffer.from(a.gatewayKey).toString('hex'))!, a.signature), { ...many, setup: cycle(admitted) }))

@@ -69,6 +69,8 @@ export const backoffDelay = (attempt: number, p: BackoffPolicy = DEFAULT_BACKOFF
 /** Our bounds for one bulk request (the cloud accepts up to 500 batches or 16 MiB, docs/api.md). */
 export const MAX_UPLOAD_BATCHES = 200
 export const MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+/** Envelope blocks read concurrently while packing a bulk upload. */
+const READ_AHEAD = 16
 
 function prepareQueries(db: Database.Database) {
   return {
@@ -185,23 +187,29 @@ export class OutboxSync {
   async #pack(): Promise<Upload[]> {
     const uploads: Upload[] = []
     let bytes = 0
-    for (const row of this.#q.oldest.all(MAX_UPLOAD_BATCHES)) {
-      const cid = CID.parse(row.cid)
-      let block: Uint8Array
-      try {
-        block = await readBlock(this.#blocks, cid)
-      } catch (e) {
-        if (await this.#blocks.has(cid)) throw e // unreadable now (I/O): the whole pass retries later
-        const reason = `envelope block ${row.cid} is missing from the gateway blockstore; this batch cannot be shipped`
-        this.#q.rejected.run(reason, row.batch_id)
-        this.#log.error({ event: 'batch_block_missing', batchId: row.batch_id, cid: row.cid }, reason)
-        continue
+    const rows = this.#q.oldest.all(MAX_UPLOAD_BATCHES)
+    // Blocks are read READ_AHEAD at a time (one after another cost 0.85 ms per batch in
+    // bench:cloud §4, 16 at once 0.25 ms), then packed in outbox order.
+    for (let start = 0; start < rows.length; start += READ_AHEAD) {
+      const chunk = rows.slice(start, start + READ_AHEAD)
+      const reads = await Promise.all(chunk.map((row) => readBlock(this.#blocks, CID.parse(row.cid)).then((block) => ({ block, error: null }), (error: unknown) => ({ block: null, error }))))
+      for (const [i, row] of chunk.entries()) {
+        const cid = CID.parse(row.cid)
+        const { block, error } = reads[i]!
+        if (block === null) {
+          if (await this.#blocks.has(cid)) throw error // unreadable now (I/O): the whole pass retries later
+          const reason = `envelope block ${row.cid} is missing from the gateway blockstore; this batch cannot be shipped`
+          this.#q.rejected.run(reason, row.batch_id)
+          this.#log.error({ event: 'batch_block_missing', batchId: row.batch_id, cid: row.cid }, reason)
+          continue
+        }
+        const car = await singleBlockCar(cid, block)
+        if (uploads.length > 0 && bytes + car.length > MAX_UPLOAD_BYTES) return uploads
+        bytes += car.length + row.manifest.length + 64
+        uploads.push({ batchId: row.batch_id, manifest: decodeCanonical(row.manifest), signature: row.signature, car })
       }
-      const car = await singleBlockCar(cid, block)
-      if (uploads.length > 0 && bytes + car.length > MAX_UPLOAD_BYTES) break
-      bytes += car.length + row.manifest.length + 64
-      uploads.push({ batchId: row.batch_id, manifest: decodeCanonical(row.manifest), signature: row.signature, car })
     }
     return uploads
   }
+
 }
