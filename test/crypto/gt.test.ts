@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { bls12_381 } from '@noble/curves/bls12-381.js'
-import { GT_ORDER, gtFromBytes, gtPow, gtToBytes, isInGT } from '../../shared/crypto/abe/gt.ts'
+import { checkInGT, GT_ORDER, gtFromBytes, gtPow, gtToBytes, isInGT } from '../../shared/crypto/abe/gt.ts'
 import { deterministicRng, randomScalar } from '../../shared/crypto/random.ts'
 
 const F12 = bls12_381.fields.Fp12
@@ -35,6 +35,19 @@ describe('GT arithmetic', () => {
     }
     expect(isInGT(F12.ONE)).toBe(true)
     expect(isInGT(F12.ZERO)).toBe(false)
+  })
+
+  it('remembers a checked member (frozen, so it cannot change after the check) and never a non-member', () => {
+    const g = gtFromBytes(gtToBytes(randomGT()))!
+    expect(Object.isFrozen(g) && Object.isFrozen(g.c0) && Object.isFrozen(g.c0.c0)).toBe(true)
+    expect(() => {
+      ;(g.c0.c0 as { c0: bigint }).c0 = 1n
+    }).toThrow(TypeError)
+    expect(isInGT(g)).toBe(true)
+    expect(checkInGT(g)).toBe(true)
+    const cyc = randomCyclotomic()
+    expect(isInGT(cyc)).toBe(false)
+    expect(isInGT(cyc)).toBe(false) // asked again: checked again, still refused
   })
 
   it('decodes only canonical GT elements', () => {

@@ -152,6 +152,8 @@ export function encaps(mpk: MasterPublicKey, policy: string, rng: Rng = systemRn
  * The pairing product shared by Decaps and Transform. Throws POLICY_NOT_SATISFIED (naming the
  * policy and the key's attributes) when the key cannot open the ciphertext.
  */
+const HALF_ORDER = ORDER >> 1n
+
 export function decaps(key: UserKey, ct: Ciphertext): GT {
   if (!equalBytes(key.authority, ct.authority)) {
     throw new CareLedgerError('INVALID_ARGUMENT', 'the key and the ciphertext come from different attribute authorities', {
@@ -176,19 +178,25 @@ export function decaps(key: UserKey, ct: Ciphertext): GT {
   }
   // Σ ω_i·K_ρ(i) and Σ ω_i·C_i. AND/OR rows have ω = 1 (plain additions); threshold rows carry
   // Lagrange coefficients, multiplied in one shared doubling chain (Straus–Shamir; ω is public).
+  // A coefficient is taken as the signed residue of least magnitude: Lagrange coefficients at 0
+  // are often small integers (for rows 1..k of a k-of-n gate they are ±C(k, i)), and a short
+  // scalar shortens the whole doubling chain.
   let kSum = G1Point.ZERO
   let cSum = G1Point.ZERO
   const weighted: { k: G1[]; c: G1[]; w: bigint[] } = { k: [], c: [], w: [] }
   solution.rows.forEach((row, j) => {
     const w = solution.coefficients[j]!
+    const negative = w > HALF_ORDER
+    const magnitude = negative ? ORDER - w : w
     const k = key.kx[index.get(lsss.rho[row]!)!]!
-    if (w === 1n) {
-      kSum = kSum.add(k)
-      cSum = cSum.add(ct.rows[row]!)
+    const c = ct.rows[row]!
+    if (magnitude === 1n) {
+      kSum = negative ? kSum.subtract(k) : kSum.add(k)
+      cSum = negative ? cSum.subtract(c) : cSum.add(c)
     } else {
-      weighted.k.push(k)
-      weighted.c.push(ct.rows[row]!)
-      weighted.w.push(w)
+      weighted.k.push(negative ? k.negate() : k)
+      weighted.c.push(negative ? c.negate() : c)
+      weighted.w.push(magnitude)
     }
   })
   if (weighted.w.length > 0) {
