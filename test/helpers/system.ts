@@ -34,6 +34,7 @@ import { openGatewayDb } from '../../gateway/store/db.ts'
 import { DeviceStore } from '../../gateway/store/devices.ts'
 import { CloudProcess, careledger, tempDataDir } from './cloud-process.ts'
 import { GatewayProcess } from './gateway-process.ts'
+import type { RecordSummary } from '../../cloud/chain/record.ts'
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
@@ -498,21 +499,8 @@ interface SystemParts {
   readonly gateway: GatewayProcess
 }
 
-export interface ListedRecord {
-  readonly id: number
-  readonly stream: string
-  readonly seq: number
-  readonly gateway: string
-  readonly device: string
-  readonly patient: string
-  readonly count: number
-  readonly cid: string
-  readonly policy: string
-  readonly block: number | null
-  readonly from: number
-  readonly to: number
-  readonly receivedAt: number
-}
+/** A record as GET /v1/records lists it (the service's own type). */
+export type ListedRecord = RecordSummary
 
 export class TestSystem {
   readonly root: SystemParts['root']
