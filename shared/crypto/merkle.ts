@@ -13,13 +13,21 @@
  * §2.1.1's left-heavy split looks bottom-up (a lone last node is carried up unchanged), so every
  * node a proof needs is a lookup.
  */
-import { sha256 } from '@noble/hashes/sha2.js'
+import { hash } from 'node:crypto'
 import { CareLedgerError } from '../errors.ts'
 
 export const MERKLE_HASH_BYTES = 32
 
+/**
+ * SHA-256 by OpenSSL's one-shot digest: ~1.4 µs for a reading-sized leaf here against ~3.4 µs for
+ * noble's JavaScript SHA-256, and a sealed batch hashes every reading twice (leaf and node).
+ */
+const sha256 = (data: Uint8Array): Uint8Array => {
+  const b = hash('sha256', data, 'buffer')
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
+}
+
 const EMPTY_ROOT = sha256(new Uint8Array(0))
-const LEAF_PREFIX = Uint8Array.of(0x00)
 
 /** MTH of the empty list: SHA-256 of the empty string (RFC 9162 §2.1.1). */
 export const emptyRoot = (): Uint8Array => EMPTY_ROOT.slice()
@@ -27,8 +35,13 @@ export const emptyRoot = (): Uint8Array => EMPTY_ROOT.slice()
 /** Leaf hash: SHA-256(0x00 ‖ d) (RFC 9162 §2.1.1). */
 export function leafHash(data: Uint8Array): Uint8Array {
   if (!(data instanceof Uint8Array)) throw new CareLedgerError('INVALID_ARGUMENT', `Merkle leaf: expected bytes, got ${typeof data}`)
-  return sha256.create().update(LEAF_PREFIX).update(data).digest()
+  if (leafInput.length < data.length + 1) leafInput = new Uint8Array(Math.max(data.length + 1, 2 * leafInput.length))
+  leafInput.set(data, 1)
+  return sha256(leafInput.subarray(0, data.length + 1))
 }
+
+/** 0x00 ‖ d is assembled here (grown as needed; byte 0 is never written, so it stays 0x00). */
+let leafInput = new Uint8Array(1024)
 
 const nodeInput = new Uint8Array(1 + 2 * MERKLE_HASH_BYTES)
 nodeInput[0] = 0x01
