@@ -11,6 +11,7 @@
  */
 import { Worker } from 'node:worker_threads'
 import { setFlagsFromString } from 'node:v8'
+import cron from 'node-cron'
 import { Gauge, Counter } from 'prom-client'
 import { CareLedgerError } from '../../shared/errors.ts'
 import { assertEachAttributeOnce, parsePolicy } from '../../shared/crypto/policy/parse.ts'
@@ -39,8 +40,8 @@ function releaseHeapFlagsForWorkers(): void {
   setFlagsFromString('--max-old-space-size=0')
 }
 
-export function backofficePlugin(overrides: { pruneIntervalMs?: number } = {}): GatewayPlugin {
-  return { name: 'backoffice', start: (ctx) => startBackoffice(ctx, overrides) }
+export function backofficePlugin(): GatewayPlugin {
+  return { name: 'backoffice', start: (ctx) => startBackoffice(ctx) }
 }
 
 export const SYNC_BACKOFF_MAX_ENV = 'CARELEDGER_SYNC_BACKOFF_MAX_S'
@@ -56,7 +57,10 @@ export function syncBackoffMaxMs(env: Readonly<Record<string, string | undefined
   return Math.round(s * 1000)
 }
 
-async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs?: number }): Promise<PluginHandle> {
+/** Retention runs hourly (and once at every start): node-cron here, the work in the worker. */
+export const RETENTION_SCHEDULE = '7 * * * *'
+
+async function startBackoffice(ctx: GatewayContext): Promise<PluginHandle> {
   const backoffMaxMs = syncBackoffMaxMs()
   // Fail at start, not at the first seal, if the default policy does not parse.
   try {
@@ -91,7 +95,6 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
     defaultPolicy: ctx.config.seal.defaultPolicy,
     cloudUrl: ctx.config.sync.cloudUrl,
     retentionHours: ctx.config.sync.retentionHours,
-    pruneIntervalMs: overrides.pruneIntervalMs ?? 3_600_000,
     syncBackoffMaxMs: backoffMaxMs,
   }
   let stopping = false
@@ -149,11 +152,13 @@ async function startBackoffice(ctx: GatewayContext, overrides: { pruneIntervalMs
   }
   const ready = spawn()
   await ready
+  const retention = cron.schedule(RETENTION_SCHEDULE, () => worker.postMessage({ type: 'prune' }), { name: 'retention' })
   const gatewayId = (last as BackofficeStatus | null)?.gatewayId ?? null
   ctx.logger.info({ event: 'backoffice_started', gatewayId, cloud: (last as BackofficeStatus | null)?.cloudUrl ?? null }, `gateway ${gatewayId} sealing every ${ctx.config.seal.intervalSeconds}s`)
   return {
     async stop() {
       stopping = true
+      await retention.destroy()
       const stopped = new Promise<void>((resolve) => {
         worker.on('message', (msg: { type: string }) => msg.type === 'stopped' && resolve())
         worker.once('exit', () => resolve())

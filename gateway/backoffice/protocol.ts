@@ -15,7 +15,6 @@ export interface BackofficeOptions {
   readonly defaultPolicy: string
   readonly cloudUrl: string | null
   readonly retentionHours: number
-  readonly pruneIntervalMs: number
   /** Cap of the outbox's jittered exponential backoff (CARELEDGER_SYNC_BACKOFF_MAX_S; default 5 min). */
   readonly syncBackoffMaxMs: number
 }

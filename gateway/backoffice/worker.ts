@@ -46,7 +46,8 @@ function pickUpRegistration(): void {
 }
 
 let stopping = false
-let lastPrune = 0
+/** Retention is due at start and whenever the main thread's node-cron job says so (plugin.ts). */
+let pruneDue = true
 /** CPU time of this thread alone (Node ≥ 23.9): what sealing and shipping cost, apart from ingest. */
 const threadCpuMicros = (): number => {
   const u = process.threadCpuUsage()
@@ -153,8 +154,8 @@ async function pass(forceSeal: boolean): Promise<void> {
     }
     pickUpRegistration()
     startSync()
-    if (Date.now() - lastPrune > opts.pruneIntervalMs) {
-      lastPrune = Date.now()
+    if (pruneDue) {
+      pruneDue = false
       await pruneSynced(db, node.blockstore, opts.retentionHours * 3_600_000, logger)
       node.usage.measure() // re-anchor the running total after retention
     }
@@ -167,6 +168,7 @@ async function pass(forceSeal: boolean): Promise<void> {
 parentPort!.on('message', (m: { type: string }) => {
   if (m.type === 'stop') stopping = true
   else if (m.type === 'tick') void tick(true) // tests and `seal now`
+  else if (m.type === 'prune') pruneDue = true // the hourly retention job (plugin.ts); done at the next pass
 })
 
 report({ ready: true })
