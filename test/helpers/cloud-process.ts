@@ -5,12 +5,12 @@
  * snapshot of everything the cloud has stored (row counts of every table, files in blocks/) to
  * prove that a refused request stored nothing.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { pino } from 'pino'
-import { BIN, REPO, freePorts } from './gateway-process.ts'
+import { freePorts } from './gateway-process.ts'
+import { CareLedgerProcess } from './careledger-process.ts'
 import { loadCloudConfig } from '../../cloud/config.ts'
 import { startCloud, type Cloud } from '../../cloud/runtime.ts'
 
@@ -26,34 +26,27 @@ export interface CloudProcessOptions {
   readonly readyTimeoutMs?: number
 }
 
-export interface LogLine {
-  readonly level: number
-  readonly msg: string
-  readonly event?: string
-  readonly [k: string]: unknown
-}
+export type { LogLine } from './careledger-process.ts'
 
-export class CloudProcess {
+export class CloudProcess extends CareLedgerProcess {
   readonly options: CloudProcessOptions
   readonly port: number
-  /** Every JSON log line of every incarnation, in order. */
-  readonly logs: LogLine[] = []
-  /** Raw stdout of every incarnation (to search for what must never be logged). */
-  stdout = ''
-  stderr = ''
-  child: ChildProcess | null = null
-  #exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | null = null
-  #listeners = new Set<(l: LogLine) => void>()
+  protected readonly role = 'cloud'
+  protected readonly spawnEnv: Readonly<Record<string, string>>
+  protected readonly readyTimeoutMs: number
 
   private constructor(options: CloudProcessOptions, port: number) {
+    super()
     this.options = options
     this.port = port
+    this.spawnEnv = { CARELEDGER_LOG_LEVEL: 'debug', ...options.env }
+    this.readyTimeoutMs = options.readyTimeoutMs ?? 20_000
   }
 
   static async start(options: CloudProcessOptions): Promise<CloudProcess> {
     const port = options.port ?? (await freePorts(1))[0]!
     const p = new CloudProcess(options, port)
-    await p.#spawn()
+    await p.spawn()
     return p
   }
 
@@ -61,78 +54,8 @@ export class CloudProcess {
     return `http://127.0.0.1:${this.port}`
   }
 
-  get pid(): number {
-    return this.child!.pid!
-  }
-
-  async #spawn(): Promise<void> {
-    const { dataDir, args = [], env = {}, readyTimeoutMs = 20_000 } = this.options
-    const child = spawn(process.execPath, [BIN, 'cloud', 'start', '--data', dataDir, '--host', '127.0.0.1', '--port', String(this.port), ...args], {
-      cwd: REPO,
-      env: { ...process.env, CARELEDGER_LOG_LEVEL: 'debug', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    this.child = child
-    this.#exit = new Promise((ok) => child.once('exit', (code, signal) => ok({ code, signal })))
-    let buf = ''
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      this.stdout += chunk
-      buf += chunk
-      let nl: number
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl)
-        buf = buf.slice(nl + 1)
-        try {
-          const parsed = JSON.parse(line) as LogLine
-          this.logs.push(parsed)
-          for (const f of this.#listeners) f(parsed)
-        } catch {
-          this.stderr += `${line}\n`
-        }
-      }
-    })
-    child.stderr!.setEncoding('utf8').on('data', (c: string) => (this.stderr += c))
-    const exit = this.#exit
-    await Promise.race([
-      this.waitForLog((l) => l.event === 'cloud_ready', readyTimeoutMs),
-      exit.then(({ code, signal }) => Promise.reject(new Error(`cloud exited (code ${code}, signal ${signal}) before it was ready:\n${this.stderr}`))),
-    ])
-  }
-
-  /** Resolve with the first log line (from now on) matching `pred`. */
-  waitForLog(pred: (l: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> {
-    return new Promise((ok, fail) => {
-      const t = setTimeout(() => {
-        this.#listeners.delete(f)
-        fail(new Error(`no matching cloud log line within ${timeoutMs} ms; stderr:\n${this.stderr}`))
-      }, timeoutMs)
-      const f = (l: LogLine): void => {
-        if (!pred(l)) return
-        clearTimeout(t)
-        this.#listeners.delete(f)
-        ok(l)
-      }
-      this.#listeners.add(f)
-    })
-  }
-
-  /** Send a signal to this process (by pid) and wait for it to exit. */
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    const child = this.child
-    if (!child || child.exitCode !== null || child.signalCode !== null) return (await this.#exit)!
-    process.kill(child.pid!, signal)
-    return this.#exit!
-  }
-
-  /** Graceful stop (SIGTERM). */
-  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    return this.kill('SIGTERM')
-  }
-
-  /** Start again on the same port and data directory (after kill or stop). */
-  async restart(): Promise<void> {
-    await this.kill('SIGKILL')
-    await this.#spawn()
+  protected startArgs(): readonly string[] {
+    return ['--data', this.options.dataDir, '--host', '127.0.0.1', '--port', String(this.port), ...(this.options.args ?? [])]
   }
 }
 

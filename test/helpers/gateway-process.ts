@@ -4,14 +4,14 @@
  * restart it on the same ports and data directory. Also: free ports, a throw-away data directory,
  * and the CLI as a subprocess.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
+import { BIN, CareLedgerProcess, REPO } from './careledger-process.ts'
 
-export const REPO = resolve(import.meta.dirname, '../..')
-export const BIN = join(REPO, 'bin/careledger.ts')
+export { BIN, REPO, type LogLine } from './careledger-process.ts'
 
 export interface Ports {
   readonly mqtt: number
@@ -27,13 +27,6 @@ export interface GatewayProcessOptions {
   readonly args?: readonly string[]
   readonly env?: Readonly<Record<string, string>>
   readonly readyTimeoutMs?: number
-}
-
-export interface LogLine {
-  readonly level: number
-  readonly msg: string
-  readonly event?: string
-  readonly [k: string]: unknown
 }
 
 /** Ports nobody listens on right now (the OS hands them out; a tiny race is accepted in tests). */
@@ -54,25 +47,19 @@ export function tempDataDir(label: string): { dir: string; cleanup: () => void }
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
-/** Children still running when this process exits (normally or by an uncaught error) are killed. */
-const live = new Set<ChildProcess>()
-process.once('exit', () => {
-  for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-})
-
-export class GatewayProcess {
+export class GatewayProcess extends CareLedgerProcess {
   readonly options: GatewayProcessOptions
   readonly ports: Ports
-  /** Every JSON log line of every incarnation, in order. */
-  readonly logs: LogLine[] = []
-  stderr = ''
-  child: ChildProcess | null = null
-  #exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | null = null
-  #listeners = new Set<(l: LogLine) => void>()
+  protected readonly role = 'gateway'
+  protected readonly spawnEnv: Readonly<Record<string, string>>
+  protected readonly readyTimeoutMs: number
 
   private constructor(options: GatewayProcessOptions, ports: Ports) {
+    super()
     this.options = options
     this.ports = ports
+    this.spawnEnv = { CARELEDGER_LOG_LEVEL: 'info', ...options.env }
+    this.readyTimeoutMs = options.readyTimeoutMs ?? 20_000
   }
 
   static async start(options: GatewayProcessOptions): Promise<GatewayProcess> {
@@ -83,12 +70,8 @@ export class GatewayProcess {
       ports = { mqtt: mqtt!, mqtts: mqtts!, http: http! }
     }
     const gw = new GatewayProcess(options, ports)
-    await gw.#spawn()
+    await gw.spawn()
     return gw
-  }
-
-  get pid(): number {
-    return this.child!.pid!
   }
 
   get mqttUrl(): string {
@@ -103,87 +86,16 @@ export class GatewayProcess {
     return `http://127.0.0.1:${this.ports.http}`
   }
 
-  async #spawn(): Promise<void> {
-    const { dataDir, args = [], env = {}, readyTimeoutMs = 20_000 } = this.options
-    const child = spawn(
-      process.execPath,
-      [
-        BIN, 'gateway', 'start',
-        '--data', dataDir,
-        '--mqtt-host', '127.0.0.1',
-        '--mqtt-port', String(this.ports.mqtt),
-        '--mqtts-port', String(this.ports.mqtts),
-        '--http-port', String(this.ports.http),
-        ...args,
-      ],
-      { cwd: REPO, env: { ...process.env, CARELEDGER_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
-    )
-    this.child = child
-    live.add(child)
-    this.#exit = new Promise((ok) =>
-      child.once('exit', (code, signal) => {
-        live.delete(child)
-        ok({ code, signal })
-      }),
-    )
-    let buf = ''
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      buf += chunk
-      let nl: number
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl)
-        buf = buf.slice(nl + 1)
-        try {
-          const parsed = JSON.parse(line) as LogLine
-          this.logs.push(parsed)
-          for (const f of this.#listeners) f(parsed)
-        } catch {
-          this.stderr += `${line}\n`
-        }
-      }
-    })
-    child.stderr!.setEncoding('utf8').on('data', (c: string) => (this.stderr += c))
-    const exit = this.#exit
-    await Promise.race([
-      this.waitForLog((l) => l.event === 'gateway_ready', readyTimeoutMs),
-      exit.then(({ code, signal }) => Promise.reject(new Error(`gateway exited (code ${code}, signal ${signal}) before it was ready:\n${this.stderr}`))),
-    ])
-  }
-
-  /** Resolve with the first log line (from now on) matching `pred`. */
-  waitForLog(pred: (l: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> {
-    return new Promise((ok, fail) => {
-      const t = setTimeout(() => {
-        this.#listeners.delete(f)
-        fail(new Error(`no matching gateway log line within ${timeoutMs} ms; stderr:\n${this.stderr}`))
-      }, timeoutMs)
-      const f = (l: LogLine): void => {
-        if (!pred(l)) return
-        clearTimeout(t)
-        this.#listeners.delete(f)
-        ok(l)
-      }
-      this.#listeners.add(f)
-    })
-  }
-
-  /** Send a signal to this process (by pid) and wait for it to exit. */
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    const child = this.child
-    if (!child || child.exitCode !== null || child.signalCode !== null) return (await this.#exit)!
-    process.kill(child.pid!, signal)
-    return this.#exit!
-  }
-
-  /** Graceful stop (SIGTERM). */
-  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    return this.kill('SIGTERM')
-  }
-
-  /** Start again on the same ports and data directory (after kill or stop). */
-  async restart(): Promise<void> {
-    await this.kill('SIGKILL')
-    await this.#spawn()
+  protected startArgs(): readonly string[] {
+    const { dataDir, args = [] } = this.options
+    return [
+      '--data', dataDir,
+      '--mqtt-host', '127.0.0.1',
+      '--mqtt-port', String(this.ports.mqtt),
+      '--mqtts-port', String(this.ports.mqtts),
+      '--http-port', String(this.ports.http),
+      ...args,
+    ]
   }
 }
 
