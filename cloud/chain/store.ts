@@ -225,7 +225,8 @@ export interface ChainStats {
 
 // ---- rows ------------------------------------------------------------------------------------------
 
-interface RawRecord {
+/** A `records` row as SQLite returns it (verify.ts reads the same rows). */
+export interface RawRecord {
   id: number
   stream: string
   seq: number

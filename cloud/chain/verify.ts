@@ -32,6 +32,7 @@ import { signingKeyId } from '../../shared/crypto/sign.ts'
 import type { CloudDb } from '../store/db.ts'
 import { blockHash, decodeBlockHeader, encodeBlockHeader, recordsRoot, verifyBlockSignature, type BlockHeader } from './block.ts'
 import { checkRecordRow, type RecordFailure, type RecordFailureKind, type RecordRow } from './record.ts'
+import type { RawRecord } from './store.ts'
 
 export type FailureKind =
   | 'BLOCK_HEADER'
@@ -271,20 +272,6 @@ class Failures {
 
 type Conn = Database.Database
 
-interface RawRecord {
-  id: number
-  stream: string
-  seq: number
-  gateway_id: string
-  content: Buffer
-  hash: Buffer
-  opening: Buffer
-  manifest_commitment: string
-  prev_commitment: string | null
-  cid: string
-  received_at: number
-  block_height: number | null
-}
 
 const u8 = (b: Uint8Array): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
 const hex = bytesToHex
