@@ -404,3 +404,40 @@ export function summaryOf(d: RecordDetail): RecordSummary {
   const { manifest: _m, manifestCommitment: _c, prevCommitment: _p, signature: _s, gatewayKey: _k, opening: _o, content: _x, ...summary } = d
   return summary
 }
+
+// ---- the records table's rows ------------------------------------------------------------------
+
+/** A `records` row as SQLite returns it (store.ts writes them, verify.ts reads them). */
+export interface RawRecord {
+  id: number
+  stream: string
+  seq: number
+  gateway_id: string
+  content: Buffer
+  hash: Buffer
+  opening: Buffer
+  manifest_commitment: string
+  prev_commitment: string | null
+  cid: string
+  received_at: number
+  block_height: number | null
+}
+
+const asU8 = (b: Uint8Array): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
+
+export function toRecordRow(r: RawRecord): RecordRow {
+  return {
+    id: r.id,
+    stream: r.stream,
+    seq: r.seq,
+    gatewayId: r.gateway_id,
+    content: asU8(r.content),
+    hash: asU8(r.hash),
+    opening: asU8(r.opening),
+    manifestCommitment: r.manifest_commitment,
+    prevCommitment: r.prev_commitment,
+    cid: r.cid,
+    receivedAt: r.received_at,
+    blockHeight: r.block_height,
+  }
+}

@@ -29,8 +29,10 @@ import {
   describeRow,
   summarize,
   summaryOf,
+  toRecordRow,
   vouchedAdmission,
   type AdmittedBatch,
+  type RawRecord,
   type AppendInput,
   type CommittedContent,
   type RecordDetail,
@@ -225,21 +227,6 @@ export interface ChainStats {
 
 // ---- rows ------------------------------------------------------------------------------------------
 
-/** A `records` row as SQLite returns it (verify.ts reads the same rows). */
-export interface RawRecord {
-  id: number
-  stream: string
-  seq: number
-  gateway_id: string
-  content: Buffer
-  hash: Buffer
-  opening: Buffer
-  manifest_commitment: string
-  prev_commitment: string | null
-  cid: string
-  received_at: number
-  block_height: number | null
-}
 
 interface RawBlock {
   height: number
@@ -263,22 +250,6 @@ const u8 = (b: Uint8Array): Uint8Array => new Uint8Array(b.buffer, b.byteOffset,
 const hex = bytesToHex
 const RECORD_COLUMNS = 'id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height'
 
-export function toRecordRow(r: RawRecord): RecordRow {
-  return {
-    id: r.id,
-    stream: r.stream,
-    seq: r.seq,
-    gatewayId: r.gateway_id,
-    content: u8(r.content),
-    hash: u8(r.hash),
-    opening: u8(r.opening),
-    manifestCommitment: r.manifest_commitment,
-    prevCommitment: r.prev_commitment,
-    cid: r.cid,
-    receivedAt: r.received_at,
-    blockHeight: r.block_height,
-  }
-}
 
 function blockSummary(row: RawBlock): { summary: BlockSummary; header: BlockHeader | null } {
   let header: BlockHeader | null

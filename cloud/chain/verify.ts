@@ -31,8 +31,7 @@ import { leafHash, verifyInclusion } from '../../shared/crypto/merkle.ts'
 import { signingKeyId } from '../../shared/crypto/sign.ts'
 import type { CloudDb } from '../store/db.ts'
 import { blockHash, decodeBlockHeader, encodeBlockHeader, recordsRoot, verifyBlockSignature, type BlockHeader } from './block.ts'
-import { checkRecordRow, type RecordFailure, type RecordFailureKind, type RecordRow } from './record.ts'
-import type { RawRecord } from './store.ts'
+import { checkRecordRow, toRecordRow, type RawRecord, type RecordFailure, type RecordFailureKind, type RecordRow } from './record.ts'
 
 export type FailureKind =
   | 'BLOCK_HEADER'
@@ -277,22 +276,6 @@ const u8 = (b: Uint8Array): Uint8Array => new Uint8Array(b.buffer, b.byteOffset,
 const hex = bytesToHex
 const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((x, i) => x === b[i])
 
-function toRow(r: RawRecord): RecordRow {
-  return {
-    id: r.id,
-    stream: r.stream,
-    seq: r.seq,
-    gatewayId: r.gateway_id,
-    content: u8(r.content),
-    hash: u8(r.hash),
-    opening: u8(r.opening),
-    manifestCommitment: r.manifest_commitment,
-    prevCommitment: r.prev_commitment,
-    cid: r.cid,
-    receivedAt: r.received_at,
-    blockHeight: r.block_height,
-  }
-}
 
 /**
  * A read-only connection of our own, so the snapshot's read transaction can stay open across
@@ -512,7 +495,7 @@ async function checkRecords(
       cursor = raw.at(-1)!.id
       const rows: RecordRow[] = []
       for (const r of raw) {
-        const row = toRow(r)
+        const row = toRecordRow(r)
         if (cache) {
           const d = rowDigest(chameleonPk, row)
           if (cache.has(row.id, d)) {
