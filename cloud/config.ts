@@ -20,10 +20,9 @@
  */
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
-import { CareLedgerError } from '../shared/errors.ts'
+import { LOG_LEVELS, parseSettings, resolveDirSetting, resolveSettings, setPath, settingsTable, type Env, type LogLevel, type Setting, type Source } from '../shared/config/settings.ts'
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-export type LogLevel = (typeof LOG_LEVELS)[number]
+export { LOG_LEVELS, getPath, type LogLevel, type Setting, type Source } from '../shared/config/settings.ts'
 
 /** docs/api.md §POST /v1/batches/bulk: at most 500 batches or 16 MiB. */
 export const BULK_MAX_BATCHES = 500
@@ -46,17 +45,6 @@ export interface CloudConfig {
   readonly chain: { readonly blockIntervalMs: number; readonly verifyIntervalMs: number; readonly verifyWorkers: number }
   readonly limits: { readonly batchBytes: number; readonly bulkBytes: number; readonly bulkBatches: number }
   readonly log: { readonly level: LogLevel }
-}
-
-export interface Setting {
-  /** Dotted path in the raw object validated by RawSchema. */
-  readonly path: string
-  readonly env: string
-  readonly flag: string
-  /** Property name commander gives the flag (camelCase). */
-  readonly option: string
-  readonly default: string | undefined
-  readonly doc: string
 }
 
 export const SETTINGS: readonly Setting[] = [
@@ -95,9 +83,6 @@ const RawSchema = z
     path: ['tls', 'certFile'],
   })
 
-/** Where a value came from, for error messages and `careledger cloud config`. */
-export type Source = { kind: 'flag'; name: string } | { kind: 'env'; name: string } | { kind: 'default' }
-
 export interface LoadedConfig {
   readonly config: CloudConfig
   readonly sources: Readonly<Record<string, Source>>
@@ -107,41 +92,10 @@ export interface LoadedConfig {
  * Build the cloud configuration. `flags` is what commander parsed (keys as in `Setting.option`);
  * `env` defaults to process.env. Throws CareLedgerError('INVALID_ARGUMENT') naming the source.
  */
-export function loadCloudConfig(flags: Readonly<Record<string, unknown>> = {}, env: Readonly<Record<string, string | undefined>> = process.env): LoadedConfig {
-  const raw: Record<string, unknown> = {}
-  const sources: Record<string, Source> = {}
-  for (const s of SETTINGS) {
-    const flag = flags[s.option]
-    const envValue = env[s.env]
-    let value: string | undefined
-    let source: Source
-    if (flag !== undefined) {
-      value = String(flag)
-      source = { kind: 'flag', name: s.flag.split(' ')[0]! }
-    } else if (envValue !== undefined && envValue !== '') {
-      value = envValue
-      source = { kind: 'env', name: s.env }
-    } else {
-      value = s.default
-      source = { kind: 'default' }
-    }
-    sources[s.path] = source
-    if (value !== undefined) setPath(raw, s.path, value)
-  }
+export function loadCloudConfig(flags: Readonly<Record<string, unknown>> = {}, env: Env = process.env): LoadedConfig {
+  const { raw, sources } = resolveSettings(SETTINGS, flags, env)
   setPath(raw, 'tls', (raw.tls as object | undefined) ?? {})
-  const parsed = RawSchema.safeParse(raw)
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const at = issue.path.filter((p) => typeof p === 'string').join('.')
-      const setting = SETTINGS.find((s) => s.path === at)
-      if (!setting) return `${at}: ${issue.message}`
-      const src = sources[setting.path]!
-      const where = src.kind === 'default' ? `default of ${setting.env}` : src.name
-      return `${where}=${JSON.stringify(getPath(raw, setting.path) ?? null)}: ${issue.message}`
-    })
-    throw new CareLedgerError('INVALID_ARGUMENT', `invalid cloud configuration: ${problems.join('; ')}`, { problems })
-  }
-  const r = parsed.data
+  const r = parseSettings('cloud', RawSchema, SETTINGS, raw, sources)
   const dataDir = resolve(r.dataDir)
   const config: CloudConfig = {
     dataDir,
@@ -157,30 +111,9 @@ export function loadCloudConfig(flags: Readonly<Record<string, unknown>> = {}, e
 }
 
 /** Only the data directory (flag > CARELEDGER_CLOUD_DATA > default), for the token and gateway commands. */
-export function resolveCloudDataDir(flag: string | undefined, env: Readonly<Record<string, string | undefined>> = process.env): string {
-  const s = SETTINGS[0]!
-  const value = flag ?? (env[s.env] || s.default!)
-  if (!value.trim()) throw new CareLedgerError('INVALID_ARGUMENT', `${flag !== undefined ? '--data' : s.env} must not be empty`, {})
-  return resolve(value)
-}
+export const resolveCloudDataDir = (flag: string | undefined, env: Env = process.env): string => resolveDirSetting(SETTINGS[0]!, flag, env)
 
 export const cloudDbPath = (dataDir: string): string => join(dataDir, 'cloud.db')
 
 /** The table above, generated from SETTINGS. */
-export function configTable(): string {
-  const rows = SETTINGS.map((s) => `| \`${s.env}\` | \`${s.flag}\` | ${s.default ? `\`${s.default}\`` : '(none)'} | ${s.doc} |`)
-  return ['| variable | flag | default | meaning |', '|---|---|---|---|', ...rows].join('\n')
-}
-
-function setPath(obj: Record<string, unknown>, p: string, value: unknown): void {
-  const keys = p.split('.')
-  let cur = obj
-  for (const k of keys.slice(0, -1)) cur = (cur[k] ??= {}) as Record<string, unknown>
-  cur[keys.at(-1)!] = value
-}
-
-export function getPath(obj: unknown, p: string): unknown {
-  let cur: unknown = obj
-  for (const k of p.split('.')) cur = (cur as Record<string, unknown> | undefined)?.[k]
-  return cur
-}
+export const configTable = (): string => settingsTable(SETTINGS)

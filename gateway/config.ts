@@ -31,7 +31,9 @@
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
 import { z } from 'zod'
-import { CareLedgerError } from '../shared/errors.ts'
+import { LOG_LEVELS, parseSettings, resolveDirSetting, resolveSettings, settingsTable, type Env, type LogLevel, type Setting, type Source } from '../shared/config/settings.ts'
+
+export { LOG_LEVELS, type LogLevel, type Setting, type Source } from '../shared/config/settings.ts'
 
 export interface GatewayConfig {
   /** Absolute path of the data directory. */
@@ -49,22 +51,6 @@ export interface GatewayConfig {
   readonly sync: { readonly cloudUrl: string | null; readonly retentionHours: number }
   readonly log: { readonly level: LogLevel }
   readonly memory: { readonly maxHeapMb: number }
-}
-
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-export type LogLevel = (typeof LOG_LEVELS)[number]
-
-/** One configurable value: where it comes from and how it is documented. */
-export interface Setting {
-  /** Path in the raw object handed to the schema, e.g. 'mqtt.port'. */
-  readonly path: string
-  readonly env: string
-  /** commander flag spelling, e.g. '--mqtt-port <port>'. */
-  readonly flag: string
-  /** Property name commander gives the flag (camelCase). */
-  readonly option: string
-  readonly default: string | undefined
-  readonly doc: string
 }
 
 export const SETTINGS: readonly Setting[] = [
@@ -119,55 +105,18 @@ const RawSchema = z.object({
   memory: z.object({ maxHeapMb: int(64, 16_384) }),
 })
 
-/** Where a value came from, for error messages and `careledger gateway config`. */
-export type Source = { kind: 'flag'; name: string } | { kind: 'env'; name: string } | { kind: 'default' }
-
 export interface LoadedConfig {
   readonly config: GatewayConfig
   readonly sources: Readonly<Record<string, Source>>
 }
 
-type FlagValue = string | number | readonly string[] | undefined
-
 /**
  * Build the gateway configuration. `flags` is what commander parsed (keys as in `Setting.option`);
  * `env` defaults to process.env. Throws CareLedgerError('INVALID_ARGUMENT') naming the source.
  */
-export function loadGatewayConfig(flags: Readonly<Record<string, unknown>> = {}, env: Readonly<Record<string, string | undefined>> = process.env): LoadedConfig {
-  const raw: Record<string, unknown> = {}
-  const sources: Record<string, Source> = {}
-  for (const s of SETTINGS) {
-    const flag = flags[s.option] as FlagValue
-    const envValue = env[s.env]
-    let value: string | undefined
-    let source: Source
-    if (flag !== undefined) {
-      value = Array.isArray(flag) ? flag.join(',') : String(flag)
-      source = { kind: 'flag', name: s.flag.split(' ')[0]! }
-    } else if (envValue !== undefined && envValue !== '') {
-      value = envValue
-      source = { kind: 'env', name: s.env }
-    } else {
-      value = s.default
-      source = { kind: 'default' }
-    }
-    sources[s.path] = source
-    if (value !== undefined) setPath(raw, s.path, value)
-  }
-  const parsed = RawSchema.safeParse(raw)
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const path = issue.path.filter((p) => typeof p === 'string').join('.')
-      const setting = SETTINGS.find((s) => s.path === path || path.startsWith(`${s.path}.`))
-      if (!setting) return `${path}: ${issue.message}`
-      const src = sources[setting.path]!
-      const given = JSON.stringify(getPath(raw, setting.path))
-      const where = src.kind === 'default' ? `default of ${setting.env}` : src.name
-      return `${where}=${given}: ${issue.message}`
-    })
-    throw new CareLedgerError('INVALID_ARGUMENT', `invalid gateway configuration: ${problems.join('; ')}`, { problems })
-  }
-  const r = parsed.data
+export function loadGatewayConfig(flags: Readonly<Record<string, unknown>> = {}, env: Env = process.env): LoadedConfig {
+  const { raw, sources } = resolveSettings(SETTINGS, flags, env)
+  const r = parseSettings('gateway', RawSchema, SETTINGS, raw, sources)
   const config: GatewayConfig = {
     dataDir: resolve(r.dataDir),
     mqtt: { host: r.mqtt.host, port: r.mqtt.port },
@@ -187,28 +136,7 @@ export function loadGatewayConfig(flags: Readonly<Record<string, unknown>> = {},
 }
 
 /** The table above, generated from SETTINGS (for docs/operations.md). */
-export function configTable(): string {
-  const rows = SETTINGS.map((s) => `| \`${s.env}\` | \`${s.flag}\` | ${s.default ? `\`${s.default}\`` : '(none)'} | ${s.doc} |`)
-  return ['| variable | flag | default | meaning |', '|---|---|---|---|', ...rows].join('\n')
-}
-
-function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
-  const keys = path.split('.')
-  let cur = obj
-  for (const k of keys.slice(0, -1)) cur = (cur[k] ??= {}) as Record<string, unknown>
-  cur[keys.at(-1)!] = value
-}
-
-function getPath(obj: Record<string, unknown>, path: string): unknown {
-  let cur: unknown = obj
-  for (const k of path.split('.')) cur = (cur as Record<string, unknown> | undefined)?.[k]
-  return cur
-}
+export const configTable = (): string => settingsTable(SETTINGS)
 
 /** Only the data directory (flag > CARELEDGER_GATEWAY_DATA > default), for the device/ca commands. */
-export function resolveDataDir(flag: string | undefined, env: Readonly<Record<string, string | undefined>> = process.env): string {
-  const s = SETTINGS[0]!
-  const value = flag ?? (env[s.env] || s.default!)
-  if (!value.trim()) throw new CareLedgerError('INVALID_ARGUMENT', `${flag !== undefined ? '--data' : s.env} must not be empty`, {})
-  return resolve(value)
-}
+export const resolveDataDir = (flag: string | undefined, env: Env = process.env): string => resolveDirSetting(SETTINGS[0]!, flag, env)
