@@ -17,24 +17,15 @@ import type { SealedReading } from '../../shared/protocol/batch.ts'
 import { manifestBytes } from '../../shared/protocol/manifest.ts'
 import type { VitalType } from '../../shared/schema/vitals.ts'
 import type { GatewayIdentity } from '../identity.ts'
-import { decodeSamples } from '../store/readings.ts'
+import { decodeSamples, type ReadingRow as StoredRow } from '../store/readings.ts'
 import { policyFor, sealBatch, type StreamPosition } from './seal.ts'
 
 /** Readings per batch, and an estimate of plaintext bytes that keeps an envelope one IPFS block. */
 export const MAX_BATCH_READINGS = 5000
 export const MAX_BATCH_BYTES = 900 * 1024
 
-interface ReadingRow {
-  id: number
-  seq: number
-  ts: number
-  received_at: number
-  type: string
-  unit: string
-  value: number | null
-  samples: Buffer | null
-  hz: number | null
-}
+/** The columns the sealer takes (see prepareQueries). */
+type ReadingRow = Pick<StoredRow, 'id' | 'seq' | 'ts' | 'received_at' | 'type' | 'unit' | 'value' | 'samples' | 'hz'>
 
 interface StreamRow {
   stream_id: string

@@ -52,7 +52,8 @@ export interface QuarantineRecord {
   readonly receivedAt: number
 }
 
-interface ReadingRow {
+/** A `readings` row as SQLite returns it (the sealer reads a subset). */
+export interface ReadingRow {
   id: number
   device_id: string
   seq: number
