@@ -29,9 +29,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import Database from 'better-sqlite3'
-import { openGatewayDb } from '../gateway/store/db.ts'
-import { DeviceStore } from '../gateway/store/devices.ts'
-import { freePorts, GatewayProcess, REPO, tempDataDir } from '../test/helpers/gateway-process.ts'
+import { enrolInStore, freePorts, GatewayProcess, REPO, tempDataDir } from '../test/helpers/gateway-process.ts'
 import { LatencyHistogram } from './lib/latency.ts'
 
 const { values: opt } = parseArgs({
@@ -235,10 +233,7 @@ async function drive(name: string, url: string, brokerPid: number, creds: Array<
 async function benchGateway(): Promise<RunResult> {
   const data = tempDataDir('bench-ingest')
   try {
-    const { db } = openGatewayDb(data.dir)
-    const store = new DeviceStore(db)
-    const creds = Array.from({ length: DEVICES }, (_, i) => ({ deviceId: `bench-${i}`, secret: store.add(`bench-${i}`, `P-${i}`).secret }))
-    db.close()
+    const creds = enrolInStore(data.dir, DEVICES, 'bench')
     const gw = await GatewayProcess.start({ dataDir: data.dir, args: ['--mqtts-port', '0', '--seal-interval-s', '1'], env: process.env.GW_NODE_OPTIONS ? { NODE_OPTIONS: process.env.GW_NODE_OPTIONS } : {} })
     try {
       const ticksStart = cpuTicks(gw.pid)

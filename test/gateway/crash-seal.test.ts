@@ -22,10 +22,8 @@ import { openEnvelope } from '../../shared/crypto/envelope.ts'
 import { decodeBatchBody, readingsTree } from '../../shared/protocol/batch.ts'
 import { manifestAad, manifestCommitment, verifyManifest } from '../../shared/protocol/manifest.ts'
 import { patientPseudonym } from '../../shared/protocol/pseudonym.ts'
-import { openGatewayDb } from '../../gateway/store/db.ts'
-import { DeviceStore } from '../../gateway/store/devices.ts'
 import { rawCid } from '../../gateway/seal/seal.ts'
-import { GatewayProcess, tempDataDir } from '../helpers/gateway-process.ts'
+import { enrolInStore, GatewayProcess, tempDataDir } from '../helpers/gateway-process.ts'
 import { batchesOf, gatewayIdentity, sleep, testAuthorityFile, waitFor, withBlocks } from '../helpers/backoffice.ts'
 
 const DEVICES = 4
@@ -51,10 +49,7 @@ it(`seals every acknowledged reading exactly once across ${KILLS} SIGKILLs of a 
   const t0 = Date.now()
   const { msk, mpkFile } = testAuthorityFile(authorityDir.dir)
   const env = { CARELEDGER_ABE_PUBLIC_KEY: mpkFile, CARELEDGER_DEFAULT_POLICY: 'role:doctor OR patient:{patient}' }
-  const { db: setup } = openGatewayDb(data.dir)
-  const store = new DeviceStore(setup)
-  const creds = Array.from({ length: DEVICES }, (_, i) => ({ deviceId: `crash-${i}`, secret: store.add(`crash-${i}`, `P-${i}`).secret }))
-  setup.close()
+  const creds = enrolInStore(data.dir, DEVICES, 'crash')
 
   gw = await GatewayProcess.start({ dataDir: data.dir, args: ['--mqtts-port', '0', '--seal-interval-s', '1'], env })
   const g = gw

@@ -8,9 +8,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterAll, expect, it } from 'vitest'
 import { Publisher } from '../../bench/lib/ingest-publisher.ts'
-import { openGatewayDb } from '../../gateway/store/db.ts'
-import { DeviceStore } from '../../gateway/store/devices.ts'
-import { GatewayProcess, tempDataDir } from '../helpers/gateway-process.ts'
+import { enrolInStore, GatewayProcess, tempDataDir } from '../helpers/gateway-process.ts'
 
 const DEVICES = 10
 const WINDOW = 64
@@ -29,14 +27,7 @@ afterAll(async () => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 it(`loses no acknowledged reading and stores none twice across ${KILLS} SIGKILLs under load`, async () => {
-  // Enrol directly through the store (the CLI would take a process start per device).
-  const { db: setup } = openGatewayDb(data.dir)
-  const store = new DeviceStore(setup)
-  const creds = Array.from({ length: DEVICES }, (_, i) => {
-    const id = `crash-${i}`
-    return { deviceId: id, secret: store.add(id, `P-${i}`).secret }
-  })
-  setup.close()
+  const creds = enrolInStore(data.dir, DEVICES, 'crash')
 
   gw = await GatewayProcess.start({ dataDir: data.dir, args: ['--mqtts-port', '0', '--http-port', '0'] })
   const g = gw

@@ -25,9 +25,8 @@ import { openEnvelope } from '../../shared/crypto/envelope.ts'
 import { decodeBatchBody } from '../../shared/protocol/batch.ts'
 import { manifestAad } from '../../shared/protocol/manifest.ts'
 import { openGatewayDb } from '../../gateway/store/db.ts'
-import { DeviceStore } from '../../gateway/store/devices.ts'
 import { CloudProcess, careledger, getAs, json } from '../helpers/cloud-process.ts'
-import { connectDevice, GatewayProcess, tempDataDir, type TestDevice } from '../helpers/gateway-process.ts'
+import { connectDevice, enrolInStore, GatewayProcess, tempDataDir, type TestDevice } from '../helpers/gateway-process.ts'
 import { batchesOf, healthOf, metric, metricsOf, openReadonly, sleep, testAuthorityFile, waitFor, withBlocks } from '../helpers/backoffice.ts'
 
 const DEVICES = 4
@@ -89,10 +88,7 @@ it('keeps readings flowing and sealing through a SIGTERM, a SIGKILL and a hang (
   const reg = await careledger(['gateway', 'register', '--cloud', c.url, '--token', JSON.parse(invite.stdout).token, '--name', 'ward-3', '--data', dirs.gateway.dir], env)
   expect(reg.code, reg.stderr).toBe(0)
   expect(reg.stdout).toMatch(/^registered gateway [0-9a-f]{16} \("ward-3"\)/)
-  const { db: setup } = openGatewayDb(dirs.gateway.dir)
-  const store = new DeviceStore(setup)
-  const creds = Array.from({ length: DEVICES }, (_, i) => ({ deviceId: `icu-${i}`, secret: store.add(`icu-${i}`, `P-${i}`).secret }))
-  setup.close()
+  const creds = enrolInStore(dirs.gateway.dir, DEVICES, 'icu')
 
   gw = await GatewayProcess.start({ dataDir: dirs.gateway.dir, args: ['--mqtts-port', '0', '--seal-interval-s', '1'], env })
   const g = gw

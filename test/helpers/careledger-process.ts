@@ -35,11 +35,19 @@ export abstract class CareLedgerProcess {
   readonly #listeners = new Set<(l: LogLine) => void>()
 
   /** 'cloud' or 'gateway': the CLI role, and the name in messages. */
-  protected abstract readonly role: string
+  protected readonly role: 'cloud' | 'gateway'
+  /** Added to process.env at every start. */
+  protected readonly spawnEnv: Readonly<Record<string, string>>
+  protected readonly readyTimeoutMs: number
+
+  constructor(role: 'cloud' | 'gateway', spawnEnv: Readonly<Record<string, string>>, readyTimeoutMs = 20_000) {
+    this.role = role
+    this.spawnEnv = spawnEnv
+    this.readyTimeoutMs = readyTimeoutMs
+  }
+
   /** Arguments after `careledger <role> start`. */
   protected abstract startArgs(): readonly string[]
-  protected abstract readonly spawnEnv: Readonly<Record<string, string>>
-  protected abstract readonly readyTimeoutMs: number
 
   get pid(): number {
     return this.child!.pid!

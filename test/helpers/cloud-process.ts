@@ -31,16 +31,11 @@ export type { LogLine } from './careledger-process.ts'
 export class CloudProcess extends CareLedgerProcess {
   readonly options: CloudProcessOptions
   readonly port: number
-  protected readonly role = 'cloud'
-  protected readonly spawnEnv: Readonly<Record<string, string>>
-  protected readonly readyTimeoutMs: number
 
   private constructor(options: CloudProcessOptions, port: number) {
-    super()
+    super('cloud', { CARELEDGER_LOG_LEVEL: 'debug', ...options.env }, options.readyTimeoutMs)
     this.options = options
     this.port = port
-    this.spawnEnv = { CARELEDGER_LOG_LEVEL: 'debug', ...options.env }
-    this.readyTimeoutMs = options.readyTimeoutMs ?? 20_000
   }
 
   static async start(options: CloudProcessOptions): Promise<CloudProcess> {

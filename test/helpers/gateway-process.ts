@@ -10,6 +10,8 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BIN, CareLedgerProcess, REPO } from './careledger-process.ts'
+import { openGatewayDb } from '../../gateway/store/db.ts'
+import { DeviceStore } from '../../gateway/store/devices.ts'
 
 export { BIN, REPO, type LogLine } from './careledger-process.ts'
 
@@ -42,6 +44,20 @@ export async function freePorts(n: number): Promise<number[]> {
   return ports
 }
 
+/**
+ * Enrol `count` devices `<prefix>-0 …` for patients `P-0 …` straight into the gateway's store (the
+ * CLI would cost a process start per device); returns their credentials.
+ */
+export function enrolInStore(dataDir: string, count: number, prefix: string): Array<{ deviceId: string; secret: string }> {
+  const { db } = openGatewayDb(dataDir)
+  try {
+    const store = new DeviceStore(db)
+    return Array.from({ length: count }, (_, i) => ({ deviceId: `${prefix}-${i}`, secret: store.add(`${prefix}-${i}`, `P-${i}`).secret }))
+  } finally {
+    db.close()
+  }
+}
+
 export function tempDataDir(label: string): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), `careledger-${label}-`))
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
@@ -50,16 +66,11 @@ export function tempDataDir(label: string): { dir: string; cleanup: () => void }
 export class GatewayProcess extends CareLedgerProcess {
   readonly options: GatewayProcessOptions
   readonly ports: Ports
-  protected readonly role = 'gateway'
-  protected readonly spawnEnv: Readonly<Record<string, string>>
-  protected readonly readyTimeoutMs: number
 
   private constructor(options: GatewayProcessOptions, ports: Ports) {
-    super()
+    super('gateway', { CARELEDGER_LOG_LEVEL: 'info', ...options.env }, options.readyTimeoutMs)
     this.options = options
     this.ports = ports
-    this.spawnEnv = { CARELEDGER_LOG_LEVEL: 'info', ...options.env }
-    this.readyTimeoutMs = options.readyTimeoutMs ?? 20_000
   }
 
   static async start(options: GatewayProcessOptions): Promise<GatewayProcess> {
