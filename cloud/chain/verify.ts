@@ -13,8 +13,9 @@
  *   streams  prev of seq n = commitment of seq n − 1 (STREAM_LINK); the stream index and its
  *            gaps agree with the records (STREAM_INDEX)
  *
- * The record checks (≈ 1 ms each, chameleon Verify + Ed25519) run on worker threads fed with
- * chunks of rows; block checks run meanwhile on the main thread. The whole run reads one
+ * The record checks run on worker threads fed with chunks of rows (checkRecordRows: each chunk's
+ * format-2 chameleon openings as one batch, docs/crypto.md §Batch verification; Ed25519 one by one
+ * through OpenSSL); block checks run meanwhile on the main thread. The whole run reads one
  * snapshot (a read transaction on its own read-only connection), so a live service can keep
  * appending while it runs. Truncation (dropping the newest blocks) is only detectable against a
  * head known from elsewhere: pass `expectHead`.
