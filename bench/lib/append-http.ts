@@ -111,7 +111,7 @@ export async function appendHttpSection(o: AppendHttpOptions): Promise<{ report:
   const singleItems = await makeItems(fleet, prev, o.single, seqOf)
   let cloud: CloudProcess | null = null
   try {
-    cloud = await CloudProcess.start({ dataDir: dir, env: { CARELEDGER_LOG_LEVEL: 'info', ...(process.env.BENCH_UV ? { UV_THREADPOOL_SIZE: process.env.BENCH_UV } : {}) }, args: ['--block-interval-s', '2'] })
+    cloud = await CloudProcess.start({ dataDir: dir, env: { CARELEDGER_LOG_LEVEL: 'info', ...(process.env.BENCH_UV ? { UV_THREADPOOL_SIZE: process.env.BENCH_UV } : {}), ...(process.env.BENCH_CLOUD_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_CLOUD_NODE_OPTIONS } : {}) }, args: ['--block-interval-s', '2'] })
     for (const [i, gw] of gateways.entries()) {
       const { token } = JSON.parse(await cli(['cloud', 'gateway', 'invite', '--name', `ward-${i}`, '--json', '--data', dir])) as { token: string }
       const res = await fetch(`${cloud.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, publicKey: bytesToHex(gw.publicKey), name: `ward-${i}` }) })
