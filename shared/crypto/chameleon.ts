@@ -184,11 +184,12 @@ const keyCache = new Map<string, { point: Point; uses: number }>()
  */
 const HASH_TABLE_WIDTH = 12
 /**
- * Hashes under one key before its tables are built: they save ~0.3 ms a Hash and cost ~0.9 s, so
- * they pay for themselves after ~3,000; a process that hashes a handful (a test, a CLI) never
- * builds them, the cloud's append threads do early in their first backlog.
+ * Hashes under one key before its tables are built lazily: they save ~0.1–0.25 ms a Hash and cost
+ * ~1 s of CPU (more on a loaded machine), so they pay for themselves after a few thousand; a
+ * process that hashes a handful (a test, a CLI) never builds them. A long-lived appender builds
+ * them up front instead (chameleonPrepareHashTables, ChainStore.warmUp).
  */
-const HASH_TABLE_AFTER = 1000
+const HASH_TABLE_AFTER = 5000
 let tableG: Point | null = null
 const tablesY = new Map<string, Point>()
 
@@ -220,14 +221,23 @@ export const chameleonPublicPoint = (publicKey: Uint8Array): Point => publicPoin
  */
 function hashPoint(publicKey: Uint8Array, Y: Point, e: bigint, s: bigint): Point {
   const id = bytesToHex(publicKey)
-  let tY = tablesY.get(id)
-  if (!tY && (keyCache.get(id)?.uses ?? 0) >= HASH_TABLE_AFTER) {
-    tY = RistrettoPoint.fromBytes(publicKey).precompute(HASH_TABLE_WIDTH, false)
-    if (tablesY.size >= 2) tablesY.delete(tablesY.keys().next().value!)
-    tablesY.set(id, tY)
-    tableG ??= RistrettoPoint.fromBytes(G.toBytes()).precompute(HASH_TABLE_WIDTH, false) // its own object: BASE keeps noble's table
-  }
+  const tY = tablesY.get(id) ?? ((keyCache.get(id)?.uses ?? 0) >= HASH_TABLE_AFTER ? buildHashTables(publicKey, id) : undefined)
   return tY && tableG ? mulPublic(tY, e).add(mulPublic(tableG, s)) : mulPublic(Y, e).add(mulPublic(G, s))
+}
+
+function buildHashTables(publicKey: Uint8Array, id: string): Point {
+  const tY = RistrettoPoint.fromBytes(publicKey).precompute(HASH_TABLE_WIDTH, false)
+  if (tablesY.size >= 2) tablesY.delete(tablesY.keys().next().value!)
+  tablesY.set(id, tY)
+  tableG ??= RistrettoPoint.fromBytes(G.toBytes()).precompute(HASH_TABLE_WIDTH, false) // its own object: BASE keeps noble's table
+  return tY
+}
+
+/** Build Hash's fixed-base tables for this key now (~1 s, ~20 MB), e.g. when an appender starts. */
+export function chameleonPrepareHashTables(publicKey: Uint8Array): void {
+  publicPoint(publicKey)
+  const id = bytesToHex(publicKey)
+  if (!tablesY.has(id)) buildHashTables(publicKey, id)
 }
 
 const trapdoorCache = new Map<string, Uint8Array>()
