@@ -15,7 +15,7 @@ import { CareLedgerError } from '../../shared/errors.ts'
 import { chameleonKeyGen, chameleonKeyId, decodeChameleonPublicKey, encodeChameleonPublicKey, encodeChameleonSecretKey } from '../../shared/crypto/chameleon.ts'
 import { checkSigningPublicKey } from '../../shared/crypto/sign.ts'
 import { readKeyFile, writeKeyFile } from '../../shared/cli/files.ts'
-import { verifyChain, type VerificationFailure, type VerificationReport } from './verify.ts'
+import { DEFAULT_BATCH_SIZE, verifyChain, type VerificationFailure, type VerificationReport } from './verify.ts'
 
 const DEFAULT_DATA = './.careledger/cloud'
 const out = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`)
@@ -68,6 +68,7 @@ interface VerifyFlags {
   chameleonKey?: string
   signingKey?: string
   workers?: string
+  batchSize?: string
   expectHead?: string
   json?: boolean
   url?: string
@@ -104,6 +105,7 @@ export function chainCommand(): Command {
     .option('--chameleon-key <file>', "the regulator's chameleon public key file (default <data>/keys/chameleon-public.key)")
     .option('--signing-key <hex|file>', "the cloud's block-signing public key you trust: 64 hex digits or a file (default <data>/keys/cloud-signing.pub)")
     .option('--workers <n>', 'record-checking threads (default: one per core; 0 = none)')
+    .option('--batch-size <n>', `records whose chameleon openings are checked as one batch (default ${DEFAULT_BATCH_SIZE})`)
     .option('--expect-head <height:hash>', 'a block hash known from elsewhere; detects truncation and rewritten history')
     .option('--json', 'print the report as JSON')
     .option('--url <cloud>', "ask a running cloud for its latest verification (GET /v1/chain/verification) instead of reading a database")
@@ -133,7 +135,12 @@ export function chainCommand(): Command {
         workers = Number(opts.workers)
         if (!Number.isSafeInteger(workers) || workers < 0 || workers > 64) throw new CareLedgerError('INVALID_ARGUMENT', '--workers must be an integer 0–64', { value: opts.workers })
       }
-      const report = await verifyChain(dbPath, { chameleonPublicKey, signingPublicKey, workers, expectHead })
+      let chunkSize: number | undefined
+      if (opts.batchSize !== undefined) {
+        chunkSize = Number(opts.batchSize)
+        if (!Number.isSafeInteger(chunkSize) || chunkSize < 1 || chunkSize > 65536) throw new CareLedgerError('INVALID_ARGUMENT', '--batch-size must be an integer 1–65536', { value: opts.batchSize })
+      }
+      const report = await verifyChain(dbPath, { chameleonPublicKey, signingPublicKey, workers, expectHead, ...(chunkSize ? { chunkSize } : {}) })
       if (!signingPublicKey && !opts.json) warn('warning: no trusted block-signing key given (--signing-key); block signatures were checked against the keys recorded in the database itself')
       out(opts.json ? JSON.stringify(report, null, 2) : formatReport(report, dbPath))
       process.exitCode = report.ok ? 0 : 1

@@ -13,8 +13,9 @@
  *   streams  prev of seq n = commitment of seq n − 1 (STREAM_LINK); the stream index and its
  *            gaps agree with the records (STREAM_INDEX)
  *
- * The record checks (≈ 1 ms each, chameleon Verify + Ed25519) run on worker threads fed with
- * chunks of rows; block checks run meanwhile on the main thread. The whole run reads one
+ * The record checks run on worker threads fed with chunks of rows (checkRecordRows: each chunk's
+ * format-2 chameleon openings as one batch, docs/crypto.md §Batch verification; Ed25519 one by one
+ * through OpenSSL); block checks run meanwhile on the main thread. The whole run reads one
  * snapshot (a read transaction on its own read-only connection), so a live service can keep
  * appending while it runs. Truncation (dropping the newest blocks) is only detectable against a
  * head known from elsewhere: pass `expectHead`.
@@ -31,7 +32,7 @@ import { leafHash, verifyInclusion } from '../../shared/crypto/merkle.ts'
 import { signingKeyId } from '../../shared/crypto/sign.ts'
 import type { CloudDb } from '../store/db.ts'
 import { blockHash, decodeBlockHeader, encodeBlockHeader, recordsRoot, verifyBlockSignature, type BlockHeader } from './block.ts'
-import { checkRecordRow, toRecordRow, type RawRecord, type RecordFailure, type RecordFailureKind, type RecordRow } from './record.ts'
+import { checkRecordRow, checkRecordRows, toRecordRow, type RawRecord, type RecordFailure, type RecordFailureKind, type RecordRow } from './record.ts'
 
 export type FailureKind =
   | 'BLOCK_HEADER'
@@ -57,6 +58,9 @@ export interface VerificationFailure {
   readonly message: string
 }
 
+/** Rows a worker checks as one batch: see bench:cloud's records/s against batch size. */
+export const DEFAULT_BATCH_SIZE = 1024
+
 export interface VerifyOptions {
   /** The regulator's chameleon public key (32 bytes): every record hash is checked under it. */
   readonly chameleonPublicKey: Uint8Array
@@ -69,7 +73,7 @@ export interface VerifyOptions {
   readonly workers?: number
   /** Threads kept across runs (a long-lived verifier: each new thread costs ~0.3 s of module loading). */
   readonly pool?: VerifyWorkerPool
-  /** Rows per message to a worker (default 256). */
+  /** Rows per message to a worker, whose chameleon openings are checked as one batch (default DEFAULT_BATCH_SIZE). */
   readonly chunkSize?: number
   /** Failures listed in the report (all are counted; default 1000). */
   readonly maxFailures?: number
@@ -479,7 +483,7 @@ async function checkRecords(
   const page = conn.prepare(
     'SELECT id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height FROM records WHERE id > ? ORDER BY id LIMIT ?',
   )
-  const chunkSize = opts.chunkSize ?? 256
+  const chunkSize = opts.chunkSize ?? DEFAULT_BATCH_SIZE
   const cache = opts.cache
   const digests = new Map<number, Uint8Array>()
   let cursor = 0
@@ -531,13 +535,7 @@ async function checkRecords(
   if (workers.length === 0) {
     await yieldToLoop() // let the block checks start
     for (let rows: RecordRow[] | null = first; rows; rows = next()) {
-      const found: RecordFailure[] = []
-      const passed: number[] = []
-      for (const row of rows) {
-        const f = checkRecordRow(row, chameleonPk)
-        if (f.length === 0) passed.push(row.id)
-        else found.push(...f)
-      }
+      const { failures: found, passed } = checkRecordRows(rows, chameleonPk)
       settle(found, passed, rows.length)
       await yieldToLoop()
     }
