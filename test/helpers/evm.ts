@@ -1,0 +1,163 @@
+/**
+ * An Ethereum-compatible chain for anchoring tests, in this process: Hardhat 3's simulated network
+ * (EDR, the Rust EVM behind Hardhat, created programmatically: no config file, no network access),
+ * served as JSON-RPC over HTTP on 127.0.0.1 like a real node, behind a TCP proxy that a test can
+ * cut, hang or make swallow responses — what the cloud meets when its RPC provider is down, slow,
+ * or loses an answer after acting on the request.
+ *
+ * EDR mines a block per transaction (automine) and, with `intervalMs`, also on a timer, so that
+ * confirmations accrue as on a live chain. Its development methods stand in for the network's
+ * misbehaviour: `hardhat_dropTransaction` (a transaction evicted from the mempool),
+ * `evm_snapshot` / `evm_revert` (a reorganisation that removes mined blocks).
+ */
+import { createServer as createHttpServer, type Server } from 'node:http'
+import { createServer as createNetServer, connect, type Server as NetServer, type Socket } from 'node:net'
+import { once } from 'node:events'
+import { BrowserProvider, Wallet, encryptKeystoreJson, parseEther, toBeHex, type Eip1193Provider } from 'ethers'
+
+export type ProxyMode = 'pass' | 'refuse' | 'hang' | 'swallow'
+
+/** A TCP proxy to the RPC port: `pass` forwards; `refuse` resets every connection; `hang` accepts and never answers; `swallow` forwards requests but drops the answers and resets. */
+export class CuttableProxy {
+  #mode: ProxyMode = 'pass'
+  readonly #sockets = new Set<Socket>()
+  readonly server: NetServer
+  port = 0
+
+  readonly upstreamPort: number
+
+  constructor(upstreamPort: number) {
+    this.upstreamPort = upstreamPort
+    this.server = createNetServer((client) => this.#accept(client))
+  }
+
+  async listen(): Promise<this> {
+    this.server.listen(0, '127.0.0.1')
+    await once(this.server, 'listening')
+    this.port = (this.server.address() as { port: number }).port
+    return this
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`
+  }
+
+  get mode(): ProxyMode {
+    return this.#mode
+  }
+
+  /** Change the mode; every open connection is reset so the client reconnects under it. */
+  set(mode: ProxyMode): void {
+    this.#mode = mode
+    for (const s of this.#sockets) s.destroy()
+    this.#sockets.clear()
+  }
+
+  #accept(client: Socket): void {
+    const track = (s: Socket): void => {
+      this.#sockets.add(s)
+      s.on('close', () => this.#sockets.delete(s))
+      s.on('error', () => {})
+    }
+    track(client)
+    const mode = this.#mode
+    if (mode === 'refuse') return void client.resetAndDestroy()
+    if (mode === 'hang') return // read nothing, answer nothing
+    const upstream = connect(this.upstreamPort, '127.0.0.1')
+    track(upstream)
+    client.pipe(upstream)
+    if (mode === 'pass') upstream.pipe(client)
+    else upstream.once('data', () => setTimeout(() => client.resetAndDestroy(), 5)) // acted on, answer lost
+    client.on('close', () => upstream.destroy())
+    upstream.on('close', () => client.destroy())
+  }
+
+  async close(): Promise<void> {
+    this.set('refuse')
+    this.server.close()
+  }
+}
+
+export interface TestEvm {
+  readonly chainId: number
+  /** The RPC URL the cloud uses (through the proxy). */
+  readonly url: string
+  readonly proxy: CuttableProxy
+  /** In-process provider (not through the proxy): for the test's own checks. */
+  readonly provider: BrowserProvider
+  /** Every JSON-RPC method that reached the node through HTTP, in order. */
+  readonly calls: string[]
+  request(method: string, params?: unknown[]): Promise<unknown>
+  /** Mine `n` empty blocks now. */
+  mine(n?: number): Promise<void>
+  /** A new account with 100 ETH. */
+  fundedWallet(): Promise<Wallet>
+  close(): Promise<void>
+}
+
+export async function startTestEvm(opts: { chainId?: number; intervalMs?: number } = {}): Promise<TestEvm> {
+  const chainId = opts.chainId ?? 31337
+  const { createHardhatRuntimeEnvironment } = await import('hardhat/hre')
+  const hre = await createHardhatRuntimeEnvironment({
+    networks: { default: { type: 'edr-simulated', chainId, mining: { auto: true, interval: opts.intervalMs ?? 0 }, allowBlocksWithSameTimestamp: true } },
+  } as never)
+  const conn = await hre.network.connect()
+  const eip1193 = conn.provider as unknown as Eip1193Provider
+  const calls: string[] = []
+
+  type Rpc = { jsonrpc: '2.0'; id: unknown; method: string; params?: unknown[] }
+  const answer = async (r: Rpc): Promise<object> => {
+    calls.push(r.method)
+    try {
+      return { jsonrpc: '2.0', id: r.id, result: await eip1193.request({ method: r.method, params: r.params ?? [] }) }
+    } catch (e) {
+      const err = e as { code?: number; message?: string; data?: unknown }
+      return { jsonrpc: '2.0', id: r.id, error: { code: typeof err.code === 'number' ? err.code : -32603, message: err.message ?? String(e), ...(err.data === undefined ? {} : { data: err.data }) } }
+    }
+  }
+  const http: Server = createHttpServer(async (req, res) => {
+    const chunks: Buffer[] = []
+    for await (const c of req) chunks.push(c as Buffer)
+    let body: Rpc | Rpc[]
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Rpc | Rpc[]
+    } catch {
+      res.writeHead(400).end()
+      return
+    }
+    const out = Array.isArray(body) ? await Promise.all(body.map(answer)) : await answer(body)
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(out))
+  })
+  http.listen(0, '127.0.0.1')
+  await once(http, 'listening')
+  const proxy = await new CuttableProxy((http.address() as { port: number }).port).listen()
+  const provider = new BrowserProvider(eip1193, chainId, { cacheTimeout: -1 })
+  const request = (method: string, params: unknown[] = []): Promise<unknown> => eip1193.request({ method, params })
+
+  return {
+    chainId,
+    url: proxy.url,
+    proxy,
+    provider,
+    calls,
+    request,
+    async mine(n = 1) {
+      await request('hardhat_mine', [toBeHex(n)])
+    },
+    async fundedWallet() {
+      const w = Wallet.createRandom()
+      await request('hardhat_setBalance', [w.address, toBeHex(parseEther('100'))])
+      return new Wallet(w.privateKey)
+    },
+    async close() {
+      await proxy.close()
+      http.closeAllConnections()
+      http.close()
+      await conn.close()
+    },
+  }
+}
+
+/** An ethers keystore for `wallet` with cheap scrypt (tests only: production keystores use ethers' default N = 2^17). */
+export const testKeystore = (wallet: Wallet, password: string): Promise<string> =>
+  encryptKeystoreJson({ address: wallet.address, privateKey: wallet.privateKey }, password, { scrypt: { N: 1 << 10 } })
