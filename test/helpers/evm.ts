@@ -88,6 +88,8 @@ export interface TestEvm {
   /** Every JSON-RPC method that reached the node through HTTP, in order. */
   readonly calls: string[]
   request(method: string, params?: unknown[]): Promise<unknown>
+  /** The next `times` requests of `method` reach the node and are carried out, but their answer is lost (the connection is reset). */
+  loseAnswer(method: string, times?: number): void
   /** Mine `n` empty blocks now. */
   mine(n?: number): Promise<void>
   /** A new account with 100 ETH. */
@@ -104,6 +106,7 @@ export async function startTestEvm(opts: { chainId?: number; intervalMs?: number
   const conn = await hre.network.connect()
   const eip1193 = conn.provider as unknown as Eip1193Provider
   const calls: string[] = []
+  const lose = new Map<string, number>()
 
   type Rpc = { jsonrpc: '2.0'; id: unknown; method: string; params?: unknown[] }
   const answer = async (r: Rpc): Promise<object> => {
@@ -126,6 +129,12 @@ export async function startTestEvm(opts: { chainId?: number; intervalMs?: number
       return
     }
     const out = Array.isArray(body) ? await Promise.all(body.map(answer)) : await answer(body)
+    const lost = (Array.isArray(body) ? body : [body]).find((r) => (lose.get(r.method) ?? 0) > 0)
+    if (lost) {
+      lose.set(lost.method, lose.get(lost.method)! - 1)
+      req.socket.resetAndDestroy()
+      return
+    }
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(out))
   })
   http.listen(0, '127.0.0.1')
@@ -141,6 +150,9 @@ export async function startTestEvm(opts: { chainId?: number; intervalMs?: number
     provider,
     calls,
     request,
+    loseAnswer(method, times = 1) {
+      lose.set(method, times)
+    },
     async mine(n = 1) {
       await request('hardhat_mine', [toBeHex(n)])
     },
