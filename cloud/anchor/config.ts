@@ -77,34 +77,42 @@ const httpUrl = (v: string): boolean => {
   }
 }
 
-export const AnchorRawSchema = z
-  .object({
-    rpcUrl: z.string().trim().refine(httpUrl, 'must be an http(s) URL').optional(),
-    chainId: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
-    contract: z.string().trim().refine(isAddress, 'must be an EVM address (0x and 40 hex digits)').optional(),
-    keystore: z.string().trim().min(1, 'must not be empty').optional(),
-    passwordFile: z.string().trim().min(1, 'must not be empty').optional(),
-    schedule: z.string().trim().refine((s) => cron.validate(s), 'must be a node-cron expression, e.g. "0 * * * *" (hourly)'),
-    confirmations: z.coerce.number().int().min(1).max(10_000),
-    pollS: seconds(0.05, 3600),
-    rpcTimeoutS: seconds(0.1, 600),
-    backoffMaxS: seconds(0.1, 86_400),
-    replaceAfterS: seconds(1, 7 * 86_400),
-    maxFeeGwei: z.coerce.number().finite().positive().optional(),
-    explorerTxUrl: z
-      .string()
-      .trim()
-      .refine((t) => t.includes('{tx}') && httpUrl(t.replaceAll('{tx}', '0x00')), 'must be an http(s) URL template containing {tx}')
-      .optional(),
-  })
-  .superRefine((r, ctx) => {
+const AnchorFields = z.object({
+  rpcUrl: z.string().trim().refine(httpUrl, 'must be an http(s) URL').optional(),
+  chainId: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+  contract: z.string().trim().refine(isAddress, 'must be an EVM address (0x and 40 hex digits)').optional(),
+  keystore: z.string().trim().min(1, 'must not be empty').optional(),
+  passwordFile: z.string().trim().min(1, 'must not be empty').optional(),
+  schedule: z.string().trim().refine((s) => cron.validate(s), 'must be a node-cron expression, e.g. "0 * * * *" (hourly)'),
+  confirmations: z.coerce.number().int().min(1).max(10_000),
+  pollS: seconds(0.05, 3600),
+  rpcTimeoutS: seconds(0.1, 600),
+  backoffMaxS: seconds(0.1, 86_400),
+  replaceAfterS: seconds(1, 7 * 86_400),
+  maxFeeGwei: z.coerce.number().finite().positive().optional(),
+  explorerTxUrl: z
+    .string()
+    .trim()
+    .refine((t) => t.includes('{tx}') && httpUrl(t.replaceAll('{tx}', '0x00')), 'must be an http(s) URL template containing {tx}')
+    .optional(),
+})
+
+type Required = 'chainId' | 'contract' | 'keystore'
+
+/** The settings' schema; when an RPC URL is set, the `required` settings must be too. */
+export function anchorSchema(required: readonly Required[]) {
+  return AnchorFields.superRefine((r, ctx) => {
     if (r.rpcUrl === undefined) return
-    for (const key of ['chainId', 'contract', 'keystore'] as const) {
+    for (const key of required) {
       if (r[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'is required when CARELEDGER_ANCHOR_RPC_URL is set (anchoring on)' })
     }
   })
+}
 
-export type AnchorRaw = z.infer<typeof AnchorRawSchema>
+/** What the cloud needs to anchor. */
+export const AnchorRawSchema = anchorSchema(['chainId', 'contract', 'keystore'])
+
+export type AnchorRaw = z.infer<typeof AnchorFields>
 
 export function anchorConfigFrom(r: AnchorRaw): AnchorConfig {
   const chainId = r.chainId ?? null
@@ -126,10 +134,11 @@ export function anchorConfigFrom(r: AnchorRaw): AnchorConfig {
   }
 }
 
-/** The anchoring settings alone (for the chain commands): flags > environment > defaults. */
-export function loadAnchorConfig(flags: Readonly<Record<string, unknown>>, env: Env = process.env): AnchorConfig {
+/** The anchoring settings alone (for the chain commands): flags > environment > defaults. An RPC URL is required. */
+export function loadAnchorConfig(flags: Readonly<Record<string, unknown>>, required: readonly Required[], env: Env = process.env): AnchorConfig {
   const { raw, sources } = resolveSettings(ANCHOR_SETTINGS, flags, env)
-  const parsed = parseSettings('anchoring', z.object({ anchor: AnchorRawSchema }), ANCHOR_SETTINGS, { anchor: {}, ...raw }, sources)
+  const parsed = parseSettings('anchoring', z.object({ anchor: anchorSchema(required) }), ANCHOR_SETTINGS, { anchor: {}, ...raw }, sources)
+  if (parsed.anchor.rpcUrl === undefined) throw new CareLedgerError('INVALID_ARGUMENT', 'no anchoring RPC: set --anchor-rpc-url or CARELEDGER_ANCHOR_RPC_URL', {})
   return anchorConfigFrom(parsed.anchor)
 }
 
