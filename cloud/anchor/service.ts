@@ -197,13 +197,15 @@ export class AnchorService {
     const { logger } = this.#o
     this.#nextAttemptAt = null
     try {
-      const outcome = this.#wanted ? await this.anchorer.anchorHead() : await this.anchorer.follow()
+      const head = this.#wanted
+      const outcome = head ? await this.anchorer.anchorHead() : await this.anchorer.follow()
       if (['sent', 'up-to-date', 'idle', 'behind'].includes(outcome.kind)) this.#wanted = false
       this.#outcomes[outcome.kind] = (this.#outcomes[outcome.kind] ?? 0) + 1
       if (this.#failures > 0) logger.info({ event: 'anchor_rpc_recovered', after: this.#failures }, `anchoring works again after ${this.#failures} failed attempt(s)`)
       this.#failures = 0
       this.#lastSuccessAt = this.#now()
-      this.#state = outcome.kind === 'behind' ? 'behind' : outcome.kind === 'waiting-fee' ? 'waiting-fee' : 'ok'
+      // "behind" and "waiting-fee" are verdicts of anchorHead: only its next answer lifts them.
+      if (head || (this.#state !== 'behind' && this.#state !== 'waiting-fee')) this.#state = outcome.kind === 'behind' ? 'behind' : outcome.kind === 'waiting-fee' ? 'waiting-fee' : 'ok'
       if (NOTABLE.has(outcome.kind)) {
         const a = outcome.anchor
         const line = { event: `anchor_${outcome.kind}`, height: a?.height, tx: a?.txHash ?? a?.attempts.at(-1)?.hash, confirmations: a?.confirmations }
