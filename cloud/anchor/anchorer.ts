@@ -5,7 +5,9 @@
  * chain, so it can stop anywhere — an RPC error, a crash, a restart — and the next step carries on:
  *
  *   anchorHead  [pending anchor? follow it] → read the head block → skip if already anchored →
- *               ask the contract for its latest height → nonce, fees, gas → sign → STORE → broadcast
+ *               ask the contract for its latest height: refuse ("behind") if it is above the head
+ *               or this chain's block there is not the anchored one → nonce, fees, gas → sign →
+ *               STORE → broadcast
  *   follow      receipt of any attempt? → mined: count confirmations, confirm at N, or record a
  *               revert as failed; not mined (or a reorganisation took it out) → the node does not
  *               know the transaction (dropped): broadcast the same bytes again; known but unmined
@@ -19,10 +21,10 @@
  * Errors from the RPC propagate (the service retries with backoff); a misconfiguration (wrong
  * chain id, no anchor contract at the address, another anchoring account) is an AnchorSetupError.
  */
-import { Contract, JsonRpcProvider, Transaction, Wallet, parseUnits, type TransactionReceipt } from 'ethers'
+import { Contract, JsonRpcProvider, Transaction, Wallet, parseUnits, toBeHex, zeroPadValue, type TransactionReceipt } from 'ethers'
 import { CareLedgerError } from '../../shared/errors.ts'
 import type { AnchorConfig } from './config.ts'
-import { anchorCalldata, anchorInterface, deployedCodeMismatch, describeAnchorRevert, type AnchorPoint } from './contract.ts'
+import { anchorCalldata, anchorInterface, anchoredTopic, deployedCodeMismatch, describeAnchorRevert, parseAnchorLog, type AnchorPoint } from './contract.ts'
 import type { AnchorRow, AnchorStore, AnchorTarget, TxAttempt } from './store.ts'
 import { isDamaged, type ChainBlocks } from './blocks.ts'
 
@@ -125,9 +127,17 @@ export class Anchorer {
     const highest = store.highest(this.target)
     if (highest && highest.height >= head.height) return { kind: 'up-to-date', anchor: highest, message: `block ${head.height} is the newest and already anchored` }
     const onChain = await this.contractLatest()
-    if (onChain !== null && onChain >= head.height) {
-      if (onChain === head.height) return { kind: 'up-to-date', anchor: highest, message: `the contract already anchors height ${onChain}` }
+    if (onChain !== null && onChain > head.height) {
       return { kind: 'behind', anchor: highest, message: `the contract's latest anchor is height ${onChain}, above this chain's head ${head.height}: the chain was rolled back behind its anchor (or another process anchors with this key)` }
+    }
+    if (onChain !== null) {
+      // Never anchor a chain that does not extend the latest anchor (rolled back and grown again, or rewritten).
+      const anchored = store.at(this.target, onChain)?.blockHash ?? (await this.#anchoredHash(onChain))
+      const ours = blocks.at(onChain)
+      if (anchored !== null && ours?.blockHash !== anchored) {
+        return { kind: 'behind', anchor: highest, message: `the contract anchors block ${onChain} as ${anchored}, but this chain's block ${onChain} is ${ours?.blockHash ?? 'missing'}: the chain no longer extends its latest anchor (rolled back and grown again, or rewritten)` }
+      }
+      if (onChain === head.height) return { kind: 'up-to-date', anchor: highest, message: `the contract already anchors height ${onChain}` }
     }
     const point: AnchorPoint = { height: head.height, blockHash: head.blockHash, recordsRoot: head.recordsRoot }
     const data = anchorCalldata(point)
@@ -207,6 +217,16 @@ export class Anchorer {
       return { kind: 'confirmed', anchor: store.get(p.id), message: `block ${p.height} anchored in ${r.hash}, ${confirmations} confirmations` }
     }
     return { kind: 'mined', anchor: store.get(p.id), message: `${confirmations} of ${this.config.confirmations} confirmations` }
+  }
+
+  /** The hash the contract's Anchored event of `height` carries (the height is an indexed topic); null if none is found. */
+  async #anchoredHash(height: number): Promise<string | null> {
+    const logs = await this.#o.provider.getLogs({ address: this.target.contract, topics: [anchoredTopic(), zeroPadValue(toBeHex(height), 32)], fromBlock: 0, toBlock: 'latest' })
+    for (const l of logs) {
+      const ev = parseAnchorLog(l)
+      if (ev && ev.height === height) return ev.blockHash
+    }
+    return null
   }
 
   /** Fees for a new transaction, or for replacing `previous` (≥ +25 %); null when above the cap. */

@@ -173,6 +173,7 @@ export class AnchorStore {
       latest: db.prepare(`SELECT * FROM anchors WHERE ${where} AND status = @status ORDER BY height DESC LIMIT 1`),
       highest: db.prepare(`SELECT * FROM anchors WHERE ${where} AND status <> 'failed' ORDER BY height DESC LIMIT 1`),
       get: db.prepare('SELECT * FROM anchors WHERE id = ?'),
+      at: db.prepare(`SELECT * FROM anchors WHERE ${where} AND height = @height AND status <> 'failed'`),
       insert: db.prepare(
         `INSERT INTO anchors (chain_id, contract, account, height, block_hash, records_root, nonce, status, attempts, created_at)
          VALUES (@chainId, @contract, @account, @height, @blockHash, @recordsRoot, @nonce, 'pending', @attempts, @createdAt)`,
@@ -203,6 +204,12 @@ export class AnchorStore {
   /** The highest anchor that is pending or confirmed. */
   highest(t: AnchorTarget): AnchorRow | null {
     const r = this.#q.highest.get(t) as Raw | undefined
+    return r ? toRow(r) : null
+  }
+
+  /** The anchor (pending or confirmed) of block `height`. */
+  at(t: AnchorTarget, height: number): AnchorRow | null {
+    const r = this.#q.at.get({ ...t, height }) as Raw | undefined
     return r ? toRow(r) : null
   }
 

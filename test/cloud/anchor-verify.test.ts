@@ -19,6 +19,7 @@ import { readKeyFile } from '../../shared/cli/files.ts'
 import type { CloudKeys } from '../../cloud/keys.ts'
 import { getAs, json, startTestCloud } from '../helpers/cloud-process.ts'
 import { anchorEvents, anchoredCloud, until, type AnchoredCloud } from './anchor-helpers.ts'
+import { TestGatewayKey, TestStream } from './chain-helpers.ts'
 
 let env: AnchoredCloud
 let keys: CloudKeys
@@ -185,6 +186,17 @@ describe('a chain against its anchors', () => {
       expect(await (await getAs(cloud.url, admin, '/metrics')).text()).toMatch(/careledger_cloud_anchor_behind 1/)
       expect((await json(getAs(cloud.url, admin, '/v1/anchors'))).status.state).toBe('behind')
       expect((await anchorEvents(env.evm, env.contract)).map((e) => e.height)).toEqual(ANCHORED) // nothing sent
+      // Grown again past the anchor, its block 5 is not the anchored one: still refused, never anchored over.
+      const stream = new TestStream(new TestGatewayKey('regrowth'), 'bed-02', 'another patient')
+      for (let i = 0; i < 4; i++) {
+        cloud.chain.appendBatch(stream.batch(i))
+        cloud.sealNow()
+      }
+      expect(cloud.chain.head()!.height).toBe(7)
+      const regrown = await cloud.anchor!.anchorNow()
+      expect(regrown.kind).toBe('behind')
+      expect(regrown.message).toMatch(/the contract anchors block 5 as [0-9a-f]{64}, but this chain's block 5 is [0-9a-f]{64}: the chain no longer extends its latest anchor/)
+      expect((await anchorEvents(env.evm, env.contract)).map((e) => e.height)).toEqual(ANCHORED)
     } finally {
       await cloud.stop()
     }
