@@ -134,17 +134,8 @@ const toRow = (r: Raw): AnchorRow => ({
   confirmedAt: r.confirmed_at,
 })
 
-export interface NewAnchor {
-  readonly chainId: number
-  readonly contract: string
-  readonly account: string
-  readonly height: number
-  readonly blockHash: string
-  readonly recordsRoot: string
-  readonly nonce: number
-  readonly attempt: TxAttempt
-  readonly createdAt: number
-}
+/** What a new anchor is stored with: its first signed transaction. */
+export type NewAnchor = Pick<AnchorRow, 'chainId' | 'contract' | 'account' | 'height' | 'blockHash' | 'recordsRoot' | 'nonce' | 'createdAt'> & { readonly attempt: TxAttempt }
 
 export interface Mined {
   readonly txHash: string

@@ -61,6 +61,13 @@ function copy(): { path: string; sql: Database.Database } {
 
 const check = (path: string) => verifyAnchors(path, { rpcUrl: env.evm.url, contract: env.contract, account: env.wallet.address, chainId: env.evm.chainId })
 const checkChain = (path: string) => verifyChain(path, { chameleonPublicKey: keys.chameleonPublicKey, signingPublicKey: keys.signingPublicKey, workers: 0 })
+/** Drop blocks `from`.. and leave their records pending: the chain cut back to height from − 1. */
+function rollBack(sql: Database.Database, from: number): void {
+  sql.pragma('foreign_keys = OFF')
+  sql.prepare('UPDATE records SET block_height = NULL WHERE block_height >= ?').run(from)
+  sql.prepare('DELETE FROM blocks WHERE height >= ?').run(from)
+}
+
 const kinds = (fs: readonly AnchorFailure[]) => fs.map((f) => [f.kind, f.height ?? null])
 
 /** Re-sign blocks from `from` to the head with the cloud's key, `change` applied to block `from`'s header fields: a self-consistent rewrite. */
@@ -109,9 +116,7 @@ describe('a chain against its anchors', () => {
 
   it('a chain rolled back behind its latest anchor is detected', async () => {
     const { path, sql } = copy()
-    sql.pragma('foreign_keys = OFF')
-    sql.prepare('UPDATE records SET block_height = NULL WHERE block_height >= 4').run()
-    sql.prepare('DELETE FROM blocks WHERE height >= 4').run()
+    rollBack(sql, 4)
     sql.close()
     expect((await checkChain(path)).ok).toBe(true) // blocks 0..3 with the rest pending: consistent in itself
     const r = await check(path)
@@ -170,9 +175,7 @@ describe('a chain against its anchors', () => {
     const dir = join(env.dir, 'rolled-back')
     cpSync(dataDir, dir, { recursive: true })
     const sql = new Database(join(dir, 'cloud.db'))
-    sql.pragma('foreign_keys = OFF')
-    sql.prepare('UPDATE records SET block_height = NULL WHERE block_height >= 4').run()
-    sql.prepare('DELETE FROM blocks WHERE height >= 4').run()
+    rollBack(sql, 4)
     sql.prepare('DELETE FROM anchors').run() // as if restored from a backup older than the anchors
     sql.close()
     const cloud = await startTestCloud(dir, { ...env.flags, blockIntervalS: '3600' }, env.env)
