@@ -104,7 +104,7 @@ export class Anchorer {
     if (this.#setupChecked) return
     const { provider, config } = this.#o
     const chainId = Number(BigInt((await provider.send('eth_chainId', [])) as string))
-    if (chainId !== config.chainId) throw new AnchorSetupError(`the RPC ${config.rpcUrl} serves chain id ${chainId}, not the configured ${config.chainId} (CARELEDGER_ANCHOR_CHAIN_ID)`, { chainId })
+    if (chainId !== config.chainId) throw new AnchorSetupError(`the RPC ${safeUrl(config.rpcUrl!)} serves chain id ${chainId}, not the configured ${config.chainId} (CARELEDGER_ANCHOR_CHAIN_ID)`, { chainId })
     const why = deployedCodeMismatch(await provider.getCode(config.contract!), this.account)
     if (why) throw new AnchorSetupError(`${config.contract} on chain ${chainId}: ${why} (CARELEDGER_ANCHOR_CONTRACT, or deploy one: careledger chain deploy-anchor)`, { contract: config.contract })
     this.#setupChecked = true
@@ -280,8 +280,28 @@ export class Anchorer {
   }
 }
 
-/** Everything an ethers / JSON-RPC error says, for matching node messages. */
+/** Everything an ethers / JSON-RPC error says, for matching node messages (may hold the RPC URL: not for display). */
 export function errorText(e: unknown): string {
   const x = e as { message?: string; shortMessage?: string; code?: string; error?: { message?: string }; info?: { error?: { message?: string } } }
   return [x?.shortMessage, x?.message, x?.code, x?.error?.message, x?.info?.error?.message].filter(Boolean).join(' | ')
+}
+
+/**
+ * An RPC URL as it may be shown: scheme and host only. Providers put API keys in the path, the
+ * query or the user info (…/v3/<key>), and /healthz, the logs and the console must not show them.
+ */
+export function safeUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    return `${u.protocol}//${u.host}${u.pathname !== '/' || u.search ? '/…' : ''}`
+  } catch {
+    return '<rpc>'
+  }
+}
+
+/** An RPC failure for /healthz, logs and the console: the node's own short message and the ethers code, every URL cut to its host. */
+export function displayError(e: unknown): string {
+  const x = e as { message?: string; shortMessage?: string; code?: string; error?: { message?: string } }
+  const text = [x?.shortMessage ?? x?.message?.split(' (')[0], x?.error?.message, x?.code].filter((t, i, all) => t && all.indexOf(t) === i).join(': ')
+  return (text || String(e)).replace(/https?:\/\/[^\s"'),]+/g, (u) => safeUrl(u)).slice(0, 300)
 }

@@ -20,7 +20,7 @@ import { ANCHOR_SETTINGS, PASSWORD_ENV, anchorPassword, loadAnchorConfig, loadAn
 import { anchorArtifact, checkAddress, deployedCodeMismatch } from './contract.ts'
 import { AnchorStore } from './store.ts'
 import { ChainBlocks } from './blocks.ts'
-import { Anchorer, errorText, type StepOutcome } from './anchorer.ts'
+import { Anchorer, displayError, type StepOutcome } from './anchorer.ts'
 import { anchorProvider, anchorView } from './service.ts'
 import { formatAnchorReport, verifyAnchors, type AnchorReport } from './verify.ts'
 
@@ -86,7 +86,7 @@ function deployCommand(): Command {
 }
 
 function rpcError(url: string, e: unknown): never {
-  throw new CareLedgerError('INVALID_ARGUMENT', `cannot reach the anchoring RPC ${url}: ${errorText(e)}`, { url })
+  throw new CareLedgerError('INVALID_ARGUMENT', `cannot reach the anchoring RPC ${url}: ${displayError(e)}`, { url })
 }
 
 const FINAL: ReadonlySet<StepOutcome['kind']> = new Set(['confirmed', 'failed', 'up-to-date', 'idle', 'behind', 'waiting-fee'])
@@ -123,7 +123,7 @@ function anchorCommand(): Command {
           failures = 0
         } catch (e) {
           failures++
-          if (!opts.json) out(`RPC error (${errorText(e)}); retrying`)
+          if (!opts.json) out(`RPC error (${displayError(e)}); retrying`)
           continue
         }
         if (!opts.json && (outcome.kind !== shown || outcome.kind === 'mined')) out(outcome.message ?? outcome.kind)

@@ -16,7 +16,7 @@ import type { CloudDb } from '../store/db.ts'
 import { KNOWN_EXPLORERS, explorerLink, loadAnchorWallet, type AnchorConfig } from './config.ts'
 import { AnchorStore, type AnchorRow } from './store.ts'
 import { ChainBlocks } from './blocks.ts'
-import { Anchorer, AnchorSetupError, errorText, type StepKind, type StepOutcome } from './anchorer.ts'
+import { Anchorer, AnchorSetupError, displayError, type StepKind, type StepOutcome } from './anchorer.ts'
 
 /** An ethers provider for anchoring: fixed network (no detection loop while the RPC is down), no response cache, one request per HTTP call, a timeout. */
 export function anchorProvider(config: Pick<AnchorConfig, 'rpcUrl' | 'chainId' | 'rpcTimeoutMs'>): JsonRpcProvider {
@@ -218,7 +218,7 @@ export class AnchorService {
       return outcome
     } catch (e) {
       this.#failures++
-      this.#lastError = e instanceof AnchorSetupError ? e.message : errorText(e) || String(e)
+      this.#lastError = e instanceof AnchorSetupError ? e.message : displayError(e)
       this.#lastErrorAt = this.#now()
       const setup = e instanceof AnchorSetupError
       if (!setup) this.#rpcFailures++
@@ -275,7 +275,7 @@ export class AnchorService {
 
   async stop(): Promise<void> {
     this.#stopped = true
-    await this.#task.stop()
+    await this.#task.destroy()
     if (this.#timer) clearTimeout(this.#timer)
     this.#timer = null
     await this.#running

@@ -25,7 +25,7 @@ import { CareLedgerError } from '../../shared/errors.ts'
 import { anchorProvider } from './service.ts'
 import { anchoredTopic, checkAddress, deployedCodeMismatch, parseAnchorLog, type AnchorEvent } from './contract.ts'
 import { ChainBlocks, isDamaged } from './blocks.ts'
-import { errorText } from './anchorer.ts'
+import { displayError, errorText } from './anchorer.ts'
 
 export type AnchorFailureKind = 'ANCHOR_CONTRACT' | 'ANCHOR_ORDER' | 'ANCHOR_MISMATCH' | 'ANCHOR_MISSING' | 'ANCHOR_BEHIND' | 'ANCHOR_FORK'
 
@@ -105,7 +105,7 @@ export async function verifyAnchors(db: string | Database.Database, opts: Anchor
     try {
       chainId = Number(BigInt((await provider.send('eth_chainId', [])) as string))
     } catch (e) {
-      throw new CareLedgerError('INVALID_ARGUMENT', `cannot reach the anchoring RPC ${opts.rpcUrl}: ${errorText(e)}`, { url: opts.rpcUrl })
+      throw new CareLedgerError('INVALID_ARGUMENT', `cannot reach the anchoring RPC ${opts.rpcUrl}: ${displayError(e)}`, { url: opts.rpcUrl })
     }
     const base = { contract, account, fromBlock, chainId }
     if (opts.chainId !== undefined && chainId !== opts.chainId) {

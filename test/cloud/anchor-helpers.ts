@@ -43,7 +43,8 @@ export interface AnchoredCloud {
   close(): Promise<void>
 }
 
-export async function anchoredCloud(opts: { flags?: Record<string, string>; intervalMs?: number } = {}): Promise<AnchoredCloud> {
+/** `rpcPath` is appended to the RPC URL (where providers put API keys). */
+export async function anchoredCloud(opts: { flags?: Record<string, string>; intervalMs?: number; rpcPath?: string } = {}): Promise<AnchoredCloud> {
   const evm = await startTestEvm({ intervalMs: opts.intervalMs ?? 250 })
   const wallet = await evm.fundedWallet()
   const contract = await deployAnchor(evm, wallet, wallet.address)
@@ -51,7 +52,7 @@ export async function anchoredCloud(opts: { flags?: Record<string, string>; inte
   const keystore = join(data.dir, 'anchor-keystore.json')
   writeFileSync(keystore, await testKeystore(wallet, PASSWORD), { mode: 0o600 })
   const flags = {
-    anchorRpcUrl: evm.url,
+    anchorRpcUrl: `${evm.url}${opts.rpcPath ?? ''}`,
     anchorChainId: String(evm.chainId),
     anchorContract: contract,
     anchorKeystore: keystore,

@@ -69,7 +69,7 @@ describe('anchoring in the running cloud', () => {
   })
 
   it('an RPC outage never stops the chain; anchoring retries with backoff, shows the error, and resumes with nothing lost or doubled', async () => {
-    env = await anchoredCloud()
+    env = await anchoredCloud({ rpcPath: '/v3/SECRET-API-KEY' })
     const { cloud, evm } = env
     env.grow()
     await until(() => cloud.anchor!.status().latest, 'a first confirmed anchor')
@@ -92,6 +92,7 @@ describe('anchoring in the running cloud', () => {
     expect(health.status).toBe('ok') // anchoring never makes the cloud unhealthy
     expect(health.anchor).toMatchObject({ state: 'retrying', consecutiveFailures: expect.any(Number) })
     expect(health.anchor.lastError).toBeTruthy()
+    expect(JSON.stringify(health)).not.toContain('SECRET-API-KEY') // a provider's key in the RPC URL is never shown
 
     // A slow RPC (accepts, never answers) times out and is retried the same way.
     evm.proxy.set('hang')
