@@ -9,6 +9,12 @@
  * confirmations accrue as on a live chain. Its development methods stand in for the network's
  * misbehaviour: `hardhat_dropTransaction` (a transaction evicted from the mempool),
  * `evm_snapshot` / `evm_revert` (a reorganisation that removes mined blocks).
+ *
+ * Why Hardhat 3 rather than ganache 7 or @ethereumjs/vm: it is maintained (ganache is archived and
+ * stops at Shanghai), it has a real JSON-RPC with the development methods above (@ethereumjs/vm has
+ * none: a hand-written shim would be the thing under test), it decodes revert data like a node,
+ * and it runs in process on Node 24. Its native binding is an optional package that npm installs
+ * only when npm itself runs on Node >= 22 (README §Runtime and tooling, .ci/run).
  */
 import { createServer as createHttpServer, type Server } from 'node:http'
 import { createServer as createNetServer, connect, type Server as NetServer, type Socket } from 'node:net'
@@ -103,7 +109,13 @@ export async function startTestEvm(opts: { chainId?: number; intervalMs?: number
   const hre = await createHardhatRuntimeEnvironment({
     networks: { default: { type: 'edr-simulated', chainId, mining: { auto: true, interval: opts.intervalMs ?? 0 }, allowBlocksWithSameTimestamp: true } },
   } as never)
-  const conn = await hre.network.connect()
+  let conn: Awaited<ReturnType<typeof hre.network.connect>>
+  try {
+    conn = await hre.network.connect()
+  } catch (e) {
+    if (/native binding/i.test(String(e))) throw new Error("Hardhat's EDR native binding is missing: npm ran on Node < 22 and skipped it; reinstall with npm on Node 24 (README §Runtime and tooling)", { cause: e })
+    throw e
+  }
   const eip1193 = conn.provider as unknown as Eip1193Provider
   const calls: string[] = []
   const lose = new Map<string, number>()
