@@ -12,17 +12,17 @@
  */
 import { existsSync, writeFileSync } from 'node:fs'
 import { Command, Option } from 'commander'
-import { ContractFactory, Wallet, formatEther } from 'ethers'
 import { CareLedgerError } from '../../shared/errors.ts'
 import { cloudDbPath, resolveCloudDataDir } from '../config.ts'
 import { openCloudDb } from '../store/db.ts'
-import { ANCHOR_SETTINGS, PASSWORD_ENV, anchorPassword, loadAnchorConfig, loadAnchorWallet } from './config.ts'
-import { anchorArtifact, checkAddress, deployedCodeMismatch } from './contract.ts'
-import { AnchorStore } from './store.ts'
-import { ChainBlocks } from './blocks.ts'
-import { Anchorer, displayError, type StepOutcome } from './anchorer.ts'
-import { anchorProvider, anchorView } from './service.ts'
-import { formatAnchorReport, verifyAnchors, type AnchorReport } from './verify.ts'
+import { ANCHOR_SETTINGS, PASSWORD_ENV, anchorPassword, checksumAddress, loadAnchorConfig, loadAnchorWallet } from './config.ts'
+import type { StepOutcome } from './anchorer.ts'
+import type { AnchorReport } from './verify.ts'
+
+// ethers and the modules built on it load only in the commands that use them: every `careledger`
+// command registers these, and loading ethers would slow all of them down.
+const ethers = () => import('ethers')
+const anchoring = async () => ({ ...(await import('./anchorer.ts')), ...(await import('./service.ts')), ...(await import('./contract.ts')), ...(await import('./store.ts')), ...(await import('./blocks.ts')) })
 
 const out = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`)
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -43,6 +43,7 @@ function keygenCommand(): Command {
     .action(async (opts: { out: string; passwordFile?: string; force?: boolean }) => {
       if (existsSync(opts.out) && !opts.force) throw new CareLedgerError('INVALID_ARGUMENT', `${opts.out} exists (use --force to overwrite it; the account in it would be lost)`, { path: opts.out })
       const password = anchorPassword({ passwordFile: opts.passwordFile ?? null })
+      const { Wallet } = await ethers()
       const wallet = Wallet.createRandom()
       const json = await wallet.encrypt(password)
       writeFileSync(opts.out, json, { mode: 0o600, flag: opts.force ? 'w' : 'wx' })
@@ -59,34 +60,37 @@ function deployCommand(): Command {
   settingOptions(cmd, CONNECT)
   return cmd.action(async (opts: Record<string, unknown> & { anchorer?: string; json?: boolean }) => {
     const config = loadAnchorConfig(opts, ['chainId', 'keystore'])
+    const anchorer = opts.anchorer ? checksumAddress(opts.anchorer) : null
+    if (opts.anchorer && !anchorer) throw new CareLedgerError('INVALID_ARGUMENT', `--anchorer must be an EVM address (0x and 40 hex digits), got ${JSON.stringify(opts.anchorer)}`, { value: opts.anchorer })
     const wallet = await loadAnchorWallet(config)
-    const anchorer = opts.anchorer ? checkAddress(opts.anchorer, '--anchorer') : wallet.address
+    const { ContractFactory, formatEther } = await ethers()
+    const { anchorProvider, anchorArtifact, deployedCodeMismatch, displayError } = await anchoring()
     const provider = anchorProvider(config)
+    const rpcError = (e: unknown): never => {
+      throw new CareLedgerError('INVALID_ARGUMENT', `cannot reach the anchoring RPC ${config.rpcUrl}: ${displayError(e)}`, { url: config.rpcUrl })
+    }
     try {
-      const chainId = Number((await provider.send('eth_chainId', []).catch((e: unknown) => rpcError(config.rpcUrl!, e))) as string)
+      const chainId = Number((await provider.send('eth_chainId', []).catch(rpcError)) as string)
       if (chainId !== config.chainId) throw new CareLedgerError('INVALID_ARGUMENT', `${config.rpcUrl} serves chain id ${chainId}, not ${config.chainId}`, { chainId })
       const balance = await provider.getBalance(wallet.address)
       if (balance === 0n) throw new CareLedgerError('INVALID_ARGUMENT', `the anchoring account ${wallet.address} has no funds for gas on chain ${chainId}`, { account: wallet.address })
       const a = anchorArtifact()
-      const contract = await new ContractFactory(a.abi as never, a.bytecode, wallet.connect(provider)).deploy(anchorer)
+      const account = anchorer ?? wallet.address
+      const contract = await new ContractFactory(a.abi as never, a.bytecode, wallet.connect(provider)).deploy(account)
       const receipt = await contract.deploymentTransaction()!.wait(1)
       const address = await contract.getAddress()
-      const why = deployedCodeMismatch(await provider.getCode(address), anchorer)
+      const why = deployedCodeMismatch(await provider.getCode(address), account)
       if (why) throw new CareLedgerError('VERIFICATION_FAILED', `the deployed code at ${address} is not right: ${why}`, { address })
-      const result = { contract: address, anchorer, tx: receipt!.hash, evmBlock: receipt!.blockNumber, chainId, gasUsed: Number(receipt!.gasUsed) }
+      const result = { contract: address, anchorer: account, tx: receipt!.hash, evmBlock: receipt!.blockNumber, chainId, gasUsed: Number(receipt!.gasUsed) }
       if (opts.json) return out(JSON.stringify(result))
       out(`deployed CareLedgerAnchor at ${address} on chain ${chainId} (tx ${result.tx}, EVM block ${result.evmBlock}, ${result.gasUsed} gas; balance left ${formatEther(await provider.getBalance(wallet.address))})`)
-      out(`anchoring account: ${anchorer}`)
+      out(`anchoring account: ${account}`)
       out(`configure the cloud:  CARELEDGER_ANCHOR_CONTRACT=${address}`)
-      out(`verifiers need:       --anchor-contract ${address} --anchor-account ${anchorer} --anchors-from-block ${result.evmBlock}`)
+      out(`verifiers need:       --anchor-contract ${address} --anchor-account ${account} --anchors-from-block ${result.evmBlock}`)
     } finally {
       provider.destroy()
     }
   })
-}
-
-function rpcError(url: string, e: unknown): never {
-  throw new CareLedgerError('INVALID_ARGUMENT', `cannot reach the anchoring RPC ${url}: ${displayError(e)}`, { url })
 }
 
 const FINAL: ReadonlySet<StepOutcome['kind']> = new Set(['confirmed', 'failed', 'up-to-date', 'idle', 'behind', 'waiting-fee'])
@@ -106,13 +110,17 @@ function anchorCommand(): Command {
     const dbPath = cloudDbPath(resolveCloudDataDir(opts.data))
     if (!existsSync(dbPath)) throw new CareLedgerError('INVALID_ARGUMENT', `no cloud database at ${dbPath} (use --data)`, { path: dbPath })
     const wallet = await loadAnchorWallet(config)
+    const { Anchorer, AnchorStore, ChainBlocks, anchorProvider, anchorView, displayError } = await anchoring()
     const db = openCloudDb(dbPath)
     const provider = anchorProvider(config)
     try {
       const store = new AnchorStore(db)
       const anchorer = new Anchorer({ config, provider, wallet, store, blocks: new ChainBlocks(db), now: Date.now })
       const deadline = Date.now() + timeoutS * 1000
-      let outcome = await anchorer.anchorHead().catch((e: unknown) => (e instanceof CareLedgerError ? Promise.reject(e) : rpcError(config.rpcUrl!, e)))
+      let outcome = await anchorer.anchorHead().catch((e: unknown) => {
+        if (e instanceof CareLedgerError) throw e
+        throw new CareLedgerError('INVALID_ARGUMENT', `cannot reach the anchoring RPC ${config.rpcUrl}: ${displayError(e)}`, { url: config.rpcUrl })
+      })
       if (!opts.json && outcome.message) out(outcome.message)
       let shown = outcome.kind
       let failures = 0
@@ -148,11 +156,12 @@ function listCommand(): Command {
     .addOption(new Option('--data <dir>', 'cloud data directory (env CARELEDGER_CLOUD_DATA, default ./.careledger/cloud)'))
     .option('--limit <n>', 'how many', '20')
     .option('--json', 'machine-readable output')
-    .action((opts: { data?: string; limit: string; json?: boolean }) => {
+    .action(async (opts: { data?: string; limit: string; json?: boolean }) => {
       const dbPath = cloudDbPath(resolveCloudDataDir(opts.data))
       if (!existsSync(dbPath)) throw new CareLedgerError('INVALID_ARGUMENT', `no cloud database at ${dbPath} (use --data)`, { path: dbPath })
       const limit = Number(opts.limit)
       if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new CareLedgerError('INVALID_ARGUMENT', '--limit must be an integer 1–1000', { value: opts.limit })
+      const { AnchorStore, anchorView } = await anchoring()
       const db = openCloudDb(dbPath)
       try {
         const template = process.env.CARELEDGER_ANCHOR_EXPLORER_TX_URL || null
@@ -188,8 +197,8 @@ export function addAnchorVerifyOptions(cmd: Command): Command {
     .option('--anchors-from-block <n>', 'EVM block to start reading anchors from (the contract\'s deployment block)', '0')
 }
 
-/** Run the anchor checks of `chain verify` when --anchors is given; null otherwise. */
-export async function verifyAnchorFlags(dbPath: string, f: AnchorVerifyFlags): Promise<AnchorReport | null> {
+/** Run the anchor checks of `chain verify` when --anchors is given: the report and its text; null otherwise. */
+export async function verifyAnchorFlags(dbPath: string, f: AnchorVerifyFlags): Promise<{ report: AnchorReport; text: string } | null> {
   if (!f.anchors) return null
   const contract = f.anchorContract ?? process.env.CARELEDGER_ANCHOR_CONTRACT
   if (!contract) throw new CareLedgerError('INVALID_ARGUMENT', '--anchors needs --anchor-contract (or CARELEDGER_ANCHOR_CONTRACT)', {})
@@ -202,7 +211,7 @@ export async function verifyAnchorFlags(dbPath: string, f: AnchorVerifyFlags): P
   }
   const chainId = int(f.anchorChainId, '--anchor-chain-id', 1)
   const fromBlock = int(f.anchorsFromBlock, '--anchors-from-block', 0)
-  return verifyAnchors(dbPath, { rpcUrl: f.anchors, contract, account: f.anchorAccount, ...(chainId === undefined ? {} : { chainId }), ...(fromBlock === undefined ? {} : { fromBlock }) })
+  const { verifyAnchors, formatAnchorReport } = await import('./verify.ts')
+  const report = await verifyAnchors(dbPath, { rpcUrl: f.anchors, contract, account: f.anchorAccount, ...(chainId === undefined ? {} : { chainId }), ...(fromBlock === undefined ? {} : { fromBlock }) })
+  return { report, text: formatAnchorReport(report, f.anchors) }
 }
-
-export { formatAnchorReport }

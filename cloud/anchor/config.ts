@@ -13,7 +13,9 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import cron from 'node-cron'
 import { z } from 'zod'
-import { Wallet, getAddress, isAddress, isKeystoreJson } from 'ethers'
+import { keccak_256 } from '@noble/hashes/sha3.js'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import type { Wallet } from 'ethers'
 import { CareLedgerError } from '../../shared/errors.ts'
 import { parseSettings, resolveSettings, type Env, type Setting } from '../../shared/config/settings.ts'
 
@@ -35,6 +37,20 @@ export const ANCHOR_SETTINGS: readonly Setting[] = [
   { path: 'anchor.maxFeeGwei', env: 'CARELEDGER_ANCHOR_MAX_FEE_GWEI', flag: '--anchor-max-fee-gwei <gwei>', option: 'anchorMaxFeeGwei', default: undefined, doc: 'highest fee per gas to offer; above it anchoring waits (unset: no cap)' },
   { path: 'anchor.explorerTxUrl', env: 'CARELEDGER_ANCHOR_EXPLORER_TX_URL', flag: '--anchor-explorer-tx-url <template>', option: 'anchorExplorerTxUrl', default: undefined, doc: 'block-explorer link of a transaction, {tx} = its hash (unset: the known explorer of the chain id, if any)' },
 ]
+
+/**
+ * An EVM address in its EIP-55 mixed-case checksum form, or null if it is not one (40 hex digits;
+ * a mixed-case spelling must carry a correct checksum). Here rather than ethers' getAddress so
+ * that every `careledger` command does not load ethers just to read its configuration.
+ */
+export function checksumAddress(value: string): string | null {
+  if (!/^0x[0-9a-fA-F]{40}$/.test(value)) return null
+  const lower = value.slice(2).toLowerCase()
+  const hash = bytesToHex(keccak_256(new TextEncoder().encode(lower)))
+  const sum = `0x${[...lower].map((c, i) => (parseInt(hash[i]!, 16) >= 8 ? c.toUpperCase() : c)).join('')}`
+  const mixed = value.slice(2) !== lower && value.slice(2) !== lower.toUpperCase()
+  return mixed && value !== sum ? null : sum
+}
 
 /** Explorers of well-known networks, used when CARELEDGER_ANCHOR_EXPLORER_TX_URL is unset. */
 export const KNOWN_EXPLORERS: Readonly<Record<number, string>> = {
@@ -80,7 +96,7 @@ const httpUrl = (v: string): boolean => {
 const AnchorFields = z.object({
   rpcUrl: z.string().trim().refine(httpUrl, 'must be an http(s) URL').optional(),
   chainId: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
-  contract: z.string().trim().refine(isAddress, 'must be an EVM address (0x and 40 hex digits)').optional(),
+  contract: z.string().trim().refine((v) => checksumAddress(v) !== null, 'must be an EVM address (0x and 40 hex digits, EIP-55 checksum if mixed case)').optional(),
   keystore: z.string().trim().min(1, 'must not be empty').optional(),
   passwordFile: z.string().trim().min(1, 'must not be empty').optional(),
   schedule: z.string().trim().refine((s) => cron.validate(s), 'must be a node-cron expression, e.g. "0 * * * *" (hourly)'),
@@ -120,7 +136,7 @@ export function anchorConfigFrom(r: AnchorRaw): AnchorConfig {
     enabled: r.rpcUrl !== undefined,
     rpcUrl: r.rpcUrl ?? null,
     chainId,
-    contract: r.contract === undefined ? null : getAddress(r.contract),
+    contract: r.contract === undefined ? null : checksumAddress(r.contract),
     keystore: r.keystore === undefined ? null : resolve(r.keystore),
     passwordFile: r.passwordFile === undefined ? null : resolve(r.passwordFile),
     schedule: r.schedule,
@@ -176,6 +192,7 @@ export async function loadAnchorWallet(config: Pick<AnchorConfig, 'keystore' | '
   } catch (e) {
     throw new CareLedgerError('INVALID_ARGUMENT', `cannot read the anchoring keystore ${file}: ${(e as Error).message}`, { path: file })
   }
+  const { Wallet, isKeystoreJson } = await import('ethers')
   if (!isKeystoreJson(json)) throw new CareLedgerError('INVALID_ENCODING', `${file} is not an encrypted JSON keystore (careledger chain anchor-keygen makes one)`, { path: file })
   const password = anchorPassword(config, env)
   try {

@@ -16,7 +16,7 @@ import { chameleonKeyGen, chameleonKeyId, decodeChameleonPublicKey, encodeChamel
 import { checkSigningPublicKey } from '../../shared/crypto/sign.ts'
 import { readKeyFile, writeKeyFile } from '../../shared/cli/files.ts'
 import { verifyChain, type VerificationFailure, type VerificationReport } from './verify.ts'
-import { addAnchorVerifyOptions, anchorCommands, formatAnchorReport, verifyAnchorFlags, type AnchorVerifyFlags } from '../anchor/cli.ts'
+import { addAnchorVerifyOptions, anchorCommands, verifyAnchorFlags, type AnchorVerifyFlags } from '../anchor/cli.ts'
 
 const DEFAULT_DATA = './.careledger/cloud'
 const out = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`)
@@ -139,9 +139,9 @@ export function chainCommand(): Command {
       const report = await verifyChain(dbPath, { chameleonPublicKey, signingPublicKey, workers, expectHead })
       const anchors = await verifyAnchorFlags(dbPath, opts)
       if (!signingPublicKey && !opts.json) warn('warning: no trusted block-signing key given (--signing-key); block signatures were checked against the keys recorded in the database itself')
-      if (opts.json) out(JSON.stringify(anchors ? { ...report, ok: report.ok && anchors.ok, anchors } : report, null, 2))
-      else out(formatReport(report, dbPath) + (anchors ? `\n${formatAnchorReport(anchors, opts.anchors!)}` : ''))
-      process.exitCode = report.ok && (anchors?.ok ?? true) ? 0 : 1
+      if (opts.json) out(JSON.stringify(anchors ? { ...report, ok: report.ok && anchors.report.ok, anchors: anchors.report } : report, null, 2))
+      else out(formatReport(report, dbPath) + (anchors ? `\n${anchors.text}` : ''))
+      process.exitCode = report.ok && (anchors?.report.ok ?? true) ? 0 : 1
     })
   for (const c of anchorCommands()) cmd.addCommand(c)
   return cmd

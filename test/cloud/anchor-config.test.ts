@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { Wallet } from 'ethers'
+import { Wallet, getAddress } from 'ethers'
 import { loadCloudConfig } from '../../cloud/config.ts'
 import { anchorPassword, explorerLink, loadAnchorWallet } from '../../cloud/anchor/config.ts'
 import { startTestCloud, tempDataDir } from '../helpers/cloud-process.ts'
@@ -33,6 +33,8 @@ describe('anchoring configuration', () => {
   it('refuses bad values, naming the flag or variable', () => {
     expect(() => loadCloudConfig({ anchorSchedule: 'every hour' }, ON)).toThrow(/--anchor-schedule="every hour": must be a node-cron expression/)
     expect(() => loadCloudConfig({}, { ...ON, CARELEDGER_ANCHOR_CONTRACT: '0x1234' })).toThrow(/CARELEDGER_ANCHOR_CONTRACT="0x1234": must be an EVM address/)
+    expect(() => loadCloudConfig({}, { ...ON, CARELEDGER_ANCHOR_CONTRACT: '0x5FbDB2315678afecb367f032d93F642f64180aA3' })).toThrow(/EIP-55 checksum/) // one letter's case wrong
+    expect(loadCloudConfig({}, { ...ON, CARELEDGER_ANCHOR_CONTRACT: '0X5FBDB2315678AFECB367F032D93F642F64180AA3'.replace('0X', '0x') }).config.anchor.contract).toBe(getAddress(ON.CARELEDGER_ANCHOR_CONTRACT))
     expect(() => loadCloudConfig({}, { ...ON, CARELEDGER_ANCHOR_CONFIRMATIONS: '0' })).toThrow(/CARELEDGER_ANCHOR_CONFIRMATIONS="0"/)
     expect(() => loadCloudConfig({}, { ...ON, CARELEDGER_ANCHOR_EXPLORER_TX_URL: 'https://x.example/tx/' })).toThrow(/must be an http\(s\) URL template containing \{tx\}/)
     expect(() => loadCloudConfig({}, { ...ON, CARELEDGER_ANCHOR_EXPLORER_TX_URL: 'javascript:alert({tx})' })).toThrow(/CARELEDGER_ANCHOR_EXPLORER_TX_URL/)
