@@ -35,8 +35,6 @@ import { every, type Job } from './service/jobs.ts'
 import { createCloudMetrics } from './service/metrics.ts'
 import { RateWindow } from './service/rate.ts'
 import { VerificationLog, type VerificationResult } from './service/verification.ts'
-import { AnchorService } from './anchor/service.ts'
-import { registerAnchorMetrics } from './anchor/metrics.ts'
 
 export interface StartOptions {
   readonly logger?: Logger
@@ -83,9 +81,11 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     const gateways = new GatewayRegistry(db)
     const metrics = createCloudMetrics()
     // Anchoring (cloud/anchor/): the key is decrypted now; the RPC is never waited for.
-    const anchor = config.anchor.enabled ? await AnchorService.start({ config: config.anchor, db, logger, now, env: opts.env ?? process.env }) : null
+    // Loaded only when on: a cloud without anchoring never loads ethers.
+    const anchor = config.anchor.enabled ? await (await import('./anchor/service.ts')).AnchorService.start({ config: config.anchor, db, logger, now, env: opts.env ?? process.env }) : null
     if (anchor) {
       cleanups.push(() => anchor.stop())
+      const { registerAnchorMetrics } = await import('./anchor/metrics.ts')
       registerAnchorMetrics(metrics.registry, () => anchor.status())
     }
 

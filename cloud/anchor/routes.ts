@@ -8,7 +8,7 @@ import type { ServiceContext } from '../service/context.ts'
 import { ApiError } from '../service/errors.ts'
 import { guard } from '../service/guard.ts'
 import { AnchorStore } from './store.ts'
-import { ANCHORING_OFF, anchorView } from './service.ts'
+import { ANCHORING_OFF, anchorView } from './view.ts'
 
 type Query = Readonly<Record<string, string | string[] | undefined>>
 

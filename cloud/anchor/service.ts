@@ -13,8 +13,11 @@ import { FetchRequest, JsonRpcProvider, Network } from 'ethers'
 import type { Logger } from 'pino'
 import type { Env } from '../../shared/config/settings.ts'
 import type { CloudDb } from '../store/db.ts'
-import { KNOWN_EXPLORERS, explorerLink, loadAnchorWallet, type AnchorConfig } from './config.ts'
+import { loadAnchorWallet, type AnchorConfig } from './config.ts'
+import { anchorView, type AnchorView } from './view.ts'
 import { AnchorStore, type AnchorRow } from './store.ts'
+
+export { ANCHORING_OFF, anchorView, type AnchorView } from './view.ts'
 import { ChainBlocks } from './blocks.ts'
 import { Anchorer, AnchorSetupError, displayError, type StepKind, type StepOutcome } from './anchorer.ts'
 
@@ -27,29 +30,6 @@ export function anchorProvider(config: Pick<AnchorConfig, 'rpcUrl' | 'chainId' |
 }
 
 export type AnchorState = 'off' | 'starting' | 'ok' | 'retrying' | 'misconfigured' | 'behind' | 'waiting-fee'
-
-/** An anchor as the API and console show it (no signed transaction bytes). */
-export interface AnchorView {
-  readonly id: number
-  readonly chainId: number
-  readonly contract: string
-  readonly height: number
-  readonly blockHash: string
-  readonly recordsRoot: string
-  readonly status: AnchorRow['status']
-  readonly tx: string | null
-  readonly txUrl: string | null
-  readonly evmBlock: number | null
-  readonly confirmations: number
-  readonly transactions: number
-  readonly resends: number
-  readonly gasUsed: number | null
-  readonly effectiveGasPrice: string | null
-  readonly error: string | null
-  readonly createdAt: number
-  readonly minedAt: number | null
-  readonly confirmedAt: number | null
-}
 
 export interface AnchorServiceStatus {
   readonly enabled: boolean
@@ -88,33 +68,6 @@ export interface AnchorServiceOptions {
   readonly random?: () => number
 }
 
-/** A stored anchor for people: with its explorer link (the configured template for this chain, a known explorer for another). */
-export function anchorView(r: AnchorRow, config: Pick<AnchorConfig, 'chainId' | 'explorerTxUrl'>): AnchorView {
-  const template = r.chainId === config.chainId ? config.explorerTxUrl : (KNOWN_EXPLORERS[r.chainId] ?? null)
-  const tx = r.txHash ?? r.attempts.at(-1)?.hash ?? null
-  return {
-    id: r.id,
-    chainId: r.chainId,
-    contract: r.contract,
-    height: r.height,
-    blockHash: r.blockHash,
-    recordsRoot: r.recordsRoot,
-    status: r.status,
-    tx,
-    txUrl: explorerLink(template, tx),
-    evmBlock: r.evmBlock,
-    confirmations: r.confirmations,
-    transactions: r.attempts.length,
-    resends: r.resends,
-    gasUsed: r.gasUsed,
-    effectiveGasPrice: r.effectiveGasPrice,
-    error: r.error,
-    createdAt: r.createdAt,
-    minedAt: r.minedAt,
-    confirmedAt: r.confirmedAt,
-  }
-}
-
 const NOTABLE: ReadonlySet<StepKind> = new Set(['sent', 'resent', 'replaced', 'reorged', 'confirmed', 'failed', 'behind'])
 
 export class AnchorService {
@@ -127,7 +80,9 @@ export class AnchorService {
   readonly #provider: JsonRpcProvider
   readonly #task: ScheduledTask
   #state: AnchorState = 'starting'
-  #wanted = false
+  /** Anchor requests made, and the newest one an anchorHead step has answered: a request made while a step runs is never lost. */
+  #requests = 0
+  #answered = 0
   #failures = 0
   #rpcFailures = 0
   #lastError: string | null = null
@@ -165,14 +120,18 @@ export class AnchorService {
   request(reason: 'schedule' | 'demand'): void {
     if (this.#stopped) return
     this.#o.logger.debug({ event: 'anchor_requested', reason }, 'anchor requested')
-    this.#wanted = true
+    this.#requests++
     if (this.#failures === 0) this.#kick(0) // while failing, the backoff timer carries the request
   }
 
   /** Anchor now and return what the step did (throws what the RPC threw; the service retries by itself). */
   anchorNow(): Promise<StepOutcome> {
-    this.#wanted = true
-    return this.#serial(() => this.#step(true))
+    this.#requests++
+    return this.#serial(() => this.#step(true, true))
+  }
+
+  get #wanted(): boolean {
+    return this.#requests > this.#answered
   }
 
   #serial<T>(f: () => Promise<T>): Promise<T> {
@@ -192,14 +151,15 @@ export class AnchorService {
     this.#timer.unref?.()
   }
 
-  async #step(rethrow: boolean): Promise<StepOutcome> {
+  async #step(rethrow: boolean, forceHead = false): Promise<StepOutcome> {
     if (this.#stopped) return { kind: 'idle', anchor: null }
     const { logger } = this.#o
     this.#nextAttemptAt = null
     try {
-      const head = this.#wanted
+      const request = this.#requests
+      const head = forceHead || this.#wanted
       const outcome = head ? await this.anchorer.anchorHead() : await this.anchorer.follow()
-      if (['sent', 'up-to-date', 'idle', 'behind'].includes(outcome.kind)) this.#wanted = false
+      if (head && ['sent', 'up-to-date', 'idle', 'behind'].includes(outcome.kind)) this.#answered = Math.max(this.#answered, request)
       this.#outcomes[outcome.kind] = (this.#outcomes[outcome.kind] ?? 0) + 1
       if (this.#failures > 0) logger.info({ event: 'anchor_rpc_recovered', after: this.#failures }, `anchoring works again after ${this.#failures} failed attempt(s)`)
       this.#failures = 0
@@ -282,6 +242,3 @@ export class AnchorService {
     this.#provider.destroy()
   }
 }
-
-/** What /healthz and the API say when anchoring is off. */
-export const ANCHORING_OFF = { enabled: false, state: 'off' } as const

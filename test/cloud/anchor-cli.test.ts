@@ -3,13 +3,13 @@
  * RPC on 127.0.0.1 (Hardhat 3's EDR in this process): anchor-keygen, deploy-anchor, anchor,
  * anchors, and chain verify --anchors; with the errors a mistyped setting gets.
  */
-import { readFileSync, statSync } from 'node:fs'
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { isKeystoreJson } from 'ethers'
+import { Wallet, isKeystoreJson } from 'ethers'
 import { careledger, startTestCloud, tempDataDir } from '../helpers/cloud-process.ts'
-import { startTestEvm, type TestEvm } from '../helpers/evm.ts'
+import { startTestEvm, testKeystore, type TestEvm } from '../helpers/evm.ts'
 import { deployedCodeMismatch } from '../../cloud/anchor/contract.ts'
 import { PASSWORD, anchorEvents } from './anchor-helpers.ts'
 import { TestGatewayKey, TestStream } from './chain-helpers.ts'
@@ -56,7 +56,12 @@ describe('careledger chain anchor-keygen, deploy-anchor, anchor, anchors, verify
     expect(again.stderr).toMatch(/exists \(use --force/)
     const noPassword = await careledger(['chain', 'anchor-keygen', '-o', join(tmp.dir, 'other.json')], { CARELEDGER_ANCHOR_KEYSTORE_PASSWORD: '' })
     expect(noPassword.stderr).toMatch(/needs its password: set CARELEDGER_ANCHOR_KEYSTORE_PASSWORD or CARELEDGER_ANCHOR_KEYSTORE_PASSWORD_FILE/)
-  })
+    // The same account in a keystore with cheap scrypt for the commands below (each would otherwise
+    // spend ethers' default scrypt, about a second of CPU, on decrypting it).
+    const wallet = await Wallet.fromEncryptedJson(readFileSync(keystore, 'utf8'), PASSWORD)
+    expect(wallet.address).toBe(account)
+    writeFileSync(keystore, await testKeystore(new Wallet(wallet.privateKey), PASSWORD), { mode: 0o600 })
+  }, 180_000)
 
   it('deploy-anchor refuses an unfunded account, a wrong password and a wrong chain id, then deploys the committed contract', async () => {
     const unfunded = await careledger(['chain', 'deploy-anchor', ...connect()], PW)
@@ -76,7 +81,7 @@ describe('careledger chain anchor-keygen, deploy-anchor, anchor, anchors, verify
     expect(out).toMatchObject({ anchorer: account, chainId: evm.chainId, contract: expect.stringMatching(/^0x[0-9a-fA-F]{40}$/) })
     contract = out.contract
     expect(deployedCodeMismatch(await evm.provider.getCode(contract), account)).toBeNull()
-  })
+  }, 180_000)
 
   it('anchor publishes the newest block, waits for its confirmations, and is idempotent', async () => {
     const args = ['chain', 'anchor', '--data', cloudDir, ...connect(), '--anchor-contract', contract, '--anchor-confirmations', '3', '--anchor-poll-s', '0.2']
@@ -94,7 +99,7 @@ describe('careledger chain anchor-keygen, deploy-anchor, anchor, anchors, verify
     expect(JSON.parse(list.stdout)).toMatchObject([{ height: 2, status: 'confirmed', tx: out.anchor.tx }])
     const missing = await careledger(['chain', 'anchor', '--data', cloudDir, ...connect()], PW)
     expect(missing.stderr).toMatch(/anchor\.contract|CARELEDGER_ANCHOR_CONTRACT/)
-  })
+  }, 180_000)
 
   it('chain verify --anchors passes on the anchored chain and fails, exit 1, once it is rolled back behind its anchor', async () => {
     const verify = (extra: string[] = []) => careledger(['chain', 'verify', '--data', cloudDir, '--workers', '0', '--anchors', evm.url, '--anchor-contract', contract, '--anchor-account', account, ...extra])
@@ -113,6 +118,20 @@ describe('careledger chain anchor-keygen, deploy-anchor, anchor, anchors, verify
     expect(noAccount.code).toBe(2)
     expect(noAccount.stderr).toMatch(/--anchors needs --anchor-account/)
 
+    // A hand-edited record still fails the chain checks, though every anchor matches (anchors hold block hashes).
+    const edit = new Database(join(cloudDir, 'cloud.db'))
+    const original = (edit.prepare('SELECT opening FROM records WHERE id = 1').get() as { opening: Buffer }).opening
+    const flipped = Buffer.from(original)
+    flipped[5] = flipped[5]! ^ 1
+    edit.prepare('UPDATE records SET opening = ? WHERE id = 1').run(flipped)
+    const edited = await verify()
+    expect(edited.code).toBe(1)
+    expect(edited.stdout).toMatch(/NOT INTACT/)
+    expect(edited.stdout).toMatch(/RECORD_OPENING/)
+    expect(edited.stdout).toMatch(/anchors: the chain matches every anchor/)
+    edit.prepare('UPDATE records SET opening = ? WHERE id = 1').run(original)
+    edit.close()
+
     const sql = new Database(join(cloudDir, 'cloud.db'))
     sql.pragma('foreign_keys = OFF')
     sql.prepare('UPDATE records SET block_height = NULL WHERE block_height = 2').run()
@@ -122,5 +141,5 @@ describe('careledger chain anchor-keygen, deploy-anchor, anchor, anchors, verify
     expect(behind.code).toBe(1)
     expect(behind.stdout).toMatch(/CareLedger chain verification: INTACT/) // the database alone cannot tell
     expect(behind.stdout).toMatch(/ANCHOR_BEHIND +height 2 +the chain ends at height 1, behind its latest anchor at height 2/)
-  })
+  }, 180_000)
 })

@@ -68,7 +68,7 @@ describe('anchoring in the running cloud', () => {
     expect(report.anchors).toBeGreaterThanOrEqual(2)
   })
 
-  it('an RPC outage never stops the chain; anchoring retries with backoff, shows the error, and resumes with nothing lost or doubled', async () => {
+  it('an RPC that is down, slow or erroring never stops the chain; anchoring retries with backoff, shows the error, and resumes with nothing lost or doubled', async () => {
     env = await anchoredCloud({ rpcPath: '/v3/SECRET-API-KEY' })
     const { cloud, evm } = env
     env.grow()
@@ -99,7 +99,13 @@ describe('anchoring in the running cloud', () => {
     const before = cloud.anchor!.status().rpcFailures
     await until(() => cloud.anchor!.status().rpcFailures > before, 'a timed-out step')
 
+    // An RPC answering errors (HTTP 503) is retried the same way.
     evm.proxy.set('pass')
+    evm.failRequests(6)
+    const beforeErrors = cloud.anchor!.status().rpcFailures
+    await until(() => cloud.anchor!.status().rpcFailures > beforeErrors, 'a step failed on an erroring RPC')
+    expect(cloud.anchor!.status().lastError).toMatch(/503|server|bad response/i)
+
     const resumedAt = cloud.chain.head()!.height
     await until(() => (cloud.anchor!.status().latest?.height ?? -1) >= resumedAt, 'an anchor at or above the height when the RPC came back')
     expect(cloud.anchor!.status()).toMatchObject({ state: 'ok', consecutiveFailures: 0 })
@@ -129,9 +135,8 @@ describe('anchoring in the running cloud', () => {
 
     // Dropped: mining stopped, the transaction evicted from the node's pool.
     await evm.request('evm_setAutomine', [false])
-    const sent = await cloud.anchor!.anchorNow()
-    expect(sent.kind).toBe('sent')
-    const hash = sent.anchor!.attempts[0]!.hash
+    await cloud.anchor!.anchorNow()
+    const hash = cloud.anchor!.store.pending(cloud.anchor!.anchorer.target)!.attempts[0]!.hash
     expect(await evm.request('hardhat_dropTransaction', [hash])).toBe(true)
     await until(() => cloud.anchor!.status().outcomes.resent, 'the dropped transaction broadcast again')
     await evm.request('evm_setAutomine', [true])

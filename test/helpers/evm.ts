@@ -96,6 +96,8 @@ export interface TestEvm {
   request(method: string, params?: unknown[]): Promise<unknown>
   /** The next `times` requests of `method` reach the node and are carried out, but their answer is lost (the connection is reset). */
   loseAnswer(method: string, times?: number): void
+  /** The next `n` HTTP requests are answered 503 without reaching the node (a provider erroring). */
+  failRequests(n: number): void
   /** Mine `n` empty blocks now. */
   mine(n?: number): Promise<void>
   /** A new account with 100 ETH. */
@@ -119,6 +121,7 @@ export async function startTestEvm(opts: { chainId?: number; intervalMs?: number
   const eip1193 = conn.provider as unknown as Eip1193Provider
   const calls: string[] = []
   const lose = new Map<string, number>()
+  let failing = 0
 
   type Rpc = { jsonrpc: '2.0'; id: unknown; method: string; params?: unknown[] }
   const answer = async (r: Rpc): Promise<object> => {
@@ -131,6 +134,11 @@ export async function startTestEvm(opts: { chainId?: number; intervalMs?: number
     }
   }
   const http: Server = createHttpServer(async (req, res) => {
+    if (failing > 0) {
+      failing--
+      res.writeHead(503, { 'content-type': 'text/plain' }).end('upstream unavailable')
+      return
+    }
     const chunks: Buffer[] = []
     for await (const c of req) chunks.push(c as Buffer)
     let body: Rpc | Rpc[]
@@ -162,6 +170,9 @@ export async function startTestEvm(opts: { chainId?: number; intervalMs?: number
     provider,
     calls,
     request,
+    failRequests(n) {
+      failing = n
+    },
     loseAnswer(method, times = 1) {
       lose.set(method, times)
     },
