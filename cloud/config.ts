@@ -15,11 +15,13 @@
  * | `CARELEDGER_CLOUD_VERIFY_WORKERS` | `--verify-workers <n>` | `0` | worker threads for chain verification; `0` lets the chain module choose |
  * | `CARELEDGER_CLOUD_MAX_BATCH_BYTES` | `--max-batch-bytes <n>` | `2097152` | body limit of `POST /v1/batches` (413 PAYLOAD_TOO_LARGE beyond); `POST /v1/batches/bulk` is fixed at 16 MiB by docs/api.md |
  * | `CARELEDGER_LOG_LEVEL` | `--log-level <level>` | `info` | pino level: fatal, error, warn, info, debug, trace, silent |
+ * | `CARELEDGER_ANCHOR_*` | `--anchor-*` | off | anchoring the chain head to an EVM chain: cloud/anchor/config.ts |
  *
  * An empty environment variable counts as unset.
  */
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
+import { ANCHOR_SETTINGS, AnchorRawSchema, anchorConfigFrom, type AnchorConfig } from './anchor/config.ts'
 import { LOG_LEVELS, parseSettings, resolveDirSetting, resolveSettings, setPath, settingsTable, type Env, type LogLevel, type Setting, type Source } from '../shared/config/settings.ts'
 
 export { LOG_LEVELS, getPath, type LogLevel, type Setting, type Source } from '../shared/config/settings.ts'
@@ -45,6 +47,8 @@ export interface CloudConfig {
   readonly chain: { readonly blockIntervalMs: number; readonly verifyIntervalMs: number; readonly verifyWorkers: number }
   readonly limits: { readonly batchBytes: number; readonly bulkBytes: number; readonly bulkBatches: number }
   readonly log: { readonly level: LogLevel }
+  /** Anchoring the chain head to an EVM chain (cloud/anchor/config.ts); off unless an RPC URL is set. */
+  readonly anchor: AnchorConfig
 }
 
 export const SETTINGS: readonly Setting[] = [
@@ -59,6 +63,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'chain.verifyWorkers', env: 'CARELEDGER_CLOUD_VERIFY_WORKERS', flag: '--verify-workers <n>', option: 'verifyWorkers', default: '0', doc: 'verification worker threads (0: chain default)' },
   { path: 'limits.batchBytes', env: 'CARELEDGER_CLOUD_MAX_BATCH_BYTES', flag: '--max-batch-bytes <n>', option: 'maxBatchBytes', default: String(2 * 1024 * 1024), doc: 'body limit of POST /v1/batches, bytes' },
   { path: 'log.level', env: 'CARELEDGER_LOG_LEVEL', flag: '--log-level <level>', option: 'logLevel', default: 'info', doc: 'log level' },
+  ...ANCHOR_SETTINGS,
 ]
 
 const path = z.string().trim().min(1, 'must not be empty')
@@ -77,6 +82,7 @@ const RawSchema = z
     }),
     limits: z.object({ batchBytes: z.coerce.number().int().min(1024).max(BULK_MAX_BYTES) }),
     log: z.object({ level: z.enum(LOG_LEVELS) }),
+    anchor: AnchorRawSchema,
   })
   .refine((r) => (r.tls.certFile === undefined) === (r.tls.keyFile === undefined), {
     message: 'TLS needs both a certificate and a key',
@@ -106,6 +112,7 @@ export function loadCloudConfig(flags: Readonly<Record<string, unknown>> = {}, e
     chain: { blockIntervalMs: Math.round(r.chain.blockIntervalS * 1000), verifyIntervalMs: Math.round(r.chain.verifyIntervalS * 1000), verifyWorkers: r.chain.verifyWorkers },
     limits: { batchBytes: r.limits.batchBytes, bulkBytes: BULK_MAX_BYTES, bulkBatches: BULK_MAX_BATCHES },
     log: { level: r.log.level },
+    anchor: anchorConfigFrom(r.anchor),
   }
   return { config, sources }
 }

@@ -12,6 +12,8 @@
  *                  truncation or rewritten history is caught; the result is kept in SQLite and
  *                  served at /v1/chain/verification
  *   prune-nonces   every minute: forget request nonces whose timestamps can no longer pass
+ *   anchor         when anchoring is on (cloud/anchor/service.ts): node-cron on
+ *                  CARELEDGER_ANCHOR_SCHEDULE, and a timer following the anchor in flight
  */
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
@@ -38,6 +40,8 @@ export interface StartOptions {
   readonly logger?: Logger
   /** Clock (tests). */
   readonly now?: () => number
+  /** Environment for secrets read at start (the anchoring keystore password); default process.env. */
+  readonly env?: Readonly<Record<string, string | undefined>>
 }
 
 export interface Cloud extends ServiceContext {
@@ -76,6 +80,14 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     cleanups.push(() => blocks.close())
     const gateways = new GatewayRegistry(db)
     const metrics = createCloudMetrics()
+    // Anchoring (cloud/anchor/): the key is decrypted now; the RPC is never waited for.
+    // Loaded only when on: a cloud without anchoring never loads ethers.
+    const anchor = config.anchor.enabled ? await (await import('./anchor/service.ts')).AnchorService.start({ config: config.anchor, db, logger, now, env: opts.env ?? process.env }) : null
+    if (anchor) {
+      cleanups.push(() => anchor.stop())
+      const { registerAnchorMetrics } = await import('./anchor/metrics.ts')
+      registerAnchorMetrics(metrics.registry, () => anchor.status())
+    }
 
     const ctx: ServiceContext = {
       config,
@@ -91,6 +103,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       verification: new VerificationLog(db),
       ingestRate: new RateWindow(),
       metrics,
+      anchor,
       logger,
       startedAt,
       now,
@@ -162,7 +175,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       (stopping ??= (async () => {
         logger.info({ event: 'cloud_stopping' }, 'stopping: finishing in-flight requests')
         await app.close()
-        await Promise.all(jobs.map((j) => j.stop()))
+        await Promise.all([...jobs.map((j) => j.stop()), anchor?.stop()])
         try {
           sealNow()
         } catch (err) {

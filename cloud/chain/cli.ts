@@ -16,6 +16,7 @@ import { chameleonKeyGen, chameleonKeyId, decodeChameleonPublicKey, encodeChamel
 import { checkSigningPublicKey } from '../../shared/crypto/sign.ts'
 import { readKeyFile, writeKeyFile } from '../../shared/cli/files.ts'
 import { DEFAULT_BATCH_SIZE, verifyChain, type VerificationFailure, type VerificationReport } from './verify.ts'
+import { addAnchorVerifyOptions, anchorCommands, verifyAnchorFlags, type AnchorVerifyFlags } from '../anchor/cli.ts'
 
 const DEFAULT_DATA = './.careledger/cloud'
 const out = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`)
@@ -62,7 +63,7 @@ export function formatReport(r: VerificationReport, source: string): string {
   return lines.join('\n')
 }
 
-interface VerifyFlags {
+interface VerifyFlags extends AnchorVerifyFlags {
   data?: string
   db?: string
   chameleonKey?: string
@@ -97,7 +98,7 @@ async function verifyRemote(url: string, token: string | undefined, json: boolea
 
 export function chainCommand(): Command {
   const cmd = new Command('chain').description('the redactable chain: verify blocks, records and stream links')
-  cmd
+  const verify = cmd
     .command('verify')
     .description('check every block and record of the chain (hashes, links, signatures, Merkle roots, chameleon openings, gateway signatures); exit 0 if intact, 1 if not')
     .addOption(new Option('--data <dir>', `cloud data directory: <dir>/cloud.db and <dir>/keys/ (env CARELEDGER_CLOUD_DATA, default ${DEFAULT_DATA})`))
@@ -110,7 +111,9 @@ export function chainCommand(): Command {
     .option('--json', 'print the report as JSON')
     .option('--url <cloud>', "ask a running cloud for its latest verification (GET /v1/chain/verification) instead of reading a database")
     .option('--token <token>', 'API token for --url (env CARELEDGER_TOKEN)')
-    .action(async (opts: VerifyFlags) => {
+  addAnchorVerifyOptions(verify)
+  verify.action(async (opts: VerifyFlags) => {
+      if (opts.url && opts.anchors) throw new CareLedgerError('INVALID_ARGUMENT', '--anchors checks a database: use it with --data or --db, not --url', {})
       if (opts.url) {
         process.exitCode = (await verifyRemote(opts.url, opts.token ?? process.env.CARELEDGER_TOKEN, opts.json ?? false)) ? 0 : 1
         return
@@ -141,10 +144,13 @@ export function chainCommand(): Command {
         if (!Number.isSafeInteger(chunkSize) || chunkSize < 1 || chunkSize > 65536) throw new CareLedgerError('INVALID_ARGUMENT', '--batch-size must be an integer 1–65536', { value: opts.batchSize })
       }
       const report = await verifyChain(dbPath, { chameleonPublicKey, signingPublicKey, workers, expectHead, ...(chunkSize ? { chunkSize } : {}) })
+      const anchors = await verifyAnchorFlags(dbPath, opts)
       if (!signingPublicKey && !opts.json) warn('warning: no trusted block-signing key given (--signing-key); block signatures were checked against the keys recorded in the database itself')
-      out(opts.json ? JSON.stringify(report, null, 2) : formatReport(report, dbPath))
-      process.exitCode = report.ok ? 0 : 1
+      if (opts.json) out(JSON.stringify(anchors ? { ...report, ok: report.ok && anchors.report.ok, anchors: anchors.report } : report, null, 2))
+      else out(formatReport(report, dbPath) + (anchors ? `\n${anchors.text}` : ''))
+      process.exitCode = report.ok && (anchors?.report.ok ?? true) ? 0 : 1
     })
+  for (const c of anchorCommands()) cmd.addCommand(c)
   return cmd
 }
 

@@ -16,7 +16,7 @@ const BLOCK_PAGE = 20
 const ATTRS = new Set(['class', 'id', 'title', 'type', 'role', 'aria-pressed', 'aria-label', 'data-height', 'data-record', 'datetime', 'colspan'])
 
 /** h('td', {class: 'num'}, 'text', node, …): strings become text nodes, never markup. */
-function h(tag, attrs, ...children) {
+export function h(tag, attrs, ...children) {
   const el = document.createElement(tag)
   for (const [k, v] of Object.entries(attrs ?? {})) {
     if (v === undefined || v === null || v === false) continue
@@ -32,9 +32,9 @@ function h(tag, attrs, ...children) {
 }
 
 const $ = (id) => document.getElementById(id)
-const fill = (el, ...children) => el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined))
+export const fill = (el, ...children) => el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined))
 
-function when(ms) {
+export function when(ms) {
   if (ms === null || ms === undefined) return h('span', { class: 'none' }, 'never')
   const d = new Date(ms)
   const s = Math.round((Date.now() - ms) / 1000)
@@ -42,9 +42,9 @@ function when(ms) {
   return h('time', { datetime: d.toISOString(), title: d.toISOString() }, ago)
 }
 
-const short = (hex, n = 12) => h('code', { title: String(hex) }, String(hex).slice(0, n) + (String(hex).length > n ? '…' : ''))
+export const short = (hex, n = 12) => h('code', { title: String(hex) }, String(hex).slice(0, n) + (String(hex).length > n ? '…' : ''))
 const range = ([a, b]) => (a === b ? String(a) : `${a}–${b}`)
-const kv = (pairs) => h('dl', { class: 'kv' }, pairs.flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]))
+export const kv = (pairs) => h('dl', { class: 'kv' }, pairs.flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]))
 
 function say(text) {
   $('message').textContent = text ?? ''
@@ -61,7 +61,7 @@ class ApiFailure extends Error {
   }
 }
 
-async function api(path) {
+export async function api(path) {
   const res = await fetch(path, { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' })
   const body = await res.json().catch(() => null)
   if (!res.ok) {
@@ -303,6 +303,13 @@ async function verifyInclusion(leafHex, index, size, proofHex, rootHex) {
 
 // ── session and polling ───────────────────────────────────────────────────────────────────────
 const timers = []
+// Sections in modules of their own (anchors.js) register here and are polled with the tables.
+const panels = []
+let started = false
+export function registerPanel(what, load) {
+  panels.push({ what, load })
+  if (started) every(TABLES_EVERY_MS, load, what)
+}
 
 function every(ms, f, what) {
   const run = () => f().catch((e) => failed(e, what))
@@ -320,9 +327,12 @@ function start() {
   every(TABLES_EVERY_MS, async () => {
     await Promise.all([loadGateways(), loadStreams(), loadVerification()])
   }, 'gateways, streams and verification')
+  started = true
+  for (const p of panels) every(TABLES_EVERY_MS, p.load, p.what)
 }
 
 function signOut(reason) {
+  started = false
   for (const t of timers.splice(0)) clearInterval(t)
   sessionStorage.removeItem(TOKEN_KEY)
   token = null

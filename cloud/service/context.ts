@@ -13,6 +13,7 @@ import type { EnvelopeStore } from './blockstore.ts'
 import type { CloudMetrics } from './metrics.ts'
 import type { VerificationLog } from './verification.ts'
 import type { RateWindow } from './rate.ts'
+import type { AnchorService } from '../anchor/service.ts'
 
 export interface ServiceContext {
   readonly config: CloudConfig
@@ -30,6 +31,8 @@ export interface ServiceContext {
   readonly verification: VerificationLog
   readonly ingestRate: RateWindow
   readonly metrics: CloudMetrics
+  /** Anchoring to an EVM chain; null when off (cloud/anchor/). */
+  readonly anchor: AnchorService | null
   readonly logger: Logger
   readonly startedAt: number
   readonly now: () => number

@@ -144,6 +144,14 @@ export function openApiDocument(config: CloudConfig): object {
       '/v1/blocks': { get: people('blocks', 'Blocks in height order', { description: 'ok', content: json({ type: 'object', properties: { blocks: { type: 'array', items: ref('Block') }, next: { type: ['integer', 'null'] } } }) }, { parameters: paging }) },
       '/v1/blocks/{height}': { get: people('blocks', 'One block with its header and record ids', { description: 'ok' }, { parameters: [{ name: 'height', in: 'path', required: true, schema: int }] }) },
       '/v1/chain/verification': { get: people('verification', 'The latest full chain verification (404 before the first)', { description: 'ok' }) },
+      '/v1/anchors': {
+        get: people('anchors', 'Anchoring status and the anchors of the chain head on an EVM chain, newest first', { description: 'ok' }, {
+          parameters: [
+            { name: 'before', in: 'query', schema: int, description: 'cursor: the smallest anchor id of the previous page' },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+          ],
+        }),
+      },
       '/v1/stats': { get: people('stats', 'Live counters for the console', { description: 'ok' }) },
       '/v1/openapi.json': { get: people('openapi', 'This document', { description: 'ok' }) },
       '/metrics': { get: people('metrics', 'Prometheus metrics (careledger_cloud_*)', { description: 'text/plain' }) },

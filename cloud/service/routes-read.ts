@@ -12,6 +12,7 @@ import type { RecordSummary } from '../chain/record.ts'
 import type { ServiceContext } from './context.ts'
 import { ApiError } from './errors.ts'
 import { guard } from './guard.ts'
+import { anchorHealth } from '../anchor/routes.ts'
 
 const MAX_LIMIT = 1000
 const DEFAULT_LIMIT = 100
@@ -44,7 +45,7 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
     const uptimeS = Math.round((ctx.now() - ctx.startedAt) / 1000)
     try {
       const s = chain.stats()
-      return { status: 'ok', db: true, height: s.height, records: s.records, pendingRecords: s.pendingRecords, uptimeS }
+      return { status: 'ok', db: true, height: s.height, records: s.records, pendingRecords: s.pendingRecords, uptimeS, anchor: anchorHealth(ctx) }
     } catch (e) {
       ctx.logger.error({ event: 'health_db_failed', err: e }, 'health check: the database does not answer')
       return reply.code(503).send({ status: 'failing', db: false, height: null, records: null, uptimeS })
