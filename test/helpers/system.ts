@@ -2,7 +2,7 @@
  * The whole system for end-to-end tests and the backlog benchmark, as real processes on free ports
  * in a throw-away directory — wired the way bin/start.ts wires it:
  *
- *   authority   the test owns the FABEO authority (setup → master-public.key; user keys by keyGen)
+ *   authority   the test owns the FABEO authority (setup → master-public.key; user keys valid this month by currentKey)
  *   cloud       `careledger cloud start` (CloudProcess); tokens by `careledger cloud token create`
  *   gateway     devices enrolled straight into its store (as bin/start.ts does), registered with
  *               the cloud by `careledger cloud gateway invite` + `careledger gateway register`,
@@ -24,7 +24,8 @@ import { bytesToHex } from '@noble/hashes/utils.js'
 import { NextToLast } from 'blockstore-fs/sharding'
 import { CID } from 'multiformats/cid'
 import { encodeMasterPublicKey } from '../../shared/crypto/abe/codec.ts'
-import { keyGen, setup, type MasterSecretKey, type UserKey } from '../../shared/crypto/abe/fabeo.ts'
+import { setup, type MasterSecretKey, type UserKey } from '../../shared/crypto/abe/fabeo.ts'
+import { currentKey } from './authority.ts'
 import { openEnvelope } from '../../shared/crypto/envelope.ts'
 import { decodeCanonical } from '../../shared/encoding/canonical.ts'
 import { decodeBatchBody, readingsTree, type BatchBody } from '../../shared/protocol/batch.ts'
@@ -78,7 +79,7 @@ export class TestAuthority {
   key(attributes: readonly string[]): UserKey {
     const k = [...attributes].sort().join(',')
     let key = this.#keys.get(k)
-    if (!key) this.#keys.set(k, (key = keyGen(this.msk, attributes)))
+    if (!key) this.#keys.set(k, (key = currentKey(this.msk, attributes)))
     return key
   }
 
