@@ -6,6 +6,7 @@
  *   routes-ingest.ts    POST /v1/batches, POST /v1/batches/bulk          (gateway-signed)
  *   routes-read.ts      records, proofs, envelopes, blocks, streams, stats, verification, healthz
  *   routes-console.ts   GET / and /console/* (static), GET /v1/openapi.json, GET /metrics
+ *   ../retrieval/       evidence for verified reads and exports, outsourced decryption, /ipfs/{cid}
  *
  * Logging: one line per request (method, route template, status, duration, who) — never a
  * header value, query value or body: bodies carry manifests and ciphertext, and although the cloud
@@ -20,6 +21,7 @@ import { registerAccessRoutes } from './routes-access.ts'
 import { registerIngestRoutes } from './routes-ingest.ts'
 import { registerReadRoutes } from './routes-read.ts'
 import { registerConsoleRoutes } from './routes-console.ts'
+import { registerRetrievalRoutes } from '../retrieval/routes.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -86,6 +88,7 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
   registerAccessRoutes(app, ctx)
   await app.register(async (scope) => registerIngestRoutes(scope, ctx))
   registerReadRoutes(app, ctx)
+  registerRetrievalRoutes(app, ctx)
   registerConsoleRoutes(app, ctx)
   return app
 }

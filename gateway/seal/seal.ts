@@ -7,9 +7,8 @@
  * The envelope is one raw IPFS block (CIDv1, raw codec, sha2-256), so its CID is a pure function
  * of its bytes; batches are capped well below the 1 MiB block size IPFS peers exchange.
  */
-import { CID } from 'multiformats/cid'
-import * as raw from 'multiformats/codecs/raw'
-import { sha256 } from 'multiformats/hashes/sha2'
+import type { CID } from 'multiformats/cid'
+import { rawCid } from '../../shared/protocol/car.ts'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { sealEnvelope } from '../../shared/crypto/envelope.ts'
 import type { MasterPublicKey } from '../../shared/crypto/abe/fabeo.ts'
@@ -52,10 +51,7 @@ export interface SealedBatch {
   readonly cid: CID
 }
 
-/** CIDv1 of a raw block: what IPFS would call these bytes. */
-export async function rawCid(bytes: Uint8Array): Promise<CID> {
-  return CID.createV1(raw.code, await sha256.digest(bytes))
-}
+export { rawCid } from '../../shared/protocol/car.ts'
 
 /** Substitute the stream's pseudonym into a policy template such as "role:doctor OR patient:{patient}". */
 export const policyFor = (template: string, pseudonym: string): string => compilePolicy(template.replaceAll('{patient}', pseudonym)).text
