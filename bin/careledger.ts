@@ -12,7 +12,7 @@ import { gatewayCommand } from '../gateway/cli.ts'
 import { cloudCommand } from '../cloud/cli.ts'
 import { devicesCommand } from '../devices/cli.ts'
 import { chainCommand, regulatorCommand } from '../cloud/chain/cli.ts'
-import { accessCommand } from '../clients/cli.ts'
+import { accessCommand, researchCommand } from '../clients/cli.ts'
 
 const program = new Command('careledger')
   .description('CareLedger: bedside vital signs sealed at the edge (CP-ABE), committed to a redactable chain in the cloud')
@@ -28,5 +28,6 @@ program.addCommand(devicesCommand())
 program.addCommand(chainCommand())
 program.addCommand(regulatorCommand())
 program.addCommand(accessCommand())
+program.addCommand(researchCommand())
 
 await runCli(program)

@@ -37,3 +37,18 @@ export function accessCommand(): Command {
   addCommonOptions(read).action(async (o) => (await import('./read.ts')).runRead(o))
   return cmd.addCommand(read)
 }
+
+export function researchCommand(): Command {
+  const cmd = new Command('research').description('research data sets that prove their completeness')
+  const exp = new Command('export')
+    .description('export readings of some vital types over a time range: every device stream verified complete (stream links, boundary batches), every ciphertext fetched by CID and checked; CSV, FHIR R4 ndjson and a manifest of what was verified')
+    .requiredOption('--type <list>', `vital types (${VITAL_TYPES.join(', ')})`)
+    .requiredOption('-o, --out <dir>', 'a new directory for readings.csv, observations.ndjson and manifest.json')
+    .option('--patient <id or pseudonym>', 'only this patient')
+    .option('--pseudonym-key <file>', "the hospital's pseudonym key, for --patient by patient id")
+    .option('--allow-gaps', 'export even when the cloud admits missing batches (listed in the manifest); otherwise the export fails')
+    .option('--progress', 'show the progress bar even when stderr is not a terminal')
+    .option('--force', 'replace an existing output directory')
+  addCommonOptions(exp).action(async (o) => (await import('./export.ts')).runExport(o))
+  return cmd.addCommand(exp)
+}

@@ -9,6 +9,7 @@
 import type { Router } from '@helia/interface'
 import { CID } from 'multiformats/cid'
 import { CareLedgerError } from '../shared/errors.ts'
+import { rawCid } from '../shared/protocol/car.ts'
 import type { BlockSource } from './retrieve.ts'
 
 export interface GatewaySpec {
@@ -72,10 +73,31 @@ export async function heliaBlockSource(gateways: readonly GatewaySpec[], opts: {
           problems.push(`${new URL(url).host}: ${(e as Error).message}`)
         }
       }
-      throw new CareLedgerError('INVALID_ARGUMENT', `block ${text} could not be fetched (${problems.join('; ')})`, { reason: 'BLOCK_UNAVAILABLE', cid: text })
+      // Helia drops a block that does not hash to its CID without saying so; ask the first gateway directly to tell why.
+      const why = await diagnose(gateways[0]!, cid, timeoutMs)
+      throw new CareLedgerError('INVALID_ARGUMENT', `block ${text} ${why.message} (${problems.join('; ')})`, { reason: why.reason, cid: text })
     },
     async stop() {
       await Promise.all(nodes.map((n) => n.helia.stop()))
     },
+  }
+}
+
+/** Why a gateway did not give a block: not there, not answering, or bytes that are not the block. */
+async function diagnose(g: GatewaySpec, cid: CID, timeoutMs: number): Promise<{ reason: 'BLOCK_MISSING' | 'BLOCK_MISMATCH' | 'BLOCK_UNAVAILABLE'; message: string }> {
+  const abort = new AbortController()
+  const timer = setTimeout(() => abort.abort(), timeoutMs)
+  try {
+    const res = await fetch(new URL(`/ipfs/${cid}?format=raw`, g.url), { headers: { accept: 'application/vnd.ipld.raw', ...(g.token ? { authorization: `Bearer ${g.token}` } : {}) }, signal: abort.signal })
+    if (res.status === 404) return { reason: 'BLOCK_MISSING', message: `is not held by ${new URL(g.url).host} (404)` }
+    if (!res.ok) return { reason: 'BLOCK_UNAVAILABLE', message: `could not be fetched: ${new URL(g.url).host} answered ${res.status}` }
+    const bytes = new Uint8Array(await res.arrayBuffer())
+    const got = await rawCid(bytes)
+    if (!got.multihash.bytes.every((b, i) => b === cid.multihash.bytes[i])) return { reason: 'BLOCK_MISMATCH', message: `was answered by ${new URL(g.url).host} with ${bytes.length} bytes that hash to ${got}, not to the CID` }
+    return { reason: 'BLOCK_UNAVAILABLE', message: 'could not be fetched through Helia' }
+  } catch {
+    return { reason: 'BLOCK_UNAVAILABLE', message: `could not be fetched: no answer within ${timeoutMs / 1000} s` }
+  } finally {
+    clearTimeout(timer)
   }
 }

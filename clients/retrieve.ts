@@ -170,7 +170,8 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
       try {
         bytes = await o.blocks.get(r.manifest.cid)
       } catch (e) {
-        failures.push({ kind: 'OMITTED', stream: r.manifest.stream, seq: r.seq, recordId: r.id, message: `record ${r.id}: its block ${r.manifest.cid} could not be fetched: ${(e as Error).message}` })
+        const substituted = isCareLedgerError(e) && e.info.reason === 'BLOCK_MISMATCH'
+        failures.push({ kind: substituted ? 'SUBSTITUTED' : 'OMITTED', stream: r.manifest.stream, seq: r.seq, recordId: r.id, message: `record ${r.id} (${r.manifest.stream}#${r.seq}): ${(e as Error).message}` })
         return null
       }
       const bad = await checkBlock(bytes, r.manifest, r.id)

@@ -15,10 +15,11 @@ import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../shared/errors.ts'
 import { chameleonKeyId } from '../shared/crypto/chameleon.ts'
 import { signingKeyId } from '../shared/crypto/sign.ts'
-import { parseManifest, manifestCommitment, type BatchManifest } from '../shared/protocol/manifest.ts'
+import { manifestCommitment, type BatchManifest } from '../shared/protocol/manifest.ts'
 import { batchMatches, EvidencePlanSchema, type EvidencePlan, type EvidenceQuery, type StreamSpan } from '../shared/protocol/evidence.ts'
 import { blockHash, decodeBlockHeader, verifyBlockSignature, type BlockHeader } from '../cloud/chain/block.ts'
 import { verifyRecordProof } from '../cloud/chain/verify.ts'
+import { decodeRecordContent } from '../cloud/chain/record.ts'
 
 /** What went wrong, named for the report (docs/security.md §Verified retrieval). */
 export type RetrievalFailureKind =
@@ -216,7 +217,13 @@ export function verifyStreamSpan(span: StreamSpan, proofs: readonly unknown[], c
       failures.push({ kind: 'ALTERED', stream: s, seq, recordId: v.recordId!, height, message: `record ${v.recordId}'s block ${height} (${String(p.block?.hash).slice(0, 16)}…) is not the block ${height} of the chain ending at the head` })
       continue
     }
-    const manifest = parseManifest(p.record!.manifest)
+    // The manifest is taken from the content the chameleon opening and the gateway signature cover,
+    // never from the JSON beside it (which must agree).
+    const manifest = decodeRecordContent(hexToBytes((p.record as { content: string }).content)).manifest
+    if (JSON.stringify(p.record!.manifest) !== JSON.stringify(manifest)) {
+      failures.push({ kind: 'ALTERED', stream: s, seq, recordId: v.recordId!, message: `record ${v.recordId}: the manifest shown beside the record is not the one its signed content holds` })
+      continue
+    }
     if (manifest.stream !== s) {
       failures.push({ kind: 'MALFORMED', stream: s, seq, recordId: v.recordId!, message: `record ${v.recordId} belongs to stream ${manifest.stream}, listed under ${s}` })
       continue
