@@ -22,6 +22,7 @@ import { registerIngestRoutes } from './routes-ingest.ts'
 import { registerReadRoutes } from './routes-read.ts'
 import { registerConsoleRoutes } from './routes-console.ts'
 import { registerRetrievalRoutes } from '../retrieval/routes.ts'
+import { registerDoctorConsole } from '../console/doctor-routes.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -89,6 +90,7 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
   await app.register(async (scope) => registerIngestRoutes(scope, ctx))
   registerReadRoutes(app, ctx)
   registerRetrievalRoutes(app, ctx)
+  registerDoctorConsole(app, ctx)
   registerConsoleRoutes(app, ctx)
   return app
 }
