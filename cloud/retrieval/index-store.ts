@@ -76,22 +76,23 @@ export class RetrievalIndex {
 
   /** Index every record appended since the last call, in chunks that leave the event loop free in between. */
   catchUp(): Promise<void> {
-    return (this.#catching ??= (async () => {
-      try {
-        for (;;) {
-          const after = this.#s.indexed.get() as number
-          const rows = this.#s.newer.all(after, CATCH_UP_CHUNK) as { id: number; content: Buffer }[]
-          if (rows.length === 0) return
-          this.#db.transaction(() => {
-            for (const row of rows) this.#index(row.id, row.content)
-          })()
-          if (rows.length < CATCH_UP_CHUNK) return
-          await yieldToLoop()
-        }
-      } finally {
-        this.#catching = null
+    if (this.#catching) return this.#catching
+    const run = (async () => {
+      for (;;) {
+        const after = this.#s.indexed.get() as number
+        const rows = this.#s.newer.all(after, CATCH_UP_CHUNK) as { id: number; content: Buffer }[]
+        if (rows.length === 0) return
+        this.#db.transaction(() => {
+          for (const row of rows) this.#index(row.id, row.content)
+        })()
+        if (rows.length < CATCH_UP_CHUNK) return
+        await yieldToLoop()
       }
-    })())
+    })()
+    this.#catching = run.finally(() => {
+      this.#catching = null
+    })
+    return this.#catching
   }
 
   #index(id: number, content: Buffer): void {

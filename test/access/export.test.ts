@@ -234,3 +234,19 @@ describe('research export through a misbehaving cloud: caught, named, nothing wr
     expectCaught(await exportVia(proxy.url), 'OMITTED', new RegExp(`record ${victim} .*block ${cid} is not held by 127\\.0\\.0\\.1:\\d+ \\(404\\)`))
   })
 })
+
+describe('research export after the chain grew', () => {
+  it('includes the batches appended since the previous export (the cloud indexes new records)', async () => {
+    proxy.rewrite = (_p, a) => a
+    const before = await exportVia(cloud.url, [], 'state-grow')
+    expect(before.code, before.stderr).toBe(0)
+    const s5 = testStream(streams[0]!.gateway, 'bed-05', 'P-5', '(role:researcher AND consent:research) OR patient:{patient}')
+    const b = await sealTestBatch(s5, 0, null, { readings: batchReadings(3), now: T + 31 * MIN })
+    expect((await signedPost(cloud.url, s5.gateway, '/v1/batches', await batchBody(b))).res.status).toBe(201)
+    expect(cloud.sealNow()).not.toBeNull()
+    const after = await exportVia(cloud.url, [], 'state-grow')
+    expect(after.code, after.stderr).toBe(0)
+    const count = (out: string) => readFileSync(join(out, 'readings.csv'), 'utf8').trim().split('\n').length - 1
+    expect(count(after.out) - count(before.out)).toBe(8)
+  })
+})
