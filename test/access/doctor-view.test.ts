@@ -17,7 +17,7 @@ import { encodeUserKey } from '../../shared/crypto/abe/codec.ts'
 import type { SealedReading } from '../../shared/protocol/batch.ts'
 import { VITALS, type VitalType } from '../../shared/schema/vitals.ts'
 import { currentKey } from '../helpers/authority.ts'
-import { batchBody, sealTestBatch, signedPost, testAuthoritySecret, testGateway, testStream } from '../helpers/cloud-batches.ts'
+import { batchBody, sealTestBatch, signedPost, testAuthoritySecret, registerTestGateway, testStream } from '../helpers/cloud-batches.ts'
 import { startTestCloud, tempDataDir } from '../helpers/cloud-process.ts'
 import { REPO } from '../helpers/gateway-process.ts'
 import { launchBrowser } from './browser.ts'
@@ -45,9 +45,7 @@ beforeAll(async () => {
   data = tempDataDir('doctor-view')
   cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', verifyIntervalS: '0' })
   doctorToken = cloud.tokens.create('doctor', 'dr-house').token
-  const gw = testGateway()
-  const { token } = cloud.enrolment.invite('ward-1')
-  await fetch(`${cloud.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, publicKey: bytesToHex(gw.publicKey), name: 'ward-1' }) })
+  const gw = await registerTestGateway(cloud)
   const monitor = testStream(gw, 'bed-07', 'P-7', '(role:doctor AND hospital:h1) OR patient:{patient}')
   const restricted = testStream(gw, 'bed-07-icu', 'P-7', 'role:intensivist') // same patient, a stricter policy
   pseudonym = monitor.pseudonym

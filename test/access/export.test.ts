@@ -15,7 +15,6 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { bytesToHex } from '@noble/hashes/utils.js'
 import { indexStructureDefinitionBundle, validateResource } from '@medplum/core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodeUserKey } from '../../shared/crypto/abe/codec.ts'
@@ -23,7 +22,7 @@ import type { Cloud } from '../../cloud/runtime.ts'
 import type { SealedReading } from '../../shared/protocol/batch.ts'
 import { VITALS, type VitalType } from '../../shared/schema/vitals.ts'
 import { currentKey } from '../helpers/authority.ts'
-import { batchBody, sealTestBatch, signedPost, testAuthoritySecret, testGateway, testStream, type TestStream } from '../helpers/cloud-batches.ts'
+import { batchBody, sealTestBatch, signedPost, testAuthoritySecret, registerTestGateway, testStream, type TestStream } from '../helpers/cloud-batches.ts'
 import { startTestCloud, tempDataDir } from '../helpers/cloud-process.ts'
 import { careledger } from '../helpers/gateway-process.ts'
 import { RewritingProxy, rewriteJson, type Answer } from '../helpers/rewriting-proxy.ts'
@@ -66,10 +65,7 @@ beforeAll(async () => {
   data = tempDataDir('access-export')
   cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', verifyIntervalS: '0' })
   researcher = cloud.tokens.create('researcher', 'lab').token
-  const gw = testGateway()
-  const { token } = cloud.enrolment.invite('ward-1')
-  const reg = await fetch(`${cloud.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, publicKey: bytesToHex(gw.publicKey), name: 'ward-1' }) })
-  expect(reg.status).toBe(201)
+  const gw = await registerTestGateway(cloud)
   const policy = '(role:researcher AND consent:research) OR patient:{patient}'
   streams = [testStream(gw, 'bed-01', 'P-1', policy), testStream(gw, 'bed-02', 'P-2', policy), testStream(gw, 'bed-03', 'P-3', 'role:doctor')]
   for (const s of streams) await upload(s, 8)

@@ -5,13 +5,12 @@
  * gateway path. Behind the API's tokens by default; public with CARELEDGER_CLOUD_PUBLIC_IPFS.
  */
 import { CarReader } from '@ipld/car'
-import { bytesToHex } from '@noble/hashes/utils.js'
 import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Cloud } from '../../cloud/runtime.ts'
 import { rawCid } from '../../shared/protocol/car.ts'
 import { heliaBlockSource } from '../../clients/ipfs.ts'
-import { batchBody, sealChain, signedPost, testGateway, testStream } from '../helpers/cloud-batches.ts'
+import { batchBody, sealChain, signedPost, registerTestGateway, testStream } from '../helpers/cloud-batches.ts'
 import { startTestCloud, tempDataDir } from '../helpers/cloud-process.ts'
 import { RewritingProxy } from '../helpers/rewriting-proxy.ts'
 
@@ -24,9 +23,7 @@ let admin: string
 const blocks: { cid: string; bytes: Uint8Array }[] = []
 
 async function fill(c: Cloud): Promise<void> {
-  const gw = testGateway()
-  const { token } = c.enrolment.invite('ward-1')
-  await fetch(`${c.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, publicKey: bytesToHex(gw.publicKey), name: 'ward-1' }) })
+  const gw = await registerTestGateway(c)
   for (const b of await sealChain(testStream(gw, 'bed-01', 'P-1'), 3)) {
     expect((await signedPost(c.url, gw, '/v1/batches', await batchBody(b))).res.status).toBe(201)
     if (c === cloud) blocks.push({ cid: b.cid.toString(), bytes: b.envelope })

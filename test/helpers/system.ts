@@ -28,7 +28,8 @@ import { setup, type MasterSecretKey, type UserKey } from '../../shared/crypto/a
 import { currentKey } from './authority.ts'
 import { openEnvelope } from '../../shared/crypto/envelope.ts'
 import { decodeCanonical } from '../../shared/encoding/canonical.ts'
-import { decodeBatchBody, readingsTree, type BatchBody } from '../../shared/protocol/batch.ts'
+import { decodeBatchBody, type BatchBody } from '../../shared/protocol/batch.ts'
+import { checkBody } from '../../clients/decrypt.ts'
 import { manifestAad, type BatchManifest } from '../../shared/protocol/manifest.ts'
 import { connectDevice, DeviceClientError, type DeviceClient, type DeviceReading } from '../../devices/sdk/client.ts'
 import { openGatewayDb } from '../../gateway/store/db.ts'
@@ -89,13 +90,9 @@ export class TestAuthority {
   }
 }
 
-/** Decrypt an envelope with `key` under its manifest's associated data, and check the body against the manifest. */
+/** Decrypt an envelope with `key` under its manifest's associated data, and check the body against the manifest (clients/decrypt.ts). */
 export function openBatch(key: UserKey, envelope: Uint8Array, manifest: BatchManifest): BatchBody {
-  const body = decodeBatchBody(openEnvelope(key, envelope, manifestAad(manifest)))
-  if (body.stream !== manifest.stream || body.seq !== manifest.seq) throw new Error(`the envelope of ${manifest.stream}#${manifest.seq} holds ${body.stream}#${body.seq}`)
-  if (body.readings.length !== manifest.count) throw new Error(`${manifest.stream}#${manifest.seq}: ${body.readings.length} readings, the manifest says ${manifest.count}`)
-  if (bytesToHex(readingsTree(body.readings).root) !== manifest.merkleRoot) throw new Error(`${manifest.stream}#${manifest.seq}: the Merkle root of the readings is not manifest.merkleRoot`)
-  return body
+  return checkBody(decodeBatchBody(openEnvelope(key, envelope, manifestAad(manifest))), manifest)
 }
 
 // ---- the relay -------------------------------------------------------------------------------------
