@@ -12,6 +12,7 @@ import { gatewayCommand } from '../gateway/cli.ts'
 import { cloudCommand } from '../cloud/cli.ts'
 import { devicesCommand } from '../devices/cli.ts'
 import { chainCommand, regulatorCommand } from '../cloud/chain/cli.ts'
+import { accessCommand, researchCommand } from '../clients/cli.ts'
 
 const program = new Command('careledger')
   .description('CareLedger: bedside vital signs sealed at the edge (CP-ABE), committed to a redactable chain in the cloud')
@@ -26,5 +27,7 @@ program.addCommand(cloudCommand())
 program.addCommand(devicesCommand())
 program.addCommand(chainCommand())
 program.addCommand(regulatorCommand())
+program.addCommand(accessCommand())
+program.addCommand(researchCommand())
 
 await runCli(program)

@@ -16,6 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Command } from 'commander'
 import { encodeMasterPublicKey, encodeMasterSecretKey, encodeUserKey } from '../shared/crypto/abe/codec.ts'
 import { keyGen, setup } from '../shared/crypto/abe/fabeo.ts'
+import { epochOf, keyAttributes } from '../shared/protocol/epoch.ts'
 import { openGatewayDb } from '../gateway/store/db.ts'
 import { DeviceStore } from '../gateway/store/devices.ts'
 
@@ -59,9 +60,10 @@ function prepareAuthority(l: Layout): void {
   const msk = setup()
   writeFileSync(join(l.authority, 'master-public.key'), encodeMasterPublicKey(msk.mpk))
   writeFileSync(join(l.authority, 'master-secret.key'), encodeMasterSecretKey(msk), { mode: 0o600 })
-  // Demo keys so a newcomer can open what the monitors send.
-  writeFileSync(join(l.authority, 'doctor-h1.key'), encodeUserKey(keyGen(msk, ['role:doctor', 'hospital:h1'])), { mode: 0o600 })
-  writeFileSync(join(l.authority, 'researcher.key'), encodeUserKey(keyGen(msk, ['role:researcher', 'consent:research'])), { mode: 0o600 })
+  // Demo keys so a newcomer can open what the monitors send, valid this month and the next eleven (UTC).
+  const validity = { from: epochOf(Date.now()), until: epochOf(Date.now() + 334 * 86_400_000) }
+  writeFileSync(join(l.authority, 'doctor-h1.key'), encodeUserKey(keyGen(msk, keyAttributes(['role:doctor', 'hospital:h1'], validity))), { mode: 0o600 })
+  writeFileSync(join(l.authority, 'researcher.key'), encodeUserKey(keyGen(msk, keyAttributes(['role:researcher', 'consent:research'], validity))), { mode: 0o600 })
 }
 
 function enrolMonitors(l: Layout, count: number): void {

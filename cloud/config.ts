@@ -14,6 +14,8 @@
  * | `CARELEDGER_CLOUD_VERIFY_INTERVAL_S` | `--verify-interval-s <s>` | `300` | seconds between full chain verifications (the first runs at start); `0` disables them |
  * | `CARELEDGER_CLOUD_VERIFY_WORKERS` | `--verify-workers <n>` | `0` | worker threads for chain verification; `0` lets the chain module choose |
  * | `CARELEDGER_CLOUD_MAX_BATCH_BYTES` | `--max-batch-bytes <n>` | `2097152` | body limit of `POST /v1/batches` (413 PAYLOAD_TOO_LARGE beyond); `POST /v1/batches/bulk` is fixed at 16 MiB by docs/api.md |
+ * | `CARELEDGER_CLOUD_PUBLIC_IPFS` | `--public-ipfs <yes/no>` | `no` | serve `GET /ipfs/{cid}` (the IPFS trustless gateway) without a token: every envelope is then public ciphertext (docs/security.md §IPFS) |
+ * | `CARELEDGER_CLOUD_TRANSFORM_WORKERS` | `--transform-workers <n>` | `1` | worker threads for outsourced decryption (`POST /v1/transform`, 3 pairings per record) |
  * | `CARELEDGER_LOG_LEVEL` | `--log-level <level>` | `info` | pino level: fatal, error, warn, info, debug, trace, silent |
  * | `CARELEDGER_ANCHOR_*` | `--anchor-*` | off | anchoring the chain head to an EVM chain: cloud/anchor/config.ts |
  *
@@ -46,6 +48,8 @@ export interface CloudConfig {
   readonly chameleonPublicKeyFile: string | null
   readonly chain: { readonly blockIntervalMs: number; readonly verifyIntervalMs: number; readonly verifyWorkers: number }
   readonly limits: { readonly batchBytes: number; readonly bulkBytes: number; readonly bulkBatches: number }
+  /** Reading records back (cloud/retrieval/): the IPFS trustless gateway and outsourced decryption. */
+  readonly retrieval: { readonly publicIpfs: boolean; readonly transformWorkers: number }
   readonly log: { readonly level: LogLevel }
   /** Anchoring the chain head to an EVM chain (cloud/anchor/config.ts); off unless an RPC URL is set. */
   readonly anchor: AnchorConfig
@@ -62,6 +66,8 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'chain.verifyIntervalS', env: 'CARELEDGER_CLOUD_VERIFY_INTERVAL_S', flag: '--verify-interval-s <s>', option: 'verifyIntervalS', default: '300', doc: 'seconds between chain verifications (0 disables)' },
   { path: 'chain.verifyWorkers', env: 'CARELEDGER_CLOUD_VERIFY_WORKERS', flag: '--verify-workers <n>', option: 'verifyWorkers', default: '0', doc: 'verification worker threads (0: chain default)' },
   { path: 'limits.batchBytes', env: 'CARELEDGER_CLOUD_MAX_BATCH_BYTES', flag: '--max-batch-bytes <n>', option: 'maxBatchBytes', default: String(2 * 1024 * 1024), doc: 'body limit of POST /v1/batches, bytes' },
+  { path: 'retrieval.publicIpfs', env: 'CARELEDGER_CLOUD_PUBLIC_IPFS', flag: '--public-ipfs <yes/no>', option: 'publicIpfs', default: 'no', doc: 'serve /ipfs/{cid} without a token' },
+  { path: 'retrieval.transformWorkers', env: 'CARELEDGER_CLOUD_TRANSFORM_WORKERS', flag: '--transform-workers <n>', option: 'transformWorkers', default: '1', doc: 'worker threads for outsourced decryption' },
   { path: 'log.level', env: 'CARELEDGER_LOG_LEVEL', flag: '--log-level <level>', option: 'logLevel', default: 'info', doc: 'log level' },
   ...ANCHOR_SETTINGS,
 ]
@@ -81,6 +87,10 @@ const RawSchema = z
       verifyWorkers: z.coerce.number().int().min(0).max(256),
     }),
     limits: z.object({ batchBytes: z.coerce.number().int().min(1024).max(BULK_MAX_BYTES) }),
+    retrieval: z.object({
+      publicIpfs: z.enum(['yes', 'no', 'true', 'false', '1', '0'], 'must be yes or no').transform((v) => v === 'yes' || v === 'true' || v === '1'),
+      transformWorkers: z.coerce.number().int().min(1).max(64),
+    }),
     log: z.object({ level: z.enum(LOG_LEVELS) }),
     anchor: AnchorRawSchema,
   })
@@ -111,6 +121,7 @@ export function loadCloudConfig(flags: Readonly<Record<string, unknown>> = {}, e
     chameleonPublicKeyFile: r.chameleonPublicKeyFile === undefined ? null : resolve(r.chameleonPublicKeyFile),
     chain: { blockIntervalMs: Math.round(r.chain.blockIntervalS * 1000), verifyIntervalMs: Math.round(r.chain.verifyIntervalS * 1000), verifyWorkers: r.chain.verifyWorkers },
     limits: { batchBytes: r.limits.batchBytes, bulkBytes: BULK_MAX_BYTES, bulkBatches: BULK_MAX_BATCHES },
+    retrieval: { publicIpfs: r.retrieval.publicIpfs, transformWorkers: r.retrieval.transformWorkers },
     log: { level: r.log.level },
     anchor: anchorConfigFrom(r.anchor),
   }

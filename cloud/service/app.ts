@@ -7,6 +7,7 @@
  *   routes-read.ts      records, proofs, envelopes, blocks, streams, stats, verification, healthz
  *   routes-console.ts   GET / and /console/* (static), GET /v1/openapi.json, GET /metrics
  *   anchor/routes.ts    GET /v1/anchors
+ *   ../retrieval/       evidence for verified reads and exports, outsourced decryption, /ipfs/{cid}
  *
  * Logging: one line per request (method, route template, status, duration, who) — never a
  * header value, query value or body: bodies carry manifests and ciphertext, and although the cloud
@@ -22,6 +23,8 @@ import { registerIngestRoutes } from './routes-ingest.ts'
 import { registerReadRoutes } from './routes-read.ts'
 import { registerConsoleRoutes } from './routes-console.ts'
 import { registerAnchorRoutes } from '../anchor/routes.ts'
+import { registerRetrievalRoutes } from '../retrieval/routes.ts'
+import { registerDoctorConsole } from '../console/doctor-routes.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -88,6 +91,8 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
   registerAccessRoutes(app, ctx)
   await app.register(async (scope) => registerIngestRoutes(scope, ctx))
   registerReadRoutes(app, ctx)
+  registerRetrievalRoutes(app, ctx)
+  registerDoctorConsole(app, ctx)
   registerConsoleRoutes(app, ctx)
   registerAnchorRoutes(app, ctx)
   return app

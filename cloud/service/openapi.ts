@@ -155,6 +155,31 @@ export function openApiDocument(config: CloudConfig): object {
       '/v1/stats': { get: people('stats', 'Live counters for the console', { description: 'ok' }) },
       '/v1/openapi.json': { get: people('openapi', 'This document', { description: 'ok' }) },
       '/metrics': { get: people('metrics', 'Prometheus metrics (careledger_cloud_*)', { description: 'text/plain' }) },
+      '/v1/evidence': {
+        get: people('records', 'Evidence plan of a verified read or export: signed head, keys, per-stream seq spans with boundaries and admitted gaps (docs/api.md §Retrieval)', { description: 'ok' }, {
+          parameters: ['from', 'to', 'lateness', 'skew'].map((name) => ({ name, in: 'query', required: name === 'from' || name === 'to', schema: int })).concat([
+            { name: 'patient', in: 'query', required: false, schema: { type: 'string', pattern: '^p-[0-9a-f]{24}$' } as never },
+            { name: 'type', in: 'query', required: false, schema: { type: 'string' } as never },
+          ]),
+        }),
+      },
+      '/v1/evidence/headers': { get: people('records', 'Canonical block headers of heights from … to (at most 5000)', { description: 'ok' }, { parameters: ['from', 'to'].map((name) => ({ name, in: 'query', required: true, schema: int })) }) },
+      '/v1/evidence/records': {
+        get: people('records', "Record proofs of one stream's seqs fromSeq … toSeq as of block `head` (pages of 500)", { description: 'ok' }, {
+          parameters: [{ name: 'stream', in: 'query', required: true, schema: hex(32) }, ...['fromSeq', 'toSeq', 'head'].map((name) => ({ name, in: 'query', required: true, schema: int }))],
+        }),
+      },
+      '/v1/transform': {
+        post: {
+          ...people('envelope', 'Outsourced decryption: the pairings of up to 64 records with the caller\'s transformation key (Green–Hohenberger–Waters)', { description: 'ok' }),
+          requestBody: { required: true, content: json({ type: 'object', required: ['transformKey', 'records'], properties: { transformKey: { type: 'string', format: 'byte' }, records: { type: 'array', items: int } } }) },
+        },
+      },
+      '/ipfs/{cid}': {
+        get: people('envelope', 'IPFS Trustless Gateway: a stored block as application/vnd.ipld.raw or application/vnd.ipld.car (public with CARELEDGER_CLOUD_PUBLIC_IPFS)', { description: 'block' }, {
+          parameters: [{ name: 'cid', in: 'path', required: true, schema: { type: 'string' } }, { name: 'format', in: 'query', required: false, schema: { enum: ['raw', 'car'] } }],
+        }),
+      },
     },
   }
 }

@@ -75,6 +75,8 @@ export function addBackofficeCommands(cmd: Command): void {
       assertPatientId(opts.patient)
       // Check it compiles with a pseudonym in place, so a typo is caught now, not at the next seal.
       const canonical = compilePolicy(text.replaceAll('{patient}', 'p-000000000000000000000000')).text.replaceAll('p-000000000000000000000000', '{patient}')
+      const { epochOf, withEpoch } = await import('../../shared/protocol/epoch.ts')
+      compilePolicy(withEpoch(canonical.replaceAll('{patient}', 'p-000000000000000000000000'), epochOf(Date.now()))) // the gateway adds the epoch when it seals
       await withDb(opts.data, (db) =>
         db.prepare('INSERT INTO patient_policies (patient_id, policy, updated_at) VALUES (?, ?, ?) ON CONFLICT (patient_id) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at').run(opts.patient, canonical, Date.now()),
       )

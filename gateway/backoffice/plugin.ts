@@ -15,6 +15,7 @@ import cron from 'node-cron'
 import { Gauge, Counter } from 'prom-client'
 import { CareLedgerError } from '../../shared/errors.ts'
 import { assertEachAttributeOnce, parsePolicy } from '../../shared/crypto/policy/parse.ts'
+import { epochOf, withEpoch } from '../../shared/protocol/epoch.ts'
 import { METRIC_PREFIX } from '../metrics.ts'
 import type { GatewayContext, GatewayPlugin, PluginHandle } from '../runtime.ts'
 // Only light imports here: this module runs on the ingest thread. The curves (~33 MB of RSS per
@@ -64,7 +65,7 @@ async function startBackoffice(ctx: GatewayContext): Promise<PluginHandle> {
   const backoffMaxMs = syncBackoffMaxMs()
   // Fail at start, not at the first seal, if the default policy does not parse.
   try {
-    const text = ctx.config.seal.defaultPolicy.replaceAll('{patient}', 'p-000000000000000000000000')
+    const text = withEpoch(ctx.config.seal.defaultPolicy.replaceAll('{patient}', 'p-000000000000000000000000'), epochOf(Date.now()))
     assertEachAttributeOnce(parsePolicy(text), text)
   } catch (e) {
     throw new CareLedgerError('INVALID_ARGUMENT', `CARELEDGER_DEFAULT_POLICY is not a usable policy: ${(e as Error).message}`, { policy: ctx.config.seal.defaultPolicy })
