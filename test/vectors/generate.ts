@@ -2,8 +2,12 @@
 import { writeFileSync } from 'node:fs'
 import { computeAbeVectors } from './abe.ts'
 import { computeChameleonVectors } from './chameleon.ts'
+import { computeFrostChameleonVectors } from './frost-chameleon.ts'
+import { computeSupervisionVectors } from './supervision.ts'
 
 const dir = new URL('.', import.meta.url)
 writeFileSync(new URL('abe.json', dir), JSON.stringify(computeAbeVectors(), null, 2) + '\n')
 writeFileSync(new URL('chameleon.json', dir), JSON.stringify(computeChameleonVectors(), null, 2) + '\n')
-console.log('wrote test/vectors/abe.json and test/vectors/chameleon.json')
+writeFileSync(new URL('frost-chameleon.json', dir), JSON.stringify(computeFrostChameleonVectors(), null, 2) + '\n')
+writeFileSync(new URL('supervision.json', dir), JSON.stringify(await computeSupervisionVectors(), null, 2) + '\n')
+console.log('wrote test/vectors/abe.json, chameleon.json, frost-chameleon.json and supervision.json (rfc9591/ is pinned, never regenerated)')
