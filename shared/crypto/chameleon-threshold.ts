@@ -37,6 +37,7 @@ import {
   FROST_POINT_BYTES,
   frostError,
   frostSuite,
+  parsePoint,
   parseScalar,
   scalarBytes,
   type FrostCommitment,
@@ -99,7 +100,7 @@ export const CHAMELEON_FROST: FrostSuite = frostSuite(
 export function adaptedOpeningFrom(signature: Uint8Array, hash: Uint8Array): AdaptedOpening {
   const sig = expectBytes(signature, 64, 'adapted opening (R ‖ s)')
   const C = parseScalar(hash, 'chameleon hash')
-  const R = Point.fromBytes(sig.subarray(0, FROST_POINT_BYTES))
+  const R = parsePoint(sig.subarray(0, FROST_POINT_BYTES), 'adapted opening R')
   return { R: sig.slice(0, FROST_POINT_BYTES), s: sig.slice(FROST_POINT_BYTES), r: scalarBytes(Fn.add(C, chameleonConvert(R))) }
 }
 

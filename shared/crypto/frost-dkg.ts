@@ -38,6 +38,7 @@ import {
   expectBytes,
   FROST_ORDER,
   frostError,
+  guarded,
   nobleRng,
   parsePoint,
   parseScalar,
@@ -141,7 +142,7 @@ export function dkgRound1(ceremony: DkgCeremony, index: number, rng: Rng): { pac
   checkCeremony(ceremony)
   checkParticipant(ceremony, index, 'DKG round 1')
   const f = ceremonyFrost(ceremony.id)
-  const r1 = f.DKG.round1(nobleId(f, index), { min: ceremony.threshold, max: ceremony.participants }, undefined, nobleRng(rng))
+  const r1 = guarded('DKG round 1', () => f.DKG.round1(nobleId(f, index), { min: ceremony.threshold, max: ceremony.participants }, undefined, nobleRng(rng)))
   const encryptionSecret = randomScalar(rng, FROST_ORDER)
   const state: DkgState = {
     ceremony: ceremony.id.slice(),
@@ -279,7 +280,7 @@ export function dkgRound2(ceremony: DkgCeremony, state: DkgState, packages: read
     frostError('INVALID_ARGUMENT', 'WRONG_STATE', `DKG round 2: the package listed for participant ${state.index} is not the one this state made`, { participant: state.index })
   }
   const others = all.filter((p) => p.index !== state.index)
-  const shares = f.DKG.round2(secret, others.map((p) => toNoble(f, p)))
+  const shares = guarded('DKG round 2', () => f.DKG.round2(secret, others.map((p) => toNoble(f, p))))
   const out = others.map((p) => {
     const info = shareInfo(ceremony.id, state.index, p.index, me.encryptionKey, p.encryptionKey)
     const nonce = rng(NONCE_BYTES)
@@ -341,12 +342,14 @@ export function dkgRound3(ceremony: DkgCeremony, state: DkgState, packages: read
 
   const secret = nobleState(ceremony, state, coefficients)
   const others = all.filter((p) => p.index !== state.index).map((p) => toNoble(f, p))
-  f.DKG.round2(secret, others) // rebuilds noble's authenticated transcript (deterministic, output discarded)
-  const key = f.DKG.round3(
-    secret,
-    others,
-    [...shares].map(([from, signingShare]) => ({ identifier: nobleId(f, from), signingShare })),
-  )
+  const key = guarded('DKG round 3', () => {
+    f.DKG.round2(secret, others) // rebuilds noble's authenticated transcript (deterministic, output discarded)
+    return f.DKG.round3(
+      secret,
+      others,
+      [...shares].map(([from, signingShare]) => ({ identifier: nobleId(f, from), signingShare })),
+    )
+  })
   const group = checkFrostGroup({
     threshold: ceremony.threshold,
     participants: ceremony.participants,

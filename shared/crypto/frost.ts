@@ -215,7 +215,7 @@ export const nobleRng =
     rng(n ?? 32) as ReturnType<RNG>
 
 /** Run a noble call; anything it throws that we did not foresee becomes a typed error. */
-function guarded<T>(what: string, f: () => T): T {
+export function guarded<T>(what: string, f: () => T): T {
   try {
     return f()
   } catch (e) {

@@ -162,7 +162,12 @@ export const encodeSupervisoryPolicy = (policy: SupervisoryPolicy): Uint8Array =
 export const decodeSupervisoryPolicy = (bytes: Uint8Array): SupervisoryPolicy => parseSupervisoryPolicy(decodeCanonical(bytes))
 
 /** The policy id: 32 bytes, the EIP-712 domain salt of its approvals. */
-export const supervisoryPolicyId = (policy: SupervisoryPolicy): Uint8Array => canonicalDigest(SUPERVISORY_POLICY_DOMAIN, policy)
+export function supervisoryPolicyId(policy: SupervisoryPolicy): Uint8Array {
+  // The schema only (cheap): the id commits to a well-formed policy, never to stray fields.
+  const r = PolicySchema.safeParse(policy)
+  if (!r.success) schemaError('supervisory policy', r.error)
+  return canonicalDigest(SUPERVISORY_POLICY_DOMAIN, r.data)
+}
 
 /** The regulator with this address (any case), or undefined. */
 export function regulatorByAddress(policy: SupervisoryPolicy, address: string): Regulator | undefined {

@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
+import fc from 'fast-check'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import type { Wallet } from 'ethers'
 import { chameleonHash, chameleonVerify } from '../../shared/crypto/chameleon.ts'
@@ -9,6 +10,7 @@ import { thresholdAdaptAggregate, thresholdAdaptCommit, thresholdAdaptSign } fro
 import { frostDeal } from '../../shared/crypto/frost.ts'
 import { dkgRound1, dkgRound2, dkgRound3, type DkgRound1Package } from '../../shared/crypto/frost-dkg.ts'
 import { deterministicRng } from '../../shared/crypto/random.ts'
+import { decodeDkgStateFile, decodeFrostNonceFile, decodeFrostShareFile, encodeDkgStateFile, encodeFrostNonceFile, encodeFrostShareFile } from '../../shared/crypto/frost-codec.ts'
 import { deleteDkgStateFile, readDkgStateFile, readShareFile, takeNonceFile, writeDkgStateFile, writeNonceFile, writeShareFile } from '../../shared/cli/frost-files.ts'
 import { supervisoryPolicyId } from '../../shared/protocol/supervisory-policy.ts'
 import {
@@ -165,5 +167,30 @@ describe('regulator files', () => {
     const d = chameleonHash(deal.group.groupKey, new Uint8Array(1), rng)
     thresholdAdaptSign(deal.shares[0]!, deal.group, c[0]!.nonces, c.map((x) => x.commitment), { hash: d.hash, message: new Uint8Array(2) })
     expect(errorOf(() => writeNonceFile(join(dir, 'used.nonces'), { nonces: c[0]!.nonces, label: 'x', groupKey: deal.group.groupKey }))?.reason).toBe('NONCE_USED')
+  })
+
+  it('garbage and mutated files of every kind throw only CareLedgerError (property)', () => {
+    const { nonces } = thresholdAdaptCommit(deal.shares[0]!, rng)
+    const state = dkgRound1({ id: new Uint8Array(32).fill(1), threshold: 2, participants: 3 }, 1, rng).state
+    const files = [
+      [decodeFrostShareFile, encodeFrostShareFile(deal.group, deal.shares[1]!)],
+      [decodeFrostNonceFile, encodeFrostNonceFile({ nonces, label: 'request', groupKey: deal.group.groupKey })],
+      [decodeDkgStateFile, encodeDkgStateFile(state)],
+    ] as const
+    for (const [decode, file] of files) {
+      decode(file)
+      const mutated = fc.tuple(fc.nat(file.length - 1), fc.integer({ min: 1, max: 255 }), fc.nat(file.length)).map(([i, v, cut]) => {
+        const b = file.slice(0, Math.max(cut, i + 1))
+        b[i]! ^= v
+        return b
+      })
+      fc.assert(
+        fc.property(fc.oneof(fc.uint8Array({ maxLength: 200 }), mutated), (bytes) => {
+          errorOf(() => decode(bytes))
+        }),
+        { numRuns: 150 },
+      )
+      for (const junk of [undefined, null, 'CL', 42, {}]) expect(errorOf(() => decode(junk as never))?.code).toBe('INVALID_ENCODING')
+    }
   })
 })
