@@ -440,3 +440,6 @@ export function decodeChameleonSecretKey(bytes: Uint8Array): Uint8Array {
   r.end()
   return sk
 }
+
+// The scheme's two hashes, for the threshold Adapt (shared/crypto/chameleon-threshold.ts), which computes s' = k − e'·x with FROST.
+export { challenge as chameleonChallenge, convert as chameleonConvert }

@@ -20,6 +20,10 @@ export const Kind = {
   Envelope: 8,
   ChameleonPublicKey: 9,
   ChameleonSecretKey: 10,
+  // 16–18: FROST (shared/crypto/frost-codec.ts); 11–15 left for other key files in flight.
+  FrostSigningShare: 16,
+  FrostNonces: 17,
+  FrostDkgState: 18,
 } as const
 export type Kind = (typeof Kind)[keyof typeof Kind]
 
