@@ -23,6 +23,7 @@ export const REJECTION_REASONS = [
   'BAD_TIMESTAMP',
   'FUTURE_TIMESTAMP',
   'SEQ_REUSED',
+  'UNPROCESSABLE',
 ] as const satisfies ReadonlyArray<RejectionCode | GatewayRejectionCode>
 // Compile-time check that the list above names every RejectionCode of shared/schema/reading.ts.
 const everyRejectionCode: Exclude<RejectionCode, (typeof REJECTION_REASONS)[number]> extends never ? true : false = true

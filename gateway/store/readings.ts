@@ -159,10 +159,11 @@ export class ReadingStore {
 /**
  * Gateway-side rejection codes, beyond the payload ones of shared/schema/reading.ts:
  * SEQ_REUSED — (device, seq) already stored with different content (stored reading untouched, the
- * new one quarantined). STORAGE_FULL / STORE_FAILED are never quarantined: the reading is not
+ * new one quarantined). UNPROCESSABLE — the gateway failed on the message (a bug): quarantined whole
+ * and acknowledged. STORAGE_FULL / STORE_FAILED are never quarantined: the reading is not
  * acknowledged, so the device keeps it and resends.
  */
-export type GatewayRejectionCode = 'SEQ_REUSED' | 'STORAGE_FULL' | 'STORE_FAILED'
+export type GatewayRejectionCode = 'SEQ_REUSED' | 'UNPROCESSABLE' | 'STORAGE_FULL' | 'STORE_FAILED'
 
 /** A rejection as the gateway records it (quarantine row) and reports it (errors topic). */
 export interface GatewayRejection extends Omit<Rejection, 'code'> {
