@@ -213,8 +213,9 @@ function peekSeq(payload: Buffer | string, maxBytes: number): number | null {
  * Run `then` once everything written to the client's socket has left the process, plus `lingerMs`,
  * so closing the connection (aedes destroys the socket) cannot discard the error message.
  */
-function afterFlushed(client: Client, lingerMs: number, then: () => void): void {
-  const conn = client.conn as { writableLength?: number; destroyed?: boolean; once(ev: string, f: () => void): unknown }
+export function afterFlushed(client: Client, lingerMs: number, then: () => void): void {
+  // Through the packet gate (packet-gate.ts), what is still queued sits in the socket behind it.
+  const conn = ((client.conn as { socket?: unknown }).socket ?? client.conn) as { writableLength?: number; destroyed?: boolean; once(ev: string, f: () => void): unknown }
   const wait = (): void => void setTimeout(then, lingerMs).unref()
   if (conn.destroyed || !conn.writableLength) return wait()
   let fired = false

@@ -156,8 +156,8 @@ describe('ingest over MQTT 3.1.1', () => {
     const dev = await connectDevice(gw.mqttUrl, bed2)
     const now = Date.now()
     // Record<RejectionCode, …>: the compiler insists on a case for every code the schema defines.
-    const cases: Record<RejectionCode, { payload: unknown; seq: number | null }> = {
-      PAYLOAD_TOO_LARGE: { payload: JSON.stringify({ ...hr(20), pad: 'x'.repeat(5000) }), seq: null },
+    // PAYLOAD_TOO_LARGE is refused by the packet header instead (next test).
+    const cases: Record<Exclude<RejectionCode, 'PAYLOAD_TOO_LARGE'>, { payload: unknown; seq: number | null }> = {
       MALFORMED_JSON: { payload: '{"seq": 21, "ts": ', seq: null },
       TOO_MANY_READINGS: { payload: [1, 2, 3, 4, 5, 6].map((i) => hr(21 + i)), seq: null },
       SCHEMA: { payload: { seq: 30, ts: now, type: 'heart_rate', unit: '/min', value: 70, extra: true }, seq: 30 },
@@ -185,6 +185,20 @@ describe('ingest over MQTT 3.1.1', () => {
     for (const code of Object.keys(cases)) expect(metric(m, `careledger_gateway_readings_rejected_total{reason="${code}"}`), code).toBeGreaterThanOrEqual(1)
     expect(metric(m, 'careledger_gateway_quarantine_rows')).toBe(q.length + quarantineOf('bed-1').length)
     await dev.end()
+  })
+
+  it('refuses a PUBLISH over the payload limit by its fixed header: PAYLOAD_TOO_LARGE on the errors topic, no PUBACK, connection closed, nothing stored', async () => {
+    const dev = await connectDevice(gw.mqttUrl, bed2)
+    const gone = closed(dev.client)
+    const acked = dev.publish(JSON.stringify({ ...hr(20), pad: 'x'.repeat(5000) })).then(() => 'acked', () => 'failed')
+    const e = await dev.nextError((x) => x.code === 'PAYLOAD_TOO_LARGE')
+    expect(e.seq).toBeNull()
+    expect(e.message).toMatch(/over the limit of \d+ \(payload at most 4096 bytes\): refused by its header, NOT stored, NOT acknowledged/)
+    await gone
+    expect(await Promise.race([acked, new Promise((ok) => setTimeout(() => ok('no answer'), 300))])).not.toBe('acked')
+    expect(rowsOf('bed-2').some((r) => r.seq === 20)).toBe(false)
+    expect(metric(await metrics(), 'careledger_gateway_publish_refused_total{reason="PAYLOAD_TOO_LARGE"}')).toBeGreaterThanOrEqual(1)
+    dev.client.end(true)
   })
 
   it('stores a repeated (device, seq) once and still acknowledges it; a reused seq with other content is quarantined as SEQ_REUSED', async () => {
