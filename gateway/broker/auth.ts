@@ -13,7 +13,10 @@
  *
  * Cheaper checks first (issue 8, item 4): a user name that cannot be a device id, or a missing
  * password, is refused without scrypt (nothing secret to protect: the id syntax is public); a
- * device that logged in since the gateway started is checked against a cached digest.
+ * device that logged in since the gateway started is checked against a cached digest; logins for
+ * enrolled ids are served before logins for unknown ids (login-queue.ts). Under a login flood that
+ * priority shows in the timing whether an id is enrolled; device ids are not secrets (they are in
+ * every batch manifest), the device secrets are.
  */
 import type { Aedes, AuthenticateError, Client, Subscription } from 'aedes'
 import type { Logger } from 'pino'
@@ -21,7 +24,7 @@ import { DEVICE_ID, errorsTopic } from '../../shared/schema/device.ts'
 import { DUMMY_HASH, verifySecret, type DeviceDirectory, type VerifiedSecrets } from '../store/devices.ts'
 import type { GatewayMetrics } from '../metrics.ts'
 import { clipForLog } from '../log.ts'
-import type { LoginQueue } from './login-queue.ts'
+import { LoginQueueFull, type LoginQueue } from './login-queue.ts'
 
 /** What the gateway remembers about an authenticated connection. */
 export interface DeviceSession {
@@ -87,9 +90,9 @@ export function createAuthenticate(deps: AuthDeps) {
       done(null, true)
     }
     if (device && verified.has(username, secretHash, password)) return accept(true)
-    const check = loginQueue.submit(remoteOf(client) ?? '?', () => verifySecret(password, secretHash))
+    const check = loginQueue.submit(remoteOf(client) ?? '?', device ? 'enrolled' : 'unknown', () => verifySecret(password, secretHash))
     if (!check) return fail(client, username, 'BUSY', done)
-    void check.then(accept, () => accept(false))
+    void check.then(accept, (e) => (e instanceof LoginQueueFull ? fail(client, username, 'BUSY', done) : accept(false)))
   }
 }
 
