@@ -123,15 +123,22 @@ export function validateReading(value: unknown, opts: ValidationOptions): Readin
     }
     const bad = r.samples.findIndex((s) => !Number.isFinite(s) || s < spec.min || s > spec.max)
     if (bad >= 0) return reject('IMPLAUSIBLE_VALUE', `ecg sample ${bad} = ${r.samples[bad]} mV is outside [${spec.min}, ${spec.max}] mV`)
-    return { seq: r.seq, ts, type: 'ecg', unit: spec.unit, samples: r.samples, hz: r.hz }
+    return { seq: r.seq, ts, type: 'ecg', unit: spec.unit, samples: r.samples.map(noNegativeZero), hz: r.hz }
   }
   if (r.samples !== undefined || r.hz !== undefined) return reject('SCHEMA', `${r.type} carries "value", not "samples"/"hz"`)
   if (r.value === undefined) return reject('SCHEMA', `${r.type} needs a numeric "value"`)
   if (!Number.isFinite(r.value) || r.value < spec.min || r.value > spec.max) {
     return reject('IMPLAUSIBLE_VALUE', `${r.type} ${r.value} ${spec.unit} is outside the physiological range [${spec.min}, ${spec.max}]`)
   }
-  return { seq: r.seq, ts, type: spec.type, unit: spec.unit, value: r.value }
+  return { seq: r.seq, ts, type: spec.type, unit: spec.unit, value: noNegativeZero(r.value) }
 }
+
+/**
+ * Numbers are IEEE 754 binary64, exactly as JSON.parse reads them (docs/protocol.md §Numbers); -0
+ * is read as 0, the number canonical CBOR writes for both (RFC 8949 §4.2.2 preferred serialization
+ * of an integral value), so a resend of "-0" matches a stored 0.
+ */
+const noNegativeZero = (x: number): number => x + 0
 
 export const isRejection = (x: Reading | Rejection): x is Rejection => 'code' in x
 

@@ -67,13 +67,14 @@ describe('ingest over MQTT 3.1.1', () => {
     expect(rows[0]).toMatchObject({ seq: 1, patientId: 'P-1', ts, type: 'heart_rate', unit: '/min', value: 71.5, samples: null, batchId: null })
     expect(rows[0]!.receivedAt).toBeGreaterThanOrEqual(before)
 
-    // An array payload and an ECG chunk (samples stored as little-endian Float32).
+    // An array payload and an ECG chunk (samples stored exactly: tag 0x02 + little-endian binary64).
     const samples = [0.1, -0.25, 1.5, 0.75]
     await dev.publish([hr(2, 80), { seq: 3, ts: Date.now(), type: 'ecg', unit: 'mV', samples, hz: 250 }, { seq: 4, ts: new Date().toISOString(), type: 'spo2', unit: '%', value: 97 }])
     const [r2, r3, r4] = rowsOf('bed-1').slice(1)
     expect(r2).toMatchObject({ seq: 2, value: 80 })
     expect(r3).toMatchObject({ seq: 3, type: 'ecg', unit: 'mV', value: null, hz: 250 })
-    expect([...new Float32Array(new Uint8Array(r3!.samples!).buffer)]).toEqual(samples.map(Math.fround))
+    expect(r3!.samples![0]).toBe(0x02)
+    expect([...new Float64Array(new Uint8Array(r3!.samples!).buffer.slice(1))]).toEqual(samples)
     expect(r4).toMatchObject({ seq: 4, type: 'spo2', value: 97 })
     expect(dev.errors).toEqual([])
     await dev.end()

@@ -90,7 +90,7 @@ function valueNeedles(name: string, x: number): Needle[] {
   ]
 }
 
-/** The ECG pattern in every form it has on its way: sent as JSON, stored as float32 LE, sealed as CBOR floats. */
+/** The ECG pattern in every form it has on its way: sent as JSON, stored as float64 LE (float32 LE before issue 8), sealed as CBOR floats. */
 function ecgNeedles(): Needle[] {
   const f = ECG.map(Math.fround)
   const window = (xs: Buffer[]): Buffer => Buffer.concat(xs.slice(2, 6)) // four samples from the middle
@@ -98,7 +98,8 @@ function ecgNeedles(): Needle[] {
   const oneCbor = Buffer.from(encodeCanonical(f[2]!))
   const at = sealed.indexOf(oneCbor)
   return [
-    { name: 'ECG float32 LE (as the gateway stores it)', bytes: window(f.map((x) => f32(x, true))) },
+    { name: 'ECG float64 LE (as the gateway stores it)', bytes: window(ECG.map((x) => f64(x, true))) },
+    { name: 'ECG float32 LE (as gateways before issue 8 stored it)', bytes: window(f.map((x) => f32(x, true))) },
     { name: 'ECG float32 BE', bytes: window(f.map((x) => f32(x, false))) },
     { name: 'ECG float64 BE', bytes: window(f.map((x) => f64(x, false))) },
     { name: 'ECG float64 LE', bytes: window(f.map((x) => f64(x, true))) },
