@@ -160,7 +160,8 @@ export async function runExhaustion(o: ExhaustionOptions): Promise<ExhaustionRep
       for (let backoff = 250; ; backoff = Math.min(2000, backoff * 2)) {
         secondLoginAttempts++
         try {
-          const d2 = await connectDevice(gw.mqttUrl, second!, { subscribe: false })
+          // mqtt.js does not reject when a connection is closed before CONNACK: bound the wait.
+          const d2 = await Promise.race([connectDevice(gw.mqttUrl, second!, { subscribe: false }), sleep(6000).then(() => Promise.reject(new Error('no CONNACK')))])
           const ms = performance.now() - t0
           await d2.publish({ seq: 1, ts: Date.now(), type: 'spo2', unit: '%', value: 97 })
           await d2.end()
