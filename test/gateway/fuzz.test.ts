@@ -99,10 +99,14 @@ const payload: fc.Arbitrary<string | Uint8Array> = fc.oneof(
 async function answerTo(p: string | Uint8Array): Promise<'puback' | 'disconnected'> {
   const bytes = typeof p === 'string' ? Buffer.from(p) : Buffer.from(p)
   const before = dev.errors.length
-  const gone = new Promise<'disconnected'>((ok) => dev.client.once('close', () => ok('disconnected')))
+  let onClose = (): void => {}
+  const gone = new Promise<'disconnected'>((ok) => dev.client.once('close', (onClose = () => ok('disconnected'))))
   const acked = dev.client.publishAsync(`careledger/v1/devices/${cred.deviceId}/readings`, bytes, { qos: 1 }).then(() => 'puback' as const)
-  const timeout = new Promise<'timeout'>((ok) => setTimeout(() => ok('timeout'), TIMEOUT_MS))
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<'timeout'>((ok) => (timer = setTimeout(() => ok('timeout'), TIMEOUT_MS)))
   const answer = await Promise.race([acked, gone, timeout])
+  clearTimeout(timer)
+  dev.client.removeListener('close', onClose)
   if (answer === 'timeout') throw new Error(`no answer within ${TIMEOUT_MS} ms to a payload of ${bytes.length} bytes: ${bytes.subarray(0, 120).toString('latin1')}`)
   // The gateway's own validator says how many rejections must be reported (SEQ_REUSED may add some).
   const expected = bytes.length > MAX_BYTES ? 1 : validatePayload(bytes, { now: Date.now(), maxBytes: MAX_BYTES, maxReadings: 50 }).rejected.length
