@@ -7,7 +7,10 @@
 import { execFile, execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
+import Database from 'better-sqlite3'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { decodeSamples } from '../../gateway/store/readings.ts'
 import { connectDevice, enrolInStore, GatewayProcess, tempDataDir, type TestDevice } from '../helpers/gateway-process.ts'
 import { closedWithin, connectPacket, memoryOf, openFiles, publishPacket, rawConnect, rawTcp, remainingLength, subscribePacket, type Packet } from '../helpers/mqtt-raw.ts'
 
@@ -212,6 +215,40 @@ describe('item 4: a login flood does not starve an enrolled device', () => {
     expect(answers.every((a) => a === 3 || a === 4 || a === 'closed')).toBe(true)
     expect(answers.filter((a) => a === 3).length).toBeGreaterThan(0)
     expect(await metric(gw, 'careledger_gateway_auth_failures_total{reason="BUSY"}')).toBeGreaterThan(0)
+    await dev.end()
+  })
+})
+
+describe('items 8, 9, 17 over MQTT: what a device sends is what is stored, or refused with a reason', () => {
+  it('stores ECG samples exactly as sent (-0.58918, not -0.5891799926757812)', async () => {
+    const dev = await connectDevice(gw.mqttUrl, creds[7]!)
+    await dev.publish(`{"seq":1,"ts":${Date.now()},"type":"ecg","unit":"mV","hz":250,"samples":[-0.58918,0.012,19.999999999999996]}`)
+    const db = new Database(join(data.dir, 'gateway.db'), { readonly: true })
+    try {
+      const row = db.prepare("SELECT samples FROM readings WHERE device_id = ? AND seq = 1").get(creds[7]!.deviceId) as { samples: Buffer }
+      expect([...decodeSamples(row.samples)]).toEqual([-0.58918, 0.012, 19.999999999999996])
+    } finally {
+      db.close()
+    }
+    await dev.end()
+  })
+
+  it('answers an impossible date, a space for T, invalid UTF-8, a missing hz and a repeated name, each with its code', async () => {
+    const dev = await connectDevice(gw.mqttUrl, creds[8]!)
+    const now = Date.now()
+    const cases: Array<[string | Buffer, string, number | null]> = [
+      ['{"seq":10,"ts":"2026-02-30T10:00:00Z","type":"heart_rate","unit":"/min","value":72}', 'BAD_TIMESTAMP', 10],
+      ['{"seq":11,"ts":"2026-11-25 10:00:00Z","type":"heart_rate","unit":"/min","value":72}', 'BAD_TIMESTAMP', 11],
+      [Buffer.concat([Buffer.from('{"seq":12,"note":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]), 'MALFORMED_JSON', null],
+      [`{"seq":13,"ts":${now},"type":"ecg","unit":"mV","samples":[0.1]}`, 'SCHEMA', 13],
+      [`{"seq":14,"ts":${now},"type":"heart_rate","unit":"/min","value":72,"value":180}`, 'SCHEMA', null],
+    ]
+    for (const [payload, code, seq] of cases) {
+      await dev.publish(payload)
+      const e = await dev.nextError((x) => x.code === code && x.seq === seq)
+      expect(e.message.length).toBeGreaterThan(10)
+    }
+    expect(dev.errors.find((e) => e.code === 'BAD_TIMESTAMP' && e.seq === 10)!.message).toBe('ts "2026-02-30T10:00:00Z" has day 30: February 2026 has 28 days')
     await dev.end()
   })
 })
