@@ -9,8 +9,8 @@
  * | `CARELEDGER_MQTT_PORT` | `--mqtt-port <port>` | `1883` | plain MQTT 3.1.1 listener; `0` disables it |
  * | `CARELEDGER_MQTTS_PORT` | `--mqtts-port <port>` | `8883` | MQTT over TLS listener (server certificate from the gateway CA); `0` disables it |
  * | `CARELEDGER_MQTT_MAX_CONNECTIONS` | `--mqtt-max-connections <n>` | `512` | most open MQTT/MQTTS connections; more are closed at accept |
- * | `CARELEDGER_MQTT_MAX_UNAUTHENTICATED` | `--mqtt-max-unauthenticated <n>` | `64` | most connections that have not logged in yet (TLS handshake, CONNECT, secret check) |
- * | `CARELEDGER_MQTT_MAX_UNAUTHENTICATED_PER_SOURCE` | `--mqtt-max-unauthenticated-per-source <n>` | `8` | the same, from one source IP address |
+ * | `CARELEDGER_MQTT_MAX_UNAUTHENTICATED` | `--mqtt-max-unauthenticated <n>` | `128` | most connections that have not logged in yet (TLS handshake, CONNECT, secret check) |
+ * | `CARELEDGER_MQTT_MAX_UNAUTHENTICATED_PER_SOURCE` | `--mqtt-max-unauthenticated-per-source <n>` | `32` | the same, from one source IP address (also its share of the login queue) |
  * | `CARELEDGER_MQTT_LOGIN_QUEUE` | `--mqtt-login-queue <n>` | `32` | logins that may wait for their scrypt check; beyond, CONNACK 3 (server unavailable) |
  * | `CARELEDGER_MQTT_CONNECT_TIMEOUT_S` | `--mqtt-connect-timeout-s <s>` | `10` | a connection must finish its TLS handshake, and then send its CONNECT, within this time each |
  * | `CARELEDGER_HTTP_HOST` | `--http-host <host>` | `127.0.0.1` | address of `GET /healthz` and `GET /metrics` |
@@ -72,8 +72,8 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'mqtt.port', env: 'CARELEDGER_MQTT_PORT', flag: '--mqtt-port <port>', option: 'mqttPort', default: '1883', doc: 'plain MQTT port (0 disables)' },
   { path: 'mqtts.port', env: 'CARELEDGER_MQTTS_PORT', flag: '--mqtts-port <port>', option: 'mqttsPort', default: '8883', doc: 'MQTT over TLS port (0 disables)' },
   { path: 'mqtt.maxConnections', env: 'CARELEDGER_MQTT_MAX_CONNECTIONS', flag: '--mqtt-max-connections <n>', option: 'mqttMaxConnections', default: '512', doc: 'most open MQTT/MQTTS connections' },
-  { path: 'mqtt.maxUnauthenticated', env: 'CARELEDGER_MQTT_MAX_UNAUTHENTICATED', flag: '--mqtt-max-unauthenticated <n>', option: 'mqttMaxUnauthenticated', default: '64', doc: 'most connections not logged in yet' },
-  { path: 'mqtt.maxUnauthenticatedPerSource', env: 'CARELEDGER_MQTT_MAX_UNAUTHENTICATED_PER_SOURCE', flag: '--mqtt-max-unauthenticated-per-source <n>', option: 'mqttMaxUnauthenticatedPerSource', default: '8', doc: 'most connections not logged in yet from one IP address' },
+  { path: 'mqtt.maxUnauthenticated', env: 'CARELEDGER_MQTT_MAX_UNAUTHENTICATED', flag: '--mqtt-max-unauthenticated <n>', option: 'mqttMaxUnauthenticated', default: '128', doc: 'most connections not logged in yet' },
+  { path: 'mqtt.maxUnauthenticatedPerSource', env: 'CARELEDGER_MQTT_MAX_UNAUTHENTICATED_PER_SOURCE', flag: '--mqtt-max-unauthenticated-per-source <n>', option: 'mqttMaxUnauthenticatedPerSource', default: '32', doc: 'most connections not logged in yet from one IP address' },
   { path: 'mqtt.loginQueue', env: 'CARELEDGER_MQTT_LOGIN_QUEUE', flag: '--mqtt-login-queue <n>', option: 'mqttLoginQueue', default: '32', doc: 'logins waiting for their secret check (CONNACK 3 beyond)' },
   { path: 'mqtt.connectTimeoutS', env: 'CARELEDGER_MQTT_CONNECT_TIMEOUT_S', flag: '--mqtt-connect-timeout-s <s>', option: 'mqttConnectTimeoutS', default: '10', doc: 'time for the TLS handshake, then for the CONNECT, s' },
   { path: 'http.host', env: 'CARELEDGER_HTTP_HOST', flag: '--http-host <host>', option: 'httpHost', default: '127.0.0.1', doc: 'address of /healthz and /metrics' },

@@ -40,8 +40,6 @@ import { PacketGate, type GateRefusalInfo } from './packet-gate.ts'
  * refused anyway.
  */
 export const CONNECT_MAX_BYTES = 1024
-/** Logins of one source address that may wait or run at once (login-queue.ts). */
-export const LOGIN_PER_SOURCE = 2
 const PUBLISH = 3
 
 /**
@@ -99,7 +97,9 @@ export async function startBroker(o: BrokerOptions): Promise<GatewayBroker> {
     relay({ cmd: 'publish', topic: errorsTopic(deviceId), payload: Buffer.from(JSON.stringify(msg)), qos: 1, retain: false, dup: false }, null, done ?? noop)
 
   const admission = new Admission(config.mqtt)
-  const loginQueue = new LoginQueue({ maxWaiting: config.mqtt.loginQueue, maxPerSource: LOGIN_PER_SOURCE })
+  // A source's logins are its unauthenticated connections: the same cap (a monitor concentrator or
+  // a NAT may put a whole ward behind one address).
+  const loginQueue = new LoginQueue({ maxWaiting: config.mqtt.loginQueue, maxPerSource: config.mqtt.maxUnauthenticatedPerSource })
   const warnEvery = throttle(10_000)
   const refused = (reason: string, fields: Record<string, unknown>): void => {
     metrics.connectionsRefused.inc({ reason })
