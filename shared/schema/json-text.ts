@@ -28,13 +28,24 @@ export interface JsonTextProblem {
 export const MAX_JSON_DEPTH = 8
 
 interface ObjectFrame {
-  readonly names: Set<string>
+  /**
+   * An array while small (a reading has six names and this runs for every PUBLISH), a Set beyond
+   * 16 names so that an object with thousands of names stays linear.
+   */
+  names: string[] | Set<string>
   expectName: boolean
 }
 type Frame = ObjectFrame | null // null: an array
 
 const QUOTE = 0x22
-const BACKSLASH = 0x5c
+
+/**
+ * The characters the scan acts on. Commas matter only in objects (a name follows) and in a root
+ * array (they count its elements); inside a nested array — an ECG chunk's samples — they are
+ * skipped with the rest, so the regular expression engine, not a JavaScript loop, walks the digits.
+ */
+const STRUCTURAL = /["{}[\],]/g
+const STRUCTURAL_NO_COMMA = /["{}[\]]/g
 
 /** Check depth and repeated names; returns every duplicate (one per array element) or the depth problem. */
 export function checkJsonText(text: string, maxDepth = MAX_JSON_DEPTH): JsonTextProblem[] {
@@ -42,48 +53,59 @@ export function checkJsonText(text: string, maxDepth = MAX_JSON_DEPTH): JsonText
   const problems: JsonTextProblem[] = []
   const flagged = new Set<number | null>()
   let rootItem = 0 // commas seen at depth 1 of a root array = index of the current element
-  for (let i = 0; i < text.length; i++) {
+  let at = 0
+  for (;;) {
+    const top = stack[stack.length - 1]
+    const re = top === null && stack.length > 1 ? STRUCTURAL_NO_COMMA : STRUCTURAL
+    re.lastIndex = at
+    const m = re.exec(text)
+    if (m === null) return problems
+    const i = m.index
     const c = text.charCodeAt(i)
+    at = i + 1
     if (c === QUOTE) {
-      const start = i
+      // The closing quote: the next one not escaped by a backslash.
+      let end = i + 1
       let escaped = false
-      for (i++; i < text.length; i++) {
-        const d = text.charCodeAt(i)
-        if (d === BACKSLASH) {
+      for (;;) {
+        const q = text.indexOf('"', end)
+        if (q < 0) return problems // unterminated: JSON.parse says so
+        const bs = text.indexOf('\\', end)
+        if (bs >= 0 && bs < q) {
           escaped = true
-          i++
-        } else if (d === QUOTE) break
+          end = bs + 2
+          continue
+        }
+        end = q
+        break
       }
-      if (i >= text.length) return problems // unterminated: JSON.parse says so
-      const top = stack[stack.length - 1]
+      at = end + 1
       if (top && top.expectName) {
         top.expectName = false
-        const name = escaped ? decodeName(text.slice(start, i + 1)) : text.slice(start + 1, i)
+        const name = escaped ? decodeName(text.slice(i, end + 1)) : text.slice(i + 1, end)
         if (name === null) return problems
-        if (top.names.has(name)) {
+        if (Array.isArray(top.names) ? top.names.includes(name) : top.names.has(name)) {
           const item = stack[0] === null && stack.length >= 2 ? rootItem : null
           if (!flagged.has(item)) {
             flagged.add(item)
             problems.push({ reason: 'DUPLICATE_KEY', item, message: `the name ${JSON.stringify(clipName(name))} appears twice in one object; repeated names are refused (RFC 8259 §4: their meaning depends on the parser)` })
           }
-        } else top.names.add(name)
+        } else if (!Array.isArray(top.names)) top.names.add(name)
+        else if (top.names.push(name) > 16) top.names = new Set(top.names)
       }
-      continue
-    }
-    if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
       if (stack.length >= maxDepth) {
         return [{ reason: 'DEPTH', item: null, message: `payload nests arrays and objects deeper than ${maxDepth} levels (a payload of readings needs 3)` }]
       }
-      stack.push(c === 0x7b ? { names: new Set(), expectName: true } : null)
+      stack.push(c === 0x7b ? { names: [], expectName: true } : null)
     } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
       stack.pop()
-    } else if (c === 0x2c /* , */) {
-      const top = stack[stack.length - 1]
+    } else {
+      // a comma
       if (top) top.expectName = true
       else if (stack.length === 1) rootItem++
     }
   }
-  return problems
 }
 
 function decodeName(token: string): string | null {

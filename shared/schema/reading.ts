@@ -182,11 +182,11 @@ export function validatePayload(payload: Uint8Array, opts: ValidationOptions): P
   if (items.length > maxReadings) {
     return whole('TOO_MANY_READINGS', `payload holds ${items.length} readings; at most ${maxReadings} per message`, clip(text, 512))
   }
-  const repeated = new Map(problems.map((p) => [p.item, p.message]))
+  const repeated = problems.length === 0 ? null : new Map(problems.map((p) => [p.item, p.message]))
   const accepted: Reading[] = []
   const rejected: Rejection[] = []
   items.forEach((item, i) => {
-    const dup = repeated.get(i)
+    const dup = repeated?.get(i)
     // The seq itself may be the repeated name: which one the device meant is unknown.
     if (dup !== undefined) return rejected.push({ seq: null, code: 'SCHEMA', message: `reading ${i}: ${dup}`, raw: rawOf(item) })
     let verdict: Reading | Rejection

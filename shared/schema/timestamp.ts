@@ -27,6 +27,7 @@ const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 
 
 /** Epoch ms of a UTC calendar time (years 0000–9999; Date.UTC alone maps years 0–99 to 1900–1999). */
 function utcMs(y: number, mo: number, d: number, h: number, mi: number, s: number, ms: number): number {
+  if (y >= 100) return Date.UTC(y, mo - 1, d, h, mi, s, ms)
   const t = new Date(0)
   t.setUTCFullYear(y, mo - 1, d)
   t.setUTCHours(h, mi, s, ms)

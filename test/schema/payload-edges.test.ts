@@ -156,3 +156,12 @@ describe('RFC 3339 timestamps (item 9)', () => {
     expect(judge('{"seq":12,"ts":"2026-11-25 10:00:00Z","type":"heart_rate","unit":"/min","value":72}').rejected[0]).toMatchObject({ seq: 12, code: 'BAD_TIMESTAMP' })
   })
 })
+
+describe('cost stays linear in the payload', () => {
+  it('an object with 40,000 names, one repeated at the end, is checked without quadratic work', () => {
+    const names = Array.from({ length: 40_000 }, (_, i) => `"k${i}":1`).join(',')
+    const problems = checkJsonText(`{${names},"k7":2}`)
+    expect(problems).toEqual([expect.objectContaining({ reason: 'DUPLICATE_KEY', item: null })])
+    expect(problems[0]!.message).toContain('"k7" appears twice')
+  })
+})
