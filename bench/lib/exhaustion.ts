@@ -54,7 +54,7 @@ export async function runExhaustion(o: ExhaustionOptions): Promise<ExhaustionRep
   const log = o.log ?? (() => {})
   const data = tempDataDir('exhaustion')
   const [device, second] = enrolInStore(data.dir, 2, 'ward')
-  const gw = await GatewayProcess.start({ dataDir: data.dir, args: ['--seal-interval-s', '2'] })
+  const gw = await GatewayProcess.start({ dataDir: data.dir, args: ['--seal-interval-s', '2'], readyTimeoutMs: 60_000 })
   try {
     const { connectDevice } = await import('../../test/helpers/gateway-process.ts')
     const dev = await connectDevice(gw.mqttUrl, device!, { subscribe: false })

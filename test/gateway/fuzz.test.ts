@@ -32,7 +32,7 @@ let sampler: NodeJS.Timeout
 beforeAll(async () => {
   data = tempDataDir('fuzz')
   ;[cred, rawCred] = enrolInStore(data.dir, 2, 'fuzz') as [typeof cred, typeof cred]
-  gw = await GatewayProcess.start({ dataDir: data.dir, args: ['--max-payload-bytes', String(MAX_BYTES), '--max-readings', '50', '--seal-interval-s', '1'] })
+  gw = await GatewayProcess.start({ dataDir: data.dir, args: ['--max-payload-bytes', String(MAX_BYTES), '--max-readings', '50', '--seal-interval-s', '1'], readyTimeoutMs: 60_000 })
   dev = await connectDevice(gw.mqttUrl, cred)
   sampler = setInterval(() => (peakRss = Math.max(peakRss, memoryOf(gw.pid).rss)), 100)
 })

@@ -42,7 +42,7 @@ let creds: Array<{ deviceId: string; secret: string }>
 beforeAll(async () => {
   data = tempDataDir('hardening')
   creds = enrolInStore(data.dir, 25, 'hd')
-  gw = await GatewayProcess.start({ dataDir: data.dir, args: LIMITS })
+  gw = await GatewayProcess.start({ dataDir: data.dir, args: LIMITS, readyTimeoutMs: 60_000 })
 })
 
 afterAll(async () => {
