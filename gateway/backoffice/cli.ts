@@ -23,18 +23,22 @@ export function addBackofficeCommands(cmd: Command): void {
     .command('register')
     .description('register this gateway with a cloud using a one-time enrolment token (from: careledger cloud gateway invite)')
     .requiredOption('--cloud <url>', 'cloud base URL, e.g. https://cloud.example.org')
-    .requiredOption('--token <token>', 'one-time enrolment token (cle_…)')
+    .option('--token-file <path>', 'read the one-time enrolment token (cle_…) from a file, or from standard input with "-"')
+    .option('--token <token>', 'the token on the command line (visible to other users in ps: prefer --token-file or CARELEDGER_ENROLMENT_TOKEN)')
     .option('--name <name>', 'gateway name, as invited')
     .addOption(dataOption())
-    .action(async (opts: { cloud: string; token: string; name?: string; data?: string }) => {
-      const [{ resolveDataDir }, { loadSigningKey, saveCloudRegistration }, { registerGateway }] = await Promise.all([
+    .action(async (opts: { cloud: string; token?: string; tokenFile?: string; name?: string; data?: string }) => {
+      const [{ resolveDataDir }, { loadSigningKey, saveCloudRegistration }, { registerGateway }, { readEnrolmentToken }] = await Promise.all([
         import('../config.ts'),
         import('../identity.ts'),
         import('../outbox/client.ts'),
+        import('./enrolment-token.ts'),
       ])
+      const { token, source } = readEnrolmentToken(opts)
+      if (source === '--token') process.stderr.write('warning: a token given with --token is visible to other users in ps and kept in shell history; use --token-file or CARELEDGER_ENROLMENT_TOKEN\n')
       const dataDir = resolveDataDir(opts.data)
       const identity = loadSigningKey(dataDir) // the signing key only: registering never creates an attribute authority
-      const reg = await registerGateway(opts.cloud, opts.token, opts.name ?? 'gateway', identity)
+      const reg = await registerGateway(opts.cloud, token, opts.name ?? 'gateway', identity)
       saveCloudRegistration(dataDir, reg)
       out(`registered gateway ${reg.gatewayId} ("${reg.name}") with ${reg.url}; sealed batches will ship there`)
     })

@@ -178,7 +178,7 @@ describe('sealing on a real gateway', () => {
           const env = Buffer.from(envelope)
           for (const r of body.readings) {
             expect(env.indexOf(Buffer.from(readingLeaf(r)))).toBe(-1)
-            if (r.type === 'ecg') expect(env.indexOf(Buffer.from(new Float32Array(r.samples!.slice(0, 8)).buffer))).toBe(-1)
+            if (r.type === 'ecg') expect(env.indexOf(Buffer.from(new Float64Array(r.samples!.slice(0, 8)).buffer))).toBe(-1)
           }
           for (const secret of [P1, P2]) {
             expect(env.indexOf(secret)).toBe(-1)
@@ -194,7 +194,7 @@ describe('sealing on a real gateway', () => {
           const p = sent[i]!
           expect(r).toMatchObject({ seq: p.seq, ts: p.ts, type: p.type, unit: p.unit })
           if (p.type === 'ecg') {
-            expect(r.samples).toEqual((p.samples as number[]).map(Math.fround))
+            expect(r.samples).toEqual(p.samples) // exactly as sent: binary64, no rounding (issue 8)
             expect(r.hz).toBe(250)
           } else expect(r.value).toBe(p.value)
           expect(r.rx as number).toBeGreaterThanOrEqual(p.ts as number)
