@@ -65,7 +65,13 @@ class NoblePoint<N extends NP1 | NP2, Group extends 'G1' | 'G2'> {
   equals(o: this): boolean {
     return this.p.equals(this.own(o) as never)
   }
+  /** ZCash compressed; the identity as the infinity encoding (noble refuses to encode it). */
   toBytes(): Uint8Array {
+    if (this.p.is0()) {
+      const b = new Uint8Array(this.group === 'G1' ? 48 : 96)
+      b[0] = 0xc0
+      return b
+    }
     return this.p.toBytes()
   }
 }
@@ -217,7 +223,7 @@ export const nobleBackend: PairingBackend = {
 
   g1Msm: (points, scalars) => {
     if (points.length === 0) return g1(bls12_381.G1.Point.ZERO)
-    return g1(mulAddUnsafe(bls12_381.G1.Point, points.map(toNoble1), [...scalars]))
+    return g1(mulAddUnsafe(bls12_381.G1.Point, points.map(toNoble1), scalars.map((k) => ((k % ORDER) + ORDER) % ORDER)))
   },
 
   g2Base: () => g2(bls12_381.G2.Point.BASE),
@@ -241,7 +247,7 @@ export const nobleBackend: PairingBackend = {
   },
   isInGT: (x) => fp12InGT(made.has(x) ? (x as NobleGT).x : F12.fromBytes(x.toBytes())),
 
-  pairing: (p, q) => new NobleGT(bls12_381.pairing(toNoble1(p), toNoble2(q))),
+  pairing: (p, q) => nobleBackend.pairingProduct([{ g1: p, g2: q }]),
   /** Unlike noble's pairingBatch it does not re-run the subgroup checks: callers pass validated points. */
   pairingProduct(pairs) {
     const terms: [Precompute, bigint, bigint][] = []
