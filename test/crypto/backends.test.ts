@@ -5,6 +5,7 @@
  * for a long soak (the default run takes about a minute in CI).
  */
 import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { beforeAll, describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { bls12_381 } from '@noble/curves/bls12-381.js'
@@ -328,10 +329,13 @@ describe('backends: hostile encodings get the same verdict and the same error', 
     )
   })
 
-  it('mcl\'s GT membership (the definition x^r = 1) agrees with Scott\'s test in the noble backend', () => {
+  it('GT membership: Scott\'s test in both backends agrees with mcl\'s own test, the definition x^r = 1', () => {
+    const byOrder = (mcl as PairingBackend & { checkInGTByOrder(b: Uint8Array): boolean }).checkInGTByOrder
     fc.assert(
       fc.property(fc.oneof(gtHostile, fc.bigInt({ min: 0n, max: ORDER - 1n }).map((k) => F12.toBytes(F12.pow(bls12_381.pairing(bls12_381.G1.Point.BASE, bls12_381.G2.Point.BASE), k)))), (gt) => {
-        expect(mcl.gtFromBytes(gt) === null).toBe(nobleBackend.gtFromBytes(gt) === null)
+        const definition = byOrder(gt)
+        expect(mcl.gtFromBytes(gt) !== null).toBe(definition)
+        expect(nobleBackend.gtFromBytes(gt) !== null).toBe(definition)
       }),
       runs(60),
     )
@@ -363,5 +367,44 @@ describe('backends: hostile encodings get the same verdict and the same error', 
       expect({ what, o }).toMatchObject({ what, o: { code: 'INVALID_ARGUMENT' } })
     }
     expect(agree(() => outcome(() => decaps(key, cases[0]![1]).toBytes()))).toMatchObject({ info: { reason: 'UNVALIDATED_ELEMENT' } })
+  })
+})
+
+describe('mcl backend: operations on secrets are uniform', () => {
+  /** Count calls of mcl's C functions while `f` runs. */
+  function countCalls(names: string[], f: () => void): string {
+    const mod = (createRequire(import.meta.url)('mcl-wasm') as { mod: Record<string, (...a: number[]) => number> }).mod
+    const counts: Record<string, number> = {}
+    const saved = names.map((n) => [n, mod[n]!] as const)
+    for (const [n, orig] of saved) mod[n] = (...a: number[]) => ((counts[n] = (counts[n] ?? 0) + 1), orig(...a))
+    try {
+      f()
+    } finally {
+      for (const [n, orig] of saved) mod[n] = orig
+    }
+    return JSON.stringify(counts)
+  }
+  const exponents = [0n, 1n, 15n, 16n, 1n << 200n, ORDER - 1n, 0xd201000000010000n, 2n ** 254n + 12345n]
+
+  it('GT exponentiation, with and without a table, runs the same calls whatever the exponent', () => {
+    const g = mcl.pairing(mcl.g1Base(), mcl.g2Base())
+    const gtCalls = ['_mclBnGT_mul', '_mclBnGT_sqr', '_mclBnGT_inv', '_mclBnFp2_mul', '_mclBnFp_neg']
+    const fresh = exponents.map((e) => countCalls(gtCalls, () => void mcl.gtFromBytes(g.toBytes())!.pow(e)))
+    expect(new Set(fresh).size).toBe(1)
+    const tabled = mcl.gtFromBytes(g.toBytes())!
+    tabled.pow(3n)
+    tabled.pow(5n) // the second use builds the table
+    const withTable = exponents.map((e) => countCalls(gtCalls, () => void tabled.pow(e)))
+    expect(new Set(withTable).size).toBe(1)
+    expect(JSON.parse(withTable[0]!)).toEqual({ _mclBnGT_mul: 64 })
+  })
+
+  it('point multiplication, with a table (G2 generator) and without (mcl\'s constant-time GLV), runs the same calls whatever the scalar', () => {
+    const calls = ['_mclBnG1_add', '_mclBnG1_dbl', '_mclBnG1_mul', '_mclBnG1_mulCT', '_mclBnG2_add', '_mclBnG2_mulCT']
+    const p = mcl.hashToG1(utf8.encode('uniform'), ATTRIBUTE_DST)
+    expect(new Set(exponents.map((k) => countCalls(calls, () => void p.multiply(k)))).size).toBe(1)
+    const viaTable = exponents.map((k) => countCalls(calls, () => void mcl.mulG2Base(k)))
+    expect(new Set(viaTable).size).toBe(1)
+    expect(JSON.parse(viaTable[0]!)).toEqual({ _mclBnG2_add: 64 })
   })
 })

@@ -16,22 +16,10 @@
  */
 import { createRequire } from 'node:module'
 import { POINT_FAULTS, foreignElementError, isPointFault, type BackendName, type G1, type G2, type GT, type PairingBackend, type PointFault } from './backend.ts'
-import { windowPowUniform, type MulOps } from './ladder.ts'
+import { jointPowUniform, type MulOps } from './ladder.ts'
+import { buildGtComb, buildPointComb, combMultiply, combPow, freeComb, makeFrobenius, type Comb } from './mcl-precompute.ts'
+import { FP, FR, G1_WORDS, G2_WORDS, GT_BYTES, GT_WORDS, Heap, type Module } from './mcl-heap.ts'
 
-/** The part of the Emscripten module we use: mcl's exported C functions and the heap. */
-interface Module {
-  wasmMemory: { buffer: ArrayBuffer }
-  _malloc(bytes: number): number
-  _free(ptr: number): void
-  [fn: `_mclBn${string}`]: (...args: number[]) => number
-}
-
-const FR = 32
-const FP = 48
-const G1_WORDS = (3 * FP) / 4
-const G2_WORDS = (6 * FP) / 4
-const GT_WORDS = (12 * FP) / 4
-const GT_BYTES = 12 * FP
 /** BLS12-381 field modulus p and group order r (draft-irtf-cfrg-pairing-friendly-curves-11 §4.2.1). */
 const P = 0x1a0111ea397fe69a4b1ba7b6434bacd764774b84f38512bf6730d2a0f6b0f6241eabfffeb153ffffb9feffffffffaaabn
 const R = 0x73eda753299d7d483339d80809a1d80553bda402fffe5bfeffffffff00000001n
@@ -43,62 +31,6 @@ const MCL_BLS12_381 = 5
 const MCL_IRTF = 5
 
 const require = createRequire(import.meta.url)
-
-/** Scratch memory in the WebAssembly heap: fixed slots, plus a vector area grown on demand. */
-class Heap {
-  readonly mod: Module
-  private view32: Uint32Array
-  private view8: Uint8Array
-  /** Slots of 576 bytes (a GT element) for operands and results. */
-  readonly slot: number[]
-  private vec = 0
-  private vecBytes = 0
-  constructor(mod: Module) {
-    this.mod = mod
-    this.view32 = new Uint32Array(mod.wasmMemory.buffer)
-    this.view8 = new Uint8Array(mod.wasmMemory.buffer)
-    const base = mod._malloc(8 * GT_BYTES)
-    this.slot = Array.from({ length: 8 }, (_, i) => base + i * GT_BYTES)
-  }
-  /** Views are rebuilt when the heap grew (growing detaches the old buffer). */
-  u32(): Uint32Array {
-    if (this.view32.buffer !== this.mod.wasmMemory.buffer) this.refresh()
-    return this.view32
-  }
-  u8(): Uint8Array {
-    if (this.view8.buffer !== this.mod.wasmMemory.buffer) this.refresh()
-    return this.view8
-  }
-  private refresh(): void {
-    this.view32 = new Uint32Array(this.mod.wasmMemory.buffer)
-    this.view8 = new Uint8Array(this.mod.wasmMemory.buffer)
-  }
-  put(ptr: number, words: Uint32Array): number {
-    this.u32().set(words, ptr >>> 2)
-    return ptr
-  }
-  get(ptr: number, words: number): Uint32Array {
-    const start = ptr >>> 2
-    return this.u32().slice(start, start + words)
-  }
-  putBytes(ptr: number, bytes: Uint8Array): number {
-    this.u8().set(bytes, ptr)
-    return ptr
-  }
-  getBytes(ptr: number, n: number): Uint8Array {
-    return this.u8().slice(ptr, ptr + n)
-  }
-  /** A scratch area of at least `bytes` (valid until the next call). */
-  vector(bytes: number): number {
-    if (bytes > this.vecBytes) {
-      if (this.vec) this.mod._free(this.vec)
-      this.vecBytes = Math.max(bytes, 2 * this.vecBytes, 16 * 1024)
-      this.vec = this.mod._malloc(this.vecBytes)
-      if (!this.vec) throw new Error('mcl: out of WebAssembly memory')
-    }
-    return this.vec
-  }
-}
 
 const utf8 = new TextEncoder()
 
@@ -126,6 +58,7 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
   const [S0, S1, S2, S3, S4, S5] = heap.slot as [number, number, number, number, number, number]
   const made = new WeakSet<object>()
 
+  const reduce = (k: bigint): bigint => ((k % R) + R) % R
   /** k mod r as an mcl Fr at `ptr` (32 bytes little-endian, reduced by mcl). */
   const putScalar = (ptr: number, k: bigint): number => {
     k %= R
@@ -153,6 +86,8 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
     readonly group: 'G1' | 'G2'
     readonly w: Uint32Array
     readonly g: Group
+    /** A fixed-base table, for bases multiplied again and again (mcl-precompute.ts). */
+    comb: Comb | undefined
     constructor(g: Group, w: Uint32Array) {
       this.g = g
       this.group = g.name
@@ -179,8 +114,12 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
       call(this.g, 'neg', S2, heap.put(S0, this.w))
       return new MclPoint(this.g, heap.get(S2, this.g.words)) as this
     }
-    /** Constant-time GLV multiplication (mclBnG1_mulCT: fixed 4-bit windows, no skipped digits). */
+    /**
+     * Uniform in k: 64 table additions with a fixed-base table, else mcl's constant-time GLV
+     * multiplication (mclBnG1_mulCT: fixed 4-bit windows, no skipped digits).
+     */
     multiply(k: bigint): this {
+      if (this.comb?.ptr) return new MclPoint(this.g, combMultiply(heap, this.g.fn, this.comb, reduce(k))) as this
       call(this.g, 'mulCT', S2, heap.put(S0, this.w), putScalar(S1, k))
       return new MclPoint(this.g, heap.get(S2, this.g.words)) as this
     }
@@ -238,6 +177,23 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
   const G1_BASE = fromHex(G1G, G1_GENERATOR)
   const G2_BASE = fromHex(G2G, G2_GENERATOR)
 
+  // Fixed-base tables: offsets Z (points of unknown discrete log, from hash-to-curve under a DST of
+  // their own), the G2 generator's table at once, others on demand.
+  const offsetDst = utf8.encode('CARELEDGER-V01-MCL-TABLE-OFFSET_')
+  const offsetOf = (g: Group): Uint32Array => {
+    const area = heap.vector(64)
+    heap.putBytes(area, offsetDst)
+    if (call(g, 'hashAndMapToWithDst', S0, area, 0, area, offsetDst.length) !== 0) throw new Error('mcl: hash for a table offset failed')
+    return heap.get(S0, g.words)
+  }
+  const OFFSET = { G1: offsetOf(G1G), G2: offsetOf(G2G) }
+  const withComb = <T extends MclPoint>(p: T): T => {
+    const q = new MclPoint(p.g, p.w) as T
+    q.comb = buildPointComb(heap, p.g.fn, p.g.words, p.w, OFFSET[p.g.fn])
+    return q
+  }
+  const G2_TABLE = withComb(G2_BASE)
+
   function hashToG1(msg: Uint8Array, dst: string): MclG1 {
     const d = utf8.encode(dst)
     const area = heap.vector(msg.length + d.length)
@@ -252,6 +208,9 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
   class MclGT implements GT {
     readonly group = 'GT' as const
     readonly w: Uint32Array
+    /** Exponentiations of this element so far; a table is built at the second (the master public key). */
+    uses = 0
+    comb: Comb | undefined
     constructor(w: Uint32Array) {
       this.w = w
       made.add(this)
@@ -269,11 +228,15 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
       mod._mclBnGT_inv!(S1, heap.put(S0, this.w))
       return new MclGT(heap.get(S1, GT_WORDS))
     }
-    /** Fixed 4-bit windows over 256 bits (ladder.ts): the same 256 squarings and 64 products for every e. */
+    /**
+     * Uniform in e: 64 table products for a base with a table (built at its second use, at most
+     * GT_TABLES of them), else the 4-way Frobenius split of gt.ts (64 squarings, 64 products).
+     */
     pow(e: bigint): GT {
-      e %= R
-      if (e < 0n) e += R
-      return new MclGT(windowPowUniform(gtOps, this.w, e, 256))
+      e = reduce(e)
+      if (!this.comb?.ptr && ++this.uses >= 2) this.comb = gtTable(this.w)
+      if (this.comb?.ptr) return new MclGT(combPow(heap, this.comb, e, ONE_WORDS))
+      return new MclGT(gtPowSplit(this.w, e))
     }
     equals(o: GT): boolean {
       return mod._mclBnGT_isEqual!(heap.put(S0, this.w), heap.put(S1, this.own(o))) === 1
@@ -304,8 +267,47 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
     },
   }
 
-  /** Canonical (every coordinate < p) and in GT (mcl tests x^r = 1, the definition). */
-  function gtFromBytes(bytes: Uint8Array): MclGT | null {
+  const frobenius = makeFrobenius(heap, P)
+  const conj = (x: Uint32Array): Uint32Array => {
+    mod._mclBnGT_inv!(S1, heap.put(S0, x)) // unitary inverse = conjugation
+    return heap.get(S1, GT_WORDS)
+  }
+  const eq = (a: Uint32Array, b: Uint32Array): boolean => mod._mclBnGT_isEqual!(heap.put(S0, a), heap.put(S1, b)) === 1
+  /** |u| for BLS12-381; x^p = x^u = (x^U)^-1 on GT (see gt.ts). */
+  const U = 0xd201000000010000n
+  function gtPowSplit(x: Uint32Array, e: bigint): Uint32Array {
+    const f1 = frobenius(x, 1)
+    const bases = [x, conj(f1), frobenius(f1, 1), conj(frobenius(f1, 2))]
+    const digits: bigint[] = []
+    for (let i = 0; i < 4; i++, e /= U) digits.push(e % U)
+    return jointPowUniform(gtOps, bases, digits, 64)
+  }
+  /** Scott, ePrint 2021/1130 §6, as in gt.ts: cyclotomic (x^(p^4)·x = x^(p^2)) and x^p = (x^U)^-1. */
+  function inGT(x: Uint32Array): boolean {
+    if (mod._mclBnGT_isZero!(heap.put(S0, x)) === 1) return false
+    const f2 = frobenius(x, 2)
+    if (!eq(gtOps.mul(frobenius(f2, 2), x), f2)) return false
+    let acc = x
+    for (let bit = 62; bit >= 0; bit--) {
+      acc = gtOps.sqr(acc)
+      if ((U >> BigInt(bit)) & 1n) acc = gtOps.mul(acc, x)
+    }
+    return eq(frobenius(x, 1), conj(acc))
+  }
+  /** mcl's own membership test, x^r = 1 (the definition): the differential suite checks inGT against it. */
+  const inGTByOrder = (x: Uint32Array): boolean => mod._mclBnGT_isValid!(heap.put(S0, x)) === 1
+
+  const GT_TABLES = 4
+  const gtTables: { owner: Uint32Array; comb: Comb }[] = []
+  function gtTable(x: Uint32Array): Comb {
+    if (gtTables.length >= GT_TABLES) freeComb(heap, gtTables.shift()!.comb)
+    const comb = buildGtComb(heap, x, ONE_WORDS)
+    gtTables.push({ owner: x, comb })
+    return comb
+  }
+
+  /** The internal words of a canonical encoding (every coordinate < p), or null; membership is not checked. */
+  function gtDecode(bytes: Uint8Array): Uint32Array | null {
     if (bytes.length !== GT_BYTES) return null
     for (let at = 0; at < GT_BYTES; at += FP) {
       let x = 0n
@@ -314,8 +316,23 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
     }
     heap.putBytes(S1, swapFp2Halves(bytes))
     if (mod._mclBnGT_deserialize!(S0, S1, GT_BYTES) !== GT_BYTES) return null
-    if (mod._mclBnGT_isValid!(S0) !== 1) return null
-    return new MclGT(heap.get(S0, GT_WORDS))
+    return heap.get(S0, GT_WORDS)
+  }
+
+  /**
+   * Elements decoded with the membership check: Finish must not pay for the same check twice
+   * (decoding a transformed ciphertext checks it, then finish() asks again). Our elements' words
+   * are never written after construction.
+   */
+  const knownInGT = new WeakSet<MclGT>()
+
+  /** Canonical and in GT. */
+  function gtFromBytes(bytes: Uint8Array): MclGT | null {
+    const x = gtDecode(bytes)
+    if (!x || !inGT(x)) return null
+    const y = new MclGT(x)
+    knownInGT.add(y)
+    return y
   }
 
   // ---- pairings -------------------------------------------------------------------------
@@ -347,8 +364,22 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
     return q
   }
 
-  const attributes = new Map<string, MclG1>()
+  const attributes = new Map<string, { point: MclG1; uses: number }>()
   const ATTRIBUTE_CACHE_LIMIT = 4096
+  /** Attribute points with a table (147 KB each in the WebAssembly heap): a gateway's stream policies, an authority's common attributes. */
+  const ATTRIBUTE_TABLES = 32
+  let attributeTables = 0
+  const dropAttributes = (): void => {
+    for (const { point } of attributes.values()) if (point.comb) freeComb(heap, point.comb)
+    attributes.clear()
+    attributeTables = 0
+  }
+  // The Frobenius map must be x^p: on GT, x^p = x^(p mod r). Refuse to run otherwise.
+  {
+    const g = pairingProduct([{ g1: G1_BASE as MclG1, g2: G2_BASE as MclG2 }]).w
+    const viaPow = jointPowUniform(gtOps, [g], [P % R], 255)
+    if (!eq(frobenius(g, 1), viaPow)) throw new Error('mcl: the Frobenius map does not agree with x^p on GT')
+  }
 
   const backend: PairingBackend = {
     name: 'mcl' satisfies BackendName,
@@ -359,18 +390,28 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
     hashToG1,
     attributePoint(msg, dst) {
       const key = `${dst}\0${msg}`
-      let p = attributes.get(key)
-      if (!p) {
-        if (attributes.size >= ATTRIBUTE_CACHE_LIMIT) attributes.clear()
-        p = hashToG1(utf8.encode(msg), dst)
-        attributes.set(key, p)
+      let entry = attributes.get(key)
+      if (!entry) {
+        if (attributes.size >= ATTRIBUTE_CACHE_LIMIT) dropAttributes()
+        entry = { point: hashToG1(utf8.encode(msg), dst), uses: 0 }
+        attributes.set(key, entry)
       }
-      return p
+      if (++entry.uses === 2 && attributeTables < ATTRIBUTE_TABLES) {
+        attributeTables++
+        entry.point.comb = buildPointComb(heap, 'G1', G1_WORDS, entry.point.w, OFFSET.G1)
+      }
+      return entry.point
     },
-    fixedBaseG1: (p) => adopt(G1G, p) as MclG1,
+    fixedBaseG1: (p) => withComb(adopt(G1G, p)) as MclG1,
+    /** mclBnG1_mulVec in chunks of 16 (mcl's GLV multi-scalar path covers n ≤ 16 and n ≥ 128). */
     g1Msm(points, scalars) {
       const n = points.length
       if (n === 0) return zero(G1G) as MclG1
+      if (n > 16 && n < 128) {
+        let sum = zero(G1G) as MclG1
+        for (let i = 0; i < n; i += 16) sum = sum.add(backend.g1Msm(points.slice(i, i + 16), scalars.slice(i, i + 16))) as MclG1
+        return sum
+      }
       const xs = heap.vector(n * (4 * G1_WORDS + FR))
       const ks = xs + n * 4 * G1_WORDS
       points.forEach((p, i) => heap.put(xs + i * 4 * G1_WORDS, adopt(G1G, p).w))
@@ -381,13 +422,10 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
     g2Base: () => G2_BASE as MclG2,
     g2Zero: () => zero(G2G) as MclG2,
     g2FromBytes: (bytes) => decodePoint(G2G, bytes) as MclG2 | PointFault,
-    mulG2Base: (k) => G2_BASE.multiply(k) as MclG2,
+    mulG2Base: (k) => G2_TABLE.multiply(k) as MclG2,
     gtOne: () => new MclGT(ONE_WORDS),
     gtFromBytes,
-    isInGT: (x) => {
-      if (!made.has(x)) return gtFromBytes(x.toBytes()) !== null
-      return mod._mclBnGT_isValid!(heap.put(S0, (x as MclGT).w)) === 1
-    },
+    isInGT: (x) => (made.has(x) ? knownInGT.has(x as MclGT) || inGT((x as MclGT).w) : gtFromBytes(x.toBytes()) !== null),
     pairing: (p, q) => pairingProduct([{ g1: p, g2: q }]),
     pairingProduct,
     adoptG1: (p) => adopt(G1G, p) as MclG1,
@@ -398,12 +436,18 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
       if (!y) throw foreignElementError('GT', 'not a canonical element of GT')
       return y
     },
-    clearCaches: () => attributes.clear(),
+    clearCaches: dropAttributes,
     externalMemoryBytes: () => mod.wasmMemory.buffer.byteLength,
   }
   void S3
   void S4
-  return backend
+  return Object.assign(backend, {
+    /** Decode with mcl's own membership test (x^r = 1) instead of Scott's: for the differential suite. */
+    checkInGTByOrder: (bytes: Uint8Array): boolean => {
+      const x = gtDecode(bytes)
+      return x !== null && inGTByOrder(x)
+    },
+  })
 }
 
 /** mcl orders an Fp2 as (a, b) for a + b·i, noble's encoding as (c1, c0) — swap each pair of coordinates. */
