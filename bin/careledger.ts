@@ -12,11 +12,20 @@ import { gatewayCommand } from '../gateway/cli.ts'
 import { cloudCommand } from '../cloud/cli.ts'
 import { devicesCommand } from '../devices/cli.ts'
 import { chainCommand, regulatorCommand } from '../cloud/chain/cli.ts'
+import { CRYPTO_BACKEND_ENV, CRYPTO_BACKEND_FLAG, CRYPTO_BACKEND_HELP, cryptoBackendChoice, initCrypto } from '../shared/cli/crypto-backend.ts'
 
 const program = new Command('careledger')
   .description('CareLedger: bedside vital signs sealed at the edge (CP-ABE), committed to a redactable chain in the cloud')
   .version(process.env.npm_package_version ?? '0.1.0')
   .showHelpAfterError()
+  .option(CRYPTO_BACKEND_FLAG, CRYPTO_BACKEND_HELP)
+  // The pairing backend, before any command runs; threads and child processes inherit the choice.
+  // `gateway start` does its CP-ABE in the back-office thread, which loads the backend itself.
+  .hook('preAction', async (_root, action) => {
+    const choice = cryptoBackendChoice(program.opts<{ cryptoBackend?: string }>().cryptoBackend)
+    process.env[CRYPTO_BACKEND_ENV] = choice
+    if (!(action.name() === 'start' && action.parent?.name() === 'gateway')) await initCrypto(choice)
+  })
 
 program.addCommand(startCommand())
 program.addCommand(authorityCommand())

@@ -13,6 +13,7 @@
  *                  served at /v1/chain/verification
  *   prune-nonces   every minute: forget request nonces whose timestamps can no longer pass
  */
+import { cryptoLogFields, cryptoSelection } from '../shared/cli/crypto-backend.ts'
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
@@ -180,7 +181,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       })())
 
     logger.info(
-      { event: 'cloud_ready', url, dataDir: config.dataDir, signingKey: keys.signingKeyId, chameleonKey: keys.chameleonKeyId, developmentRegulator: keys.developmentRegulator, height: chain.stats().height },
+      { event: 'cloud_ready', url, dataDir: config.dataDir, signingKey: keys.signingKeyId, chameleonKey: keys.chameleonKeyId, developmentRegulator: keys.developmentRegulator, height: chain.stats().height, crypto: cryptoLogFields(cryptoSelection()) },
       `cloud ready at ${url}`,
     )
     return { ...ctx, url, host: config.http.host, port, app, sealNow, verifyNow, stop }

@@ -22,9 +22,13 @@ import { DEFAULT_BACKOFF, OutboxSync } from '../outbox/sync.ts'
 import { HttpUploader } from '../outbox/client.ts'
 import { deleteOrphanBlocks, pruneSynced } from '../outbox/retention.ts'
 import type { BackofficeOptions, BackofficeStatus } from './protocol.ts'
+import { cryptoLogFields, initCrypto } from '../../shared/cli/crypto-backend.ts'
 
 const opts = workerData as BackofficeOptions
 const logger = pino({ level: opts.logLevel, base: { service: 'careledger-gateway', thread: 'backoffice' } })
+// The pairing backend first: every seal uses it (mcl-wasm loads asynchronously).
+const crypto = await initCrypto(opts.cryptoBackend)
+logger.info({ event: 'crypto_backend', ...cryptoLogFields(crypto) }, `CP-ABE on ${crypto.backend.description} (${crypto.reason})`)
 const { db } = openGatewayDb(opts.dataDir, { logger })
 // Creates the gateway's keys on first start (and a development authority when none is configured).
 const identity = loadIdentity(opts.dataDir, { logger })
@@ -66,6 +70,8 @@ function report(extra: Partial<BackofficeStatus> = {}): void {
     sealMs: totals.sealMs,
     cpuMicros: threadCpuMicros(),
     heapBytes: getHeapStatistics().total_heap_size,
+    cryptoBackend: crypto.backend.name,
+    wasmBytes: crypto.backend.externalMemoryBytes(),
     blockBytes: blocksMeasured ? node.usage.bytes : null,
     sealIntervalMs: sync?.failing ? opts.offlineSealIntervalMs : opts.sealIntervalMs,
     sealFailures: totals.sealFailures,

@@ -12,7 +12,9 @@ import { bls12_381 } from '@noble/curves/bls12-381.js'
 import { bytesToNumberBE, numberToBytesBE } from '@noble/curves/utils.js'
 import { withBackend, type PairingBackend } from '../../shared/crypto/abe/backend.ts'
 import { nobleBackend } from '../../shared/crypto/abe/backend-noble.ts'
-import { mclBackend } from '../../shared/crypto/abe/select.ts'
+import { mclBackend, selfTestProblem, selfTestTranscript, SELF_TEST_DIGEST } from '../../shared/crypto/abe/select.ts'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { concatBytes } from '@noble/hashes/utils.js'
 import { ATTRIBUTE_DST, ORDER } from '../../shared/crypto/abe/groups.ts'
 import { decaps, encaps, keyGen, setup, type Ciphertext, type MasterPublicKey } from '../../shared/crypto/abe/fabeo.ts'
 import { finish, makeTransformKey, transform } from '../../shared/crypto/abe/outsource.ts'
@@ -77,6 +79,11 @@ describe('backends: pinned vectors', () => {
     const { computeAbeVectors } = await import('../vectors/abe.ts')
     const committed = JSON.parse(readFileSync(new URL('../vectors/abe.json', import.meta.url), 'utf8')) as Record<string, string>
     for (const b of both()) expect(withBackend(b, computeAbeVectors)).toEqual(committed)
+  })
+
+  it('the self-test transcript (select.ts) hashes to the pinned digest under both backends', () => {
+    for (const b of both()) expect(hex(sha256(concatBytes(...selfTestTranscript(b))))).toBe(SELF_TEST_DIGEST)
+    expect(selfTestProblem(mcl)).toBeNull()
   })
 
   it('the generators and e(g, h) agree', () => {

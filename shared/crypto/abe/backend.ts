@@ -19,6 +19,19 @@ import { CareLedgerError } from '../../errors.ts'
 
 export type BackendName = 'noble' | 'mcl'
 export const BACKEND_NAMES: readonly BackendName[] = ['noble', 'mcl']
+/** What a process may ask for (select.ts): a backend, or `auto`. */
+export type BackendChoice = BackendName | 'auto'
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'noble', 'mcl']
+
+/** A configured value as a BackendChoice; INVALID_ARGUMENT naming `where` (a flag or variable) otherwise. */
+export function parseBackendChoice(value: string, where: string): BackendChoice {
+  const v = value.trim().toLowerCase()
+  if ((BACKEND_CHOICES as readonly string[]).includes(v)) return v as BackendChoice
+  throw new CareLedgerError('INVALID_ARGUMENT', `${where}=${JSON.stringify(value)}: the pairing backend must be one of ${BACKEND_CHOICES.join(', ')}`, {
+    value,
+    allowed: BACKEND_CHOICES,
+  })
+}
 
 /** Why a point encoding was refused. The reasons and details are the same in every backend. */
 export interface PointFault {
