@@ -19,12 +19,14 @@ const program = new Command('careledger')
   .version(process.env.npm_package_version ?? '0.1.0')
   .showHelpAfterError()
   .option(CRYPTO_BACKEND_FLAG, CRYPTO_BACKEND_HELP)
-  // The pairing backend, before any command runs; threads and child processes inherit the choice.
-  // `gateway start` does its CP-ABE in the back-office thread, which loads the backend itself.
+  // The pairing backend: checked before any command runs and handed to threads and child processes.
+  // The services load it (the gateway's back office, the cloud); a one-shot command loads it only
+  // when asked to by name — with `auto` it keeps noble, quicker than loading mcl for one operation.
   .hook('preAction', async (_root, action) => {
     const choice = cryptoBackendChoice(program.opts<{ cryptoBackend?: string }>().cryptoBackend)
     process.env[CRYPTO_BACKEND_ENV] = choice
-    if (!(action.name() === 'start' && action.parent?.name() === 'gateway')) await initCrypto(choice)
+    const gatewayStart = action.name() === 'start' && action.parent?.name() === 'gateway'
+    if (choice !== 'auto' && !gatewayStart) await initCrypto(choice)
   })
 
 program.addCommand(startCommand())

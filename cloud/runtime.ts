@@ -13,7 +13,7 @@
  *                  served at /v1/chain/verification
  *   prune-nonces   every minute: forget request nonces whose timestamps can no longer pass
  */
-import { cryptoLogFields, cryptoSelection } from '../shared/cli/crypto-backend.ts'
+import { cryptoBackendChoice, cryptoLogFields, cryptoSelection, initCrypto } from '../shared/cli/crypto-backend.ts'
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
@@ -60,6 +60,7 @@ const urlHost = (host: string): string => (host === '0.0.0.0' ? '127.0.0.1' : ho
 
 export async function startCloud(config: CloudConfig, opts: StartOptions = {}): Promise<Cloud> {
   const logger = opts.logger ?? pino({ level: config.log.level, base: { service: 'careledger-cloud', pid: process.pid } })
+  await initCrypto(cryptoBackendChoice(undefined)) // the pairing backend (CARELEDGER_CRYPTO_BACKEND, default auto)
   const now = opts.now ?? Date.now
   const startedAt = now()
   const cleanups: Array<() => unknown> = []
