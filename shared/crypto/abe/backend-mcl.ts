@@ -55,7 +55,8 @@ export async function loadMclBackend(): Promise<PairingBackend> {
 
 function makeBackend(heap: Heap, description: string): PairingBackend {
   const mod = heap.mod
-  const [S0, S1, S2, S3, S4, S5] = heap.slot as [number, number, number, number, number, number]
+  // Slots 0–2 operands and results, 5 scalar bytes; 6–7 belong to mcl-precompute.ts.
+  const [S0, S1, S2, , , S5] = heap.slot as [number, number, number, number, number, number]
   const made = new WeakSet<object>()
 
   const reduce = (k: bigint): bigint => ((k % R) + R) % R
@@ -439,8 +440,6 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
     clearCaches: dropAttributes,
     externalMemoryBytes: () => mod.wasmMemory.buffer.byteLength,
   }
-  void S3
-  void S4
   return Object.assign(backend, {
     /** Decode with mcl's own membership test (x^r = 1) instead of Scott's: for the differential suite. */
     checkInGTByOrder: (bytes: Uint8Array): boolean => {

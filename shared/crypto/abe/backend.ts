@@ -18,7 +18,6 @@
 import { CareLedgerError } from '../../errors.ts'
 
 export type BackendName = 'noble' | 'mcl'
-export const BACKEND_NAMES: readonly BackendName[] = ['noble', 'mcl']
 /** What a process may ask for (select.ts): a backend, or `auto`. */
 export type BackendChoice = BackendName | 'auto'
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'noble', 'mcl']

@@ -33,21 +33,3 @@ export function jointPowUniform<T>(ops: MulOps<T>, bases: readonly T[], digits: 
   }
   return acc
 }
-
-/**
- * x^e for e < 2^bits by fixed windows of `w` bits: a table x^0 … x^(2^w − 1) (2^w − 2 products),
- * then per window w squarings and one multiplication, whatever the window's value.
- */
-export function windowPowUniform<T>(ops: MulOps<T>, x: T, e: bigint, bits: number, w = 4): T {
-  const size = 1 << w
-  const table: T[] = [ops.one(), x]
-  for (let j = 2; j < size; j++) table.push(ops.mul(table[j - 1]!, x))
-  const windows = Math.ceil(bits / w)
-  const mask = BigInt(size - 1)
-  let acc = ops.one()
-  for (let i = windows - 1; i >= 0; i--) {
-    for (let s = 0; s < w; s++) acc = ops.sqr(acc)
-    acc = ops.mul(acc, table[Number((e >> BigInt(i * w)) & mask)]!)
-  }
-  return acc
-}

@@ -65,15 +65,23 @@ export function buildPointComb(heap: Heap, g: 'G1' | 'G2', words: number, base: 
   return { ptr, entryBytes, correction: heap.get(T, words) }
 }
 
+/** The 64 base-16 digits of k < 2^256, least significant first. */
+function nibbles(k: bigint): Uint8Array {
+  const hex = k.toString(16).padStart(WINDOWS, '0')
+  const out = new Uint8Array(WINDOWS)
+  for (let i = 0; i < WINDOWS; i++) out[i] = parseInt(hex[WINDOWS - 1 - i]!, 16)
+  return out
+}
+
 /** k·B (k < 2^256) from a point table: 64 additions whatever k's digits. */
 export function combMultiply(heap: Heap, g: 'G1' | 'G2', comb: Comb, k: bigint): Uint32Array {
-  const add = fn(heap, `${g}_add`)
+  const add = g === 'G1' ? heap.mod._mclBnG1_add! : heap.mod._mclBnG2_add!
   const words = comb.entryBytes / 4
+  const digits = nibbles(k)
   let [, , , , , , acc, next] = heap.slot as [number, number, number, number, number, number, number, number]
   heap.put(acc, comb.correction!)
   for (let i = 0; i < WINDOWS; i++) {
-    const d = Number((k >> BigInt(4 * i)) & 15n)
-    add(next, acc, comb.ptr + (i * DIGITS + d) * comb.entryBytes)
+    add(next, acc, comb.ptr + (i * DIGITS + digits[i]!) * comb.entryBytes)
     ;[acc, next] = [next, acc]
   }
   return heap.get(acc, words)
@@ -102,12 +110,12 @@ export function buildGtComb(heap: Heap, x: Uint32Array, one: Uint32Array): Comb 
 
 /** x^e (e < 2^256) from a GT table: 64 products whatever e's digits (entry 0 is 1, multiplied all the same). */
 export function combPow(heap: Heap, comb: Comb, e: bigint, one: Uint32Array): Uint32Array {
-  const mul = fn(heap, 'GT_mul')
+  const mul = heap.mod._mclBnGT_mul!
+  const digits = nibbles(e)
   let [, , , , , , acc, next] = heap.slot as [number, number, number, number, number, number, number, number]
   heap.put(acc, one)
   for (let i = 0; i < WINDOWS; i++) {
-    const d = Number((e >> BigInt(4 * i)) & 15n)
-    mul(next, acc, comb.ptr + (i * DIGITS + d) * comb.entryBytes)
+    mul(next, acc, comb.ptr + (i * DIGITS + digits[i]!) * comb.entryBytes)
     ;[acc, next] = [next, acc]
   }
   return heap.get(acc, GT_WORDS)
