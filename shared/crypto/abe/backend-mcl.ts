@@ -352,8 +352,19 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
     return new MclGT(heap.get(S1, GT_WORDS))
   }
 
+  /** Foreign elements already adopted (see backend-noble.ts: a master public key is used at every seal). */
+  const adoptions = new WeakMap<object, MclPoint | MclGT>()
+
   function adopt(g: Group, p: { toBytes(): Uint8Array }): MclPoint {
     if (made.has(p)) return p as MclPoint
+    const known = adoptions.get(p)
+    if (known instanceof MclPoint && known.g === g) return known
+    const q = adoptFresh(g, p)
+    adoptions.set(p, q)
+    return q
+  }
+
+  function adoptFresh(g: Group, p: { toBytes(): Uint8Array }): MclPoint {
     let bytes: Uint8Array
     try {
       bytes = p.toBytes()
@@ -433,8 +444,11 @@ function makeBackend(heap: Heap, description: string): PairingBackend {
     adoptG2: (q) => adopt(G2G, q) as MclG2,
     adoptGT: (x) => {
       if (made.has(x)) return x
+      const known = adoptions.get(x)
+      if (known instanceof MclGT) return known
       const y = gtFromBytes(x.toBytes())
       if (!y) throw foreignElementError('GT', 'not a canonical element of GT')
+      adoptions.set(x, y)
       return y
     },
     clearCaches: dropAttributes,

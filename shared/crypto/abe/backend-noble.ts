@@ -137,6 +137,20 @@ function decode<P>(bytes: Uint8Array, parse: (b: Uint8Array) => P): P | PointFau
   }
 }
 
+/**
+ * Foreign elements already adopted (a master public key loaded before the process switched
+ * backends is used at every seal): re-decoding and re-checking it each time would cost ~1 ms.
+ */
+const adoptions = new WeakMap<object, unknown>()
+function memo<T>(foreign: object, make: () => T): T {
+  let own = adoptions.get(foreign) as T | undefined
+  if (own === undefined) {
+    own = make()
+    adoptions.set(foreign, own)
+  }
+  return own
+}
+
 function adopted<T>(x: { toBytes(): Uint8Array }, group: 'G1' | 'G2' | 'GT', parse: (b: Uint8Array) => T | null): T {
   const fault = (detail: string): never => {
     throw foreignElementError(group, detail)
@@ -261,9 +275,9 @@ export const nobleBackend: PairingBackend = {
     return new NobleGT(terms.length ? F12.finalExponentiate(bls12_381.millerLoopBatch(terms)) : F12.ONE)
   },
 
-  adoptG1: (p) => (made.has(p) ? p : g1(adopted(p, 'G1', (b) => bls12_381.G1.Point.fromBytes(b)))),
-  adoptG2: (q) => (made.has(q) ? q : g2(adopted(q, 'G2', (b) => bls12_381.G2.Point.fromBytes(b)))),
-  adoptGT: (x) => (made.has(x) ? x : new NobleGT(adopted(x, 'GT', fp12FromBytes))),
+  adoptG1: (p) => (made.has(p) ? p : memo(p, () => g1(adopted(p, 'G1', (b) => bls12_381.G1.Point.fromBytes(b))))),
+  adoptG2: (q) => (made.has(q) ? q : memo(q, () => g2(adopted(q, 'G2', (b) => bls12_381.G2.Point.fromBytes(b))))),
+  adoptGT: (x) => (made.has(x) ? x : memo(x, () => new NobleGT(adopted(x, 'GT', fp12FromBytes)))),
 
   clearCaches() {
     attributeCache.clear()
