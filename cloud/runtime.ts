@@ -15,6 +15,7 @@
  *   anchor         when anchoring is on (cloud/anchor/service.ts): node-cron on
  *                  CARELEDGER_ANCHOR_SCHEDULE, and a timer following the anchor in flight
  */
+import { cryptoBackendChoice, cryptoLogFields, cryptoSelection, initCrypto } from '../shared/cli/crypto-backend.ts'
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
@@ -63,6 +64,7 @@ const urlHost = (host: string): string => (host === '0.0.0.0' ? '127.0.0.1' : ho
 
 export async function startCloud(config: CloudConfig, opts: StartOptions = {}): Promise<Cloud> {
   const logger = opts.logger ?? pino({ level: config.log.level, base: { service: 'careledger-cloud', pid: process.pid } })
+  await initCrypto(cryptoBackendChoice(undefined)) // the pairing backend (CARELEDGER_CRYPTO_BACKEND, default auto)
   const now = opts.now ?? Date.now
   const startedAt = now()
   const cleanups: Array<() => unknown> = []
@@ -193,7 +195,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       })())
 
     logger.info(
-      { event: 'cloud_ready', url, dataDir: config.dataDir, signingKey: keys.signingKeyId, chameleonKey: keys.chameleonKeyId, developmentRegulator: keys.developmentRegulator, height: chain.stats().height },
+      { event: 'cloud_ready', url, dataDir: config.dataDir, signingKey: keys.signingKeyId, chameleonKey: keys.chameleonKeyId, developmentRegulator: keys.developmentRegulator, height: chain.stats().height, crypto: cryptoLogFields(cryptoSelection()) },
       `cloud ready at ${url}`,
     )
     return { ...ctx, url, host: config.http.host, port, app, sealNow, verifyNow, stop }

@@ -22,9 +22,24 @@ import { DEFAULT_BACKOFF, OutboxSync } from '../outbox/sync.ts'
 import { HttpUploader } from '../outbox/client.ts'
 import { deleteOrphanBlocks, pruneSynced } from '../outbox/retention.ts'
 import type { BackofficeOptions, BackofficeStatus } from './protocol.ts'
+import { cryptoLogFields, initCrypto } from '../../shared/cli/crypto-backend.ts'
+import { backend } from '../../shared/crypto/abe/backend.ts'
 
 const opts = workerData as BackofficeOptions
 const logger = pino({ level: opts.logLevel, base: { service: 'careledger-gateway', thread: 'backoffice' } })
+// The pairing backend loads (mcl-wasm: compile and self-test, ~1 s) while the rest starts; the
+// first sealing pass waits for it, so every seal uses the configured backend. A backend named
+// explicitly that cannot be used ends the worker (the plugin restarts it and the log says why).
+const cryptoReady = initCrypto(opts.cryptoBackend).then(
+  (s) => {
+    logger.info({ event: 'crypto_backend', ...cryptoLogFields(s) }, `CP-ABE on ${s.backend.description} (${s.reason})`)
+    return s
+  },
+  (e: unknown) => {
+    logger.fatal({ event: 'crypto_backend_failed', err: e }, `the pairing backend cannot be used: ${e instanceof Error ? e.message : String(e)}`)
+    process.exit(1)
+  },
+)
 const { db } = openGatewayDb(opts.dataDir, { logger })
 // Creates the gateway's keys on first start (and a development authority when none is configured).
 const identity = loadIdentity(opts.dataDir, { logger })
@@ -66,6 +81,8 @@ function report(extra: Partial<BackofficeStatus> = {}): void {
     sealMs: totals.sealMs,
     cpuMicros: threadCpuMicros(),
     heapBytes: getHeapStatistics().total_heap_size,
+    cryptoBackend: backend().name,
+    wasmBytes: backend().externalMemoryBytes(),
     blockBytes: blocksMeasured ? node.usage.bytes : null,
     sealIntervalMs: sync?.failing ? opts.offlineSealIntervalMs : opts.sealIntervalMs,
     sealFailures: totals.sealFailures,
@@ -136,6 +153,7 @@ let swept = false
 let blocksMeasured = false
 
 async function pass(forceSeal: boolean): Promise<void> {
+  await cryptoReady
   try {
     if (!swept) {
       swept = true // once per start, before the first seal (see deleteOrphanBlocks)
