@@ -32,6 +32,7 @@ import type { ServiceContext } from './service/context.ts'
 import { every, type Job } from './service/jobs.ts'
 import { createCloudMetrics } from './service/metrics.ts'
 import { RateWindow } from './service/rate.ts'
+import { InflightBudget } from './service/inflight.ts'
 import { VerificationLog, type VerificationResult } from './service/verification.ts'
 
 export interface StartOptions {
@@ -90,6 +91,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       nonces: new NonceStore(db),
       verification: new VerificationLog(db),
       ingestRate: new RateWindow(),
+      inflight: new InflightBudget(config.limits.inflight),
       metrics,
       logger,
       startedAt,

@@ -20,6 +20,7 @@ import { registerAccessRoutes } from './routes-access.ts'
 import { registerIngestRoutes } from './routes-ingest.ts'
 import { registerReadRoutes } from './routes-read.ts'
 import { registerConsoleRoutes } from './routes-console.ts'
+import { limitConnections } from './connections.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -35,17 +36,26 @@ export interface BuildOptions {
   readonly https?: { readonly cert: Buffer; readonly key: Buffer } | null
 }
 
+/**
+ * Slow clients cannot hold sockets for long: the headers must arrive within 10 s (slowloris), a
+ * whole request within 2 min (an 8 MiB upload over a slow clinic uplink), a socket may idle 30 s;
+ * Node checks these every second. Connection caps: connections.ts.
+ */
+const SOCKET_TIMEOUTS = { headersTimeout: 10_000, requestTimeout: 120_000, connectionTimeout: 30_000, connectionsCheckingInterval: 1_000 } as const
+
 export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Promise<FastifyInstance> {
+  const serverOptions = { headersTimeout: SOCKET_TIMEOUTS.headersTimeout, connectionsCheckingInterval: SOCKET_TIMEOUTS.connectionsCheckingInterval }
   const app = Fastify({
     logger: false,
     // JSON bodies (registration) are small; the CBOR upload routes set their own limits.
     bodyLimit: 64 * 1024,
     forceCloseConnections: true,
     return503OnClosing: true,
-    // A request (headers and body) must arrive within 2 minutes: slow clients cannot hold sockets forever.
-    requestTimeout: 120_000,
-    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
+    requestTimeout: SOCKET_TIMEOUTS.requestTimeout,
+    connectionTimeout: SOCKET_TIMEOUTS.connectionTimeout,
+    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key, ...serverOptions } } : { http: serverOptions }),
   }) as unknown as FastifyInstance
+  limitConnections(app.server, ctx.config.limits.connections, ctx.metrics)
 
   app.decorateRequest('principal', null)
   app.decorateRequest('gatewayCredentials', null)
@@ -75,6 +85,9 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
     } else if (e.status === 401) {
       ctx.metrics.authFailures.inc({ code: e.code })
     }
+    // Refused before its body was read (signed-scope.ts): close rather than read the rest.
+    if (!req.raw.complete) void reply.header('connection', 'close')
+    if (typeof e.details.retryAfterS === 'number') void reply.header('retry-after', String(e.details.retryAfterS))
     return reply.code(e.status).type('application/json; charset=utf-8').send({ error: e.toJSON() })
   })
 

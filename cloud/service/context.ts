@@ -13,6 +13,7 @@ import type { EnvelopeStore } from './blockstore.ts'
 import type { CloudMetrics } from './metrics.ts'
 import type { VerificationLog } from './verification.ts'
 import type { RateWindow } from './rate.ts'
+import type { InflightBudget } from './inflight.ts'
 
 export interface ServiceContext {
   readonly config: CloudConfig
@@ -29,6 +30,8 @@ export interface ServiceContext {
   readonly nonces: NonceStore
   readonly verification: VerificationLog
   readonly ingestRate: RateWindow
+  /** Signed request bodies being read, per gateway and in total (inflight.ts). */
+  readonly inflight: InflightBudget
   readonly metrics: CloudMetrics
   readonly logger: Logger
   readonly startedAt: number

@@ -32,6 +32,8 @@ export function createCloudMetrics(registry: Registry = new Registry()) {
     sealFailures: new Counter({ name: `${p}seal_failures_total`, help: 'Block sealing attempts that threw.', registers }),
     height: new Gauge({ name: `${p}chain_height`, help: 'Height of the newest block (-1: none yet).', registers }),
     records: new Gauge({ name: `${p}chain_records`, help: 'Records on the chain.', registers }),
+    connectionsRefused: new Counter({ name: `${p}connections_refused_total`, help: 'Connections closed at once by a cap: total (CARELEDGER_CLOUD_MAX_CONNECTIONS) or per-address.', labelNames: ['reason'] as const, registers }),
+    inflightBytes: new Gauge({ name: `${p}inflight_body_bytes`, help: 'Signed request body bytes admitted and not yet answered (capped by CARELEDGER_CLOUD_MAX_INFLIGHT_BYTES).', registers }),
     verificationOk: new Gauge({ name: `${p}verification_ok`, help: 'ALERT when 0: 1 if the latest full chain verification passed.', registers }),
     verificationTime: new Gauge({ name: `${p}verification_timestamp_seconds`, help: 'When the latest chain verification finished.', registers }),
     verificationSeconds: new Histogram({
