@@ -6,6 +6,7 @@
  *   routes-ingest.ts    POST /v1/batches, POST /v1/batches/bulk          (gateway-signed)
  *   routes-read.ts      records, proofs, envelopes, blocks, streams, stats, verification, healthz
  *   routes-console.ts   GET / and /console/* (static), GET /v1/openapi.json, GET /metrics
+ *   routes-gateway.ts   instructions to gateways, PUT /v1/envelopes/:cid (gateway-signed); GET /v1/envelopes/damaged
  *
  * Logging: one line per request (method, route template, status, duration, who) — never a
  * header value, query value or body: bodies carry manifests and ciphertext, and although the cloud
@@ -21,6 +22,7 @@ import { registerIngestRoutes } from './routes-ingest.ts'
 import { registerReadRoutes } from './routes-read.ts'
 import { registerConsoleRoutes } from './routes-console.ts'
 import { limitConnections } from './connections.ts'
+import { registerDamageRoutes, registerGatewayChannelRoutes } from './routes-gateway.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -98,6 +100,8 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
 
   registerAccessRoutes(app, ctx)
   await app.register(async (scope) => registerIngestRoutes(scope, ctx))
+  await app.register(async (scope) => registerGatewayChannelRoutes(scope, ctx))
+  registerDamageRoutes(app, ctx)
   registerReadRoutes(app, ctx)
   registerConsoleRoutes(app, ctx)
   return app

@@ -14,6 +14,8 @@ import type { CloudMetrics } from './metrics.ts'
 import type { VerificationLog } from './verification.ts'
 import type { RateWindow } from './rate.ts'
 import type { InflightBudget } from './inflight.ts'
+import type { InstructionStore } from './instructions.ts'
+import type { DamageLog } from './envelope-damage.ts'
 
 export interface ServiceContext {
   readonly config: CloudConfig
@@ -32,8 +34,14 @@ export interface ServiceContext {
   readonly ingestRate: RateWindow
   /** Signed request bodies being read, per gateway and in total (inflight.ts). */
   readonly inflight: InflightBudget
+  /** Instructions waiting for gateways (instructions.ts). */
+  readonly instructions: InstructionStore
+  /** Envelope blocks the scrub found damaged (envelope-damage.ts). */
+  readonly damage: DamageLog
   readonly metrics: CloudMetrics
   readonly logger: Logger
   readonly startedAt: number
   readonly now: () => number
+  /** Called when envelope damage is found or repaired (the runtime runs a verification then). */
+  onDamageChange?: () => void
 }

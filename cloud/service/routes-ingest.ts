@@ -131,6 +131,7 @@ export function registerIngestRoutes(scope: FastifyInstance, ctx: ServiceContext
     for (const x of results) outcome(ctx, x.status, x.error?.code)
     const created = results.filter((x) => x.status === 201).length
     ctx.logger.info({ event: 'bulk_ingest', gateway: r.gateway!.gatewayId, batches: results.length, created, refused: results.filter((x) => x.status >= 400).length }, 'bulk upload judged')
-    return reply.code(200).send({ results })
+    // A hint for the gateway: instructions wait for it (docs/api.md §Instructions to gateways).
+    return reply.code(200).send({ results, instructions: ctx.instructions.pendingCount(r.gateway!.gatewayId) })
   })
 }
