@@ -21,7 +21,7 @@ import { registerAccessRoutes } from './routes-access.ts'
 import { registerIngestRoutes } from './routes-ingest.ts'
 import { registerReadRoutes } from './routes-read.ts'
 import { registerConsoleRoutes } from './routes-console.ts'
-import { limitConnections } from './connections.ts'
+import { answerClientError, limitConnections } from './connections.ts'
 import { registerDamageRoutes, registerGatewayChannelRoutes } from './routes-gateway.ts'
 
 declare module 'fastify' {
@@ -55,6 +55,7 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
     return503OnClosing: true,
     requestTimeout: SOCKET_TIMEOUTS.requestTimeout,
     connectionTimeout: SOCKET_TIMEOUTS.connectionTimeout,
+    clientErrorHandler: answerClientError,
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key, ...serverOptions } } : { http: serverOptions }),
   }) as unknown as FastifyInstance
   limitConnections(app.server, ctx.config.limits.connections, ctx.metrics)

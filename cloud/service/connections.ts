@@ -5,8 +5,9 @@
  * the gateways. `perAddress` 0 turns the per-address cap off — behind a reverse proxy every
  * connection comes from the proxy's address, and the proxy must do that job.
  */
-import type { Server } from 'node:net'
+import type { Server, Socket } from 'node:net'
 import type { CloudMetrics } from './metrics.ts'
+import { ApiError } from './errors.ts'
 
 export interface ConnectionLimits {
   readonly max: number
@@ -33,4 +34,24 @@ export function limitConnections(server: Server, limits: ConnectionLimits, metri
       else open.set(addr, left)
     })
   })
+}
+
+/**
+ * What Node's HTTP parser refuses before fastify sees a request (malformed request line or
+ * headers, headers too large, a request that took too long) is answered in the API's error model
+ * too, then the connection is closed: every input gets a clear answer.
+ */
+export function answerClientError(err: NodeJS.ErrnoException & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const e =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? new ApiError('REQUEST_TIMEOUT', 'the request did not arrive in time (headers within 10 s, the whole request within 120 s)')
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? new ApiError('HEADERS_TOO_LARGE', 'the request headers exceed 16 KiB')
+        : new ApiError('INVALID_REQUEST', `malformed HTTP/1.1 request (${String(err.code ?? 'parse error').slice(0, 40)})`, { reason: err.code ?? null })
+  const body = JSON.stringify({ error: e.toJSON() })
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${e.status} ${e.code}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
 }
