@@ -170,7 +170,8 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     const https = config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : null
     const app = await buildApp(ctx, { https })
     cleanups.push(() => app.close())
-    await app.listen({ host: config.http.host, port: config.http.port })
+    // A deep accept queue: a connection flood must not crowd out the SYNs of gateways (Node defaults to 511).
+    await app.listen({ host: config.http.host, port: config.http.port, backlog: 2048 })
     const addr = app.server.address()
     const port = typeof addr === 'object' && addr ? addr.port : config.http.port
     const url = `${https ? 'https' : 'http'}://${urlHost(config.http.host)}:${port}`

@@ -88,8 +88,7 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
     } else if (e.status === 401) {
       ctx.metrics.authFailures.inc({ code: e.code })
     }
-    // Refused before its body was read (signed-scope.ts): close rather than read the rest.
-    if (!req.raw.complete) void reply.header('connection', 'close')
+    if (!req.raw.complete) refusedBeforeBody(req, reply, e)
     if (typeof e.details.retryAfterS === 'number') void reply.header('retry-after', String(e.details.retryAfterS))
     return reply.code(e.status).type('application/json; charset=utf-8').send({ error: e.toJSON() })
   })
@@ -106,6 +105,30 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
   registerReadRoutes(app, ctx)
   registerConsoleRoutes(app, ctx)
   return app
+}
+
+/** How long a request refused before its body may keep sending (and have it discarded). */
+const LINGER_MS = 2_000
+
+/**
+ * A request refused before its body was read (signed-scope.ts): the body is never buffered. An
+ * oversized one is closed at once. Otherwise Node discards what still comes, for at most
+ * LINGER_MS, then the socket is destroyed: a client that is still sending (an older gateway with a
+ * large upload) reads the answer instead of a reset connection (the "lingering close" of RFC 9112
+ * §9.6), and a stranger holding the last byte holds the socket for 2 s, not 120.
+ */
+function refusedBeforeBody(req: FastifyRequest, reply: FastifyReply, e: ApiError): void {
+  if (e.status === 413) {
+    void reply.header('connection', 'close')
+    return
+  }
+  reply.raw.once('finish', () => {
+    if (req.raw.complete) return
+    const timer = setTimeout(() => req.raw.socket?.destroy(), LINGER_MS)
+    timer.unref()
+    req.raw.once('end', () => clearTimeout(timer))
+    req.raw.once('close', () => clearTimeout(timer))
+  })
 }
 
 /** Fastify's own errors (body limit, content type, JSON syntax) in the API's error model. */

@@ -99,14 +99,15 @@ describe('item 6: the signature is checked before the body is read', () => {
     const before = rssBytes(cloud.pid)
     const answers = await Promise.all(
       Array.from({ length: 40 }, () =>
-        rawRequest(cloud.port, signedHead({ path: '/v1/batches/bulk', secretKey: randomBytes(32), body: new Uint8Array(16 * 1024 * 1024 - 1), gatewayId: gw.gatewayId }), { body: new Uint8Array(1024) }),
+        rawRequest(cloud.port, signedHead({ path: '/v1/batches/bulk', secretKey: randomBytes(32), body: new Uint8Array(16 * 1024 * 1024 - 1), gatewayId: gw.gatewayId }), { body: new Uint8Array(1024), awaitClose: true, timeoutMs: 30_000 }),
       ),
     )
     for (const a of answers) {
       expect(a.status, a.body).toBe(401)
       expect(JSON.parse(a.body).error.code).toBe('BAD_SIGNATURE')
-      expect(a.headers.connection).toBe('close')
+      // Answered at once; the socket closed by the cloud after at most 2 s of discarding (not the 120 s request timeout).
       expect(a.closed).toBe(true)
+      expect(a.ms).toBeLessThan(20_000)
     }
     // Without the fix each held request kept up to 16 MiB: 40 of them took the cloud from 215 to 801 MB.
     expect(rssBytes(cloud.pid) - before).toBeLessThan(64 * 1024 * 1024)
@@ -117,6 +118,15 @@ describe('item 6: the signature is checked before the body is read', () => {
     expect(a.status).toBe(413)
     expect(JSON.parse(a.body).error).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', details: { limitBytes: 16 * 1024 * 1024, declaredBytes: 2 ** 30 } })
     expect(a.closed).toBe(true)
+  })
+
+  it('an older gateway still sending a large upload reads the refusal, not a reset connection', async () => {
+    const body = randomBytes(8 * 1024 * 1024)
+    const v2 = signRequest(gw.secretKey, { method: 'POST', path: '/v1/batches/bulk', body })
+    const v1 = { 'CareLedger-Gateway': gw.gatewayId, 'CareLedger-Timestamp': v2['CareLedger-Timestamp'], 'CareLedger-Nonce': v2['CareLedger-Nonce'], 'CareLedger-Signature': v2['CareLedger-Signature'], 'content-type': 'application/cbor' }
+    const res = await fetch(`${cloud.url}/v1/batches/bulk`, { method: 'POST', headers: v1, body })
+    expect(res.status).toBe(401)
+    expect((await json(res)).error.code).toBe('UNSUPPORTED_SIGNATURE')
   })
 
   it('an older gateway (request signing version 1) is told so: 401 UNSUPPORTED_SIGNATURE, nothing stored', async () => {
@@ -146,7 +156,7 @@ describe('item 6: the signature is checked before the body is read', () => {
     const fromB = await rawRequest(cloud.port, head(other))
     expect(fromB.status).toBe(503)
     expect(JSON.parse(fromB.body).error.code).toBe('OVERLOADED')
-    expect(fromB.closed).toBe(true)
+    expect(fromB.headers['retry-after']).toBe('5')
     await held // A gives up (its socket is destroyed): its bytes are released
     await waitFor('the held bytes to be released', async () => {
       const res = await signedPost(cloud.url, other, '/v1/batches/bulk', encodeCanonical({ batches: [] }))

@@ -46,7 +46,7 @@ export interface AttackReport {
 }
 
 const MiB = 2 ** 20
-const addr = (i: number): string => `127.0.0.${2 + (i % 8)}`
+const addr = (i: number): string => `127.0.0.${2 + (Math.floor(i) % 8)}`
 const tally = (xs: readonly RawAnswer[]): Record<string, number> => {
   const t: Record<string, number> = {}
   for (const a of xs) {

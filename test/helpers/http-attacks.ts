@@ -27,6 +27,8 @@ export interface RawRequestOptions {
   readonly body?: Uint8Array
   /** Give up waiting for an answer after this long (the socket is then destroyed). */
   readonly timeoutMs?: number
+  /** Wait for the server to close the connection after its answer (up to timeoutMs). */
+  readonly awaitClose?: boolean
 }
 
 function parseAnswer(buf: Buffer): { status: number | null; headers: Record<string, string>; body: string } {
@@ -69,7 +71,7 @@ export function rawRequest(port: number, head: readonly string[], opts: RawReque
       // An answer whose body is complete (the cloud always sends Content-Length) is enough unless the close is awaited.
       const a = parseAnswer(Buffer.concat(chunks))
       const length = Number(a.headers['content-length'] ?? -1)
-      if (a.status !== null && length >= 0 && Buffer.byteLength(a.body) >= length && a.headers.connection !== 'close') finish(false)
+      if (a.status !== null && length >= 0 && Buffer.byteLength(a.body) >= length && a.headers.connection !== 'close' && !opts.awaitClose) finish(false)
     })
     socket.on('end', () => finish(true))
     socket.on('close', () => finish(true))
