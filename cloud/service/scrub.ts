@@ -8,7 +8,8 @@
  *                 its own (chain/verify-envelopes.ts); ingest continues meanwhile
  *   recordDamage  envelope-damage.ts: new damage opened, damage found intact again closed
  *   askGateways   for each open damage, a `resend-block` instruction to the gateway that uploaded
- *                 the record (idempotent: one pending per gateway and CID); withdrawn once intact
+ *                 the record (idempotent: one pending per gateway and CID; not again once the
+ *                 gateway answered that it cannot); withdrawn once intact
  *   alert         metrics, an error log line naming the records, and — when anything changed — a
  *                 verification run now, so GET /v1/chain/verification names the records at once
  */
@@ -55,6 +56,9 @@ function askGateways(s: ScrubState): void {
   const { ctx } = s
   for (const d of ctx.damage.open()) {
     if (!ctx.gateways.live(d.gatewayId)) continue // revoked: it cannot fetch instructions; restore from a backup
+    // A gateway that already answered it cannot (NOT_HELD, unsupported) for this damage is not asked again.
+    const last = ctx.instructions.latest('resend-block', d.cid)
+    if (last && last.gatewayId === d.gatewayId && (last.state === 'failed' || last.state === 'unsupported') && last.issuedAt >= d.detectedAt) continue
     ctx.instructions.issue(d.gatewayId, 'resend-block', d.cid, { cid: d.cid, record: d.recordId }, s.now)
   }
   for (const d of s.healed!) ctx.instructions.cancel(d.gatewayId, 'resend-block', d.cid, 'the block was found intact by the scrub', s.now)
