@@ -42,6 +42,18 @@ describe('request signing, version 2', () => {
     expect(verify(gw.publicKey, 'api-request/v2', payload, sig)).toBe(true)
   })
 
+  it('the known answer of docs/api.md §Signing with curl and openssl', () => {
+    const seed = Uint8Array.from({ length: 32 }, (_, i) => i)
+    expect(signRequest(seed, { method: 'GET', path: '/v1/gateways/self/instructions', timestamp: 1795600800000, nonce: '000102030405060708090a0b0c0d0e0f' })).toEqual({
+      'CareLedger-Signature-Version': '2',
+      'CareLedger-Gateway': '56475aa75463474c',
+      'CareLedger-Timestamp': '1795600800000',
+      'CareLedger-Nonce': '000102030405060708090a0b0c0d0e0f',
+      'CareLedger-Signature': 'f4S1QFCMjvyTJKerBCZDgTolXmmxyyrncIha+TjV8cnIWiBCcr2PFN5R05WvUUGGZjDD65EyPFhmIk1nwc6hCQ==',
+      'Content-Digest': 'sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:',
+    })
+  })
+
   it('produces the six headers, and the cloud side reads and verifies them from the headers alone', () => {
     const headers = signRequest(gw.secretKey, req)
     expect(headers).toEqual({
