@@ -49,7 +49,7 @@ try {
       const dest = join(root, path)
       mkdirSync(dest, { recursive: true })
       execFileSync('tar', ['-xzf', file, '-C', dest, '--strip-components=1'], { stdio: 'inherit' })
-      console.log(`ensure-native-bindings: installed ${spec} (skipped by npm for its engines ${JSON.stringify(p.engines ?? {})} under node ${process.version})`)
+      console.log(`ensure-native-bindings: installed ${spec} (npm skipped it: its engines are ${JSON.stringify(p.engines ?? {})})`)
     } catch (e) {
       failed++
       rmSync(join(root, path), { recursive: true, force: true })
