@@ -73,7 +73,7 @@ describe('anchoring fees', () => {
     const events = await anchorEvents(evm, env.contract)
     expect(events.map((e) => [e.height, e.txHash])).toEqual([[final.height, done.tx]]) // …exactly once
     expect(await evm.provider.getTransactionCount(wallet.address, 'latest')).toBe(nonceBefore + 1) // one nonce used
-    const mined = await evm.provider.getTransaction(done.tx)
+    const mined = await evm.provider.getTransaction(done.tx!)
     expect(mined!.maxFeePerGas).toBeGreaterThan(txs[0]!.maxFeePerGas!) // a replacement, not the first, made it
   })
 
@@ -120,6 +120,6 @@ describe('anchoring fees', () => {
     await evm.mine(4)
     const done = await until(() => cloud.anchor!.status().latest, 'the anchor confirmed')
     expect((await anchorEvents(evm, env.contract)).map((e) => e.txHash)).toEqual([done.tx])
-    expect((await evm.provider.getTransaction(done.tx))!.maxFeePerGas!).toBeLessThanOrEqual(cap)
+    expect((await evm.provider.getTransaction(done.tx!))!.maxFeePerGas!).toBeLessThanOrEqual(cap)
   })
 })
