@@ -50,13 +50,13 @@ export function cloudCommand(): Command {
     const shutdown = (signal: string): void => {
       if (signalled) return
       signalled = true
-      cloud.logger.info({ event: 'signal', signal }, `received ${signal}`)
       // Last resort: a stop that hangs (a stuck job, a worker thread) must not leave the process running.
       // Exiting is safe: accepted batches are committed, pending records are sealed at the next start.
       setTimeout(() => {
         cloud.logger.fatal({ event: 'stop_timeout', afterS: STOP_BOUND_MS / 1000 }, `graceful stop did not finish within ${STOP_BOUND_MS / 1000} s: exiting`)
         process.exit(1)
       }, STOP_BOUND_MS).unref()
+      cloud.logger.info({ event: 'signal', signal }, `received ${signal}`)
       cloud.stop().then(
         () => process.exit(0),
         (err: unknown) => {
