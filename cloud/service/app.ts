@@ -26,7 +26,7 @@ import { registerConsoleRoutes } from './routes-console.ts'
 import { registerAnchorRoutes } from '../anchor/routes.ts'
 import { registerRetrievalRoutes } from '../retrieval/routes.ts'
 import { registerDoctorConsole } from '../console/doctor-routes.ts'
-import { answerClientError, limitConnections } from './connections.ts'
+import { answerClientError, destroySocketsOnClose, limitConnections } from './connections.ts'
 import { registerDamageRoutes, registerGatewayChannelRoutes } from './routes-gateway.ts'
 
 declare module 'fastify' {
@@ -64,6 +64,7 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key, ...serverOptions } } : { http: serverOptions }),
   }) as unknown as FastifyInstance
   limitConnections(app.server, ctx.config.limits.connections, ctx.metrics)
+  destroySocketsOnClose(app)
 
   app.decorateRequest('principal', null)
   app.decorateRequest('gatewayCredentials', null)

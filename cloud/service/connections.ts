@@ -6,6 +6,7 @@
  * connection comes from the proxy's address, and the proxy must do that job.
  */
 import type { Server, Socket } from 'node:net'
+import type { FastifyInstance } from 'fastify'
 import type { CloudMetrics } from './metrics.ts'
 import { ApiError } from './errors.ts'
 
@@ -54,4 +55,22 @@ export function answerClientError(err: NodeJS.ErrnoException & { code?: string }
     socket.write(`HTTP/1.1 ${e.status} ${e.code}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
   }
   socket.destroy()
+}
+
+/**
+ * On close, destroy every socket the listener accepted. Fastify's forceCloseConnections closes
+ * the HTTP connections, but an HTTPS socket still in its TLS handshake (or one that never sends
+ * a byte) is not an HTTP connection yet, and `server.close()` waits for it: up to the TLS
+ * handshake timeout, and for ever for a peer that trickles bytes. A stop must not wait on strangers.
+ */
+export function destroySocketsOnClose(app: FastifyInstance): void {
+  const sockets = new Set<Socket>()
+  app.server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  })
+  app.addHook('preClose', async () => {
+    for (const s of sockets) s.destroy()
+    sockets.clear()
+  })
 }
