@@ -29,9 +29,12 @@ import { encodeCanonical } from '../../shared/encoding/canonical.ts'
 import { manifestCommitment, type BatchManifest } from '../../shared/protocol/manifest.ts'
 import { signRequest } from '../../shared/protocol/request-signing.ts'
 import { testFleet, type TestStream } from '../../test/cloud/chain-helpers.ts'
-import { carOf } from '../../test/helpers/cloud-batches.ts'
+import { carOf, testAuthority } from '../../test/helpers/cloud-batches.ts'
 import { CloudProcess } from '../../test/helpers/cloud-process.ts'
 import { cli } from '../../test/helpers/system.ts'
+import { sealEnvelope } from '../../shared/crypto/envelope.ts'
+import { formatPolicy, parsePolicy } from '../../shared/crypto/policy/parse.ts'
+import { envelopePolicy } from '../../cloud/service/policy-check.ts'
 import { cpuSeconds } from './backlog.ts'
 import { table } from './measure.ts'
 
@@ -58,6 +61,19 @@ interface Item {
   readonly body: { manifest: BatchManifest; signature: Uint8Array; car: Uint8Array }
 }
 
+const templates = new Map<TestStream, { template: Uint8Array; authority: string; policy: string }>()
+/** One real FABEO envelope per stream (≈ 2 KB sealed) under the test authority, and its header's authority and policy. */
+function templateOf(stream: TestStream): { template: Uint8Array; authority: string; policy: string } {
+  let t = templates.get(stream)
+  if (!t) {
+    const policy = formatPolicy(parsePolicy(stream.manifest(0, { variant: 1 }).policy))
+    const template = sealEnvelope(testAuthority(), policy, randomBytes(2048), new Uint8Array(0))
+    t = { template, ...envelopePolicy(template) }
+    templates.set(stream, t)
+  }
+  return t
+}
+
 /** Batches `from`..`to`−1 of each stream in round-robin order, with real envelopes and CIDs; prev links kept per stream. */
 async function makeItems(fleet: TestStream[], prev: Map<TestStream, string | null>, count: number, seqOf: Map<TestStream, number>): Promise<Item[]> {
   const items: Item[] = []
@@ -65,9 +81,13 @@ async function makeItems(fleet: TestStream[], prev: Map<TestStream, string | nul
     const stream = fleet[i % fleet.length]!
     const seq = seqOf.get(stream) ?? 0
     const base = stream.manifest(seq, { prev: prev.get(stream) ?? null })
-    const envelope = randomBytes(2048)
+    const { template, authority, policy } = templateOf(stream)
+    // The cloud reads the envelope's header (policy, authority) but never decrypts: fresh random
+    // bytes in the sealed part give every batch its own CID at the cost of one seal per stream.
+    const envelope = template.slice()
+    envelope.set(randomBytes(64), envelope.length - 64)
     const cid = CID.createV1(0x55, await sha256Hasher.digest(envelope))
-    const manifest: BatchManifest = { ...base, cid: cid.toString(), size: envelope.length }
+    const manifest: BatchManifest = { ...base, authority, policy, cid: cid.toString(), size: envelope.length }
     prev.set(stream, manifestCommitment(manifest))
     seqOf.set(stream, seq + 1)
     items.push({ stream, body: { manifest, signature: stream.gateway.sign(manifest), car: await carOf([cid], [{ cid, bytes: envelope }]) } })
