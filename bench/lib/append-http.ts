@@ -120,7 +120,14 @@ async function timed(pid: number, records: number, run: () => Promise<void>): Pr
   return { records, ms, cloudCpuS: cpuSeconds(pid) - c0, clientCpuS: (u.user + u.system) / 1e6 }
 }
 
-export async function appendHttpSection(o: AppendHttpOptions): Promise<{ report: string; bulkRate: number }> {
+export interface AppendHttpFigure {
+  readonly label: string
+  readonly perSecond: number
+  /** CPU of the cloud process (all threads) per record, ms. */
+  readonly cloudCpuMsPerRecord: number
+}
+
+export async function appendHttpSection(o: AppendHttpOptions): Promise<{ report: string; bulkRate: number; bulk: AppendHttpFigure; single: AppendHttpFigure }> {
   const dir = mkdtempSync(join(os.tmpdir(), 'careledger-bench-append-'))
   const fleet = testFleet(o.gateways, 25, 'bench append http')
   const gateways = [...new Set(fleet.map((s) => s.gateway))]
@@ -182,7 +189,8 @@ export async function appendHttpSection(o: AppendHttpOptions): Promise<{ report:
       ),
       `target ≥ 4,000 records/s (bulk): ${bulkRate >= 4000 ? 'met' : `not met (${Math.round((bulkRate / 4000) * 100)} %)`}; the load generator shares the two cores with the cloud.`,
     ]
-    return { report: lines.join('\n'), bulkRate }
+    const figure = (label: string, p: Phase): AppendHttpFigure => ({ label, perSecond: Math.round((p.records / p.ms) * 1000), cloudCpuMsPerRecord: (p.cloudCpuS / p.records) * 1000 })
+    return { report: lines.join('\n'), bulkRate, bulk: figure(`${o.bulk} a request, ${o.gateways} gateways`, bulk), single: figure(`one a request, ${o.gateways} gateways`, single) }
   } finally {
     await cloud?.stop()
     rmSync(dir, { recursive: true, force: true })
