@@ -184,14 +184,12 @@ const keyCache = new Map<string, { point: Point; uses: number }>()
  */
 const HASH_TABLE_WIDTH = 12
 /**
- * Hashes under one key (in this thread) before its tables are built lazily: they save ~0.1–0.25 ms
- * a Hash and cost ~0.5–1 s of CPU (more on a loaded machine), so they pay for themselves after a
- * few thousand; a process that hashes a handful (a test, a CLI) never builds them. The threshold
- * is low because the cloud is long-lived: at 5,000 an appender spreading its hashes over two
- * threads went without tables for its first ~10,000 records (issue 14's profile). A bulk appender
- * may build them up front instead (chameleonPrepareHashTables, ChainStore.warmUp).
+ * Hashes under one key before its tables are built lazily: they save ~0.1–0.25 ms a Hash and cost
+ * ~1 s of CPU (more on a loaded machine), so they pay for themselves after a few thousand; a
+ * process that hashes a handful (a test, a CLI) never builds them. A long-lived appender builds
+ * them up front instead (chameleonPrepareHashTables, ChainStore.warmUp).
  */
-const HASH_TABLE_AFTER = 1000
+const HASH_TABLE_AFTER = 5000
 let tableG: Point | null = null
 const tablesY = new Map<string, Point>()
 
