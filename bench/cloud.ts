@@ -36,7 +36,7 @@ import { writeFileSync } from 'node:fs'
 import { ristretto255, ed25519 } from '@noble/curves/ed25519.js'
 import { chameleonEquation, chameleonHash, chameleonPublicPoint, chameleonVerify, encodeChameleonPublicKey, type ChameleonEquation } from '../shared/crypto/chameleon.ts'
 import { chameleonBatchHolds } from '../shared/crypto/chameleon-batch.ts'
-import { verify as nobleVerify } from '../shared/crypto/sign.ts'
+import { nativeVerifier, verify as nobleVerify } from '../shared/crypto/sign.ts'
 import { decodeCanonical, domainSeparated, encodeCanonical } from '../shared/encoding/canonical.ts'
 import { parseManifest } from '../shared/protocol/manifest.ts'
 import { openCloudDb } from '../cloud/store/db.ts'
@@ -123,7 +123,7 @@ prim('    of which ristretto255 decode of P (noble)', measure((c: RecordRow) => 
   }
 }
 prim('Ed25519: R decompression alone, noble (what a batch pays first)', measure((a: (typeof admitted)[number]) => ed25519.Point.fromBytes(a.signature.subarray(0, 32)), { ...many, setup: cycle(admitted) }))
-prim('Ed25519 verify, noble (shared/crypto/sign.ts)', measure((a: (typeof admitted)[number]) => nobleVerify(a.gatewayKey, 'batch-manifest', a.manifestBytes, a.signature), { runs: 100, warmup: 10, setup: cycle(admitted) }))
+prim(`Ed25519 verify, shared/crypto/sign.ts (fast path: ${nativeVerifier()})`, measure((a: (typeof admitted)[number]) => nobleVerify(a.gatewayKey, 'batch-manifest', a.manifestBytes, a.signature), { runs: 100, warmup: 10, setup: cycle(admitted) }))
 prim('Ed25519 verify, node:crypto (OpenSSL)', measure((a: (typeof admitted)[number]) => nodeVerify(null, domainSeparated('batch-manifest', a.manifestBytes), nodeKeys.get(Buffer.from(a.gatewayKey).toString('hex'))!, a.signature), { ...many, setup: cycle(admitted) }))
 prim('parseManifest (zod)', measure((s: AppendInput) => parseManifest(s.manifest), { ...many, setup: cycle(sample) }))
 prim('encodeCanonical(record content)', measure((f: (typeof fields)[number]) => encodeCanonical({ ...f, v: 1 }), { ...many, setup: cycle(fields) }))
@@ -283,6 +283,7 @@ const verifyCase = async (label: string, workers: number, cache?: VerificationCa
 }
 const target = (perSecond: number): string => `${num(VERIFY_TARGET)}${perSecond >= VERIFY_TARGET ? ' ✓' : ` ✗ (${Math.round((perSecond / VERIFY_TARGET) * 100)}%)`}`
 const startups: string[] = []
+let coldVerify: { perSecond: number; cpuMsPerRecord: number; coresGot: number } | null = null
 for (const size of BATCH_SIZES) await verifyCase(`verifyChain, ${cores} worker threads`, cores, undefined, size)
 await verifyCase('verifyChain, calling thread only', 0)
 await verifyCase('verifyChain, 1 worker thread', 1)
@@ -308,6 +309,7 @@ await verifyCase(`re-verify with a warm VerificationCache, ${cores} workers`, co
   }
   const perSecond = median(rates)
   verifyBest = Math.max(verifyBest, perSecond)
+  coldVerify = { perSecond, cpuMsPerRecord: median(cpuPer), coresGot: median(got) }
   verifyRows.push(['`careledger chain verify`, cold process (wall incl. start)', num(DEFAULT_BATCH_SIZE), num(VERIFY_RECORDS), num(perSecond), median(cpuPer).toFixed(3), median(got).toFixed(2), target(perSecond)])
 }
 
@@ -329,6 +331,7 @@ const chPrep = byName.get('  batch part 1: chameleonEquation (decode P, r = C + 
 const chEq = byName.get('  batch part 2: the weighted equation of 400, per record')!
 const edDecompress = byName.get('Ed25519: R decompression alone, noble (what a batch pays first)')!
 const edNode = byName.get('Ed25519 verify, node:crypto (OpenSSL)')!
+const edFast = [...byName].find(([n]) => n.startsWith('Ed25519 verify, shared/crypto/sign.ts'))![1]
 
 out('')
 out(`bench:cloud — ${cores}× ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}; medians of ${RUNS} runs; load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`)
@@ -351,7 +354,7 @@ out(
 )
 out(
   `  verify: per record ${fmt(checkMs)} ms of checks in a batch, of which the chameleon opening ${fmt(chPrep)} ms before the equation (decoding P alone is most of it)` +
-    ` + ${fmt(chEq)} ms for its share of the batch equation, and Ed25519 through OpenSSL ${fmt(edNode)} ms — below what batching it would cost in noble,` +
+    ` + ${fmt(chEq)} ms for its share of the batch equation, and Ed25519 through ${nativeVerifier()} ${fmt(edFast)} ms (OpenSSL ${fmt(edNode)} ms) — below what batching it would cost in noble,` +
     ` whose R decompression alone takes ${fmt(edDecompress)} ms; ${cores} cores give at most ≈ ${num(Math.round((1000 / checkMs) * cores))} records/s.` +
     ` ${verifyBest >= VERIFY_TARGET ? 'Target met.' : `Short by ${num(VERIFY_TARGET - verifyBest)} records/s (${Math.round((verifyBest / VERIFY_TARGET) * 100)}% of target).`}`,
 )
@@ -363,6 +366,28 @@ if (backlogReport) {
 if (appendHttp) {
   out('')
   out(appendHttp.report)
+}
+
+// ---- side by side (issue 14 §3) ------------------------------------------------------------------------
+{
+  // A 20-bed ward sealed every 5 s: one batch per monitor per 5 s, each a record.
+  const WARD_DAY = 20 * (86_400 / 5)
+  const cpuPer = (ms: number | undefined) => (ms === undefined ? 'n/a' : `${fmt(ms)} ms`)
+  const dayAt = (perSecond: number | undefined) => (perSecond ? `${fmt(WARD_DAY / perSecond / 60)} min` : 'n/a')
+  const rows: string[][] = [
+    ['append, one record alone (admitBatch + commitRecord, this thread)', num(Math.round(1000 / (admitMs + commitMs))), cpuPer(admitMs + commitMs), dayAt(1000 / (admitMs + commitMs))],
+    [`append in-process, appendBatches ×500 + ${cores - 1} worker`, num(bulkRate), 'see §2', dayAt(bulkRate)],
+  ]
+  if (appendHttp) {
+    rows.push([`append over HTTP, bulk (${appendHttp.bulk.label})`, num(appendHttp.bulk.perSecond), cpuPer(appendHttp.bulk.cloudCpuMsPerRecord), dayAt(appendHttp.bulk.perSecond)])
+    rows.push(['append over HTTP, single uploads', num(appendHttp.single.perSecond), cpuPer(appendHttp.single.cloudCpuMsPerRecord), dayAt(appendHttp.single.perSecond)])
+  }
+  rows.push(['verify, one record alone (checkRecordRow)', num(Math.round(1000 / byName.get('verify: checkRecordRow (all record checks, alone)')!)), cpuPer(byName.get('verify: checkRecordRow (all record checks, alone)')), dayAt(1000 / byName.get('verify: checkRecordRow (all record checks, alone)')!)])
+  rows.push([`verify, one record in a batch of 400 (checkRecordRows)`, num(Math.round(1000 / checkMs)), cpuPer(checkMs), dayAt(1000 / checkMs)])
+  if (coldVerify) rows.push([`\`careledger chain verify\`, cold process, ${num(VERIFY_RECORDS)} records`, num(coldVerify.perSecond), cpuPer(coldVerify.cpuMsPerRecord), dayAt(coldVerify.perSecond)])
+  out('')
+  out(`Side by side: append and cold verify, and a 20-bed ward's 24-hour backlog sealed every 5 s (${num(WARD_DAY)} records) at each rate. CPU per record = CPU time of all threads / records; the machine is shared (load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}), so read CPU per record first: rates rise with the cores a run gets.`)
+  out(table(['path', 'records/s', 'CPU per record', '24-h ward backlog at this rate'], rows))
 }
 
 function out(s: string): void {

@@ -84,7 +84,8 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     const keys: CloudKeys = loadCloudKeys(config.paths, config.chameleonPublicKeyFile, { logger })
     const db = openCloudDb(config.paths.db)
     cleanups.push(() => db.close())
-    const chain = new ChainStore(db, keys)
+    // Hash tables built once the service has appended 2,000 records (ChainStoreOptions.warmUpAfter).
+    const chain = new ChainStore(db, keys, { warmUpAfter: 2000 })
     cleanups.push(() => chain.close())
     const blocks = await EnvelopeStore.open(config.paths.blocks)
     cleanups.push(() => blocks.close())

@@ -4,6 +4,7 @@
  * A revoked gateway stays listed (its batches remain on the chain) but its requests are refused.
  */
 import { bytesToHex } from '@noble/hashes/utils.js'
+import { ridingCommit } from '../store/riding-commit.ts'
 import type { CloudDb } from '../store/db.ts'
 import { CareLedgerError } from '../../shared/errors.ts'
 import './schema.ts'
@@ -47,8 +48,12 @@ export const gatewayJson = (g: GatewayInfo) => ({
 
 export class GatewayRegistry {
   readonly #q
+  readonly #db: CloudDb
+  /** The last-sync time last written per gateway: a bulk upload's batches all carry one time. */
+  readonly #noted = new Map<string, number>()
 
   constructor(db: CloudDb) {
+    this.#db = db
     this.#q = {
       insert: db.prepare('INSERT INTO gateways (gateway_id, name, public_key, registered_at) VALUES (?, ?, ?, ?)'),
       get: db.prepare<[string], Row>('SELECT * FROM gateways WHERE gateway_id = ?'),
@@ -100,6 +105,9 @@ export class GatewayRegistry {
 
   /** An authenticated upload arrived (accepted or duplicate). */
   noteSync(gatewayId: string, now: number): void {
-    this.#q.sync.run(now, gatewayId)
+    // The column only grows (max): a time not above the last one written changes nothing.
+    if ((this.#noted.get(gatewayId) ?? -Infinity) >= now) return
+    this.#noted.set(gatewayId, now)
+    ridingCommit(this.#db, () => this.#q.sync.run(now, gatewayId))
   }
 }

@@ -5,12 +5,15 @@
  * are pruned periodically; an expired row never blocks a new request.
  */
 import type { CloudDb } from '../store/db.ts'
+import { ridingCommit } from '../store/riding-commit.ts'
 import './schema.ts'
 
 export class NonceStore {
   readonly #q
+  readonly #db: CloudDb
 
   constructor(db: CloudDb) {
+    this.#db = db
     this.#q = {
       seen: db.prepare<[string, string, number], number>('SELECT 1 FROM request_nonces WHERE gateway_id = ? AND nonce = ? AND expires_at >= ?').pluck(),
       // Insert, or take over an expired row; `changes` is 0 exactly when a live row holds the nonce.
@@ -28,9 +31,12 @@ export class NonceStore {
     return this.#q.seen.get(gatewayId, nonce, now) !== undefined
   }
 
-  /** Atomically remember the nonce until `expiresAt`; false if it is already remembered (a replay). */
+  /**
+   * Atomically remember the nonce until `expiresAt`; false if it is already remembered (a replay).
+   * Durable with the next fsynced commit, e.g. the batch the request uploads (riding-commit.ts).
+   */
   claim(gatewayId: string, nonce: string, expiresAt: number, now: number): boolean {
-    return this.#q.claim.run(gatewayId, nonce, expiresAt, now).changes === 1
+    return ridingCommit(this.#db, () => this.#q.claim.run(gatewayId, nonce, expiresAt, now).changes === 1)
   }
 
   /** Forget nonces whose requests can no longer pass the clock check. Returns how many. */

@@ -4,7 +4,7 @@
  * thread's synchronous appendBatches. Answers each message on its port, in order, then counts it in its flag.
  */
 import { workerData, type MessagePort } from 'node:worker_threads'
-import { answered, attempt, fatal } from './sync-pool.ts'
+import { answered, attempt, claimChunk, fatal } from './sync-pool.ts'
 
 const { port, flag, data } = workerData as { port: MessagePort; flag: Int32Array; data: { chameleonPublicKey: Uint8Array } }
 
@@ -16,11 +16,11 @@ try {
     admit: (input: Parameters<typeof admitBatch>[0]) => attempt(() => admitBatch(input)),
     commit: (fields: Parameters<typeof commitRecord>[1]) => attempt(() => commitRecord(data.chameleonPublicKey, fields)),
   }
-  port.on('message', (msg: { op: string; items: never[] }) => {
+  port.on('message', (msg: { op: string; items: never[]; claim?: Int32Array }) => {
     const task = ops[msg.op]
     try {
       if (!task) throw new Error(`unknown op ${msg.op}`)
-      port.postMessage(msg.items.map(task))
+      port.postMessage(claimChunk(msg) ? msg.items.map(task) : [])
       answered(flag)
     } catch {
       fatal(flag)

@@ -36,6 +36,7 @@ import { failingChameleonEquations } from '../../shared/crypto/chameleon-batch.t
 import { systemRng, type Rng } from '../../shared/crypto/random.ts'
 import { MANIFEST_DOMAIN, parseManifest, type BatchManifest } from '../../shared/protocol/manifest.ts'
 import { streamId } from '../../shared/protocol/pseudonym.ts'
+import { manifestBytesOf, type ContentFields } from './content-slice.ts'
 import { checkSigningPublicKey, isUsableSigningKey, signingKeyId, verify as verifySignature } from '../../shared/crypto/sign.ts'
 
 /** The record format written now. */
@@ -321,7 +322,8 @@ export function decodeRecordContent(bytes: Uint8Array): DecodedRecord {
     manifest,
     signature: v.signature,
     receivedAt: v.receivedAt,
-    manifestBytes: encodeCanonical(manifest),
+    // The bytes are canonical (decodeCanonical), so the manifest's encoding is a slice of them.
+    manifestBytes: manifestBytesOf(bytes, v as unknown as ContentFields) ?? encodeCanonical(manifest),
   }
 }
 

@@ -146,6 +146,13 @@ export interface ChainStoreOptions {
   readonly workers?: number
   /** Bulk appends smaller than this stay on the calling thread (default 16). */
   readonly parallelThreshold?: number
+  /**
+   * Build the chameleon Hash's fixed-base tables on every thread (warmUp) once this many records
+   * were appended here: a long-lived appender (the service) under load, where ~1 s of CPU a
+   * thread pays for itself within seconds. Default: never (the tables then come after 5,000
+   * hashes a thread, chameleon.ts), which keeps short-lived processes and tests light.
+   */
+  readonly warmUpAfter?: number
 }
 
 export type AppendResult = { readonly status: 'created' | 'duplicate'; readonly record: RecordSummary } | { readonly status: 'conflict'; readonly existing: RecordSummary }
@@ -322,6 +329,9 @@ export class ChainStore {
   readonly #chameleonKeyId: string
   readonly #signerKeyId: string
   readonly #pool: SyncPool
+  #warmUpAfter: number
+  /** Batches handed to #append in this process (for warmUpAfter). */
+  #appended = 0
   readonly #trees = new Map<number, MerkleTree>()
   readonly #s
 
@@ -336,6 +346,7 @@ export class ChainStore {
     ensureSchema(db)
     this.#registerKeys(pk)
     const workers = opts.workers ?? Math.max(0, os.availableParallelism() - 1)
+    this.#warmUpAfter = opts.warmUpAfter ?? Infinity
     this.#pool = new SyncPool(new URL('./append-worker.ts', import.meta.url), {
       size: workers,
       data: { chameleonPublicKey: this.#chameleonPublicKey },
@@ -428,6 +439,7 @@ export class ChainStore {
    * (~1 s of CPU each, ~20 MB): for a long-lived appender before its traffic, not mid-backlog.
    */
   warmUp(): void {
+    this.#warmUpAfter = Infinity
     this.#pool.start()
     this.#pool.broadcast('prepare', null, () => chameleonPrepareHashTables(this.#chameleonPublicKey))
   }
@@ -475,6 +487,8 @@ export class ChainStore {
   }
 
   #append(admitted: readonly Outcome<AdmittedBatch>[]): BulkAppendResult[] {
+    this.#appended += admitted.length
+    if (this.#appended >= this.#warmUpAfter) this.warmUp()
     return this.db.transaction((): BulkAppendResult[] => {
       let nextId = (this.#s.maxId.get() as number) + 1
       const pending: Pending[] = []

@@ -7,6 +7,14 @@
  * answers and counted them in a shared flag, and takes them with receiveMessageOnPort (the
  * pattern of synckit). A worker that fails to start or to answer is retired and its chunks
  * computed on the main thread: slower, never wrong.
+ *
+ * Work stealing: each posted chunk carries a shared claim word. A worker claims a chunk before
+ * computing it (claimChunk); the caller, once its own chunks are done, takes back the posted
+ * chunks no worker has claimed yet, from the last one down, and computes them itself (the worker
+ * then answers them with [] at once). So on a loaded machine, where a worker thread may get less
+ * of a core than the caller, the caller computes instead of blocking in Atomics.wait — the event
+ * loop it holds up waits only for chunks already being computed (issue 14's profile: a third of
+ * the append thread's time went to that wait).
  */
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads'
 import { CareLedgerError, isCareLedgerError, type ErrorCode } from '../../shared/errors.ts'
@@ -37,6 +45,15 @@ export function outcomeError(o: Outcome<unknown>): Error | null {
  */
 export const ANSWERED = 0
 export const FATAL = 1
+
+/** Claim word of a posted chunk: 0 free, CLAIMED by the worker, TAKEN_BACK by the caller. */
+const CLAIMED = 1
+const TAKEN_BACK = 2
+
+/** A worker's side: may it compute this chunk (false: the caller took it back; answer [] then). */
+export function claimChunk(msg: { readonly claim?: Int32Array }): boolean {
+  return !msg.claim || Atomics.compareExchange(msg.claim, 0, 0, CLAIMED) === 0
+}
 
 /** A worker's side of the protocol: answer, then count, then wake the caller. */
 export function answered(flag: Int32Array): void {
@@ -83,7 +100,7 @@ export class SyncPool {
   readonly #url: URL
   readonly #opts: SyncPoolOptions
   #slots: Slot[] | null = null
-  readonly #stats = { onWorkers: 0, onCaller: 0, retired: 0 }
+  readonly #stats = { onWorkers: 0, onCaller: 0, retired: 0, takenBack: 0 }
 
   constructor(url: URL, opts: SyncPoolOptions) {
     this.#url = url
@@ -94,8 +111,8 @@ export class SyncPool {
     return this.#opts.size
   }
 
-  /** Items computed on worker threads and on the calling thread so far, and workers retired. */
-  get stats(): { readonly onWorkers: number; readonly onCaller: number; readonly retired: number } {
+  /** Items computed on worker threads and on the calling thread (of which taken back from workers) so far, and workers retired. */
+  get stats(): { readonly onWorkers: number; readonly onCaller: number; readonly retired: number; readonly takenBack: number } {
     return { ...this.#stats }
   }
 
@@ -137,7 +154,7 @@ export class SyncPool {
     const slots = useWorkers ? this.#live() : []
     const chunkSize = Math.max(1, opts.chunk ?? Math.min(32, Math.ceil(opts.expected / (4 * (slots.length + 1)))))
     /** In push order: a chunk kept here, or posted to a slot (answered in order per slot). */
-    const chunks: { items: T[]; slot: Slot | null }[] = []
+    const chunks: { items: T[]; slot: Slot | null; claim?: Int32Array; takenBack?: boolean }[] = []
     let current: T[] = []
     let kept = 0
     let posted = 0
@@ -156,11 +173,15 @@ export class SyncPool {
         }
       }
       if (slot) {
-        slot.port.postMessage({ op, items })
+        const claim = new Int32Array(new SharedArrayBuffer(4))
+        slot.port.postMessage({ op, items, claim })
         slot.posted++
         posted += items.length
-      } else kept += items.length
-      chunks.push({ items, slot })
+        chunks.push({ items, slot, claim })
+      } else {
+        kept += items.length
+        chunks.push({ items, slot })
+      }
     }
     return {
       push: (item: T): void => {
@@ -179,9 +200,23 @@ export class SyncPool {
           if (c.slot === null) local.set(i, c.items.map(task))
         })
         this.#stats.onCaller += kept
+        // Take back what no worker has started, from the last chunk down (the workers go forward).
+        for (let i = chunks.length - 1; i >= 0; i--) {
+          const c = chunks[i]!
+          if (c.claim && Atomics.compareExchange(c.claim, 0, 0, TAKEN_BACK) === 0) {
+            c.takenBack = true
+            local.set(i, c.items.map(task))
+            this.#stats.onCaller += c.items.length
+            this.#stats.takenBack += c.items.length
+          }
+        }
         const out: R[] = []
         chunks.forEach((c, i) => {
           if (c.slot === null) return void out.push(...local.get(i)!)
+          if (c.takenBack) {
+            this.#take(c.slot, null) // its answer ([], or the items if the worker ignores claims), in order
+            return void out.push(...local.get(i)!)
+          }
           const answer = this.#take<R>(c.slot, c.items.length)
           if (answer) this.#stats.onWorkers += c.items.length
           else this.#stats.onCaller += c.items.length

@@ -4,10 +4,15 @@
  * Envelopes are written before their record is appended to the chain: an orphan block left by a
  * crash between the two is harmless (the gateway resends the batch, the put is idempotent).
  *
- * Durability: blockstore-fs writes a temporary file and renames it, without fsync. The chain's
+ * Durability: blockstore-fs writes a temporary file and renames it, without fsync, and the chain's
  * commit is fsynced (synchronous=FULL), so a power cut could leave a committed record whose
- * envelope file is empty or missing. `put` therefore fsyncs the block file and its directory
- * before it returns (the same layout blockstore-fs uses: its default NextToLast sharding).
+ * envelope file is empty or missing. `put` therefore writes the block itself, in the layout
+ * blockstore-fs reads (its default NextToLast sharding): a temporary file, written and fsynced,
+ * renamed into place, then the shard directory fsynced (and the blocks directory, when the shard
+ * is new) — the directory fsyncs through a GroupSync (group-sync.ts), so the uploads of one
+ * moment share them. `put` returns only when all of it is on disk. A block file already present
+ * is trusted only if its bytes hash to the CID (a crash before its fsync may have left it empty or
+ * short; then it is written again), and is fsynced with its directory before `put` returns.
  *
  * interface-blockstore 7: `get` yields the block in chunks; we join them.
  *
@@ -17,6 +22,8 @@
  */
 import { createHash } from 'node:crypto'
 import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises'
+import { basename, dirname } from 'node:path'
+import { fsyncPath, GroupSync } from './group-sync.ts'
 import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { NextToLast } from 'blockstore-fs/sharding'
@@ -52,19 +59,17 @@ export async function checkBlockFile(dir: string, cid: CID): Promise<BlockCheck>
 export const isBlockOf = (cid: CID, bytes: Uint8Array): boolean =>
   cid.multihash.code === SHA2_256 && createHash('sha256').update(bytes).digest().equals(cid.multihash.digest)
 
-async function fsyncPath(path: string, flags: string): Promise<void> {
-  const fh = await open(path, flags)
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-}
+let tmpNo = 0
+/** A temporary name beside `path`, unique in this process; not a block name (blockstore-fs lists `*.data`). */
+const tmpPath = (path: string): string => join(dirname(path), `.${basename(path)}.${process.pid}-${++tmpNo}.tmp`)
 
 export class EnvelopeStore {
   readonly #fs: FsBlockstore
   readonly #dir: string
   readonly #sharding: NextToLast
+  readonly #dirSync = new GroupSync()
+  /** Shard directories known to exist (and be durable) in this process. */
+  readonly #shards = new Set<string>()
 
   private constructor(fs: FsBlockstore, dir: string, sharding: NextToLast) {
     this.#fs = fs
@@ -79,13 +84,42 @@ export class EnvelopeStore {
     return new EnvelopeStore(fs, dir, sharding)
   }
 
-  /** Store a block durably (fsynced); a block already present is left alone. */
+  /**
+   * Store a block durably: when this resolves, the file and its directory entry are on disk. The
+   * caller has checked `isBlockOf(cid, bytes)`. A good copy already present is kept (and synced).
+   */
   async put(cid: CID, bytes: Uint8Array): Promise<void> {
-    if (await this.#fs.has(cid)) return
-    await this.#fs.put(cid, bytes)
-    const { dir, file } = this.#sharding.encode(cid)
-    await fsyncPath(join(this.#dir, dir, file), 'r')
-    await fsyncPath(join(this.#dir, dir), 'r')
+    const path = blockFilePath(this.#dir, cid)
+    const shard = dirname(path)
+    const present = await readFile(path).catch(() => null)
+    if (present !== null && isBlockOf(cid, present)) {
+      await fsyncPath(path) // it may be the file of a put that failed before its fsync
+      await this.#dirSync.sync([shard])
+      return
+    }
+    const dirs = [shard]
+    if (!this.#shards.has(shard)) {
+      // The shard directory is itself an entry of the blocks directory, perhaps made by a process
+      // that died before syncing it: its first use here syncs that too.
+      await mkdir(shard, { recursive: true })
+      dirs.push(this.#dir)
+      this.#shards.add(shard)
+    }
+    const tmp = tmpPath(path)
+    const fh = await open(tmp, 'w', 0o644)
+    try {
+      await fh.writeFile(bytes)
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    await rename(tmp, path)
+    await this.#dirSync.sync(dirs)
+  }
+
+  /** Directory fsyncs asked for and done (fewer: shared by concurrent puts). */
+  get syncStats(): GroupSync['stats'] {
+    return this.#dirSync.stats
   }
 
   /**
@@ -96,12 +130,12 @@ export class EnvelopeStore {
   async replace(cid: CID, bytes: Uint8Array): Promise<void> {
     const path = blockFilePath(this.#dir, cid)
     const { dir } = this.#sharding.encode(cid)
-    const tmp = `${path}.repair-${process.pid}.tmp`
+    const tmp = tmpPath(path)
     await mkdir(join(this.#dir, dir), { recursive: true })
     await writeFile(tmp, bytes, { mode: 0o644 })
-    await fsyncPath(tmp, 'r')
+    await fsyncPath(tmp)
     await rename(tmp, path)
-    await fsyncPath(join(this.#dir, dir), 'r')
+    await this.#dirSync.sync([join(this.#dir, dir)])
   }
 
   /** Re-hash this store's copy of a block. */

@@ -16,9 +16,14 @@ afterEach(async () => {
 })
 
 describe('SyncPool', () => {
-  it('map: results in order, spread over the caller and the workers', () => {
+  it('map: results in order, spread over the caller and the workers', async () => {
     pool = new SyncPool(WORKER, { size: 2, data: {}, threshold: 4 })
     expect(pool.map('square', range(100), square)).toEqual(range(100).map(square))
+    // While the threads still load, the caller takes their chunks back; once up, they compute some.
+    for (let i = 0; i < 100 && pool.stats.onWorkers === 0; i++) {
+      await new Promise((r) => setTimeout(r, 100))
+      expect(pool.map('square', range(400), square)).toEqual(range(400).map(square))
+    }
     expect(pool.stats.onWorkers).toBeGreaterThan(0)
     expect(pool.map('square', range(3), square)).toEqual([0, 1, 4]) // below the threshold: here
   })
@@ -28,10 +33,26 @@ describe('SyncPool', () => {
     const run = pool.stream('slow', square, { expected: 200, callerShare: 0.25, chunk: 10 })
     for (const x of range(200)) run.push(x)
     expect(run.finish()).toEqual(range(200).map(square))
-    const { onWorkers, onCaller } = pool.stats
+    const { onWorkers, onCaller, takenBack } = pool.stats
     expect(onWorkers + onCaller).toBe(200)
-    expect(onCaller).toBeGreaterThanOrEqual(40)
-    expect(onCaller).toBeLessThanOrEqual(70)
+    expect(onCaller - takenBack).toBeGreaterThanOrEqual(40) // kept when posting
+    expect(onCaller - takenBack).toBeLessThanOrEqual(70)
+  })
+
+  it('work stealing: the caller takes back chunks a slow worker has not started, order and results kept', () => {
+    pool = new SyncPool(WORKER, { size: 1, data: {}, threshold: 4 })
+    for (const op of ['slow', 'slow-noclaim']) {
+      const before = pool.stats
+      const run = pool.stream(op, square, { expected: 300, callerShare: 0.1, chunk: 10 })
+      for (const x of range(300)) run.push(x)
+      expect(run.finish()).toEqual(range(300).map(square))
+      const after = pool.stats
+      expect(after.takenBack - before.takenBack).toBeGreaterThan(0) // 27 chunks posted, 50 ms each: the caller took some back
+      expect(after.onWorkers - before.onWorkers + after.onCaller - before.onCaller).toBe(300)
+      expect(after.retired).toBe(0)
+    }
+    // The next run is not confused by answers to chunks that were taken back.
+    expect(pool.map('square', range(100), square)).toEqual(range(100).map(square))
   })
 
   it('a run abandoned by an exception leaves no stale answers for the next one', () => {

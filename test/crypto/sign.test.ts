@@ -169,7 +169,7 @@ const strictNoble = (pk: Uint8Array, domain: string, m: Uint8Array, sig: Uint8Ar
   }
 }
 
-describe('verify: OpenSSL fast path, noble verdict', () => {
+describe('verify: native fast path (libsodium, else OpenSSL), noble verdict', () => {
   it('answers exactly what strict noble verification answers (valid, mutated, small-order and non-canonical inputs)', () => {
     const pair = generateSigningKey(deterministicRng('fast path'))
     const msg = new TextEncoder().encode('block header bytes')
