@@ -10,6 +10,7 @@ import {
   decodeUserKey,
 } from '../crypto/abe/codec.ts'
 import { decodeEnvelope, envelopeCiphertext } from '../crypto/envelope.ts'
+import { readSealedHeader } from '../crypto/sealed-secret.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 
@@ -35,6 +36,10 @@ export function describeKeyFile(bytes: Uint8Array): string {
     case Kind.Envelope: {
       const e = decodeEnvelope(bytes)
       return `envelope, ${e.sealed.length - 16} bytes sealed, policy: ${envelopeCiphertext(e).policy}`
+    }
+    case Kind.SealedSecret: {
+      const h = readSealedHeader(bytes)
+      return `sealed secret "${h.label}": ${h.secretLength} bytes under a passphrase (scrypt N=2^${h.params.log2N}, r=${h.params.r}, p=${h.params.p}; AES-256-GCM)`
     }
     default:
       return kindName(kind)
