@@ -4,6 +4,8 @@
  * within a second (PRAGMA data_version) — a removed, disabled or re-keyed device is disconnected,
  * a moved device's later readings belong to its new patient.
  */
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { addBackofficeCommands } from './backoffice/cli.ts'
 import { Command, Option } from 'commander'
 import type { DeviceRecord, DeviceStore } from './store/devices.ts'
@@ -96,8 +98,13 @@ export function gatewayCommand(options: GatewayCommandOptions = {}): Command {
     .description('print the gateway CA certificate (PEM) that devices pin for MQTTS; creates the CA if the gateway has none yet')
     .addOption(dataOption())
     .action(async (opts: { data?: string }) => {
-      const [{ resolveDataDir }, { certFingerprint, ensureCa }] = await Promise.all([import('./config.ts'), import('./tls.ts')])
-      const { caPem, created } = await ensureCa(resolveDataDir(opts.data))
+      const [{ resolveDataDir }, { certFingerprint, ensureCa, TLS_DIR }, { Keyring }] = await Promise.all([import('./config.ts'), import('./tls.ts'), import('../shared/cli/secret-files.ts')])
+      const dataDir = resolveDataDir(opts.data)
+      // Creating the CA seals its key under the gateway's passphrase (environment, else a prompt).
+      const keyring = Keyring.forCommand()
+      const caKey = join(dataDir, TLS_DIR, 'ca.key')
+      if (!existsSync(caKey)) await keyring.unlockFor(caKey)
+      const { caPem, created } = await ensureCa(dataDir, new Date(), keyring)
       out(caPem)
       warn(`${created ? 'created a new gateway CA; ' : ''}SHA-256 fingerprint ${certFingerprint(caPem)}`)
     })

@@ -96,6 +96,7 @@ async function startBackoffice(ctx: GatewayContext): Promise<PluginHandle> {
     cloudUrl: ctx.config.sync.cloudUrl,
     retentionHours: ctx.config.sync.retentionHours,
     syncBackoffMaxMs: backoffMaxMs,
+    keyring: ctx.keyring.transfer(),
   }
   let stopping = false
   let exited: { code: number; at: number } | null = null

@@ -1,4 +1,5 @@
 /** Messages between the main thread and the back-office worker. */
+import type { KeyringTransfer } from '../../shared/cli/secret-files.ts'
 
 /**
  * Default cap of the outbox backoff (= DEFAULT_BACKOFF.capMs of outbox/sync.ts). Kept here because
@@ -17,6 +18,8 @@ export interface BackofficeOptions {
   readonly retentionHours: number
   /** Cap of the outbox's jittered exponential backoff (CARELEDGER_SYNC_BACKOFF_MAX_S; default 5 min). */
   readonly syncBackoffMaxMs: number
+  /** The main thread's keyring: the passphrase (a descriptor can be read once) and the keys it derived. */
+  readonly keyring: KeyringTransfer
 }
 
 export interface BackofficeStatus {

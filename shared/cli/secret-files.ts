@@ -32,6 +32,9 @@ import { noPassphraseHint, passphraseSource, scryptParamsFrom, type Env, type Pa
 
 export type Warn = (event: string, message: string, info: Record<string, unknown>) => void
 const stderrWarn: Warn = (_event, message) => void process.stderr.write(`warning: ${message}\n`)
+/** Warnings as log lines of a service's logger (pino's shape), or on stderr without one. */
+export const warnTo = (logger?: { warn(obj: object, msg: string): void }): Warn =>
+  logger ? (event, message, info) => logger.warn({ event, ...info }, message) : stderrWarn
 
 export interface KeyringOptions {
   /** Scrypt cost of newly sealed files (default: CARELEDGER_SCRYPT_LOG2N, else 2^17). */
@@ -116,6 +119,16 @@ export class Keyring {
     this.#passphrase = await this.#source.read({ confirm, purpose })
   }
 
+  /**
+   * Obtain the passphrase if `path` will need it: it is sealed, or missing (it will be created and
+   * sealed: a prompt asks twice). A raw file needs none. For CLI code about to call the sync methods.
+   */
+  async unlockFor(path: string): Promise<void> {
+    if (!existsSync(path)) {
+      if (!(this.#source === null && this.#allowUnsealed)) await this.unlock(path, true)
+    } else if (isSealedSecret(readBytes(path))) await this.unlock(path)
+  }
+
   #noPassphrase(purpose: string): CareLedgerError {
     return new CareLedgerError('INVALID_ARGUMENT', `${purpose} needs the key-file passphrase: ${noPassphraseHint(true)}`, { reason: 'NO_PASSPHRASE' })
   }
@@ -174,9 +187,8 @@ export class Keyring {
 
   /** Like readSync, asking on the terminal first if the file is sealed and the passphrase still unknown. */
   async read(path: string, opts: { warnIfUnsealed?: boolean } = {}): Promise<Uint8Array> {
-    const bytes = readBytes(path)
-    if (isSealedSecret(bytes)) await this.unlock(path)
-    return this.open(bytes, path, opts)
+    await this.unlockFor(path)
+    return this.readSync(path, opts)
   }
 
   /** The bytes of `secret` sealed for a file (raw only for a service allowed to stay unsealed). */

@@ -141,8 +141,9 @@ function strictTextTokenizer(input: Uint8Array): { done(): boolean; next(): Toke
     pos: () => inner.pos(),
     next: () => {
       const token = inner.next()
-      if (token.type === Type.string) {
-        const b = token.byteValue!
+      // byteValue is absent for the empty string (cborg's quick table): nothing to check there.
+      const b = token.type === Type.string ? token.byteValue : undefined
+      if (b !== undefined) {
         if (b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) invalid('BOM', 'a text string starts with a UTF-8 byte-order mark (EF BB BF)')
         if (b.some((x) => x >= 0x80)) {
           try {
@@ -166,7 +167,7 @@ function strictTextTokenizer(input: Uint8Array): { done(): boolean; next(): Toke
 export function decodeCanonical(bytes: Uint8Array): CanonicalValue {
   if (!(bytes instanceof Uint8Array)) invalid('NOT_BYTES', `expected bytes, got ${typeof bytes}`)
   // A private copy: decoded byte strings may be views into the buffer we decode.
-  const input = bytes.slice()
+  const input = new Uint8Array(bytes) // a copy, and a plain Uint8Array even for a Buffer (decoded byte strings are views into it)
   let value: unknown
   try {
     value = cborDecode(input, { ...DECODE_OPTIONS, tokenizer: strictTextTokenizer(input) })
