@@ -37,7 +37,15 @@ const errorOf = (f: () => unknown): { code: string; reason?: unknown } | null =>
     return { code: e.code, reason: e.info.reason }
   }
 }
-const committed = JSON.parse(readFileSync(new URL('../vectors/sealed-secret.json', import.meta.url), 'utf8')) as Array<Record<string, string> & { params: { log2N: number } }>
+interface Vector {
+  name: string
+  passphrase: string
+  label: string
+  params: { log2N: number; r: number; p: number }
+  secret: string
+  sealed: string
+}
+const committed = JSON.parse(readFileSync(new URL('../vectors/sealed-secret.json', import.meta.url), 'utf8')) as Vector[]
 
 describe('scrypt is RFC 7914 scrypt', () => {
   // RFC 7914 §12, vectors 2 and 3 (the fourth, N = 2^20, takes a gigabyte).
