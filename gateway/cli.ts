@@ -222,6 +222,13 @@ function reexecWithMemoryTuning(maxHeapMb: number): void {
   if (env.CARELEDGER_GATEWAY_TUNED === '1' || env.CARELEDGER_GATEWAY_NO_REEXEC === '1') return
   if (process.platform !== 'linux' || typeof process.execve !== 'function') return
   const tuning = memoryTuning(maxHeapMb)
+  // process.execve keeps only stdin, stdout and stderr open: a passphrase on descriptor 3+ would be
+  // lost. Start untuned rather than without the passphrase (docs/operations.md §Passphrases).
+  const fd = env.CARELEDGER_PASSPHRASE_FD?.trim()
+  if (fd && !['0', '1', '2'].includes(fd)) {
+    process.stderr.write(`careledger: CARELEDGER_PASSPHRASE_FD=${fd} would not survive re-executing with the memory limits, so the gateway runs without them; to keep them, give the passphrase on stdin (CARELEDGER_PASSPHRASE_FD=0) or as CARELEDGER_PASSPHRASE_FILE, or set them yourself: NODE_OPTIONS="${tuning.v8.join(' ')}" ${Object.entries(tuning.env).map(([k, v]) => `${k}=${v}`).join(' ')}\n`)
+    return
+  }
   const given = `${process.execArgv.join(' ')} ${env.NODE_OPTIONS ?? ''}`
   const v8 = tuning.v8.filter((f) => !given.includes(f.split('=')[0]!))
   const extraEnv = Object.fromEntries(Object.entries(tuning.env).filter(([k]) => env[k] === undefined))

@@ -39,7 +39,9 @@ function withFd3(args: string[], passphrase: string, env: Record<string, string>
     let stderr = ''
     child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c))
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c))
-    ;(child.stdio[3] as NodeJS.WritableStream).end(`${passphrase}\n`)
+    const fd3 = child.stdio[3] as import('node:net').Socket
+    fd3.on('error', () => {}) // the CLI may close its end first
+    fd3.end(`${passphrase}\n`)
     child.once('close', (code) => ok({ code, stdout, stderr }))
   })
 }
