@@ -10,8 +10,9 @@
  *   await browser.close()                                // in afterAll: also deletes its profile
  *
  * Which Chromium: Debian's /usr/bin/chromium where it is installed (or CARELEDGER_CHROMIUM, a path),
- * else the one that `npm install` brought: @sparticuz/chromium (a devDependency, x86-64 Linux),
- * unpacked once into node_modules/.cache/ and driven by playwright-core with its own flags — so
+ * else the one that `npm install` brought: @sparticuz/chromium (a devDependency, x86-64 Linux with
+ * glibc ≥ 2.34), unpacked once into node_modules/.cache/ with the NSS libraries it ships (a machine
+ * without Debian's chromium may lack them) and driven by playwright-core with its own flags — so
  * `npm install && npm test` is enough on a fresh machine. CARELEDGER_CHROMIUM=npm forces the npm one.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
@@ -46,7 +47,7 @@ async function npmChromium(): Promise<{ executablePath: string; args: string[]; 
   const pkgDir = join(REPO, 'node_modules', '@sparticuz', 'chromium')
   if (!existsSync(pkgDir)) throw new Error('no Chromium: neither /usr/bin/chromium nor the @sparticuz/chromium devDependency (run npm install)')
   const { version } = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as { version: string }
-  const { default: Chromium } = await import('@sparticuz/chromium')
+  const { default: Chromium, inflate } = await import('@sparticuz/chromium')
   Chromium.setGraphicsMode = false // no WebGL: the pages under test draw with SVG and canvas 2D
   const cache = join(REPO, 'node_modules', '.cache', 'careledger-chromium')
   const dir = join(cache, version)
@@ -57,14 +58,15 @@ async function npmChromium(): Promise<{ executablePath: string; args: string[]; 
     // directory for the synchronous start of the call (every path is chosen before the first await).
     const saved = process.env.TMPDIR
     process.env.TMPDIR = staging
-    let unpacking: Promise<string>
+    let unpacking: Promise<string[]>
     try {
-      unpacking = Chromium.executablePath()
+      // The browser, its fonts, and the NSS/NSPR/expat libraries it links (built for Amazon Linux 2023).
+      unpacking = Promise.all([Chromium.executablePath(), inflate(join(pkgDir, 'bin', 'al2023.tar.br'))])
     } finally {
       if (saved === undefined) delete process.env.TMPDIR
       else process.env.TMPDIR = saved
     }
-    const exe = await unpacking
+    const [exe] = await unpacking
     if (exe !== join(staging, 'chromium')) throw new Error(`@sparticuz/chromium unpacked to ${exe}, not into ${staging}`)
     try {
       renameSync(staging, dir)
@@ -72,8 +74,9 @@ async function npmChromium(): Promise<{ executablePath: string; args: string[]; 
       rmSync(staging, { recursive: true, force: true }) // another test file finished first
     }
   }
-  // Its fonts come with a fonts.conf naming /tmp/fonts: used only where the machine has no fontconfig.
-  const env: Record<string, string> = {}
+  // Its own libraries first (the machine's NSS may be missing or another version); its fonts come
+  // with a fonts.conf naming /tmp/fonts: ours is used only where the machine has no fontconfig.
+  const env: Record<string, string> = { LD_LIBRARY_PATH: [join(dir, 'al2023', 'lib'), process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') }
   if (!existsSync('/etc/fonts/fonts.conf') && existsSync(join(dir, 'fonts'))) {
     const conf = join(dir, 'fonts.conf')
     if (!existsSync(conf)) writeFileSync(conf, `<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig><dir>${join(dir, 'fonts')}</dir><cachedir>${join(dir, 'fonts-cache')}</cachedir></fontconfig>\n`)

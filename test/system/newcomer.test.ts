@@ -9,7 +9,7 @@
  *   - code and docs cite papers and RFCs, never notes outside the repository.
  */
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { openBrowser, screenshotPath } from '../helpers/browser.ts'
@@ -27,6 +27,10 @@ describe('a fresh machine', () => {
         const page = await browser.page()
         await page.setContent('<main><h1>CareLedger</h1><svg width="200" height="60"><rect width="200" height="60" fill="#1d3557"/></svg><p id="n"></p></main><script>document.getElementById("n").textContent = String(6 * 7)</script>')
         expect(await page.textContent('#n')).toBe('42')
+        // It runs on the NSS libraries npm brought (a machine without Debian's chromium may have none).
+        const children = readdirSync('/proc').filter((d) => /^\d+$/.test(d) && readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]?.split(' ')[1] === String(process.pid))
+        const maps = children.map((pid) => { try { return readFileSync(`/proc/${pid}/maps`, 'utf8') } catch { return '' } }).join('')
+        expect(maps).toContain(join('careledger-chromium', '153.0.0', 'al2023', 'lib', 'libnss3.so'))
         const shot = screenshotPath('npm-chromium')
         await page.screenshot({ path: shot })
         expect(statSync(shot).size).toBeGreaterThan(1000)
