@@ -22,21 +22,12 @@ import {
   sealWithPassphrase,
 } from '../../shared/crypto/sealed-secret.ts'
 import { deterministicRng } from '../../shared/crypto/random.ts'
-import { isCareLedgerError } from '../../shared/errors.ts'
+import { errorOf } from '../helpers/errors.ts'
 import { computeSealedSecretVectors } from '../vectors/sealed-secret.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const unhex = (h: string): Uint8Array => new Uint8Array(Buffer.from(h, 'hex'))
 const LOW = { log2N: 10, r: 8, p: 1 } as const
-const errorOf = (f: () => unknown): { code: string; reason?: unknown } | null => {
-  try {
-    f()
-    return null
-  } catch (e) {
-    if (!isCareLedgerError(e)) throw e
-    return { code: e.code, reason: e.info.reason }
-  }
-}
 interface Vector {
   name: string
   passphrase: string

@@ -7,17 +7,12 @@ import { describe, expect, it } from 'vitest'
 import { Kind, Reader, Writer } from '../../shared/encoding/binary.ts'
 import { decodeUserKey, encodeUserKey } from '../../shared/crypto/abe/codec.ts'
 import { keyGen } from '../../shared/crypto/abe/fabeo.ts'
-import { isCareLedgerError } from '../../shared/errors.ts'
+import { errorOf } from '../helpers/errors.ts'
 import { msk, rng } from '../helpers/authority.ts'
 
 const reasonOf = (f: () => unknown): unknown => {
-  try {
-    f()
-    return null
-  } catch (e) {
-    if (!isCareLedgerError(e)) throw e
-    return e.info.reason ?? e.code
-  }
+  const e = errorOf(f)
+  return e?.reason ?? e?.code ?? null
 }
 const readString = (bytes: number[]): string => new Reader(Uint8Array.from([bytes.length, ...bytes]), 'test').string(64)
 

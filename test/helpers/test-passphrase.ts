@@ -9,6 +9,9 @@ export const TEST_KEY_ENV: Readonly<Record<string, string>> = {
   CARELEDGER_SCRYPT_LOG2N: '12',
 }
 
+/** An environment with no passphrase at all (an empty variable counts as unset). */
+export const NO_PASSPHRASE: Readonly<Record<string, string>> = { CARELEDGER_PASSPHRASE: '', CARELEDGER_PASSPHRASE_FILE: '', CARELEDGER_PASSPHRASE_FD: '' }
+
 /** For scripts outside vitest (the benchmarks): fill in what the environment does not set. */
 export function applyTestPassphrase(env: NodeJS.ProcessEnv = process.env): void {
   const configured = ['CARELEDGER_PASSPHRASE', 'CARELEDGER_PASSPHRASE_FILE', 'CARELEDGER_PASSPHRASE_FD'].some((v) => env[v] !== undefined)

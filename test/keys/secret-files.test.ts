@@ -8,27 +8,22 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { decodeMasterSecretKey, encodeMasterSecretKey } from '../../shared/crypto/abe/codec.ts'
 import { isSealedSecret, openWithPassphrase, readSealedHeader } from '../../shared/crypto/sealed-secret.ts'
 import { givenPassphrase, passphraseSource } from '../../shared/cli/passphrase.ts'
 import { Keyring, readSecretKeyFile, writeSecretKeyFile } from '../../shared/cli/secret-files.ts'
 import { writeKeyFile } from '../../shared/cli/files.ts'
 import { isCareLedgerError } from '../../shared/errors.ts'
-import { BIN, careledger, REPO, tempDataDir } from '../helpers/gateway-process.ts'
+import { BIN, careledger, REPO } from '../helpers/gateway-process.ts'
+import { tempDirs } from '../helpers/temp-dirs.ts'
+import { NO_PASSPHRASE } from '../helpers/test-passphrase.ts'
 import { msk } from '../helpers/authority.ts'
 
 const PASS = 'a passphrase for the authority, long enough'
 const mode = (path: string): number => statSync(path).mode & 0o777
-const dirs: Array<{ cleanup(): void }> = []
-const temp = (label: string): string => {
-  const d = tempDataDir(label)
-  dirs.push(d)
-  return d.dir
-}
-afterAll(() => dirs.forEach((d) => d.cleanup()))
-/** No passphrase anywhere (the vitest environment sets a test passphrase). */
-const NONE = { CARELEDGER_PASSPHRASE: '', CARELEDGER_PASSPHRASE_FILE: '', CARELEDGER_PASSPHRASE_FD: '' }
+const temp = tempDirs()
+const NONE = NO_PASSPHRASE
 const WITH = { ...NONE, CARELEDGER_PASSPHRASE: PASS }
 
 /** The CLI with `passphrase` written to its file descriptor 3 (a pipe). */

@@ -16,32 +16,28 @@ import { spawn } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { encodeMasterPublicKey } from '../../shared/crypto/abe/codec.ts'
 import { setup } from '../../shared/crypto/abe/fabeo.ts'
 import { isSealedSecret, readSealedHeader } from '../../shared/crypto/sealed-secret.ts'
-import { isCareLedgerError } from '../../shared/errors.ts'
+import { errorOf } from '../helpers/errors.ts'
 import { loadIdentity } from '../../gateway/identity.ts'
 import { openGatewayDb } from '../../gateway/store/db.ts'
 import { openCloudDb } from '../../cloud/store/db.ts'
 import { Keyring } from '../../shared/cli/secret-files.ts'
 import { givenPassphrase } from '../../shared/cli/passphrase.ts'
-import { BIN, careledger, freePorts, GatewayProcess, REPO, tempDataDir, type LogLine } from '../helpers/gateway-process.ts'
+import { BIN, careledger, freePorts, GatewayProcess, REPO, type LogLine } from '../helpers/gateway-process.ts'
+import { tempDirs } from '../helpers/temp-dirs.ts'
+import { NO_PASSPHRASE } from '../helpers/test-passphrase.ts'
 import { CloudProcess } from '../helpers/cloud-process.ts'
 
 const PASS = 'the gateway passphrase from a balena device variable'
 /** Ready timeout: these start gateways on a machine shared by many test workers. */
 const SLOW = 90_000
-const NONE = { CARELEDGER_PASSPHRASE: '', CARELEDGER_PASSPHRASE_FILE: '', CARELEDGER_PASSPHRASE_FD: '' }
+const NONE = NO_PASSPHRASE
 const mode = (path: string): number => statSync(path).mode & 0o777
 const sealed = (path: string): boolean => isSealedSecret(new Uint8Array(readFileSync(path)))
-const dirs: Array<{ cleanup(): void }> = []
-const temp = (label: string): string => {
-  const d = tempDataDir(label)
-  dirs.push(d)
-  return d.dir
-}
-afterAll(() => dirs.forEach((d) => d.cleanup()))
+const temp = tempDirs()
 
 function authorityFile(dir: string, name: string): { file: string; id: string } {
   const msk = setup()
@@ -181,14 +177,7 @@ describe('the gateway pins its attribute authority (item 13)', () => {
     const a = authorityFile(keys, 'a')
     const b = authorityFile(keys, 'b')
     const keyring = new Keyring(givenPassphrase(PASS), { params: { log2N: 10, r: 8, p: 1 } })
-    const reasonOf = (f: () => unknown): unknown => {
-      try {
-        f()
-        return null
-      } catch (e) {
-        return isCareLedgerError(e) ? e.info.reason : e
-      }
-    }
+    const reasonOf = (f: () => unknown): unknown => errorOf(f)?.reason
     const fresh = temp('pin-inprocess')
     expect(reasonOf(() => loadIdentity(fresh, { keyring, env: { CARELEDGER_ABE_PUBLIC_KEY: b.file, CARELEDGER_ABE_AUTHORITY_ID: a.id } }))).toBe('AUTHORITY_MISMATCH')
     expect(() => loadIdentity(fresh, { keyring, env: { CARELEDGER_ABE_PUBLIC_KEY: b.file, CARELEDGER_ABE_AUTHORITY_ID: 'not-hex' } })).toThrow(/an authority id is 32 hex digits/)
