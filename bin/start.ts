@@ -69,7 +69,9 @@ function careledger(args: string[], env: NodeJS.ProcessEnv = {}): string {
  * development passphrase file (created on first run: 32 random bytes, base64url, 0600).
  */
 function passphraseEnv(l: Layout): NodeJS.ProcessEnv {
-  if ([PASSPHRASE_ENV, PASSPHRASE_FILE_ENV, PASSPHRASE_FD_ENV].some((v) => process.env[v])) return {}
+  // A descriptor is not passed on to the three processes: read it once, hand them the value.
+  if (process.env[PASSPHRASE_FD_ENV]) return { [PASSPHRASE_ENV]: passphraseSource({}, process.env, { interactive: false })!.read({ confirm: false, purpose: 'npm start' }) as string, [PASSPHRASE_FD_ENV]: '' }
+  if ([PASSPHRASE_ENV, PASSPHRASE_FILE_ENV].some((v) => process.env[v])) return {}
   if (!existsSync(l.devPassphraseFile)) writeFileAtomic(l.devPassphraseFile, randomBytes(32).toString('base64url') + '\n', { mode: 0o600 })
   return { [PASSPHRASE_FILE_ENV]: l.devPassphraseFile }
 }
