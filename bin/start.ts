@@ -25,6 +25,7 @@ import { writeFileAtomic, writeKeyFile } from '../shared/cli/files.ts'
 import { PASSPHRASE_ENV, PASSPHRASE_FD_ENV, PASSPHRASE_FILE_ENV, passphraseSource } from '../shared/cli/passphrase.ts'
 import { Keyring } from '../shared/cli/secret-files.ts'
 import { keyGen, setup } from '../shared/crypto/abe/fabeo.ts'
+import { epochOf, keyAttributes } from '../shared/protocol/epoch.ts'
 import { openGatewayDb } from '../gateway/store/db.ts'
 import { DeviceStore } from '../gateway/store/devices.ts'
 
@@ -86,9 +87,11 @@ function prepareAuthority(l: Layout, env: NodeJS.ProcessEnv): string {
   const keyring = new Keyring(passphraseSource({}, { ...process.env, ...env }, { interactive: false }))
   keyring.writeSync(join(l.authority, 'master-secret.key'), encodeMasterSecretKey(msk), { label: `FABEO master secret key of authority ${id}`, force: true })
   writeKeyFile(publicFile, encodeMasterPublicKey(msk.mpk), { secret: false, force: true })
-  // Demo keys so a newcomer can open what the monitors send (attribute keys stay unsealed: doctors' tools read them).
-  writeKeyFile(join(l.authority, 'doctor-h1.key'), encodeUserKey(keyGen(msk, ['role:doctor', 'hospital:h1'])), { secret: true, force: true })
-  writeKeyFile(join(l.authority, 'researcher.key'), encodeUserKey(keyGen(msk, ['role:researcher', 'consent:research'])), { secret: true, force: true })
+  // Demo keys so a newcomer can open what the monitors send, valid this month and the next eleven (UTC)
+  // (attribute keys stay unsealed: doctors' tools, the browser's doctor view among them, read them).
+  const validity = { from: epochOf(Date.now()), until: epochOf(Date.now() + 334 * 86_400_000) }
+  writeKeyFile(join(l.authority, 'doctor-h1.key'), encodeUserKey(keyGen(msk, keyAttributes(['role:doctor', 'hospital:h1'], validity))), { secret: true, force: true })
+  writeKeyFile(join(l.authority, 'researcher.key'), encodeUserKey(keyGen(msk, keyAttributes(['role:researcher', 'consent:research'], validity))), { secret: true, force: true })
   return id
 }
 

@@ -12,6 +12,7 @@ import { GatewayRegistry } from './access/gateways.ts'
 import { Enrolment, INVITE_TTL_MS } from './access/enrolment.ts'
 import { keyFiles, readCloudPublicKeys } from './keys.ts'
 import { bytesToHex } from '@noble/hashes/utils.js'
+import { ANCHOR_SECONDS } from './anchor/config.ts'
 import { join } from 'node:path'
 
 const dataOption = (): Option => new Option('--data <dir>', 'cloud data directory (env CARELEDGER_CLOUD_DATA, default ./.careledger/cloud)')
@@ -73,7 +74,7 @@ export function cloudCommand(): Command {
       for (const s of SETTINGS) {
         const src = sources[s.path]!
         // Settings in seconds are held in ms.
-        const inMs: Record<string, string> = { 'chain.blockIntervalS': 'chain.blockIntervalMs', 'chain.verifyIntervalS': 'chain.verifyIntervalMs' }
+        const inMs: Record<string, string> = { 'chain.blockIntervalS': 'chain.blockIntervalMs', 'chain.verifyIntervalS': 'chain.verifyIntervalMs', ...ANCHOR_SECONDS }
         const value = s.path.startsWith('tls.')
           ? (config.tls ? getPath(config.tls, s.path.slice(4)) : null)
           : inMs[s.path]

@@ -8,6 +8,11 @@
  * | `CARELEDGER_MQTT_HOST` | `--mqtt-host <host>` | `0.0.0.0` | address the MQTT and MQTTS listeners bind to |
  * | `CARELEDGER_MQTT_PORT` | `--mqtt-port <port>` | `1883` | plain MQTT 3.1.1 listener; `0` disables it |
  * | `CARELEDGER_MQTTS_PORT` | `--mqtts-port <port>` | `8883` | MQTT over TLS listener (server certificate from the gateway CA); `0` disables it |
+ * | `CARELEDGER_MQTT_MAX_CONNECTIONS` | `--mqtt-max-connections <n>` | `512` | most open MQTT/MQTTS connections; more are closed at accept |
+ * | `CARELEDGER_MQTT_MAX_UNAUTHENTICATED` | `--mqtt-max-unauthenticated <n>` | `128` | most connections that have not logged in yet (TLS handshake, CONNECT, secret check) |
+ * | `CARELEDGER_MQTT_MAX_UNAUTHENTICATED_PER_SOURCE` | `--mqtt-max-unauthenticated-per-source <n>` | `32` | the same, from one source IP address (also its share of the login queue) |
+ * | `CARELEDGER_MQTT_LOGIN_QUEUE` | `--mqtt-login-queue <n>` | `32` | logins that may wait for their scrypt check; beyond, CONNACK 3 (server unavailable) |
+ * | `CARELEDGER_MQTT_CONNECT_TIMEOUT_S` | `--mqtt-connect-timeout-s <s>` | `10` | a connection must finish its TLS handshake, and then send its CONNECT, within this time each |
  * | `CARELEDGER_HTTP_HOST` | `--http-host <host>` | `127.0.0.1` | address of `GET /healthz` and `GET /metrics` |
  * | `CARELEDGER_HTTP_PORT` | `--http-port <port>` | `9464` | port of `/healthz` and `/metrics`; `0` disables it |
  * | `CARELEDGER_TLS_NAMES` | `--tls-name <names>` | (none) | extra DNS names / IP addresses for the server certificate, comma-separated (flag repeatable); localhost, 127.0.0.1, ::1 and the hostname are always included |
@@ -38,7 +43,15 @@ export { LOG_LEVELS, type LogLevel, type Setting, type Source } from '../shared/
 export interface GatewayConfig {
   /** Absolute path of the data directory. */
   readonly dataDir: string
-  readonly mqtt: { readonly host: string; readonly port: number }
+  readonly mqtt: {
+    readonly host: string
+    readonly port: number
+    readonly maxConnections: number
+    readonly maxUnauthenticated: number
+    readonly maxUnauthenticatedPerSource: number
+    readonly loginQueue: number
+    readonly connectTimeoutMs: number
+  }
   readonly mqtts: { readonly port: number }
   readonly http: { readonly host: string; readonly port: number }
   readonly tls: { readonly extraNames: readonly string[] }
@@ -58,6 +71,11 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'mqtt.host', env: 'CARELEDGER_MQTT_HOST', flag: '--mqtt-host <host>', option: 'mqttHost', default: '0.0.0.0', doc: 'address the MQTT and MQTTS listeners bind to' },
   { path: 'mqtt.port', env: 'CARELEDGER_MQTT_PORT', flag: '--mqtt-port <port>', option: 'mqttPort', default: '1883', doc: 'plain MQTT port (0 disables)' },
   { path: 'mqtts.port', env: 'CARELEDGER_MQTTS_PORT', flag: '--mqtts-port <port>', option: 'mqttsPort', default: '8883', doc: 'MQTT over TLS port (0 disables)' },
+  { path: 'mqtt.maxConnections', env: 'CARELEDGER_MQTT_MAX_CONNECTIONS', flag: '--mqtt-max-connections <n>', option: 'mqttMaxConnections', default: '512', doc: 'most open MQTT/MQTTS connections' },
+  { path: 'mqtt.maxUnauthenticated', env: 'CARELEDGER_MQTT_MAX_UNAUTHENTICATED', flag: '--mqtt-max-unauthenticated <n>', option: 'mqttMaxUnauthenticated', default: '128', doc: 'most connections not logged in yet' },
+  { path: 'mqtt.maxUnauthenticatedPerSource', env: 'CARELEDGER_MQTT_MAX_UNAUTHENTICATED_PER_SOURCE', flag: '--mqtt-max-unauthenticated-per-source <n>', option: 'mqttMaxUnauthenticatedPerSource', default: '32', doc: 'most connections not logged in yet from one IP address' },
+  { path: 'mqtt.loginQueue', env: 'CARELEDGER_MQTT_LOGIN_QUEUE', flag: '--mqtt-login-queue <n>', option: 'mqttLoginQueue', default: '32', doc: 'logins waiting for their secret check (CONNACK 3 beyond)' },
+  { path: 'mqtt.connectTimeoutS', env: 'CARELEDGER_MQTT_CONNECT_TIMEOUT_S', flag: '--mqtt-connect-timeout-s <s>', option: 'mqttConnectTimeoutS', default: '10', doc: 'time for the TLS handshake, then for the CONNECT, s' },
   { path: 'http.host', env: 'CARELEDGER_HTTP_HOST', flag: '--http-host <host>', option: 'httpHost', default: '127.0.0.1', doc: 'address of /healthz and /metrics' },
   { path: 'http.port', env: 'CARELEDGER_HTTP_PORT', flag: '--http-port <port>', option: 'httpPort', default: '9464', doc: 'port of /healthz and /metrics (0 disables)' },
   { path: 'tls.extraNames', env: 'CARELEDGER_TLS_NAMES', flag: '--tls-name <names>', option: 'tlsName', default: '', doc: 'extra DNS names / IPs for the server certificate, comma-separated (repeatable)' },
@@ -89,7 +107,15 @@ const tlsNames = z
 
 const RawSchema = z.object({
   dataDir: z.string().trim().min(1, 'must not be empty'),
-  mqtt: z.object({ host, port }),
+  mqtt: z.object({
+    host,
+    port,
+    maxConnections: int(1, 1_000_000),
+    maxUnauthenticated: int(1, 1_000_000),
+    maxUnauthenticatedPerSource: int(1, 1_000_000),
+    loginQueue: int(0, 100_000),
+    connectTimeoutS: int(1, 600),
+  }),
   mqtts: z.object({ port }),
   http: z.object({ host, port }),
   tls: z.object({ extraNames: tlsNames }),
@@ -119,7 +145,15 @@ export function loadGatewayConfig(flags: Readonly<Record<string, unknown>> = {},
   const r = parseSettings('gateway', RawSchema, SETTINGS, raw, sources)
   const config: GatewayConfig = {
     dataDir: resolve(r.dataDir),
-    mqtt: { host: r.mqtt.host, port: r.mqtt.port },
+    mqtt: {
+      host: r.mqtt.host,
+      port: r.mqtt.port,
+      maxConnections: r.mqtt.maxConnections,
+      maxUnauthenticated: r.mqtt.maxUnauthenticated,
+      maxUnauthenticatedPerSource: r.mqtt.maxUnauthenticatedPerSource,
+      loginQueue: r.mqtt.loginQueue,
+      connectTimeoutMs: r.mqtt.connectTimeoutS * 1000,
+    },
     mqtts: { port: r.mqtts.port },
     http: { host: r.http.host, port: r.http.port },
     tls: { extraNames: [...new Set(r.tls.extraNames)] },

@@ -23,19 +23,32 @@ export const REJECTION_REASONS = [
   'BAD_TIMESTAMP',
   'FUTURE_TIMESTAMP',
   'SEQ_REUSED',
+  'UNPROCESSABLE',
 ] as const satisfies ReadonlyArray<RejectionCode | GatewayRejectionCode>
 // Compile-time check that the list above names every RejectionCode of shared/schema/reading.ts.
 const everyRejectionCode: Exclude<RejectionCode, (typeof REJECTION_REASONS)[number]> extends never ? true : false = true
 void everyRejectionCode
 
-export const REFUSAL_REASONS = ['FORBIDDEN_TOPIC', 'WILL', 'STORAGE_FULL', 'STORE_FAILED', 'NOT_ENROLLED'] as const
-export const AUTH_FAILURE_REASONS = ['BAD_CREDENTIALS', 'DISABLED', 'CLIENT_ID_MISMATCH'] as const
+export const REFUSAL_REASONS = ['FORBIDDEN_TOPIC', 'WILL', 'STORAGE_FULL', 'STORE_FAILED', 'NOT_ENROLLED', 'PAYLOAD_TOO_LARGE'] as const
+export const AUTH_FAILURE_REASONS = ['BAD_CREDENTIALS', 'DISABLED', 'CLIENT_ID_MISMATCH', 'BUSY'] as const
+/** Connections closed by the broker's own limits (admission.ts, packet-gate.ts, TLS). */
+export const CONNECTION_REFUSAL_REASONS = [
+  'MAX_CONNECTIONS',
+  'MAX_UNAUTHENTICATED',
+  'SOURCE_UNAUTHENTICATED',
+  'NOT_CONNECT',
+  'CONNECT_TOO_LARGE',
+  'PACKET_TOO_LARGE',
+  'MALFORMED_LENGTH',
+  'TLS_HANDSHAKE',
+] as const
 
 export function createGatewayMetrics(registry: Registry = new Registry()) {
   const m = build(registry)
   for (const reason of REJECTION_REASONS) m.readingsRejected.labels({ reason }).inc(0)
   for (const reason of REFUSAL_REASONS) m.publishRefused.labels({ reason }).inc(0)
   for (const reason of AUTH_FAILURE_REASONS) m.authFailures.labels({ reason }).inc(0)
+  for (const reason of CONNECTION_REFUSAL_REASONS) m.connectionsRefused.labels({ reason }).inc(0)
   return m
 }
 
@@ -55,7 +68,7 @@ function build(registry: Registry) {
     readingsDuplicate: new Counter({ name: `${p}readings_duplicate_total`, help: 'Resent readings already stored: acknowledged, stored once.', registers }),
     publishRefused: new Counter({
       name: `${p}publish_refused_total`,
-      help: 'PUBLISH packets refused without PUBACK (connection closed), by reason: TOPIC, WILL, STORAGE_FULL, STORE_FAILED, NOT_ENROLLED.',
+      help: 'PUBLISH packets refused without PUBACK (connection closed), by reason: FORBIDDEN_TOPIC, WILL, STORAGE_FULL, STORE_FAILED, NOT_ENROLLED, PAYLOAD_TOO_LARGE (refused by its header).',
       labelNames: ['reason'] as const,
       registers,
     }),
@@ -69,10 +82,18 @@ function build(registry: Registry) {
     connectedDevices: new Gauge({ name: `${p}connected_devices`, help: 'Devices with an open MQTT connection.', registers }),
     authFailures: new Counter({
       name: `${p}auth_failures_total`,
-      help: 'Refused MQTT connections, by reason: BAD_CREDENTIALS, DISABLED, CLIENT_ID_MISMATCH.',
+      help: 'Refused MQTT connections, by reason: BAD_CREDENTIALS, DISABLED, CLIENT_ID_MISMATCH, BUSY (login queue full, CONNACK 3).',
       labelNames: ['reason'] as const,
       registers,
     }),
+    connectionsRefused: new Counter({
+      name: `${p}connections_refused_total`,
+      help: 'Connections closed by the broker limits before or instead of a login: connection caps, packets over their size limit, TLS handshakes that failed or timed out.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    unauthenticatedConnections: new Gauge({ name: `${p}unauthenticated_connections`, help: 'Open connections that have not logged in yet (TLS handshake, CONNECT, secret check).', registers }),
+    loginQueueWaiting: new Gauge({ name: `${p}login_queue_waiting`, help: 'Logins waiting for their scrypt check.', registers }),
     commitSeconds: new Histogram({
       name: `${p}commit_duration_seconds`,
       help: 'Duration of one group commit (one transaction, one WAL fsync).',

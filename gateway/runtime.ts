@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs'
 import type Database from 'better-sqlite3'
 import cron, { type ScheduledTask } from 'node-cron'
 import { pino, type Logger } from 'pino'
+import { gatewayLogOptions } from './log.ts'
 import { startBroker, type GatewayBroker } from './broker/server.ts'
 import { DiskBudget } from './broker/disk-budget.ts'
 import type { GatewayConfig } from './config.ts'
@@ -87,7 +88,7 @@ const componentTrouble = (components: Record<string, unknown>): boolean =>
   })
 
 export async function startGateway(config: GatewayConfig, opts: StartOptions = {}): Promise<Gateway> {
-  const logger = opts.logger ?? pino({ level: config.log.level, base: { service: 'careledger-gateway', pid: process.pid } })
+  const logger = opts.logger ?? pino(gatewayLogOptions(config.log.level, { service: 'careledger-gateway', pid: process.pid }))
   const startedAt = Date.now()
   const metrics = createGatewayMetrics()
   const cleanups: Array<() => unknown> = []

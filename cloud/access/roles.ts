@@ -19,6 +19,8 @@ export const ACCESS = {
   envelope: ['doctor', 'researcher'],
   /** GET /v1/blocks, /v1/blocks/:height */
   blocks: ['admin', 'regulator', 'researcher'],
+  /** GET /v1/anchors — the chain's anchors on an EVM chain (public data there) */
+  anchors: ['admin', 'regulator', 'researcher'],
   /** GET /v1/chain/verification */
   verification: ['admin', 'regulator'],
   /** GET /v1/stats */

@@ -1,16 +1,18 @@
 /**
  * Worker thread of the store's bulk append (sync-pool.ts): admits uploads (schema, keys, gateway
  * signature) and commits record contents (chameleon hash), the CPU-heavy steps, for the main
- * thread's synchronous appendBatches. Answers on its port, then raises its flag.
+ * thread's synchronous appendBatches. Answers each message on its port, in order, then counts it in its flag.
  */
 import { workerData, type MessagePort } from 'node:worker_threads'
-import { DONE, FATAL, attempt } from './sync-pool.ts'
+import { answered, attempt, fatal } from './sync-pool.ts'
 
 const { port, flag, data } = workerData as { port: MessagePort; flag: Int32Array; data: { chameleonPublicKey: Uint8Array } }
 
 try {
   const { admitBatch, commitRecord } = await import('./record.ts')
+  const { chameleonPrepareHashTables } = await import('../../shared/crypto/chameleon.ts')
   const ops: Record<string, (item: never) => unknown> = {
+    prepare: () => attempt(() => chameleonPrepareHashTables(data.chameleonPublicKey)),
     admit: (input: Parameters<typeof admitBatch>[0]) => attempt(() => admitBatch(input)),
     commit: (fields: Parameters<typeof commitRecord>[1]) => attempt(() => commitRecord(data.chameleonPublicKey, fields)),
   }
@@ -19,13 +21,11 @@ try {
     try {
       if (!task) throw new Error(`unknown op ${msg.op}`)
       port.postMessage(msg.items.map(task))
-      Atomics.store(flag, 0, DONE)
+      answered(flag)
     } catch {
-      Atomics.store(flag, 0, FATAL)
+      fatal(flag)
     }
-    Atomics.notify(flag, 0)
   })
 } catch {
-  Atomics.store(flag, 0, FATAL)
-  Atomics.notify(flag, 0)
+  fatal(flag)
 }

@@ -7,8 +7,8 @@
  * <data>/keys/chameleon-public.key (careledger key format); <data> is --data, else
  * CARELEDGER_CLOUD_DATA, else ./.careledger/cloud.
  */
-import { existsSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { chmodSync, existsSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
 import { Command, Option } from 'commander'
 import { hexToBytes } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../../shared/errors.ts'
@@ -17,7 +17,8 @@ import { checkSigningPublicKey } from '../../shared/crypto/sign.ts'
 import { readKeyFile, writeKeyFile } from '../../shared/cli/files.ts'
 import { addPassphraseOptions, type PassphraseFlags } from '../../shared/cli/passphrase.ts'
 import { writeSecretKeyFile } from '../../shared/cli/secret-files.ts'
-import { verifyChain, type VerificationFailure, type VerificationReport } from './verify.ts'
+import { DEFAULT_BATCH_SIZE, verifyChain, type VerificationFailure, type VerificationReport } from './verify.ts'
+import { addAnchorVerifyOptions, anchorCommands, verifyAnchorFlags, type AnchorVerifyFlags } from '../anchor/cli.ts'
 
 const DEFAULT_DATA = './.careledger/cloud'
 const out = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`)
@@ -43,6 +44,13 @@ function formatFailure(f: VerificationFailure): string {
   return `  ${f.kind.padEnd(18)} ${where.padEnd(26)} ${f.message}`
 }
 
+/** How far the block-signing key can be trusted, by where it came from (issue: an auditor must see when it is not independent). */
+const KEY_SOURCE: Record<string, string> = {
+  argument: 'given with --signing-key: independent of the audited data',
+  'data-directory': 'NOT INDEPENDENT: read from the audited data directory itself (keys/cloud-signing.pub), so whoever could rewrite the chain could replace it too — pass --signing-key with a key obtained outside this cloud',
+  database: 'UNTRUSTED: read from the database itself — pass --signing-key to check against a key you trust',
+}
+
 /** The report as people read it. */
 export function formatReport(r: VerificationReport, source: string): string {
   const lines: string[] = []
@@ -51,8 +59,8 @@ export function formatReport(r: VerificationReport, source: string): string {
   lines.push(`  source     ${source}`)
   lines.push(`  blocks     ${n(r.blocks)}${r.head ? ` (head: height ${r.head.height}, hash ${r.head.hash})` : ''}`)
   lines.push(`  records    ${n(r.records)}: ${n(r.sealedRecords)} sealed, ${n(r.pendingRecords)} pending; ${n(r.streams)} streams`)
-  const keySource = r.signingKeys.source === 'argument' ? 'trusted, given' : 'UNTRUSTED: read from the database itself — pass --signing-key to check against a key you trust'
-  lines.push(`  keys       chameleon ${r.chameleonKey}; block signing ${r.signingKeys.ids.join(', ') || 'none'} (${keySource})`)
+  lines.push(`  keys       chameleon ${r.chameleonKey}; block signing ${r.signingKeys.ids.join(', ') || 'none'} (${KEY_SOURCE[r.signingKeys.source] ?? r.signingKeys.source})`)
+  lines.push(`  envelopes  ${r.envelopes ? `${n(r.envelopes.checked)} blocks re-hashed against their CIDs (${n(Math.round(r.envelopes.bytes / 1024))} KiB)` : 'not checked (--skip-envelopes, or no blockstore)'}`)
   const rate = r.durationMs > 0 ? ` (${n(Math.round((r.recordsChecked / r.durationMs) * 1000))} records/s)` : ''
   lines.push(`  checked    ${n(r.recordsChecked)} records${r.recordsCached ? ` (+${n(r.recordsCached)} unchanged since a previous run)` : ''} in ${(r.durationMs / 1000).toFixed(2)} s on ${r.workers || 'no'} worker thread${r.workers === 1 ? '' : 's'}${rate}`)
   if (!r.ok) {
@@ -64,16 +72,19 @@ export function formatReport(r: VerificationReport, source: string): string {
   return lines.join('\n')
 }
 
-interface VerifyFlags {
+interface VerifyFlags extends AnchorVerifyFlags {
   data?: string
   db?: string
   chameleonKey?: string
   signingKey?: string
   workers?: string
+  batchSize?: string
   expectHead?: string
   json?: boolean
   url?: string
   token?: string
+  blocks?: string
+  skipEnvelopes?: boolean
 }
 
 async function verifyRemote(url: string, token: string | undefined, json: boolean): Promise<boolean> {
@@ -98,7 +109,7 @@ async function verifyRemote(url: string, token: string | undefined, json: boolea
 
 export function chainCommand(): Command {
   const cmd = new Command('chain').description('the redactable chain: verify blocks, records and stream links')
-  cmd
+  const verify = cmd
     .command('verify')
     .description('check every block and record of the chain (hashes, links, signatures, Merkle roots, chameleon openings, gateway signatures); exit 0 if intact, 1 if not')
     .addOption(new Option('--data <dir>', `cloud data directory: <dir>/cloud.db and <dir>/keys/ (env CARELEDGER_CLOUD_DATA, default ${DEFAULT_DATA})`))
@@ -106,11 +117,16 @@ export function chainCommand(): Command {
     .option('--chameleon-key <file>', "the regulator's chameleon public key file (default <data>/keys/chameleon-public.key)")
     .option('--signing-key <hex|file>', "the cloud's block-signing public key you trust: 64 hex digits or a file (default <data>/keys/cloud-signing.pub)")
     .option('--workers <n>', 'record-checking threads (default: one per core; 0 = none)')
+    .option('--batch-size <n>', `records whose chameleon openings are checked as one batch (default ${DEFAULT_BATCH_SIZE})`)
     .option('--expect-head <height:hash>', 'a block hash known from elsewhere; detects truncation and rewritten history')
+    .option('--blocks <dir>', 'the envelope blockstore whose blocks are re-hashed against their CIDs (default <data>/blocks, or blocks/ beside --db)')
+    .option('--skip-envelopes', 'do not re-hash the envelope blocks (faster: reads no ciphertext)')
     .option('--json', 'print the report as JSON')
     .option('--url <cloud>', "ask a running cloud for its latest verification (GET /v1/chain/verification) instead of reading a database")
     .option('--token <token>', 'API token for --url (env CARELEDGER_TOKEN)')
-    .action(async (opts: VerifyFlags) => {
+  addAnchorVerifyOptions(verify)
+  verify.action(async (opts: VerifyFlags) => {
+      if (opts.url && opts.anchors) throw new CareLedgerError('INVALID_ARGUMENT', '--anchors checks a database: use it with --data or --db, not --url', {})
       if (opts.url) {
         process.exitCode = (await verifyRemote(opts.url, opts.token ?? process.env.CARELEDGER_TOKEN, opts.json ?? false)) ? 0 : 1
         return
@@ -120,9 +136,18 @@ export function chainCommand(): Command {
       if (!existsSync(dbPath)) throw new CareLedgerError('INVALID_ARGUMENT', `no database at ${dbPath} (use --db or --data)`, { path: dbPath })
       const chameleonPublicKey = decodeChameleonPublicKey(readKeyFile(opts.chameleonKey ?? join(data, 'keys', 'chameleon-public.key')))
       let signingPublicKey: Uint8Array | undefined
+      let keyFromDataDir: string | null = null
       if (opts.signingKey) signingPublicKey = readSigningPublicKey(opts.signingKey)
       else if ((opts.data !== undefined || opts.db === undefined) && existsSync(join(data, 'keys', 'cloud-signing.pub'))) {
-        signingPublicKey = readSigningPublicKey(join(data, 'keys', 'cloud-signing.pub'))
+        keyFromDataDir = join(data, 'keys', 'cloud-signing.pub')
+        signingPublicKey = readSigningPublicKey(keyFromDataDir)
+      }
+      let blocksDir: string | null = null
+      if (!opts.skipEnvelopes) {
+        const candidate = resolve(opts.blocks ?? (opts.db !== undefined && opts.data === undefined ? join(dirname(dbPath), 'blocks') : join(data, 'blocks')))
+        if (existsSync(candidate)) blocksDir = candidate
+        else if (opts.blocks !== undefined) throw new CareLedgerError('INVALID_ARGUMENT', `--blocks ${candidate}: no such directory`, { path: candidate })
+        else warn(`warning: no blockstore at ${candidate}: envelope blocks not checked (pass --blocks <dir>, or --skip-envelopes to silence this)`)
       }
       let expectHead: { height: number; hash: string } | undefined
       if (opts.expectHead) {
@@ -135,11 +160,21 @@ export function chainCommand(): Command {
         workers = Number(opts.workers)
         if (!Number.isSafeInteger(workers) || workers < 0 || workers > 64) throw new CareLedgerError('INVALID_ARGUMENT', '--workers must be an integer 0–64', { value: opts.workers })
       }
-      const report = await verifyChain(dbPath, { chameleonPublicKey, signingPublicKey, workers, expectHead })
+      let chunkSize: number | undefined
+      if (opts.batchSize !== undefined) {
+        chunkSize = Number(opts.batchSize)
+        if (!Number.isSafeInteger(chunkSize) || chunkSize < 1 || chunkSize > 65536) throw new CareLedgerError('INVALID_ARGUMENT', '--batch-size must be an integer 1–65536', { value: opts.batchSize })
+      }
+      const verified = await verifyChain(dbPath, { chameleonPublicKey, signingPublicKey, workers, expectHead, ...(chunkSize ? { chunkSize } : {}), ...(blocksDir ? { envelopes: { blocksDir } } : {}) })
+      const report = keyFromDataDir ? { ...verified, signingKeys: { ...verified.signingKeys, source: 'data-directory' as const } } : verified
+      const anchors = await verifyAnchorFlags(dbPath, opts)
       if (!signingPublicKey && !opts.json) warn('warning: no trusted block-signing key given (--signing-key); block signatures were checked against the keys recorded in the database itself')
-      out(opts.json ? JSON.stringify(report, null, 2) : formatReport(report, dbPath))
-      process.exitCode = report.ok ? 0 : 1
+      if (keyFromDataDir && !opts.json) warn(`warning: the block-signing key was read from ${keyFromDataDir}, inside the data being audited: it is not independent (pass --signing-key <hex|file> obtained outside this cloud)`)
+      if (opts.json) out(JSON.stringify(anchors ? { ...report, ok: report.ok && anchors.report.ok, anchors: anchors.report } : report, null, 2))
+      else out(formatReport(report, dbPath) + (anchors ? `\n${anchors.text}` : ''))
+      process.exitCode = report.ok && (anchors?.report.ok ?? true) ? 0 : 1
     })
+  for (const c of anchorCommands()) cmd.addCommand(c)
   return cmd
 }
 

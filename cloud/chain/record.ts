@@ -1,11 +1,19 @@
 /**
  * A chain record: one gateway-signed batch manifest as the cloud received it. Pure rules, no I/O.
  *
- *   content    = canonical CBOR (RFC 8949 §4.2.1) { v: 1, id, stream, seq, gateway, gatewayKey,
+ *   content    = canonical CBOR (RFC 8949 §4.2.1) { v, id, stream, seq, gateway, gatewayKey,
  *                manifest, signature, receivedAt }
  *   commitment = chameleon hash of content (Ateniese–de Medeiros, shared/crypto/chameleon.ts):
- *                a 32-byte hash C and a 64-byte opening (r, s). Blocks commit to C only, so the
+ *                a 32-byte hash C and a 64-byte opening. Blocks commit to C only, so the
  *                regulator's trapdoor can later replace content and opening without moving C.
+ *
+ * The record format is the content's `v`, and it says how the opening is encoded:
+ *   v 1   opening r ‖ s          (chains written before format 2; still verified, never written)
+ *   v 2   opening encode(P) ‖ s  (written now): the check is hashes plus P = e·Y + s·G, which
+ *                                checkRecordRows verifies for a whole chunk of rows at once
+ *                                (shared/crypto/chameleon-batch.ts)
+ * Both encode openings of the same hash function, so a v1 record redacted by the regulator is
+ * re-encoded as v2 content with a format-2 opening of the same C.
  *
  * The gateway's public key travels inside the content, so anyone holding a record can check the
  * manifest signature without the cloud's gateway registry (its id is SHA-256(key)[0..8], which
@@ -15,12 +23,26 @@ import { bytesToHex } from '@noble/hashes/utils.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { CareLedgerError, isCareLedgerError } from '../../shared/errors.ts'
 import { decodeCanonical, domainSeparated, encodeCanonical } from '../../shared/encoding/canonical.ts'
-import { chameleonHash, chameleonVerify } from '../../shared/crypto/chameleon.ts'
+import {
+  chameleonEquation,
+  chameleonHash,
+  chameleonPublicPoint,
+  chameleonVerify,
+  chameleonEquationHolds,
+  type ChameleonEquation,
+  type OpeningFormat,
+} from '../../shared/crypto/chameleon.ts'
+import { failingChameleonEquations } from '../../shared/crypto/chameleon-batch.ts'
+import { systemRng, type Rng } from '../../shared/crypto/random.ts'
 import { MANIFEST_DOMAIN, parseManifest, type BatchManifest } from '../../shared/protocol/manifest.ts'
 import { streamId } from '../../shared/protocol/pseudonym.ts'
 import { checkSigningPublicKey, isUsableSigningKey, signingKeyId, verify as verifySignature } from '../../shared/crypto/sign.ts'
 
-export const RECORD_VERSION = 1
+/** The record format written now. */
+export const RECORD_VERSION = 2
+export type RecordVersion = 1 | 2
+/** The chameleon opening format of each record format. */
+export const OPENING_FORMAT: Readonly<Record<RecordVersion, OpeningFormat>> = { 1: 1, 2: 2 }
 const CONTENT_KEYS = ['gateway', 'gatewayKey', 'id', 'manifest', 'receivedAt', 'seq', 'signature', 'stream', 'v'] as const
 
 /** What the content holds (before encoding). */
@@ -37,7 +59,7 @@ export interface RecordFields {
 }
 
 export interface DecodedRecord extends RecordFields {
-  readonly v: 1
+  readonly v: RecordVersion
   /** encodeCanonical(manifest): what the gateway signed. */
   readonly manifestBytes: Uint8Array
 }
@@ -198,9 +220,10 @@ export function vouchedAdmission(x: unknown): AdmittedBatch | null {
   return typeof x === 'object' && x !== null ? (vouched.get(x) ?? null) : null
 }
 
-export function encodeRecordContent(f: RecordFields): Uint8Array {
+/** The content bytes in record format `version` (default: the current one; the opening must then be in its format). */
+export function encodeRecordContent(f: RecordFields, version: RecordVersion = RECORD_VERSION): Uint8Array {
   return encodeCanonical({
-    v: RECORD_VERSION,
+    v: version,
     id: f.id,
     stream: f.stream,
     seq: f.seq,
@@ -218,24 +241,30 @@ export interface CommittedContent {
   readonly opening: Uint8Array
 }
 
-/** Encode the content and commit to it: C = CH(content), opening (r, s) fresh. */
+/** Encode the content (current format) and commit to it: C = CH(content), a fresh format-2 opening. */
 export function commitRecord(chameleonPublicKey: Uint8Array, fields: RecordFields): CommittedContent {
   const content = encodeRecordContent(fields)
-  const { hash, opening } = chameleonHash(chameleonPublicKey, content)
+  const { hash, opening } = chameleonHash(chameleonPublicKey, content, systemRng, OPENING_FORMAT[RECORD_VERSION])
   return { content, hash, opening }
 }
 
-/**
- * Does (hash, opening) open to exactly these content bytes under the regulator's public key?
- * False (never an exception) for anything malformed: a verifier must name the record, not crash.
- */
-export function verifyRecordCommitment(chameleonPublicKey: Uint8Array, content: Uint8Array, hash: Uint8Array, opening: Uint8Array): boolean {
+/** A bad regulator key is the caller's error (thrown); anything wrong with the record is an answer. */
+function recordAnswer<T>(f: () => T, otherwise: T): T {
   try {
-    return chameleonVerify(chameleonPublicKey, content, hash, opening)
+    return f()
   } catch (e) {
     if (isCareLedgerError(e, 'INVALID_ENCODING') && (e.info as { what?: string }).what === 'chameleon public key') throw e
-    return false
+    return otherwise
   }
+}
+
+/**
+ * Does (hash, opening) open to exactly these content bytes under the regulator's public key, with
+ * the opening in `format`? False (never an exception) for anything malformed: a verifier must name
+ * the record, not crash.
+ */
+export function verifyRecordCommitment(chameleonPublicKey: Uint8Array, content: Uint8Array, hash: Uint8Array, opening: Uint8Array, format: OpeningFormat = OPENING_FORMAT[RECORD_VERSION]): boolean {
+  return recordAnswer(() => chameleonVerify(chameleonPublicKey, content, hash, opening, format), false)
 }
 
 /**
@@ -256,7 +285,7 @@ export function decodeRecordContent(bytes: Uint8Array): DecodedRecord {
   const v = value as Record<string, unknown>
   const keys = Object.keys(v).sort()
   if (keys.length !== CONTENT_KEYS.length || keys.some((k, i) => k !== CONTENT_KEYS[i])) return fail('$', `fields are [${keys.join(', ')}], expected [${CONTENT_KEYS.join(', ')}]`)
-  if (v.v !== RECORD_VERSION) return fail('v', `version ${String(v.v)} is not supported`)
+  if (v.v !== 1 && v.v !== 2) return fail('v', `version ${String(v.v)} is not supported (this build reads 1 and 2)`)
   if (typeof v.id !== 'number' || !Number.isSafeInteger(v.id) || v.id < 1) return fail('id', 'must be a positive integer')
   if (typeof v.stream !== 'string') return fail('stream', 'must be a string')
   if (typeof v.seq !== 'number' || !Number.isSafeInteger(v.seq) || v.seq < 0) return fail('seq', 'must be a non-negative integer')
@@ -283,7 +312,7 @@ export function decodeRecordContent(bytes: Uint8Array): DecodedRecord {
   const derived = streamId(manifest.gateway, manifest.device, manifest.patient)
   if (derived !== manifest.stream) fail('stream', `${manifest.stream} is not the stream id of (gateway, device, patient), ${derived}`)
   return {
-    v: RECORD_VERSION,
+    v: v.v,
     id: v.id,
     stream: v.stream,
     seq: v.seq,
@@ -296,24 +325,60 @@ export function decodeRecordContent(bytes: Uint8Array): DecodedRecord {
   }
 }
 
+/** A row's checks done, but for a format-2 opening's equation, which the caller may batch. */
+interface PreparedRow {
+  readonly failures: RecordFailure[]
+  /** The opening's P = e·Y + s·G, still to check (null: nothing left to check, or the opening already failed). */
+  readonly equation: ChameleonEquation | null
+  /** Where RECORD_OPENING goes in `failures` if the equation fails (the first failure of a row is its opening's). */
+  readonly at: Omit<RecordFailure, 'kind' | 'message'>
+}
+
+const openingFailure = (row: RecordRow, at: PreparedRow['at']): RecordFailure => ({
+  kind: 'RECORD_OPENING',
+  ...at,
+  message: `record ${row.id}: the chameleon opening does not open hash ${hex(row.hash)} to the stored content`,
+})
+
 /**
- * Every check one record allows on its own: the chameleon opening over the exact stored bytes,
- * the content's structure, its agreement with the row's indexed columns (which the store and the
- * stream-link check use), and the gateway's signature on the manifest.
+ * The opening's check up to its linear equation, in the format the content's version says. For
+ * content that does not decode (its version unknown, already a RECORD_CONTENT failure) the opening
+ * is checked in both formats, alone: it still says whether the bytes are what the hash commits to.
  */
-export function checkRecordRow(row: RecordRow, chameleonPublicKey: Uint8Array): RecordFailure[] {
+function openingCheck(row: RecordRow, pk: Uint8Array, version: RecordVersion | null): { ok: boolean; equation: ChameleonEquation | null } {
+  const format = version === null ? null : OPENING_FORMAT[version]
+  if (format === 1 || format === null) {
+    if (verifyRecordCommitment(pk, row.content, row.hash, row.opening, 1)) return { ok: true, equation: null }
+    if (format === 1) return { ok: false, equation: null }
+  }
+  const equation = recordAnswer(() => chameleonEquation(pk, row.content, row.hash, row.opening), null)
+  if (equation === null) return { ok: false, equation: null }
+  if (format === null) return { ok: chameleonEquationHolds(chameleonPublicPoint(pk), equation), equation: null }
+  return { ok: true, equation }
+}
+
+/**
+ * Every check one record allows on its own — the chameleon opening over the exact stored bytes,
+ * the content's structure, its agreement with the row's indexed columns (which the store and the
+ * stream-link check use), and the gateway's signature on the manifest — except that a format-2
+ * opening's final equation is returned for the caller to check (alone or in a batch).
+ */
+function prepareRecordRow(row: RecordRow, chameleonPublicKey: Uint8Array): PreparedRow {
   const failures: RecordFailure[] = []
   const at = { recordId: row.id, ...(row.blockHeight === null ? {} : { height: row.blockHeight }), stream: row.stream, seq: row.seq }
   const add = (kind: RecordFailureKind, message: string): void => void failures.push({ kind, ...at, message })
-  if (!verifyRecordCommitment(chameleonPublicKey, row.content, row.hash, row.opening)) {
-    add('RECORD_OPENING', `record ${row.id}: the chameleon opening does not open hash ${hex(row.hash)} to the stored content`)
-  }
-  let rec: DecodedRecord
+  let rec: DecodedRecord | null = null
+  let contentError: string | null = null
   try {
     rec = decodeRecordContent(row.content)
   } catch (e) {
-    add('RECORD_CONTENT', `record ${row.id}: ${(e as Error).message}`)
-    return failures
+    contentError = (e as Error).message
+  }
+  const opening = openingCheck(row, chameleonPublicKey, rec?.v ?? null)
+  if (!opening.ok) failures.push(openingFailure(row, at))
+  if (rec === null) {
+    add('RECORD_CONTENT', `record ${row.id}: ${contentError}`)
+    return { failures, equation: null, at }
   }
   const commitment = commitmentOfManifestBytes(rec.manifestBytes)
   const mismatched: string[] = []
@@ -329,6 +394,8 @@ export function checkRecordRow(row: RecordRow, chameleonPublicKey: Uint8Array): 
   same('manifest commitment', commitment, row.manifestCommitment)
   same('prev', rec.manifest.prev, row.prevCommitment)
   if (mismatched.length > 0) add('RECORD_CONTENT', `record ${row.id}: the content disagrees with the row: ${mismatched.join('; ')}`)
+  // Ed25519 through OpenSSL, one signature at a time: it already costs less than the batch would
+  // (a batch needs each R decompressed, which alone costs more in noble; docs/crypto.md).
   let signed: boolean
   try {
     signed = verifySignature(rec.gatewayKey, MANIFEST_DOMAIN, rec.manifestBytes, rec.signature)
@@ -336,7 +403,42 @@ export function checkRecordRow(row: RecordRow, chameleonPublicKey: Uint8Array): 
     signed = false
   }
   if (!signed) add('MANIFEST_SIGNATURE', `record ${row.id}: the signature of gateway ${rec.gateway} on ${rec.stream}#${rec.seq} does not verify`)
-  return failures
+  return { failures, equation: opening.equation, at }
+}
+
+/** Every check of one record, alone (GET …/proof, tests). For many rows, checkRecordRows is faster. */
+export function checkRecordRow(row: RecordRow, chameleonPublicKey: Uint8Array): RecordFailure[] {
+  const prepared = prepareRecordRow(row, chameleonPublicKey)
+  if (prepared.equation && !chameleonEquationHolds(chameleonPublicPoint(chameleonPublicKey), prepared.equation)) {
+    prepared.failures.unshift(openingFailure(row, prepared.at))
+  }
+  return prepared.failures
+}
+
+/**
+ * checkRecordRow for many rows, with the format-2 openings' equations checked as one batch (a
+ * failing batch bisected down to the rows at fault, so each is named): the failures, and the ids
+ * of the rows that passed every check. `rng` draws the batch weights (tests pass a deterministic one).
+ */
+export function checkRecordRows(rows: readonly RecordRow[], chameleonPublicKey: Uint8Array, rng: Rng = systemRng): { failures: RecordFailure[]; passed: number[] } {
+  const prepared = rows.map((row) => prepareRecordRow(row, chameleonPublicKey))
+  const batched = prepared.flatMap((p, i) => (p.equation ? [i] : []))
+  const failing = failingChameleonEquations(
+    chameleonPublicPoint(chameleonPublicKey),
+    batched.map((i) => prepared[i]!.equation!),
+    rng,
+  )
+  for (const k of failing) {
+    const i = batched[k]!
+    prepared[i]!.failures.unshift(openingFailure(rows[i]!, prepared[i]!.at))
+  }
+  const failures: RecordFailure[] = []
+  const passed: number[] = []
+  prepared.forEach((p, i) => {
+    if (p.failures.length === 0) passed.push(rows[i]!.id)
+    else failures.push(...p.failures)
+  })
+  return { failures, passed }
 }
 
 export function summarize(id: number, manifest: BatchManifest, hash: Uint8Array, receivedAt: number, block: number | null): RecordSummary {

@@ -2,10 +2,11 @@
  * A synchronous map over worker threads, for the store's bulk append: better-sqlite3 is
  * synchronous and a bulk append is one transaction, so the CPU-heavy part (signature checks,
  * chameleon hashes) must run on the other cores *inside* a synchronous call. The main thread
- * posts a slice to each worker, works through its own slice, then blocks in Atomics.wait until
- * each worker has posted its answer and raised a flag, and takes the answer with
- * receiveMessageOnPort (the pattern of synckit). A worker that fails to start or to answer is
- * retired and its slice computed on the main thread: slower, never wrong.
+ * posts chunks to the workers — as they arrive, so they hash while it does its SQLite work —
+ * works through the chunks it kept, then blocks in Atomics.wait until each worker has posted its
+ * answers and counted them in a shared flag, and takes them with receiveMessageOnPort (the
+ * pattern of synckit). A worker that fails to start or to answer is retired and its chunks
+ * computed on the main thread: slower, never wrong.
  */
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads'
 import { CareLedgerError, isCareLedgerError, type ErrorCode } from '../../shared/errors.ts'
@@ -29,14 +30,33 @@ export function outcomeError(o: Outcome<unknown>): Error | null {
   return code === 'INTERNAL' ? new Error(message) : new CareLedgerError(code, message, info)
 }
 
-/** Flag values a worker raises. */
-export const DONE = 1
-export const FATAL = 2
+/**
+ * The two Int32 slots a worker shares with the caller: ANSWERED counts the messages it has
+ * answered (one answer per message, in order, each posted before the count rises), FATAL is set
+ * when it cannot go on (its module failed to load, or a task threw outside `attempt`).
+ */
+export const ANSWERED = 0
+export const FATAL = 1
+
+/** A worker's side of the protocol: answer, then count, then wake the caller. */
+export function answered(flag: Int32Array): void {
+  Atomics.add(flag, ANSWERED, 1)
+  Atomics.notify(flag, ANSWERED)
+}
+
+export function fatal(flag: Int32Array): void {
+  Atomics.store(flag, FATAL, 1)
+  Atomics.add(flag, ANSWERED, 1) // wake a caller waiting for this answer
+  Atomics.notify(flag, ANSWERED)
+}
 
 interface Slot {
   readonly worker: Worker
   readonly port: MessagePort
   readonly flag: Int32Array
+  /** Messages posted to it so far, answers taken so far (the caller's counts). */
+  posted: number
+  taken: number
   alive: boolean
 }
 
@@ -47,8 +67,16 @@ export interface SyncPoolOptions {
   readonly data: unknown
   /** Below this many items, run everything on the calling thread (posting costs more). */
   readonly threshold?: number
-  /** Longest wait for one worker's slice before it is retired. */
+  /** Longest wait for one worker's answer before it is retired. */
   readonly timeoutMs?: number
+}
+
+/** A run whose items arrive while the caller works (see SyncPool.stream). */
+export interface StreamRun<T, R> {
+  /** Hand over one item: it goes to a worker in the next posted chunk, or stays for the caller. */
+  push(item: T): void
+  /** Compute what stayed here, take the workers' answers, and return every result in push order. */
+  finish(): R[]
 }
 
 export class SyncPool {
@@ -77,62 +105,126 @@ export class SyncPool {
     this.#slots = []
     for (let i = 0; i < this.#opts.size; i++) {
       const { port1, port2 } = new MessageChannel()
-      const flag = new Int32Array(new SharedArrayBuffer(4))
+      const flag = new Int32Array(new SharedArrayBuffer(8))
       const worker = new Worker(this.#url, { workerData: { port: port2, flag, data: this.#opts.data }, transferList: [port2] })
       worker.unref()
-      const slot: Slot = { worker, port: port1, flag, alive: true }
+      const slot: Slot = { worker, port: port1, flag, posted: 0, taken: 0, alive: true }
       worker.on('error', () => void (slot.alive = false))
       worker.on('exit', () => void (slot.alive = false))
       this.#slots.push(slot)
     }
   }
 
-  /** items.map(task) with the work spread over the calling thread and the workers; `op` names task in the worker. */
+  /** items.map(task) with the work spread evenly over the calling thread and the workers; `op` names task in the worker. */
   map<T, R>(op: string, items: readonly T[], task: (item: T) => R): R[] {
-    if (this.#opts.size <= 0 || items.length < (this.#opts.threshold ?? 8)) {
-      this.#stats.onCaller += items.length
-      return items.map(task)
-    }
-    this.start()
-    const slots = this.#slots!.filter((s) => s.alive)
-    const parts = split(items, slots.length + 1)
-    const posted: boolean[] = []
-    for (let i = 0; i < slots.length; i++) {
-      const slot = slots[i]!
-      const part = parts[i + 1]!
-      // DONE (or the initial 0) → 0; a worker that already reported FATAL keeps it and gets no work.
-      if (part.length === 0 || Atomics.compareExchange(slot.flag, 0, DONE, 0) === FATAL) {
-        if (part.length > 0) this.#retire(slot)
-        posted.push(false)
-        continue
-      }
-      slot.port.postMessage({ op, items: part })
-      posted.push(true)
-    }
-    const out: R[] = parts[0]!.map(task)
-    this.#stats.onCaller += parts[0]!.length
-    for (let i = 0; i < slots.length; i++) {
-      const part = parts[i + 1]!
-      const answer = posted[i] ? this.#collect<R>(slots[i]!, part.length) : null
-      if (answer) this.#stats.onWorkers += part.length
-      else this.#stats.onCaller += part.length
-      out.push(...(answer ?? part.map(task)))
-    }
-    return out
+    const live = this.#opts.size > 0 && items.length >= (this.#opts.threshold ?? 8) ? this.#live().length : 0
+    const run = this.stream(op, task, { expected: items.length, callerShare: 1 / (live + 1), chunk: Math.ceil(items.length / (live + 1)) })
+    for (const item of items) run.push(item)
+    return run.finish()
   }
 
-  #collect<R>(slot: Slot, expected: number): R[] | null {
+  /**
+   * Like map, for items that arrive one by one while the caller does other work (the store's
+   * bulk append judges and inserts rows while the workers already hash the earlier ones): full
+   * chunks are posted at once, round robin, except that the caller keeps about `callerShare` of
+   * them for itself (it computes those in finish(), when its other work is done). `expected`
+   * (the most items there will be) decides, as in map, whether workers are used at all.
+   */
+  stream<T, R>(op: string, task: (item: T) => R, opts: { expected: number; callerShare: number; chunk?: number }): StreamRun<T, R> {
+    const useWorkers = this.#opts.size > 0 && opts.expected >= (this.#opts.threshold ?? 8)
+    // Answers a run abandoned by an exception (its finish() never came) are taken and dropped first.
+    if (useWorkers) for (const slot of this.#live()) while (slot.taken < slot.posted) this.#take(slot, null)
+    const slots = useWorkers ? this.#live() : []
+    const chunkSize = Math.max(1, opts.chunk ?? Math.min(32, Math.ceil(opts.expected / (4 * (slots.length + 1)))))
+    /** In push order: a chunk kept here, or posted to a slot (answered in order per slot). */
+    const chunks: { items: T[]; slot: Slot | null }[] = []
+    let current: T[] = []
+    let kept = 0
+    let posted = 0
+    let next = 0
+    const close = (): void => {
+      if (current.length === 0) return
+      const items = current
+      current = []
+      // Keep this chunk here while the caller's share of items so far is below callerShare.
+      const keep = slots.length === 0 || kept < opts.callerShare * (kept + posted + items.length)
+      let slot: Slot | null = null
+      if (!keep) {
+        for (let tries = 0; tries < slots.length && slot === null; tries++) {
+          const candidate = slots[next++ % slots.length]!
+          if (candidate.alive && Atomics.load(candidate.flag, FATAL) === 0) slot = candidate
+        }
+      }
+      if (slot) {
+        slot.port.postMessage({ op, items })
+        slot.posted++
+        posted += items.length
+      } else kept += items.length
+      chunks.push({ items, slot })
+    }
+    return {
+      push: (item: T): void => {
+        current.push(item)
+        if (current.length >= chunkSize) close()
+      },
+      finish: (): R[] => {
+        // The caller's last partial chunk stays here: it is about to be idle anyway.
+        if (current.length > 0) {
+          chunks.push({ items: current, slot: null })
+          kept += current.length
+          current = []
+        }
+        const local = new Map<number, R[]>()
+        chunks.forEach((c, i) => {
+          if (c.slot === null) local.set(i, c.items.map(task))
+        })
+        this.#stats.onCaller += kept
+        const out: R[] = []
+        chunks.forEach((c, i) => {
+          if (c.slot === null) return void out.push(...local.get(i)!)
+          const answer = this.#take<R>(c.slot, c.items.length)
+          if (answer) this.#stats.onWorkers += c.items.length
+          else this.#stats.onCaller += c.items.length
+          out.push(...(answer ?? c.items.map(task)))
+        })
+        return out
+      },
+    }
+  }
+
+  /** Run `op` on `item` once on every live worker (and `task` here), e.g. to build per-thread tables. */
+  broadcast<T>(op: string, item: T, task: (item: T) => unknown): void {
+    task(item)
+    const slots = this.#opts.size > 0 ? this.#live() : []
+    for (const slot of slots) {
+      while (slot.taken < slot.posted) this.#take(slot, null)
+      slot.port.postMessage({ op, items: [item] })
+      slot.posted++
+    }
+    for (const slot of slots) this.#take(slot, 1)
+  }
+
+  #live(): Slot[] {
+    this.start()
+    return (this.#slots ?? []).filter((s) => s.alive && Atomics.load(s.flag, FATAL) === 0)
+  }
+
+  /** The slot's next answer (of `expected` results; null: any), or null (then the caller computes the chunk) if it failed or is stuck. */
+  #take<R>(slot: Slot, expected: number | null): R[] | null {
+    const want = ++slot.taken
+    if (!slot.alive) return null
     const deadline = performance.now() + (this.#opts.timeoutMs ?? 120_000)
-    while (Atomics.load(slot.flag, 0) === 0) {
+    for (;;) {
+      const count = Atomics.load(slot.flag, ANSWERED)
+      if (count >= want || Atomics.load(slot.flag, FATAL) !== 0) break
       const left = deadline - performance.now()
       if (left <= 0) break
-      Atomics.wait(slot.flag, 0, 0, Math.min(left, 1000))
+      Atomics.wait(slot.flag, ANSWERED, count, Math.min(left, 1000))
     }
-    const state = Atomics.load(slot.flag, 0)
-    const msg = state === DONE ? receiveMessageOnPort(slot.port) : undefined
-    const result = msg?.message as R[] | undefined
-    if (state !== DONE || !Array.isArray(result) || result.length !== expected) {
-      // Starting failed, it threw, or it is stuck: retire it and let the caller compute the slice.
+    const ready = Atomics.load(slot.flag, FATAL) === 0 && Atomics.load(slot.flag, ANSWERED) >= want
+    const result = ready ? (receiveMessageOnPort(slot.port)?.message as R[] | undefined) : undefined
+    if (!Array.isArray(result) || (expected !== null && result.length !== expected)) {
+      // Starting failed, it threw, or it is stuck: retire it; the caller computes this chunk and any later one.
       this.#retire(slot)
       return null
     }
@@ -155,18 +247,4 @@ export class SyncPool {
       }),
     )
   }
-}
-
-/** n nearly equal consecutive parts (the first ones one longer). */
-function split<T>(items: readonly T[], n: number): (readonly T[])[] {
-  const parts: T[][] = []
-  const base = Math.floor(items.length / n)
-  let extra = items.length % n
-  let at = 0
-  for (let i = 0; i < n; i++) {
-    const len = base + (extra-- > 0 ? 1 : 0)
-    parts.push(items.slice(at, at + len))
-    at += len
-  }
-  return parts
 }

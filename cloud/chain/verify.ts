@@ -12,9 +12,12 @@
  *            agrees with the indexed columns (RECORD_CONTENT); gateway signature (MANIFEST_SIGNATURE)
  *   streams  prev of seq n = commitment of seq n − 1 (STREAM_LINK); the stream index and its
  *            gaps agree with the records (STREAM_INDEX)
+ *   envelopes (with `envelopes`) every record's block re-hashed against its CID
+ *            (ENVELOPE_MISSING, ENVELOPE_CORRUPT; verify-envelopes.ts)
  *
- * The record checks (≈ 1 ms each, chameleon Verify + Ed25519) run on worker threads fed with
- * chunks of rows; block checks run meanwhile on the main thread. The whole run reads one
+ * The record checks run on worker threads fed with chunks of rows (checkRecordRows: each chunk's
+ * format-2 chameleon openings as one batch, docs/crypto.md §Batch verification; Ed25519 one by one
+ * through OpenSSL); block checks run meanwhile on the main thread. The whole run reads one
  * snapshot (a read transaction on its own read-only connection), so a live service can keep
  * appending while it runs. Truncation (dropping the newest blocks) is only detectable against a
  * head known from elsewhere: pass `expectHead`.
@@ -31,7 +34,8 @@ import { leafHash, verifyInclusion } from '../../shared/crypto/merkle.ts'
 import { signingKeyId } from '../../shared/crypto/sign.ts'
 import type { CloudDb } from '../store/db.ts'
 import { blockHash, decodeBlockHeader, encodeBlockHeader, recordsRoot, verifyBlockSignature, type BlockHeader } from './block.ts'
-import { checkRecordRow, toRecordRow, type RawRecord, type RecordFailure, type RecordFailureKind, type RecordRow } from './record.ts'
+import { checkRecordRow, checkRecordRows, toRecordRow, type RawRecord, type RecordFailure, type RecordFailureKind, type RecordRow } from './record.ts'
+import { scanEnvelopes, type EnvelopeFailureKind } from './verify-envelopes.ts'
 
 export type FailureKind =
   | 'BLOCK_HEADER'
@@ -46,6 +50,7 @@ export type FailureKind =
   | RecordFailureKind
   | 'STREAM_LINK'
   | 'STREAM_INDEX'
+  | EnvelopeFailureKind
   | 'HEAD'
 
 export interface VerificationFailure {
@@ -56,6 +61,9 @@ export interface VerificationFailure {
   readonly seq?: number
   readonly message: string
 }
+
+/** Rows a worker checks as one batch: see bench:cloud's records/s against batch size. */
+export const DEFAULT_BATCH_SIZE = 1024
 
 export interface VerifyOptions {
   /** The regulator's chameleon public key (32 bytes): every record hash is checked under it. */
@@ -69,7 +77,7 @@ export interface VerifyOptions {
   readonly workers?: number
   /** Threads kept across runs (a long-lived verifier: each new thread costs ~0.3 s of module loading). */
   readonly pool?: VerifyWorkerPool
-  /** Rows per message to a worker (default 256). */
+  /** Rows per message to a worker, whose chameleon openings are checked as one batch (default DEFAULT_BATCH_SIZE). */
   readonly chunkSize?: number
   /** Failures listed in the report (all are counted; default 1000). */
   readonly maxFailures?: number
@@ -77,6 +85,8 @@ export interface VerifyOptions {
   readonly cache?: VerificationCache
   /** A head known from elsewhere (a published block hash): detects truncation and rewritten history. */
   readonly expectHead?: { readonly height: number; readonly hash: string }
+  /** Re-hash every record's envelope block in this blockstore directory (absent: not checked). */
+  readonly envelopes?: { readonly blocksDir: string }
 }
 
 export interface VerificationReport {
@@ -96,7 +106,10 @@ export interface VerificationReport {
   readonly recordsCached: number
   readonly workers: number
   readonly chameleonKey: string
-  readonly signingKeys: { readonly ids: readonly string[]; readonly source: 'argument' | 'database' }
+  /** 'data-directory': given, but read from the audited data directory (CLI), so not independent. */
+  readonly signingKeys: { readonly ids: readonly string[]; readonly source: 'argument' | 'database' | 'data-directory' }
+  /** Envelope blocks re-hashed against their CIDs; null when not checked. */
+  readonly envelopes: { readonly checked: number; readonly bytes: number } | null
   readonly failures: readonly VerificationFailure[]
   readonly failureCounts: Readonly<Partial<Record<FailureKind, number>>>
   /** Failures counted but not listed (beyond maxFailures). */
@@ -362,6 +375,8 @@ export async function verifyChain(db: CloudDb | string, opts: VerifyOptions): Pr
     const recordStats = await records
     checkStreams(conn, failures)
     if (opts.expectHead) checkHead(conn, opts.expectHead, failures)
+    const envelopes = opts.envelopes ? await scanEnvelopes(conn, opts.envelopes.blocksDir) : null
+    for (const f of envelopes?.findings ?? []) failures.add({ kind: f.kind, recordId: f.recordId, ...(f.height === undefined ? {} : { height: f.height }), message: f.message })
 
     const durationMs = performance.now() - t0
     return {
@@ -380,6 +395,7 @@ export async function verifyChain(db: CloudDb | string, opts: VerifyOptions): Pr
       workers: workers.length,
       chameleonKey: chameleonId,
       signingKeys: { ids: [...signers.keys()], source },
+      envelopes: envelopes ? { checked: envelopes.checked, bytes: envelopes.bytes } : null,
       failures: failures.sorted(),
       failureCounts: failures.counts,
       failuresOmitted: failures.omitted,
@@ -479,7 +495,7 @@ async function checkRecords(
   const page = conn.prepare(
     'SELECT id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height FROM records WHERE id > ? ORDER BY id LIMIT ?',
   )
-  const chunkSize = opts.chunkSize ?? 256
+  const chunkSize = opts.chunkSize ?? DEFAULT_BATCH_SIZE
   const cache = opts.cache
   const digests = new Map<number, Uint8Array>()
   let cursor = 0
@@ -531,13 +547,7 @@ async function checkRecords(
   if (workers.length === 0) {
     await yieldToLoop() // let the block checks start
     for (let rows: RecordRow[] | null = first; rows; rows = next()) {
-      const found: RecordFailure[] = []
-      const passed: number[] = []
-      for (const row of rows) {
-        const f = checkRecordRow(row, chameleonPk)
-        if (f.length === 0) passed.push(row.id)
-        else found.push(...f)
-      }
+      const { failures: found, passed } = checkRecordRows(rows, chameleonPk)
       settle(found, passed, rows.length)
       await yieldToLoop()
     }

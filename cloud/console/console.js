@@ -16,7 +16,7 @@ const BLOCK_PAGE = 20
 const ATTRS = new Set(['class', 'id', 'title', 'type', 'role', 'aria-pressed', 'aria-label', 'data-height', 'data-record', 'datetime', 'colspan'])
 
 /** h('td', {class: 'num'}, 'text', node, …): strings become text nodes, never markup. */
-function h(tag, attrs, ...children) {
+export function h(tag, attrs, ...children) {
   const el = document.createElement(tag)
   for (const [k, v] of Object.entries(attrs ?? {})) {
     if (v === undefined || v === null || v === false) continue
@@ -32,9 +32,9 @@ function h(tag, attrs, ...children) {
 }
 
 const $ = (id) => document.getElementById(id)
-const fill = (el, ...children) => el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined))
+export const fill = (el, ...children) => el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined))
 
-function when(ms) {
+export function when(ms) {
   if (ms === null || ms === undefined) return h('span', { class: 'none' }, 'never')
   const d = new Date(ms)
   const s = Math.round((Date.now() - ms) / 1000)
@@ -42,9 +42,9 @@ function when(ms) {
   return h('time', { datetime: d.toISOString(), title: d.toISOString() }, ago)
 }
 
-const short = (hex, n = 12) => h('code', { title: String(hex) }, String(hex).slice(0, n) + (String(hex).length > n ? '…' : ''))
+export const short = (hex, n = 12) => h('code', { title: String(hex) }, String(hex).slice(0, n) + (String(hex).length > n ? '…' : ''))
 const range = ([a, b]) => (a === b ? String(a) : `${a}–${b}`)
-const kv = (pairs) => h('dl', { class: 'kv' }, pairs.flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]))
+export const kv = (pairs) => h('dl', { class: 'kv' }, pairs.flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]))
 
 function say(text) {
   $('message').textContent = text ?? ''
@@ -61,7 +61,7 @@ class ApiFailure extends Error {
   }
 }
 
-async function api(path) {
+export async function api(path) {
   const res = await fetch(path, { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' })
   const body = await res.json().catch(() => null)
   if (!res.ok) {
@@ -85,7 +85,7 @@ async function loadStats() {
   for (const el of document.querySelectorAll('[data-stat]')) {
     const v = s[el.dataset.stat]
     el.textContent = v === undefined || v === null ? '–' : typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(2) : String(v)
-    el.parentElement.classList.toggle('alert', el.dataset.stat === 'gaps' && v > 0)
+    el.parentElement.classList.toggle('alert', (el.dataset.stat === 'gaps' || el.dataset.stat === 'damagedEnvelopes') && v > 0)
   }
   if (s.height !== latestHeight) {
     const follow = blockCursor === null
@@ -119,6 +119,25 @@ async function loadVerification() {
       ['Records', String(v.records ?? '–')],
     ]),
     failures.length ? h('ul', null, failures.slice(0, 50).map((f) => h('li', null, h('strong', null, f.kind ?? 'FAILURE'), ' ', f.message ?? JSON.stringify(f)))) : null,
+  )
+}
+
+// ── envelope blockstore (scrub and repairs) ───────────────────────────────────────────────────
+async function loadEnvelopes() {
+  const box = $('envelopes-body')
+  const e = await api('/v1/envelopes/damaged')
+  const open = e.damaged.filter((d) => d.repairedAt === null)
+  box.className = `panel ${open.length ? 'bad' : 'ok'}`
+  const resend = (r) => (r ? `resend asked of ${r.gateway}: ${r.state}${r.detail ? ` (${r.detail})` : ''}` : 'no gateway to ask')
+  fill(
+    box,
+    kv([
+      ['Damaged now', h('span', { class: `badge ${open.length ? 'bad' : 'ok'}` }, open.length ? `${open.length} record(s)` : 'none')],
+      ['Last scrub', e.lastScrub ? h('span', null, when(e.lastScrub.finishedAt), ` — ${e.lastScrub.checked} blocks re-hashed`) : h('span', { class: 'none' }, `not yet (every ${e.scrubIntervalS} s)`)],
+    ]),
+    e.damaged.length
+      ? h('ul', null, e.damaged.slice(0, 50).map((d) => h('li', null, h('strong', null, d.repairedAt === null ? d.kind : 'REPAIRED'), ` record ${d.recordId} `, short(d.cid, 16), ' — ', d.repairedAt === null ? resend(d.resend) : d.repairedHow)))
+      : null,
   )
 }
 
@@ -303,6 +322,13 @@ async function verifyInclusion(leafHex, index, size, proofHex, rootHex) {
 
 // ── session and polling ───────────────────────────────────────────────────────────────────────
 const timers = []
+// Sections in modules of their own (anchors.js) register here and are polled with the tables.
+const panels = []
+let started = false
+export function registerPanel(what, load) {
+  panels.push({ what, load })
+  if (started) every(TABLES_EVERY_MS, load, what)
+}
 
 function every(ms, f, what) {
   const run = () => f().catch((e) => failed(e, what))
@@ -318,11 +344,14 @@ function start() {
   $('app').hidden = false
   every(STATS_EVERY_MS, loadStats, 'counters')
   every(TABLES_EVERY_MS, async () => {
-    await Promise.all([loadGateways(), loadStreams(), loadVerification()])
-  }, 'gateways, streams and verification')
+    await Promise.all([loadGateways(), loadStreams(), loadVerification(), loadEnvelopes()])
+  }, 'gateways, streams, verification and envelopes')
+  started = true
+  for (const p of panels) every(TABLES_EVERY_MS, p.load, p.what)
 }
 
 function signOut(reason) {
+  started = false
   for (const t of timers.splice(0)) clearInterval(t)
   sessionStorage.removeItem(TOKEN_KEY)
   token = null

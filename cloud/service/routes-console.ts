@@ -19,6 +19,7 @@ const FILES = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/console/console.js': { file: 'console.js', type: 'text/javascript; charset=utf-8' },
   '/console/console.css': { file: 'console.css', type: 'text/css; charset=utf-8' },
+  '/console/anchors.js': { file: 'anchors.js', type: 'text/javascript; charset=utf-8' },
 } as const
 
 export function registerConsoleRoutes(app: FastifyInstance, ctx: ServiceContext): void {

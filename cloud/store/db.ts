@@ -41,15 +41,20 @@ export function openCloudDb(path: string, opts: { readonly?: boolean } = {}): Cl
   db.pragma('journal_mode = WAL')
   db.pragma('synchronous = FULL')
   db.pragma('foreign_keys = ON')
+  applyMigrations(db, registry)
+  return db
+}
+
+/** Apply the migrations a database has not seen, each in its own transaction (also for a module imported after the database was opened). */
+export function applyMigrations(db: CloudDb, migrations: readonly Migration[]): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)')
   const applied = new Set((db.prepare('SELECT name FROM schema_migrations').all() as { name: string }[]).map((r) => r.name))
   const record = db.prepare('INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)')
-  for (const m of registry) {
+  for (const m of migrations) {
     if (applied.has(m.name)) continue
     db.transaction(() => {
       db.exec(m.sql)
       record.run(m.name, Date.now())
-    })()
+    }).immediate()
   }
-  return db
 }

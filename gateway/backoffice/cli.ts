@@ -23,23 +23,27 @@ export function addBackofficeCommands(cmd: Command): void {
     .command('register')
     .description('register this gateway with a cloud using a one-time enrolment token (from: careledger cloud gateway invite)')
     .requiredOption('--cloud <url>', 'cloud base URL, e.g. https://cloud.example.org')
-    .requiredOption('--token <token>', 'one-time enrolment token (cle_…)')
+    .option('--token-file <path>', 'read the one-time enrolment token (cle_…) from a file, or from standard input with "-"')
+    .option('--token <token>', 'the token on the command line (visible to other users in ps: prefer --token-file or CARELEDGER_ENROLMENT_TOKEN)')
     .option('--name <name>', 'gateway name, as invited')
     .addOption(dataOption())
-    .action(async (opts: { cloud: string; token: string; name?: string; data?: string }) => {
-      const [{ resolveDataDir }, { keysFile, loadSigningKey, saveCloudRegistration }, { registerGateway }, { Keyring }] = await Promise.all([
+    .action(async (opts: { cloud: string; token?: string; tokenFile?: string; name?: string; data?: string }) => {
+      const [{ resolveDataDir }, { keysFile, loadSigningKey, saveCloudRegistration }, { registerGateway }, { readEnrolmentToken }, { Keyring }] = await Promise.all([
         import('../config.ts'),
         import('../identity.ts'),
         import('../outbox/client.ts'),
+        import('./enrolment-token.ts'),
         import('../../shared/cli/secret-files.ts'),
       ])
+      const { token, source } = readEnrolmentToken(opts)
+      if (source === '--token') process.stderr.write('warning: a token given with --token is visible to other users in ps and kept in shell history; use --token-file or CARELEDGER_ENROLMENT_TOKEN\n')
       const dataDir = resolveDataDir(opts.data)
       // The signing key only: registering never creates an attribute authority. Sealed under the
       // gateway's passphrase (as the running gateway has it: the environment, else a prompt).
       const keyring = Keyring.forCommand()
       await keyring.unlockFor(keysFile(dataDir, 'gateway.key'))
       const identity = loadSigningKey(dataDir, { keyring })
-      const reg = await registerGateway(opts.cloud, opts.token, opts.name ?? 'gateway', identity)
+      const reg = await registerGateway(opts.cloud, token, opts.name ?? 'gateway', identity)
       saveCloudRegistration(dataDir, reg)
       out(`registered gateway ${reg.gatewayId} ("${reg.name}") with ${reg.url}; sealed batches will ship there`)
     })
@@ -82,6 +86,8 @@ export function addBackofficeCommands(cmd: Command): void {
       assertPatientId(opts.patient)
       // Check it compiles with a pseudonym in place, so a typo is caught now, not at the next seal.
       const canonical = compilePolicy(text.replaceAll('{patient}', 'p-000000000000000000000000')).text.replaceAll('p-000000000000000000000000', '{patient}')
+      const { epochOf, withEpoch } = await import('../../shared/protocol/epoch.ts')
+      compilePolicy(withEpoch(canonical.replaceAll('{patient}', 'p-000000000000000000000000'), epochOf(Date.now()))) // the gateway adds the epoch when it seals
       await withDb(opts.data, (db) =>
         db.prepare('INSERT INTO patient_policies (patient_id, policy, updated_at) VALUES (?, ?, ?) ON CONFLICT (patient_id) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at').run(opts.patient, canonical, Date.now()),
       )

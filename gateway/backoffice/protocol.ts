@@ -1,5 +1,6 @@
 /** Messages between the main thread and the back-office worker. */
 import type { KeyringTransfer } from '../../shared/cli/secret-files.ts'
+import type { BackendChoice } from '../../shared/crypto/abe/backend.ts'
 
 /**
  * Default cap of the outbox backoff (= DEFAULT_BACKOFF.capMs of outbox/sync.ts). Kept here because
@@ -20,6 +21,8 @@ export interface BackofficeOptions {
   readonly syncBackoffMaxMs: number
   /** The main thread's keyring: the passphrase (a descriptor can be read once) and the keys it derived. */
   readonly keyring: KeyringTransfer
+  /** The pairing backend to load (CARELEDGER_CRYPTO_BACKEND / --crypto-backend; shared/cli/crypto-backend.ts). */
+  readonly cryptoBackend: BackendChoice
 }
 
 export interface BackofficeStatus {
@@ -45,4 +48,8 @@ export interface BackofficeStatus {
   readonly lastSyncAt: number | null
   readonly syncFailures: number
   readonly cloudUrl: string | null
+  /** The pairing backend the worker uses ('noble' | 'mcl'). */
+  readonly cryptoBackend: string
+  /** WebAssembly memory of the pairing backend, bytes (outside the V8 heap; 0 with noble). */
+  readonly wasmBytes: number
 }

@@ -6,16 +6,25 @@
  * carries the same client id [MQTT-3.1.4-2], so a free-form client id would let one device
  * disconnect another. `client.id` is therefore the device identity used by every ACL below.
  *
- * CONNACK return codes: 2 (identifier rejected) when client id ≠ username; 4 (bad user name or
- * password) for an unknown device or a wrong secret — indistinguishable, and an unknown id still
- * costs one scrypt so timing does not tell either; 5 (not authorized) for a disabled device
- * (only after its secret verified).
+ * CONNACK return codes: 2 (identifier rejected) when client id ≠ username; 3 (server unavailable)
+ * when the login queue is full (login-queue.ts); 4 (bad user name or password) for an unknown
+ * device or a wrong secret — indistinguishable, and an unknown id still costs one scrypt so timing
+ * does not tell either; 5 (not authorized) for a disabled device (only after its secret verified).
+ *
+ * Cheaper checks first (issue 8, item 4): a user name that cannot be a device id, or a missing
+ * password, is refused without scrypt (nothing secret to protect: the id syntax is public); a
+ * device that logged in since the gateway started is checked against a cached digest; logins for
+ * enrolled ids are served before logins for unknown ids (login-queue.ts). Under a login flood that
+ * priority shows in the timing whether an id is enrolled; device ids are not secrets (they are in
+ * every batch manifest), the device secrets are.
  */
 import type { Aedes, AuthenticateError, Client, Subscription } from 'aedes'
 import type { Logger } from 'pino'
 import { DEVICE_ID, errorsTopic } from '../../shared/schema/device.ts'
 import { DUMMY_HASH, verifySecret, type DeviceDirectory, type VerifiedSecrets } from '../store/devices.ts'
 import type { GatewayMetrics } from '../metrics.ts'
+import { clipForLog } from '../log.ts'
+import { LoginQueueFull, type LoginQueue } from './login-queue.ts'
 
 /** What the gateway remembers about an authenticated connection. */
 export interface DeviceSession {
@@ -31,23 +40,34 @@ export interface AuthDeps {
   readonly sessions: WeakMap<Client, DeviceSession>
   readonly metrics: GatewayMetrics
   readonly logger: Logger
+  /** Where logins wait for their scrypt check. */
+  readonly loginQueue: LoginQueue
+  /** Called on success, before aedes sends CONNACK 0. */
+  readonly onAuthenticated?: (client: Client) => void
 }
 
-type AuthFailure = 'BAD_CREDENTIALS' | 'DISABLED' | 'CLIENT_ID_MISMATCH'
-const RETURN_CODE: Record<AuthFailure, 2 | 4 | 5> = { CLIENT_ID_MISMATCH: 2, BAD_CREDENTIALS: 4, DISABLED: 5 }
+type AuthFailure = 'BAD_CREDENTIALS' | 'DISABLED' | 'CLIENT_ID_MISMATCH' | 'BUSY'
+const RETURN_CODE: Record<AuthFailure, 2 | 3 | 4 | 5> = { CLIENT_ID_MISMATCH: 2, BUSY: 3, BAD_CREDENTIALS: 4, DISABLED: 5 }
+const MESSAGE: Record<AuthFailure, string> = {
+  CLIENT_ID_MISMATCH: 'client identifier must equal the device id (username)',
+  BUSY: 'too many logins waiting; retry with backoff',
+  BAD_CREDENTIALS: 'bad device id or secret',
+  DISABLED: 'device is disabled',
+}
 
-function refusal(reason: AuthFailure, message: string): AuthenticateError {
-  return Object.assign(new Error(message), { returnCode: RETURN_CODE[reason] }) as AuthenticateError
+function refusal(reason: AuthFailure): AuthenticateError {
+  return Object.assign(new Error(MESSAGE[reason]), { returnCode: RETURN_CODE[reason] }) as AuthenticateError
 }
 
 const remoteOf = (client: Client): string | undefined => (client.conn as { remoteAddress?: string }).remoteAddress
 
 export function createAuthenticate(deps: AuthDeps) {
-  const { directory, verified, sessions, metrics, logger } = deps
+  const { directory, verified, sessions, metrics, logger, loginQueue } = deps
   const fail = (client: Client, username: string | undefined, reason: AuthFailure, done: (e: AuthenticateError, ok: false) => void): void => {
     metrics.authFailures.inc({ reason })
-    logger.warn({ event: 'auth_refused', reason, username, clientId: client.id, remote: remoteOf(client) }, `MQTT connection refused: ${reason}`)
-    done(refusal(reason, reason === 'CLIENT_ID_MISMATCH' ? 'client identifier must equal the device id (username)' : reason === 'DISABLED' ? 'device is disabled' : 'bad device id or secret'), false)
+    const who = { username: username === undefined ? undefined : clipForLog(String(username), 80), clientId: client.id === null ? null : clipForLog(String(client.id), 80) }
+    logger.warn({ event: 'auth_refused', reason, ...who, remote: remoteOf(client) }, `MQTT connection refused: ${reason}`)
+    done(refusal(reason), false)
   }
 
   return function authenticate(
@@ -56,10 +76,7 @@ export function createAuthenticate(deps: AuthDeps) {
     password: Buffer | undefined,
     done: (error: AuthenticateError | null, success: boolean | null) => void,
   ): void {
-    if (typeof username !== 'string' || !DEVICE_ID.test(username) || !password) {
-      void verifySecret(password ?? Buffer.alloc(0), DUMMY_HASH).then(() => fail(client, username, 'BAD_CREDENTIALS', done))
-      return
-    }
+    if (typeof username !== 'string' || !DEVICE_ID.test(username) || !password) return fail(client, username, 'BAD_CREDENTIALS', done)
     if (client.id !== username) return fail(client, username, 'CLIENT_ID_MISMATCH', done)
     directory.refreshIfChanged()
     const device = directory.lookup(username)
@@ -69,10 +86,13 @@ export function createAuthenticate(deps: AuthDeps) {
       if (device.disabled) return fail(client, username, 'DISABLED', done)
       verified.add(username, secretHash, password)
       sessions.set(client, { deviceId: username, secretHash, connectedAt: Date.now() })
+      deps.onAuthenticated?.(client)
       done(null, true)
     }
     if (device && verified.has(username, secretHash, password)) return accept(true)
-    void verifySecret(password, secretHash).then(accept)
+    const check = loginQueue.submit(remoteOf(client) ?? '?', device ? 'enrolled' : 'unknown', () => verifySecret(password, secretHash))
+    if (!check) return fail(client, username, 'BUSY', done)
+    void check.then(accept, (e) => (e instanceof LoginQueueFull ? fail(client, username, 'BUSY', done) : accept(false)))
   }
 }
 

@@ -12,6 +12,11 @@
  * device is told why on its errors topic (it keeps the reading and resends it after reconnecting).
  * A reading that fails validation is NOT refused: it is acknowledged (so the device does not resend
  * it forever), quarantined, and reported on the errors topic.
+ *
+ * Nothing a device sends may throw out of this pipeline (issue 8): a stage that throws costs that
+ * message, never the process. Before the commit the payload is quarantined whole as UNPROCESSABLE
+ * and acknowledged (a deterministic failure would otherwise make the device resend it forever);
+ * after the commit the exception is logged and the PUBACK still goes out.
  */
 import type { Client, PublishPacket } from 'aedes'
 import type { Logger } from 'pino'
@@ -19,6 +24,7 @@ import { readingsTopic, type DeviceErrorMessage } from '../../shared/schema/devi
 import { validatePayload, type PayloadVerdict } from '../../shared/schema/reading.ts'
 import type { GatewayConfig } from '../config.ts'
 import type { GatewayMetrics } from '../metrics.ts'
+import { clipForLog } from '../log.ts'
 import { DeviceNotEnrolledError, type GatewayRejection, type GroupCommitter, type WriteOutcome } from '../store/readings.ts'
 import type { DiskBudget } from './disk-budget.ts'
 
@@ -52,7 +58,7 @@ interface IngestContext {
   readonly packet: PublishPacket
   readonly receivedAt: number
   stage: number
-  verdict: PayloadVerdict | null
+  verdict: { readonly accepted: PayloadVerdict['accepted']; readonly rejected: readonly GatewayRejection[] } | null
   outcome: WriteOutcome | null
 }
 
@@ -77,7 +83,7 @@ export function createAuthorizePublish(deps: IngestDeps) {
     // One explanation per connection: the rest of the in-flight window is refused silently.
     if (closing.has(client)) return afterFlushed(client, linger, close)
     closing.add(client)
-    logger.warn({ event: 'publish_refused', deviceId: client.id, topic: ctx.packet.topic, reason }, message)
+    logger.warn({ event: 'publish_refused', deviceId: client.id, topic: clipForLog(ctx.packet.topic), reason }, clipForLog(message))
     reportError(client.id, { seq: peekSeq(ctx.packet.payload, limits.maxBytes), code: reason, message }, () => afterFlushed(client, linger, close))
   }
   const closing = new WeakSet<Client>()
@@ -94,7 +100,7 @@ export function createAuthorizePublish(deps: IngestDeps) {
   const authorizeTopic: Stage = (ctx, next) => {
     const own = readingsTopic(ctx.client.id)
     if (ctx.packet.topic !== own) {
-      return refuse(ctx, 'FORBIDDEN_TOPIC', `device ${ctx.client.id} may publish only to ${own}, not to ${ctx.packet.topic}; connection closed, nothing stored`, next)
+      return refuse(ctx, 'FORBIDDEN_TOPIC', `device ${ctx.client.id} may publish only to ${own}, not to ${clipForLog(ctx.packet.topic)}; connection closed, nothing stored`, next)
     }
     // Readings are never retained: aedes would otherwise keep the last one in memory and hand it to subscribers.
     ctx.packet.retain = false
@@ -122,13 +128,17 @@ export function createAuthorizePublish(deps: IngestDeps) {
       readings: verdict.accepted,
       rejections: verdict.rejected,
       done: (err, outcome) => {
-        if (!err) {
-          ctx.outcome = outcome
-          return next()
+        try {
+          if (!err) {
+            ctx.outcome = outcome
+            return next()
+          }
+          if (err instanceof DeviceNotEnrolledError) return refuse(ctx, 'NOT_ENROLLED', err.message, next, false)
+          const full = /SQLITE_FULL|ENOSPC|disk is full/i.test(`${(err as { code?: string }).code ?? ''} ${err.message}`)
+          refuse(ctx, full ? 'STORAGE_FULL' : 'STORE_FAILED', `the gateway could not store the reading (${err.message}); NOT acknowledged: resend later`, next)
+        } catch (e) {
+          stageFailed(ctx, e, next) // called back outside the stage runner's try
         }
-        if (err instanceof DeviceNotEnrolledError) return refuse(ctx, 'NOT_ENROLLED', err.message, next, false)
-        const full = /SQLITE_FULL|ENOSPC|disk is full/i.test(`${(err as { code?: string }).code ?? ''} ${err.message}`)
-        refuse(ctx, full ? 'STORAGE_FULL' : 'STORE_FAILED', `the gateway could not store the reading (${err.message}); NOT acknowledged: resend later`, next)
       },
     })
   }
@@ -145,19 +155,42 @@ export function createAuthorizePublish(deps: IngestDeps) {
   }
 
   function tell(deviceId: string, r: GatewayRejection): void {
-    logger.debug({ event: 'reading_rejected', deviceId, seq: r.seq, code: r.code }, r.message)
+    logger.debug({ event: 'reading_rejected', deviceId, seq: r.seq, code: r.code }, clipForLog(r.message))
     reportError(deviceId, { seq: r.seq, code: r.code, message: r.message })
   }
 
   const ingestStages: readonly Stage[] = [refuseWill, authorizeTopic, refuseWhenFull, validate, commitDurably, reportRejections]
+  const COMMIT = ingestStages.indexOf(commitDurably)
+
+  /** A stage threw: contain it to this message (see the header). */
+  function stageFailed(ctx: IngestContext, e: unknown, next: Next): void {
+    const stage = ingestStages[ctx.stage - 1]?.name ?? 'unknown'
+    const why = e instanceof Error ? e.message : String(e)
+    logger.error({ event: 'ingest_stage_failed', deviceId: ctx.client?.id, stage, err: clipForLog(why) }, `ingest stage ${stage} failed; the message is contained`)
+    if (ctx.outcome !== null) return next() // committed: the PUBACK is owed
+    if (ctx.stage > COMMIT) return refuse(ctx, 'STORE_FAILED', `the gateway could not store the reading (${clipForLog(why)}); NOT acknowledged: resend later`, next)
+    const payload = ctx.packet?.payload ?? ''
+    const message = `the gateway could not process this message (${clipForLog(why)}); it is kept in quarantine and acknowledged: do not resend it`
+    ctx.verdict = { accepted: [], rejected: [{ seq: null, code: 'UNPROCESSABLE', message, raw: clipForLog(Buffer.from(payload).toString('utf8'), 512) }] }
+    ctx.stage = COMMIT
+    next()
+  }
 
   return function authorizePublish(client: Client | null, packet: PublishPacket, acknowledge: (err?: Error | null) => void): void {
     const ctx: IngestContext = { client: client as Client, packet, receivedAt: now(), stage: 0, verdict: null, outcome: null }
+    let finished = false
     const next: Next = (err) => {
-      if (err) return acknowledge(err)
-      const stage = ingestStages[ctx.stage++]
-      if (stage === undefined) return acknowledge(null) // aedes now writes the PUBACK
-      stage(ctx, next)
+      if (finished) return
+      const stage = err ? undefined : ingestStages[ctx.stage++]
+      if (stage === undefined) {
+        finished = true
+        return acknowledge(err ?? null) // no error: aedes now writes the PUBACK
+      }
+      try {
+        stage(ctx, next)
+      } catch (e) {
+        stageFailed(ctx, e, next)
+      }
     }
     next()
   }
@@ -180,8 +213,9 @@ function peekSeq(payload: Buffer | string, maxBytes: number): number | null {
  * Run `then` once everything written to the client's socket has left the process, plus `lingerMs`,
  * so closing the connection (aedes destroys the socket) cannot discard the error message.
  */
-function afterFlushed(client: Client, lingerMs: number, then: () => void): void {
-  const conn = client.conn as { writableLength?: number; destroyed?: boolean; once(ev: string, f: () => void): unknown }
+export function afterFlushed(client: Client, lingerMs: number, then: () => void): void {
+  // Through the packet gate (packet-gate.ts), what is still queued sits in the socket behind it.
+  const conn = ((client.conn as { socket?: unknown }).socket ?? client.conn) as { writableLength?: number; destroyed?: boolean; once(ev: string, f: () => void): unknown }
   const wait = (): void => void setTimeout(then, lingerMs).unref()
   if (conn.destroyed || !conn.writableLength) return wait()
   let fired = false

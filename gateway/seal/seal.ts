@@ -7,9 +7,8 @@
  * The envelope is one raw IPFS block (CIDv1, raw codec, sha2-256), so its CID is a pure function
  * of its bytes; batches are capped well below the 1 MiB block size IPFS peers exchange.
  */
-import { CID } from 'multiformats/cid'
-import * as raw from 'multiformats/codecs/raw'
-import { sha256 } from 'multiformats/hashes/sha2'
+import type { CID } from 'multiformats/cid'
+import { rawCid } from '../../shared/protocol/car.ts'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { sealEnvelope } from '../../shared/crypto/envelope.ts'
 import type { MasterPublicKey } from '../../shared/crypto/abe/fabeo.ts'
@@ -17,6 +16,7 @@ import { compilePolicy } from '../../shared/crypto/abe/fabeo.ts'
 import { systemRng, type Rng } from '../../shared/crypto/random.ts'
 import { sealBody, type SealedReading } from '../../shared/protocol/batch.ts'
 import { manifestAad, manifestCommitment, signManifest, type BatchManifest } from '../../shared/protocol/manifest.ts'
+import { epochOf, withEpoch } from '../../shared/protocol/epoch.ts'
 
 /** Keep each envelope a single IPFS block. */
 export const MAX_ENVELOPE_BYTES = 1024 * 1024
@@ -35,7 +35,7 @@ export interface SealInput {
   readonly gatewayId: string
   readonly gatewaySecretKey: Uint8Array
   readonly mpk: MasterPublicKey
-  /** The stream's policy with `{patient}` already substituted. */
+  /** The stream's policy with `{patient}` already substituted; sealBatch adds the epoch of `now` (shared/protocol/epoch.ts). */
   readonly policy: string
   readonly stream: StreamPosition
   readonly readings: readonly SealedReading[]
@@ -51,10 +51,7 @@ export interface SealedBatch {
   readonly cid: CID
 }
 
-/** CIDv1 of a raw block: what IPFS would call these bytes. */
-export async function rawCid(bytes: Uint8Array): Promise<CID> {
-  return CID.createV1(raw.code, await sha256.digest(bytes))
-}
+export { rawCid } from '../../shared/protocol/car.ts'
 
 /** Substitute the stream's pseudonym into a policy template such as "role:doctor OR patient:{patient}". */
 export const policyFor = (template: string, pseudonym: string): string => compilePolicy(template.replaceAll('{patient}', pseudonym)).text
@@ -62,6 +59,8 @@ export const policyFor = (template: string, pseudonym: string): string => compil
 export async function sealBatch(input: SealInput): Promise<SealedBatch> {
   const { stream, readings } = input
   if (readings.length === 0) throw new RangeError('sealBatch: no readings')
+  // The batch is readable only by keys valid in the month it is sealed (docs/security.md §Key expiry).
+  const policy = withEpoch(input.policy, epochOf(input.now))
   // encodeBody + merkleRoot, each reading encoded once
   const { body, root } = sealBody(stream.streamId, stream.nextSeq, readings)
   let from = Infinity
@@ -86,11 +85,11 @@ export async function sealBatch(input: SealInput): Promise<SealedBatch> {
     types: [...types].sort(),
     merkleRoot: bytesToHex(root),
     authority: bytesToHex(input.mpk.id),
-    policy: input.policy,
+    policy,
     sealedAt: input.now,
   }
   // encryptEnvelope: the manifest's sealed fields are the AEAD's associated data
-  const envelope = sealEnvelope(input.mpk, input.policy, body, manifestAad(sealedFields), input.rng ?? systemRng)
+  const envelope = sealEnvelope(input.mpk, policy, body, manifestAad(sealedFields), input.rng ?? systemRng)
   if (envelope.length > MAX_ENVELOPE_BYTES) throw new RangeError(`sealed batch of ${envelope.length} bytes exceeds one block; seal fewer readings`)
   // contentAddress
   const cid = await rawCid(envelope)

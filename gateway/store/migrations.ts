@@ -48,8 +48,9 @@ export const migrations: readonly Migration[] = [
         -- Every accepted reading, stored before its PUBACK. (device_id, seq) is the idempotency key.
         -- patient_id: the device's patient when the reading was received (a later move does not change it).
         -- ts: device clock, epoch ms. received_at: gateway clock, epoch ms.
-        -- Scalar vitals use value; ECG chunks use samples = little-endian Float32 array (4 bytes per
-        -- sample, mV; decodeSamples() in store/readings.ts) and hz.
+        -- Scalar vitals use value; ECG chunks use samples (mV) and hz. samples: tag 0x02 + little-endian
+        -- binary64 per sample since issue 8; older rows: little-endian binary32 (encodeSamples() and
+        -- decodeSamples() in store/readings.ts tell them apart by length).
         -- batch_id: NULL until the sealer puts the reading into a batch.
         CREATE TABLE readings (
           id          INTEGER PRIMARY KEY,

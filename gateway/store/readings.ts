@@ -13,17 +13,36 @@ import type Database from 'better-sqlite3'
 import type { Reading, Rejection, RejectionCode } from '../../shared/schema/reading.ts'
 import type { DeviceDirectory } from './devices.ts'
 
-/** ECG samples as stored: little-endian Float32, 4 bytes per sample (mV). */
+/**
+ * ECG samples as stored (the `samples` BLOB of `readings`), two formats told apart by length:
+ *   - current: the tag byte 0x02, then little-endian IEEE 754 binary64 — exactly the numbers the
+ *     device sent (JSON.parse's values), so the sealed leaves are what the device can recompute
+ *     (issue 8, item 8). Length 1 + 8n.
+ *   - legacy (gateways before issue 8): little-endian binary32, no tag. Length 4n. Those readings
+ *     were rounded when stored; they are sealed as stored.
+ */
+export const SAMPLES_F64_TAG = 0x02
+
 export function encodeSamples(samples: readonly number[]): Buffer {
-  const buf = Buffer.allocUnsafe(samples.length * 4)
-  for (let i = 0; i < samples.length; i++) buf.writeFloatLE(samples[i]!, i * 4)
+  const buf = Buffer.allocUnsafe(1 + samples.length * 8)
+  buf[0] = SAMPLES_F64_TAG
+  for (let i = 0; i < samples.length; i++) buf.writeDoubleLE(samples[i]!, 1 + i * 8)
   return buf
 }
 
-export function decodeSamples(blob: Uint8Array): Float32Array {
-  const out = new Float32Array(blob.length >>> 2)
+/** True for a blob in the legacy binary32 format. */
+export const isLegacySamples = (blob: Uint8Array): boolean => blob.length % 4 === 0
+
+export function decodeSamples(blob: Uint8Array): Float64Array {
   const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength)
-  for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true)
+  if (isLegacySamples(blob)) {
+    const out = new Float64Array(blob.length >>> 2)
+    for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true)
+    return out
+  }
+  if (blob[0] !== SAMPLES_F64_TAG || (blob.length - 1) % 8 !== 0) throw new Error(`samples blob of ${blob.length} bytes has an unknown format`)
+  const out = new Float64Array((blob.length - 1) / 8)
+  for (let i = 0; i < out.length; i++) out[i] = view.getFloat64(1 + i * 8, true)
   return out
 }
 
@@ -37,7 +56,7 @@ export interface StoredReading {
   readonly type: string
   readonly unit: string
   readonly value: number | null
-  readonly samples: Float32Array | null
+  readonly samples: Float64Array | null
   readonly hz: number | null
   readonly batchId: number | null
 }
@@ -159,10 +178,11 @@ export class ReadingStore {
 /**
  * Gateway-side rejection codes, beyond the payload ones of shared/schema/reading.ts:
  * SEQ_REUSED — (device, seq) already stored with different content (stored reading untouched, the
- * new one quarantined). STORAGE_FULL / STORE_FAILED are never quarantined: the reading is not
+ * new one quarantined). UNPROCESSABLE — the gateway failed on the message (a bug): quarantined whole
+ * and acknowledged. STORAGE_FULL / STORE_FAILED are never quarantined: the reading is not
  * acknowledged, so the device keeps it and resends.
  */
-export type GatewayRejectionCode = 'SEQ_REUSED' | 'STORAGE_FULL' | 'STORE_FAILED'
+export type GatewayRejectionCode = 'SEQ_REUSED' | 'UNPROCESSABLE' | 'STORAGE_FULL' | 'STORE_FAILED'
 
 /** A rejection as the gateway records it (quarantine row) and reports it (errors topic). */
 export interface GatewayRejection extends Omit<Rejection, 'code'> {
@@ -397,8 +417,15 @@ export class GroupCommitter {
 
 function sameReading(existing: ExistingRow, r: Reading, samples: Buffer | null): boolean {
   if (existing.ts !== r.ts || existing.type !== r.type) return false
-  if (samples) return existing.samples !== null && samples.equals(existing.samples) && existing.hz === (r.hz ?? null)
+  if (samples) return existing.samples !== null && sameSamples(existing.samples, samples, r.samples!) && existing.hz === (r.hz ?? null)
   return existing.value === (r.value ?? null)
+}
+
+/** A resend of a reading stored in the legacy format matches if it rounds to what was stored. */
+function sameSamples(stored: Buffer, encoded: Buffer, samples: readonly number[]): boolean {
+  if (!isLegacySamples(stored)) return encoded.equals(stored)
+  const old = decodeSamples(stored)
+  return old.length === samples.length && samples.every((s, i) => Math.fround(s) === old[i])
 }
 
 function settle(w: PendingWrite, err: Error | null, outcome: WriteOutcome | null): void {

@@ -19,6 +19,7 @@ import { readKeyFile, writeKeyFile } from './files.ts'
 import { describeKeyFile } from './describe.ts'
 import { addPassphraseOptions, type PassphraseFlags } from './passphrase.ts'
 import { readSecretKeyFile, writeSecretKeyFile } from './secret-files.ts'
+import { keygenAttributes, type KeygenOptions } from './keygen.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const list = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)]
@@ -43,16 +44,22 @@ export function authorityCommand(): Command {
 
   cmd
     .command('keygen')
-    .description('issue a decryption key for a set of attributes')
+    .description('issue a decryption key for a set of attributes, valid for whole UTC months (docs/security.md §Key expiry)')
     .requiredOption('-m, --master <file>', 'master-secret.key')
-    .requiredOption('-a, --attributes <list>', 'comma-separated attributes, e.g. role:doctor,hospital:h1 (repeatable)', list)
+    .option('-a, --attributes <list>', 'comma-separated attributes, e.g. role:doctor,hospital:h1 (repeatable)', list)
+    .option('--attrs <list>', 'the same as --attributes', list)
+    .option('--patient <id or pseudonym>', "a patient's own key: adds patient:<pseudonym> (a patient id needs --pseudonym-key)")
+    .option('--pseudonym-key <file>', "the hospital's pseudonym key, to turn a patient id into its pseudonym")
+    .option('--valid-from <YYYY-MM>', 'first month the key opens (default: the current month, UTC)')
+    .requiredOption('--valid-until <YYYY-MM>', 'last month the key opens; renew the key to extend it')
     .requiredOption('-o, --out <file>', 'where to write the key')
     .option('--force', 'overwrite an existing file')
-    .action(async (opts: PassphraseFlags & { master: string; attributes: string[]; out: string; force?: boolean }) => {
+    .action(async (opts: PassphraseFlags & KeygenOptions & { master: string; out: string; force?: boolean }) => {
+      const { attributes, validity } = keygenAttributes(opts, Date.now())
       const msk = decodeMasterSecretKey(await readSecretKeyFile(opts.master, { passphrase: opts }))
-      const key = keyGen(msk, opts.attributes)
+      const key = keyGen(msk, attributes)
       writeKeyFile(opts.out, encodeUserKey(key), { secret: true, force: opts.force })
-      console.log(`wrote ${opts.out}: key for [${key.attributes.join(', ')}] from authority ${hex(key.authority)}`)
+      console.log(`wrote ${opts.out}: key for [${key.attributes.filter((a) => !a.startsWith('epoch:')).join(', ')}] valid ${validity.from} … ${validity.until} (UTC) from authority ${hex(key.authority)}`)
     })
 
   cmd

@@ -11,6 +11,7 @@ import {
 } from '../crypto/abe/codec.ts'
 import { decodeEnvelope, envelopeCiphertext } from '../crypto/envelope.ts'
 import { readSealedHeader } from '../crypto/sealed-secret.ts'
+import { keyValidity } from '../protocol/epoch.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 
@@ -25,7 +26,9 @@ export function describeKeyFile(bytes: Uint8Array): string {
     case Kind.SecretKey:
     case Kind.TransformKey: {
       const k = kind === Kind.SecretKey ? decodeUserKey(bytes) : decodeTransformKey(bytes)
-      return `${kindName(kind)} from authority ${hex(k.authority)} for [${k.attributes.join(', ')}]`
+      const validity = keyValidity(k.attributes)
+      const own = k.attributes.filter((a) => !a.startsWith('epoch:'))
+      return `${kindName(kind)} from authority ${hex(k.authority)} for [${own.join(', ')}], ${validity ? `valid ${validity.from} … ${validity.until} (UTC)` : 'without a validity period (opens only batches sealed before epochs)'}`
     }
     case Kind.RetrievalKey:
       return `retrieval key for authority ${hex(decodeRetrievalKey(bytes).authority)}`

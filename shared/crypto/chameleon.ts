@@ -4,12 +4,35 @@
  * on Schnorr signatures), over the prime-order group ristretto255 (RFC 9496), generator G.
  *
  *   KeyGen   x ← [1, ℓ),  Y = x·G                              secret key x, public key encode(Y)
- *   Hash     r, s ← [1, ℓ);  e = H_e(Y, m, r);  C = r − f(e·Y + s·G) mod ℓ        opening (r, s)
+ *   Hash     r, s ← [1, ℓ);  e = H_e(Y, m, r);  P = e·Y + s·G;  C = r − f(P) mod ℓ
  *   Verify   C ≟ r − f(e·Y + s·G) mod ℓ
- *   Adapt    k ← [1, ℓ) (hedged);  r' = C + f(k·G);  e' = H_e(Y, m', r');  s' = k − e'·x   (trapdoor only)
+ *   Adapt    k ← [1, ℓ) (hedged);  P' = k·G;  r' = C + f(P');  e' = H_e(Y, m', r');  s' = k − e'·x
  *
  *   H_e(Y, m, r) = SHA-512("careledger/v1/ch/e\0" ‖ encode(Y) ‖ le32(r) ‖ u32be(|m|) ‖ m) mod ℓ
  *   f(P)         = SHA-512("careledger/v1/ch/f\0" ‖ encode(P)) mod ℓ
+ *
+ * Two encodings of one opening (64 bytes either way; the record format says which a record holds):
+ *
+ *   format 1   r ‖ s          records of format v1. Verify recomputes P = e·Y + s·G and encodes it.
+ *   format 2   encode(P) ‖ s  records of format v2 (current). Verify recomputes r = C + f(P) from
+ *                             the bytes of P and e = H_e(Y, m, r), then checks the linear equation
+ *                             P = e·Y + s·G — which, unlike format 1's check, n records can share:
+ *                             Σ z_i·P_i = (Σ z_i·e_i)·Y + (Σ z_i·s_i)·G (chameleon-batch.ts).
+ *
+ * They are the same hash function: (r, s) opens C to m iff (P, s) with P = e·Y + s·G does, and
+ * r = C + f(P) maps one to the other. So a format-1 hash needs no re-hashing, Hash draws r and s
+ * in the same order for both (same C for the same randomness), and a record of either format may
+ * be redacted into a format-2 opening of the same C. P is a canonical ristretto255 encoding
+ * (RFC 9496 §4.3.1: decoding rejects any other), because f hashes its bytes while the equation
+ * speaks of the group element: only when each element has exactly one encoding is the f(P) the
+ * verifier hashed the f of the P the equation checks (docs/crypto.md §Batch verification).
+ *
+ * For threshold signers (FROST, RFC 9591): a format-2 opening IS a Schnorr signature by Y.
+ * Adapt's (P', s') is (R, z) with R = k·G the group commitment, the challenge c = −e' mod ℓ where
+ * e' = H_e(Y, m', C + f(R)), and z = k + c·x = k − e'·x. A FROST round that computes R from the
+ * signers' commitments, then e' from R as above (instead of RFC 9591's H2), and has each signer i
+ * answer z_i = d_i + e_i·ρ_i − λ_i·x_i·e' yields the 64-byte opening encode(R) ‖ le32(Σ z_i),
+ * which chameleonVerify(Y, m', C, opening) accepts; no other format is needed.
  *
  * Why this scheme and not Krawczyk–Rabin (C = H(m)·G + r·Y): there one published collision gives
  * the trapdoor away, x = (H(m) − H(m'))/(r' − r). Here an adapted opening is a Schnorr signature on
@@ -20,27 +43,34 @@
  * Scalars are 32 bytes little-endian and must be canonical (< ℓ), points are canonical ristretto255
  * encodings (RFC 9496 §4.3), hash outputs reduce 64 bytes mod ℓ (the wide reduction of RFC 8032
  * §5.1.6), so every value has exactly one encoding and a hash commits to one byte string.
+ * SHA-512 is OpenSSL's (node:crypto): the same digest as noble's at a fifth of the cost.
  */
-import { timingSafeEqual } from 'node:crypto'
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { ristretto255 } from '@noble/curves/ed25519.js'
 import { bytesToNumberLE, numberToBytesLE } from '@noble/curves/utils.js'
-import { sha256, sha512 } from '@noble/hashes/sha2.js'
+import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../errors.ts'
 import { Kind, Reader, Writer } from '../encoding/binary.ts'
 import { randomScalar, systemRng, type Rng } from './random.ts'
 
-type Point = InstanceType<typeof ristretto255.Point>
+export type ChameleonPoint = InstanceType<typeof ristretto255.Point>
+type Point = ChameleonPoint
 
-const G = ristretto255.Point.BASE
+const RistrettoPoint = ristretto255.Point
+const G = RistrettoPoint.BASE
 /** ℓ = 2^252 + 27742317777372353535851937790883648493, the order of ristretto255. */
 export const CHAMELEON_ORDER: bigint = ristretto255.Point.Fn.ORDER
 export const CHAMELEON_SCALAR_BYTES = 32
 export const CHAMELEON_PUBLIC_KEY_BYTES = 32
 export const CHAMELEON_SECRET_KEY_BYTES = 32
 export const CHAMELEON_HASH_BYTES = 32
-/** An opening is r ‖ s. */
+/** An opening is r ‖ s (format 1) or encode(P) ‖ s (format 2). */
 export const CHAMELEON_OPENING_BYTES = 64
+/** How an opening is encoded (see the header): 1 = r ‖ s, 2 = encode(P) ‖ s. */
+export type OpeningFormat = 1 | 2
+/** The format new openings are written in. */
+export const CURRENT_OPENING_FORMAT: OpeningFormat = 2
 /** Scheme byte after the preamble of key files: 1 = ADM/ristretto255 with the careledger/v1 hashes. */
 export const SCHEME_ADM_RISTRETTO255 = 1
 
@@ -54,7 +84,7 @@ export interface ChameleonKeyPair {
 export interface ChameleonDigest {
   /** C: 32 bytes little-endian, < ℓ. This is what the chain commits to. */
   readonly hash: Uint8Array
-  /** r ‖ s: 64 bytes, published with the record so anyone can verify it. */
+  /** encode(P) ‖ s (format 2) or r ‖ s (format 1): 64 bytes, published with the record so anyone can verify it. */
   readonly opening: Uint8Array
 }
 
@@ -126,20 +156,42 @@ function u32be(n: number): Uint8Array {
   return b
 }
 
-/** H_e: the Schnorr challenge, bound to the key (as in EdDSA) so an opening cannot move between keys. */
-function challenge(publicKey: Uint8Array, message: Uint8Array, r: bigint): bigint {
-  return wide(sha512.create().update(E_TAG).update(publicKey).update(scalarBytes(r)).update(u32be(message.length)).update(message).digest())
+const sha512 = (...parts: Uint8Array[]): Uint8Array => {
+  const h = createHash('sha512')
+  for (const p of parts) h.update(p)
+  return h.digest()
 }
 
-/** f: the conversion of a group element to a scalar (in the paper: (y^e g^s mod p) mod q). */
-const convert = (p: Point): bigint => wide(sha512.create().update(F_TAG).update(p.toBytes()).digest())
+/** H_e: the Schnorr challenge, bound to the key (as in EdDSA) so an opening cannot move between keys. */
+function challenge(publicKey: Uint8Array, message: Uint8Array, r: bigint): bigint {
+  return wide(sha512(E_TAG, publicKey, scalarBytes(r), u32be(message.length), message))
+}
+
+/** f: the conversion of a group element, given by its canonical encoding, to a scalar (in the paper: (y^e g^s mod p) mod q). */
+const convert = (encodedPoint: Uint8Array): bigint => wide(sha512(F_TAG, encodedPoint))
 
 const mulPublic = (p: Point, k: bigint): Point => p.multiplyUnsafe(k) // k ∈ [0, ℓ): noble maps 0 to the identity
 
-// ---- public-key cache --------------------------------------------------------------------------
+// ---- fixed-base tables -------------------------------------------------------------------------
 
 const CACHE_LIMIT = 16
 const keyCache = new Map<string, { point: Point; uses: number }>()
+/**
+ * Width of the fixed-base tables of Hash (Y and G): a width-w wNAF table holds ⌈256/w⌉+1 rows of
+ * 2^(w−1) points, and a multiplication then costs one addition per row. Measured here: w = 8
+ * 0.23–0.29 ms, w = 12 0.14 ms per multiplication (table 0.45 s to build, ~10 MB), w = 14 no
+ * faster. Verification does not use them (its multiplications by Y and G are one per batch).
+ */
+const HASH_TABLE_WIDTH = 12
+/**
+ * Hashes under one key before its tables are built lazily: they save ~0.1–0.25 ms a Hash and cost
+ * ~1 s of CPU (more on a loaded machine), so they pay for themselves after a few thousand; a
+ * process that hashes a handful (a test, a CLI) never builds them. A long-lived appender builds
+ * them up front instead (chameleonPrepareHashTables, ChainStore.warmUp).
+ */
+const HASH_TABLE_AFTER = 5000
+let tableG: Point | null = null
+const tablesY = new Map<string, Point>()
 
 /**
  * Decoded public keys, memoised: the chain verifies every record under the same regulator key, and
@@ -158,6 +210,34 @@ function publicPoint(publicKey: unknown): Point {
   }
   if (++entry.uses === 2) entry.point.precompute(8, false)
   return entry.point
+}
+
+/** The decoded regulator key Y (memoised, INVALID_ENCODING if it is not a usable key): for chameleon-batch.ts. */
+export const chameleonPublicPoint = (publicKey: Uint8Array): Point => publicPoint(publicKey)
+
+/**
+ * e·Y + s·G for Hash through fixed-base tables of width HASH_TABLE_WIDTH, built after
+ * HASH_TABLE_AFTER uses of the key (the cloud hashes every record under one key).
+ */
+function hashPoint(publicKey: Uint8Array, Y: Point, e: bigint, s: bigint): Point {
+  const id = bytesToHex(publicKey)
+  const tY = tablesY.get(id) ?? ((keyCache.get(id)?.uses ?? 0) >= HASH_TABLE_AFTER ? buildHashTables(publicKey, id) : undefined)
+  return tY && tableG ? mulPublic(tY, e).add(mulPublic(tableG, s)) : mulPublic(Y, e).add(mulPublic(G, s))
+}
+
+function buildHashTables(publicKey: Uint8Array, id: string): Point {
+  const tY = RistrettoPoint.fromBytes(publicKey).precompute(HASH_TABLE_WIDTH, false)
+  if (tablesY.size >= 2) tablesY.delete(tablesY.keys().next().value!)
+  tablesY.set(id, tY)
+  tableG ??= RistrettoPoint.fromBytes(G.toBytes()).precompute(HASH_TABLE_WIDTH, false) // its own object: BASE keeps noble's table
+  return tY
+}
+
+/** Build Hash's fixed-base tables for this key now (~1 s, ~20 MB), e.g. when an appender starts. */
+export function chameleonPrepareHashTables(publicKey: Uint8Array): void {
+  publicPoint(publicKey)
+  const id = bytesToHex(publicKey)
+  if (!tablesY.has(id)) buildHashTables(publicKey, id)
 }
 
 const trapdoorCache = new Map<string, Uint8Array>()
@@ -179,13 +259,27 @@ function trapdoorPublicKey(x: bigint, secretKey: Uint8Array): Uint8Array {
   return pk
 }
 
-/** Drop the memos (benchmarks use it to measure the cold path). */
+/** Drop the memos and tables (benchmarks use it to measure the cold path). */
 export function clearChameleonKeyCache(): void {
   keyCache.clear()
   trapdoorCache.clear()
+  tablesY.clear()
+  tableG = null
 }
 
 // ---- the scheme ----------------------------------------------------------------------------------
+
+function expectFormat(format: unknown): OpeningFormat {
+  if (format !== 1 && format !== 2) throw new CareLedgerError('INVALID_ARGUMENT', `chameleon opening format ${String(format)}: expected 1 (r ‖ s) or 2 (P ‖ s)`, { format })
+  return format
+}
+
+function encodeOpening(first: Uint8Array, s: bigint): Uint8Array {
+  const opening = new Uint8Array(CHAMELEON_OPENING_BYTES)
+  opening.set(first, 0)
+  opening.set(scalarBytes(s), CHAMELEON_SCALAR_BYTES)
+  return opening
+}
 
 /** KeyGen: x ← [1, ℓ), Y = x·G. */
 export function chameleonKeyGen(rng: Rng = systemRng): ChameleonKeyPair {
@@ -199,31 +293,66 @@ export function chameleonPublicKey(secretKey: Uint8Array): Uint8Array {
   return trapdoorPublicKey(x, secretKey).slice()
 }
 
-/** Hash: anyone holding the public key commits to `message`; the opening (r, s) is fresh randomness. */
-export function chameleonHash(publicKey: Uint8Array, message: Uint8Array, rng: Rng = systemRng): ChameleonDigest {
+/**
+ * Hash: anyone holding the public key commits to `message`; the opening is fresh randomness, in
+ * `format` (default: format 2, encode(P) ‖ s). r and s are drawn in this order for both formats.
+ */
+export function chameleonHash(publicKey: Uint8Array, message: Uint8Array, rng: Rng = systemRng, format: OpeningFormat = CURRENT_OPENING_FORMAT): ChameleonDigest {
   const Y = publicPoint(publicKey)
   expectMessage(message)
+  expectFormat(format)
   const r = randomScalar(rng, CHAMELEON_ORDER)
   const s = randomScalar(rng, CHAMELEON_ORDER)
   const e = challenge(publicKey, message, r)
-  // Nothing here is secret: (r, s) is published as the opening beside the record, and the hash's
-  // binding rests on the trapdoor x alone. So the faster variable-time multiplications are safe
-  // (only Adapt, which uses x and the nonce k, must stay constant-time).
-  const P = mulPublic(Y, e).add(mulPublic(G, s))
+  // Nothing here is secret: the opening is published beside the record, and the hash's binding
+  // rests on the trapdoor x alone. So the faster variable-time multiplications are safe (only
+  // Adapt, which uses x and the nonce k, must stay constant-time).
+  const P = hashPoint(publicKey, Y, e, s).toBytes()
   const C = mod(r - convert(P))
-  const opening = new Uint8Array(CHAMELEON_OPENING_BYTES)
-  opening.set(scalarBytes(r), 0)
-  opening.set(scalarBytes(s), CHAMELEON_SCALAR_BYTES)
-  return { hash: scalarBytes(C), opening }
+  return { hash: scalarBytes(C), opening: encodeOpening(format === 2 ? P : scalarBytes(r), s) }
+}
+
+/** A format-2 opening's check as the linear equation P = e·Y + s·G, everything else done. */
+export interface ChameleonEquation {
+  readonly P: Point
+  readonly e: bigint
+  readonly s: bigint
 }
 
 /**
- * Verify: does (r, s) open `hash` to `message` under `publicKey`? False for a wrong message,
- * opening, hash or key; INVALID_ENCODING (with `reason`) for wrong lengths, non-canonical scalars
- * or an invalid point; INVALID_ARGUMENT if the message is not bytes.
+ * The non-linear part of Verify for a format-2 opening: decode P (canonical, RFC 9496 §4.3.1),
+ * r = C + f(P), e = H_e(Y, m, r). The opening opens C to m iff the returned equation holds
+ * (chameleonVerify checks it alone, chameleon-batch.ts many at once). Throws like chameleonVerify
+ * for malformed input; INVALID_ENCODING reason BAD_POINT for an invalid P.
  */
-export function chameleonVerify(publicKey: Uint8Array, message: Uint8Array, hash: Uint8Array, opening: Uint8Array): boolean {
+export function chameleonEquation(publicKey: Uint8Array, message: Uint8Array, hash: Uint8Array, opening: Uint8Array): ChameleonEquation {
+  publicPoint(publicKey)
+  expectMessage(message)
+  const C = parseScalar(expectBytes(hash, CHAMELEON_HASH_BYTES, 'chameleon hash'), 'chameleon hash', true)
+  const o = expectBytes(opening, CHAMELEON_OPENING_BYTES, 'chameleon opening')
+  const encodedP = o.subarray(0, CHAMELEON_SCALAR_BYTES)
+  const s = parseScalar(o.subarray(CHAMELEON_SCALAR_BYTES), 'chameleon opening (s)', true)
+  let P: Point
+  try {
+    P = RistrettoPoint.fromBytes(encodedP)
+  } catch {
+    return bad('chameleon opening (P)', 'BAD_POINT', 'not a canonical ristretto255 encoding')
+  }
+  const e = challenge(publicKey, message, mod(C + convert(encodedP)))
+  return { P, e, s }
+}
+
+/** Does P = e·Y + s·G hold? (Y decoded; e, s public, so variable time is safe.) */
+export const chameleonEquationHolds = (Y: Point, q: ChameleonEquation): boolean => mulPublic(Y, q.e).add(mulPublic(G, q.s)).equals(q.P)
+
+/**
+ * Verify: does the opening (in `format`, default 2) open `hash` to `message` under `publicKey`?
+ * False for a wrong message, opening, hash or key; INVALID_ENCODING (with `reason`) for wrong
+ * lengths, non-canonical scalars or an invalid point; INVALID_ARGUMENT if the message is not bytes.
+ */
+export function chameleonVerify(publicKey: Uint8Array, message: Uint8Array, hash: Uint8Array, opening: Uint8Array, format: OpeningFormat = CURRENT_OPENING_FORMAT): boolean {
   const Y = publicPoint(publicKey)
+  if (expectFormat(format) === 2) return chameleonEquationHolds(Y, chameleonEquation(publicKey, message, hash, opening))
   expectMessage(message)
   const C = expectBytes(hash, CHAMELEON_HASH_BYTES, 'chameleon hash')
   parseScalar(C, 'chameleon hash', true)
@@ -232,34 +361,32 @@ export function chameleonVerify(publicKey: Uint8Array, message: Uint8Array, hash
   const s = parseScalar(o.subarray(CHAMELEON_SCALAR_BYTES), 'chameleon opening (s)', true)
   // e and s are public here, so the variable-time multiplication is safe.
   const e = challenge(publicKey, message, r)
-  const expected = scalarBytes(mod(r - convert(mulPublic(Y, e).add(mulPublic(G, s)))))
+  const expected = scalarBytes(mod(r - convert(mulPublic(Y, e).add(mulPublic(G, s)).toBytes())))
   return timingSafeEqual(expected, C)
 }
 
 /**
- * Adapt: the trapdoor holder opens `hash` to a new message. Returns the new opening (r', s').
+ * Adapt: the trapdoor holder opens `hash` to a new message. Returns the new opening, in `format`
+ * (default 2: encode(k·G) ‖ s', a Schnorr signature — see the header for FROST).
  *
  * The nonce k is hedged (RFC 6979 §3.6 style): SHA-512 over the trapdoor, the hash, the new message
  * and 32 fresh random bytes. Two adaptations sharing k under different challenges would reveal
  * x = (s'₁ − s'₂)/(e'₂ − e'₁), so a stuck or repeating RNG must not be able to repeat k.
  */
-export function chameleonAdapt(secretKey: Uint8Array, message: Uint8Array, hash: Uint8Array, rng: Rng = systemRng): Uint8Array {
+export function chameleonAdapt(secretKey: Uint8Array, message: Uint8Array, hash: Uint8Array, rng: Rng = systemRng, format: OpeningFormat = CURRENT_OPENING_FORMAT): Uint8Array {
   const skBytes = expectBytes(secretKey, CHAMELEON_SECRET_KEY_BYTES, 'chameleon secret key')
   const x = parseScalar(skBytes, 'chameleon secret key', false)
   expectMessage(message)
   const C = parseScalar(expectBytes(hash, CHAMELEON_HASH_BYTES, 'chameleon hash'), 'chameleon hash', true)
+  expectFormat(format)
   const publicKey = trapdoorPublicKey(x, skBytes)
   let k = 0n
-  while (k === 0n) {
-    k = wide(sha512.create().update(K_TAG).update(skBytes).update(hash).update(u32be(message.length)).update(message).update(rng(32)).digest())
-  }
-  const r = mod(C + convert(G.multiply(k)))
+  while (k === 0n) k = wide(sha512(K_TAG, skBytes, hash, u32be(message.length), message, rng(32)))
+  const P = G.multiply(k).toBytes()
+  const r = mod(C + convert(P))
   const e = challenge(publicKey, message, r)
   const s = mod(k - e * x)
-  const opening = new Uint8Array(CHAMELEON_OPENING_BYTES)
-  opening.set(scalarBytes(r), 0)
-  opening.set(scalarBytes(s), CHAMELEON_SCALAR_BYTES)
-  return opening
+  return encodeOpening(format === 2 ? P : scalarBytes(r), s)
 }
 
 /** A short fingerprint for logs and file names: hex of the first 8 bytes of SHA-256(pk). */
@@ -313,3 +440,6 @@ export function decodeChameleonSecretKey(bytes: Uint8Array): Uint8Array {
   r.end()
   return sk
 }
+
+// The scheme's two hashes, for the threshold Adapt (shared/crypto/chameleon-threshold.ts), which computes s' = k − e'·x with FROST.
+export { challenge as chameleonChallenge, convert as chameleonConvert }

@@ -22,6 +22,10 @@ export const Kind = {
   ChameleonSecretKey: 10,
   /** A secret sealed under a passphrase (shared/crypto/sealed-secret.ts). */
   SealedSecret: 11,
+  // 16–18: FROST (shared/crypto/frost-codec.ts); 12–15 left for other key files in flight.
+  FrostSigningShare: 16,
+  FrostNonces: 17,
+  FrostDkgState: 18,
 } as const
 export type Kind = (typeof Kind)[keyof typeof Kind]
 

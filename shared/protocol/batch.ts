@@ -2,8 +2,15 @@
  * The plaintext inside a sealed batch's envelope, and the Merkle tree over its readings.
  *
  *   leaf  = canonical CBOR of one reading { seq, ts, rx, type, unit, value | samples + hz }
- *   body  = canonical CBOR { v: 1, stream, seq, leaves: [leaf as a byte string, …] }
+ *   body  = canonical CBOR { v: 2, stream, seq, leaves: [leaf as a byte string, …] }
  *   root  = RFC 9162 Merkle tree hash over the leaves, in order        (crypto/merkle.ts)
+ *
+ * Numbers (docs/protocol.md §Numbers): every value is the IEEE 754 binary64 number JSON.parse read
+ * from the device's payload, unchanged; canonical CBOR writes it in the shortest width that keeps
+ * it exactly (RFC 8949 §4.2.2), so a device can recompute its own leaves. Versions:
+ *   v2 — the numbers as the device sent them;
+ *   v1 — gateways before issue 8 stored ECG samples as binary32, so v1 bodies hold samples rounded
+ *        to the nearest binary32 (-0.58918 sealed as -0.5891799926757812). Same layout; still read.
  *
  * The body carries each leaf's exact bytes, so the root is recomputed over what was sealed, and
  * each reading is encoded once when sealing (the sealer's main cost).
@@ -17,7 +24,10 @@ import { decodeCanonical, encodeCanonical } from '../encoding/canonical.ts'
 import { MerkleTree } from '../crypto/merkle.ts'
 import { validateReading, isRejection, type Reading } from '../schema/reading.ts'
 
-export const BATCH_BODY_VERSION = 1
+export const BATCH_BODY_VERSION = 2
+/** Body versions this build reads. */
+export const BATCH_BODY_VERSIONS = [1, 2] as const
+export type BatchBodyVersion = (typeof BATCH_BODY_VERSIONS)[number]
 
 /** A reading as sealed: the device's reading plus the gateway's receive time `rx`. */
 export interface SealedReading extends Reading {
@@ -25,7 +35,7 @@ export interface SealedReading extends Reading {
 }
 
 export interface BatchBody {
-  readonly v: 1
+  readonly v: BatchBodyVersion
   readonly stream: string
   readonly seq: number
   readonly readings: readonly SealedReading[]
@@ -57,7 +67,8 @@ export function decodeBatchBody(bytes: Uint8Array): BatchBody {
   }
   const v = decodeCanonical(bytes) as Record<string, unknown>
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail('not a map')
-  if (v.v !== BATCH_BODY_VERSION) return fail(`version ${String(v.v)} is not supported`)
+  const version = v.v as BatchBodyVersion
+  if (!BATCH_BODY_VERSIONS.includes(version)) return fail(`version ${String(v.v)} is not supported (this build reads ${BATCH_BODY_VERSIONS.join(', ')})`)
   if (typeof v.stream !== 'string' || typeof v.seq !== 'number' || !Array.isArray(v.leaves)) return fail('missing stream, seq or leaves')
   const readings = v.leaves.map((leaf: unknown, i: number) => {
     if (!(leaf instanceof Uint8Array)) return fail(`leaf ${i} is not a byte string`)
@@ -68,5 +79,5 @@ export function decodeBatchBody(bytes: Uint8Array): BatchBody {
     if (isRejection(verdict)) return fail(`reading ${i}: ${verdict.message}`)
     return { ...verdict, rx }
   })
-  return { v: BATCH_BODY_VERSION, stream: v.stream, seq: v.seq, readings }
+  return { v: version, stream: v.stream, seq: v.seq, readings }
 }

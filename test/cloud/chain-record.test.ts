@@ -71,7 +71,8 @@ describe('record content', () => {
     const bytes = encodeRecordContent(f)
     const raw = decodeCanonical(bytes) as Record<string, unknown>
     expect(Object.keys(raw).sort()).toEqual(['gateway', 'gatewayKey', 'id', 'manifest', 'receivedAt', 'seq', 'signature', 'stream', 'v'])
-    expect(raw.v).toBe(1)
+    expect(raw.v).toBe(2) // record format v2 (opening encode(P) ‖ s); v1 still decodes
+    expect(decodeRecordContent(encodeRecordContent(f, 1)).v).toBe(1)
     const back = decodeRecordContent(bytes)
     expect(back.id).toBe(42)
     expect(back.manifest).toEqual(f.manifest)
@@ -91,7 +92,8 @@ describe('record content', () => {
       [{ gatewayKey: other.publicKey }, 'gatewayKey'],
       [(o) => void (o.extra = 1), '$'],
       [(o) => void delete o.receivedAt, '$'],
-      [(o) => void (o.v = 2), 'v'],
+      [(o) => void (o.v = 3), 'v'],
+      [(o) => void (o.v = 0), 'v'],
       [(o) => void ((o.manifest as Record<string, unknown>).count = 0), 'manifest'],
     ]
     for (const [change, field] of cases) {

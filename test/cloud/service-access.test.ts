@@ -33,9 +33,14 @@ const PEOPLE_ENDPOINTS: ReadonlyArray<readonly [string, Role[]]> = [
   ['/v1/blocks', ['admin', 'regulator', 'researcher']],
   ['/v1/blocks/0', ['admin', 'regulator', 'researcher']],
   ['/v1/chain/verification', ['admin', 'regulator']],
+  ['/v1/envelopes/damaged', ['admin', 'regulator']],
   ['/v1/stats', ['admin']],
   ['/v1/openapi.json', ['admin', 'regulator', 'researcher', 'doctor']],
   ['/metrics', ['admin']],
+  ['/v1/evidence?from=0&to=9999999999999', ['admin', 'regulator', 'researcher', 'doctor']],
+  ['/v1/evidence/headers?from=0&to=0', ['admin', 'regulator', 'researcher', 'doctor']],
+  [`/v1/evidence/records?stream=${'0'.repeat(32)}&fromSeq=0&toSeq=0&head=0`, ['admin', 'regulator', 'researcher', 'doctor']],
+  ['/ipfs/bafkqaaa?format=raw', ['doctor', 'researcher']],
 ]
 
 let data: ReturnType<typeof tempDataDir>

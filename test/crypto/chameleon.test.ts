@@ -7,6 +7,8 @@ import { sha256, sha512 } from '@noble/hashes/sha2.js'
 import {
   CHAMELEON_ORDER,
   chameleonAdapt,
+  chameleonEquation,
+  chameleonEquationHolds,
   chameleonHash,
   chameleonKeyGen,
   chameleonKeyId,
@@ -60,7 +62,13 @@ const mulAny = (P: InstanceType<typeof Point>, k: bigint) => (k === 0n ? Point.Z
 /** C = r − f(e·Y + s·G) mod ℓ */
 const referenceHash = (pk: Uint8Array, m: Uint8Array, r: bigint, s: bigint): bigint =>
   Fn.sub(r, f(mulAny(Point.fromBytes(pk), He(pk, m, r)).add(mulAny(G, s))))
-const split = (opening: Uint8Array): [bigint, bigint] => [bytesToNumberLE(opening.subarray(0, 32)), bytesToNumberLE(opening.subarray(32))]
+/** (r, s) of a format-2 opening encode(P) ‖ s of hash C: r = C + f(P). */
+const split = (opening: Uint8Array, hash: Uint8Array): [bigint, bigint] => [
+  Fn.add(bytesToNumberLE(hash), f(Point.fromBytes(opening.subarray(0, 32)))),
+  bytesToNumberLE(opening.subarray(32)),
+]
+/** The format-1 opening r ‖ s of the same (r, s). */
+const asFormat1 = (opening: Uint8Array, hash: Uint8Array): Uint8Array => Uint8Array.from(split(opening, hash).flatMap((k) => [...le(k)]))
 
 describe('chameleon hash (Ateniese–de Medeiros over ristretto255)', () => {
   const m1 = utf8.encode('record #7: SpO2 97 %')
@@ -81,7 +89,7 @@ describe('chameleon hash (Ateniese–de Medeiros over ristretto255)', () => {
   })
 
   it('matches the construction re-derived from the spec (C = r − f(e·Y + s·G), e = H_e(Y, m, r))', () => {
-    const [r, s] = split(d.opening)
+    const [r, s] = split(d.opening, d.hash)
     expect(hex(le(referenceHash(keys.publicKey, m1, r, s)))).toBe(hex(d.hash))
   })
 
@@ -108,7 +116,11 @@ describe('chameleon hash (Ateniese–de Medeiros over ristretto255)', () => {
     expect(chameleonVerify(keys.publicKey, utf8.encode('record #7: SpO2 98 %'), d.hash, d.opening)).toBe(false)
     expect(chameleonVerify(keys.publicKey, flip(m1, 0), d.hash, d.opening)).toBe(false)
     expect(chameleonVerify(keys.publicKey, m1, flip(d.hash, 0), d.opening)).toBe(false)
-    expect(chameleonVerify(keys.publicKey, m1, d.hash, flip(d.opening, 0))).toBe(false) // r
+    // P: a flipped bit gives another point (false) or no canonical encoding at all (BAD_POINT)
+    for (let i = 0; i < 32; i++) {
+      const err = errorOf(() => expect(chameleonVerify(keys.publicKey, m1, d.hash, flip(d.opening, i))).toBe(false))
+      if (err) expect(err).toEqual({ code: 'INVALID_ENCODING', reason: 'BAD_POINT' })
+    }
     expect(chameleonVerify(keys.publicKey, m1, d.hash, flip(d.opening, 32))).toBe(false) // s
     expect(chameleonVerify(other.publicKey, m1, d.hash, d.opening)).toBe(false)
     // an opening made under another key does not verify under this one, even adapted to the same message
@@ -147,8 +159,8 @@ describe('chameleon hash (Ateniese–de Medeiros over ristretto255)', () => {
     const o2 = chameleonAdapt(keys.secretKey, m2, d.hash, stuck())
     expect(chameleonVerify(keys.publicKey, m1, d.hash, o1)).toBe(true)
     expect(chameleonVerify(keys.publicKey, m2, d.hash, o2)).toBe(true)
-    const [r1, s1] = split(o1)
-    const [r2, s2] = split(o2)
+    const [r1, s1] = split(o1, d.hash)
+    const [r2, s2] = split(o2, d.hash)
     expect(r1).not.toBe(r2) // r' = C + f(k·G): equal r' would mean equal k
     const guess = Fn.div(Fn.sub(s1, s2), Fn.sub(He(keys.publicKey, m2, r2), He(keys.publicKey, m1, r1)))
     expect(G.multiply(guess).equals(Y)).toBe(false)
@@ -159,17 +171,28 @@ describe('chameleon hash (Ateniese–de Medeiros over ristretto255)', () => {
       expect(errorOf(() => chameleonVerify(keys.publicKey.subarray(1), m1, d.hash, d.opening))).toEqual({ code: 'INVALID_ENCODING', reason: 'BAD_LENGTH' })
       expect(errorOf(() => chameleonVerify(keys.publicKey, m1, d.hash.subarray(1), d.opening))).toEqual({ code: 'INVALID_ENCODING', reason: 'BAD_LENGTH' })
       expect(errorOf(() => chameleonVerify(keys.publicKey, m1, d.hash, new Uint8Array(65)))).toEqual({ code: 'INVALID_ENCODING', reason: 'BAD_LENGTH' })
-      const rIsL = d.opening.slice()
+      const v1 = asFormat1(d.opening, d.hash)
+      const rIsL = v1.slice()
       rIsL.set(le(L), 0)
-      expect(errorOf(() => chameleonVerify(keys.publicKey, m1, d.hash, rIsL))).toEqual({ code: 'INVALID_ENCODING', reason: 'SCALAR_OUT_OF_RANGE' })
+      expect(errorOf(() => chameleonVerify(keys.publicKey, m1, d.hash, rIsL, 1))).toEqual({ code: 'INVALID_ENCODING', reason: 'SCALAR_OUT_OF_RANGE' })
+      // P must be a canonical ristretto255 encoding: p + 1 (≥ p) and a negative field element are not
+      const pPlus1 = d.opening.slice()
+      pPlus1.set(le(2n ** 255n - 18n), 0)
+      expect(errorOf(() => chameleonVerify(keys.publicKey, m1, d.hash, pPlus1))).toEqual({ code: 'INVALID_ENCODING', reason: 'BAD_POINT' })
+      const negative = d.opening.slice()
+      negative.set(le(1n), 0)
+      expect(errorOf(() => chameleonVerify(keys.publicKey, m1, d.hash, negative))).toEqual({ code: 'INVALID_ENCODING', reason: 'BAD_POINT' })
       const sHigh = d.opening.slice()
       sHigh.fill(0xff, 32)
       expect(errorOf(() => chameleonVerify(keys.publicKey, m1, d.hash, sHigh))).toEqual({ code: 'INVALID_ENCODING', reason: 'SCALAR_OUT_OF_RANGE' })
       expect(errorOf(() => chameleonVerify(keys.publicKey, m1, le(L + 1n), d.opening))).toEqual({ code: 'INVALID_ENCODING', reason: 'SCALAR_OUT_OF_RANGE' })
       // non-canonical r' = r + ℓ would otherwise be a second encoding of the same opening
-      const [r, s] = split(d.opening)
+      const [r, s] = split(d.opening, d.hash)
       const malleated = Uint8Array.from([...le(r + L), ...le(s)])
-      expect(errorOf(() => chameleonVerify(keys.publicKey, m1, d.hash, malleated))?.reason).toBe('SCALAR_OUT_OF_RANGE')
+      expect(errorOf(() => chameleonVerify(keys.publicKey, m1, d.hash, malleated, 1))?.reason).toBe('SCALAR_OUT_OF_RANGE')
+      const sPlusL = Uint8Array.from([...d.opening.subarray(0, 32), ...le(s + L)])
+      expect(errorOf(() => chameleonVerify(keys.publicKey, m1, d.hash, sPlusL))?.reason).toBe('SCALAR_OUT_OF_RANGE')
+      expect(errorOf(() => chameleonVerify(keys.publicKey, m1, d.hash, d.opening, 3 as never))?.code).toBe('INVALID_ARGUMENT')
       expect(errorOf(() => chameleonVerify(new Uint8Array(32).fill(0xff), m1, d.hash, d.opening))).toEqual({ code: 'INVALID_ENCODING', reason: 'BAD_POINT' })
       expect(errorOf(() => chameleonVerify(new Uint8Array(32), m1, d.hash, d.opening))).toEqual({ code: 'INVALID_ENCODING', reason: 'IDENTITY_POINT' })
       expect(errorOf(() => chameleonHash(new Uint8Array(32), m1))).toEqual({ code: 'INVALID_ENCODING', reason: 'IDENTITY_POINT' })
@@ -280,8 +303,8 @@ describe('chameleon hash (Ateniese–de Medeiros over ristretto255)', () => {
       const r = Fn.add(C, f(G.multiply(k)))
       const s1 = Fn.sub(k, Fn.mul(He(keys.publicKey, m1, r), x))
       const s2 = Fn.sub(k, Fn.mul(He(keys.publicKey, m2, r), x))
-      expect(chameleonVerify(keys.publicKey, m1, d.hash, Uint8Array.from([...le(r), ...le(s1)]))).toBe(true)
-      expect(chameleonVerify(keys.publicKey, m2, d.hash, Uint8Array.from([...le(r), ...le(s2)]))).toBe(true)
+      expect(chameleonVerify(keys.publicKey, m1, d.hash, Uint8Array.from([...le(r), ...le(s1)]), 1)).toBe(true)
+      expect(chameleonVerify(keys.publicKey, m2, d.hash, Uint8Array.from([...le(r), ...le(s2)]), 1)).toBe(true)
       const extracted = Fn.div(Fn.sub(s1, s2), Fn.sub(He(keys.publicKey, m2, r), He(keys.publicKey, m1, r)))
       expect(G.multiply(extracted).equals(Y)).toBe(true)
     })
@@ -315,7 +338,7 @@ describe('chameleon hash (Ateniese–de Medeiros over ristretto255)', () => {
         { m: utf8.encode('record #7 deleted'), o: chameleonAdapt(keys.secretKey, utf8.encode('record #7 deleted'), d.hash, rng) },
       ].map(({ m, o }) => {
         expect(chameleonVerify(keys.publicKey, m, d.hash, o)).toBe(true)
-        const [r, s] = split(o)
+        const [r, s] = split(o, d.hash)
         return { m, r, s }
       })
       let tried = 0
@@ -337,8 +360,8 @@ describe('chameleon hash (Ateniese–de Medeiros over ristretto255)', () => {
           fc.pre(hex(a) !== hex(b))
           const h = chameleonHash(keys.publicKey, a, rng)
           const ob = chameleonAdapt(keys.secretKey, b, h.hash, rng)
-          const [ra, sa] = split(h.opening)
-          const [rb, sb] = split(ob)
+          const [ra, sa] = split(h.opening, h.hash)
+          const [rb, sb] = split(ob, h.hash)
           for (const guess of candidates({ m: a, r: ra, s: sa }, { m: b, r: rb, s: sb })) expect(guess).not.toBe(x)
         }),
         { numRuns: 30 },
@@ -363,10 +386,62 @@ describe('chameleon hash (Ateniese–de Medeiros over ristretto255)', () => {
       expect(hex(G.multiply(bytesToNumberLE(unhex(committed.secretKey!))).toBytes())).toBe(committed.publicKey)
       expect(chameleonVerify(pk, message, hash, unhex(committed.opening!))).toBe(true)
       expect(chameleonVerify(pk, adapted, hash, unhex(committed.adaptedOpening!))).toBe(true)
-      expect(hex(le(referenceHash(pk, message, ...split(unhex(committed.opening!)))))).toBe(committed.hash)
-      expect(hex(le(referenceHash(pk, adapted, ...split(unhex(committed.adaptedOpening!)))))).toBe(committed.hash)
+      expect(hex(le(referenceHash(pk, message, ...split(unhex(committed.opening!), hash))))).toBe(committed.hash)
+      expect(hex(le(referenceHash(pk, adapted, ...split(unhex(committed.adaptedOpening!), hash))))).toBe(committed.hash)
       expect(decodeChameleonPublicKey(unhex(committed.publicKeyFile!))).toEqual(pk)
       expect(hex(decodeChameleonSecretKey(unhex(committed.secretKeyFile!)))).toBe(committed.secretKey)
     })
+  })
+})
+
+describe('opening formats: 1 = r ‖ s (record format v1), 2 = encode(P) ‖ s (v2)', () => {
+  const m = utf8.encode('record #9: heart_rate 64 /min')
+  const m2 = utf8.encode('record #9 corrected: heart_rate 66 /min')
+
+  it('the same randomness gives the same hash C in both formats, and the openings convert into each other', () => {
+    const v1 = chameleonHash(keys.publicKey, m, deterministicRng('formats'), 1)
+    const v2 = chameleonHash(keys.publicKey, m, deterministicRng('formats'), 2)
+    expect(hex(v1.hash)).toBe(hex(v2.hash))
+    expect(hex(asFormat1(v2.opening, v2.hash))).toBe(hex(v1.opening))
+    expect(chameleonVerify(keys.publicKey, m, v1.hash, v1.opening, 1)).toBe(true)
+    expect(chameleonVerify(keys.publicKey, m, v2.hash, v2.opening, 2)).toBe(true)
+    // An opening read in the other format does not open the hash.
+    expect(errorOf(() => expect(chameleonVerify(keys.publicKey, m, v1.hash, v1.opening, 2)).toBe(false))?.reason ?? 'false').toMatch(/false|BAD_POINT/)
+    expect(errorOf(() => expect(chameleonVerify(keys.publicKey, m, v2.hash, v2.opening, 1)).toBe(false))?.reason ?? 'false').toMatch(/false|SCALAR_OUT_OF_RANGE/)
+    // A format-1 hash can be adapted into a format-2 opening of the same C (how an old record is redacted).
+    const adapted = chameleonAdapt(keys.secretKey, m2, v1.hash, rng, 2)
+    expect(chameleonVerify(keys.publicKey, m2, v1.hash, adapted)).toBe(true)
+    expect(chameleonVerify(keys.publicKey, m2, v1.hash, asFormat1(adapted, v1.hash), 1)).toBe(true)
+  })
+
+  it('the format-2 check is P = e·Y + s·G with r = C + f(P) recomputed (chameleonEquation)', () => {
+    const h = chameleonHash(keys.publicKey, m, rng)
+    const q = chameleonEquation(keys.publicKey, m, h.hash, h.opening)
+    expect(hex(q.P.toBytes())).toBe(hex(h.opening.subarray(0, 32)))
+    expect(q.e).toBe(He(keys.publicKey, m, split(h.opening, h.hash)[0]))
+    expect(chameleonEquationHolds(Y, q)).toBe(true)
+    expect(chameleonEquationHolds(Y, { ...q, s: Fn.add(q.s, 1n) })).toBe(false)
+  })
+
+  it('an adapted format-2 opening is a Schnorr signature (R, z) by Y: what a FROST round must produce', () => {
+    // R = k·G, challenge c = −e' with e' = H_e(Y, m', C + f(R)), z = k + c·x (RFC 9591's z = k + c·sk)
+    const h = chameleonHash(keys.publicKey, m, rng)
+    const k = Fn.create(bytesToNumberLE(rng(48)))
+    const R = G.multiply(k)
+    const e = He(keys.publicKey, m2, Fn.add(bytesToNumberLE(h.hash), f(R)))
+    const z = Fn.add(k, Fn.mul(Fn.neg(e), x))
+    expect(G.multiply(z).equals(R.add(Y.multiply(Fn.neg(e))))).toBe(true) // z·G = R + c·Y: Schnorr verification
+    expect(chameleonVerify(keys.publicKey, m2, h.hash, Uint8Array.from([...R.toBytes(), ...le(z)]))).toBe(true)
+  })
+
+  it('format-1 known-answer vectors (committed before format 2) are still reproduced byte for byte', () => {
+    const committed = JSON.parse(readFileSync(new URL('../vectors/chameleon-v1.json', import.meta.url), 'utf8')) as Record<string, string>
+    const fresh = computeChameleonVectors(1)
+    expect(Object.keys(fresh).sort()).toEqual(Object.keys(committed).sort())
+    for (const name of Object.keys(committed)) expect(fresh[name], name).toBe(committed[name])
+    const current = JSON.parse(readFileSync(new URL('../vectors/chameleon.json', import.meta.url), 'utf8')) as Record<string, string>
+    expect(current.hash).toBe(committed.hash) // one hash function, two encodings of its openings
+    expect(hex(asFormat1(unhex(current.opening!), unhex(current.hash!)))).toBe(committed.opening)
+    expect(hex(asFormat1(unhex(current.adaptedOpening!), unhex(current.hash!)))).toBe(committed.adaptedOpening)
   })
 })

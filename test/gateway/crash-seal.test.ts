@@ -17,7 +17,7 @@ import Database from 'better-sqlite3'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { afterAll, expect, it } from 'vitest'
 import { Publisher } from '../../bench/lib/ingest-publisher.ts'
-import { keyGen } from '../../shared/crypto/abe/fabeo.ts'
+import { currentKey } from '../helpers/authority.ts'
 import { openEnvelope } from '../../shared/crypto/envelope.ts'
 import { decodeBatchBody, readingsTree } from '../../shared/protocol/batch.ts'
 import { manifestAad, manifestCommitment, verifyManifest } from '../../shared/protocol/manifest.ts'
@@ -167,7 +167,7 @@ it(`seals every acknowledged reading exactly once across ${KILLS} SIGKILLs of a 
     expect(db.prepare("SELECT count(*) FROM outbox o JOIN batches b USING (batch_id) WHERE o.state = 'pending'").pluck().get()).toBe(batches.length)
 
     // Envelopes: every block exists with its CID; all (or an even sample) decrypt to exactly their readings.
-    const doctor = keyGen(msk, ['role:doctor'])
+    const doctor = currentKey(msk, ['role:doctor'])
     const step = Math.max(1, Math.ceil(total / MAX_DECRYPTED_READINGS))
     let decrypted = 0
     const readingsOf = db.prepare('SELECT seq, ts, received_at AS rx, type, unit, value FROM readings WHERE batch_id = ? ORDER BY id')

@@ -67,13 +67,14 @@ describe('ingest over MQTT 3.1.1', () => {
     expect(rows[0]).toMatchObject({ seq: 1, patientId: 'P-1', ts, type: 'heart_rate', unit: '/min', value: 71.5, samples: null, batchId: null })
     expect(rows[0]!.receivedAt).toBeGreaterThanOrEqual(before)
 
-    // An array payload and an ECG chunk (samples stored as little-endian Float32).
+    // An array payload and an ECG chunk (samples stored exactly: tag 0x02 + little-endian binary64).
     const samples = [0.1, -0.25, 1.5, 0.75]
     await dev.publish([hr(2, 80), { seq: 3, ts: Date.now(), type: 'ecg', unit: 'mV', samples, hz: 250 }, { seq: 4, ts: new Date().toISOString(), type: 'spo2', unit: '%', value: 97 }])
     const [r2, r3, r4] = rowsOf('bed-1').slice(1)
     expect(r2).toMatchObject({ seq: 2, value: 80 })
     expect(r3).toMatchObject({ seq: 3, type: 'ecg', unit: 'mV', value: null, hz: 250 })
-    expect([...new Float32Array(new Uint8Array(r3!.samples!).buffer)]).toEqual(samples.map(Math.fround))
+    expect(r3!.samples![0]).toBe(0x02)
+    expect([...new Float64Array(new Uint8Array(r3!.samples!).buffer.slice(1))]).toEqual(samples)
     expect(r4).toMatchObject({ seq: 4, type: 'spo2', value: 97 })
     expect(dev.errors).toEqual([])
     await dev.end()
@@ -156,8 +157,8 @@ describe('ingest over MQTT 3.1.1', () => {
     const dev = await connectDevice(gw.mqttUrl, bed2)
     const now = Date.now()
     // Record<RejectionCode, …>: the compiler insists on a case for every code the schema defines.
-    const cases: Record<RejectionCode, { payload: unknown; seq: number | null }> = {
-      PAYLOAD_TOO_LARGE: { payload: JSON.stringify({ ...hr(20), pad: 'x'.repeat(5000) }), seq: null },
+    // PAYLOAD_TOO_LARGE is refused by the packet header instead (next test).
+    const cases: Record<Exclude<RejectionCode, 'PAYLOAD_TOO_LARGE'>, { payload: unknown; seq: number | null }> = {
       MALFORMED_JSON: { payload: '{"seq": 21, "ts": ', seq: null },
       TOO_MANY_READINGS: { payload: [1, 2, 3, 4, 5, 6].map((i) => hr(21 + i)), seq: null },
       SCHEMA: { payload: { seq: 30, ts: now, type: 'heart_rate', unit: '/min', value: 70, extra: true }, seq: 30 },
@@ -185,6 +186,20 @@ describe('ingest over MQTT 3.1.1', () => {
     for (const code of Object.keys(cases)) expect(metric(m, `careledger_gateway_readings_rejected_total{reason="${code}"}`), code).toBeGreaterThanOrEqual(1)
     expect(metric(m, 'careledger_gateway_quarantine_rows')).toBe(q.length + quarantineOf('bed-1').length)
     await dev.end()
+  })
+
+  it('refuses a PUBLISH over the payload limit by its fixed header: PAYLOAD_TOO_LARGE on the errors topic, no PUBACK, connection closed, nothing stored', async () => {
+    const dev = await connectDevice(gw.mqttUrl, bed2)
+    const gone = closed(dev.client)
+    const acked = dev.publish(JSON.stringify({ ...hr(20), pad: 'x'.repeat(5000) })).then(() => 'acked', () => 'failed')
+    const e = await dev.nextError((x) => x.code === 'PAYLOAD_TOO_LARGE')
+    expect(e.seq).toBeNull()
+    expect(e.message).toMatch(/over the limit of \d+ \(payload at most 4096 bytes\): refused by its header, NOT stored, NOT acknowledged/)
+    await gone
+    expect(await Promise.race([acked, new Promise((ok) => setTimeout(() => ok('no answer'), 300))])).not.toBe('acked')
+    expect(rowsOf('bed-2').some((r) => r.seq === 20)).toBe(false)
+    expect(metric(await metrics(), 'careledger_gateway_publish_refused_total{reason="PAYLOAD_TOO_LARGE"}')).toBeGreaterThanOrEqual(1)
+    dev.client.end(true)
   })
 
   it('stores a repeated (device, seq) once and still acknowledges it; a reused seq with other content is quarantined as SEQ_REUSED', async () => {

@@ -20,7 +20,7 @@
  */
 import type Database from 'better-sqlite3'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { keyGen } from '../../shared/crypto/abe/fabeo.ts'
+import { currentKey } from '../helpers/authority.ts'
 import { openEnvelope } from '../../shared/crypto/envelope.ts'
 import { decodeBatchBody } from '../../shared/protocol/batch.ts'
 import { manifestAad } from '../../shared/protocol/manifest.ts'
@@ -199,7 +199,7 @@ it('keeps readings flowing and sealing through a SIGTERM, a SIGKILL and a hang (
   }
 
   // The cloud serves the very envelope the gateway sealed, and a doctor at h1 opens it.
-  const drH1 = keyGen(msk, ['role:doctor', 'hospital:h1'])
+  const drH1 = currentKey(msk, ['role:doctor', 'hospital:h1'])
   await withBlocks(dirs.gateway.dir, async (_n, get) => {
     for (const b of [batches[0]!, batches[Math.floor(batches.length / 2)]!, batches.at(-1)!]) {
       const res = await getAs(c.url, doctor, `/v1/records/${b.record_id}/envelope`)

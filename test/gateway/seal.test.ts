@@ -16,7 +16,9 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { keyGen, type MasterSecretKey, type UserKey } from '../../shared/crypto/abe/fabeo.ts'
+import type { MasterSecretKey, UserKey } from '../../shared/crypto/abe/fabeo.ts'
+import { currentKey } from '../helpers/authority.ts'
+import { epochOf, withEpoch } from '../../shared/protocol/epoch.ts'
 import { makeTransformKey } from '../../shared/crypto/abe/outsource.ts'
 import { finishEnvelope, openEnvelope, transformEnvelope } from '../../shared/crypto/envelope.ts'
 import { isCareLedgerError } from '../../shared/errors.ts'
@@ -71,7 +73,7 @@ async function publish(dev: TestDevice, deviceId: string, readings: Record<strin
 const unsealed = (deviceId: string) => db.prepare('SELECT count(*) FROM readings WHERE device_id = ? AND batch_id IS NULL').pluck().get(deviceId) as number
 const allSealed = (deviceId: string) => waitFor(`readings of ${deviceId} sealed`, () => unsealed(deviceId) === 0, 30_000)
 
-const key = (attrs: string[]): UserKey => keyGen(msk, attrs)
+const key = (attrs: string[]): UserKey => currentKey(msk, attrs)
 const aadOf = (b: SealedBatchRow) => manifestAad(b.m)
 
 beforeAll(async () => {
@@ -138,7 +140,7 @@ describe('sealing on a real gateway', () => {
           expect(b.seq).toBe(i)
           // Stream link.
           expect(b.m.prev).toBe(i === 0 ? null : stream[i - 1]!.commitment)
-          expect(b.m.policy).toBe(DEFAULT_POLICY.replace('{patient}', pseudonym))
+          expect(b.m.policy).toBe(withEpoch(DEFAULT_POLICY.replace('{patient}', pseudonym), epochOf(b.m.sealedAt)))
         })
         for (const b of stream) {
           const envelope = await get(b.cid)
@@ -176,7 +178,7 @@ describe('sealing on a real gateway', () => {
           const env = Buffer.from(envelope)
           for (const r of body.readings) {
             expect(env.indexOf(Buffer.from(readingLeaf(r)))).toBe(-1)
-            if (r.type === 'ecg') expect(env.indexOf(Buffer.from(new Float32Array(r.samples!.slice(0, 8)).buffer))).toBe(-1)
+            if (r.type === 'ecg') expect(env.indexOf(Buffer.from(new Float64Array(r.samples!.slice(0, 8)).buffer))).toBe(-1)
           }
           for (const secret of [P1, P2]) {
             expect(env.indexOf(secret)).toBe(-1)
@@ -192,7 +194,7 @@ describe('sealing on a real gateway', () => {
           const p = sent[i]!
           expect(r).toMatchObject({ seq: p.seq, ts: p.ts, type: p.type, unit: p.unit })
           if (p.type === 'ecg') {
-            expect(r.samples).toEqual((p.samples as number[]).map(Math.fround))
+            expect(r.samples).toEqual(p.samples) // exactly as sent: binary64, no rounding (issue 8)
             expect(r.hz).toBe(250)
           } else expect(r.value).toBe(p.value)
           expect(r.rx as number).toBeGreaterThanOrEqual(p.ts as number)
@@ -238,7 +240,7 @@ describe('sealing on a real gateway', () => {
     const doctorH1 = key(['role:doctor', 'hospital:h1'])
     await withBlocks(data.dir, async (_n, get) => {
       for (const b of p2) {
-        expect(b.m.policy).toBe(NURSE_POLICY.replace('{patient}', b.m.patient))
+        expect(b.m.policy).toBe(withEpoch(NURSE_POLICY.replace('{patient}', b.m.patient), epochOf(b.m.sealedAt)))
         const envelope = await get(b.cid)
         expect(decodeBatchBody(openEnvelope(nurse, envelope, aadOf(b))).readings.map((r) => r.seq)).toEqual(
           (db.prepare('SELECT seq FROM readings WHERE batch_id = ? ORDER BY id').pluck().all(b.batch_id) as number[]),
@@ -246,8 +248,8 @@ describe('sealing on a real gateway', () => {
         expect(() => openEnvelope(doctorH1, envelope, aadOf(b))).toThrow(/do not satisfy/)
       }
       // The other patient keeps the default, and the earlier batches of P2 keep theirs.
-      for (const b of p1) expect(b.m.policy).toBe(DEFAULT_POLICY.replace('{patient}', b.m.patient))
-      for (const b of before) expect(b.m.policy).toBe(DEFAULT_POLICY.replace('{patient}', b.m.patient))
+      for (const b of p1) expect(b.m.policy).toBe(withEpoch(DEFAULT_POLICY.replace('{patient}', b.m.patient), epochOf(b.m.sealedAt)))
+      for (const b of before) expect(b.m.policy).toBe(withEpoch(DEFAULT_POLICY.replace('{patient}', b.m.patient), epochOf(b.m.sealedAt)))
     })
     // The stream link continues across the policy change.
     const stream2 = batchesOf(db, 'stream_id = ?', p2[0]!.stream_id)

@@ -8,7 +8,7 @@ import { CarWriter } from '@ipld/car'
 import type { CID } from 'multiformats/cid'
 import { randomBytes } from 'node:crypto'
 import { encodeCanonical } from '../../shared/encoding/canonical.ts'
-import { setup, type MasterPublicKey } from '../../shared/crypto/abe/fabeo.ts'
+import { setup, type MasterPublicKey, type MasterSecretKey } from '../../shared/crypto/abe/fabeo.ts'
 import { deterministicRng } from '../../shared/crypto/random.ts'
 import { generateSigningKey, signingKeyId } from '../../shared/crypto/sign.ts'
 import { manifestCommitment, signManifest, type BatchManifest } from '../../shared/protocol/manifest.ts'
@@ -17,9 +17,10 @@ import { signRequest } from '../../shared/protocol/request-signing.ts'
 import type { SealedReading } from '../../shared/protocol/batch.ts'
 import { policyFor, sealBatch, type SealedBatch } from '../../gateway/seal/seal.ts'
 
-let authority: MasterPublicKey | null = null
-/** One test authority per process (Setup costs a GT exponentiation). */
-export const testAuthority = (): MasterPublicKey => (authority ??= setup(deterministicRng('careledger cloud test authority')).mpk)
+let authority: MasterSecretKey | null = null
+/** One test authority per process (Setup costs a GT exponentiation); its master secret issues readers' keys. */
+export const testAuthoritySecret = (): MasterSecretKey => (authority ??= setup(deterministicRng('careledger cloud test authority')))
+export const testAuthority = (): MasterPublicKey => testAuthoritySecret().mpk
 
 export interface TestGateway {
   readonly secretKey: Uint8Array
@@ -31,6 +32,15 @@ export interface TestGateway {
 export function testGateway(): TestGateway {
   const { secretKey, publicKey } = generateSigningKey()
   return { secretKey, publicKey, gatewayId: signingKeyId(publicKey), pseudonymKey: randomBytes(32) }
+}
+
+/** A new test gateway, registered with a running cloud through its one-time enrolment (POST /v1/gateways/register). */
+export async function registerTestGateway(cloud: { url: string; enrolment: { invite(name: string): { token: string } } }, name = 'ward-1'): Promise<TestGateway> {
+  const gw = testGateway()
+  const { token } = cloud.enrolment.invite(name)
+  const res = await fetch(`${cloud.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, publicKey: Buffer.from(gw.publicKey).toString('hex'), name }) })
+  if (res.status !== 201) throw new Error(`registering ${name}: ${res.status} ${await res.text()}`)
+  return gw
 }
 
 export interface TestStream {

@@ -57,7 +57,7 @@ export class CloudProcess extends CareLedgerProcess {
 /** An in-process cloud on a free port, quiet, sealing blocks every `blockIntervalS`. */
 export async function startTestCloud(dataDir: string, flags: Record<string, string> = {}, env: Record<string, string | undefined> = {}): Promise<Cloud> {
   const { config } = loadCloudConfig({ data: dataDir, port: '0', blockIntervalS: '0.2', verifyIntervalS: '0', verifyWorkers: '1', ...flags }, env)
-  return startCloud(config, { logger: pino({ level: 'silent' }) })
+  return startCloud(config, { logger: pino({ level: 'silent' }), env: { ...process.env, ...env } })
 }
 
 /** Row counts of every table of cloud.db and the files in blocks/: what "nothing stored" means. */

@@ -2,7 +2,7 @@
  * The whole system for end-to-end tests and the backlog benchmark, as real processes on free ports
  * in a throw-away directory — wired the way bin/start.ts wires it:
  *
- *   authority   the test owns the FABEO authority (setup → master-public.key; user keys by keyGen)
+ *   authority   the test owns the FABEO authority (setup → master-public.key; user keys valid this month by currentKey)
  *   cloud       `careledger cloud start` (CloudProcess); tokens by `careledger cloud token create`
  *   gateway     devices enrolled straight into its store (as bin/start.ts does), registered with
  *               the cloud by `careledger cloud gateway invite` + `careledger gateway register`,
@@ -20,14 +20,15 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import type Database from 'better-sqlite3'
-import { bytesToHex } from '@noble/hashes/utils.js'
 import { NextToLast } from 'blockstore-fs/sharding'
 import { CID } from 'multiformats/cid'
 import { encodeMasterPublicKey } from '../../shared/crypto/abe/codec.ts'
-import { keyGen, setup, type MasterSecretKey, type UserKey } from '../../shared/crypto/abe/fabeo.ts'
+import { setup, type MasterSecretKey, type UserKey } from '../../shared/crypto/abe/fabeo.ts'
+import { currentKey } from './authority.ts'
 import { openEnvelope } from '../../shared/crypto/envelope.ts'
 import { decodeCanonical } from '../../shared/encoding/canonical.ts'
-import { decodeBatchBody, readingsTree, type BatchBody } from '../../shared/protocol/batch.ts'
+import { decodeBatchBody, type BatchBody } from '../../shared/protocol/batch.ts'
+import { checkBody } from '../../clients/decrypt.ts'
 import { manifestAad, type BatchManifest } from '../../shared/protocol/manifest.ts'
 import { connectDevice, DeviceClientError, type DeviceClient, type DeviceReading } from '../../devices/sdk/client.ts'
 import { openGatewayDb } from '../../gateway/store/db.ts'
@@ -78,7 +79,7 @@ export class TestAuthority {
   key(attributes: readonly string[]): UserKey {
     const k = [...attributes].sort().join(',')
     let key = this.#keys.get(k)
-    if (!key) this.#keys.set(k, (key = keyGen(this.msk, attributes)))
+    if (!key) this.#keys.set(k, (key = currentKey(this.msk, attributes)))
     return key
   }
 
@@ -88,13 +89,9 @@ export class TestAuthority {
   }
 }
 
-/** Decrypt an envelope with `key` under its manifest's associated data, and check the body against the manifest. */
+/** Decrypt an envelope with `key` under its manifest's associated data, and check the body against the manifest (clients/decrypt.ts). */
 export function openBatch(key: UserKey, envelope: Uint8Array, manifest: BatchManifest): BatchBody {
-  const body = decodeBatchBody(openEnvelope(key, envelope, manifestAad(manifest)))
-  if (body.stream !== manifest.stream || body.seq !== manifest.seq) throw new Error(`the envelope of ${manifest.stream}#${manifest.seq} holds ${body.stream}#${body.seq}`)
-  if (body.readings.length !== manifest.count) throw new Error(`${manifest.stream}#${manifest.seq}: ${body.readings.length} readings, the manifest says ${manifest.count}`)
-  if (bytesToHex(readingsTree(body.readings).root) !== manifest.merkleRoot) throw new Error(`${manifest.stream}#${manifest.seq}: the Merkle root of the readings is not manifest.merkleRoot`)
-  return body
+  return checkBody(decodeBatchBody(openEnvelope(key, envelope, manifestAad(manifest))), manifest)
 }
 
 // ---- the relay -------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import { sealBatch } from '../../gateway/seal/seal.ts'
 import { startSimulation } from '../../devices/cli.ts'
 import { bulkBody, batchBody, signedPost, type TestGateway } from '../helpers/cloud-batches.ts'
 import { storedState } from '../helpers/cloud-process.ts'
-import { AckedMonitor, openBatch, sleep, startMonitors, TestSystem, waitFor, ward, type ListedRecord } from '../helpers/system.ts'
+import { AckedMonitor, openBatch, sleep, startMonitors, TestSystem, waitFor, ward, WARD_POLICY, type ListedRecord } from '../helpers/system.ts'
 
 const REFERENCE = ward(4) // bed-01 … bed-04, patient-01 … patient-04
 const SIMULATED = ward(3, 'sim').map((d, i) => ({ ...d, patientId: `patient-${11 + i}` }))
@@ -172,7 +172,7 @@ describe('monitors → gateway → cloud → chain', () => {
       gatewayId: sys.gatewayId, // claims to be the real gateway …
       gatewaySecretKey: key.secretKey, // … but signs with a key of its own
       mpk: sys.authority.msk.mpk,
-      policy: m.policy,
+      policy: WARD_POLICY.replaceAll('{patient}', m.patient), // sealBatch adds the epoch
       stream: { streamId: m.stream, deviceId: m.device, pseudonym: m.patient, nextSeq: m.seq + 1, prevCommitment: manifestCommitment(m) },
       readings: [{ seq: 1_000_000, ts: now - 1000, rx: now, type: 'heart_rate', unit: '/min', value: 180 }],
       now,

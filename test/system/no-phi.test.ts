@@ -90,20 +90,25 @@ function valueNeedles(name: string, x: number): Needle[] {
   ]
 }
 
-/** The ECG pattern in every form it has on its way: sent as JSON, stored as float32 LE, sealed as CBOR floats. */
+/** The ECG pattern in every form it has on its way: sent as JSON, stored as float64 LE (float32 LE before issue 8), sealed as CBOR floats. */
 function ecgNeedles(): Needle[] {
   const f = ECG.map(Math.fround)
   const window = (xs: Buffer[]): Buffer => Buffer.concat(xs.slice(2, 6)) // four samples from the middle
-  const sealed = Buffer.from(encodeCanonical(f))
-  const oneCbor = Buffer.from(encodeCanonical(f[2]!))
+  const sealed = Buffer.from(encodeCanonical(ECG)) // batch body v2: the values as sent (binary64)
+  const oneCbor = Buffer.from(encodeCanonical(ECG[2]!))
   const at = sealed.indexOf(oneCbor)
+  const sealedV1 = Buffer.from(encodeCanonical(f)) // v1 bodies held binary32-rounded samples
+  const oneV1 = Buffer.from(encodeCanonical(f[2]!))
+  const atV1 = sealedV1.indexOf(oneV1)
   return [
-    { name: 'ECG float32 LE (as the gateway stores it)', bytes: window(f.map((x) => f32(x, true))) },
+    { name: 'ECG float64 LE (as the gateway stores it)', bytes: window(ECG.map((x) => f64(x, true))) },
+    { name: 'ECG float32 LE (as gateways before issue 8 stored it)', bytes: window(f.map((x) => f32(x, true))) },
     { name: 'ECG float32 BE', bytes: window(f.map((x) => f32(x, false))) },
     { name: 'ECG float64 BE', bytes: window(f.map((x) => f64(x, false))) },
     { name: 'ECG float64 LE', bytes: window(f.map((x) => f64(x, true))) },
     { name: 'ECG as JSON text', bytes: Buffer.from(JSON.stringify(ECG.slice(2, 6)).slice(1, -1)) },
     { name: 'ECG as sealed CBOR floats', bytes: sealed.subarray(at, at + 4 * oneCbor.length) },
+    { name: 'ECG as binary32 CBOR (v1 bodies)', bytes: sealedV1.subarray(atV1, atV1 + 4 * oneV1.length) },
     { name: 'ECG as CBOR of the sent float64s', bytes: Buffer.from(encodeCanonical(ECG)).subarray(1 + 9 * 2, 1 + 9 * 6) },
   ]
 }
@@ -185,7 +190,7 @@ it('the cloud never holds, logs or receives a raw patient id or a plaintext valu
   expect(sealedForms.length).toBeGreaterThanOrEqual(12)
   expect(found(plaintext, sealedForms).sort()).toEqual(sealedForms.map((n) => n.name).sort())
   const atGateway = Object.keys(scanDir(sys.dirs.gateway, needles))
-  for (const n of ['patient-01 UTF-8', 'patient-04 UTF-8', 'heart rate 123.4567 float64 BE', 'SpO2 97.654321 float64 BE', 'ECG float32 LE (as the gateway stores it)']) expect(atGateway).toContain(n)
+  for (const n of ['patient-01 UTF-8', 'patient-04 UTF-8', 'heart rate 123.4567 float64 BE', 'SpO2 97.654321 float64 BE', 'ECG float64 LE (as the gateway stores it)']) expect(atGateway).toContain(n)
 
   // ── the cloud, running: data directory (WAL included) and logs ──────────────────────────────────
   const files = filesUnder(sys.dirs.cloud)

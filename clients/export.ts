@@ -1,0 +1,160 @@
+/**
+ * `careledger research export` — a research institution's data set that proves its completeness.
+ * clients/retrieve.ts verifies the cloud's evidence for every device stream the query touches
+ * (record proofs against the signed head, contiguous stream links, boundary batches), downloads
+ * and checks every matching ciphertext, and decrypts what the key may open. Only then are files
+ * written — into a temporary directory renamed into place at the end, so a failed export leaves
+ * nothing behind but its report:
+ *
+ *   readings.csv          one row per reading
+ *   observations.ndjson   FHIR R4 Observations (vital-signs profile; clients/fhir.ts)
+ *   manifest.json         what was verified (head, streams, spans, boundaries), what the key could
+ *                         not open, hashes of the files; reserved lists for redactions and tombstones
+ */
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { basename, dirname, join, resolve } from 'node:path'
+import cliProgress from 'cli-progress'
+import { CareLedgerError } from '../shared/errors.ts'
+import { keyValidity } from '../shared/protocol/epoch.ts'
+import type { EvidenceQuery } from '../shared/protocol/evidence.ts'
+import { VITAL_TYPES, VITALS, type VitalType } from '../shared/schema/vitals.ts'
+import { resolvePatient } from '../shared/cli/patients.ts'
+import { toObservation } from './fhir.ts'
+import { openSession, timeRange, type CommonOptions } from './options.ts'
+import { retrieve, type Progress, type Retrieval } from './retrieve.ts'
+import { csvLine } from './tables.ts'
+import { RetrievalError } from './verify.ts'
+
+export const EXPORT_FORMAT = 'careledger-export/1'
+
+export interface ExportOptions extends CommonOptions {
+  readonly type: string
+  readonly out: string
+  readonly patient?: string
+  readonly pseudonymKey?: string
+  readonly allowGaps?: boolean
+  readonly force?: boolean
+  readonly progress?: boolean
+}
+
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex')
+
+/** The three files of a verified retrieval. Pure. */
+export function exportFiles(r: Retrieval, meta: { cloud: string; query: EvidenceQuery; attributes: readonly string[]; createdAt: string }): Record<string, string> {
+  const csv = [csvLine(['patient', 'device', 'time', 'type', 'value', 'unit', 'loinc', 'received', 'stream', 'reading_seq', 'record', 'samples_hz', 'samples'])]
+  const fhir: string[] = []
+  let readings = 0
+  for (const b of r.batches) {
+    const m = b.manifest
+    for (const x of b.readings) {
+      readings++
+      csv.push(csvLine([m.patient, m.device, new Date(x.ts).toISOString(), x.type, x.value ?? null, x.unit, VITALS[x.type].loinc, new Date(x.rx).toISOString(), m.stream, x.seq, b.recordId, x.hz ?? null, x.samples ? x.samples.join(' ') : null]))
+      fhir.push(JSON.stringify(toObservation(x, { stream: m.stream, device: m.device, patient: m.patient })))
+    }
+  }
+  const files: Record<string, string> = { 'readings.csv': csv.join('\n') + '\n', 'observations.ndjson': fhir.length ? fhir.join('\n') + '\n' : '' }
+  const validity = keyValidity(meta.attributes)
+  const manifest = {
+    format: EXPORT_FORMAT,
+    createdAt: meta.createdAt,
+    cloud: meta.cloud,
+    query: { ...meta.query, fromTime: new Date(meta.query.from).toISOString(), toTime: new Date(meta.query.to).toISOString() },
+    head: r.head && { height: r.head.height, hash: r.head.hash, time: new Date(r.head.header.time).toISOString(), signingKey: Buffer.from(r.head.signingKey).toString('hex') },
+    verified: {
+      records: r.streams.reduce((n, s) => n + s.records.length, 0),
+      blocks: r.batches.length,
+      streams: r.streams.map((s) => ({
+        stream: s.span.stream,
+        gateway: s.span.gateway,
+        device: s.span.device,
+        patient: s.span.patient,
+        firstSeq: s.span.firstSeq,
+        lastSeq: s.span.lastSeq,
+        end: s.tail === 'boundary' ? 'a batch sealed after to + lateness' : "the stream's newest batch at the head",
+        records: s.records.length,
+        matching: s.records.filter((x) => x.matches).length,
+        gaps: s.span.gaps,
+      })),
+      checks: [
+        'head header hash and Ed25519 block signature (pinned key)',
+        'block headers linked by prev hash from every record block to the head',
+        'every record: chameleon opening, content, gateway manifest signature, RFC 9162 inclusion in its block',
+        'every stream: all seqs of the span present, each linked to its predecessor, boundary batches',
+        'every ciphertext: bytes hash to the CID of its signed manifest (fetched by CID through IPFS)',
+        'every opened batch: AEAD under the manifest, batch body = manifest (stream, seq, count, Merkle root)',
+      ],
+    },
+    key: { attributes: meta.attributes.filter((a) => !a.startsWith('epoch:')), validity },
+    readings,
+    notAuthorised: r.batches.filter((b) => b.status === 'not-authorised').map((b) => ({ record: b.recordId, stream: b.manifest.stream, seq: b.manifest.seq, device: b.manifest.device, patient: b.manifest.patient, from: new Date(b.manifest.from).toISOString(), to: new Date(b.manifest.to).toISOString(), policy: b.manifest.policy })),
+    warnings: r.warnings,
+    // Supervision (corrections and deletions) will list the redaction log entries of corrected
+    // records and the tombstones of deleted ones here; none exist yet.
+    redactions: [],
+    tombstones: [],
+    files: {} as Record<string, { sha256: string; bytes: number }>,
+  }
+  for (const [name, text] of Object.entries(files)) manifest.files[name] = { sha256: sha256(text), bytes: Buffer.byteLength(text) }
+  return { ...files, 'manifest.json': JSON.stringify(manifest, null, 2) + '\n' }
+}
+
+/** A progress bar on stderr (only on a terminal, unless --progress). */
+function progressBar(enabled: boolean): ((p: Progress) => void) & { stop(): void } {
+  const bar = new cliProgress.SingleBar({ format: '{stage} [{bar}] {value}/{total}', stream: process.stderr, noTTYOutput: enabled, notTTYSchedule: 1000, hideCursor: true }, cliProgress.Presets.shades_classic)
+  let stage = ''
+  const f = (p: Progress): void => {
+    if (!enabled && !process.stderr.isTTY) return
+    if (p.stage !== stage) {
+      if (stage) bar.stop()
+      stage = p.stage
+      bar.start(p.total, p.done, { stage: p.stage.padEnd(8) })
+    } else bar.update(p.done)
+  }
+  return Object.assign(f, { stop: () => stage && bar.stop() })
+}
+
+export async function runExport(o: ExportOptions): Promise<void> {
+  const now = Date.now()
+  const types = o.type.split(',').map((t) => t.trim())
+  for (const t of types) if (!(VITAL_TYPES as string[]).includes(t)) throw new CareLedgerError('INVALID_ARGUMENT', `--type: ${t} is not one of ${VITAL_TYPES.join(', ')}`, { field: 'type' })
+  const out = resolve(o.out)
+  if (existsSync(out) && !o.force) throw new CareLedgerError('INVALID_ARGUMENT', `${out} exists; choose a new directory (or --force to replace it)`, { path: out })
+  const query: EvidenceQuery = { patient: o.patient ? resolvePatient(o.patient, o.pseudonymKey) : null, types: types as VitalType[], ...timeRange(o, now) }
+  const session = await openSession(o, now)
+  const bar = progressBar(o.progress ?? false)
+  let r: Retrieval
+  try {
+    r = await retrieve({ query, evidence: session.api, blocks: session.blocks, trust: session.trust, decryptor: session.decryptor, allowGaps: o.allowGaps ?? false, onProgress: bar })
+  } catch (e) {
+    bar.stop()
+    if (e instanceof RetrievalError) {
+      process.stderr.write(`export FAILED: nothing was written. The cloud's answer does not verify:\n${e.failures.map((f) => `  ${f.kind.padEnd(11)} ${f.message}`).join('\n')}\n`)
+      process.exitCode = 1
+      return
+    }
+    throw e
+  } finally {
+    bar.stop()
+    await session.blocks.stop()
+  }
+  const files = exportFiles(r, { cloud: o.cloud ?? process.env.CARELEDGER_CLOUD_URL ?? '', query, attributes: session.decryptor.attributes, createdAt: new Date(now).toISOString() })
+  // Write everything next to the target, then move it into place in one rename.
+  mkdirSync(dirname(out), { recursive: true })
+  const tmp = join(dirname(out), `.${basename(out)}.partial-${process.pid}`)
+  rmSync(tmp, { recursive: true, force: true })
+  mkdirSync(tmp, { mode: 0o700 })
+  try {
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(tmp, name), text, { mode: 0o600 })
+    if (existsSync(out)) rmSync(out, { recursive: true })
+    renameSync(tmp, out)
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true })
+    throw e
+  }
+  const m = JSON.parse(files['manifest.json']!) as { readings: number; verified: { records: number; blocks: number; streams: unknown[] }; notAuthorised: unknown[] }
+  const per = r.decryptions > 0 ? (r.timings.decrypt ?? 0) / r.decryptions : 0
+  process.stderr.write(
+    `exported ${m.readings} readings from ${m.verified.blocks} ciphertexts of ${m.verified.streams.length} streams to ${out} (${m.verified.records} records verified; ${m.notAuthorised.length} batches the key may not open; decryption ${per.toFixed(1)} ms a batch)\n`,
+  )
+}

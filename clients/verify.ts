@@ -1,0 +1,273 @@
+/**
+ * Checking the cloud's retrieval evidence before trusting any of it (shared/protocol/evidence.ts,
+ * docs/security.md §Verified retrieval). Pure: JSON in, verified records or named failures out.
+ * The chain's own functions do the cryptographic checks — block.ts (header hash, signature) and
+ * verify.ts verifyRecordProof (chameleon opening, content, gateway signature, RFC 9162 inclusion)
+ * — so a change of the chain's formats flows through here.
+ *
+ *   head          signed by the pinned block-signing key; not behind (nor beside) a head seen before
+ *   header chain  each record's block links to the head by prev hashes
+ *   records       every proof verifies; listed in seq order; belong to the span's stream
+ *   completeness  every seq of [firstSeq, lastSeq] present and linked; boundary batches prove that
+ *                 nothing outside the span can hold readings of the query (evidence.ts)
+ */
+import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
+import { CareLedgerError } from '../shared/errors.ts'
+import { chameleonKeyId } from '../shared/crypto/chameleon.ts'
+import { signingKeyId } from '../shared/crypto/sign.ts'
+import { manifestCommitment, type BatchManifest } from '../shared/protocol/manifest.ts'
+import { batchMatches, EvidencePlanSchema, type EvidencePlan, type EvidenceQuery, type StreamSpan } from '../shared/protocol/evidence.ts'
+import { blockHash, decodeBlockHeader, verifyBlockSignature, type BlockHeader } from '../cloud/chain/block.ts'
+import { verifyRecordProof } from '../cloud/chain/verify.ts'
+import { decodeRecordContent } from '../cloud/chain/record.ts'
+
+/** What went wrong, named for the report (docs/security.md §Verified retrieval). */
+export type RetrievalFailureKind =
+  /** A batch of a stream's span is missing from the answer (the cloud did not admit a gap for it). */
+  | 'OMITTED'
+  /** A record, its proof, its block or a stream link does not verify: changed content. */
+  | 'ALTERED'
+  /** A block's bytes do not hash to the CID its signed manifest names. */
+  | 'SUBSTITUTED'
+  /** Records not in their chain order (a stream's seqs must ascend). */
+  | 'REORDERED'
+  /** The head is behind a head this client has seen (or was told to expect). */
+  | 'STALE_HEAD'
+  /** The head does not extend a head this client has seen. */
+  | 'FORKED_HEAD'
+  /** The head is not signed by the pinned key, or the keys are not the chain's. */
+  | 'UNTRUSTED_HEAD'
+  /** A stream's span does not reach a proven boundary (so readings could sit outside it). */
+  | 'BOUNDARY'
+  /** The cloud admits it does not hold batches of a span. */
+  | 'GAP'
+  /** The answer is malformed or answers another question. */
+  | 'MALFORMED'
+
+export interface RetrievalFailure {
+  readonly kind: RetrievalFailureKind
+  readonly message: string
+  readonly stream?: string
+  readonly seq?: number
+  readonly recordId?: number
+  readonly height?: number
+}
+
+/** Thrown when evidence does not verify: VERIFICATION_FAILED with every failure in `info.failures`. */
+export class RetrievalError extends CareLedgerError {
+  readonly failures: readonly RetrievalFailure[]
+  constructor(failures: readonly RetrievalFailure[]) {
+    const kinds = [...new Set(failures.map((f) => f.kind))].join(', ')
+    super('VERIFICATION_FAILED', `the cloud's answer does not verify (${kinds}): ${failures[0]!.message}${failures.length > 1 ? ` (and ${failures.length - 1} more)` : ''}`, { failures, reason: failures[0]!.kind })
+    this.name = 'RetrievalError'
+    this.failures = failures
+  }
+}
+
+export interface KnownHead {
+  readonly height: number
+  readonly hash: string
+}
+
+export interface VerifiedHead {
+  readonly height: number
+  readonly hash: string
+  readonly header: BlockHeader
+  readonly signingKey: Uint8Array
+  readonly chameleonKey: Uint8Array
+}
+
+const sameQuery = (a: EvidenceQuery, b: EvidenceQuery): boolean => JSON.stringify(a) === JSON.stringify(b)
+
+/**
+ * Parse the plan and check its head: signed by `signingKey` (the pinned key; the plan's own key
+ * only when none is pinned, trust on first use), the chameleon key the header names, the question
+ * we asked. Throws RetrievalError.
+ */
+export function verifyPlan(json: unknown, asked: EvidenceQuery, opts: { signingKey?: Uint8Array | null }): { plan: EvidencePlan; head: VerifiedHead | null } {
+  const parsed = EvidencePlanSchema.safeParse(json)
+  if (!parsed.success) {
+    const problems = parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || 'plan'}: ${i.message}`)
+    throw new RetrievalError([{ kind: 'MALFORMED', message: `the evidence plan is malformed: ${problems.join('; ')}` }])
+  }
+  const plan = parsed.data
+  if (!sameQuery(plan.query, asked)) throw new RetrievalError([{ kind: 'MALFORMED', message: `the cloud answered another query (${JSON.stringify(plan.query)}) than the one asked (${JSON.stringify(asked)})` }])
+  const signingKey = hexToBytes(plan.keys.signing)
+  if (opts.signingKey && bytesToHex(opts.signingKey) !== plan.keys.signing) {
+    throw new RetrievalError([{ kind: 'UNTRUSTED_HEAD', message: `the cloud names block-signing key ${signingKeyId(signingKey)}, not the pinned ${signingKeyId(opts.signingKey)}` }])
+  }
+  if (!plan.head) {
+    if (plan.streams.length > 0) throw new RetrievalError([{ kind: 'MALFORMED', message: 'the plan lists streams but no head' }])
+    return { plan, head: null }
+  }
+  const bytes = hexToBytes(plan.head.header)
+  let header: BlockHeader
+  try {
+    header = decodeBlockHeader(bytes)
+  } catch (e) {
+    throw new RetrievalError([{ kind: 'ALTERED', height: plan.head.height, message: `the head's header does not decode: ${(e as Error).message}` }])
+  }
+  const hash = bytesToHex(blockHash(bytes))
+  const failures: RetrievalFailure[] = []
+  const at = { height: header.height }
+  if (hash !== plan.head.hash) failures.push({ kind: 'ALTERED', ...at, message: `the head's header hashes to ${hash}, the cloud says ${plan.head.hash}` })
+  if (header.height !== plan.head.height) failures.push({ kind: 'ALTERED', ...at, message: `the head's header is block ${header.height}, the cloud says ${plan.head.height}` })
+  if (header.signer !== signingKeyId(signingKey) || !verifyBlockSignature(signingKey, bytes, hexToBytes(plan.head.signature))) {
+    failures.push({ kind: 'UNTRUSTED_HEAD', ...at, message: `the head (block ${header.height}) is not signed by block-signing key ${signingKeyId(signingKey)}` })
+  }
+  const chameleonKey = hexToBytes(plan.keys.chameleon)
+  if (header.chameleonKey !== chameleonKeyId(chameleonKey)) failures.push({ kind: 'UNTRUSTED_HEAD', ...at, message: `the head commits under chameleon key ${header.chameleonKey}, the cloud names ${chameleonKeyId(chameleonKey)}` })
+  if (failures.length > 0) throw new RetrievalError(failures)
+  return { plan, head: { height: header.height, hash, header, signingKey, chameleonKey } }
+}
+
+/** The head must not be behind `known` (stale); the chain check links `known` in (fork). */
+export function checkNotStale(head: VerifiedHead | null, known: readonly KnownHead[]): void {
+  for (const k of known) {
+    if (!head || head.height < k.height) {
+      throw new RetrievalError([
+        { kind: 'STALE_HEAD', height: head?.height ?? -1, message: `the cloud answers at block ${head?.height ?? 'none'}, behind block ${k.height} (${k.hash.slice(0, 16)}…) already seen or expected: a stale or truncated chain` },
+      ])
+    }
+  }
+}
+
+/**
+ * Link block headers to the verified head by prev hashes. `headers` are canonical header bytes of
+ * consecutive heights ending just below the head; returns height → block hash for all of them and
+ * the head. Every `known` head inside the range must be on this chain (FORKED_HEAD otherwise).
+ */
+export function linkHeaders(head: VerifiedHead, headers: readonly { height: number; header: string }[], known: readonly KnownHead[]): Map<number, string> {
+  const hashes = new Map<number, string>([[head.height, head.hash]])
+  let expectPrev = head.header.prev
+  for (let i = headers.length - 1; i >= 0; i--) {
+    const h = headers[i]!
+    const bytes = hexToBytes(h.header)
+    const hash = bytesToHex(blockHash(bytes))
+    let header: BlockHeader
+    try {
+      header = decodeBlockHeader(bytes)
+    } catch (e) {
+      throw new RetrievalError([{ kind: 'ALTERED', height: h.height, message: `block ${h.height}'s header does not decode: ${(e as Error).message}` }])
+    }
+    const wanted = head.height - (headers.length - i)
+    if (header.height !== wanted || h.height !== wanted) throw new RetrievalError([{ kind: 'MALFORMED', height: h.height, message: `expected the header of block ${wanted}, got block ${header.height}` }])
+    if (hash !== expectPrev) throw new RetrievalError([{ kind: 'ALTERED', height: wanted, message: `block ${wanted} hashes to ${hash}, but block ${wanted + 1} names ${expectPrev} as its predecessor` }])
+    hashes.set(wanted, hash)
+    expectPrev = header.prev
+  }
+  for (const k of known) {
+    const ours = hashes.get(k.height)
+    if (ours !== undefined && ours !== k.hash) {
+      throw new RetrievalError([{ kind: 'FORKED_HEAD', height: k.height, message: `block ${k.height} is ${ours.slice(0, 16)}… on this chain, but ${k.hash.slice(0, 16)}… was seen or expected: the cloud rewrote history` }])
+    }
+  }
+  return hashes
+}
+
+export interface VerifiedRecord {
+  readonly id: number
+  readonly seq: number
+  readonly height: number
+  readonly manifest: BatchManifest
+  /** The batch holds readings the query asks for (its ciphertext is fetched and opened). */
+  readonly matches: boolean
+}
+
+export interface VerifiedStream {
+  readonly span: StreamSpan
+  readonly records: readonly VerifiedRecord[]
+  /** How the end of the span is proven: a batch sealed after `to + lateness`, or the stream's newest at the head. */
+  readonly tail: 'boundary' | 'head'
+}
+
+export interface SpanCheck {
+  readonly query: EvidenceQuery
+  readonly head: VerifiedHead
+  /** height → hash of every block from the lowest needed to the head (linkHeaders). */
+  readonly hashes: ReadonlyMap<number, string>
+  /** Accept the gaps the cloud admits (listed as GAP warnings instead of failing). */
+  readonly allowGaps?: boolean
+}
+
+/**
+ * Verify one stream's span. Returns the verified records and any failures (the caller collects
+ * them over all streams and refuses the whole answer if there is one; with allowGaps, admitted
+ * gaps come back as `warnings`).
+ */
+export function verifyStreamSpan(span: StreamSpan, proofs: readonly unknown[], check: SpanCheck): { stream: VerifiedStream; failures: RetrievalFailure[]; warnings: RetrievalFailure[] } {
+  const failures: RetrievalFailure[] = []
+  const warnings: RetrievalFailure[] = []
+  const s = span.stream
+  const { query } = check
+  if (query.patient !== null && span.patient !== query.patient) failures.push({ kind: 'MALFORMED', stream: s, message: `stream ${s} is patient ${span.patient}'s, not ${query.patient}'s` })
+  if (span.firstSeq > span.lastSeq || span.lastSeq > span.headSeq) failures.push({ kind: 'MALFORMED', stream: s, message: `stream ${s}: span ${span.firstSeq}…${span.lastSeq} (newest ${span.headSeq}) is not a span` })
+  const records: VerifiedRecord[] = []
+  let lastSeq = -1
+  for (const proof of proofs) {
+    // The block's own signature is not checked again per record: its hash must be the chain's block
+    // at that height (below), linked by prev hashes to the head whose signature verifyPlan checked.
+    const v = verifyRecordProof(proof, { chameleonPublicKey: check.head.chameleonKey })
+    const p = proof as { record?: { seq?: unknown; stream?: unknown; manifest?: unknown }; block?: { hash?: unknown } }
+    const seq = typeof p.record?.seq === 'number' ? p.record.seq : -1
+    if (!v.ok) {
+      for (const f of v.failures) failures.push({ kind: 'ALTERED', stream: s, seq, ...(f.recordId !== undefined ? { recordId: f.recordId } : {}), ...(f.height !== undefined ? { height: f.height } : {}), message: `${f.kind}: ${f.message}` })
+      continue
+    }
+    const height = v.height!
+    if (check.hashes.get(height) !== p.block?.hash) {
+      failures.push({ kind: 'ALTERED', stream: s, seq, recordId: v.recordId!, height, message: `record ${v.recordId}'s block ${height} (${String(p.block?.hash).slice(0, 16)}…) is not the block ${height} of the chain ending at the head` })
+      continue
+    }
+    // The manifest is taken from the content the chameleon opening and the gateway signature cover,
+    // never from the JSON beside it (which must agree).
+    const manifest = decodeRecordContent(hexToBytes((p.record as { content: string }).content)).manifest
+    if (JSON.stringify(p.record!.manifest) !== JSON.stringify(manifest)) {
+      failures.push({ kind: 'ALTERED', stream: s, seq, recordId: v.recordId!, message: `record ${v.recordId}: the manifest shown beside the record is not the one its signed content holds` })
+      continue
+    }
+    if (manifest.stream !== s) {
+      failures.push({ kind: 'MALFORMED', stream: s, seq, recordId: v.recordId!, message: `record ${v.recordId} belongs to stream ${manifest.stream}, listed under ${s}` })
+      continue
+    }
+    if (seq <= lastSeq) failures.push({ kind: 'REORDERED', stream: s, seq, recordId: v.recordId!, message: `stream ${s}: seq ${seq} (record ${v.recordId}) is listed after seq ${lastSeq}; a stream's batches come in seq order` })
+    lastSeq = Math.max(lastSeq, seq)
+    records.push({ id: v.recordId!, seq, height, manifest, matches: batchMatches(query, manifest) })
+  }
+  // Completeness: every seq of the span, linked to its predecessor.
+  const bySeq = new Map(records.map((r) => [r.seq, r]))
+  const admitted = (seq: number): boolean => span.gaps.some(([a, b]) => seq >= a && seq <= b)
+  for (let seq = span.firstSeq; seq <= span.lastSeq; seq++) {
+    const r = bySeq.get(seq)
+    if (!r) {
+      if (!admitted(seq)) failures.push({ kind: 'OMITTED', stream: s, seq, message: `stream ${s} (device ${span.device}): batch seq ${seq} is missing from the answer, and the cloud admits no gap there` })
+      continue
+    }
+    const before = bySeq.get(seq - 1)
+    if (before && r.manifest.prev !== manifestCommitment(before.manifest)) {
+      failures.push({ kind: 'ALTERED', stream: s, seq, recordId: r.id, message: `stream ${s}: batch seq ${seq} (record ${r.id}) does not link to the batch seq ${seq - 1} given (record ${before.id})` })
+    }
+  }
+  for (const [a, b] of span.gaps) {
+    const gap: RetrievalFailure = { kind: 'GAP', stream: s, seq: a, message: `stream ${s} (device ${span.device}): the cloud does not hold batches ${a}…${b} (not received from the gateway)` }
+    if (check.allowGaps) warnings.push(gap)
+    else failures.push(gap)
+  }
+  // Boundaries.
+  const first = bySeq.get(span.firstSeq)
+  if (first && span.firstSeq > 0 && !(first.manifest.sealedAt < query.from - query.skew)) {
+    failures.push({ kind: 'BOUNDARY', stream: s, seq: span.firstSeq, message: `stream ${s}: the span starts at seq ${span.firstSeq}, sealed ${new Date(first.manifest.sealedAt).toISOString()} — not before from − skew, so earlier batches could hold readings of the range` })
+  }
+  const last = bySeq.get(span.lastSeq)
+  let tail: 'boundary' | 'head' = 'head'
+  if (last && last.manifest.sealedAt > query.to + query.lateness) tail = 'boundary'
+  else if (span.lastSeq !== span.headSeq) {
+    failures.push({ kind: 'BOUNDARY', stream: s, seq: span.lastSeq, message: `stream ${s}: the span ends at seq ${span.lastSeq}, which is neither sealed after to + lateness nor the stream's newest batch (${span.headSeq})` })
+  }
+  for (let i = 1; i < records.length; i++) {
+    if (records[i]!.manifest.sealedAt < records[i - 1]!.manifest.sealedAt) {
+      warnings.push({ kind: 'BOUNDARY', stream: s, seq: records[i]!.seq, message: `stream ${s}: batch seq ${records[i]!.seq} was sealed before seq ${records[i - 1]!.seq} (the gateway clock went back): time boundaries are approximate` })
+    }
+  }
+  return { stream: { span, records, tail }, failures, warnings }
+}

@@ -1,0 +1,2 @@
+// Injected into the browser bundle (bundle.ts): `Buffer` for the few places shared/ uses it.
+export { Buffer } from 'buffer'

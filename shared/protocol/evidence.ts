@@ -1,0 +1,109 @@
+/**
+ * Retrieval evidence: what the cloud answers a doctor's read or a researcher's export with, so the
+ * client can verify everything before trusting anything (docs/api.md §Retrieval, docs/security.md
+ * §Verified retrieval). Shared by the cloud (which builds it) and the clients (CLI and browser),
+ * which check it with the chain's own functions (cloud/chain/verify.ts verifyRecordProof,
+ * cloud/chain/block.ts).
+ *
+ *   plan     GET /v1/evidence?…          the query, the cloud's keys, the signed head it answers
+ *                                        at, and per device stream the seq span [firstSeq, lastSeq]
+ *                                        the evidence covers, with the gaps the cloud admits
+ *   headers  GET /v1/evidence/headers    canonical block headers, so each record's block links to
+ *                                        the head by prev hashes
+ *   records  GET /v1/evidence/records    every record of a span (matching or not), each as the
+ *                                        record proof of GET /v1/records/:id/proof
+ *
+ * Completeness, per stream (RFC-style "MUST" for the client):
+ *   - every seq of [firstSeq, lastSeq] is present and linked (manifest.prev = commitment of seq−1);
+ *   - front: firstSeq = 0, or batch firstSeq was sealed before `from − skew` — readings stamped at
+ *     or after `from` reach the gateway no earlier than from − (device clock skew), and a stream's
+ *     batches are sealed in order, so nothing before it can hold them;
+ *   - back: batch lastSeq was sealed after `to + lateness` (readings arriving later than `lateness`
+ *     are outside the export by definition), or lastSeq is the stream's newest batch at the head
+ *     (`tail: "head"`: the cloud cannot prove that no newer batch exists).
+ * Later, corrected and deleted records (supervision) travel as redaction log entries and
+ * tombstones beside the records: `redactions` is reserved for them and must be empty in v1.
+ */
+import { z } from 'zod'
+import { VITAL_TYPES, type VitalType } from '../schema/vitals.ts'
+
+export const EVIDENCE_VERSION = 1
+/** Readings stamped after `to` may arrive this much later and still belong to the export (default). */
+export const DEFAULT_LATENESS_MS = 60 * 60_000
+/** A device clock may run this far ahead of the gateway's (the gateway's 5 min limit, plus margin). */
+export const DEFAULT_SKEW_MS = 10 * 60_000
+/** Pages. */
+export const MAX_RECORDS_PAGE = 500
+export const MAX_HEADERS_PAGE = 5000
+
+const hex = (bytes: number) => z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`))
+const hexBytes = z.string().regex(/^([0-9a-f]{2})+$/)
+const uint = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
+
+export const EvidenceQuerySchema = z.strictObject({
+  /** Patient pseudonym, or null for every patient. */
+  patient: z.string().regex(/^p-[0-9a-f]{24}$/).nullable(),
+  /** Vital types, or null for every type. */
+  types: z.array(z.enum(VITAL_TYPES as [VitalType, ...VitalType[]])).min(1).nullable(),
+  from: uint,
+  to: uint,
+  lateness: uint,
+  skew: uint,
+})
+export type EvidenceQuery = z.infer<typeof EvidenceQuerySchema>
+
+export const SignedHeaderSchema = z.strictObject({
+  height: uint,
+  /** hex canonical CBOR header (cloud/chain/block.ts): what the hash and the signature cover. */
+  header: hexBytes,
+  hash: hex(32),
+  signature: hex(64),
+})
+export type SignedHeader = z.infer<typeof SignedHeaderSchema>
+
+export const StreamSpanSchema = z.strictObject({
+  stream: hex(16),
+  gateway: hex(8),
+  device: z.string().min(1).max(128),
+  patient: z.string().regex(/^p-[0-9a-f]{24}$/),
+  firstSeq: uint,
+  lastSeq: uint,
+  /** The stream's newest seq in a block at the head (the cloud's statement). */
+  headSeq: uint,
+  /** Seqs of [firstSeq, lastSeq] the cloud does not hold (inclusive ranges). */
+  gaps: z.array(z.tuple([uint, uint])),
+})
+export type StreamSpan = z.infer<typeof StreamSpanSchema>
+
+export const EvidencePlanSchema = z.strictObject({
+  v: z.literal(EVIDENCE_VERSION),
+  query: EvidenceQuerySchema,
+  keys: z.strictObject({ signing: hex(32), chameleon: hex(32) }),
+  /** null when the chain has no block yet. */
+  head: SignedHeaderSchema.nullable(),
+  streams: z.array(StreamSpanSchema),
+  /** Reserved for redaction log entries and tombstones (supervision); empty in v1. */
+  redactions: z.array(z.unknown()).max(0),
+})
+export type EvidencePlan = z.infer<typeof EvidencePlanSchema>
+
+export const HeadersPageSchema = z.strictObject({ headers: z.array(z.strictObject({ height: uint, header: hexBytes })) })
+export type HeadersPage = z.infer<typeof HeadersPageSchema>
+
+/** Records pages carry record proofs as GET /v1/records/:id/proof answers them; verifyRecordProof parses each. */
+export const RecordsPageSchema = z.strictObject({ records: z.array(z.record(z.string(), z.unknown())), next: uint.nullable() })
+export type RecordsPage = z.infer<typeof RecordsPageSchema>
+
+/** Does a batch's metadata match the query (types and reading-time overlap; the patient is its stream's)? */
+export function batchMatches(q: Pick<EvidenceQuery, 'types' | 'from' | 'to'>, m: { readonly from: number; readonly to: number; readonly types: readonly string[] }): boolean {
+  if (m.to < q.from || m.from > q.to) return false
+  return q.types === null || m.types.some((t) => (q.types as readonly string[]).includes(t))
+}
+
+/** The query as URL parameters of GET /v1/evidence. */
+export function evidenceQueryParams(q: EvidenceQuery): URLSearchParams {
+  const p = new URLSearchParams({ from: String(q.from), to: String(q.to), lateness: String(q.lateness), skew: String(q.skew) })
+  if (q.patient) p.set('patient', q.patient)
+  if (q.types) p.set('type', q.types.join(','))
+  return p
+}
