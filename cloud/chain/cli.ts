@@ -7,7 +7,7 @@
  * <data>/keys/chameleon-public.key (careledger key format); <data> is --data, else
  * CARELEDGER_CLOUD_DATA, else ./.careledger/cloud.
  */
-import { chmodSync, existsSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { Command, Option } from 'commander'
 import { hexToBytes } from '@noble/hashes/utils.js'

@@ -20,6 +20,7 @@ import { describeKeyFile } from './describe.ts'
 import { addPassphraseOptions, type PassphraseFlags } from './passphrase.ts'
 import { readSecretKeyFile, writeSecretKeyFile } from './secret-files.ts'
 import { keygenAttributes, type KeygenOptions } from './keygen.ts'
+import { unlockPseudonymKey } from './patients.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const list = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)]
@@ -55,6 +56,7 @@ export function authorityCommand(): Command {
     .requiredOption('-o, --out <file>', 'where to write the key')
     .option('--force', 'overwrite an existing file')
     .action(async (opts: PassphraseFlags & KeygenOptions & { master: string; out: string; force?: boolean }) => {
+      await unlockPseudonymKey(opts.patient, opts.pseudonymKey)
       const { attributes, validity } = keygenAttributes(opts, Date.now())
       const msk = decodeMasterSecretKey(await readSecretKeyFile(opts.master, { passphrase: opts }))
       const key = keyGen(msk, attributes)

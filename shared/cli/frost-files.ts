@@ -27,14 +27,13 @@ import {
   encodeFrostShareFile,
   type NonceFile,
 } from '../crypto/frost-codec.ts'
-import { Keyring } from './secret-files.ts'
+import { processKeyring, type Keyring } from './secret-files.ts'
 
-/** Which keyring a call uses: the caller's, else one for the whole process (environment or flags-less). */
+/** Which keyring a call uses: the caller's, else the process's (secret-files.ts processKeyring: the environment). */
 export interface FrostFileOptions {
   readonly keyring?: Keyring
 }
-let processKeyring: Keyring | undefined
-const keyringOf = (opts: FrostFileOptions): Keyring => opts.keyring ?? (processKeyring ??= Keyring.forCommand())
+const keyringOf = (opts: FrostFileOptions): Keyring => opts.keyring ?? processKeyring()
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 

@@ -233,6 +233,14 @@ function writeSecretBytes(path: string, bytes: Uint8Array, overwrite: boolean): 
   }
 }
 
+let commandKeyring: Keyring | undefined
+/**
+ * One keyring for the whole CLI process, from the environment (CARELEDGER_PASSPHRASE_FILE / _FD /
+ * CARELEDGER_PASSPHRASE), for synchronous readers (FROST files, the pseudonym key) whose callers
+ * pass no keyring of their own; `await processKeyring().unlockFor(path)` first lets a terminal ask.
+ */
+export const processKeyring = (): Keyring => (commandKeyring ??= Keyring.forCommand())
+
 /** Read one secret key file (sealed or raw) for a CLI command; `passphrase` is the command's --passphrase-* flags. */
 export async function readSecretKeyFile(path: string, opts: { passphrase?: PassphraseFlags; keyring?: Keyring; warnIfUnsealed?: boolean } = {}): Promise<Uint8Array> {
   return (opts.keyring ?? Keyring.forCommand(opts.passphrase)).read(path, { warnIfUnsealed: opts.warnIfUnsealed ?? true })
