@@ -66,7 +66,7 @@ describe('keys', () => {
 
     // A restart keeps every key.
     await cloud.restart()
-    expect(Buffer.compare(readFileSync(join(keys, 'cloud-signing.key')), sk)).toBe(0)
+    expect(Buffer.compare(readTestSecret(join(keys, 'cloud-signing.key')), sk)).toBe(0)
     const { body: again } = await registerVia(cloud.url, dir, 'ward-k2')
     expect(again.cloud).toEqual(body.cloud)
     const printed = await careledger(['cloud', 'keys', '--json', '--data', dir])
