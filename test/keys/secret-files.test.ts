@@ -19,8 +19,11 @@ import { BIN, careledger, REPO } from '../helpers/gateway-process.ts'
 import { tempDirs } from '../helpers/temp-dirs.ts'
 import { NO_PASSPHRASE } from '../helpers/test-passphrase.ts'
 import { msk } from '../helpers/authority.ts'
+import { epochOf } from '../../shared/protocol/epoch.ts'
 
 const PASS = 'a passphrase for the authority, long enough'
+/** Attribute keys carry a validity since epochs (issue 9): a few months ahead. */
+const UNTIL = epochOf(Date.now() + 100 * 86_400_000)
 const mode = (path: string): number => statSync(path).mode & 0o777
 const temp = tempDirs()
 const NONE = NO_PASSPHRASE
@@ -63,11 +66,11 @@ describe('the attribute authority keeps its master secret sealed (careledger aut
     expect(show.stdout).toContain(`master public key of authority ${id}`)
     expect((await careledger(['authority', 'show', join(dir, 'master-public.key')], NONE)).stdout).toContain(id)
 
-    const kg = await careledger(['authority', 'keygen', '-m', file, '-a', 'role:doctor', '-o', join(dir, 'd.key')], WITH)
+    const kg = await careledger(['authority', 'keygen', '--valid-until', UNTIL, '-m', file, '-a', 'role:doctor', '-o', join(dir, 'd.key')], WITH)
     expect(kg.code, kg.stderr).toBe(0)
     expect(kg.stdout).toContain(`from authority ${id}`)
 
-    const wrong = await careledger(['authority', 'keygen', '-m', file, '-a', 'role:doctor', '-o', join(dir, 'e.key')], { ...WITH, CARELEDGER_PASSPHRASE: 'not it' })
+    const wrong = await careledger(['authority', 'keygen', '--valid-until', UNTIL, '-m', file, '-a', 'role:doctor', '-o', join(dir, 'e.key')], { ...WITH, CARELEDGER_PASSPHRASE: 'not it' })
     expect(wrong.code).toBe(2)
     expect(wrong.stderr).toMatch(/^error DECRYPTION_FAILED: .*master-secret\.key: wrong passphrase .*\(passphrase from CARELEDGER_PASSPHRASE\)\n$/)
     expect(existsSync(join(dir, 'e.key'))).toBe(false)
@@ -90,10 +93,10 @@ describe('the attribute authority keeps its master secret sealed (careledger aut
 
     const viaFlag = await withFd3(['authority', 'setup', '-d', join(dir, 'b'), '--passphrase-fd', '3'], PASS)
     expect(viaFlag.code, viaFlag.stderr).toBe(0)
-    const viaEnv = await withFd3(['authority', 'keygen', '-m', join(dir, 'b', 'master-secret.key'), '-a', 'role:x', '-o', join(dir, 'x.key')], PASS, { CARELEDGER_PASSPHRASE_FD: '3' })
+    const viaEnv = await withFd3(['authority', 'keygen', '--valid-until', UNTIL, '-m', join(dir, 'b', 'master-secret.key'), '-a', 'role:x', '-o', join(dir, 'x.key')], PASS, { CARELEDGER_PASSPHRASE_FD: '3' })
     expect(viaEnv.code, viaEnv.stderr).toBe(0)
 
-    const both = await careledger(['authority', 'keygen', '-m', join(dir, 'b', 'master-secret.key'), '-a', 'role:x', '-o', join(dir, 'y.key')], { ...WITH, CARELEDGER_PASSPHRASE_FILE: passFile })
+    const both = await careledger(['authority', 'keygen', '--valid-until', UNTIL, '-m', join(dir, 'b', 'master-secret.key'), '-a', 'role:x', '-o', join(dir, 'y.key')], { ...WITH, CARELEDGER_PASSPHRASE_FILE: passFile })
     expect(both.code).toBe(2)
     expect(both.stderr).toMatch(/CARELEDGER_PASSPHRASE_FILE and CARELEDGER_PASSPHRASE are all set: set only one/)
   })
@@ -123,7 +126,7 @@ describe('the attribute authority keeps its master secret sealed (careledger aut
     expect(made).toMatch(/Passphrase for .*master-secret\.key: \r?\nRepeat the passphrase: \r?\nauthority [0-9a-f]{32}: wrote/)
     expect(made).not.toContain('typed on a terminal')
     expect(openWithPassphrase(new Uint8Array(readFileSync(join(dir, 'b', 'master-secret.key'))), 'typed on a terminal').length).toBeGreaterThan(0)
-    const used = await tty(`${node} authority keygen -m ${join(dir, 'b', 'master-secret.key')} -a role:x -o ${join(dir, 'x.key')}`, ['typed on a terminal'])
+    const used = await tty(`${node} authority keygen --valid-until ${UNTIL} -m ${join(dir, 'b', 'master-secret.key')} -a role:x -o ${join(dir, 'x.key')}`, ['typed on a terminal'])
     expect(used).toMatch(/wrote .*x\.key: key for \[role:x\]/)
   })
 })
@@ -136,7 +139,7 @@ describe('key files are written atomically and owner-only', () => {
       writeFileSync(join(dir, f), 'an old file a careless umask made world-readable')
       chmodSync(join(dir, f), 0o644)
     }
-    const kg = await careledger(['authority', 'keygen', '-m', join(dir, 'master-secret.key'), '-a', 'role:doctor', '-o', join(dir, 'd.key'), '--force'], WITH)
+    const kg = await careledger(['authority', 'keygen', '--valid-until', UNTIL, '-m', join(dir, 'master-secret.key'), '-a', 'role:doctor', '-o', join(dir, 'd.key'), '--force'], WITH)
     expect(kg.code, kg.stderr).toBe(0)
     expect(mode(join(dir, 'd.key'))).toBe(0o600)
     const reg = await careledger(['regulator', 'keygen', '-o', dir, '--force'], WITH)
@@ -221,7 +224,7 @@ describe('careledger keys encrypt / change-passphrase: the migration path', () =
     const raw = encodeMasterSecretKey(msk)
     writeFileSync(join(dir, 'master-secret.key'), raw)
     chmodSync(join(dir, 'master-secret.key'), 0o644)
-    const before = await careledger(['authority', 'keygen', '-m', join(dir, 'master-secret.key'), '-a', 'role:a', '-o', join(dir, 'a.key')], NONE)
+    const before = await careledger(['authority', 'keygen', '--valid-until', UNTIL, '-m', join(dir, 'master-secret.key'), '-a', 'role:a', '-o', join(dir, 'a.key')], NONE)
     expect(before.code, before.stderr).toBe(0)
     expect(before.stderr).toContain(`seal it with \`careledger keys encrypt ${join(dir, 'master-secret.key')}\``)
 
@@ -232,7 +235,7 @@ describe('careledger keys encrypt / change-passphrase: the migration path', () =
     expect(Buffer.from(openWithPassphrase(new Uint8Array(readFileSync(join(dir, 'master-secret.key'))), PASS)).equals(raw)).toBe(true)
     expect((await careledger(['keys', 'encrypt', join(dir, 'master-secret.key')], WITH)).stdout).toMatch(/already sealed .*left as it is/)
 
-    const after = await careledger(['authority', 'keygen', '-m', join(dir, 'master-secret.key'), '-a', 'role:b', '-o', join(dir, 'b.key')], WITH)
+    const after = await careledger(['authority', 'keygen', '--valid-until', UNTIL, '-m', join(dir, 'master-secret.key'), '-a', 'role:b', '-o', join(dir, 'b.key')], WITH)
     expect(after.code, after.stderr).toBe(0)
     expect(after.stderr).toBe('')
 
@@ -240,7 +243,7 @@ describe('careledger keys encrypt / change-passphrase: the migration path', () =
     writeFileSync(newPass, 'the NEW passphrase\n', { mode: 0o600 })
     const ch = await careledger(['keys', 'change-passphrase', join(dir, 'master-secret.key'), '--new-passphrase-file', newPass], WITH)
     expect(ch.code, ch.stderr).toBe(0)
-    expect((await careledger(['authority', 'keygen', '-m', join(dir, 'master-secret.key'), '-a', 'role:c', '-o', join(dir, 'c.key')], WITH)).stderr).toMatch(/wrong passphrase/)
-    expect((await careledger(['authority', 'keygen', '-m', join(dir, 'master-secret.key'), '-a', 'role:c', '-o', join(dir, 'c.key'), '--passphrase-file', newPass], NONE)).code).toBe(0)
+    expect((await careledger(['authority', 'keygen', '--valid-until', UNTIL, '-m', join(dir, 'master-secret.key'), '-a', 'role:c', '-o', join(dir, 'c.key')], WITH)).stderr).toMatch(/wrong passphrase/)
+    expect((await careledger(['authority', 'keygen', '--valid-until', UNTIL, '-m', join(dir, 'master-secret.key'), '-a', 'role:c', '-o', join(dir, 'c.key'), '--passphrase-file', newPass], NONE)).code).toBe(0)
   })
 })
