@@ -4,7 +4,7 @@
  * block under its CIDv1. No IPFS node is started: the gateway ships its blocks to the cloud as CARs
  * and never serves them over IPFS, so nothing here dials out or listens. (A Helia light node over
  * the same store works offline too, but importing `helia` alone costs ~95 MB of RSS, measured on
- * the development VM, which a Raspberry Pi gateway with a 250 MB budget cannot spare.)
+ * this project's test machine, which a Raspberry Pi gateway with a 250 MB budget cannot spare.)
  *
  * Durability: blockstore-fs writes a temporary file and renames it, without fsync, while the
  * sealer's commit of the batch that names the block is fsynced (synchronous=FULL). A power cut
