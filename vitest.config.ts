@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config'
+import { TEST_KEY_ENV } from './test/helpers/test-passphrase.ts'
 
 export default defineConfig({
   test: {
@@ -7,5 +8,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Integration tests start real processes and ports; keep files in separate workers.
     pool: 'forks',
+    // Key files are sealed in tests too: a known passphrase at a low scrypt cost (test/helpers/test-passphrase.ts).
+    env: { ...TEST_KEY_ENV },
   },
 })

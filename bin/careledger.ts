@@ -6,6 +6,7 @@
 import { Command } from 'commander'
 import { authorityCommand } from '../shared/cli/authority.ts'
 import { policyCommand } from '../shared/cli/policy.ts'
+import { keysCommand } from '../shared/cli/keys.ts'
 import { startCommand } from './start.ts'
 import { runCli } from '../shared/cli/run.ts'
 import { gatewayCommand } from '../gateway/cli.ts'
@@ -38,6 +39,7 @@ program.addCommand(cloudCommand())
 program.addCommand(devicesCommand())
 program.addCommand(chainCommand())
 program.addCommand(regulatorCommand())
+program.addCommand(keysCommand())
 program.addCommand(accessCommand())
 program.addCommand(researchCommand())
 

@@ -8,13 +8,22 @@
  *   stop:     Ctrl-C stops the monitors, then the gateway (it commits what is pending), then the cloud
  *
  * Everything lives under ./.careledger (CARELEDGER_HOME); running it again resumes where it stopped.
+ *
+ * Key files are sealed under a passphrase (docs/operations.md §Passphrases). So that nothing asks
+ * for one, the first run writes a random DEVELOPMENT passphrase to .careledger/dev-passphrase and
+ * hands it to every process as CARELEDGER_PASSPHRASE_FILE — unless a CARELEDGER_PASSPHRASE* variable
+ * is already set. It sits beside the keys it opens: it protects nothing; production never does this.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Command } from 'commander'
-import { encodeMasterPublicKey, encodeMasterSecretKey, encodeUserKey } from '../shared/crypto/abe/codec.ts'
+import { decodeMasterPublicKey, encodeMasterPublicKey, encodeMasterSecretKey, encodeUserKey } from '../shared/crypto/abe/codec.ts'
+import { writeFileAtomic, writeKeyFile } from '../shared/cli/files.ts'
+import { PASSPHRASE_ENV, PASSPHRASE_FD_ENV, PASSPHRASE_FILE_ENV, passphraseSource } from '../shared/cli/passphrase.ts'
+import { Keyring } from '../shared/cli/secret-files.ts'
 import { keyGen, setup } from '../shared/crypto/abe/fabeo.ts'
 import { epochOf, keyAttributes } from '../shared/protocol/epoch.ts'
 import { openGatewayDb } from '../gateway/store/db.ts'
@@ -32,6 +41,7 @@ interface Layout {
   logs: string
   devicesFile: string
   adminTokenFile: string
+  devPassphraseFile: string
 }
 
 function layout(home: string): Layout {
@@ -44,6 +54,7 @@ function layout(home: string): Layout {
     logs: join(home, 'logs'),
     devicesFile: join(home, 'devices.json'),
     adminTokenFile: join(home, 'admin.token'),
+    devPassphraseFile: join(home, 'dev-passphrase'),
   }
 }
 
@@ -54,16 +65,34 @@ function careledger(args: string[], env: NodeJS.ProcessEnv = {}): string {
   return r.stdout
 }
 
-function prepareAuthority(l: Layout): void {
-  if (existsSync(join(l.authority, 'master-public.key'))) return
+/**
+ * The passphrase variables every child gets: the user's own CARELEDGER_PASSPHRASE* if set, else the
+ * development passphrase file (created on first run: 32 random bytes, base64url, 0600).
+ */
+function passphraseEnv(l: Layout): NodeJS.ProcessEnv {
+  // A descriptor is not passed on to the three processes: read it once, hand them the value.
+  if (process.env[PASSPHRASE_FD_ENV]) return { [PASSPHRASE_ENV]: passphraseSource({}, process.env, { interactive: false })!.read({ confirm: false, purpose: 'npm start' }) as string, [PASSPHRASE_FD_ENV]: '' }
+  if ([PASSPHRASE_ENV, PASSPHRASE_FILE_ENV].some((v) => process.env[v])) return {}
+  if (!existsSync(l.devPassphraseFile)) writeFileAtomic(l.devPassphraseFile, randomBytes(32).toString('base64url') + '\n', { mode: 0o600 })
+  return { [PASSPHRASE_FILE_ENV]: l.devPassphraseFile }
+}
+
+/** The authority's id, pinned by the gateway (CARELEDGER_ABE_AUTHORITY_ID). */
+function prepareAuthority(l: Layout, env: NodeJS.ProcessEnv): string {
+  const publicFile = join(l.authority, 'master-public.key')
+  if (existsSync(publicFile)) return Buffer.from(decodeMasterPublicKey(new Uint8Array(readFileSync(publicFile))).id).toString('hex')
   mkdirSync(l.authority, { recursive: true, mode: 0o700 })
   const msk = setup()
-  writeFileSync(join(l.authority, 'master-public.key'), encodeMasterPublicKey(msk.mpk))
-  writeFileSync(join(l.authority, 'master-secret.key'), encodeMasterSecretKey(msk), { mode: 0o600 })
-  // Demo keys so a newcomer can open what the monitors send, valid this month and the next eleven (UTC).
+  const id = Buffer.from(msk.mpk.id).toString('hex')
+  const keyring = new Keyring(passphraseSource({}, { ...process.env, ...env }, { interactive: false }))
+  keyring.writeSync(join(l.authority, 'master-secret.key'), encodeMasterSecretKey(msk), { label: `FABEO master secret key of authority ${id}`, force: true })
+  writeKeyFile(publicFile, encodeMasterPublicKey(msk.mpk), { secret: false, force: true })
+  // Demo keys so a newcomer can open what the monitors send, valid this month and the next eleven (UTC)
+  // (attribute keys stay unsealed: doctors' tools, the browser's doctor view among them, read them).
   const validity = { from: epochOf(Date.now()), until: epochOf(Date.now() + 334 * 86_400_000) }
-  writeFileSync(join(l.authority, 'doctor-h1.key'), encodeUserKey(keyGen(msk, keyAttributes(['role:doctor', 'hospital:h1'], validity))), { mode: 0o600 })
-  writeFileSync(join(l.authority, 'researcher.key'), encodeUserKey(keyGen(msk, keyAttributes(['role:researcher', 'consent:research'], validity))), { mode: 0o600 })
+  writeKeyFile(join(l.authority, 'doctor-h1.key'), encodeUserKey(keyGen(msk, keyAttributes(['role:doctor', 'hospital:h1'], validity))), { secret: true, force: true })
+  writeKeyFile(join(l.authority, 'researcher.key'), encodeUserKey(keyGen(msk, keyAttributes(['role:researcher', 'consent:research'], validity))), { secret: true, force: true })
+  return id
 }
 
 function enrolMonitors(l: Layout, count: number): void {
@@ -78,7 +107,7 @@ function enrolMonitors(l: Layout, count: number): void {
     devices.push({ deviceId: id, secret: store.add(id, `patient-${String(i).padStart(2, '0')}`).secret })
   }
   db.close()
-  writeFileSync(l.devicesFile, JSON.stringify({ devices }, null, 2) + '\n', { mode: 0o600 })
+  writeFileAtomic(l.devicesFile, JSON.stringify({ devices }, null, 2) + '\n', { mode: 0o600, overwrite: true })
 }
 
 async function waitHealthy(url: string, child: ChildProcess, what: string, logFile: string): Promise<void> {
@@ -135,14 +164,16 @@ export function startCommand(): Command {
       const out = (s: string) => process.stdout.write(`${s}\n`)
 
       out('CareLedger — starting the whole system on localhost')
-      prepareAuthority(l)
-      out(`  authority keys      ${l.authority} (demo keys: doctor-h1.key, researcher.key)`)
+      const keyEnv = passphraseEnv(l)
+      const authorityId = prepareAuthority(l, keyEnv)
+      out(`  authority keys      ${l.authority} (demo keys: doctor-h1.key, researcher.key; authority id ${authorityId})`)
+      if (keyEnv[PASSPHRASE_FILE_ENV]) out(`  key passphrase      ${l.devPassphraseFile} (DEVELOPMENT ONLY: it sits beside the keys it seals)`)
 
-      const cloud = launch(l, 'cloud', ['cloud', 'start', '--data', l.cloud, '--port', opts.cloudPort])
+      const cloud = launch(l, 'cloud', ['cloud', 'start', '--data', l.cloud, '--port', opts.cloudPort], keyEnv)
       await waitHealthy(`${cloudUrl}/healthz`, cloud.child, 'the cloud', cloud.log)
       if (!existsSync(l.adminTokenFile)) {
         const { token } = JSON.parse(careledger(['cloud', 'token', 'create', '--role', 'admin', '--name', 'admin', '--json', '--data', l.cloud])) as { token: string }
-        writeFileSync(l.adminTokenFile, token + '\n', { mode: 0o600 })
+        writeFileAtomic(l.adminTokenFile, token + '\n', { mode: 0o600, overwrite: true })
       }
       const adminToken = readFileSync(l.adminTokenFile, 'utf8').trim()
 
@@ -150,11 +181,14 @@ export function startCommand(): Command {
       if (!existsSync(join(l.gateway, 'cloud.json'))) {
         const { token } = JSON.parse(careledger(['cloud', 'gateway', 'invite', '--name', 'ward-1', '--json', '--data', l.cloud])) as { token: string }
         careledger(['gateway', 'register', '--data', l.gateway, '--cloud', cloudUrl, '--token', token, '--name', 'ward-1'], {
+          ...keyEnv,
           CARELEDGER_ABE_PUBLIC_KEY: join(l.authority, 'master-public.key'),
         })
       }
       const gateway = launch(l, 'gateway', ['gateway', 'start', '--data', l.gateway], {
+        ...keyEnv,
         CARELEDGER_ABE_PUBLIC_KEY: join(l.authority, 'master-public.key'),
+        CARELEDGER_ABE_AUTHORITY_ID: authorityId,
         CARELEDGER_DEFAULT_POLICY: POLICY,
       })
       await waitHealthy(`${gatewayHttp}/healthz`, gateway.child, 'the gateway', gateway.log)

@@ -19,7 +19,7 @@ import { CareLedgerError } from '../shared/errors.ts'
 import { keyValidity } from '../shared/protocol/epoch.ts'
 import type { EvidenceQuery } from '../shared/protocol/evidence.ts'
 import { VITAL_TYPES, VITALS, type VitalType } from '../shared/schema/vitals.ts'
-import { resolvePatient } from '../shared/cli/patients.ts'
+import { resolvePatient, unlockPseudonymKey } from '../shared/cli/patients.ts'
 import { toObservation } from './fhir.ts'
 import { openSession, timeRange, type CommonOptions } from './options.ts'
 import { retrieve, type Progress, type Retrieval } from './retrieve.ts'
@@ -120,6 +120,7 @@ export async function runExport(o: ExportOptions): Promise<void> {
   for (const t of types) if (!(VITAL_TYPES as string[]).includes(t)) throw new CareLedgerError('INVALID_ARGUMENT', `--type: ${t} is not one of ${VITAL_TYPES.join(', ')}`, { field: 'type' })
   const out = resolve(o.out)
   if (existsSync(out) && !o.force) throw new CareLedgerError('INVALID_ARGUMENT', `${out} exists; choose a new directory (or --force to replace it)`, { path: out })
+  await unlockPseudonymKey(o.patient ?? undefined, o.pseudonymKey)
   const query: EvidenceQuery = { patient: o.patient ? resolvePatient(o.patient, o.pseudonymKey) : null, types: types as VitalType[], ...timeRange(o, now) }
   const session = await openSession(o, now)
   const bar = progressBar(o.progress ?? false)

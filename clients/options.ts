@@ -6,6 +6,7 @@ import { decodeRetrievalKey, decodeTransformKey, decodeUserKey, encodeTransformK
 import { makeTransformKey } from '../shared/crypto/abe/outsource.ts'
 import { CareLedgerError } from '../shared/errors.ts'
 import { readKeyFile } from '../shared/cli/files.ts'
+import { processKeyring } from '../shared/cli/secret-files.ts'
 import { assertKeyValid, type KeyValidity } from '../shared/protocol/epoch.ts'
 import { DEFAULT_SKEW_MS } from '../shared/protocol/evidence.ts'
 import { CloudApi } from './cloud-api.ts'
@@ -70,6 +71,9 @@ export interface Session {
   readonly validity: KeyValidity | null
 }
 
+/** A holder's attribute or retrieval key: raw as `authority keygen` writes it, or sealed by its holder (`careledger keys encrypt`). */
+const readHolderKey = (path: string): Promise<Uint8Array> => processKeyring().read(path, { warnIfUnsealed: false })
+
 /**
  * Everything a retrieval needs, checked before anything is fetched: the key must be valid now
  * (an expired key is refused here, with the months it was valid), the cloud URL and token given.
@@ -87,10 +91,10 @@ export async function openSession(o: CommonOptions, now: number): Promise<Sessio
     const tkBytes = readKeyFile(o.transformKey)
     const tk = decodeTransformKey(tkBytes)
     validity = assertKeyValid(tk.attributes, now)
-    decryptor = { kind: 'outsourced', attributes: tk.attributes, retrievalKey: decodeRetrievalKey(readKeyFile(o.retrievalKey)), proxy: api.transformer(tkBytes) }
+    decryptor = { kind: 'outsourced', attributes: tk.attributes, retrievalKey: decodeRetrievalKey(await readHolderKey(o.retrievalKey)), proxy: api.transformer(tkBytes) }
   } else {
     if (!o.key) throw new CareLedgerError('INVALID_ARGUMENT', 'your attribute key is needed: --key <file>', { field: 'key' })
-    const key = decodeUserKey(readKeyFile(o.key))
+    const key = decodeUserKey(await readHolderKey(o.key))
     validity = assertKeyValid(key.attributes, now)
     if (o.outsource) {
       const split = makeTransformKey(key)

@@ -6,7 +6,7 @@
  * as "not authorised by policy …"; an expired key is refused before anything is fetched.
  */
 import { writeFileSync } from 'node:fs'
-import { resolvePatient } from '../shared/cli/patients.ts'
+import { resolvePatient, unlockPseudonymKey } from '../shared/cli/patients.ts'
 import { CareLedgerError } from '../shared/errors.ts'
 import { VITAL_TYPES, VITALS } from '../shared/schema/vitals.ts'
 import { openSession, timeRange, type CommonOptions } from './options.ts'
@@ -59,6 +59,7 @@ function render(r: Retrieval, o: ReadOptions, patient: string): string {
 /** The action of `careledger access read` (clients/cli.ts). */
 export async function runRead(o: ReadOptions): Promise<void> {
   const now = Date.now()
+  await unlockPseudonymKey(o.patient, o.pseudonymKey)
   const patient = resolvePatient(o.patient, o.pseudonymKey)
   const types = o.type ? o.type.split(',').map((t) => t.trim()) : null
   for (const t of types ?? []) if (!(t in VITALS)) throw new CareLedgerError('INVALID_ARGUMENT', `--type: ${t} is not one of ${VITAL_TYPES.join(', ')}`, { field: 'type' })

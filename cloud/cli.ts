@@ -10,7 +10,7 @@ import { ROLES } from './access/roles.ts'
 import { TokenStore, type TokenInfo } from './access/tokens.ts'
 import { GatewayRegistry } from './access/gateways.ts'
 import { Enrolment, INVITE_TTL_MS } from './access/enrolment.ts'
-import { keyFiles, loadCloudKeys } from './keys.ts'
+import { keyFiles, readCloudPublicKeys } from './keys.ts'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { ANCHOR_SECONDS } from './anchor/config.ts'
 import { join } from 'node:path'
@@ -100,7 +100,7 @@ export function cloudCommand(): Command {
     .option('--json', 'machine-readable output')
     .action((opts: { data?: string; json?: boolean }) => {
       const dir = resolveCloudDataDir(opts.data)
-      const k = loadCloudKeys({ keys: join(dir, 'keys'), regulator: join(dir, 'regulator') }, null, { create: false })
+      const k = readCloudPublicKeys({ keys: join(dir, 'keys'), regulator: join(dir, 'regulator') })
       const v = { signingKey: bytesToHex(k.signingPublicKey), signingKeyId: k.signingKeyId, chameleonKey: bytesToHex(k.chameleonPublicKey), chameleonKeyId: k.chameleonKeyId, developmentRegulator: k.developmentRegulator }
       if (opts.json) return out(JSON.stringify(v))
       out(`block-signing key  ${v.signingKey}  (id ${v.signingKeyId}, ${keyFiles({ keys: join(dir, 'keys'), regulator: '' }).signingPublicKey})`)

@@ -1,7 +1,9 @@
 /**
  * The cloud's keys, under `<data>/keys/`:
  *
- *   cloud-signing.key     Ed25519 seed (RFC 8032 §5.1.5), 32 raw bytes, 0600: signs block headers.
+ *   cloud-signing.key     Ed25519 seed (RFC 8032 §5.1.5), 0600, sealed under the cloud's passphrase
+ *                         (CARELEDGER_PASSPHRASE*, shared/cli/secret-files.ts; a raw 32-byte file from
+ *                         before sealed secrets is still read, with a warning): signs block headers.
  *                         Created on first start.
  *   cloud-signing.pub     its public key, 32 raw bytes, 0644: for auditors and `chain verify`.
  *   chameleon-public.key  the regulator's chameleon-hash public key (careledger key format,
@@ -9,16 +11,18 @@
  *                         with a different key is refused rather than silently forking the chain.
  *
  * The chameleon key comes from CARELEDGER_CHAMELEON_PUBLIC_KEY (a file). Without one: development
- * mode — a regulator key pair is generated under `<data>/regulator/` (trapdoor 0600) and its public
+ * mode — a regulator key pair is generated under `<data>/regulator/` (trapdoor sealed, 0600) and its public
  * key pinned as above, with a loud warning on every start while the trapdoor is on this host: whoever
  * holds it can rewrite records, which is the regulator's power alone.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../shared/errors.ts'
-import { generateSigningKey, signingKeyId, signingPublicKey, SIGNING_SECRET_KEY_BYTES } from '../shared/crypto/sign.ts'
+import { writeKeyFile } from '../shared/cli/files.ts'
+import { Keyring, warnTo } from '../shared/cli/secret-files.ts'
+import { checkSigningPublicKey, generateSigningKey, signingKeyId, signingPublicKey, SIGNING_SECRET_KEY_BYTES } from '../shared/crypto/sign.ts'
 import { chameleonKeyGen, chameleonKeyId, decodeChameleonPublicKey, encodeChameleonPublicKey, encodeChameleonSecretKey } from '../shared/crypto/chameleon.ts'
 
 export interface CloudKeys {
@@ -60,10 +64,12 @@ function readFile(path: string, what: string): Uint8Array {
   }
 }
 
-/** Write a file that must not exist yet (never overwrite a key). */
-function writeNew(path: string, bytes: Uint8Array, secret: boolean): void {
-  writeFileSync(path, bytes, { mode: secret ? 0o600 : 0o644, flag: 'wx' })
-}
+/** Write a public key file that must not exist yet (never overwrite a key), atomically. */
+const writeNew = (path: string, bytes: Uint8Array): void => writeKeyFile(path, bytes, { secret: false })
+
+/** The keyring the cloud seals its secrets with: CARELEDGER_PASSPHRASE* (docs/operations.md §Passphrases). */
+export const cloudKeyring = (paths: KeyPaths, env: NodeJS.ProcessEnv = process.env, logger?: Logger): Keyring =>
+  Keyring.forService('cloud', keyFiles(paths).signingKey, env, { warn: warnTo(logger) })
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((x, i) => x === b[i])
 
@@ -74,29 +80,30 @@ const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.leng
 export function loadCloudKeys(
   paths: KeyPaths,
   chameleonPublicKeyFile: string | null,
-  opts: { logger?: Logger; create?: boolean } = {},
+  opts: { logger?: Logger; create?: boolean; keyring?: Keyring } = {},
 ): CloudKeys {
   const create = opts.create ?? true
   const f = keyFiles(paths)
+  const keyring = opts.keyring ?? cloudKeyring(paths, process.env, opts.logger)
   if (create) mkdirSync(paths.keys, { recursive: true, mode: 0o700 })
 
   // ── block-signing key ──────────────────────────────────────────────────────────────────────
   let signingSecretKey: Uint8Array
   if (existsSync(f.signingKey)) {
-    signingSecretKey = readFile(f.signingKey, 'block-signing key')
+    signingSecretKey = keyring.readSync(f.signingKey)
     if (signingSecretKey.length !== SIGNING_SECRET_KEY_BYTES) {
       throw new CareLedgerError('INVALID_ENCODING', `${f.signingKey} must hold a ${SIGNING_SECRET_KEY_BYTES}-byte Ed25519 seed, it holds ${signingSecretKey.length} bytes`, { path: f.signingKey })
     }
   } else if (create) {
     signingSecretKey = generateSigningKey().secretKey
-    writeNew(f.signingKey, signingSecretKey, true)
+    keyring.writeSync(f.signingKey, signingSecretKey, { label: 'cloud block-signing key (Ed25519 seed)' })
     opts.logger?.info({ event: 'signing_key_created', path: f.signingKey }, 'created the block-signing key')
   } else {
     throw new CareLedgerError('INVALID_ARGUMENT', `${f.signingKey} does not exist: start the cloud once to create its keys`, { path: f.signingKey })
   }
   const signingPk = signingPublicKey(signingSecretKey)
   if (create) {
-    if (!existsSync(f.signingPublicKey)) writeNew(f.signingPublicKey, signingPk, false)
+    if (!existsSync(f.signingPublicKey)) writeNew(f.signingPublicKey, signingPk)
     else if (!sameBytes(readFile(f.signingPublicKey, 'block-signing public key'), signingPk)) {
       throw new CareLedgerError('INVALID_ARGUMENT', `${f.signingPublicKey} does not match ${f.signingKey}; delete the .pub file to have it rewritten`, { path: f.signingPublicKey })
     }
@@ -112,8 +119,8 @@ export function loadCloudKeys(
   } else if (create) {
     mkdirSync(paths.regulator, { recursive: true, mode: 0o700 })
     const pair = chameleonKeyGen()
-    writeNew(f.regulatorSecretKey, encodeChameleonSecretKey(pair.secretKey), true)
-    writeNew(f.regulatorPublicKey, encodeChameleonPublicKey(pair.publicKey), false)
+    keyring.writeSync(f.regulatorSecretKey, encodeChameleonSecretKey(pair.secretKey), { label: `DEVELOPMENT chameleon-hash trapdoor of regulator key ${chameleonKeyId(pair.publicKey)}` })
+    writeNew(f.regulatorPublicKey, encodeChameleonPublicKey(pair.publicKey))
     chameleonPk = pair.publicKey
   } else {
     throw new CareLedgerError('INVALID_ARGUMENT', `no chameleon public key: set CARELEDGER_CHAMELEON_PUBLIC_KEY or start the cloud once`, {})
@@ -130,7 +137,7 @@ export function loadCloudKeys(
       )
     }
   } else if (create) {
-    writeNew(f.chameleonPublicKey, encodeChameleonPublicKey(chameleonPk), false)
+    writeNew(f.chameleonPublicKey, encodeChameleonPublicKey(chameleonPk))
   }
   if (existsSync(f.regulatorSecretKey)) regulatorSecret = f.regulatorSecretKey
   if (regulatorSecret !== null) {
@@ -150,6 +157,17 @@ export function loadCloudKeys(
     developmentRegulator: regulatorSecret !== null,
     files: { signingKey: f.signingKey, signingPublicKey: f.signingPublicKey, chameleonPublicKey: f.chameleonPublicKey, regulatorSecretKey: regulatorSecret },
   }
+}
+
+/** The public half, for `careledger cloud keys`: from cloud-signing.pub and the pinned chameleon key, no passphrase. */
+export function readCloudPublicKeys(paths: KeyPaths): Pick<CloudKeys, 'signingPublicKey' | 'signingKeyId' | 'chameleonPublicKey' | 'chameleonKeyId' | 'developmentRegulator'> {
+  const f = keyFiles(paths)
+  for (const path of [f.signingPublicKey, f.chameleonPublicKey]) {
+    if (!existsSync(path)) throw new CareLedgerError('INVALID_ARGUMENT', `${path} does not exist: start the cloud once to create its keys`, { path })
+  }
+  const signingPk = checkSigningPublicKey(readFile(f.signingPublicKey, 'block-signing public key'))
+  const chameleonPk = decodeChameleonPublicKey(readFile(f.chameleonPublicKey, 'pinned chameleon public key'))
+  return { signingPublicKey: signingPk, signingKeyId: signingKeyId(signingPk), chameleonPublicKey: chameleonPk, chameleonKeyId: chameleonKeyId(chameleonPk), developmentRegulator: existsSync(f.regulatorSecretKey) }
 }
 
 /** What `POST /v1/gateways/register` hands a gateway. */

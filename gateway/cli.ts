@@ -4,6 +4,8 @@
  * within a second (PRAGMA data_version) — a removed, disabled or re-keyed device is disconnected,
  * a moved device's later readings belong to its new patient.
  */
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { addBackofficeCommands } from './backoffice/cli.ts'
 import { Command, Option } from 'commander'
 import type { DeviceRecord, DeviceStore } from './store/devices.ts'
@@ -96,8 +98,13 @@ export function gatewayCommand(options: GatewayCommandOptions = {}): Command {
     .description('print the gateway CA certificate (PEM) that devices pin for MQTTS; creates the CA if the gateway has none yet')
     .addOption(dataOption())
     .action(async (opts: { data?: string }) => {
-      const [{ resolveDataDir }, { certFingerprint, ensureCa }] = await Promise.all([import('./config.ts'), import('./tls.ts')])
-      const { caPem, created } = await ensureCa(resolveDataDir(opts.data))
+      const [{ resolveDataDir }, { certFingerprint, ensureCa, TLS_DIR }, { Keyring }] = await Promise.all([import('./config.ts'), import('./tls.ts'), import('../shared/cli/secret-files.ts')])
+      const dataDir = resolveDataDir(opts.data)
+      // Creating the CA seals its key under the gateway's passphrase (environment, else a prompt).
+      const keyring = Keyring.forCommand()
+      const caKey = join(dataDir, TLS_DIR, 'ca.key')
+      if (!existsSync(caKey)) await keyring.unlockFor(caKey)
+      const { caPem, created } = await ensureCa(dataDir, new Date(), keyring)
       out(caPem)
       warn(`${created ? 'created a new gateway CA; ' : ''}SHA-256 fingerprint ${certFingerprint(caPem)}`)
     })
@@ -215,6 +222,13 @@ function reexecWithMemoryTuning(maxHeapMb: number): void {
   if (env.CARELEDGER_GATEWAY_TUNED === '1' || env.CARELEDGER_GATEWAY_NO_REEXEC === '1') return
   if (process.platform !== 'linux' || typeof process.execve !== 'function') return
   const tuning = memoryTuning(maxHeapMb)
+  // process.execve keeps only stdin, stdout and stderr open: a passphrase on descriptor 3+ would be
+  // lost. Start untuned rather than without the passphrase (docs/operations.md §Passphrases).
+  const fd = env.CARELEDGER_PASSPHRASE_FD?.trim()
+  if (fd && !['0', '1', '2'].includes(fd)) {
+    process.stderr.write(`careledger: CARELEDGER_PASSPHRASE_FD=${fd} would not survive re-executing with the memory limits, so the gateway runs without them; to keep them, give the passphrase on stdin (CARELEDGER_PASSPHRASE_FD=0) or as CARELEDGER_PASSPHRASE_FILE, or set them yourself: NODE_OPTIONS="${tuning.v8.join(' ')}" ${Object.entries(tuning.env).map(([k, v]) => `${k}=${v}`).join(' ')}\n`)
+    return
+  }
   const given = `${process.execArgv.join(' ')} ${env.NODE_OPTIONS ?? ''}`
   const v8 = tuning.v8.filter((f) => !given.includes(f.split('=')[0]!))
   const extraEnv = Object.fromEntries(Object.entries(tuning.env).filter(([k]) => env[k] === undefined))

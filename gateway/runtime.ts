@@ -22,6 +22,8 @@ import { listSetAside, openGatewayDb, type RecoveredCorruption } from './store/d
 import { DeviceDirectory, DeviceStore } from './store/devices.ts'
 import { GroupCommitter, ReadingStore } from './store/readings.ts'
 import { ensureServerCertificate } from './tls.ts'
+import { gatewayKeyring } from './keyring.ts'
+import type { Keyring } from '../shared/cli/secret-files.ts'
 
 /** What a plugin (sealer, outbox sync) gets to work with. */
 export interface GatewayContext {
@@ -35,6 +37,8 @@ export interface GatewayContext {
   readonly logger: Logger
   readonly disk: DiskBudget
   readonly dataDir: string
+  /** Opens and seals the gateway's secret key files (gateway/keyring.ts); hand it on with `transfer()`. */
+  readonly keyring: Keyring
 }
 
 /** A component started after ingest is up and stopped before the database closes. */
@@ -51,6 +55,8 @@ export interface PluginHandle {
 
 export interface StartOptions {
   readonly logger?: Logger
+  /** Default: from CARELEDGER_PASSPHRASE* (gateway/keyring.ts). */
+  readonly keyring?: Keyring
   /** LEAD: pass the sealer and the outbox sync here (started in this order, stopped in reverse). */
   readonly plugins?: readonly GatewayPlugin[]
 }
@@ -91,6 +97,8 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions = {
   }
 
   try {
+    // Before anything is created: no passphrase for a new data directory stops the start here.
+    const keyring = opts.keyring ?? gatewayKeyring(config.dataDir, process.env, logger)
     // ── store ────────────────────────────────────────────────────────────────────────────────
     const { db, path: dbPath, recovered } = openGatewayDb(config.dataDir, { integrityCheck: true, logger })
     cleanups.push(() => db.close())
@@ -135,7 +143,7 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions = {
     metrics.quarantineRows.set(committer.quarantineRows)
 
     // ── TLS ──────────────────────────────────────────────────────────────────────────────────
-    const tls = config.mqtts.port !== 0 ? await ensureServerCertificate(config.dataDir, { extraNames: config.tls.extraNames, logger }) : null
+    const tls = config.mqtts.port !== 0 ? await ensureServerCertificate(config.dataDir, { extraNames: config.tls.extraNames, logger, keyring }) : null
     if (tls) metrics.serverCertExpiry.set(tls.notAfter.getTime() / 1000)
 
     // ── MQTT ─────────────────────────────────────────────────────────────────────────────────
@@ -144,7 +152,7 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions = {
 
     const renewCertificate = async (): Promise<boolean> => {
       if (config.mqtts.port === 0) return false
-      const c = await ensureServerCertificate(config.dataDir, { extraNames: config.tls.extraNames, logger })
+      const c = await ensureServerCertificate(config.dataDir, { extraNames: config.tls.extraNames, logger, keyring })
       metrics.serverCertExpiry.set(c.notAfter.getTime() / 1000)
       if (c.issued === null) return false
       broker.setTlsCredentials(c)
@@ -167,7 +175,7 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions = {
     ]
     cleanups.push(() => Promise.all(jobs.map((j) => j.destroy())))
 
-    const ctx: GatewayContext = { config, db, readings, devices, metrics, logger, disk, dataDir: config.dataDir }
+    const ctx: GatewayContext = { config, db, readings, devices, metrics, logger, disk, dataDir: config.dataDir, keyring }
 
     // ── PLUGINS (LEAD): the sealer and the outbox sync start here, after ingest is up ─────────
     const plugins: Array<{ name: string; handle: PluginHandle | null }> = []

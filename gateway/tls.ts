@@ -6,7 +6,8 @@
  *                                localhost, 127.0.0.1, ::1, os.hostname() and the configured
  *                                extra names. Reissued when it expires within 30 days, when the
  *                                wanted names change, or when key and certificate do not match.
- * Keys are written 0600, via a temporary file and rename (a crash never leaves half a key).
+ * Keys are sealed under the gateway's passphrase (gateway/keyring.ts) and written 0600, atomically
+ * (temporary file, fsync, rename: a crash never leaves half a key).
  *
  * Devices pin ca.crt (`careledger gateway ca` prints it). notBefore is back-dated one day so a
  * device whose clock lags the gateway's a little still accepts a fresh certificate.
@@ -14,12 +15,15 @@
 import 'reflect-metadata' // @peculiar/x509 (tsyringe) needs the Reflect metadata polyfill loaded first
 import * as x509 from '@peculiar/x509'
 import { X509Certificate as NodeX509, createPrivateKey, webcrypto } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { CareLedgerError } from '../shared/errors.ts'
+import { writeFileAtomic } from '../shared/cli/files.ts'
+import type { Keyring } from '../shared/cli/secret-files.ts'
+import { gatewayKeyring } from './keyring.ts'
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0])
 
@@ -34,6 +38,9 @@ export const RENEW_BEFORE_DAYS = 30
 
 export const TLS_DIR = 'tls'
 const FILES = { caKey: 'ca.key', caCert: 'ca.crt', serverKey: 'server.key', serverCert: 'server.crt' } as const
+const LABELS = { caKey: 'gateway MQTTS CA private key (PKCS#8 PEM)', serverKey: 'gateway MQTTS server private key (PKCS#8 PEM)' } as const
+const utf8 = new TextEncoder()
+const text = (b: Uint8Array): string => new TextDecoder().decode(b)
 
 export interface ServerCredentials {
   /** PEM of the server private key. */
@@ -57,7 +64,7 @@ export function serverNames(extra: readonly string[] = []): string[] {
 }
 
 /** Create the CA if it does not exist; return its PEM. */
-export async function ensureCa(dataDir: string, now = new Date()): Promise<{ caPem: string; created: boolean }> {
+export async function ensureCa(dataDir: string, now = new Date(), keyring?: Keyring): Promise<{ caPem: string; created: boolean }> {
   const dir = tlsDir(dataDir)
   const keyPath = join(dir, FILES.caKey)
   const certPath = join(dir, FILES.caCert)
@@ -81,8 +88,8 @@ export async function ensureCa(dataDir: string, now = new Date()): Promise<{ caP
     ],
   })
   const caPem = cert.toString('pem')
-  writeAtomic(keyPath, await privatePem(keys.privateKey), 0o600)
-  writeAtomic(certPath, caPem + '\n', 0o644)
+  ;(keyring ?? gatewayKeyring(dataDir)).writeSync(keyPath, utf8.encode(await privatePem(keys.privateKey)), { label: LABELS.caKey, force: true })
+  writeFileAtomic(certPath, caPem + '\n', { mode: 0o644, overwrite: true })
   return { caPem: readFileSync(certPath, 'utf8'), created: true }
 }
 
@@ -102,30 +109,33 @@ export function readCaPem(dataDir: string): string {
  */
 export async function ensureServerCertificate(
   dataDir: string,
-  opts: { extraNames?: readonly string[]; now?: Date; renewBeforeDays?: number; logger?: Logger } = {},
+  opts: { extraNames?: readonly string[]; now?: Date; renewBeforeDays?: number; logger?: Logger; keyring?: Keyring } = {},
 ): Promise<EnsureResult> {
   const now = opts.now ?? new Date()
-  const { caPem, created: caCreated } = await ensureCa(dataDir, now)
+  const keyring = opts.keyring ?? gatewayKeyring(dataDir, process.env, opts.logger)
+  const { caPem, created: caCreated } = await ensureCa(dataDir, now, keyring)
   const dir = tlsDir(dataDir)
   const names = serverNames(opts.extraNames)
   const keyPath = join(dir, FILES.serverKey)
   const certPath = join(dir, FILES.serverCert)
-  const issued = whyIssue(keyPath, certPath, names, now, opts.renewBeforeDays ?? RENEW_BEFORE_DAYS)
+  const issued = whyIssue(keyring, keyPath, certPath, names, now, opts.renewBeforeDays ?? RENEW_BEFORE_DAYS)
   if (issued !== null) {
-    await issueServerCertificate(dir, names, now)
+    await issueServerCertificate(keyring, dir, names, now)
     opts.logger?.info({ event: 'tls_server_cert_issued', reason: issued, names }, `issued the MQTTS server certificate (${issued})`)
   }
-  const key = readFileSync(keyPath, 'utf8')
+  const key = text(keyring.readSync(keyPath))
   const serverPem = readFileSync(certPath, 'utf8')
   return { key, cert: serverPem.trimEnd() + '\n' + caPem, caPem, notAfter: new Date(new NodeX509(serverPem).validTo), names, caCreated, issued }
 }
 
-function whyIssue(keyPath: string, certPath: string, names: readonly string[], now: Date, renewBeforeDays: number): EnsureResult['issued'] {
+function whyIssue(keyring: Keyring, keyPath: string, certPath: string, names: readonly string[], now: Date, renewBeforeDays: number): EnsureResult['issued'] {
   if (!existsSync(keyPath) || !existsSync(certPath)) return 'missing'
   let cert: NodeX509
+  // A wrong passphrase is an error, not a reason to replace the key.
+  const key = keyring.readSync(keyPath)
   try {
     cert = new NodeX509(readFileSync(certPath))
-    if (!cert.checkPrivateKey(createPrivateKey(readFileSync(keyPath)))) return 'key-mismatch'
+    if (!cert.checkPrivateKey(createPrivateKey(Buffer.from(key)))) return 'key-mismatch'
   } catch {
     return 'key-mismatch'
   }
@@ -140,8 +150,8 @@ function whyIssue(keyPath: string, certPath: string, names: readonly string[], n
   return null
 }
 
-async function issueServerCertificate(dir: string, names: readonly string[], now: Date): Promise<void> {
-  const caKey = await webcrypto.subtle.importKey('pkcs8', pemBody(readFileSync(join(dir, FILES.caKey), 'utf8')), ALG, false, ['sign'])
+async function issueServerCertificate(keyring: Keyring, dir: string, names: readonly string[], now: Date): Promise<void> {
+  const caKey = await webcrypto.subtle.importKey('pkcs8', pemBody(text(keyring.readSync(join(dir, FILES.caKey)))), ALG, false, ['sign'])
   const caCert = new x509.X509Certificate(readFileSync(join(dir, FILES.caCert), 'utf8'))
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair
   const cert = await x509.X509CertificateGenerator.create({
@@ -164,8 +174,8 @@ async function issueServerCertificate(dir: string, names: readonly string[], now
   })
   // Key first, then certificate: a crash in between leaves a mismatched pair, which the next
   // start detects ('key-mismatch') and repairs.
-  writeAtomic(join(dir, FILES.serverKey), await privatePem(keys.privateKey), 0o600)
-  writeAtomic(join(dir, FILES.serverCert), cert.toString('pem') + '\n', 0o644)
+  keyring.writeSync(join(dir, FILES.serverKey), utf8.encode(await privatePem(keys.privateKey)), { label: LABELS.serverKey, force: true })
+  writeFileAtomic(join(dir, FILES.serverCert), cert.toString('pem') + '\n', { mode: 0o644, overwrite: true })
 }
 
 function tlsDir(dataDir: string): string {
@@ -182,12 +192,6 @@ async function privatePem(key: CryptoKey): Promise<string> {
 function pemBody(pem: string): ArrayBuffer {
   const der = createPrivateKey(pem).export({ type: 'pkcs8', format: 'der' })
   return der.buffer.slice(der.byteOffset, der.byteOffset + der.byteLength) as ArrayBuffer
-}
-
-function writeAtomic(path: string, data: string, mode: number): void {
-  const tmp = `${path}.tmp-${process.pid}`
-  writeFileSync(tmp, data, { mode })
-  renameSync(tmp, path)
 }
 
 function randomSerial(): string {

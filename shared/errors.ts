@@ -37,3 +37,15 @@ export class CareLedgerError extends Error {
 export function isCareLedgerError(e: unknown, code?: ErrorCode): e is CareLedgerError {
   return e instanceof CareLedgerError && (code === undefined || e.code === code)
 }
+
+/**
+ * A CareLedgerError thrown in a worker thread reaches the parent as a plain Error carrying `name`,
+ * `code` and `info` (structured clone drops the class): make it a CareLedgerError again, so the
+ * CLI prints it as one line (shared/cli/run.ts). Anything else is returned as it is.
+ */
+export function reviveCareLedgerError(e: unknown): unknown {
+  if (e instanceof CareLedgerError || !(e instanceof Error) || e.name !== 'CareLedgerError') return e
+  const { code, info } = e as Error & { code?: unknown; info?: unknown }
+  if (typeof code !== 'string') return e
+  return new CareLedgerError(code as ErrorCode, e.message, typeof info === 'object' && info !== null ? (info as Record<string, unknown>) : {}, { cause: e })
+}

@@ -17,6 +17,7 @@ import { keccak_256 } from '@noble/hashes/sha3.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import type { Wallet } from 'ethers'
 import { CareLedgerError } from '../../shared/errors.ts'
+import { PASSPHRASE_ENV, PASSPHRASE_FILE_ENV } from '../../shared/cli/passphrase.ts'
 import { parseSettings, resolveSettings, type Env, type Setting } from '../../shared/config/settings.ts'
 
 export const DEFAULT_ANCHOR_SCHEDULE = '0 * * * *'
@@ -164,22 +165,30 @@ export function explorerLink(template: string | null, txHash: string | null): st
   return template.replaceAll('{tx}', txHash)
 }
 
-/** The keystore password: CARELEDGER_ANCHOR_KEYSTORE_PASSWORD, else the password file (one trailing newline dropped). */
+/**
+ * The keystore password: CARELEDGER_ANCHOR_KEYSTORE_PASSWORD, else the password file (one trailing
+ * newline dropped), else the cloud's key-file passphrase (the file in CARELEDGER_PASSPHRASE_FILE, else
+ * CARELEDGER_PASSPHRASE, in that order as for key files; docs/operations.md §Passphrases), so one passphrase can guard all of
+ * the cloud's secrets. The keystore itself stays Web3 Secret Storage, which wallets import.
+ */
 export function anchorPassword(config: Pick<AnchorConfig, 'passwordFile'>, env: Env = process.env): string {
   const fromEnv = env[PASSWORD_ENV]
   if (fromEnv) return fromEnv
-  if (config.passwordFile) {
+  const file = config.passwordFile ?? (env[PASSPHRASE_FILE_ENV] || null)
+  if (file) {
     let text: string
     try {
-      text = readFileSync(config.passwordFile, 'utf8')
+      text = readFileSync(file, 'utf8')
     } catch (e) {
-      throw new CareLedgerError('INVALID_ARGUMENT', `cannot read the keystore password file ${config.passwordFile}: ${(e as Error).message}`, { path: config.passwordFile })
+      throw new CareLedgerError('INVALID_ARGUMENT', `cannot read the keystore password file ${file}: ${(e as Error).message}`, { path: file })
     }
     const password = text.replace(/\r?\n$/, '')
-    if (!password) throw new CareLedgerError('INVALID_ARGUMENT', `the keystore password file ${config.passwordFile} is empty`, { path: config.passwordFile })
+    if (!password) throw new CareLedgerError('INVALID_ARGUMENT', `the keystore password file ${file} is empty`, { path: file })
     return password
   }
-  throw new CareLedgerError('INVALID_ARGUMENT', `the anchoring keystore needs its password: set ${PASSWORD_ENV} or CARELEDGER_ANCHOR_KEYSTORE_PASSWORD_FILE`, {})
+  const shared = env[PASSPHRASE_ENV]
+  if (shared) return shared
+  throw new CareLedgerError('INVALID_ARGUMENT', `the anchoring keystore needs its password: set ${PASSWORD_ENV} or CARELEDGER_ANCHOR_KEYSTORE_PASSWORD_FILE (or the cloud's ${PASSPHRASE_FILE_ENV} / ${PASSPHRASE_ENV})`, {})
 }
 
 /** Decrypt the anchoring key (scrypt: a second or more with ethers' default parameters). */

@@ -7,7 +7,7 @@
  * <data>/keys/chameleon-public.key (careledger key format); <data> is --data, else
  * CARELEDGER_CLOUD_DATA, else ./.careledger/cloud.
  */
-import { chmodSync, existsSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { Command, Option } from 'commander'
 import { hexToBytes } from '@noble/hashes/utils.js'
@@ -15,6 +15,8 @@ import { CareLedgerError } from '../../shared/errors.ts'
 import { chameleonKeyGen, chameleonKeyId, decodeChameleonPublicKey, encodeChameleonPublicKey, encodeChameleonSecretKey } from '../../shared/crypto/chameleon.ts'
 import { checkSigningPublicKey } from '../../shared/crypto/sign.ts'
 import { readKeyFile, writeKeyFile } from '../../shared/cli/files.ts'
+import { addPassphraseOptions, type PassphraseFlags } from '../../shared/cli/passphrase.ts'
+import { writeSecretKeyFile } from '../../shared/cli/secret-files.ts'
 import { DEFAULT_BATCH_SIZE, verifyChain, type VerificationFailure, type VerificationReport } from './verify.ts'
 import { addAnchorVerifyOptions, anchorCommands, verifyAnchorFlags, type AnchorVerifyFlags } from '../anchor/cli.ts'
 
@@ -180,18 +182,20 @@ export function regulatorCommand(): Command {
   const cmd = new Command('regulator').description("the regulator: the chameleon-hash trapdoor that approves corrections without changing any block hash")
   cmd
     .command('keygen')
-    .description('create the chameleon key pair: chameleon-public.key (give it to the cloud) and chameleon-secret.key (the trapdoor, mode 0600: keep it off the cloud)')
+    .description('create the chameleon key pair: chameleon-public.key (give it to the cloud) and chameleon-secret.key (the trapdoor, sealed under a passphrase, mode 0600: keep it off the cloud)')
     .requiredOption('-o, --out <dir>', 'directory to write the keys into')
     .option('--force', 'overwrite existing key files')
-    .action((opts: { out: string; force?: boolean }) => {
+    .action(async (opts: PassphraseFlags & { out: string; force?: boolean }) => {
       const pair = chameleonKeyGen()
       const pub = join(opts.out, 'chameleon-public.key')
       const sec = join(opts.out, 'chameleon-secret.key')
+      const id = chameleonKeyId(pair.publicKey)
       // The trapdoor first: if it cannot be written, no public key exists that nobody can open.
-      writeKeyFile(sec, encodeChameleonSecretKey(pair.secretKey), { secret: true, force: opts.force })
-      chmodSync(sec, 0o600) // also when --force overwrote a file created with a wider mode
+      // Written atomically 0600, also when --force replaces a file that had a wider mode.
+      await writeSecretKeyFile(sec, encodeChameleonSecretKey(pair.secretKey), { label: `chameleon-hash trapdoor of regulator key ${id}`, force: opts.force, passphrase: opts })
       writeKeyFile(pub, encodeChameleonPublicKey(pair.publicKey), { secret: false, force: opts.force })
-      out(`regulator key ${chameleonKeyId(pair.publicKey)}: wrote ${pub} (for the cloud: CARELEDGER_CHAMELEON_PUBLIC_KEY) and ${sec} (mode 0600, keep offline)`)
+      out(`regulator key ${id}: wrote ${pub} (for the cloud: CARELEDGER_CHAMELEON_PUBLIC_KEY) and ${sec} (sealed under the passphrase, mode 0600, keep offline)`)
     })
+  for (const c of cmd.commands) addPassphraseOptions(c)
   return cmd
 }

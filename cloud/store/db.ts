@@ -5,7 +5,8 @@
  * each in its own transaction, and records them in `schema_migrations`.
  */
 import Database from 'better-sqlite3'
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
+import { ensurePrivateFile } from '../../shared/cli/files.ts'
 import { dirname } from 'node:path'
 
 export type CloudDb = Database.Database
@@ -27,7 +28,13 @@ export function registerMigrations(migrations: readonly Migration[]): void {
 }
 
 export function openCloudDb(path: string, opts: { readonly?: boolean } = {}): CloudDb {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+  if (path !== ':memory:' && !opts.readonly) {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
+    // Tokens' hashes, enrolment secrets' hashes, who reads what: owner-only, also when the data
+    // directory already existed (a Docker volume) and whatever the umask. SQLite gives -wal and
+    // -shm the database file's mode; existing ones are narrowed too.
+    for (const f of [path, `${path}-wal`, `${path}-shm`]) if (f === path || existsSync(f)) ensurePrivateFile(f)
+  }
   const db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false })
   db.pragma('busy_timeout = 5000')
   if (opts.readonly) return db

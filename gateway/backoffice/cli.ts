@@ -28,16 +28,21 @@ export function addBackofficeCommands(cmd: Command): void {
     .option('--name <name>', 'gateway name, as invited')
     .addOption(dataOption())
     .action(async (opts: { cloud: string; token?: string; tokenFile?: string; name?: string; data?: string }) => {
-      const [{ resolveDataDir }, { loadSigningKey, saveCloudRegistration }, { registerGateway }, { readEnrolmentToken }] = await Promise.all([
+      const [{ resolveDataDir }, { keysFile, loadSigningKey, saveCloudRegistration }, { registerGateway }, { readEnrolmentToken }, { Keyring }] = await Promise.all([
         import('../config.ts'),
         import('../identity.ts'),
         import('../outbox/client.ts'),
         import('./enrolment-token.ts'),
+        import('../../shared/cli/secret-files.ts'),
       ])
       const { token, source } = readEnrolmentToken(opts)
       if (source === '--token') process.stderr.write('warning: a token given with --token is visible to other users in ps and kept in shell history; use --token-file or CARELEDGER_ENROLMENT_TOKEN\n')
       const dataDir = resolveDataDir(opts.data)
-      const identity = loadSigningKey(dataDir) // the signing key only: registering never creates an attribute authority
+      // The signing key only: registering never creates an attribute authority. Sealed under the
+      // gateway's passphrase (as the running gateway has it: the environment, else a prompt).
+      const keyring = Keyring.forCommand()
+      await keyring.unlockFor(keysFile(dataDir, 'gateway.key'))
+      const identity = loadSigningKey(dataDir, { keyring })
       const reg = await registerGateway(opts.cloud, token, opts.name ?? 'gateway', identity)
       saveCloudRegistration(dataDir, reg)
       out(`registered gateway ${reg.gatewayId} ("${reg.name}") with ${reg.url}; sealed batches will ship there`)
@@ -48,15 +53,17 @@ export function addBackofficeCommands(cmd: Command): void {
     .description("print this gateway's id, public key, attribute authority and cloud")
     .addOption(dataOption())
     .action(async (opts: { data?: string }) => {
-      const [{ resolveDataDir }, { loadIdentity, loadSigningKey }] = await Promise.all([import('../config.ts'), import('../identity.ts')])
+      const [{ resolveDataDir }, { keysFile, loadIdentity, loadSigningKey }, { Keyring }] = await Promise.all([import('../config.ts'), import('../identity.ts'), import('../../shared/cli/secret-files.ts')])
       const dataDir = resolveDataDir(opts.data)
       // The id and key come from keys/gateway.key alone: this works (e.g. right after `register`)
       // even where the attribute authority's key is not configured for this shell.
-      const key = loadSigningKey(dataDir, { create: false })
+      const keyring = Keyring.forCommand()
+      await keyring.unlockFor(keysFile(dataDir, 'gateway.key'))
+      const key = loadSigningKey(dataDir, { create: false, keyring })
       let authority: string
       let cloud: string
       try {
-        const id = loadIdentity(dataDir, { create: false })
+        const id = loadIdentity(dataDir, { create: false, keyring })
         authority = Buffer.from(id.mpk.id).toString('hex')
         cloud = id.cloud?.url ?? '(not registered)'
       } catch (e) {

@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads'
 import { setFlagsFromString } from 'node:v8'
 import cron from 'node-cron'
 import { Gauge, Counter } from 'prom-client'
-import { CareLedgerError } from '../../shared/errors.ts'
+import { CareLedgerError, reviveCareLedgerError } from '../../shared/errors.ts'
 import { assertEachAttributeOnce, parsePolicy } from '../../shared/crypto/policy/parse.ts'
 import { epochOf, withEpoch } from '../../shared/protocol/epoch.ts'
 import { METRIC_PREFIX } from '../metrics.ts'
@@ -99,6 +99,7 @@ async function startBackoffice(ctx: GatewayContext): Promise<PluginHandle> {
     cloudUrl: ctx.config.sync.cloudUrl,
     retentionHours: ctx.config.sync.retentionHours,
     syncBackoffMaxMs: backoffMaxMs,
+    keyring: ctx.keyring.transfer(),
     cryptoBackend: cryptoBackendChoice(undefined),
   }
   let stopping = false
@@ -155,8 +156,9 @@ async function startBackoffice(ctx: GatewayContext): Promise<PluginHandle> {
     })
     return ready
   }
-  const ready = spawn()
-  await ready
+  // A refusal in the worker's start (a swapped authority key, a wrong passphrase) stops the gateway
+  // with the worker's own typed error.
+  await spawn().catch((e: unknown) => Promise.reject(reviveCareLedgerError(e)))
   const retention = cron.schedule(RETENTION_SCHEDULE, () => worker.postMessage({ type: 'prune' }), { name: 'retention' })
   const gatewayId = (last as BackofficeStatus | null)?.gatewayId ?? null
   ctx.logger.info({ event: 'backoffice_started', gatewayId, cloud: (last as BackofficeStatus | null)?.cloudUrl ?? null }, `gateway ${gatewayId} sealing every ${ctx.config.seal.intervalSeconds}s`)

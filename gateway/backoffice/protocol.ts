@@ -1,4 +1,5 @@
 /** Messages between the main thread and the back-office worker. */
+import type { KeyringTransfer } from '../../shared/cli/secret-files.ts'
 import type { BackendChoice } from '../../shared/crypto/abe/backend.ts'
 
 /**
@@ -18,6 +19,8 @@ export interface BackofficeOptions {
   readonly retentionHours: number
   /** Cap of the outbox's jittered exponential backoff (CARELEDGER_SYNC_BACKOFF_MAX_S; default 5 min). */
   readonly syncBackoffMaxMs: number
+  /** The main thread's keyring: the passphrase (a descriptor can be read once) and the keys it derived. */
+  readonly keyring: KeyringTransfer
   /** The pairing backend to load (CARELEDGER_CRYPTO_BACKEND / --crypto-backend; shared/cli/crypto-backend.ts). */
   readonly cryptoBackend: BackendChoice
 }

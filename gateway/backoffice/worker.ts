@@ -18,6 +18,7 @@ import { pino } from 'pino'
 import { openGatewayDb } from '../store/db.ts'
 import { existsSync } from 'node:fs'
 import { cloudFile, loadIdentity } from '../identity.ts'
+import { Keyring, warnTo } from '../../shared/cli/secret-files.ts'
 import { openBlockNode } from '../blocks.ts'
 import { Sealer } from '../seal/sealer.ts'
 import { DEFAULT_BACKOFF, OutboxSync } from '../outbox/sync.ts'
@@ -46,8 +47,10 @@ const cryptoReady = initCrypto(opts.cryptoBackend).then(
   },
 )
 const { db } = openGatewayDb(opts.dataDir, { logger })
-// Creates the gateway's keys on first start (and a development authority when none is configured).
-const identity = loadIdentity(opts.dataDir, { logger })
+// Creates the gateway's keys on first start (and a development authority when none is configured),
+// sealed with the main thread's passphrase and derived key (no second scrypt).
+const keyring = Keyring.fromTransfer(opts.keyring, warnTo(logger))
+const identity = loadIdentity(opts.dataDir, { logger, keyring })
 const node = await openBlockNode(opts.dataDir)
 const sealer = new Sealer(db, node.blockstore, identity, opts.defaultPolicy, logger)
 const backoff = { baseMs: Math.min(DEFAULT_BACKOFF.baseMs, opts.syncBackoffMaxMs), capMs: opts.syncBackoffMaxMs }
@@ -63,7 +66,7 @@ if (!cloudUrl) logger.warn({ event: 'no_cloud' }, 'no cloud registered: batches 
 /** `careledger gateway register` while the gateway runs: start shipping at the next pass, no restart needed. */
 function pickUpRegistration(): void {
   if (sync || !existsSync(cloudFile(opts.dataDir))) return
-  const registered = loadIdentity(opts.dataDir, { create: false })
+  const registered = loadIdentity(opts.dataDir, { create: false, keyring })
   if (!registered.cloud) return
   cloudUrl = registered.cloud.url
   uploader = new HttpUploader(cloudUrl, registered)

@@ -5,7 +5,8 @@
  * (never deleted — it may still hold unsynced readings an operator can salvage), a fresh database
  * is started and the event is logged loudly and reported (metric + /healthz).
  */
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs'
+import { ensurePrivateFile } from '../../shared/cli/files.ts'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import type { Logger } from 'pino'
@@ -80,8 +81,9 @@ export function openGatewayDb(dataDir: string, opts: OpenOptions = {}): OpenedDa
     const v = db.pragma('user_version', { simple: true }) as number
     return { db, path, recovered, migrated: { from: v, to: v } }
   }
-  // Patient ids and secret hashes: owner-only. SQLite gives -wal/-shm the database file's mode.
-  if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600))
+  // Patient ids and secret hashes: owner-only, also for a file an older version, a restore or a
+  // permissive umask left wider. SQLite gives -wal/-shm the database file's mode.
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) if (f === path || existsSync(f)) ensurePrivateFile(f)
   const db = new Database(path)
   try {
     configureConnection(db, opts.busyTimeoutMs)

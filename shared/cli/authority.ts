@@ -17,7 +17,10 @@ import {
 } from '../crypto/abe/codec.ts'
 import { readKeyFile, writeKeyFile } from './files.ts'
 import { describeKeyFile } from './describe.ts'
+import { addPassphraseOptions, type PassphraseFlags } from './passphrase.ts'
+import { readSecretKeyFile, writeSecretKeyFile } from './secret-files.ts'
 import { keygenAttributes, type KeygenOptions } from './keygen.ts'
+import { unlockPseudonymKey } from './patients.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const list = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)]
@@ -27,14 +30,17 @@ export function authorityCommand(): Command {
 
   cmd
     .command('setup')
-    .description('create a master key pair: master-public.key (share it) and master-secret.key (guard it)')
+    .description('create a master key pair: master-public.key (share it) and master-secret.key (sealed under a passphrase; guard it)')
     .requiredOption('-d, --dir <dir>', 'directory to write the keys into')
     .option('--force', 'overwrite existing key files')
-    .action((opts: { dir: string; force?: boolean }) => {
+    .action(async (opts: PassphraseFlags & { dir: string; force?: boolean }) => {
       const msk = setup()
+      const id = hex(msk.mpk.id)
+      // The secret first: without a passphrase nothing is written, not even a public key nothing opens.
+      await writeSecretKeyFile(join(opts.dir, 'master-secret.key'), encodeMasterSecretKey(msk), { label: `FABEO master secret key of authority ${id}`, force: opts.force, passphrase: opts })
       writeKeyFile(join(opts.dir, 'master-public.key'), encodeMasterPublicKey(msk.mpk), { secret: false, force: opts.force })
-      writeKeyFile(join(opts.dir, 'master-secret.key'), encodeMasterSecretKey(msk), { secret: true, force: opts.force })
-      console.log(`authority ${hex(msk.mpk.id)}: wrote ${join(opts.dir, 'master-public.key')} and master-secret.key (mode 0600)`)
+      console.log(`authority ${id}: wrote ${join(opts.dir, 'master-public.key')} and master-secret.key (sealed under the passphrase, mode 0600)`)
+      console.log(`publish the authority id ${id}: gateways pin it (CARELEDGER_ABE_AUTHORITY_ID); \`careledger authority show master-public.key\` prints it`)
     })
 
   cmd
@@ -49,9 +55,10 @@ export function authorityCommand(): Command {
     .requiredOption('--valid-until <YYYY-MM>', 'last month the key opens; renew the key to extend it')
     .requiredOption('-o, --out <file>', 'where to write the key')
     .option('--force', 'overwrite an existing file')
-    .action((opts: KeygenOptions & { master: string; out: string; force?: boolean }) => {
+    .action(async (opts: PassphraseFlags & KeygenOptions & { master: string; out: string; force?: boolean }) => {
+      await unlockPseudonymKey(opts.patient, opts.pseudonymKey)
       const { attributes, validity } = keygenAttributes(opts, Date.now())
-      const msk = decodeMasterSecretKey(readKeyFile(opts.master))
+      const msk = decodeMasterSecretKey(await readSecretKeyFile(opts.master, { passphrase: opts }))
       const key = keyGen(msk, attributes)
       writeKeyFile(opts.out, encodeUserKey(key), { secret: true, force: opts.force })
       console.log(`wrote ${opts.out}: key for [${key.attributes.filter((a) => !a.startsWith('epoch:')).join(', ')}] valid ${validity.from} … ${validity.until} (UTC) from authority ${hex(key.authority)}`)
@@ -64,8 +71,8 @@ export function authorityCommand(): Command {
     .requiredOption('--transform-out <file>', 'transformation key to hand to the gateway or cloud')
     .requiredOption('--retrieval-out <file>', 'retrieval key to keep')
     .option('--force', 'overwrite existing files')
-    .action((opts: { key: string; transformOut: string; retrievalOut: string; force?: boolean }) => {
-      const { transformKey, retrievalKey } = makeTransformKey(decodeUserKey(readKeyFile(opts.key)))
+    .action(async (opts: { key: string; transformOut: string; retrievalOut: string; force?: boolean }) => {
+      const { transformKey, retrievalKey } = makeTransformKey(decodeUserKey(await readSecretKeyFile(opts.key, { warnIfUnsealed: false })))
       writeKeyFile(opts.transformOut, encodeTransformKey(transformKey), { secret: false, force: opts.force })
       writeKeyFile(opts.retrievalOut, encodeRetrievalKey(retrievalKey), { secret: true, force: opts.force })
       console.log(`wrote ${opts.transformOut} (give to the proxy) and ${opts.retrievalOut} (keep, mode 0600)`)
@@ -73,9 +80,11 @@ export function authorityCommand(): Command {
 
   cmd
     .command('show')
-    .description('describe a key file: kind, authority, attributes')
+    .description('describe a key file: kind, authority id (compare it with the id the authority published), attributes')
     .argument('<file>')
     .action((file: string) => console.log(describeKeyFile(readKeyFile(file))))
 
+  // The master secret is sealed (shared/cli/secret-files.ts): these read or write it.
+  for (const c of cmd.commands) if (c.name() === 'setup' || c.name() === 'keygen') addPassphraseOptions(c)
   return cmd
 }

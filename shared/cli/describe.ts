@@ -10,7 +10,9 @@ import {
   decodeUserKey,
 } from '../crypto/abe/codec.ts'
 import { decodeEnvelope, envelopeCiphertext } from '../crypto/envelope.ts'
+import { readSealedHeader } from '../crypto/sealed-secret.ts'
 import { keyValidity } from '../protocol/epoch.ts'
+import { decodeDkgStateFile, decodeFrostNonceFile, decodeFrostShareFile } from '../crypto/frost-codec.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 
@@ -38,6 +40,20 @@ export function describeKeyFile(bytes: Uint8Array): string {
     case Kind.Envelope: {
       const e = decodeEnvelope(bytes)
       return `envelope, ${e.sealed.length - 16} bytes sealed, policy: ${envelopeCiphertext(e).policy}`
+    }
+    case Kind.SealedSecret: {
+      const h = readSealedHeader(bytes)
+      return `sealed secret "${h.label}": ${h.secretLength} bytes under a passphrase (scrypt N=2^${h.params.log2N}, r=${h.params.r}, p=${h.params.p}; AES-256-GCM)`
+    }
+    case Kind.FrostSigningShare: {
+      const { group, share } = decodeFrostShareFile(bytes)
+      return `FROST signing SHARE ${share.index} of ${group.participants} (threshold ${group.threshold}) for group key ${hex(group.groupKey)}`
+    }
+    case Kind.FrostNonces:
+      return `FROST round-one NONCES for ${JSON.stringify(decodeFrostNonceFile(bytes).label)} (secret, single-use)`
+    case Kind.FrostDkgState: {
+      const s = decodeDkgStateFile(bytes)
+      return `FROST DKG STATE of participant ${s.index} of ${s.participants} (threshold ${s.threshold}), ceremony ${hex(s.ceremony)}`
     }
     default:
       return kindName(kind)

@@ -20,7 +20,9 @@ export const Kind = {
   Envelope: 8,
   ChameleonPublicKey: 9,
   ChameleonSecretKey: 10,
-  // 16–18: FROST (shared/crypto/frost-codec.ts); 11–15 left for other key files in flight.
+  /** A secret sealed under a passphrase (shared/crypto/sealed-secret.ts). */
+  SealedSecret: 11,
+  // 16–18: FROST (shared/crypto/frost-codec.ts); 12–15 left for other key files in flight.
   FrostSigningShare: 16,
   FrostNonces: 17,
   FrostDkgState: 18,
@@ -31,6 +33,8 @@ const KIND_NAMES = new Map<number, string>(Object.entries(Kind).map(([name, n]) 
 export const kindName = (k: number): string => KIND_NAMES.get(k) ?? `unknown(${k})`
 
 const MAX_VARINT = 0xffff_ffff
+/** fatal: invalid UTF-8 throws; ignoreBOM: a leading EF BB BF stays in the output (the Reader refuses it before). */
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 export class Writer {
   private chunks: Uint8Array[] = []
@@ -68,7 +72,9 @@ export class Writer {
     return this.uvarint(b.length).bytes(b)
   }
 
+  /** UTF-8, length-prefixed. A leading U+FEFF is refused: decoders would take it for a byte-order mark. */
   string(s: string): this {
+    if (s.charCodeAt(0) === 0xfeff) throw new CareLedgerError('INVALID_ARGUMENT', 'a string may not start with U+FEFF (a byte-order mark)', { value: s.slice(0, 64) })
     return this.blob(new TextEncoder().encode(s))
   }
 
@@ -158,10 +164,15 @@ export class Reader {
     return this.take(this.uvarint(max))
   }
 
+  /**
+   * Strict UTF-8 (RFC 3629). A leading byte-order mark is refused, not dropped: the WHATWG decoder
+   * strips it by default, which gave one value two encodings (with and without EF BB BF).
+   */
   string(max: number): string {
     const bytes = this.blob(max)
+    if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) return this.fail('BOM', 'string starts with a UTF-8 byte-order mark (EF BB BF)')
     try {
-      return new TextDecoder('utf-8', { fatal: true }).decode(bytes)
+      return STRICT_UTF8.decode(bytes)
     } catch {
       return this.fail('BAD_UTF8', 'string is not valid UTF-8')
     }

@@ -16,7 +16,7 @@
  * decodeCanonical accepts exactly the bytes encodeCanonical produces: a strict decode followed by
  * a re-encode that must reproduce the input byte for byte.
  */
-import { decode as cborDecode, encode as cborEncode } from 'cborg'
+import { decode as cborDecode, encode as cborEncode, Tokenizer, Type, type Token } from 'cborg'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { CareLedgerError, isCareLedgerError } from '../errors.ts'
 
@@ -63,6 +63,7 @@ function check(value: unknown, path: Path, depth: number, ancestors: Set<object>
   switch (typeof value) {
     case 'string':
       if (!value.isWellFormed()) reject(path, 'is a string with a lone UTF-16 surrogate (not valid UTF-8)')
+      if (value.charCodeAt(0) === 0xfeff) reject(path, 'is a string starting with U+FEFF, which decoders take for a byte-order mark and drop')
       return
     case 'boolean':
       return
@@ -126,19 +127,52 @@ function invalid(reason: string, problem: string, cause?: unknown): never {
   throw new CareLedgerError('INVALID_ENCODING', `canonical CBOR: ${problem}`, { what: 'canonical CBOR', reason }, cause === undefined ? undefined : { cause })
 }
 
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
+/**
+ * cborg decodes text with a lenient TextDecoder: invalid UTF-8 becomes U+FFFD and a leading
+ * byte-order mark is dropped. The re-encode check below would refuse both (the bytes differ), but
+ * under a misleading reason; this tokenizer names them (RFC 8949 §3.1: a text string is UTF-8).
+ */
+function strictTextTokenizer(input: Uint8Array): { done(): boolean; next(): Token; pos(): number } {
+  const inner = new Tokenizer(input, { ...DECODE_OPTIONS, retainStringBytes: true })
+  return {
+    done: () => inner.done(),
+    pos: () => inner.pos(),
+    next: () => {
+      const token = inner.next()
+      // byteValue is absent for the empty string (cborg's quick table): nothing to check there.
+      const b = token.type === Type.string ? token.byteValue : undefined
+      if (b !== undefined) {
+        if (b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) invalid('BOM', 'a text string starts with a UTF-8 byte-order mark (EF BB BF)')
+        if (b.some((x) => x >= 0x80)) {
+          try {
+            STRICT_UTF8.decode(b)
+          } catch {
+            invalid('BAD_UTF8', 'a text string is not valid UTF-8')
+          }
+        }
+      }
+      return token
+    },
+  }
+}
+
 /**
  * Parse bytes that encodeCanonical produced, and nothing else. INVALID_ENCODING with
  * `info.reason` MALFORMED (not CBOR, indefinite lengths, duplicate keys, undefined, NaN, tags,
- * integers beyond 2^53…), UNSUPPORTED_VALUE (valid CBOR outside the model) or NON_CANONICAL.
+ * integers beyond 2^53…), BOM or BAD_UTF8 (a text string with a byte-order mark or invalid UTF-8),
+ * UNSUPPORTED_VALUE (valid CBOR outside the model) or NON_CANONICAL.
  */
 export function decodeCanonical(bytes: Uint8Array): CanonicalValue {
   if (!(bytes instanceof Uint8Array)) invalid('NOT_BYTES', `expected bytes, got ${typeof bytes}`)
   // A private copy: decoded byte strings may be views into the buffer we decode.
-  const input = bytes.slice()
+  const input = new Uint8Array(bytes) // a copy, and a plain Uint8Array even for a Buffer (decoded byte strings are views into it)
   let value: unknown
   try {
-    value = cborDecode(input, DECODE_OPTIONS)
+    value = cborDecode(input, { ...DECODE_OPTIONS, tokenizer: strictTextTokenizer(input) })
   } catch (e) {
+    if (isCareLedgerError(e)) throw e
     invalid('MALFORMED', e instanceof Error ? e.message : String(e), e)
   }
   let again: Uint8Array

@@ -1,23 +1,13 @@
 /**
- * How the doctor-view test gets its browser — one place to switch (e.g. to the shared browser
- * helper): Debian's Chromium through playwright-core, as test/cloud/service-console.test.ts does.
+ * How the doctor-view test gets its browser: the shared helper (test/helpers/browser.ts: Debian's
+ * chromium where installed, else the npm one), as a playwright BrowserContext; closing the
+ * context also deletes its throw-away profile.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { chromium, type BrowserContext } from 'playwright-core'
-
-const CHROMIUM = '/usr/bin/chromium'
+import type { BrowserContext } from 'playwright-core'
+import { openBrowser } from '../helpers/browser.ts'
 
 export async function launchBrowser(viewport: { width: number; height: number }): Promise<BrowserContext> {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (CI installs it, see .ci/run)`)
-  const profile = mkdtempSync(join(tmpdir(), 'careledger-chromium-'))
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport,
-  })
-  context.on('close', () => rmSync(profile, { recursive: true, force: true }))
-  return context
+  const browser = await openBrowser({ viewport })
+  browser.context.once('close', () => void browser.close())
+  return browser.context
 }

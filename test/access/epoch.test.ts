@@ -17,6 +17,7 @@ import { patientPseudonym } from '../../shared/protocol/pseudonym.ts'
 import { readKeyFile } from '../../shared/cli/files.ts'
 import { msk } from '../helpers/authority.ts'
 import { careledger } from '../helpers/gateway-process.ts'
+import { writeTestSecret } from '../helpers/test-keys.ts'
 
 const e = (s: string): Epoch => parseEpoch(s)
 const code = (f: () => unknown): string | undefined => {
@@ -96,7 +97,7 @@ describe('keys hold one attribute per month of validity', () => {
 describe('careledger authority keygen', () => {
   const dir = mkdtempSync(join(tmpdir(), 'careledger-keygen-'))
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
-  writeFileSync(join(dir, 'master-secret.key'), encodeMasterSecretKey(msk), { mode: 0o600 })
+  writeTestSecret(join(dir, 'master-secret.key'), encodeMasterSecretKey(msk), 'FABEO master secret key') // sealed, as `authority setup` writes it
 
   it('issues a key valid from this month to --valid-until, and shows it', async () => {
     const now = epochOf(Date.now())

@@ -16,6 +16,7 @@ import { patientPseudonym } from '../../shared/protocol/pseudonym.ts'
 import { currentKey } from '../helpers/authority.ts'
 import { careledger } from '../helpers/gateway-process.ts'
 import { sleep, startMonitors, TestSystem, ward, type AckedMonitor } from '../helpers/system.ts'
+import { readTestSecret } from '../helpers/test-keys.ts'
 
 let sys: TestSystem
 let monitors: AckedMonitor[]
@@ -28,8 +29,10 @@ beforeAll(async () => {
   sys = await TestSystem.start({ label: 'access-read', devices: ward(2), sealIntervalS: 1, blockIntervalS: 0.5 })
   dir = join(sys.root.dir, 'people')
   mkdirSync(dir, { recursive: true })
-  const pk = new Uint8Array(readFileSync(join(sys.dirs.gateway, 'keys', 'pseudonym.key')))
-  writeFileSync(join(dir, 'pseudonym.key'), pk)
+  // The gateway's pseudonym key is sealed under the tests' passphrase: the people's copy stays sealed
+  // (access read opens it under CARELEDGER_PASSPHRASE); the test computes pseudonyms from the opened key.
+  writeFileSync(join(dir, 'pseudonym.key'), readFileSync(join(sys.dirs.gateway, 'keys', 'pseudonym.key')))
+  const pk = readTestSecret(join(sys.dirs.gateway, 'keys', 'pseudonym.key'))
   pseudonym = (p) => patientPseudonym(pk, p)
   const write = (name: string, attrs: readonly string[]) => writeFileSync(join(dir, name), encodeUserKey(currentKey(sys.authority.msk, attrs)), { mode: 0o600 })
   write('doctor.key', ['role:doctor', 'hospital:h1'])

@@ -12,6 +12,7 @@ import { careledger, startTestCloud, tempDataDir } from '../helpers/cloud-proces
 import { startTestEvm, testKeystore, type TestEvm } from '../helpers/evm.ts'
 import { deployedCodeMismatch } from '../../cloud/anchor/contract.ts'
 import { PASSWORD, anchorEvents } from './anchor-helpers.ts'
+import { NO_PASSPHRASE } from '../helpers/test-passphrase.ts'
 import { TestGatewayKey, TestStream } from './chain-helpers.ts'
 
 let evm: TestEvm
@@ -54,7 +55,7 @@ describe('careledger chain anchor-keygen, deploy-anchor, anchor, anchors, verify
     const again = await careledger(['chain', 'anchor-keygen', '-o', keystore], PW)
     expect(again.code).toBe(2)
     expect(again.stderr).toMatch(/exists \(use --force/)
-    const noPassword = await careledger(['chain', 'anchor-keygen', '-o', join(tmp.dir, 'other.json')], { CARELEDGER_ANCHOR_KEYSTORE_PASSWORD: '' })
+    const noPassword = await careledger(['chain', 'anchor-keygen', '-o', join(tmp.dir, 'other.json')], { CARELEDGER_ANCHOR_KEYSTORE_PASSWORD: '', ...NO_PASSPHRASE })
     expect(noPassword.stderr).toMatch(/needs its password: set CARELEDGER_ANCHOR_KEYSTORE_PASSWORD or CARELEDGER_ANCHOR_KEYSTORE_PASSWORD_FILE/)
     // The same account in a keystore with cheap scrypt for the commands below (each would otherwise
     // spend ethers' default scrypt, about a second of CPU, on decrypting it).
@@ -105,7 +106,7 @@ describe('careledger chain anchor-keygen, deploy-anchor, anchor, anchors, verify
     // --skip-envelopes: the fixture's records name envelope CIDs of no stored block (this test is about the anchors).
     const verify = (extra: string[] = []) => careledger(['chain', 'verify', '--data', cloudDir, '--workers', '0', '--skip-envelopes', '--anchors', evm.url, '--anchor-contract', contract, '--anchor-account', account, ...extra])
     const ok = await verify()
-    expect(ok.code).toBe(0)
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0)
     expect(ok.stdout).toMatch(/CareLedger chain verification: INTACT/)
     expect(ok.stdout).toMatch(/anchors: the chain matches every anchor and extends the latest/)
     expect(ok.stdout).toMatch(/latest {5}height 2/)

@@ -52,6 +52,11 @@ describe('anchoring configuration', () => {
     writeFileSync(pwFile, 'from a file\n', { mode: 0o600 })
     expect(anchorPassword({ passwordFile: pwFile }, {})).toBe('from a file')
     expect(anchorPassword({ passwordFile: pwFile }, { CARELEDGER_ANCHOR_KEYSTORE_PASSWORD: 'from env' })).toBe('from env')
+    // else the cloud's key-file passphrase (one passphrase for all of the cloud's secrets), file before value
+    expect(anchorPassword({ passwordFile: null }, { CARELEDGER_PASSPHRASE: 'the cloud passphrase' })).toBe('the cloud passphrase')
+    expect(anchorPassword({ passwordFile: null }, { CARELEDGER_PASSPHRASE_FILE: pwFile, CARELEDGER_PASSPHRASE: 'value' })).toBe('from a file')
+    expect(anchorPassword({ passwordFile: pwFile }, { CARELEDGER_PASSPHRASE: 'value' })).toBe('from a file')
+    expect(() => anchorPassword({ passwordFile: null }, { CARELEDGER_PASSPHRASE: '' })).toThrow(/needs its password/)
     const w = Wallet.createRandom()
     const keystore = join(tmp.dir, 'anchor.json')
     writeFileSync(keystore, await testKeystore(new Wallet(w.privateKey), 'from a file'))

@@ -1,43 +1,30 @@
 /**
- * The console's anchors section in headless Chromium (Debian's /usr/bin/chromium through
- * playwright-core): the anchoring state, the newest anchor with a link to its transaction under
+ * The console's anchors section in headless Chromium (test/helpers/browser.ts: Debian's chromium
+ * where installed, else the npm one; playwright-core drives it): the anchoring state, the newest anchor with a link to its transaction under
  * the configured block-explorer template, and the list of anchors; an RPC outage shows as such.
  * Saves test-output/console-anchors.png.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { chromium, type BrowserContext, type Page } from 'playwright-core'
-import { REPO } from '../helpers/gateway-process.ts'
+import type { Page } from 'playwright-core'
+import { openBrowser, screenshotPath, type TestBrowser } from '../helpers/browser.ts'
 import { anchoredCloud, until, type AnchoredCloud } from './anchor-helpers.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
 let env: AnchoredCloud
-let browser: BrowserContext
+let browser: TestBrowser
 let page: Page
-let profile: string
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (CI installs it, see .ci/run)`)
   env = await anchoredCloud({ flags: { anchorSchedule: '0 0 1 1 *', anchorConfirmations: '2' } })
   env.grow()
   env.cloud.sealNow()
   await env.cloud.anchor!.anchorNow()
   await until(() => env.cloud.anchor!.status().latest, 'a confirmed anchor')
-  profile = mkdtempSync(join(tmpdir(), 'careledger-chromium-'))
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1440, height: 1400 },
-  })
-  page = browser.pages()[0] ?? (await browser.newPage())
+  browser = await openBrowser({ viewport: { width: 1440, height: 1400 } })
+  page = await browser.page()
 })
 
 afterAll(async () => {
   await browser?.close()
-  if (profile) rmSync(profile, { recursive: true, force: true })
   await env?.close()
 })
 
@@ -54,8 +41,7 @@ describe('the console shows the anchors', () => {
     expect(await page.getAttribute('#anchor-latest a', 'rel')).toContain('noopener')
     const rows = await page.$$eval('#anchors-list tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)))
     expect(rows[0]!.slice(0, 2)).toEqual([String(latest.height), 'confirmed'])
-    mkdirSync(join(REPO, 'test-output'), { recursive: true })
-    await page.screenshot({ path: join(REPO, 'test-output', 'console-anchors.png'), fullPage: true })
+    await page.screenshot({ path: screenshotPath('console-anchors'), fullPage: true })
   })
 
   it('an RPC outage shows as retrying, with the error', async () => {

@@ -15,7 +15,7 @@ import { verifyChain } from '../../cloud/chain/verify.ts'
 import { blockHash, decodeBlockHeader, makeBlock } from '../../cloud/chain/block.ts'
 import { decodeRecordContent, encodeRecordContent } from '../../cloud/chain/record.ts'
 import { chameleonAdapt, chameleonVerify, decodeChameleonSecretKey } from '../../shared/crypto/chameleon.ts'
-import { readKeyFile } from '../../shared/cli/files.ts'
+import { readTestSecret } from '../helpers/test-keys.ts'
 import type { CloudKeys } from '../../cloud/keys.ts'
 import { getAs, json, startTestCloud } from '../helpers/cloud-process.ts'
 import { anchorEvents, anchoredCloud, until, type AnchoredCloud } from './anchor-helpers.ts'
@@ -146,7 +146,7 @@ describe('a chain against its anchors', () => {
 
   it('an approved redaction — new content, the regulator\'s adapted opening — leaves every anchored block hash and records root matching', async () => {
     const { path, sql } = copy()
-    const trapdoor = decodeChameleonSecretKey(readKeyFile(keys.files.regulatorSecretKey!)) // development mode: the trapdoor is in <data>/regulator/
+    const trapdoor = decodeChameleonSecretKey(readTestSecret(keys.files.regulatorSecretKey!)) // development mode: the trapdoor is in <data>/regulator/, sealed under the tests' passphrase
     const before = (sql.prepare('SELECT height, hash FROM blocks ORDER BY height').all() as { height: number; hash: Buffer }[]).map((b) => bytesToHex(b.hash))
     // Redact one record of every anchored block: the cloud's receive time corrected by an hour.
     for (const height of ANCHORED) {

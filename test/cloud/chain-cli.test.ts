@@ -8,6 +8,8 @@ import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { chameleonAdapt, chameleonHash, chameleonPublicKey, chameleonVerify, decodeChameleonPublicKey, decodeChameleonSecretKey } from '../../shared/crypto/chameleon.ts'
+import { isSealedSecret } from '../../shared/crypto/sealed-secret.ts'
+import { readSecretKeyFile } from '../../shared/cli/secret-files.ts'
 import { tempDir } from './chain-helpers.ts'
 
 const ROOT = join(import.meta.dirname, '..', '..')
@@ -26,12 +28,15 @@ function careledger(args: string[], env: Record<string, string> = {}): Promise<{
 }
 
 describe('regulator keygen', () => {
-  it('writes a working chameleon key pair, the trapdoor 0600, and never overwrites without --force', async () => {
+  it('writes a working chameleon key pair, the trapdoor sealed and 0600, and never overwrites without --force', async () => {
     const dir = join(tmp.dir, 'regulator')
     const r = await careledger(['regulator', 'keygen', '--out', dir])
     expect(r.status, r.stderr).toBe(0)
     const pub = decodeChameleonPublicKey(new Uint8Array(readFileSync(join(dir, 'chameleon-public.key'))))
-    const sec = decodeChameleonSecretKey(new Uint8Array(readFileSync(join(dir, 'chameleon-secret.key'))))
+    // Sealed under the passphrase (here the tests' CARELEDGER_PASSPHRASE: test/helpers/test-passphrase.ts).
+    const trapdoor = () => readSecretKeyFile(join(dir, 'chameleon-secret.key'), { warnIfUnsealed: false }).then(decodeChameleonSecretKey)
+    expect(isSealedSecret(new Uint8Array(readFileSync(join(dir, 'chameleon-secret.key'))))).toBe(true)
+    const sec = await trapdoor()
     expect(statSync(join(dir, 'chameleon-secret.key')).mode & 0o777).toBe(0o600)
     expect(chameleonPublicKey(sec)).toEqual(pub)
     // The pair works: a hash under the public key is opened to new content by the trapdoor.
@@ -43,10 +48,10 @@ describe('regulator keygen', () => {
     const again = await careledger(['regulator', 'keygen', '--out', dir])
     expect(again.status).toBe(2)
     expect(again.stderr).toContain('already exists')
-    expect(decodeChameleonSecretKey(new Uint8Array(readFileSync(join(dir, 'chameleon-secret.key'))))).toEqual(sec)
+    expect(await trapdoor()).toEqual(sec)
     const forced = await careledger(['regulator', 'keygen', '--out', dir, '--force'])
     expect(forced.status).toBe(0)
-    expect(decodeChameleonSecretKey(new Uint8Array(readFileSync(join(dir, 'chameleon-secret.key'))))).not.toEqual(sec)
+    expect(await trapdoor()).not.toEqual(sec)
   })
 })
 

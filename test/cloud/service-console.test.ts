@@ -1,37 +1,32 @@
 /**
- * The admin console in headless Chromium (Debian's /usr/bin/chromium through playwright-core; no
- * browser is downloaded): load it with an admin token, see a gateway, a stream with its gap
+ * The admin console in headless Chromium (test/helpers/browser.ts: Debian's chromium where
+ * installed, else the npm one; playwright-core drives it): load it with an admin token, see a gateway, a stream with its gap
  * highlighted, a block, a record's inclusion proof checked in the browser, the verification
  * result and the live counters. A record whose manifest policy holds markup must show as text.
  * Saves test-output/console.png (the CI artefact).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { bytesToHex } from '@noble/hashes/utils.js'
-import { chromium, type BrowserContext, type Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import type { Cloud } from '../../cloud/runtime.ts'
-import { REPO } from '../helpers/gateway-process.ts'
+import { openBrowser, screenshotPath, type TestBrowser } from '../helpers/browser.ts'
 import { CID } from 'multiformats/cid'
 import { blockFilePath } from '../../cloud/service/blockstore.ts'
 import { batchBody, resign, sealChain, signedPost, testGateway, testStream } from '../helpers/cloud-batches.ts'
 import { json, startTestCloud, tempDataDir } from '../helpers/cloud-process.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
-const SCREENSHOT = join(REPO, 'test-output', 'console.png')
+const SCREENSHOT = screenshotPath('console')
 const XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
 
 let data: ReturnType<typeof tempDataDir>
 let cloud: Cloud
 let admin: string
-let profile: string
-let browser: BrowserContext
+let browser: TestBrowser
 let page: Page
 let xssRecord: number
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (CI installs it, see .ci/run)`)
   data = tempDataDir('cloud-console')
   cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', verifyIntervalS: '3600' })
   admin = cloud.tokens.create('admin', 'console-admin').token
@@ -62,19 +57,12 @@ beforeAll(async () => {
   expect(cloud.sealNow()).not.toBeNull()
   expect((await cloud.verifyNow())?.ok).toBe(true)
 
-  profile = mkdtempSync(join(tmpdir(), 'careledger-chromium-'))
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1440, height: 1100 },
-  })
-  page = browser.pages()[0] ?? (await browser.newPage())
+  browser = await openBrowser()
+  page = await browser.page()
 })
 
 afterAll(async () => {
   await browser?.close()
-  if (profile) rmSync(profile, { recursive: true, force: true })
   await cloud?.stop()
   data?.cleanup()
 })
@@ -128,7 +116,6 @@ describe('admin console in headless Chromium', () => {
     await expect.poll(() => page.textContent('#proof-verdict')).toBe('inclusion proof verified in this browser (RFC 9162 §2.1.3.2)')
     expect(await page.locator('#record-detail ol.proof li').count()).toBe(3) // 7 leaves: a proof of 3 hashes
 
-    mkdirSync(join(REPO, 'test-output'), { recursive: true })
     await page.screenshot({ path: SCREENSHOT, fullPage: true })
     expect(statSync(SCREENSHOT).size).toBeGreaterThan(20_000)
   })

@@ -14,6 +14,8 @@ import { signingPublicKey } from '../../shared/crypto/sign.ts'
 import { ensureServerCertificate } from '../../gateway/tls.ts'
 import { batchBody, sealChain, signedPost, testGateway, testStream } from '../helpers/cloud-batches.ts'
 import { CloudProcess, careledger, freePorts, json, tempDataDir } from '../helpers/cloud-process.ts'
+import { readTestSecret } from '../helpers/test-keys.ts'
+import { isSealedSecret } from '../../shared/crypto/sealed-secret.ts'
 
 const dirs: Array<ReturnType<typeof tempDataDir>> = []
 const procs: CloudProcess[] = []
@@ -47,7 +49,8 @@ describe('keys', () => {
     const dir = temp('cloud-keys')
     const cloud = await start({ dataDir: dir })
     const keys = join(dir, 'keys')
-    const sk = readFileSync(join(keys, 'cloud-signing.key'))
+    expect(isSealedSecret(new Uint8Array(readFileSync(join(keys, 'cloud-signing.key'))))).toBe(true)
+    const sk = readTestSecret(join(keys, 'cloud-signing.key'))
     expect(sk.length).toBe(32)
     expect(mode(join(keys, 'cloud-signing.key'))).toBe(0o600)
     expect(Buffer.compare(readFileSync(join(keys, 'cloud-signing.pub')), signingPublicKey(sk))).toBe(0)
@@ -63,7 +66,7 @@ describe('keys', () => {
 
     // A restart keeps every key.
     await cloud.restart()
-    expect(Buffer.compare(readFileSync(join(keys, 'cloud-signing.key')), sk)).toBe(0)
+    expect(Buffer.compare(readTestSecret(join(keys, 'cloud-signing.key')), sk)).toBe(0)
     const { body: again } = await registerVia(cloud.url, dir, 'ward-k2')
     expect(again.cloud).toEqual(body.cloud)
     const printed = await careledger(['cloud', 'keys', '--json', '--data', dir])

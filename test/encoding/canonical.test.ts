@@ -176,6 +176,7 @@ describe('canonical encoding (deterministic CBOR, RFC 8949 §4.2.1)', () => {
       ['a sparse array', [1, , 3], '$[1]'], // eslint-disable-line no-sparse-arrays
       ['symbol keys', { [Symbol('k')]: 1 }, '$'],
       ['a cycle', cyclic, '$.self'],
+      ['a string starting with U+FEFF (decoders would drop it as a byte-order mark)', { note: '\ufeffa' }, '$.note'],
     ]
     it.each(cases)('%s', (_, value, path) => {
       expect(errorOf(() => encodeCanonical(value))).toMatchObject({ code: 'INVALID_ARGUMENT', path })
@@ -217,7 +218,10 @@ describe('canonical encoding (deterministic CBOR, RFC 8949 §4.2.1)', () => {
       ['trailing bytes', '0000', 'MALFORMED'],
       ['truncation', '830102', 'MALFORMED'],
       ['nothing', '', 'MALFORMED'],
-      ['invalid UTF-8', '62c328', 'NON_CANONICAL'],
+      ['invalid UTF-8', '62c328', 'BAD_UTF8'],
+      // Issue 8 item 14: cborg's decoder drops a leading byte-order mark, so "\uFEFFa" and "a" were one value.
+      ['a text string starting with a byte-order mark', '64efbbbf61', 'BOM'],
+      ['a map key starting with a byte-order mark', 'a164efbbbf6101', 'BOM'],
     ]
     it.each(cases)('%s', (_, h, reason) => {
       expect(errorOf(() => decodeCanonical(unhex(h)))).toMatchObject({ code: 'INVALID_ENCODING', reason })

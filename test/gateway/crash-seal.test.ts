@@ -11,7 +11,7 @@
  *     exists and decrypts to exactly its readings (all batches, or an even sample when there are many);
  *     and no envelope block is left that no batch names (orphans of interrupted seals are deleted at start).
  */
-import { readdirSync, readFileSync } from 'node:fs'
+import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { bytesToHex } from '@noble/hashes/utils.js'
@@ -25,6 +25,7 @@ import { patientPseudonym } from '../../shared/protocol/pseudonym.ts'
 import { rawCid } from '../../gateway/seal/seal.ts'
 import { enrolInStore, GatewayProcess, tempDataDir } from '../helpers/gateway-process.ts'
 import { batchesOf, gatewayIdentity, sleep, testAuthorityFile, waitFor, withBlocks } from '../helpers/backoffice.ts'
+import { readTestSecret } from '../helpers/test-keys.ts'
 
 const DEVICES = 4
 /** Un-acknowledged messages in flight per device: full speed, but a backlog the sealer (sharing 2 cores with ingest) clears in seconds. */
@@ -106,7 +107,7 @@ it(`seals every acknowledged reading exactly once across ${KILLS} SIGKILLs of a 
   const tRun = Date.now()
 
   const identity = await gatewayIdentity(data.dir, env)
-  const pseudonymKey = new Uint8Array(readFileSync(join(data.dir, 'keys', 'pseudonym.key')))
+  const pseudonymKey = readTestSecret(join(data.dir, 'keys', 'pseudonym.key')) // sealed under the tests' passphrase
   const db = new Database(join(data.dir, 'gateway.db'), { readonly: true })
   try {
     // Stored exactly once.

@@ -12,7 +12,6 @@
  *   · one patient whose readings cannot be sealed does not stop the others (seal_failures_total).
  * MQTTS is on, so the TLS CA is created in the same process that loads the back office.
  */
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { bytesToHex } from '@noble/hashes/utils.js'
@@ -29,6 +28,7 @@ import { patientPseudonym, streamId } from '../../shared/protocol/pseudonym.ts'
 import { rawCid } from '../../gateway/seal/seal.ts'
 import { careledger, connectDevice, enrol, GatewayProcess, tempDataDir, type EnrolledDevice, type TestDevice } from '../helpers/gateway-process.ts'
 import { batchesOf, gatewayIdentity, healthOf, metric, metricsOf, openReadonly, testAuthorityFile, waitFor, withBlocks, type SealedBatchRow } from '../helpers/backoffice.ts'
+import { readTestSecret } from '../helpers/test-keys.ts'
 
 const DEFAULT_POLICY = '(role:doctor AND hospital:h1) OR patient:{patient}'
 const NURSE_POLICY = '(role:nurse AND ward:icu) OR patient:{patient}'
@@ -111,7 +111,7 @@ describe('sealing on a real gateway', () => {
     await d2.end()
 
     expect(identity.authority).toBe(bytesToHex(msk.mpk.id))
-    const pseudonymKey = new Uint8Array(readFileSync(join(data.dir, 'keys', 'pseudonym.key')))
+    const pseudonymKey = readTestSecret(join(data.dir, 'keys', 'pseudonym.key')) // sealed under the tests' passphrase
     const batches = batchesOf(db)
     const byDevice = (id: string) => batches.filter((b) => b.m.device === id)
     expect(byDevice('bed-1').length).toBeGreaterThanOrEqual(2)

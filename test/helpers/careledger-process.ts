@@ -6,6 +6,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { join, resolve } from 'node:path'
+import { applyTestPassphrase } from './test-passphrase.ts'
+
+// Benchmarks use these helpers outside vitest: their processes seal keys under the test passphrase too.
+applyTestPassphrase()
 
 export const REPO = resolve(import.meta.dirname, '../..')
 export const BIN = join(REPO, 'bin/careledger.ts')

@@ -19,9 +19,9 @@ export const SCALAR_BYTES = 32
 /**
  * RFC 9380 §3.1 domain separation tag, unique to this application and version:
  * attribute points are H(attr) = hash_to_curve(DST, "attr\0" ‖ attr) on G1 (SSWU, random oracle).
- * A real hash-to-curve matters: a hash of the form g^h(x) has a known discrete log and lets a
- * key for one attribute be turned into a key for any attribute (the flaw of hashing to g^H(x),
- * as rabe does; see docs/crypto.md).
+ * A real hash-to-curve matters: FABEO's proof models H as a random oracle into G1 (Riepel–Wee,
+ * CCS 2022); a hash of the form g^h(x), as in the `rabe` crate, has a known discrete log and lets a
+ * key for one attribute be turned into a key for any attribute.
  */
 export const ATTRIBUTE_DST = 'CARELEDGER-V01-CS01-with-BLS12381G1_XMD:SHA-256_SSWU_RO_'
 
