@@ -16,7 +16,8 @@
  * the publishers stop — "keeps up" means it seals at least as fast as ingest stores.
  *
  * Memory: besides VmHWM, the RSS is sampled every 250 ms and split at its highest sample into the
- * two V8 heaps (ingest thread, back office), Node's external memory, other native memory and the
+ * two V8 heaps (ingest thread, back office), the back office's WebAssembly memory (mcl-wasm, when
+ * it is the pairing backend), Node's external memory, other native memory and the
  * file-backed pages of the node binary.
  *
  *   node bench/ingest.ts [--per-device 30000] [--window 100] [--generators 2] [--warmup 3000]
@@ -123,6 +124,8 @@ interface MemorySample {
   fileMb: number
   ingestHeapMb: number
   backofficeHeapMb: number
+  /** WebAssembly memory of the back office's pairing backend (mcl-wasm), outside both V8 heaps. */
+  backofficeWasmMb: number
   externalMb: number
 }
 
@@ -139,7 +142,7 @@ class MemorySampler {
     if (this.peak && rssMb <= this.peak.rssMb) return
     const text = await (await fetch(`${httpUrl}/metrics`)).text()
     const v = (name: string) => Number(new RegExp(`^careledger_gateway_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN) / 2 ** 20
-    this.peak = { rssMb, anonMb: kb('RssAnon'), fileMb: kb('RssFile'), ingestHeapMb: v('nodejs_heap_size_total_bytes'), backofficeHeapMb: v('backoffice_heap_bytes'), externalMb: v('nodejs_external_memory_bytes') }
+    this.peak = { rssMb, anonMb: kb('RssAnon'), fileMb: kb('RssFile'), ingestHeapMb: v('nodejs_heap_size_total_bytes'), backofficeHeapMb: v('backoffice_heap_bytes'), backofficeWasmMb: v('backoffice_wasm_bytes'), externalMb: v('nodejs_external_memory_bytes') }
   }
   stop(): MemorySample | null {
     clearInterval(this.#timer)
@@ -362,7 +365,7 @@ if (gw.memoryAtPeak) {
   const m = gw.memoryAtPeak
   console.log(
     `gateway memory at its highest sampled RSS (${f(m.rssMb, 1)} MB): anonymous ${f(m.anonMb, 1)} MB (V8 heaps: ingest thread ${f(m.ingestHeapMb, 1)} MB, ` +
-      `back office ${f(m.backofficeHeapMb, 1)} MB; Node external ${f(m.externalMb, 1)} MB; the rest is native: SQLite, malloc, thread stacks) + file-backed ${f(m.fileMb, 1)} MB (node binary, libraries)`,
+      `back office ${f(m.backofficeHeapMb, 1)} MB + WebAssembly (pairing backend) ${f(m.backofficeWasmMb, 1)} MB; Node external ${f(m.externalMb, 1)} MB; the rest is native: SQLite, malloc, thread stacks) + file-backed ${f(m.fileMb, 1)} MB (node binary, libraries)`,
   )
 }
 console.log(`load average (1 min) before/after: ${load0.toFixed(2)} / ${os.loadavg()[0]!.toFixed(2)} — figures from a shared or busy machine vary; CPU µs per reading varies least`)

@@ -13,11 +13,22 @@ import { cloudCommand } from '../cloud/cli.ts'
 import { devicesCommand } from '../devices/cli.ts'
 import { chainCommand, regulatorCommand } from '../cloud/chain/cli.ts'
 import { accessCommand, researchCommand } from '../clients/cli.ts'
+import { CRYPTO_BACKEND_ENV, CRYPTO_BACKEND_FLAG, CRYPTO_BACKEND_HELP, cryptoBackendChoice, initCrypto } from '../shared/cli/crypto-backend.ts'
 
 const program = new Command('careledger')
   .description('CareLedger: bedside vital signs sealed at the edge (CP-ABE), committed to a redactable chain in the cloud')
   .version(process.env.npm_package_version ?? '0.1.0')
   .showHelpAfterError()
+  .option(CRYPTO_BACKEND_FLAG, CRYPTO_BACKEND_HELP)
+  // The pairing backend: checked before any command runs and handed to threads and child processes.
+  // The services load it (the gateway's back office, the cloud); a one-shot command loads it only
+  // when asked to by name — with `auto` it keeps noble, quicker than loading mcl for one operation.
+  .hook('preAction', async (_root, action) => {
+    const choice = cryptoBackendChoice(program.opts<{ cryptoBackend?: string }>().cryptoBackend)
+    process.env[CRYPTO_BACKEND_ENV] = choice
+    const gatewayStart = action.name() === 'start' && action.parent?.name() === 'gateway'
+    if (choice !== 'auto' && !gatewayStart) await initCrypto(choice)
+  })
 
 program.addCommand(startCommand())
 program.addCommand(authorityCommand())

@@ -16,6 +16,11 @@
  * | `CARELEDGER_CLOUD_MAX_BATCH_BYTES` | `--max-batch-bytes <n>` | `2097152` | body limit of `POST /v1/batches` (413 PAYLOAD_TOO_LARGE beyond); `POST /v1/batches/bulk` is fixed at 16 MiB by docs/api.md |
  * | `CARELEDGER_CLOUD_PUBLIC_IPFS` | `--public-ipfs <yes/no>` | `no` | serve `GET /ipfs/{cid}` (the IPFS trustless gateway) without a token: every envelope is then public ciphertext (docs/security.md §IPFS) |
  * | `CARELEDGER_CLOUD_TRANSFORM_WORKERS` | `--transform-workers <n>` | `1` | worker threads for outsourced decryption (`POST /v1/transform`, 3 pairings per record) |
+ * | `CARELEDGER_CLOUD_MAX_INFLIGHT_BYTES` | `--max-inflight-bytes <n>` | `67108864` | signed request bodies being read at once, all gateways together (503 OVERLOADED beyond; at least 16 MiB) |
+ * | `CARELEDGER_CLOUD_MAX_INFLIGHT_GATEWAY_BYTES` | `--max-inflight-gateway-bytes <n>` | `16777216` | the same for one gateway (429 TOO_MANY_REQUESTS beyond; at least 16 MiB) |
+ * | `CARELEDGER_CLOUD_MAX_CONNECTIONS` | `--max-connections <n>` | `1000` | open connections to the API (the ones beyond are closed) |
+ * | `CARELEDGER_CLOUD_MAX_CONNECTIONS_PER_ADDRESS` | `--max-connections-per-address <n>` | `100` | open connections from one remote address; `0` = no such cap (behind a reverse proxy) |
+ * | `CARELEDGER_CLOUD_SCRUB_INTERVAL_S` | `--scrub-interval-s <s>` | `86400` | seconds between scrubs of the envelope blockstore (every block re-hashed against its CID); `0` disables them |
  * | `CARELEDGER_LOG_LEVEL` | `--log-level <level>` | `info` | pino level: fatal, error, warn, info, debug, trace, silent |
  * | `CARELEDGER_ANCHOR_*` | `--anchor-*` | off | anchoring the chain head to an EVM chain: cloud/anchor/config.ts |
  *
@@ -46,8 +51,14 @@ export interface CloudConfig {
   readonly tls: { readonly certFile: string; readonly keyFile: string } | null
   /** Regulator's chameleon public key file; null = development mode. */
   readonly chameleonPublicKeyFile: string | null
-  readonly chain: { readonly blockIntervalMs: number; readonly verifyIntervalMs: number; readonly verifyWorkers: number }
-  readonly limits: { readonly batchBytes: number; readonly bulkBytes: number; readonly bulkBatches: number }
+  readonly chain: { readonly blockIntervalMs: number; readonly verifyIntervalMs: number; readonly verifyWorkers: number; readonly scrubIntervalMs: number }
+  readonly limits: {
+    readonly batchBytes: number
+    readonly bulkBytes: number
+    readonly bulkBatches: number
+    readonly inflight: { readonly totalBytes: number; readonly gatewayBytes: number }
+    readonly connections: { readonly max: number; readonly perAddress: number }
+  }
   /** Reading records back (cloud/retrieval/): the IPFS trustless gateway and outsourced decryption. */
   readonly retrieval: { readonly publicIpfs: boolean; readonly transformWorkers: number }
   readonly log: { readonly level: LogLevel }
@@ -68,6 +79,11 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'limits.batchBytes', env: 'CARELEDGER_CLOUD_MAX_BATCH_BYTES', flag: '--max-batch-bytes <n>', option: 'maxBatchBytes', default: String(2 * 1024 * 1024), doc: 'body limit of POST /v1/batches, bytes' },
   { path: 'retrieval.publicIpfs', env: 'CARELEDGER_CLOUD_PUBLIC_IPFS', flag: '--public-ipfs <yes/no>', option: 'publicIpfs', default: 'no', doc: 'serve /ipfs/{cid} without a token' },
   { path: 'retrieval.transformWorkers', env: 'CARELEDGER_CLOUD_TRANSFORM_WORKERS', flag: '--transform-workers <n>', option: 'transformWorkers', default: '1', doc: 'worker threads for outsourced decryption' },
+  { path: 'limits.inflightBytes', env: 'CARELEDGER_CLOUD_MAX_INFLIGHT_BYTES', flag: '--max-inflight-bytes <n>', option: 'maxInflightBytes', default: String(64 * 1024 * 1024), doc: 'signed request bodies being read at once, all gateways, bytes' },
+  { path: 'limits.inflightGatewayBytes', env: 'CARELEDGER_CLOUD_MAX_INFLIGHT_GATEWAY_BYTES', flag: '--max-inflight-gateway-bytes <n>', option: 'maxInflightGatewayBytes', default: String(BULK_MAX_BYTES), doc: 'the same for one gateway, bytes' },
+  { path: 'limits.maxConnections', env: 'CARELEDGER_CLOUD_MAX_CONNECTIONS', flag: '--max-connections <n>', option: 'maxConnections', default: '1000', doc: 'open connections to the API' },
+  { path: 'limits.maxConnectionsPerAddress', env: 'CARELEDGER_CLOUD_MAX_CONNECTIONS_PER_ADDRESS', flag: '--max-connections-per-address <n>', option: 'maxConnectionsPerAddress', default: '100', doc: 'open connections from one address (0: no cap)' },
+  { path: 'chain.scrubIntervalS', env: 'CARELEDGER_CLOUD_SCRUB_INTERVAL_S', flag: '--scrub-interval-s <s>', option: 'scrubIntervalS', default: '86400', doc: 'seconds between blockstore scrubs (0 disables)' },
   { path: 'log.level', env: 'CARELEDGER_LOG_LEVEL', flag: '--log-level <level>', option: 'logLevel', default: 'info', doc: 'log level' },
   ...ANCHOR_SETTINGS,
 ]
@@ -85,8 +101,15 @@ const RawSchema = z
       blockIntervalS: seconds(0.05, 3600),
       verifyIntervalS: seconds(0, 7 * 24 * 3600).refine((s) => s === 0 || s >= 1, 'must be 0 (disabled) or at least 1'),
       verifyWorkers: z.coerce.number().int().min(0).max(256),
+      scrubIntervalS: seconds(0, 30 * 24 * 3600).refine((s) => s === 0 || s >= 1, 'must be 0 (disabled) or at least 1'),
     }),
-    limits: z.object({ batchBytes: z.coerce.number().int().min(1024).max(BULK_MAX_BYTES) }),
+    limits: z.object({
+      batchBytes: z.coerce.number().int().min(1024).max(BULK_MAX_BYTES),
+      inflightBytes: z.coerce.number().int().min(BULK_MAX_BYTES, 'must be at least 16777216 (one bulk upload)').max(2 ** 40),
+      inflightGatewayBytes: z.coerce.number().int().min(BULK_MAX_BYTES, 'must be at least 16777216 (one bulk upload)').max(2 ** 40),
+      maxConnections: z.coerce.number().int().min(1).max(1_000_000),
+      maxConnectionsPerAddress: z.coerce.number().int().min(0).max(1_000_000),
+    }),
     retrieval: z.object({
       publicIpfs: z.enum(['yes', 'no', 'true', 'false', '1', '0'], 'must be yes or no').transform((v) => v === 'yes' || v === 'true' || v === '1'),
       transformWorkers: z.coerce.number().int().min(1).max(64),
@@ -119,8 +142,19 @@ export function loadCloudConfig(flags: Readonly<Record<string, unknown>> = {}, e
     http: { host: r.http.host, port: r.http.port },
     tls: r.tls.certFile !== undefined && r.tls.keyFile !== undefined ? { certFile: resolve(r.tls.certFile), keyFile: resolve(r.tls.keyFile) } : null,
     chameleonPublicKeyFile: r.chameleonPublicKeyFile === undefined ? null : resolve(r.chameleonPublicKeyFile),
-    chain: { blockIntervalMs: Math.round(r.chain.blockIntervalS * 1000), verifyIntervalMs: Math.round(r.chain.verifyIntervalS * 1000), verifyWorkers: r.chain.verifyWorkers },
-    limits: { batchBytes: r.limits.batchBytes, bulkBytes: BULK_MAX_BYTES, bulkBatches: BULK_MAX_BATCHES },
+    chain: {
+      blockIntervalMs: Math.round(r.chain.blockIntervalS * 1000),
+      verifyIntervalMs: Math.round(r.chain.verifyIntervalS * 1000),
+      verifyWorkers: r.chain.verifyWorkers,
+      scrubIntervalMs: Math.round(r.chain.scrubIntervalS * 1000),
+    },
+    limits: {
+      batchBytes: r.limits.batchBytes,
+      bulkBytes: BULK_MAX_BYTES,
+      bulkBatches: BULK_MAX_BATCHES,
+      inflight: { totalBytes: r.limits.inflightBytes, gatewayBytes: r.limits.inflightGatewayBytes },
+      connections: { max: r.limits.maxConnections, perAddress: r.limits.maxConnectionsPerAddress },
+    },
     retrieval: { publicIpfs: r.retrieval.publicIpfs, transformWorkers: r.retrieval.transformWorkers },
     log: { level: r.log.level },
     anchor: anchorConfigFrom(r.anchor),

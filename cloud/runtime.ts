@@ -14,7 +14,10 @@
  *   prune-nonces   every minute: forget request nonces whose timestamps can no longer pass
  *   anchor         when anchoring is on (cloud/anchor/service.ts): node-cron on
  *                  CARELEDGER_ANCHOR_SCHEDULE, and a timer following the anchor in flight
+ *   scrub-blocks   every CARELEDGER_CLOUD_SCRUB_INTERVAL_S: every envelope block re-hashed against
+ *                  its CID; damage is alerted on and a resend asked of its gateway (service/scrub.ts)
  */
+import { cryptoBackendChoice, cryptoLogFields, cryptoSelection, initCrypto } from '../shared/cli/crypto-backend.ts'
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
@@ -34,6 +37,10 @@ import type { ServiceContext } from './service/context.ts'
 import { every, type Job } from './service/jobs.ts'
 import { createCloudMetrics } from './service/metrics.ts'
 import { RateWindow } from './service/rate.ts'
+import { InflightBudget } from './service/inflight.ts'
+import { InstructionStore } from './service/instructions.ts'
+import { DamageLog, withDamage } from './service/envelope-damage.ts'
+import { scrubBlockstore, type ScrubResult } from './service/scrub.ts'
 import { VerificationLog, type VerificationResult } from './service/verification.ts'
 
 export interface StartOptions {
@@ -54,6 +61,8 @@ export interface Cloud extends ServiceContext {
   sealNow(): BlockSummary | null
   /** Run a full chain verification now and keep its result. */
   verifyNow(): Promise<VerificationResult | null>
+  /** Re-hash every envelope block now (the scheduled scrub does this every interval). */
+  scrubNow(): Promise<ScrubResult>
   stop(): Promise<void>
 }
 
@@ -63,6 +72,7 @@ const urlHost = (host: string): string => (host === '0.0.0.0' ? '127.0.0.1' : ho
 
 export async function startCloud(config: CloudConfig, opts: StartOptions = {}): Promise<Cloud> {
   const logger = opts.logger ?? pino({ level: config.log.level, base: { service: 'careledger-cloud', pid: process.pid } })
+  await initCrypto(cryptoBackendChoice(undefined)) // the pairing backend (CARELEDGER_CRYPTO_BACKEND, default auto)
   const now = opts.now ?? Date.now
   const startedAt = now()
   const cleanups: Array<() => unknown> = []
@@ -102,6 +112,9 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       nonces: new NonceStore(db),
       verification: new VerificationLog(db),
       ingestRate: new RateWindow(),
+      inflight: new InflightBudget(config.limits.inflight),
+      instructions: new InstructionStore(db, keys.signingSecretKey),
+      damage: new DamageLog(db),
       metrics,
       anchor,
       logger,
@@ -134,18 +147,20 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     cleanups.push(() => pool.close())
     const verifyNow = async (): Promise<VerificationResult | null> => {
       const t0 = performance.now()
-      const report = await verifyChain(config.paths.db, {
+      // The blocks themselves are re-hashed by the scrub (their damage is added here), not every run.
+      const chainReport = await verifyChain(config.paths.db, {
         chameleonPublicKey: keys.chameleonPublicKey,
         signingPublicKey: keys.signingPublicKey,
         pool,
         cache,
         ...(knownHead ? { expectHead: knownHead } : {}),
       })
+      const report = withDamage(chainReport, ctx.damage.open())
       ctx.verification.record(report)
       metrics.verificationOk.set(report.ok ? 1 : 0)
       metrics.verificationTime.set(report.checkedAt / 1000)
       metrics.verificationSeconds.observe((performance.now() - t0) / 1000)
-      if (report.ok) {
+      if (chainReport.ok) {
         if (report.head && (!knownHead || report.head.height >= knownHead.height)) knownHead = report.head
         logger.info({ event: 'chain_verified', blocks: report.blocks, records: report.records, ms: report.durationMs }, 'chain verified')
       } else {
@@ -159,13 +174,19 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       every('prune-nonces', NONCE_PRUNE_MS, () => ctx.nonces.prune(now()), { logger }),
     ]
     if (config.chain.verifyIntervalMs > 0) jobs.push(every('verify-chain', config.chain.verifyIntervalMs, verifyNow, { logger, runAtStart: true }))
+    const verifyJob = jobs.find((j) => j.name === 'verify-chain')
+    ctx.onDamageChange = () => void (verifyJob ? verifyJob.runNow() : verifyNow()).catch(() => {})
+    metrics.envelopesDamaged.set(ctx.damage.openCount())
+    const scrubNow = (): Promise<ScrubResult> => scrubBlockstore(ctx, { onChange: ctx.onDamageChange })
+    if (config.chain.scrubIntervalMs > 0) jobs.push(every('scrub-blocks', config.chain.scrubIntervalMs, scrubNow, { logger }))
     cleanups.push(() => Promise.all(jobs.map((j) => j.stop())))
 
     // ── HTTP ─────────────────────────────────────────────────────────────────────────────────
     const https = config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : null
     const app = await buildApp(ctx, { https })
     cleanups.push(() => app.close())
-    await app.listen({ host: config.http.host, port: config.http.port })
+    // A deep accept queue: a connection flood must not crowd out the SYNs of gateways (Node defaults to 511).
+    await app.listen({ host: config.http.host, port: config.http.port, backlog: 2048 })
     const addr = app.server.address()
     const port = typeof addr === 'object' && addr ? addr.port : config.http.port
     const url = `${https ? 'https' : 'http'}://${urlHost(config.http.host)}:${port}`
@@ -193,10 +214,10 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       })())
 
     logger.info(
-      { event: 'cloud_ready', url, dataDir: config.dataDir, signingKey: keys.signingKeyId, chameleonKey: keys.chameleonKeyId, developmentRegulator: keys.developmentRegulator, height: chain.stats().height },
+      { event: 'cloud_ready', url, dataDir: config.dataDir, signingKey: keys.signingKeyId, chameleonKey: keys.chameleonKeyId, developmentRegulator: keys.developmentRegulator, height: chain.stats().height, crypto: cryptoLogFields(cryptoSelection()) },
       `cloud ready at ${url}`,
     )
-    return { ...ctx, url, host: config.http.host, port, app, sealNow, verifyNow, stop }
+    return Object.assign(ctx, { url, host: config.http.host, port, app, sealNow, verifyNow, scrubNow, stop })
   } catch (e) {
     await undo()
     throw e

@@ -49,7 +49,7 @@ import { NextToLast } from 'blockstore-fs/sharding'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { decodeMasterSecretKey, encodeMasterSecretKey } from '../../shared/crypto/abe/codec.ts'
 import { decodeCanonical, encodeCanonical } from '../../shared/encoding/canonical.ts'
-import { signRequest, verifyRequestSignature } from '../../shared/protocol/request-signing.ts'
+import { bodyMatches, readRequestCredentials, signRequest, verifyRequestSignature } from '../../shared/protocol/request-signing.ts'
 import type { Reading } from '../../shared/schema/reading.ts'
 import { PatientModel } from '../../devices/simulator/physiology.ts'
 import { openGatewayDb } from '../../gateway/store/db.ts'
@@ -500,13 +500,13 @@ export async function stageCosts(o: BacklogOptions, p: Prepared): Promise<{ stag
     server.close()
 
     // cloud: the service's stages, in its order, each over every body.
-    const signed = sample.map((body) => ({ body, ts: Date.now(), nonce: 'ab'.repeat(16), sig: new Uint8Array(0) }))
-    for (const s of signed) {
-      const h = signRequest(identity.secretKey, { method: 'POST', path: '/v1/batches/bulk', body: s.body, timestamp: s.ts, nonce: s.nonce })
-      s.sig = new Uint8Array(Buffer.from(h['CareLedger-Signature'], 'base64'))
-    }
-    await timed('cloud', 'request authentication (SHA-256 of the body, Ed25519)', n, () => {
-      for (const s of signed) if (!verifyRequestSignature(identity.publicKey, { method: 'POST', path: '/v1/batches/bulk', body: s.body, timestamp: s.ts, nonce: s.nonce }, s.sig)) throw new Error('request signature')
+    const signed = sample.map((body) => ({ body, headers: signRequest(identity.secretKey, { method: 'POST', path: '/v1/batches/bulk', body }) as Record<string, string> }))
+    await timed('cloud', 'request authentication (Ed25519 over the signed headers, SHA-256 of the body)', n, () => {
+      for (const s of signed) {
+        const c = readRequestCredentials({ ...s.headers, 'content-length': String(s.body.length) })
+        const fields = { method: 'POST', path: '/v1/batches/bulk', gatewayId: c.gatewayId, timestamp: c.timestamp, nonce: c.nonce, contentLength: c.contentLength, contentDigest: c.contentDigest }
+        if (!verifyRequestSignature(identity.publicKey, fields, c.signature) || !bodyMatches(s.body, c)) throw new Error('request signature')
+      }
     })
     const items = await timed('cloud', 'CBOR decode of the body, items typed', n, () => sample.flatMap((b) => readBulk(decodeBody(b), 500).map((x, i) => readUpload(x, `batches[${i}]`))))
     const receivedAt = Date.now()

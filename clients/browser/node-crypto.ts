@@ -1,13 +1,13 @@
 /**
  * `node:crypto` for the browser bundle of the console's doctor view (cloud/console/bundle.ts
  * aliases it in): the few calls shared/ makes, on audited libraries — AES-256-GCM from
- * @noble/ciphers, SHA-256 from @noble/hashes — so the browser runs the very same envelope, Merkle
+ * @noble/ciphers, SHA-256 and SHA-512 from @noble/hashes — so the browser runs the very same envelope, Merkle
  * and signature code as Node, not a second implementation of it. Ed25519's OpenSSL fast path
  * (shared/crypto/sign.ts) answers "not verified here" so that noble decides, as it does whenever
  * OpenSSL says no.
  */
 import { gcm } from '@noble/ciphers/aes.js'
-import { sha256 } from '@noble/hashes/sha2.js'
+import { sha256, sha512 } from '@noble/hashes/sha2.js'
 import { concatBytes } from '@noble/hashes/utils.js'
 
 const GCM = 'aes-256-gcm'
@@ -76,14 +76,20 @@ export function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0
 }
 
+/** The digests shared/ asks node:crypto for: SHA-256 (Merkle, envelope) and SHA-512 (chameleon, RFC 9496 hash-to-group). */
+const DIGESTS = { sha256, sha512 } as const
+function digestFor(algorithm: string): (typeof DIGESTS)[keyof typeof DIGESTS] {
+  const d = DIGESTS[algorithm as keyof typeof DIGESTS]
+  if (!d) throw new Error(`node:crypto in the browser: only ${Object.keys(DIGESTS).join(', ')} are available, not ${algorithm}`)
+  return d
+}
+
 export function hash(algorithm: string, data: Uint8Array): Uint8Array {
-  if (algorithm !== 'sha256') throw new Error(`node:crypto in the browser: only sha256 is available, not ${algorithm}`)
-  return sha256(data)
+  return digestFor(algorithm)(data)
 }
 
 export function createHash(algorithm: string) {
-  if (algorithm !== 'sha256') throw new Error(`node:crypto in the browser: only sha256 is available, not ${algorithm}`)
-  const h = sha256.create()
+  const h = digestFor(algorithm).create()
   const self = {
     update: (d: Uint8Array | string) => (h.update(typeof d === 'string' ? new TextEncoder().encode(d) : d), self),
     digest: () => h.digest(),

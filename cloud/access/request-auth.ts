@@ -3,16 +3,19 @@
  *
  *   people   `Authorization: Bearer clt_…` (RFC 6750 §2.1) → a principal with a role, checked
  *            against the endpoint's group in roles.ts (401 UNAUTHENTICATED / 403 FORBIDDEN).
- *   gateways the four CareLedger-* headers (shared/protocol/request-signing.ts), in two steps so a
+ *   gateways the signed headers (shared/protocol/request-signing.ts, version 2), in two steps so a
  *            stranger's body is never read:
- *              checkGatewayHeaders   before the body: headers present and well-formed, timestamp
- *                                    within ±5 min, gateway registered and not revoked, nonce unseen
- *              verifyGatewayRequest  after the body: Ed25519 signature over method, target, body
- *                                    hash, timestamp and nonce; then the nonce is claimed atomically
+ *              checkGatewayHeaders   before the body: headers present and well-formed, signature
+ *                                    version 2, timestamp within ±5 min, gateway registered and
+ *                                    not revoked, nonce unseen, Ed25519 signature over method,
+ *                                    target, gateway, timestamp, nonce, body length and
+ *                                    Content-Digest
+ *              checkGatewayBody      after the body: its length and SHA-256 are the signed ones;
+ *                                    then the nonce is claimed atomically
  *            A refused request stores nothing — the nonce is claimed only once the signature verifies.
  */
 import { isCareLedgerError } from '../../shared/errors.ts'
-import { isFreshRequest, readRequestCredentials, REQUEST_WINDOW_MS, verifyRequestSignature, type RequestCredentials } from '../../shared/protocol/request-signing.ts'
+import { bodyMatches, isFreshRequest, readRequestCredentials, REQUEST_WINDOW_MS, verifyRequestSignature, type RequestCredentials } from '../../shared/protocol/request-signing.ts'
 import { ApiError } from '../service/errors.ts'
 import type { GatewayInfo, GatewayRegistry } from './gateways.ts'
 import type { NonceStore } from './nonces.ts'
@@ -47,15 +50,18 @@ export interface GatewayAuthDeps {
 
 type Headers = Readonly<Record<string, string | readonly string[] | undefined>>
 
-/** Step 1, before the body is read. */
-export function checkGatewayHeaders(deps: GatewayAuthDeps, headers: Headers, now: number): GatewayCredentials {
+/** Step 1, before the body is read: everything but the body itself. */
+export function checkGatewayHeaders(deps: GatewayAuthDeps, req: { method: string; url: string; headers: Headers }, now: number): GatewayCredentials {
   let creds: RequestCredentials
   try {
-    creds = readRequestCredentials(headers)
+    creds = readRequestCredentials(req.headers)
   } catch (e) {
     if (!isCareLedgerError(e)) throw e
     const header = e.info.header as string | undefined
-    const unsigned = e.info.reason === 'MISSING'
+    if (e.info.reason === 'VERSION') {
+      throw new ApiError('UNSUPPORTED_SIGNATURE', e.message.replace(/^signed request: /, ''), { header, version: e.info.version, supported: [2] })
+    }
+    const unsigned = e.info.reason === 'MISSING' && header === 'CareLedger-Gateway'
     throw new ApiError('UNAUTHENTICATED', unsigned ? `unsigned request: ${e.message.replace(/^signed request: /, '')}; gateway requests must be signed` : e.message, {
       header,
     })
@@ -74,25 +80,28 @@ export function checkGatewayHeaders(deps: GatewayAuthDeps, headers: Headers, now
     throw new ApiError('UNKNOWN_GATEWAY', known ? `gateway ${creds.gatewayId} has been revoked` : `gateway ${creds.gatewayId} is not registered`, { gatewayId: creds.gatewayId })
   }
   if (deps.nonces.seen(creds.gatewayId, creds.nonce, now)) throw replayed(creds)
+  const signed = { method: req.method, path: req.url, gatewayId: creds.gatewayId, timestamp: creds.timestamp, nonce: creds.nonce, contentLength: creds.contentLength, contentDigest: creds.contentDigest }
+  if (!verifyRequestSignature(gateway.publicKey, signed, creds.signature)) {
+    throw new ApiError(
+      'BAD_SIGNATURE',
+      `the request signature does not verify under gateway ${creds.gatewayId}'s key (signed, version 2: method, target "${req.url.slice(0, 200)}", gateway, timestamp, nonce, Content-Length ${creds.contentLength}, Content-Digest)`,
+      { gatewayId: creds.gatewayId },
+    )
+  }
   return { ...creds, gateway }
 }
 
-/** Step 2, with the exact body bytes: the signature, then the nonce is claimed. */
-export function verifyGatewayRequest(
-  deps: GatewayAuthDeps,
-  creds: GatewayCredentials,
-  req: { method: string; url: string; body: Uint8Array },
-  now: number,
-): GatewayInfo {
-  const ok = verifyRequestSignature(creds.gateway.publicKey, { method: req.method, path: req.url, body: req.body, timestamp: creds.timestamp, nonce: creds.nonce }, creds.signature)
-  if (!ok) {
-    throw new ApiError('BAD_SIGNATURE', `the request signature does not verify under gateway ${creds.gatewayId}'s key (signed: method, target "${req.url}", SHA-256 of the body, timestamp, nonce)`, {
+/** Step 2, with the exact body bytes: they are what the signed length and Content-Digest describe; then the nonce is claimed. */
+export function checkGatewayBody(deps: GatewayAuthDeps, creds: GatewayCredentials, body: Uint8Array, now: number): GatewayInfo {
+  if (!bodyMatches(body, creds)) {
+    throw new ApiError('BAD_DIGEST', `the body (${body.length} bytes) is not the one signed: it must be ${creds.contentLength} bytes with Content-Digest ${creds.contentDigest}`, {
       gatewayId: creds.gatewayId,
+      header: 'Content-Digest',
     })
   }
-  const windowMs = deps.windowMs ?? REQUEST_WINDOW_MS
-  // Remember the nonce as long as a replay's timestamp could still pass the clock check.
-  if (!deps.nonces.claim(creds.gatewayId, creds.nonce, creds.timestamp + windowMs + 1000, now)) throw replayed(creds)
+  // Remember the nonce as long as a replay's timestamp could still pass the clock check. Claimed
+  // atomically: of two copies of one request read at the same time, only one passes.
+  if (!deps.nonces.claim(creds.gatewayId, creds.nonce, creds.timestamp + (deps.windowMs ?? REQUEST_WINDOW_MS) + 1000, now)) throw replayed(creds)
   return creds.gateway
 }
 

@@ -8,7 +8,7 @@
  * CARELEDGER_CLOUD_DATA, else ./.careledger/cloud.
  */
 import { chmodSync, existsSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { Command, Option } from 'commander'
 import { hexToBytes } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../../shared/errors.ts'
@@ -42,6 +42,13 @@ function formatFailure(f: VerificationFailure): string {
   return `  ${f.kind.padEnd(18)} ${where.padEnd(26)} ${f.message}`
 }
 
+/** How far the block-signing key can be trusted, by where it came from (issue: an auditor must see when it is not independent). */
+const KEY_SOURCE: Record<string, string> = {
+  argument: 'given with --signing-key: independent of the audited data',
+  'data-directory': 'NOT INDEPENDENT: read from the audited data directory itself (keys/cloud-signing.pub), so whoever could rewrite the chain could replace it too — pass --signing-key with a key obtained outside this cloud',
+  database: 'UNTRUSTED: read from the database itself — pass --signing-key to check against a key you trust',
+}
+
 /** The report as people read it. */
 export function formatReport(r: VerificationReport, source: string): string {
   const lines: string[] = []
@@ -50,8 +57,8 @@ export function formatReport(r: VerificationReport, source: string): string {
   lines.push(`  source     ${source}`)
   lines.push(`  blocks     ${n(r.blocks)}${r.head ? ` (head: height ${r.head.height}, hash ${r.head.hash})` : ''}`)
   lines.push(`  records    ${n(r.records)}: ${n(r.sealedRecords)} sealed, ${n(r.pendingRecords)} pending; ${n(r.streams)} streams`)
-  const keySource = r.signingKeys.source === 'argument' ? 'trusted, given' : 'UNTRUSTED: read from the database itself — pass --signing-key to check against a key you trust'
-  lines.push(`  keys       chameleon ${r.chameleonKey}; block signing ${r.signingKeys.ids.join(', ') || 'none'} (${keySource})`)
+  lines.push(`  keys       chameleon ${r.chameleonKey}; block signing ${r.signingKeys.ids.join(', ') || 'none'} (${KEY_SOURCE[r.signingKeys.source] ?? r.signingKeys.source})`)
+  lines.push(`  envelopes  ${r.envelopes ? `${n(r.envelopes.checked)} blocks re-hashed against their CIDs (${n(Math.round(r.envelopes.bytes / 1024))} KiB)` : 'not checked (--skip-envelopes, or no blockstore)'}`)
   const rate = r.durationMs > 0 ? ` (${n(Math.round((r.recordsChecked / r.durationMs) * 1000))} records/s)` : ''
   lines.push(`  checked    ${n(r.recordsChecked)} records${r.recordsCached ? ` (+${n(r.recordsCached)} unchanged since a previous run)` : ''} in ${(r.durationMs / 1000).toFixed(2)} s on ${r.workers || 'no'} worker thread${r.workers === 1 ? '' : 's'}${rate}`)
   if (!r.ok) {
@@ -74,6 +81,8 @@ interface VerifyFlags extends AnchorVerifyFlags {
   json?: boolean
   url?: string
   token?: string
+  blocks?: string
+  skipEnvelopes?: boolean
 }
 
 async function verifyRemote(url: string, token: string | undefined, json: boolean): Promise<boolean> {
@@ -108,6 +117,8 @@ export function chainCommand(): Command {
     .option('--workers <n>', 'record-checking threads (default: one per core; 0 = none)')
     .option('--batch-size <n>', `records whose chameleon openings are checked as one batch (default ${DEFAULT_BATCH_SIZE})`)
     .option('--expect-head <height:hash>', 'a block hash known from elsewhere; detects truncation and rewritten history')
+    .option('--blocks <dir>', 'the envelope blockstore whose blocks are re-hashed against their CIDs (default <data>/blocks, or blocks/ beside --db)')
+    .option('--skip-envelopes', 'do not re-hash the envelope blocks (faster: reads no ciphertext)')
     .option('--json', 'print the report as JSON')
     .option('--url <cloud>', "ask a running cloud for its latest verification (GET /v1/chain/verification) instead of reading a database")
     .option('--token <token>', 'API token for --url (env CARELEDGER_TOKEN)')
@@ -123,9 +134,18 @@ export function chainCommand(): Command {
       if (!existsSync(dbPath)) throw new CareLedgerError('INVALID_ARGUMENT', `no database at ${dbPath} (use --db or --data)`, { path: dbPath })
       const chameleonPublicKey = decodeChameleonPublicKey(readKeyFile(opts.chameleonKey ?? join(data, 'keys', 'chameleon-public.key')))
       let signingPublicKey: Uint8Array | undefined
+      let keyFromDataDir: string | null = null
       if (opts.signingKey) signingPublicKey = readSigningPublicKey(opts.signingKey)
       else if ((opts.data !== undefined || opts.db === undefined) && existsSync(join(data, 'keys', 'cloud-signing.pub'))) {
-        signingPublicKey = readSigningPublicKey(join(data, 'keys', 'cloud-signing.pub'))
+        keyFromDataDir = join(data, 'keys', 'cloud-signing.pub')
+        signingPublicKey = readSigningPublicKey(keyFromDataDir)
+      }
+      let blocksDir: string | null = null
+      if (!opts.skipEnvelopes) {
+        const candidate = resolve(opts.blocks ?? (opts.db !== undefined && opts.data === undefined ? join(dirname(dbPath), 'blocks') : join(data, 'blocks')))
+        if (existsSync(candidate)) blocksDir = candidate
+        else if (opts.blocks !== undefined) throw new CareLedgerError('INVALID_ARGUMENT', `--blocks ${candidate}: no such directory`, { path: candidate })
+        else warn(`warning: no blockstore at ${candidate}: envelope blocks not checked (pass --blocks <dir>, or --skip-envelopes to silence this)`)
       }
       let expectHead: { height: number; hash: string } | undefined
       if (opts.expectHead) {
@@ -143,9 +163,11 @@ export function chainCommand(): Command {
         chunkSize = Number(opts.batchSize)
         if (!Number.isSafeInteger(chunkSize) || chunkSize < 1 || chunkSize > 65536) throw new CareLedgerError('INVALID_ARGUMENT', '--batch-size must be an integer 1–65536', { value: opts.batchSize })
       }
-      const report = await verifyChain(dbPath, { chameleonPublicKey, signingPublicKey, workers, expectHead, ...(chunkSize ? { chunkSize } : {}) })
+      const verified = await verifyChain(dbPath, { chameleonPublicKey, signingPublicKey, workers, expectHead, ...(chunkSize ? { chunkSize } : {}), ...(blocksDir ? { envelopes: { blocksDir } } : {}) })
+      const report = keyFromDataDir ? { ...verified, signingKeys: { ...verified.signingKeys, source: 'data-directory' as const } } : verified
       const anchors = await verifyAnchorFlags(dbPath, opts)
       if (!signingPublicKey && !opts.json) warn('warning: no trusted block-signing key given (--signing-key); block signatures were checked against the keys recorded in the database itself')
+      if (keyFromDataDir && !opts.json) warn(`warning: the block-signing key was read from ${keyFromDataDir}, inside the data being audited: it is not independent (pass --signing-key <hex|file> obtained outside this cloud)`)
       if (opts.json) out(JSON.stringify(anchors ? { ...report, ok: report.ok && anchors.report.ok, anchors: anchors.report } : report, null, 2))
       else out(formatReport(report, dbPath) + (anchors ? `\n${anchors.text}` : ''))
       process.exitCode = report.ok && (anchors?.report.ok ?? true) ? 0 : 1

@@ -12,6 +12,8 @@
  *            agrees with the indexed columns (RECORD_CONTENT); gateway signature (MANIFEST_SIGNATURE)
  *   streams  prev of seq n = commitment of seq n − 1 (STREAM_LINK); the stream index and its
  *            gaps agree with the records (STREAM_INDEX)
+ *   envelopes (with `envelopes`) every record's block re-hashed against its CID
+ *            (ENVELOPE_MISSING, ENVELOPE_CORRUPT; verify-envelopes.ts)
  *
  * The record checks run on worker threads fed with chunks of rows (checkRecordRows: each chunk's
  * format-2 chameleon openings as one batch, docs/crypto.md §Batch verification; Ed25519 one by one
@@ -33,6 +35,7 @@ import { signingKeyId } from '../../shared/crypto/sign.ts'
 import type { CloudDb } from '../store/db.ts'
 import { blockHash, decodeBlockHeader, encodeBlockHeader, recordsRoot, verifyBlockSignature, type BlockHeader } from './block.ts'
 import { checkRecordRow, checkRecordRows, toRecordRow, type RawRecord, type RecordFailure, type RecordFailureKind, type RecordRow } from './record.ts'
+import { scanEnvelopes, type EnvelopeFailureKind } from './verify-envelopes.ts'
 
 export type FailureKind =
   | 'BLOCK_HEADER'
@@ -47,6 +50,7 @@ export type FailureKind =
   | RecordFailureKind
   | 'STREAM_LINK'
   | 'STREAM_INDEX'
+  | EnvelopeFailureKind
   | 'HEAD'
 
 export interface VerificationFailure {
@@ -81,6 +85,8 @@ export interface VerifyOptions {
   readonly cache?: VerificationCache
   /** A head known from elsewhere (a published block hash): detects truncation and rewritten history. */
   readonly expectHead?: { readonly height: number; readonly hash: string }
+  /** Re-hash every record's envelope block in this blockstore directory (absent: not checked). */
+  readonly envelopes?: { readonly blocksDir: string }
 }
 
 export interface VerificationReport {
@@ -100,7 +106,10 @@ export interface VerificationReport {
   readonly recordsCached: number
   readonly workers: number
   readonly chameleonKey: string
-  readonly signingKeys: { readonly ids: readonly string[]; readonly source: 'argument' | 'database' }
+  /** 'data-directory': given, but read from the audited data directory (CLI), so not independent. */
+  readonly signingKeys: { readonly ids: readonly string[]; readonly source: 'argument' | 'database' | 'data-directory' }
+  /** Envelope blocks re-hashed against their CIDs; null when not checked. */
+  readonly envelopes: { readonly checked: number; readonly bytes: number } | null
   readonly failures: readonly VerificationFailure[]
   readonly failureCounts: Readonly<Partial<Record<FailureKind, number>>>
   /** Failures counted but not listed (beyond maxFailures). */
@@ -366,6 +375,8 @@ export async function verifyChain(db: CloudDb | string, opts: VerifyOptions): Pr
     const recordStats = await records
     checkStreams(conn, failures)
     if (opts.expectHead) checkHead(conn, opts.expectHead, failures)
+    const envelopes = opts.envelopes ? await scanEnvelopes(conn, opts.envelopes.blocksDir) : null
+    for (const f of envelopes?.findings ?? []) failures.add({ kind: f.kind, recordId: f.recordId, ...(f.height === undefined ? {} : { height: f.height }), message: f.message })
 
     const durationMs = performance.now() - t0
     return {
@@ -384,6 +395,7 @@ export async function verifyChain(db: CloudDb | string, opts: VerifyOptions): Pr
       workers: workers.length,
       chameleonKey: chameleonId,
       signingKeys: { ids: [...signers.keys()], source },
+      envelopes: envelopes ? { checked: envelopes.checked, bytes: envelopes.bytes } : null,
       failures: failures.sorted(),
       failureCounts: failures.counts,
       failuresOmitted: failures.omitted,

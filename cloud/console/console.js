@@ -85,7 +85,7 @@ async function loadStats() {
   for (const el of document.querySelectorAll('[data-stat]')) {
     const v = s[el.dataset.stat]
     el.textContent = v === undefined || v === null ? '–' : typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(2) : String(v)
-    el.parentElement.classList.toggle('alert', el.dataset.stat === 'gaps' && v > 0)
+    el.parentElement.classList.toggle('alert', (el.dataset.stat === 'gaps' || el.dataset.stat === 'damagedEnvelopes') && v > 0)
   }
   if (s.height !== latestHeight) {
     const follow = blockCursor === null
@@ -119,6 +119,25 @@ async function loadVerification() {
       ['Records', String(v.records ?? '–')],
     ]),
     failures.length ? h('ul', null, failures.slice(0, 50).map((f) => h('li', null, h('strong', null, f.kind ?? 'FAILURE'), ' ', f.message ?? JSON.stringify(f)))) : null,
+  )
+}
+
+// ── envelope blockstore (scrub and repairs) ───────────────────────────────────────────────────
+async function loadEnvelopes() {
+  const box = $('envelopes-body')
+  const e = await api('/v1/envelopes/damaged')
+  const open = e.damaged.filter((d) => d.repairedAt === null)
+  box.className = `panel ${open.length ? 'bad' : 'ok'}`
+  const resend = (r) => (r ? `resend asked of ${r.gateway}: ${r.state}${r.detail ? ` (${r.detail})` : ''}` : 'no gateway to ask')
+  fill(
+    box,
+    kv([
+      ['Damaged now', h('span', { class: `badge ${open.length ? 'bad' : 'ok'}` }, open.length ? `${open.length} record(s)` : 'none')],
+      ['Last scrub', e.lastScrub ? h('span', null, when(e.lastScrub.finishedAt), ` — ${e.lastScrub.checked} blocks re-hashed`) : h('span', { class: 'none' }, `not yet (every ${e.scrubIntervalS} s)`)],
+    ]),
+    e.damaged.length
+      ? h('ul', null, e.damaged.slice(0, 50).map((d) => h('li', null, h('strong', null, d.repairedAt === null ? d.kind : 'REPAIRED'), ` record ${d.recordId} `, short(d.cid, 16), ' — ', d.repairedAt === null ? resend(d.resend) : d.repairedHow)))
+      : null,
   )
 }
 
@@ -325,8 +344,8 @@ function start() {
   $('app').hidden = false
   every(STATS_EVERY_MS, loadStats, 'counters')
   every(TABLES_EVERY_MS, async () => {
-    await Promise.all([loadGateways(), loadStreams(), loadVerification()])
-  }, 'gateways, streams and verification')
+    await Promise.all([loadGateways(), loadStreams(), loadVerification(), loadEnvelopes()])
+  }, 'gateways, streams, verification and envelopes')
   started = true
   for (const p of panels) every(TABLES_EVERY_MS, p.load, p.what)
 }

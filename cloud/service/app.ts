@@ -8,6 +8,7 @@
  *   routes-console.ts   GET / and /console/* (static), GET /v1/openapi.json, GET /metrics
  *   anchor/routes.ts    GET /v1/anchors
  *   ../retrieval/       evidence for verified reads and exports, outsourced decryption, /ipfs/{cid}
+ *   routes-gateway.ts   instructions to gateways, PUT /v1/envelopes/:cid (gateway-signed); GET /v1/envelopes/damaged
  *
  * Logging: one line per request (method, route template, status, duration, who) — never a
  * header value, query value or body: bodies carry manifests and ciphertext, and although the cloud
@@ -25,6 +26,8 @@ import { registerConsoleRoutes } from './routes-console.ts'
 import { registerAnchorRoutes } from '../anchor/routes.ts'
 import { registerRetrievalRoutes } from '../retrieval/routes.ts'
 import { registerDoctorConsole } from '../console/doctor-routes.ts'
+import { answerClientError, limitConnections } from './connections.ts'
+import { registerDamageRoutes, registerGatewayChannelRoutes } from './routes-gateway.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -40,17 +43,27 @@ export interface BuildOptions {
   readonly https?: { readonly cert: Buffer; readonly key: Buffer } | null
 }
 
+/**
+ * Slow clients cannot hold sockets for long: the headers must arrive within 10 s (slowloris), a
+ * whole request within 2 min (an 8 MiB upload over a slow clinic uplink), a socket may idle 30 s;
+ * Node checks these every second. Connection caps: connections.ts.
+ */
+const SOCKET_TIMEOUTS = { headersTimeout: 10_000, requestTimeout: 120_000, connectionTimeout: 30_000, connectionsCheckingInterval: 1_000 } as const
+
 export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Promise<FastifyInstance> {
+  const serverOptions = { headersTimeout: SOCKET_TIMEOUTS.headersTimeout, connectionsCheckingInterval: SOCKET_TIMEOUTS.connectionsCheckingInterval }
   const app = Fastify({
     logger: false,
     // JSON bodies (registration) are small; the CBOR upload routes set their own limits.
     bodyLimit: 64 * 1024,
     forceCloseConnections: true,
     return503OnClosing: true,
-    // A request (headers and body) must arrive within 2 minutes: slow clients cannot hold sockets forever.
-    requestTimeout: 120_000,
-    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
+    requestTimeout: SOCKET_TIMEOUTS.requestTimeout,
+    connectionTimeout: SOCKET_TIMEOUTS.connectionTimeout,
+    clientErrorHandler: answerClientError,
+    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key, ...serverOptions } } : { http: serverOptions }),
   }) as unknown as FastifyInstance
+  limitConnections(app.server, ctx.config.limits.connections, ctx.metrics)
 
   app.decorateRequest('principal', null)
   app.decorateRequest('gatewayCredentials', null)
@@ -80,6 +93,8 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
     } else if (e.status === 401) {
       ctx.metrics.authFailures.inc({ code: e.code })
     }
+    if (!req.raw.complete) refusedBeforeBody(req, reply, e)
+    if (typeof e.details.retryAfterS === 'number') void reply.header('retry-after', String(e.details.retryAfterS))
     return reply.code(e.status).type('application/json; charset=utf-8').send({ error: e.toJSON() })
   })
 
@@ -90,12 +105,38 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
 
   registerAccessRoutes(app, ctx)
   await app.register(async (scope) => registerIngestRoutes(scope, ctx))
+  await app.register(async (scope) => registerGatewayChannelRoutes(scope, ctx))
+  registerDamageRoutes(app, ctx)
   registerReadRoutes(app, ctx)
   registerRetrievalRoutes(app, ctx)
   registerDoctorConsole(app, ctx)
   registerConsoleRoutes(app, ctx)
   registerAnchorRoutes(app, ctx)
   return app
+}
+
+/** How long a request refused before its body may keep sending (and have it discarded). */
+const LINGER_MS = 2_000
+
+/**
+ * A request refused before its body was read (signed-scope.ts): the body is never buffered. An
+ * oversized one is closed at once. Otherwise Node discards what still comes, for at most
+ * LINGER_MS, then the socket is destroyed: a client that is still sending (an older gateway with a
+ * large upload) reads the answer instead of a reset connection (the "lingering close" of RFC 9112
+ * §9.6), and a stranger holding the last byte holds the socket for 2 s, not 120.
+ */
+function refusedBeforeBody(req: FastifyRequest, reply: FastifyReply, e: ApiError): void {
+  if (e.status === 413) {
+    void reply.header('connection', 'close')
+    return
+  }
+  reply.raw.once('finish', () => {
+    if (req.raw.complete) return
+    const timer = setTimeout(() => req.raw.socket?.destroy(), LINGER_MS)
+    timer.unref()
+    req.raw.once('end', () => clearTimeout(timer))
+    req.raw.once('close', () => clearTimeout(timer))
+  })
 }
 
 /** Fastify's own errors (body limit, content type, JSON syntax) in the API's error model. */

@@ -10,12 +10,47 @@
  * before it returns (the same layout blockstore-fs uses: its default NextToLast sharding).
  *
  * interface-blockstore 7: `get` yields the block in chunks; we join them.
+ *
+ * Integrity: a block file can rot or be damaged on disk, and after the gateways' retention it is
+ * the only copy. `checkBlockFile` re-hashes one file against its CID (the blockstore scrub and
+ * `chain verify`), and `replace` puts a good copy over a damaged one (a repair).
  */
-import { open } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { NextToLast } from 'blockstore-fs/sharding'
 import type { CID } from 'multiformats/cid'
+
+const sharding = new NextToLast()
+const SHA2_256 = 0x12
+
+/** Where blockstore-fs (NextToLast sharding, its default) keeps a block under `dir`. */
+export function blockFilePath(dir: string, cid: CID): string {
+  const { dir: shard, file } = sharding.encode(cid)
+  return join(dir, shard, file)
+}
+
+export type BlockCheck = { readonly state: 'ok'; readonly bytes: number } | { readonly state: 'missing' | 'corrupt'; readonly detail: string }
+
+/** Re-hash the block file of `cid` under `dir`: ok, missing, or corrupt (its bytes do not hash to the CID). */
+export async function checkBlockFile(dir: string, cid: CID): Promise<BlockCheck> {
+  let bytes: Buffer
+  try {
+    bytes = await readFile(blockFilePath(dir, cid))
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'missing', detail: 'no block file' }
+    return { state: 'corrupt', detail: `unreadable: ${(e as Error).message}` }
+  }
+  if (cid.multihash.code !== SHA2_256) return { state: 'corrupt', detail: `multihash 0x${cid.multihash.code.toString(16)} cannot be checked (only sha2-256 is stored)` }
+  const digest = createHash('sha256').update(bytes).digest()
+  if (!digest.equals(cid.multihash.digest)) return { state: 'corrupt', detail: `its ${bytes.length} bytes hash to SHA-256 ${digest.toString('hex')}, not the CID's digest` }
+  return { state: 'ok', bytes: bytes.length }
+}
+
+/** Whether `bytes` are the block `cid` names (sha2-256 only). */
+export const isBlockOf = (cid: CID, bytes: Uint8Array): boolean =>
+  cid.multihash.code === SHA2_256 && createHash('sha256').update(bytes).digest().equals(cid.multihash.digest)
 
 async function fsyncPath(path: string, flags: string): Promise<void> {
   const fh = await open(path, flags)
@@ -51,6 +86,27 @@ export class EnvelopeStore {
     const { dir, file } = this.#sharding.encode(cid)
     await fsyncPath(join(this.#dir, dir, file), 'r')
     await fsyncPath(join(this.#dir, dir), 'r')
+  }
+
+  /**
+   * Put a good copy of a block over whatever the store holds (a damaged file, or none): written to
+   * a temporary file, fsynced, renamed over the old one, directory fsynced. The caller has checked
+   * `isBlockOf(cid, bytes)`.
+   */
+  async replace(cid: CID, bytes: Uint8Array): Promise<void> {
+    const path = blockFilePath(this.#dir, cid)
+    const { dir } = this.#sharding.encode(cid)
+    const tmp = `${path}.repair-${process.pid}.tmp`
+    await mkdir(join(this.#dir, dir), { recursive: true })
+    await writeFile(tmp, bytes, { mode: 0o644 })
+    await fsyncPath(tmp, 'r')
+    await rename(tmp, path)
+    await fsyncPath(join(this.#dir, dir), 'r')
+  }
+
+  /** Re-hash this store's copy of a block. */
+  check(cid: CID): Promise<BlockCheck> {
+    return checkBlockFile(this.#dir, cid)
   }
 
   has(cid: CID): Promise<boolean> {

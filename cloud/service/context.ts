@@ -14,6 +14,9 @@ import type { CloudMetrics } from './metrics.ts'
 import type { VerificationLog } from './verification.ts'
 import type { RateWindow } from './rate.ts'
 import type { AnchorService } from '../anchor/service.ts'
+import type { InflightBudget } from './inflight.ts'
+import type { InstructionStore } from './instructions.ts'
+import type { DamageLog } from './envelope-damage.ts'
 
 export interface ServiceContext {
   readonly config: CloudConfig
@@ -30,10 +33,18 @@ export interface ServiceContext {
   readonly nonces: NonceStore
   readonly verification: VerificationLog
   readonly ingestRate: RateWindow
+  /** Signed request bodies being read, per gateway and in total (inflight.ts). */
+  readonly inflight: InflightBudget
+  /** Instructions waiting for gateways (instructions.ts). */
+  readonly instructions: InstructionStore
+  /** Envelope blocks the scrub found damaged (envelope-damage.ts). */
+  readonly damage: DamageLog
   readonly metrics: CloudMetrics
   /** Anchoring to an EVM chain; null when off (cloud/anchor/). */
   readonly anchor: AnchorService | null
   readonly logger: Logger
   readonly startedAt: number
   readonly now: () => number
+  /** Called when envelope damage is found or repaired (the runtime runs a verification then). */
+  onDamageChange?: () => void
 }

@@ -1,7 +1,7 @@
 /**
  * Judging one uploaded batch (docs/api.md §POST /v1/batches), after the request is authenticated:
  *
- *   batchStages = [readItem, checkManifest, checkCar, storeEnvelope, appendToChain]
+ *   batchStages = [readItem, checkManifest, checkCar, checkPolicy, storeEnvelope, appendToChain]
  *
  *   readItem       the {manifest, signature, car} map, fields typed            → INVALID_REQUEST
  *   checkManifest  manifest.gateway is the authenticated gateway, then the chain's own admission
@@ -10,6 +10,8 @@
  *                  signature over the canonical manifest (domain batch-manifest)  → INVALID_MANIFEST
  *   checkCar       car.ts: one root = manifest.cid, every block re-hashed, DAG complete → INVALID_CAR;
  *                  manifest.size = the envelope's length                        → INVALID_MANIFEST
+ *   checkPolicy    policy-check.ts: manifest.policy is a valid canonical policy, and it and
+ *                  manifest.authority are the ones inside the envelope's CP-ABE header → INVALID_MANIFEST
  *   storeEnvelope  the envelope block into the blockstore, fsynced, before the chain append, so a
  *                  record never points at a missing envelope; a crash in between leaves a harmless orphan
  *   appendToChain  the chain's AppendQueue (group commit over ChainStore.appendBatches): created
@@ -29,6 +31,7 @@ import type { ServiceContext } from './context.ts'
 import { checkCar as verifyCar, type EnvelopeBlock } from './car.ts'
 import { ApiError } from './errors.ts'
 import { readUpload, type Upload } from './upload.ts'
+import { checkPolicyOf } from './policy-check.ts'
 
 /** The record as a batch upload answers it (docs/api.md): id, stream, seq, commitment, block. */
 export interface UploadRecord {
@@ -122,6 +125,10 @@ export async function checkCar(s: BatchState): Promise<void> {
   }
 }
 
+export function checkPolicy(s: BatchState): void {
+  checkPolicyOf(s.admitted!.manifest, s.envelope!.bytes, (f) => field(s, f))
+}
+
 export async function storeEnvelope(s: BatchState): Promise<void> {
   await s.ctx.blocks.put(s.envelope!.cid, s.envelope!.bytes)
 }
@@ -178,10 +185,10 @@ export function chainRefusal(s: BatchState, e: unknown): ApiError {
   return new ApiError('INVALID_MANIFEST', `${field(s, 'manifest')}: ${e.message.replace(/^append: /, '')}`, { field: field(s, 'manifest'), reason })
 }
 
-export const batchStages: readonly BatchStage[] = [readItem, checkManifest, checkCar, storeEnvelope, appendToChain]
+export const batchStages: readonly BatchStage[] = [readItem, checkManifest, checkCar, checkPolicy, storeEnvelope, appendToChain]
 
 /** Everything before the chain append: the bulk path appends the survivors in one transaction. */
-export const preAppendStages: readonly BatchStage[] = [readItem, checkManifest, checkCar, storeEnvelope]
+export const preAppendStages: readonly BatchStage[] = [readItem, checkManifest, checkCar, checkPolicy, storeEnvelope]
 
 export async function runStages(s: BatchState, stages: readonly BatchStage[]): Promise<void> {
   for (const stage of stages) await stage(s)

@@ -32,6 +32,12 @@ export function createCloudMetrics(registry: Registry = new Registry()) {
     sealFailures: new Counter({ name: `${p}seal_failures_total`, help: 'Block sealing attempts that threw.', registers }),
     height: new Gauge({ name: `${p}chain_height`, help: 'Height of the newest block (-1: none yet).', registers }),
     records: new Gauge({ name: `${p}chain_records`, help: 'Records on the chain.', registers }),
+    connectionsRefused: new Counter({ name: `${p}connections_refused_total`, help: 'Connections closed at once by a cap: total (CARELEDGER_CLOUD_MAX_CONNECTIONS) or per-address.', labelNames: ['reason'] as const, registers }),
+    inflightBytes: new Gauge({ name: `${p}inflight_body_bytes`, help: 'Signed request body bytes admitted and not yet answered (capped by CARELEDGER_CLOUD_MAX_INFLIGHT_BYTES).', registers }),
+    envelopesDamaged: new Gauge({ name: `${p}envelopes_damaged`, help: 'ALERT when > 0: envelope blocks missing or not hashing to their CID, found by the blockstore scrub and not yet repaired.', registers }),
+    envelopesRepaired: new Counter({ name: `${p}envelopes_repaired_total`, help: 'Damaged envelope blocks replaced by a good copy a gateway resent.', registers }),
+    scrubTime: new Gauge({ name: `${p}scrub_timestamp_seconds`, help: 'When the latest blockstore scrub finished.', registers }),
+    scrubSeconds: new Histogram({ name: `${p}scrub_duration_seconds`, help: 'Duration of a blockstore scrub.', buckets: [0.1, 1, 10, 60, 300, 1800, 3600, 14400], registers }),
     verificationOk: new Gauge({ name: `${p}verification_ok`, help: 'ALERT when 0: 1 if the latest full chain verification passed.', registers }),
     verificationTime: new Gauge({ name: `${p}verification_timestamp_seconds`, help: 'When the latest chain verification finished.', registers }),
     verificationSeconds: new Histogram({

@@ -30,12 +30,17 @@ const paging = [
 
 export function openApiDocument(config: CloudConfig): object {
   const gatewaySigned = {
-    security: [{ gatewayId: [], gatewayTimestamp: [], gatewayNonce: [], gatewaySignature: [] }],
+    security: [{ gatewaySignatureVersion: [], gatewayId: [], gatewayTimestamp: [], gatewayNonce: [], gatewaySignature: [], contentDigest: [] }],
+  }
+  const signedErrors = {
+    401: error('UNAUTHENTICATED, STALE_REQUEST, REPLAYED_REQUEST, UNKNOWN_GATEWAY, BAD_SIGNATURE, BAD_DIGEST or UNSUPPORTED_SIGNATURE'),
+    413: error('PAYLOAD_TOO_LARGE (a declared Content-Length beyond the limit; the body is not read)'),
+    429: error('TOO_MANY_REQUESTS: this gateway already has its cap of body bytes in flight (Retry-After)'),
+    503: error('OVERLOADED: the cloud has its cap of body bytes in flight (Retry-After)'),
   }
   const uploadErrors = {
     400: error('INVALID_REQUEST, INVALID_MANIFEST or INVALID_CAR'),
-    401: error('UNAUTHENTICATED, STALE_REQUEST, REPLAYED_REQUEST, UNKNOWN_GATEWAY or BAD_SIGNATURE'),
-    413: error('PAYLOAD_TOO_LARGE'),
+    ...signedErrors,
   }
   return {
     openapi: '3.1.0',
@@ -43,14 +48,16 @@ export function openApiDocument(config: CloudConfig): object {
     components: {
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer', description: 'API token clt_… (careledger cloud token create)' },
+        gatewaySignatureVersion: { type: 'apiKey', in: 'header', name: 'CareLedger-Signature-Version', description: '2 (docs/api.md §Signed requests)' },
         gatewayId: { type: 'apiKey', in: 'header', name: 'CareLedger-Gateway', description: '16 hex: signingKeyId(gateway public key)' },
+        contentDigest: { type: 'apiKey', in: 'header', name: 'Content-Digest', description: 'RFC 9530: sha-256=:<base64 of SHA-256(body)>: (also for an empty body)' },
         gatewayTimestamp: { type: 'apiKey', in: 'header', name: 'CareLedger-Timestamp', description: 'epoch ms; within ±5 min of the cloud clock' },
         gatewayNonce: { type: 'apiKey', in: 'header', name: 'CareLedger-Nonce', description: '32 hex, fresh per request' },
         gatewaySignature: {
           type: 'apiKey',
           in: 'header',
           name: 'CareLedger-Signature',
-          description: 'base64 Ed25519, domain api-request, over canonical CBOR [method, pathWithQuery, hex(SHA-256(body)), timestamp, nonce]',
+          description: 'base64 Ed25519 over "careledger/v1/api-request/v2" 0x00 then the lines METHOD, target, gateway, timestamp, nonce, length, Content-Digest joined by LF; checked before the body is read',
         },
       },
       schemas: {
@@ -125,6 +132,28 @@ export function openApiDocument(config: CloudConfig): object {
           },
         },
       },
+      '/v1/gateways/self/instructions': {
+        get: { summary: "The gateway's pending instructions, signed by the cloud (docs/api.md §Instructions to gateways)", ...gatewaySigned, responses: { 200: { description: 'oldest first, at most 100', content: json({ type: 'object', properties: { instructions: { type: 'array', items: { type: 'object' } } } }) }, ...signedErrors } },
+      },
+      '/v1/gateways/self/instructions/{id}/ack': {
+        post: {
+          summary: 'Acknowledge an instruction: done, failed or unsupported (idempotent)',
+          ...gatewaySigned,
+          parameters: [{ name: 'id', in: 'path', required: true, schema: int }],
+          requestBody: { required: true, content: json({ type: 'object', required: ['status'], properties: { status: { enum: ['done', 'failed', 'unsupported'] }, detail: { type: 'string', maxLength: 500 } } }) },
+          responses: { 200: { description: 'the state the instruction is in', content: json({ type: 'object' }) }, 400: error('INVALID_REQUEST'), 404: error('NOT_FOUND'), ...signedErrors },
+        },
+      },
+      '/v1/envelopes/{cid}': {
+        put: {
+          summary: 'A good copy of a damaged or missing envelope block this gateway uploaded',
+          ...gatewaySigned,
+          parameters: [{ name: 'cid', in: 'path', required: true, schema: { type: 'string' } }],
+          requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+          responses: { 200: { description: 'repaired, or already intact', content: json({ type: 'object' }) }, 400: error('INVALID_REQUEST: the bytes do not hash to the CID'), 404: error('NOT_FOUND: no record of this gateway names the CID'), ...signedErrors },
+        },
+      },
+      '/v1/envelopes/damaged': { get: people('verification', 'Envelope blocks the blockstore scrub found damaged, and the repairs', { description: 'ok' }) },
       '/v1/gateways': { get: people('gateways', 'Registered gateways and their last sync', { description: 'ok' }) },
       '/v1/streams': { get: people('streams', 'Streams with held ranges and gaps', { description: 'ok', content: json({ type: 'object', properties: { streams: { type: 'array', items: ref('Stream') } } }) }) },
       '/v1/records': {

@@ -1,24 +1,24 @@
 /**
  * Batch upload (docs/api.md §POST /v1/batches, §POST /v1/batches/bulk), gateway-signed.
  *
- *   onRequest              checkGatewayHeaders: signed, fresh, known gateway, unseen nonce — before
- *                          any body byte is read (request-auth.ts)
+ *   onRequest              signed-scope.ts: declared length within the limit, request signature
+ *                          (version 2), bytes in flight — before any body byte is read
  *   POST /v1/batches       ingestStages = [authenticateGateway, parseBody], then the batch through
  *                          batchStages (ingest.ts)
  *   POST /v1/batches/bulk  bulkStages = [authenticateGateway, parseBulkBody], then judgeEach: every
  *                          batch through preAppendStages, the survivors appended in one transaction
  *
- * This scope takes every body as raw bytes (the signature covers the exact bytes), then insists
- * on `Content-Type: application/cbor` once the request is known to come from a gateway.
+ * authenticateGateway checks the body against its signed Content-Digest; parseBody insists on
+ * `Content-Type: application/cbor` once the request is known to come from a gateway.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { checkGatewayHeaders, verifyGatewayRequest } from '../access/request-auth.ts'
 import type { GatewayInfo } from '../access/gateways.ts'
 import type { BulkAppendResult } from '../chain/store.ts'
 import type { ServiceContext } from './context.ts'
 import { ApiError, isApiError } from './errors.ts'
 import { batchStages, chainRefusal, preAppendStages, runStages, settle, type Accepted, type BatchState } from './ingest.ts'
 import { decodeBody, readBulk } from './upload.ts'
+import { signedBody, useSignedRequests } from './signed-scope.ts'
 import type { CanonicalValue } from '../../shared/encoding/canonical.ts'
 
 interface RequestState {
@@ -37,8 +37,7 @@ const EMPTY = Buffer.alloc(0)
 const PRE_APPEND_CONCURRENCY = 32
 
 function authenticateGateway(r: RequestState): void {
-  const body = (r.req.body as Buffer | undefined) ?? EMPTY
-  r.gateway = verifyGatewayRequest(r.ctx, r.req.gatewayCredentials!, { method: r.req.method, url: r.req.url, body }, r.ctx.now())
+  r.gateway = signedBody(r.ctx, r.req).gateway
 }
 
 function parseBody(r: RequestState): void {
@@ -108,12 +107,7 @@ function outcome(ctx: ServiceContext, status: number, code?: string): void {
 }
 
 export function registerIngestRoutes(scope: FastifyInstance, ctx: ServiceContext): void {
-  scope.removeAllContentTypeParsers()
-  scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
-
-  scope.addHook('onRequest', async (req) => {
-    req.gatewayCredentials = checkGatewayHeaders(ctx, req.headers, ctx.now())
-  })
+  useSignedRequests(scope, ctx)
 
   scope.post('/v1/batches', { bodyLimit: ctx.config.limits.batchBytes }, async (req, reply) => {
     const r: RequestState = { ctx, req, receivedAt: ctx.now() }
@@ -137,6 +131,7 @@ export function registerIngestRoutes(scope: FastifyInstance, ctx: ServiceContext
     for (const x of results) outcome(ctx, x.status, x.error?.code)
     const created = results.filter((x) => x.status === 201).length
     ctx.logger.info({ event: 'bulk_ingest', gateway: r.gateway!.gatewayId, batches: results.length, created, refused: results.filter((x) => x.status >= 400).length }, 'bulk upload judged')
-    return reply.code(200).send({ results })
+    // A hint for the gateway: instructions wait for it (docs/api.md §Instructions to gateways).
+    return reply.code(200).send({ results, instructions: ctx.instructions.pendingCount(r.gateway!.gatewayId) })
   })
 }

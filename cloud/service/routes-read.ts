@@ -13,6 +13,7 @@ import type { ServiceContext } from './context.ts'
 import { ApiError } from './errors.ts'
 import { guard } from './guard.ts'
 import { anchorHealth } from '../anchor/routes.ts'
+import { isBlockOf } from './blockstore.ts'
 
 const MAX_LIMIT = 1000
 const DEFAULT_LIMIT = 100
@@ -45,7 +46,10 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
     const uptimeS = Math.round((ctx.now() - ctx.startedAt) / 1000)
     try {
       const s = chain.stats()
-      return { status: 'ok', db: true, height: s.height, records: s.records, pendingRecords: s.pendingRecords, uptimeS, anchor: anchorHealth(ctx) }
+      // Damaged envelope blocks are an alert, not an outage: the service still answers (200), "degraded".
+      const damaged = ctx.damage.open()
+      const envelopes = { damaged: damaged.length, records: damaged.slice(0, 20).map((d) => d.recordId), lastScrubAt: ctx.damage.lastRun()?.finishedAt ?? null }
+      return { status: damaged.length > 0 ? 'degraded' : 'ok', db: true, height: s.height, records: s.records, pendingRecords: s.pendingRecords, envelopes, uptimeS }
     } catch (e) {
       ctx.logger.error({ event: 'health_db_failed', err: e }, 'health check: the database does not answer')
       return reply.code(503).send({ status: 'failing', db: false, height: null, records: null, uptimeS })
@@ -88,8 +92,11 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
 
   app.get('/v1/records/:id/envelope', { onRequest: guard(ctx, 'envelope') }, async (req, reply: FastifyReply) => {
     const record = recordOr404(req)
-    const bytes = await ctx.blocks.get(CID.parse(record.cid))
+    const cid = CID.parse(record.cid)
+    const bytes = await ctx.blocks.get(cid)
     if (!bytes) throw new ApiError('NOT_FOUND', `the envelope ${record.cid} of record ${record.id} is not in this cloud's blockstore`, { id: record.id, cid: record.cid })
+    // Never hand out a damaged block as if it were the envelope (the scrub reports it; a gateway can resend it).
+    if (!isBlockOf(cid, bytes)) throw new ApiError('DAMAGED', `the stored envelope ${record.cid} of record ${record.id} is damaged (it does not hash to its CID); the operators are alerted and a repair is underway`, { id: record.id, cid: record.cid })
     return reply
       .type('application/octet-stream')
       .header('x-careledger-cid', record.cid)
@@ -130,6 +137,7 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
       gaps: s.gaps,
       missingBatches: s.missingBatches,
       equivocations: s.equivocations,
+      damagedEnvelopes: ctx.damage.openCount(),
       batchesPerSecond: Math.round(ctx.ingestRate.perSecond(ctx.now()) * 100) / 100,
       lastBlockTime: s.lastBlockTime,
       verification: v ? { ok: v.ok, checkedAt: v.checkedAt } : null,

@@ -22,6 +22,7 @@ import type { GatewayContext, GatewayPlugin, PluginHandle } from '../runtime.ts'
 // thread), the identity, the blockstore and the outbox (blocks.ts, outbox/sync.ts, seal/*,
 // identity.ts …) belong to worker.ts — see also DEFAULT_SYNC_BACKOFF_MAX_MS.
 import { DEFAULT_SYNC_BACKOFF_MAX_MS, type BackofficeOptions, type BackofficeStatus } from './protocol.ts'
+import { cryptoBackendChoice } from '../../shared/cli/crypto-backend.ts'
 
 /**
  * The back office's own heap: its live set is ~30 MB (curves, window tables, one batch of at most
@@ -85,6 +86,7 @@ async function startBackoffice(ctx: GatewayContext): Promise<PluginHandle> {
     cpuSeconds: new Counter({ name: `${p}backoffice_cpu_seconds_total`, help: 'CPU time of the back-office thread (sealing, shipping, retention).', registers }),
     sealInterval: new Gauge({ name: `${p}seal_interval_seconds`, help: 'Sealing interval in force (CARELEDGER_SEAL_OFFLINE_INTERVAL_S while the cloud is unreachable).', registers }),
     heap: new Gauge({ name: `${p}backoffice_heap_bytes`, help: 'V8 heap committed by the back-office thread (nodejs_heap_* are the ingest thread\'s).', registers }),
+    wasm: new Gauge({ name: `${p}backoffice_wasm_bytes`, help: 'WebAssembly memory of the back office\'s pairing backend (mcl-wasm; 0 with noble): outside the V8 heap, inside the process RSS budget.', registers }),
     restarts: new Counter({ name: `${p}backoffice_restarts_total`, help: 'ALERT if rising: the back-office worker died and was restarted.', registers }),
   }
   let last: BackofficeStatus | null = null
@@ -97,6 +99,7 @@ async function startBackoffice(ctx: GatewayContext): Promise<PluginHandle> {
     cloudUrl: ctx.config.sync.cloudUrl,
     retentionHours: ctx.config.sync.retentionHours,
     syncBackoffMaxMs: backoffMaxMs,
+    cryptoBackend: cryptoBackendChoice(undefined),
   }
   let stopping = false
   let exited: { code: number; at: number } | null = null
@@ -124,6 +127,7 @@ async function startBackoffice(ctx: GatewayContext): Promise<PluginHandle> {
         m.outboxAge.set(msg.outboxOldestSealedAt ? (Date.now() - msg.outboxOldestSealedAt) / 1000 : 0)
         m.outboxRejected.set(msg.outboxRejected)
         m.heap.set(msg.heapBytes)
+        m.wasm.set(msg.wasmBytes)
         m.sealInterval.set(msg.sealIntervalMs / 1000)
         if (msg.blockBytes !== null) ctx.disk.reportDirectory('blocks', msg.blockBytes)
         if (msg.lastSyncAt) m.lastSync.set(msg.lastSyncAt / 1000)

@@ -1,4 +1,5 @@
 /** Messages between the main thread and the back-office worker. */
+import type { BackendChoice } from '../../shared/crypto/abe/backend.ts'
 
 /**
  * Default cap of the outbox backoff (= DEFAULT_BACKOFF.capMs of outbox/sync.ts). Kept here because
@@ -17,6 +18,8 @@ export interface BackofficeOptions {
   readonly retentionHours: number
   /** Cap of the outbox's jittered exponential backoff (CARELEDGER_SYNC_BACKOFF_MAX_S; default 5 min). */
   readonly syncBackoffMaxMs: number
+  /** The pairing backend to load (CARELEDGER_CRYPTO_BACKEND / --crypto-backend; shared/cli/crypto-backend.ts). */
+  readonly cryptoBackend: BackendChoice
 }
 
 export interface BackofficeStatus {
@@ -42,4 +45,8 @@ export interface BackofficeStatus {
   readonly lastSyncAt: number | null
   readonly syncFailures: number
   readonly cloudUrl: string | null
+  /** The pairing backend the worker uses ('noble' | 'mcl'). */
+  readonly cryptoBackend: string
+  /** WebAssembly memory of the pairing backend, bytes (outside the V8 heap; 0 with noble). */
+  readonly wasmBytes: number
 }

@@ -3,7 +3,9 @@
  * shipping never stall the MQTT event loop that acknowledges readings:
  *
  *   every seal interval:  seal due streams → start draining the outbox (unless backing off or a
- *                         drain is still in flight — the drain never holds up the next seal)
+ *                         drain is still in flight — the drain never holds up the next seal) →
+ *                         fetch the cloud's instructions when it says some wait, or every 5 min
+ *                         (outbox/instructions.ts)
  *   every hour:           prune synced data past retention
  *   at start:             delete envelope blocks no batch names (left by a crash mid-seal)
  *
@@ -20,11 +22,29 @@ import { openBlockNode } from '../blocks.ts'
 import { Sealer } from '../seal/sealer.ts'
 import { DEFAULT_BACKOFF, OutboxSync } from '../outbox/sync.ts'
 import { HttpUploader } from '../outbox/client.ts'
+import { InstructionRunner, POLL_INTERVAL_MS } from '../outbox/instructions.ts'
+import { hexToBytes } from '@noble/hashes/utils.js'
+import type { GatewayIdentity } from '../identity.ts'
 import { deleteOrphanBlocks, pruneSynced } from '../outbox/retention.ts'
 import type { BackofficeOptions, BackofficeStatus } from './protocol.ts'
+import { cryptoLogFields, initCrypto } from '../../shared/cli/crypto-backend.ts'
+import { backend } from '../../shared/crypto/abe/backend.ts'
 
 const opts = workerData as BackofficeOptions
 const logger = pino({ level: opts.logLevel, base: { service: 'careledger-gateway', thread: 'backoffice' } })
+// The pairing backend loads (mcl-wasm: compile and self-test, ~1 s) while the rest starts; the
+// first sealing pass waits for it, so every seal uses the configured backend. A backend named
+// explicitly that cannot be used ends the worker (the plugin restarts it and the log says why).
+const cryptoReady = initCrypto(opts.cryptoBackend).then(
+  (s) => {
+    logger.info({ event: 'crypto_backend', ...cryptoLogFields(s) }, `CP-ABE on ${s.backend.description} (${s.reason})`)
+    return s
+  },
+  (e: unknown) => {
+    logger.fatal({ event: 'crypto_backend_failed', err: e }, `the pairing backend cannot be used: ${e instanceof Error ? e.message : String(e)}`)
+    process.exit(1)
+  },
+)
 const { db } = openGatewayDb(opts.dataDir, { logger })
 // Creates the gateway's keys on first start (and a development authority when none is configured).
 const identity = loadIdentity(opts.dataDir, { logger })
@@ -32,7 +52,12 @@ const node = await openBlockNode(opts.dataDir)
 const sealer = new Sealer(db, node.blockstore, identity, opts.defaultPolicy, logger)
 const backoff = { baseMs: Math.min(DEFAULT_BACKOFF.baseMs, opts.syncBackoffMaxMs), capMs: opts.syncBackoffMaxMs }
 let cloudUrl = opts.cloudUrl ?? identity.cloud?.url ?? null
-let sync = cloudUrl ? new OutboxSync(db, node.blockstore, new HttpUploader(cloudUrl, identity), logger, backoff) : null
+let uploader = cloudUrl ? new HttpUploader(cloudUrl, identity) : null
+let sync = uploader ? new OutboxSync(db, node.blockstore, uploader, logger, backoff) : null
+/** Instructions need the cloud's signing key pinned at registration to be checked. */
+const runnerFor = (id: GatewayIdentity, up: HttpUploader | null): InstructionRunner | null =>
+  up && id.cloud ? new InstructionRunner(db, node.blockstore, up, { gatewayId: id.gatewayId, cloudSigningKey: hexToBytes(id.cloud.cloudSigningKey) }, logger) : null
+let instructions = runnerFor(identity, uploader)
 if (!cloudUrl) logger.warn({ event: 'no_cloud' }, 'no cloud registered: batches are sealed and kept in the outbox until `careledger gateway register`')
 
 /** `careledger gateway register` while the gateway runs: start shipping at the next pass, no restart needed. */
@@ -41,7 +66,9 @@ function pickUpRegistration(): void {
   const registered = loadIdentity(opts.dataDir, { create: false })
   if (!registered.cloud) return
   cloudUrl = registered.cloud.url
-  sync = new OutboxSync(db, node.blockstore, new HttpUploader(cloudUrl, registered), logger, backoff)
+  uploader = new HttpUploader(cloudUrl, registered)
+  sync = new OutboxSync(db, node.blockstore, uploader, logger, backoff)
+  instructions = runnerFor(registered, uploader)
   logger.info({ event: 'cloud_registered', cloud: cloudUrl }, `registered with ${cloudUrl}: shipping the outbox`)
 }
 
@@ -66,6 +93,8 @@ function report(extra: Partial<BackofficeStatus> = {}): void {
     sealMs: totals.sealMs,
     cpuMicros: threadCpuMicros(),
     heapBytes: getHeapStatistics().total_heap_size,
+    cryptoBackend: backend().name,
+    wasmBytes: backend().externalMemoryBytes(),
     blockBytes: blocksMeasured ? node.usage.bytes : null,
     sealIntervalMs: sync?.failing ? opts.offlineSealIntervalMs : opts.sealIntervalMs,
     sealFailures: totals.sealFailures,
@@ -132,10 +161,34 @@ function startSync(): void {
     })
 }
 
+let polling: Promise<void> | null = null
+let nextPollAt = 0
+
+/** Fetch and carry out the cloud's instructions when it said some wait, when forced, or every POLL_INTERVAL_MS. */
+function startInstructions(force: boolean): void {
+  if (!instructions || !uploader || polling || stopping) return
+  const now = Date.now()
+  if (!force && uploader.pendingInstructions === 0 && now < nextPollAt) return
+  nextPollAt = now + POLL_INTERVAL_MS
+  uploader.pendingInstructions = 0
+  polling = instructions
+    .poll()
+    .then(
+      (r) => {
+        if (r.received > 0) logger.info({ event: 'instructions_polled', ...r }, `carried out ${r.done} of ${r.received} cloud instructions`)
+      },
+      (e: unknown) => logger.warn({ event: 'instructions_failed', error: (e as Error).message }, 'could not fetch the cloud\'s instructions; trying again later'),
+    )
+    .finally(() => {
+      polling = null
+    })
+}
+
 let swept = false
 let blocksMeasured = false
 
 async function pass(forceSeal: boolean): Promise<void> {
+  await cryptoReady
   try {
     if (!swept) {
       swept = true // once per start, before the first seal (see deleteOrphanBlocks)
@@ -154,6 +207,7 @@ async function pass(forceSeal: boolean): Promise<void> {
     }
     pickUpRegistration()
     startSync()
+    startInstructions(forceSeal)
     if (pruneDue) {
       pruneDue = false
       await pruneSynced(db, node.blockstore, opts.retentionHours * 3_600_000, logger)
@@ -179,7 +233,7 @@ while (!stopping) {
 }
 // Let an upload in flight settle (the cloud may already have stored it; settling now saves a resend),
 // but not for long: whatever is not settled stays pending and goes again after the restart.
-if (syncing) await Promise.race([syncing, new Promise((r) => setTimeout(r, 5000))])
+if (syncing || polling) await Promise.race([Promise.all([syncing, polling]), new Promise((r) => setTimeout(r, 5000))])
 await node.stop()
 db.close()
 parentPort!.postMessage({ type: 'stopped' })

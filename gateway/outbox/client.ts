@@ -1,6 +1,8 @@
 /**
  * HTTP client of the cloud API (docs/api.md) for the gateway: registration with a one-time
- * enrolment token, and signed bulk uploads of sealed batches.
+ * enrolment token, signed bulk uploads of sealed batches, and the instruction channel (fetch,
+ * acknowledge, resend an envelope block). Every request after registration is signed anew
+ * (request signing version 2: shared/protocol/request-signing.ts).
  */
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../../shared/errors.ts'
@@ -8,6 +10,8 @@ import { encodeCanonical } from '../../shared/encoding/canonical.ts'
 import { signRequest } from '../../shared/protocol/request-signing.ts'
 import type { CloudRegistration, GatewayIdentity } from '../identity.ts'
 import type { CloudUploader, Upload, UploadResult } from './sync.ts'
+import type { InstructionChannel } from './instructions.ts'
+import type { Ack } from '../../shared/protocol/instructions.ts'
 
 const TIMEOUT_MS = 60_000
 
@@ -49,28 +53,52 @@ export async function registerGateway(cloudUrl: string, token: string, name: str
   }
 }
 
-/** Signed `POST /v1/batches/bulk`. */
-export class HttpUploader implements CloudUploader {
-  readonly #url: URL
+/** Signed requests to the cloud: `POST /v1/batches/bulk` and the instruction channel. */
+export class HttpUploader implements CloudUploader, InstructionChannel {
+  readonly #base: string
   readonly #identity: GatewayIdentity
+  /** Instructions the cloud said wait for this gateway, in its last bulk answer. */
+  pendingInstructions = 0
 
   constructor(cloudUrl: string, identity: GatewayIdentity) {
-    this.#url = new URL('/v1/batches/bulk', cloudUrl)
+    this.#base = cloudUrl
     this.#identity = identity
+  }
+
+  /** One signed request; a fresh timestamp and nonce per attempt, so a retry never looks like a replay. */
+  async #signed(method: string, path: string, body: Uint8Array | null, contentType?: string): Promise<Response> {
+    const url = new URL(path, this.#base)
+    const target = url.pathname + url.search
+    const headers: Record<string, string> = { ...signRequest(this.#identity.secretKey, { method, path: target, ...(body ? { body } : {}) }) }
+    if (contentType) headers['content-type'] = contentType
+    return fetch(url, { method, headers, ...(body ? { body } : {}), signal: AbortSignal.timeout(TIMEOUT_MS) })
   }
 
   async upload(batches: readonly Upload[]): Promise<UploadResult[]> {
     const body = encodeCanonical({ batches: batches.map((b) => ({ manifest: b.manifest, signature: b.signature, car: b.car })) })
-    // A fresh timestamp and nonce per attempt: a retry must not look like a replay.
-    const headers = signRequest(this.#identity.secretKey, { method: 'POST', path: this.#url.pathname, body })
-    const res = await fetch(this.#url, {
-      method: 'POST',
-      headers: { ...headers, 'content-type': 'application/cbor' },
-      body,
-      signal: AbortSignal.timeout(TIMEOUT_MS),
-    })
+    const res = await this.#signed('POST', '/v1/batches/bulk', body, 'application/cbor')
     if (res.status !== 200) throw new Error(`bulk upload: ${await errorOf(res)}`)
-    const { results } = (await res.json()) as { results: { status: number; record: { id: number } | null; error: { code: string; message: string } | null }[] }
-    return results.map((r) => ({ status: r.status, recordId: r.record?.id ?? null, error: r.error }))
+    const answer = (await res.json()) as { results: { status: number; record: { id: number } | null; error: { code: string; message: string } | null }[]; instructions?: number }
+    this.pendingInstructions = typeof answer.instructions === 'number' ? answer.instructions : 0
+    return answer.results.map((r) => ({ status: r.status, recordId: r.record?.id ?? null, error: r.error }))
+  }
+
+  async fetchInstructions(): Promise<unknown[]> {
+    const res = await this.#signed('GET', '/v1/gateways/self/instructions', null)
+    if (res.status !== 200) throw new Error(`instructions: ${await errorOf(res)}`)
+    const body = (await res.json()) as { instructions?: unknown }
+    if (!Array.isArray(body.instructions)) throw new Error('instructions: the answer holds no instructions array')
+    return body.instructions
+  }
+
+  async acknowledge(id: number, ack: Ack): Promise<void> {
+    const res = await this.#signed('POST', `/v1/gateways/self/instructions/${id}/ack`, new TextEncoder().encode(JSON.stringify(ack)), 'application/json')
+    if (res.status !== 200) throw new Error(`acknowledge instruction ${id}: ${await errorOf(res)}`)
+  }
+
+  async resendEnvelope(cid: string, bytes: Uint8Array): Promise<{ repaired: boolean }> {
+    const res = await this.#signed('PUT', `/v1/envelopes/${cid}`, bytes, 'application/octet-stream')
+    if (res.status !== 200) throw new Error(`resend envelope ${cid}: ${await errorOf(res)}`)
+    return (await res.json()) as { repaired: boolean }
   }
 }

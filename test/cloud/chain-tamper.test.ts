@@ -178,7 +178,7 @@ describe('one byte changed by hand', () => {
     const good = cli(['--db', pristine, ...keyArgs])
     expect(good.status, good.stderr).toBe(0)
     expect(good.stdout).toContain('INTACT')
-    expect(good.stdout).toContain('trusted, given')
+    expect(good.stdout).toContain('given with --signing-key: independent of the audited data')
 
     // --data with the service's file layout: <data>/cloud.db, <data>/keys/cloud-signing.pub (raw), chameleon-public.key.
     const data = join(tmp.dir, 'data')
@@ -188,7 +188,15 @@ describe('one byte changed by hand', () => {
     copyFileSync(chameleonKeyFile, join(data, 'keys', 'chameleon-public.key'))
     const viaData = cli(['--data', data])
     expect(viaData.status, viaData.stderr).toBe(0)
-    expect(viaData.stdout).toContain('trusted, given')
+    // Issue 8 item 11: a key read from the audited directory is said plainly not to be independent.
+    expect(viaData.stdout).toContain('NOT INDEPENDENT: read from the audited data directory itself')
+    expect(viaData.stdout).not.toContain('independent of the audited data')
+    expect(viaData.stderr).toContain(`the block-signing key was read from ${join(data, 'keys', 'cloud-signing.pub')}, inside the data being audited: it is not independent`)
+    const viaDataJson = cli(['--data', data, '--json'])
+    expect(JSON.parse(viaDataJson.stdout).signingKeys.source).toBe('data-directory')
+    // …and with --signing-key beside --data, the key is the given one.
+    const dataWithKey = cli(['--data', data, '--signing-key', bytesToHex(keys.signing.publicKey)])
+    expect(dataWithKey.stdout).toContain('given with --signing-key: independent of the audited data')
     // A usage error is exit 2, not a verdict.
     expect(cli(['--db', join(tmp.dir, 'nope.db'), ...keyArgs]).status).toBe(2)
   })

@@ -33,6 +33,7 @@ const PEOPLE_ENDPOINTS: ReadonlyArray<readonly [string, Role[]]> = [
   ['/v1/blocks', ['admin', 'regulator', 'researcher']],
   ['/v1/blocks/0', ['admin', 'regulator', 'researcher']],
   ['/v1/chain/verification', ['admin', 'regulator']],
+  ['/v1/envelopes/damaged', ['admin', 'regulator']],
   ['/v1/stats', ['admin']],
   ['/v1/openapi.json', ['admin', 'regulator', 'researcher', 'doctor']],
   ['/metrics', ['admin']],

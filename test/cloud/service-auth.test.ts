@@ -84,12 +84,18 @@ describe('signed gateway requests', () => {
     })
   })
 
-  it('a body, path or method changed after signing → 401 BAD_SIGNATURE, nothing stored', async () => {
+  it('a path or method changed after signing → 401 BAD_SIGNATURE; a body changed → 401 BAD_DIGEST; nothing stored', async () => {
     const body = await batchBody(batches[next]!)
     const other = await batchBody(batches[next + 1]!)
     await storesNothing(async () => {
       const headers = { ...signRequest(gw.secretKey, { method: 'POST', path: '/v1/batches', body }), 'content-type': 'application/cbor' }
-      await refused(await fetch(`${cloud.url}/v1/batches`, { method: 'POST', headers, body: other }), 401, 'BAD_SIGNATURE')
+      // Same length, different bytes: the signature (over the headers) holds, the digest does not.
+      const sameLength = new Uint8Array(body)
+      sameLength[sameLength.length - 1]! ^= 1
+      const err = await refused(await fetch(`${cloud.url}/v1/batches`, { method: 'POST', headers, body: sameLength }), 401, 'BAD_DIGEST')
+      expect(err.message).toContain(headers['Content-Digest'])
+      // A different length: the signed Content-Length no longer matches the one sent.
+      await refused(await fetch(`${cloud.url}/v1/batches`, { method: 'POST', headers: { ...signRequest(gw.secretKey, { method: 'POST', path: '/v1/batches', body }), 'content-type': 'application/cbor' }, body: other }), 401, 'BAD_SIGNATURE')
       const forBulk = { ...signRequest(gw.secretKey, { method: 'POST', path: '/v1/batches/bulk', body }), 'content-type': 'application/cbor' }
       await refused(await fetch(`${cloud.url}/v1/batches`, { method: 'POST', headers: forBulk, body }), 401, 'BAD_SIGNATURE')
       const asPut = { ...signRequest(gw.secretKey, { method: 'PUT', path: '/v1/batches', body }), 'content-type': 'application/cbor' }

@@ -14,7 +14,7 @@ import { CareLedgerError, isCareLedgerError } from '../../errors.ts'
 import { Kind, Reader, Writer } from '../../encoding/binary.ts'
 import { attributeProblem } from '../policy/attribute.ts'
 import { POLICY_LIMITS } from '../policy/parse.ts'
-import { compilePolicy, masterFromAlpha, masterPublicKey, type Ciphertext, type MasterPublicKey, type MasterSecretKey, type UserKey } from './fabeo.ts'
+import { compilePolicy, degenerateMasterKey, masterFromAlpha, masterPublicKey, type Ciphertext, type MasterPublicKey, type MasterSecretKey, type UserKey } from './fabeo.ts'
 import { G1_BYTES, G2_BYTES, readG1, readG2, readScalar, scalarToBytes } from './groups.ts'
 import { GT_BYTES, gtFromBytes, gtToBytes, type GT } from './gt.ts'
 import type { RetrievalKey } from './outsource.ts'
@@ -48,10 +48,15 @@ function readGT(r: Reader, field: string): GT {
 export const encodeMasterPublicKey = (mpk: MasterPublicKey): Uint8Array =>
   start(Kind.MasterPublicKey).bytes(gtToBytes(mpk.eghAlpha)).finish()
 
+/** Refuses the degenerate key e(g,h)^α = 1 (reason DEGENERATE_KEY): every envelope under it would open without a key. */
 export function decodeMasterPublicKey(bytes: Uint8Array): MasterPublicKey {
   const r = open(bytes, Kind.MasterPublicKey, 'master public key')
   const eghAlpha = readGT(r, 'e(g,h)^alpha')
   r.end()
+  if (eghAlpha.isOne()) {
+    const e = degenerateMasterKey()
+    r.fail('DEGENERATE_KEY', `e(g,h)^alpha: ${e.message}`, { field: 'e(g,h)^alpha' })
+  }
   return masterPublicKey(eghAlpha)
 }
 
@@ -167,5 +172,6 @@ export function decodeTransformed(bytes: Uint8Array): TransformedCiphertext {
   const headerDigest = r.take(32).slice()
   const t = readGT(r, 'T')
   r.end()
+  if (t.isOne()) r.fail('DEGENERATE', 'T: is 1, which no honest proxy returns (it would mean s0 = 0)', { field: 'T' })
   return { headerDigest, t }
 }

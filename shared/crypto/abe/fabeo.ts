@@ -15,15 +15,14 @@
  * `encaps` rejects such policies with UNSUPPORTED_POLICY instead of silently weakening them.
  * See docs/crypto.md.
  */
-import { bls12_381 } from '@noble/curves/bls12-381.js'
 import { CareLedgerError } from '../../errors.ts'
 import { randomScalar, systemRng, type Rng } from '../random.ts'
 import { canonicalAttributeSet } from '../policy/attribute.ts'
 import { assertEachAttributeOnce, formatPolicy, parsePolicy, type PolicyNode } from '../policy/parse.ts'
 import { compileLsss, reconstruct, type Lsss } from '../policy/lsss.ts'
-import { mulAddUnsafe } from '@noble/curves/abstract/curve.js'
-import { G1Point, G2Point, HB, ORDER, hashAttribute, mulG1, mulG2Generator, pairingProduct, type G1, type G2 } from './groups.ts'
-import { gtPow, gtToBytes, type GT } from './gt.ts'
+import { backend, type PairingBackend } from './backend.ts'
+import { ORDER, egh, hashAttribute, hb, mulG2Generator, pairingProduct, type G1, type G2 } from './groups.ts'
+import { gtToBytes, type GT } from './gt.ts'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { concatBytes } from '@noble/hashes/utils.js'
 
@@ -68,22 +67,44 @@ export interface Ciphertext {
   readonly rows: readonly G1[]
 }
 
-/** e(g, h) for the standard generators, computed once. */
-let eghCache: GT | undefined
-const egh = (): GT => (eghCache ??= bls12_381.pairing(G1Point.BASE, G2Point.BASE))
-
 export function setup(rng: Rng = systemRng): MasterSecretKey {
   const alpha = randomScalar(rng, ORDER)
   return masterFromAlpha(alpha)
 }
 
 export function masterFromAlpha(alpha: bigint): MasterSecretKey {
-  return { alpha, mpk: masterPublicKey(gtPow(egh(), alpha)) }
+  if (alpha <= 0n || alpha >= ORDER) throw new CareLedgerError('INVALID_ARGUMENT', 'the master secret α must be in [1, r)', { reason: 'SCALAR_OUT_OF_RANGE' })
+  return { alpha, mpk: masterPublicKey(egh().pow(alpha)) }
 }
 
+/**
+ * The public key e(g,h)^α. It must not be 1 (α ≡ 0): under it every ciphertext's key would be 1
+ * and every envelope would open without any attribute key. A non-trivial element of GT generates
+ * GT (its order r is prime), so 1 is the only degenerate value.
+ */
 export function masterPublicKey(eghAlpha: GT): MasterPublicKey {
+  const x = backend().adoptGT(eghAlpha)
+  if (x.isOne()) throw degenerateMasterKey()
+  eghAlpha = x
   const id = sha256(concatBytes(utf8.encode('careledger/authority\0'), gtToBytes(eghAlpha))).subarray(0, 16)
   return { eghAlpha, id }
+}
+
+export const degenerateMasterKey = (): CareLedgerError =>
+  new CareLedgerError('INVALID_ARGUMENT', 'degenerate master public key e(g,h)^α = 1: every envelope under it would open without any attribute key', {
+    reason: 'DEGENERATE_KEY',
+  })
+
+/** g^α of a master secret, memoised per key and backend: the fixed part of every K1. */
+const gAlphaOf = new WeakMap<MasterSecretKey, { backend: PairingBackend; point: G1 }>()
+function gAlpha(msk: MasterSecretKey): G1 {
+  const b = backend()
+  let hit = gAlphaOf.get(msk)
+  if (!hit || hit.backend !== b) {
+    hit = { backend: b, point: b.g1Base().multiply(msk.alpha) }
+    gAlphaOf.set(msk, hit)
+  }
+  return hit.point
 }
 
 export function keyGen(msk: MasterSecretKey, attributes: readonly string[], rng: Rng = systemRng): UserKey {
@@ -93,7 +114,7 @@ export function keyGen(msk: MasterSecretKey, attributes: readonly string[], rng:
     authority: msk.mpk.id,
     attributes: attrs,
     k0: mulG2Generator(r),
-    k1: G1Point.BASE.multiply(msk.alpha).add(HB.multiply(r)),
+    k1: gAlpha(msk).add(hb().multiply(r)),
     kx: attrs.map((a) => hashAttribute(a).multiply(r)),
   }
 }
@@ -132,19 +153,22 @@ export interface Encapsulation {
 }
 
 export function encaps(mpk: MasterPublicKey, policy: string, rng: Rng = systemRng): Encapsulation {
+  const eghAlpha = backend().adoptGT(mpk.eghAlpha)
+  if (eghAlpha.isOne()) throw degenerateMasterKey()
   const { text, lsss } = compilePolicy(policy)
   const s0 = randomScalar(rng, ORDER)
   const s1 = randomScalar(rng, ORDER)
   const v = [s0]
   for (let c = 1; c < lsss.cols; c++) v.push(randomScalar(rng, ORDER))
+  const H = hb()
   const rows = lsss.rows.map((m, i) => {
     let lambda = 0n
     for (let c = 0; c < m.length; c++) if (m[c]) lambda += m[c]! * v[c]!
-    return mulG1(HB, lambda).add(hashAttribute(lsss.rho[i]!).multiply(s1))
+    return H.multiply(lambda).add(hashAttribute(lsss.rho[i]!).multiply(s1))
   })
   return {
     ciphertext: { authority: mpk.id, policy: text, c0: mulG2Generator(s0), c1: mulG2Generator(s1), rows },
-    key: gtPow(mpk.eghAlpha, s0),
+    key: eghAlpha.pow(s0),
   }
 }
 
@@ -168,6 +192,9 @@ export function decaps(key: UserKey, ct: Ciphertext): GT {
       reason: 'ROW_COUNT',
     })
   }
+  if (key.kx.length !== key.attributes.length) {
+    throw new CareLedgerError('INVALID_ARGUMENT', `the key holds ${key.attributes.length} attributes but ${key.kx.length} attribute components`, { reason: 'KEY_SHAPE' })
+  }
   const index = new Map(key.attributes.map((a, i) => [a, i]))
   const solution = reconstruct(tree, new Set(key.attributes), ORDER)
   if (!solution) {
@@ -181,15 +208,24 @@ export function decaps(key: UserKey, ct: Ciphertext): GT {
   // A coefficient is taken as the signed residue of least magnitude: Lagrange coefficients at 0
   // are often small integers (for rows 1..k of a k-of-n gate they are ±C(k, i)), and a short
   // scalar shortens the whole doubling chain.
-  let kSum = G1Point.ZERO
-  let cSum = G1Point.ZERO
+  // Defence in depth: the decoders validate every point, but a Ciphertext or UserKey may have been
+  // built some other way. Each element used here must be a valid, non-identity group element
+  // (adopt* re-checks anything the backend did not make itself).
+  const b = backend()
+  const k0 = usable(b.adoptG2(key.k0), 'the key\'s K0')
+  const k1 = usable(b.adoptG1(key.k1), 'the key\'s K1')
+  const c0 = usable(b.adoptG2(ct.c0), 'the ciphertext\'s C0')
+  const c1 = usable(b.adoptG2(ct.c1), 'the ciphertext\'s C1')
+  let kSum = b.g1Zero()
+  let cSum = b.g1Zero()
   const weighted: { k: G1[]; c: G1[]; w: bigint[] } = { k: [], c: [], w: [] }
   solution.rows.forEach((row, j) => {
     const w = solution.coefficients[j]!
     const negative = w > HALF_ORDER
     const magnitude = negative ? ORDER - w : w
-    const k = key.kx[index.get(lsss.rho[row]!)!]!
-    const c = ct.rows[row]!
+    const attribute = lsss.rho[row]!
+    const k = usable(b.adoptG1(key.kx[index.get(attribute)!]!), `the key's K[${attribute}]`)
+    const c = usable(b.adoptG1(ct.rows[row]!), `the ciphertext's row ${row}`)
     if (magnitude === 1n) {
       kSum = negative ? kSum.subtract(k) : kSum.add(k)
       cSum = negative ? cSum.subtract(c) : cSum.add(c)
@@ -200,15 +236,21 @@ export function decaps(key: UserKey, ct: Ciphertext): GT {
     }
   })
   if (weighted.w.length > 0) {
-    kSum = kSum.add(mulAddUnsafe(G1Point, weighted.k, weighted.w))
-    cSum = cSum.add(mulAddUnsafe(G1Point, weighted.c, weighted.w))
+    kSum = kSum.add(b.g1Msm(weighted.k, weighted.w))
+    cSum = cSum.add(b.g1Msm(weighted.c, weighted.w))
   }
   // e(K1, C0) · e(ΣK, C1) · e(−ΣC, K0), one Miller-loop batch and one final exponentiation.
   return pairingProduct([
-    { g1: key.k1, g2: ct.c0 },
-    { g1: kSum, g2: ct.c1 },
-    { g1: cSum.negate(), g2: key.k0 },
+    { g1: k1, g2: c0 },
+    { g1: kSum, g2: c1 },
+    { g1: cSum.negate(), g2: k0 },
   ])
+}
+
+/** The identity in a key or ciphertext is degenerate (e.g. C0 = 1 makes e(K1, C0) trivial). */
+function usable<P extends G1 | G2>(p: P, what: string): P {
+  if (p.is0()) throw new CareLedgerError('INVALID_ARGUMENT', `${what} is the identity point`, { reason: 'IDENTITY_POINT' })
+  return p
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -1,18 +1,16 @@
 /**
  * BLS12-381 groups as FABEO uses them: G1 (attribute hashes, key and ciphertext rows),
- * G2 (h^r, h^s), their compressed encodings, and RFC 9380 hashing of attributes to G1.
+ * G2 (h^r, h^s), their compressed encodings, and RFC 9380 hashing of attributes to G1 — on the
+ * pairing backend in force (backend.ts; noble by default, mcl once `useBackend` chose it).
  */
 import { bls12_381 } from '@noble/curves/bls12-381.js'
-import type { WeierstrassPoint } from '@noble/curves/abstract/weierstrass.js'
-import type { Fp2 } from '@noble/curves/abstract/tower.js'
 import { bytesToNumberBE, numberToBytesBE } from '@noble/curves/utils.js'
 import type { Reader } from '../../encoding/binary.ts'
+import { backend, isPointFault, type G1, type G2, type GT, type PairingBackend, type PointFault } from './backend.ts'
+import './backend-noble.ts'
 
-export type G1 = WeierstrassPoint<bigint>
-export type G2 = WeierstrassPoint<Fp2>
+export type { G1, G2 } from './backend.ts'
 
-export const G1Point = bls12_381.G1.Point
-export const G2Point = bls12_381.G2.Point
 export const ORDER = bls12_381.fields.Fr.ORDER
 export const G1_BYTES = 48
 export const G2_BYTES = 96
@@ -22,98 +20,57 @@ export const SCALAR_BYTES = 32
  * RFC 9380 §3.1 domain separation tag, unique to this application and version:
  * attribute points are H(attr) = hash_to_curve(DST, "attr\0" ‖ attr) on G1 (SSWU, random oracle).
  * A real hash-to-curve matters: a hash of the form g^h(x) has a known discrete log and lets a
- * key for one attribute be turned into a key for any attribute (the rabe flaw, research/crypto.md §1.2).
+ * key for one attribute be turned into a key for any attribute (the flaw of hashing to g^H(x),
+ * as rabe does; see docs/crypto.md).
  */
 export const ATTRIBUTE_DST = 'CARELEDGER-V01-CS01-with-BLS12381G1_XMD:SHA-256_SSWU_RO_'
 
-const utf8 = new TextEncoder()
-const CACHE_LIMIT = 4096
-/** Attributes promoted to an 8-bit table (0.8 MB and ~0.1 s each): the gateway's stream policies. */
-const HOT_LIMIT = 32
-const HOT_AFTER_USES = 3
-const attributeCache = new Map<string, { point: G1; uses: number }>()
-let hot = 0
-
-/**
- * H(attr) on G1, memoised: the gateway encrypts under the same few attributes all day. A cached
- * point carries a 4-bit window table (its scalar multiplications are ~4× cheaper than a bare
- * point's); an attribute used again and again — a stream's policy, sealed every few seconds — is
- * promoted to an 8-bit table, ~2× cheaper again.
- */
-export function hashAttribute(attr: string): G1 {
-  let entry = attributeCache.get(attr)
-  if (!entry) {
-    if (attributeCache.size >= CACHE_LIMIT) clearAttributeCache()
-    const point = bls12_381.G1.hashToCurve(utf8.encode(`attr\0${attr}`), { DST: ATTRIBUTE_DST }) as G1
-    point.precompute(4, true)
-    entry = { point, uses: 0 }
-    attributeCache.set(attr, entry)
-  }
-  if (++entry.uses === HOT_AFTER_USES && hot < HOT_LIMIT) {
-    hot++
-    entry.point.precompute(8, true)
-  }
-  return entry.point
-}
+/** H(attr) on G1, memoised by the backend (with a window table for attributes used again and again). */
+export const hashAttribute = (attr: string): G1 => backend().attributePoint(`attr\0${attr}`, ATTRIBUTE_DST)
 
 /** Drop the memo (benchmarks use it to measure the cold path). */
-export function clearAttributeCache(): void {
-  attributeCache.clear()
-  hot = 0
-}
+export const clearAttributeCache = (): void => backend().clearCaches()
 
-/** FABEO's extra hash point H(b), outside the attribute domain ("b\0" never begins an attribute). */
-export const HB: G1 = (() => {
-  const p = bls12_381.G1.hashToCurve(utf8.encode('fabeo-b\0'), { DST: ATTRIBUTE_DST }) as G1
-  p.precompute(8, false)
-  return p
-})()
-
-/**
- * k·h for the G2 generator h with an 8-bit window table (2.7 MB, built once on first use, ~0.5 s):
- * about 30% faster than noble's default table for BASE, and Encaps does two of these every seal.
- */
-let g2Table: G2 | undefined
-export function mulG2Generator(k: bigint): G2 {
-  if (!g2Table) {
-    g2Table = G2Point.fromAffine(G2Point.BASE.toAffine())
-    g2Table.precompute(8, false)
+const hbOf = new WeakMap<PairingBackend, G1>()
+/** FABEO's extra hash point H(b), outside the attribute domain ("fabeo-b\0" never begins "attr\0"). */
+export function hb(): G1 {
+  const b = backend()
+  let p = hbOf.get(b)
+  if (!p) {
+    p = b.fixedBaseG1(b.hashToG1(new TextEncoder().encode('fabeo-b\0'), ATTRIBUTE_DST))
+    hbOf.set(b, p)
   }
-  return g2Table.multiply(k)
+  return p
 }
 
-/** k·P that accepts k = 0 (noble rejects it) — LSSS shares can legitimately be zero. */
-export function mulG1(p: G1, k: bigint): G1 {
-  k %= ORDER
-  return k === 0n ? G1Point.ZERO : p.multiply(k)
+const eghOf = new WeakMap<PairingBackend, GT>()
+/** e(g, h) for the standard generators, computed once per backend. */
+export function egh(): GT {
+  const b = backend()
+  let x = eghOf.get(b)
+  if (!x) {
+    x = b.pairing(b.g1Base(), b.g2Base())
+    eghOf.set(b, x)
+  }
+  return x
 }
+
+/** k·h for the G2 generator h (a window table: Encaps does two of these every seal). */
+export const mulG2Generator = (k: bigint): G2 => backend().mulG2Base(k)
 
 export const scalarToBytes = (k: bigint): Uint8Array => numberToBytesBE(k, SCALAR_BYTES)
 
 // ---- decoding with typed errors -------------------------------------------------------------
 
-function pointProblem(e: unknown): { reason: string; problem: string } {
-  const msg = e instanceof Error ? e.message : String(e)
-  if (/subgroup/i.test(msg)) return { reason: 'NOT_IN_SUBGROUP', problem: 'point is not in the prime-order subgroup' }
-  if (/curve|compressed|sqrt|square root|equation/i.test(msg)) return { reason: 'NOT_ON_CURVE', problem: 'point is not on the curve' }
-  return { reason: 'BAD_POINT', problem: `point encoding is invalid (${msg})` }
-}
-
-function readPoint<P extends { is0(): boolean }>(r: Reader, bytes: number, parse: (b: Uint8Array) => P, field: string): P {
-  const raw = r.take(bytes)
-  let p: P
-  try {
-    p = parse(raw)
-  } catch (e) {
-    const { reason, problem } = pointProblem(e)
-    return r.fail(reason, `${field}: ${problem}`, { field })
-  }
+function readPoint<P extends G1 | G2>(r: Reader, bytes: number, parse: (b: Uint8Array) => P | PointFault, field: string): P {
+  const p = parse(r.take(bytes))
+  if (isPointFault(p)) return r.fail(p.reason, `${field}: ${p.detail}`, { field })
   if (p.is0()) r.fail('IDENTITY_POINT', `${field}: the identity point is not allowed`, { field })
   return p
 }
 
-export const readG1 = (r: Reader, field: string): G1 => readPoint(r, G1_BYTES, (b) => G1Point.fromBytes(b), field)
-export const readG2 = (r: Reader, field: string): G2 => readPoint(r, G2_BYTES, (b) => G2Point.fromBytes(b), field)
+export const readG1 = (r: Reader, field: string): G1 => readPoint(r, G1_BYTES, (b) => backend().g1FromBytes(b), field)
+export const readG2 = (r: Reader, field: string): G2 => readPoint(r, G2_BYTES, (b) => backend().g2FromBytes(b), field)
 
 /** A scalar in [1, r): 32 bytes big-endian, canonical. */
 export function readScalar(r: Reader, field: string): bigint {
@@ -122,33 +79,9 @@ export function readScalar(r: Reader, field: string): bigint {
   return k
 }
 
-// ---- pairing products -----------------------------------------------------------------------
-
-type Precompute = ReturnType<typeof bls12_381.utils.calcPairingPrecomputes>
-const lineCache = new WeakMap<G2, Precompute>()
-
-/** Miller-loop line coefficients of a G2 point, memoised per point object (a key's K0 is reused). */
-function linesOf(q: G2): Precompute {
-  let pre = lineCache.get(q)
-  if (!pre) {
-    pre = bls12_381.utils.calcPairingPrecomputes(q)
-    lineCache.set(q, pre)
-  }
-  return pre
-}
-
 /**
- * Π e(P_i, Q_i) with one shared final exponentiation. Pairs with an identity on either side
- * contribute 1 and are skipped. Unlike noble's pairingBatch it does not re-run the subgroup
- * checks: every point here was validated when decoded or produced by our own arithmetic.
+ * Π e(P_i, Q_i) with one shared final exponentiation, on the backend in force. Pairs with an
+ * identity on either side contribute 1. It does not re-run subgroup checks: every point must have
+ * been validated when decoded or produced by our own arithmetic (decaps checks that it was).
  */
-export function pairingProduct(pairs: readonly { g1: G1; g2: G2 }[]): import('./gt.ts').GT {
-  const terms: [Precompute, bigint, bigint][] = []
-  for (const { g1, g2 } of pairs) {
-    if (g1.is0() || g2.is0()) continue
-    const { x, y } = g1.toAffine()
-    terms.push([linesOf(g2), x, y])
-  }
-  const F12 = bls12_381.fields.Fp12
-  return terms.length ? F12.finalExponentiate(bls12_381.millerLoopBatch(terms)) : F12.ONE
-}
+export const pairingProduct = (pairs: readonly { g1: G1; g2: G2 }[]): GT => backend().pairingProduct(pairs)

@@ -18,8 +18,9 @@ import { invert } from '@noble/curves/abstract/modular.js'
 import { CareLedgerError } from '../../errors.ts'
 import { randomScalar, systemRng, type Rng } from '../random.ts'
 import { decaps, type Ciphertext, type UserKey } from './fabeo.ts'
-import { G1Point, ORDER } from './groups.ts'
-import { gtPow, isInGT, type GT } from './gt.ts'
+import { backend } from './backend.ts'
+import { ORDER } from './groups.ts'
+import type { GT } from './gt.ts'
 
 /** The user's retrieval secret z. */
 export interface RetrievalKey {
@@ -43,7 +44,7 @@ export function makeTransformKey(key: UserKey, rng: Rng = systemRng): Outsourced
       attributes: key.attributes,
       k0: key.k0.multiply(zInv),
       k1: key.k1.multiply(zInv),
-      kx: key.kx.map((p) => (p.is0() ? G1Point.ZERO : p.multiply(zInv))),
+      kx: key.kx.map((p) => p.multiply(zInv)),
     },
     retrievalKey: { authority: key.authority, z },
   }
@@ -54,12 +55,22 @@ export function transform(transformKey: UserKey, ct: Ciphertext): GT {
   return decaps(transformKey, ct)
 }
 
-/** The user's work: K = T^z, after checking T is in GT. */
+/** The user's work: K = T^z, after checking T is in GT (and not 1, which no honest proxy returns). */
 export function finish(rk: RetrievalKey, transformed: GT): GT {
-  if (!isInGT(transformed)) {
+  const b = backend()
+  let t: GT | null
+  try {
+    t = b.adoptGT(transformed)
+  } catch {
+    t = null
+  }
+  if (!t || !b.isInGT(t)) {
     throw new CareLedgerError('DECRYPTION_FAILED', 'transformed ciphertext is not an element of GT: the proxy returned garbage', {
       reason: 'NOT_IN_GT',
     })
   }
-  return gtPow(transformed, rk.z)
+  if (t.isOne()) {
+    throw new CareLedgerError('DECRYPTION_FAILED', 'transformed ciphertext is 1: the proxy returned a degenerate value', { reason: 'DEGENERATE' })
+  }
+  return t.pow(rk.z)
 }
