@@ -15,13 +15,13 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import { bytesToHex } from '@noble/hashes/utils.js'
+import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { MasterSecretKey, UserKey } from '../../shared/crypto/abe/fabeo.ts'
 import { currentKey } from '../helpers/authority.ts'
 import { epochOf, withEpoch } from '../../shared/protocol/epoch.ts'
 import { makeTransformKey } from '../../shared/crypto/abe/outsource.ts'
-import { finishEnvelope, openEnvelope, transformEnvelope } from '../../shared/crypto/envelope.ts'
+import { decodeEnvelope, finishEnvelope, openEnvelope, transformEnvelope } from '../../shared/crypto/envelope.ts'
 import { isCareLedgerError } from '../../shared/errors.ts'
 import { decodeBatchBody, readingLeaf, readingsTree, type SealedReading } from '../../shared/protocol/batch.ts'
 import { manifestAad, manifestBytes, manifestCommitment, verifyManifest } from '../../shared/protocol/manifest.ts'
@@ -142,8 +142,14 @@ describe('sealing on a real gateway', () => {
           expect(b.m.prev).toBe(i === 0 ? null : stream[i - 1]!.commitment)
           expect(b.m.policy).toBe(withEpoch(DEFAULT_POLICY.replace('{patient}', pseudonym), epochOf(b.m.sealedAt)))
         })
+        const headers = new Set<string>()
         for (const b of stream) {
           const envelope = await get(b.cid)
+          // Envelope format 2: one encapsulation for the stream's batches in this epoch (docs/crypto.md §Stream keys).
+          const layout = decodeEnvelope(envelope)
+          expect(layout.version).toBe(2)
+          expect(layout.context).toEqual({ stream: b.m.stream, seq: b.m.seq, digest: hexToBytes(b.m.merkleRoot) })
+          headers.add(bytesToHex(layout.header))
           // Content address and size.
           expect((await rawCid(envelope)).toString()).toBe(b.m.cid)
           expect(b.cid).toBe(b.m.cid)
@@ -187,6 +193,9 @@ describe('sealing on a real gateway', () => {
           }
           expect(Object.keys(b.m).sort()).toEqual(['authority', 'cid', 'count', 'device', 'from', 'gateway', 'merkleRoot', 'patient', 'policy', 'prev', 'sealedAt', 'seq', 'size', 'stream', 'to', 'types', 'v'])
         }
+        // One Encaps per stream and epoch, however many batches.
+        expect(stream.length).toBeGreaterThan(1)
+        expect(headers.size).toBe(new Set(stream.map((b) => epochOf(b.m.sealedAt))).size)
         // Every published reading, exactly once, in order, as published (rx is the gateway's receive time).
         const sent = [...published.get(deviceId)!.values()]
         expect(seen.map((r) => r.seq)).toEqual(sent.map((r) => r.seq))
@@ -247,6 +256,10 @@ describe('sealing on a real gateway', () => {
         )
         expect(() => openEnvelope(doctorH1, envelope, aadOf(b))).toThrow(/do not satisfy/)
       }
+      // A policy change means a new encapsulation: P2's new batches share no header with its earlier ones.
+      const headerOf = async (b: (typeof before)[number]): Promise<string> => bytesToHex(decodeEnvelope(await get(b.cid)).header)
+      const oldHeaders = new Set(await Promise.all(before.filter((b) => b.m.device === 'bed-2').map(headerOf)))
+      for (const b of p2) expect(oldHeaders.has(await headerOf(b))).toBe(false)
       // The other patient keeps the default, and the earlier batches of P2 keep theirs.
       for (const b of p1) expect(b.m.policy).toBe(withEpoch(DEFAULT_POLICY.replace('{patient}', b.m.patient), epochOf(b.m.sealedAt)))
       for (const b of before) expect(b.m.policy).toBe(withEpoch(DEFAULT_POLICY.replace('{patient}', b.m.patient), epochOf(b.m.sealedAt)))
