@@ -7,7 +7,9 @@
  */
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { decaps, type UserKey } from '../shared/crypto/abe/fabeo.ts'
-import { digestHeader } from '../shared/crypto/abe/codec.ts'
+import { decodeTransformed, digestHeader } from '../shared/crypto/abe/codec.ts'
+import { finish } from '../shared/crypto/abe/outsource.ts'
+import { timingSafeEqual } from 'node:crypto'
 import type { GT } from '../shared/crypto/abe/gt.ts'
 import type { RetrievalKey } from '../shared/crypto/abe/outsource.ts'
 import { decodeEnvelope, envelopeCiphertext, finishEnvelope, openWithKey } from '../shared/crypto/envelope.ts'
@@ -74,6 +76,36 @@ export class LocalOpener {
 /** Finishes what a proxy transformed with the holder's transformation key: one GT exponentiation here. */
 export function finishBatch(rk: RetrievalKey, envelope: Uint8Array, transformed: Uint8Array, manifest: BatchManifest): BatchBody {
   return checkBody(decodeBatchBody(finishEnvelope(rk, envelope, transformed, manifestAad(manifest))), manifest)
+}
+
+/**
+ * finishBatch for many batches: keeps K per transformed ciphertext, so the batches of a stream that
+ * share one encapsulation (envelope format 2) cost one Finish. The transformed bytes name their
+ * header's digest, which `openWithKey`'s key commitment checks against each envelope.
+ */
+export class OutsourcedFinisher {
+  readonly #rk: RetrievalKey
+  readonly #kem = new Map<string, GT>()
+
+  constructor(rk: RetrievalKey) {
+    this.#rk = rk
+  }
+
+  open(envelope: Uint8Array, transformed: Uint8Array, manifest: BatchManifest): BatchBody {
+    const env = decodeEnvelope(envelope)
+    const tc = decodeTransformed(transformed)
+    if (!timingSafeEqual(tc.headerDigest, digestHeader(env.header))) {
+      throw new CareLedgerError('DECRYPTION_FAILED', 'the transformed ciphertext was computed for a different envelope', { reason: 'HEADER_MISMATCH' })
+    }
+    const id = bytesToHex(transformed)
+    let k = this.#kem.get(id)
+    if (!k) {
+      k = finish(this.#rk, tc.t)
+      if (this.#kem.size >= 256) this.#kem.delete(this.#kem.keys().next().value!)
+      this.#kem.set(id, k)
+    }
+    return checkBody(decodeBatchBody(openWithKey(env, k, manifestAad(manifest))), manifest)
+  }
 }
 
 /** The readings of a batch the query asks for: time range and types. */

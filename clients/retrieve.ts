@@ -14,7 +14,7 @@ import type { SealedReading } from '../shared/protocol/batch.ts'
 import type { BatchManifest } from '../shared/protocol/manifest.ts'
 import type { EvidencePlan, EvidenceQuery, StreamSpan } from '../shared/protocol/evidence.ts'
 import type { RetrievalKey } from '../shared/crypto/abe/outsource.ts'
-import { authorises, checkBlock, finishBatch, selectReadings, type LocalOpener } from './decrypt.ts'
+import { authorises, checkBlock, OutsourcedFinisher, selectReadings, type LocalOpener } from './decrypt.ts'
 import { checkNotStale, linkHeaders, RetrievalError, verifyPlan, verifyStreamSpan, type KnownHead, type RetrievalFailure, type VerifiedHead, type VerifiedRecord, type VerifiedStream } from './verify.ts'
 
 export interface EvidenceSource {
@@ -187,13 +187,14 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
   const open = wanted.map((r, i) => ({ r, bytes: blocks[i]!, ok: authorises(d.attributes, r.manifest.policy) }))
   const transformed = d.kind === 'outsourced' ? await stage('transform', () => transformAll(d.proxy, open.filter((x) => x.ok).map((x) => x.r.id))) : null
   let decryptions = 0
+  const finisher = d.kind === 'outsourced' ? new OutsourcedFinisher(d.retrievalKey) : null
   const batches = await stage('decrypt', () =>
     open.map(({ r, bytes, ok }, i): RetrievedBatch => {
       progress('decrypt', i + 1, open.length)
       if (!ok) return { recordId: r.id, manifest: r.manifest, status: 'not-authorised', readings: [] }
       decryptions++
       try {
-        const body = d.kind === 'local' ? d.opener.open(bytes, r.manifest) : finishOutsourced(d.retrievalKey, bytes, transformed!.get(r.id), r)
+        const body = d.kind === 'local' ? d.opener.open(bytes, r.manifest) : finishOutsourced(finisher!, bytes, transformed!.get(r.id), r)
         return { recordId: r.id, manifest: r.manifest, status: 'opened', readings: selectReadings(body, o.query) }
       } catch (e) {
         failures.push({ kind: 'ALTERED', stream: r.manifest.stream, seq: r.seq, recordId: r.id, message: `record ${r.id}: ${isCareLedgerError(e) ? `${e.code}${e.info.reason ? ` (${String(e.info.reason)})` : ''}: ` : ''}${(e as Error).message}` })
@@ -212,8 +213,8 @@ async function transformAll(proxy: Transformer, ids: readonly number[]): Promise
   return out
 }
 
-function finishOutsourced(rk: RetrievalKey, envelope: Uint8Array, t: Uint8Array | Error | undefined, r: VerifiedRecord) {
+function finishOutsourced(finisher: OutsourcedFinisher, envelope: Uint8Array, t: Uint8Array | Error | undefined, r: VerifiedRecord) {
   if (t === undefined) throw new Error('the proxy returned no transformation for it')
   if (t instanceof Error) throw t
-  return finishBatch(rk, envelope, t, r.manifest)
+  return finisher.open(envelope, t, r.manifest)
 }

@@ -18,7 +18,7 @@
  * | `CARELEDGER_TLS_NAMES` | `--tls-name <names>` | (none) | extra DNS names / IP addresses for the server certificate, comma-separated (flag repeatable); localhost, 127.0.0.1, ::1 and the hostname are always included |
  * | `CARELEDGER_DISK_BUDGET_MB` | `--disk-budget-mb <mb>` | `1024` | most disk the data directory may use (≥ 8: the SQLite WAL alone may take ~4–8 MB); at the budget new readings are refused with STORAGE_FULL |
  * | `CARELEDGER_MIN_FREE_MB` | `--min-free-mb <mb>` | `64` | also refuse new readings when the file system has less free space than this |
- * | `CARELEDGER_DISK_CHECK_MS` | `--disk-check-ms <ms>` | `5000` | how often the whole data directory is re-measured (the database itself is re-measured every 250 ms) |
+ * | `CARELEDGER_DISK_CHECK_MS` | `--disk-check-ms <ms>` | `5000` | how often the whole data directory is re-measured (the database itself every 250 ms while readings are committed, every 5 s otherwise) |
  * | `CARELEDGER_QUARANTINE_MAX_ROWS` | `--quarantine-max-rows <n>` | `10000` | rejected readings kept for inspection; the oldest are dropped beyond this (counted in a metric) |
  * | `CARELEDGER_MAX_PAYLOAD_BYTES` | `--max-payload-bytes <n>` | `262144` | largest MQTT payload accepted (PAYLOAD_TOO_LARGE beyond) |
  * | `CARELEDGER_MAX_READINGS` | `--max-readings <n>` | `1000` | most readings in one payload array (TOO_MANY_READINGS beyond) |

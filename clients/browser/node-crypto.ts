@@ -99,6 +99,13 @@ export function createHash(algorithm: string) {
 
 /** No OpenSSL key objects here: returning a placeholder lets sign.ts fall through to noble. */
 export const createPublicKey = (): object => ({})
+/** No OpenSSL signing here: shared/crypto/sign.ts falls back to noble when this throws. */
+export const createPrivateKey = (): never => {
+  throw new Error('no native Ed25519 signing in the browser')
+}
+export const sign = (): never => {
+  throw new Error('no native Ed25519 signing in the browser')
+}
 export const verify = (): boolean => false
 
 export const randomBytes = (n: number): Uint8Array => crypto.getRandomValues(new Uint8Array(n))

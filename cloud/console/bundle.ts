@@ -23,10 +23,12 @@ const stubs: Plugin = {
   setup(build) {
     const filter = new RegExp(`^(${STUBS.map((s) => s.replace(/[/.]/g, '\\$&')).join('|')})$`)
     build.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'stub' }))
+    // cloud/chain/verify.ts reaches the cloud's blockstore (envelope scrub: verify-envelopes.ts), a server path.
+    build.onResolve({ filter: /\/service\/blockstore\.ts$/ }, (args) => ({ path: args.path, namespace: 'stub' }))
     build.onLoad({ filter: /.*/, namespace: 'stub' }, (args) => ({
       contents: `const fail = () => { throw new Error('${args.path} is not available in the browser') };
         export default new Proxy(fail, { get: () => fail });
-        export const Worker = fail, availableParallelism = () => 1, cpus = () => [], homedir = fail, join = fail, dirname = fail, resolve = fail, fileURLToPath = fail, setImmediate = fail, readFileSync = fail, writeFileSync = fail, mkdirSync = fail, renameSync = fail, open = fail, readFile = fail, writeFile = fail, mkdir = fail, rename = fail, FsBlockstore = fail;`,
+        export const Worker = fail, availableParallelism = () => 1, cpus = () => [], homedir = fail, join = fail, dirname = fail, resolve = fail, fileURLToPath = fail, setImmediate = fail, readFileSync = fail, writeFileSync = fail, mkdirSync = fail, renameSync = fail, open = fail, readFile = fail, writeFile = fail, mkdir = fail, rename = fail, FsBlockstore = fail, checkBlockFile = fail;`,
       loader: 'js',
     }))
   },

@@ -23,6 +23,8 @@ import { ApiError } from '../service/errors.ts'
 import { guard } from '../service/guard.ts'
 import { RetrievalIndex } from './index-store.ts'
 import { TransformPool } from './transform-pool.ts'
+import { decodeEnvelope } from '../../shared/crypto/envelope.ts'
+import { digestHeader } from '../../shared/crypto/abe/codec.ts'
 
 type Query = Readonly<Record<string, string | string[] | undefined>>
 
@@ -126,13 +128,25 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
       throw new ApiError('INVALID_REQUEST', `${issue.path.join('.') || 'body'}: ${issue.message}`, { field: issue.path.join('.') || 'body' })
     }
     const tk = new Uint8Array(Buffer.from(body.data.transformKey, 'base64'))
+    // Batches sealed under one encapsulation (envelope format 2: a stream's batches in one epoch)
+    // share a header, so one transformation answers them all (docs/crypto.md §Stream keys).
+    const byHeader = new Map<string, ReturnType<TransformPool['transform']>>()
+    const transformOnce = (envelope: Uint8Array): ReturnType<TransformPool['transform']> => {
+      const head = headerKey(envelope)
+      let answer = head === null ? undefined : byHeader.get(head)
+      if (!answer) {
+        answer = pool.transform(tk, envelope)
+        if (head !== null) byHeader.set(head, answer)
+      }
+      return answer
+    }
     const results = await Promise.all(
       body.data.records.map(async (id) => {
         const record = ctx.chain.getRecord(id)
         if (!record) return { id, error: { code: 'NOT_FOUND', message: `record ${id} does not exist` } }
         const envelope = await ctx.blocks.get(CID.parse(record.cid))
         if (!envelope) return { id, error: { code: 'NOT_FOUND', message: `the envelope ${record.cid} of record ${id} is not in this cloud's blockstore` } }
-        const a = await pool.transform(tk, envelope)
+        const a = await transformOnce(envelope)
         return 'transformed' in a ? { id, transformed: Buffer.from(a.transformed).toString('base64') } : { id, error: a.error }
       }),
     )
@@ -177,4 +191,13 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
   const ipfsOptions = ctx.config.retrieval.publicIpfs ? {} : { onRequest: guard(ctx, 'envelope') }
   app.get('/ipfs/:cid', ipfsOptions, ipfs)
   app.get('/ipfs/:cid/*', ipfsOptions, ipfs)
+}
+
+/** The digest of an envelope's ABE header, or null when the bytes are not an envelope (the worker reports why). */
+function headerKey(envelope: Uint8Array): string | null {
+  try {
+    return Buffer.from(digestHeader(decodeEnvelope(envelope).header)).toString('hex')
+  } catch {
+    return null
+  }
 }

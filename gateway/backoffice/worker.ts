@@ -222,8 +222,19 @@ async function pass(forceSeal: boolean): Promise<void> {
   report()
 }
 
+/** The wait between passes: one timer (not a poll), cut short by `stop`. An idle thread wakes once a seal interval. */
+let wake: (() => void) | null = null
+const nap = (ms: number): Promise<void> =>
+  new Promise((resolve) => {
+    const timer = setTimeout(() => (wake = null, resolve()), ms)
+    wake = () => (clearTimeout(timer), (wake = null), resolve())
+  })
+
 parentPort!.on('message', (m: { type: string }) => {
-  if (m.type === 'stop') stopping = true
+  if (m.type === 'stop') {
+    stopping = true
+    wake?.()
+  }
   else if (m.type === 'tick') void tick(true) // tests and `seal now`
   else if (m.type === 'prune') pruneDue = true // the hourly retention job (plugin.ts); done at the next pass
 })
@@ -231,8 +242,7 @@ parentPort!.on('message', (m: { type: string }) => {
 report({ ready: true })
 while (!stopping) {
   await tick()
-  const until = Date.now() + opts.sealIntervalMs
-  while (!stopping && Date.now() < until) await new Promise((r) => setTimeout(r, Math.min(200, until - Date.now())))
+  if (!stopping) await nap(opts.sealIntervalMs)
 }
 // Let an upload in flight settle (the cloud may already have stored it; settling now saves a resend),
 // but not for long: whatever is not settled stays pending and goes again after the restart.

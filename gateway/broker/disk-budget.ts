@@ -2,8 +2,9 @@
  * Disk budget of the data directory. Used bytes = live database pages ((page_count −
  * freelist_count) × page_size, so rows deleted by retention count as freed before any VACUUM)
  * + the WAL and shm files + every other file under the data directory (blocks/, tls/, corrupt
- * databases set aside). The database part is re-measured every 250 ms (three cheap PRAGMAs and a
- * stat), the directory walk every `checkIntervalMs`, and between measurements the bytes committed
+ * databases set aside). The database part is re-measured every 250 ms while readings are being
+ * committed (three cheap PRAGMAs and a stat) and every 5 s otherwise (the back office's writes, WAL
+ * checkpoints; an idle gateway should cost next to nothing), the directory walk every `checkIntervalMs`, and between measurements the bytes committed
  * are added as an estimate, so a burst cannot run far past the budget.
  *
  * A subdirectory whose owner reports its size (`reportDirectory`: the back office keeps the
@@ -41,6 +42,7 @@ export interface DiskStatus {
 }
 
 const DB_INTERVAL_MS = 250
+const DB_IDLE_INTERVAL_MS = 5000
 const DB_FILES = new Set([DB_FILE, `${DB_FILE}-wal`, `${DB_FILE}-shm`, `${DB_FILE}-journal`])
 
 export class DiskBudget {
@@ -51,6 +53,7 @@ export class DiskBudget {
   #dbBytes = 0
   #otherBytes = 0
   #estimate = 0
+  #measuredAt = 0
   #freeBytes = Number.POSITIVE_INFINITY
   #full = false
   #reason: string | null = null
@@ -71,7 +74,9 @@ export class DiskBudget {
   /** Measure everything now, then keep measuring on timers. */
   async start(): Promise<void> {
     await this.check()
-    this.#dbTimer = setInterval(() => this.#measureDb(), DB_INTERVAL_MS).unref()
+    this.#dbTimer = setInterval(() => {
+      if (this.#estimate > 0 || performance.now() - this.#measuredAt >= DB_IDLE_INTERVAL_MS) this.#measureDb()
+    }, DB_INTERVAL_MS).unref()
     this.#dirTimer = setInterval(() => void this.check(), this.#o.checkIntervalMs).unref()
   }
 
@@ -164,6 +169,7 @@ export class DiskBudget {
       }
       this.#dbBytes = live + wal
       this.#estimate = 0
+      this.#measuredAt = performance.now()
     } catch (err) {
       this.#o.logger?.error({ err }, 'disk budget: cannot measure the database')
     }

@@ -4,13 +4,17 @@
  *
  *   sealStages = [encodeBody, merkleRoot, encryptEnvelope, contentAddress, signManifest]
  *
+ * encryptEnvelope seals with the stream's encapsulation (envelope format 2, docs/crypto.md §Stream
+ * keys): the caller passes the one it keeps for the stream, and a new one is made only when the
+ * policy — epoch included — differs; the one used comes back for the caller to keep.
+ *
  * The envelope is one raw IPFS block (CIDv1, raw codec, sha2-256), so its CID is a pure function
  * of its bytes; batches are capped well below the 1 MiB block size IPFS peers exchange.
  */
 import type { CID } from 'multiformats/cid'
 import { rawCid } from '../../shared/protocol/car.ts'
 import { bytesToHex } from '@noble/hashes/utils.js'
-import { sealEnvelope } from '../../shared/crypto/envelope.ts'
+import { encapsulate, sealWithKem, type StreamKem } from '../../shared/crypto/envelope.ts'
 import type { MasterPublicKey } from '../../shared/crypto/abe/fabeo.ts'
 import { compilePolicy } from '../../shared/crypto/abe/fabeo.ts'
 import { systemRng, type Rng } from '../../shared/crypto/random.ts'
@@ -40,6 +44,8 @@ export interface SealInput {
   readonly stream: StreamPosition
   readonly readings: readonly SealedReading[]
   readonly now: number
+  /** The stream's current encapsulation, if the caller keeps one; used when its policy is this batch's. */
+  readonly kem?: StreamKem | null
   readonly rng?: Rng
 }
 
@@ -49,6 +55,8 @@ export interface SealedBatch {
   readonly commitment: string
   readonly envelope: Uint8Array
   readonly cid: CID
+  /** The encapsulation this batch was sealed with (the caller keeps it for the stream's next batches). */
+  readonly kem: StreamKem
 }
 
 export { rawCid } from '../../shared/protocol/car.ts'
@@ -89,12 +97,14 @@ export async function sealBatch(input: SealInput): Promise<SealedBatch> {
     sealedAt: input.now,
   }
   // encryptEnvelope: the manifest's sealed fields are the AEAD's associated data
-  const envelope = sealEnvelope(input.mpk, policy, body, manifestAad(sealedFields), input.rng ?? systemRng)
+  const rng = input.rng ?? systemRng
+  const kem = input.kem?.policy === policy ? input.kem : encapsulate(input.mpk, policy, rng)
+  const envelope = sealWithKem(kem, { stream: stream.streamId, seq: stream.nextSeq, digest: root }, body, manifestAad(sealedFields), rng)
   if (envelope.length > MAX_ENVELOPE_BYTES) throw new RangeError(`sealed batch of ${envelope.length} bytes exceeds one block; seal fewer readings`)
   // contentAddress
   const cid = await rawCid(envelope)
   const manifest: BatchManifest = { ...sealedFields, cid: cid.toString(), size: envelope.length }
   // signManifest
   const signature = signManifest(input.gatewaySecretKey, manifest)
-  return { manifest, signature, commitment: manifestCommitment(manifest), envelope, cid }
+  return { manifest, signature, commitment: manifestCommitment(manifest), envelope, cid, kem }
 }

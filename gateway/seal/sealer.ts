@@ -8,6 +8,11 @@
  * A crash before that commit leaves an orphan block and the readings unsealed (they are sealed
  * again, under the same stream seq, on the next pass); after it, everything is consistent. So every
  * stored reading ends up in exactly one batch.
+ *
+ * Stream keys (docs/crypto.md §Stream keys): each stream's encapsulation is kept in memory only —
+ * never written to disk — and replaced when the stream's policy or epoch changes, after
+ * KEM_MAX_AGE_MS, and at every start; so a ward costs one CP-ABE Encaps per stream a day, not
+ * one per batch.
  */
 import type Database from 'better-sqlite3'
 import type { Blockstore } from 'interface-blockstore'
@@ -17,12 +22,15 @@ import type { SealedReading } from '../../shared/protocol/batch.ts'
 import { manifestBytes } from '../../shared/protocol/manifest.ts'
 import type { VitalType } from '../../shared/schema/vitals.ts'
 import type { GatewayIdentity } from '../identity.ts'
+import type { StreamKem } from '../../shared/crypto/envelope.ts'
 import { decodeSamples, type ReadingRow as StoredRow } from '../store/readings.ts'
 import { policyFor, sealBatch, type StreamPosition } from './seal.ts'
 
 /** Readings per batch, and an estimate of plaintext bytes that keeps an envelope one IPFS block. */
 export const MAX_BATCH_READINGS = 5000
 export const MAX_BATCH_BYTES = 900 * 1024
+/** A stream's encapsulation is replaced after this long even under an unchanged policy: it bounds what one exposed K opens. */
+export const KEM_MAX_AGE_MS = 24 * 3600_000
 
 /** The columns the sealer takes (see prepareQueries). */
 type ReadingRow = Pick<StoredRow, 'id' | 'seq' | 'ts' | 'received_at' | 'type' | 'unit' | 'value' | 'samples' | 'hz'>
@@ -75,6 +83,8 @@ export class Sealer {
   readonly #defaultPolicy: string
   readonly #log: Logger
   readonly #q: ReturnType<typeof prepareQueries>
+  /** streamId → its current encapsulation and when it was made. */
+  readonly #kems = new Map<string, { kem: StreamKem; at: number }>()
 
   constructor(db: Database.Database, blocks: Blockstore, identity: GatewayIdentity, defaultPolicy: string, logger: Logger) {
     this.#db = db
@@ -91,6 +101,7 @@ export class Sealer {
     let batches = 0
     let readings = 0
     let failed = 0
+    for (const [id, k] of this.#kems) if (now - k.at >= KEM_MAX_AGE_MS) this.#kems.delete(id)
     for (const { device_id, patient_id } of this.#q.due.all()) {
       // One stream that cannot be sealed (say, an unusable per-patient policy) must not hold up the others.
       try {
@@ -141,6 +152,8 @@ export class Sealer {
       prevCommitment: stream.last_commitment,
     }
     const template = this.#q.policy.get(patientId) ?? this.#defaultPolicy
+    const kept = this.#kems.get(stream.stream_id)
+    const fresh = kept && now - kept.at < KEM_MAX_AGE_MS && now >= kept.at ? kept.kem : null
     const sealed = await sealBatch({
       gatewayId: this.#id.gatewayId,
       gatewaySecretKey: this.#id.secretKey,
@@ -149,7 +162,9 @@ export class Sealer {
       stream: position,
       readings: rows.map(toSealed),
       now,
+      kem: fresh,
     })
+    if (sealed.kem !== fresh) this.#kems.set(stream.stream_id, { kem: sealed.kem, at: now })
     // storeBlock — before the commit, so a committed batch always has its ciphertext.
     await this.#blocks.put(sealed.cid, sealed.envelope)
     // commitBatch

@@ -40,8 +40,8 @@ export class Writer {
   private chunks: Uint8Array[] = []
   private length = 0
 
-  static withPreamble(kind: Kind): Writer {
-    return new Writer().bytes(Uint8Array.of(MAGIC[0], MAGIC[1], FORMAT_VERSION, kind))
+  static withPreamble(kind: Kind, version: number = FORMAT_VERSION): Writer {
+    return new Writer().bytes(Uint8Array.of(MAGIC[0], MAGIC[1], version, kind))
   }
 
   bytes(b: Uint8Array): this {
@@ -105,11 +105,16 @@ export class Reader {
 
   /** Read and check the 4-byte preamble; returns nothing, throws typed errors. */
   static open(data: Uint8Array, kind: Kind, what: string): Reader {
+    return Reader.openVersion(data, kind, what, [FORMAT_VERSION]).reader
+  }
+
+  /** As `open`, for a kind whose layout has more than one version (the envelope: 1 and 2); returns the version read. */
+  static openVersion(data: Uint8Array, kind: Kind, what: string, versions: readonly number[]): { reader: Reader; version: number } {
     const r = new Reader(data, what)
     const pre = r.take(4)
     if (pre[0] !== MAGIC[0] || pre[1] !== MAGIC[1]) r.fail('BAD_MAGIC', 'does not start with the CareLedger magic "CL"')
-    if (pre[2] !== FORMAT_VERSION) {
-      throw new CareLedgerError('UNSUPPORTED_VERSION', `${what}: format version ${pre[2]} is not supported (this build reads ${FORMAT_VERSION})`, {
+    if (!versions.includes(pre[2]!)) {
+      throw new CareLedgerError('UNSUPPORTED_VERSION', `${what}: format version ${pre[2]} is not supported (this build reads ${versions.join(', ')})`, {
         what,
         version: pre[2],
       })
@@ -117,7 +122,7 @@ export class Reader {
     if (pre[3] !== kind) {
       r.fail('WRONG_KIND', `holds a ${kindName(pre[3]!)}, not a ${kindName(kind)}`, { kind: pre[3] })
     }
-    return r
+    return { reader: r, version: pre[2]! }
   }
 
   fail(reason: string, problem: string, extra: Record<string, unknown> = {}): never {

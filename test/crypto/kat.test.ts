@@ -20,5 +20,11 @@ describe('known-answer vectors (FABEO, outsourcing, envelope)', () => {
     expect([...key.attributes]).toEqual([...ABE_KAT_ATTRIBUTES].sort())
     const opened = openEnvelope(key, Buffer.from(committed.envelope!, 'hex'), new TextEncoder().encode(ABE_KAT_AAD))
     expect(new TextDecoder().decode(opened)).toBe(ABE_KAT_PLAINTEXT)
+    // format 2: both batches of the stream open with the same key, under the same header
+    for (const name of ['envelopeV2Seq0', 'envelopeV2Seq1']) {
+      const v2 = Buffer.from(committed[name]!, 'hex')
+      expect(v2[2], name).toBe(2)
+      expect(new TextDecoder().decode(openEnvelope(key, v2, new TextEncoder().encode(ABE_KAT_AAD)))).toBe(ABE_KAT_PLAINTEXT)
+    }
   })
 })

@@ -206,3 +206,26 @@ describe('verify: native fast path (libsodium, else OpenSSL), noble verdict', ()
   })
 })
 
+
+describe('sign: OpenSSL fast path (issue 11)', () => {
+  it('gives the bytes noble gives, for RFC 8032 §7.1 and random seeds and messages (property)', () => {
+    for (const [, sk, , msg] of RFC8032) {
+      const payload = unhex(msg)
+      expect(hex(sign(unhex(sk), 'test', payload))).toBe(hex(ed25519.sign(domainSeparated('test', payload), unhex(sk))))
+    }
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 300 }), (sk, payload) => {
+        expect(hex(sign(sk, 'batch-manifest', payload))).toBe(hex(ed25519.sign(domainSeparated('batch-manifest', payload), sk)))
+      }),
+      { numRuns: 50 },
+    )
+  })
+
+  it('follows a secret-key array rewritten in place', () => {
+    const sk = new Uint8Array(32).fill(1)
+    const payload = utf8.encode('x')
+    sign(sk, 'test', payload)
+    sk.fill(2)
+    expect(hex(sign(sk, 'test', payload))).toBe(hex(ed25519.sign(domainSeparated('test', payload), sk)))
+  })
+})

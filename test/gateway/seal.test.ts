@@ -20,7 +20,7 @@ import type { MasterSecretKey, UserKey } from '../../shared/crypto/abe/fabeo.ts'
 import { currentKey } from '../helpers/authority.ts'
 import { epochOf, withEpoch } from '../../shared/protocol/epoch.ts'
 import { makeTransformKey } from '../../shared/crypto/abe/outsource.ts'
-import { finishEnvelope, openEnvelope, transformEnvelope } from '../../shared/crypto/envelope.ts'
+import { decodeEnvelope, finishEnvelope, openEnvelope, transformEnvelope } from '../../shared/crypto/envelope.ts'
 import { isCareLedgerError } from '../../shared/errors.ts'
 import { decodeBatchBody, readingLeaf, readingsTree, type SealedReading } from '../../shared/protocol/batch.ts'
 import { manifestAad, manifestBytes, manifestCommitment, verifyManifest } from '../../shared/protocol/manifest.ts'
@@ -84,7 +84,7 @@ beforeAll(async () => {
   env = { CARELEDGER_ABE_PUBLIC_KEY: authority.mpkFile, CARELEDGER_DEFAULT_POLICY: DEFAULT_POLICY }
   bed1 = await enrol(data.dir, 'bed-1', P1)
   bed2 = await enrol(data.dir, 'bed-2', P2)
-  gw = await GatewayProcess.start({ dataDir: data.dir, args: ['--seal-interval-s', '1'], env }) // MQTTS on: the TLS CA is created in the same process as the back office
+  gw = await GatewayProcess.start({ dataDir: data.dir, args: ['--seal-interval-s', '1'], env, readyTimeoutMs: 60_000 }) // MQTTS on: the TLS CA is created in the same process as the back office
   identity = await gatewayIdentity(data.dir, env)
   db = openReadonly(data.dir)
 })
@@ -142,8 +142,14 @@ describe('sealing on a real gateway', () => {
           expect(b.m.prev).toBe(i === 0 ? null : stream[i - 1]!.commitment)
           expect(b.m.policy).toBe(withEpoch(DEFAULT_POLICY.replace('{patient}', pseudonym), epochOf(b.m.sealedAt)))
         })
+        const headers = new Set<string>()
         for (const b of stream) {
           const envelope = await get(b.cid)
+          // Envelope format 2: one encapsulation for the stream's batches in this epoch (docs/crypto.md §Stream keys).
+          const layout = decodeEnvelope(envelope)
+          expect(layout.version).toBe(2)
+          expect({ ...layout.context, digest: bytesToHex(layout.context!.digest) }).toEqual({ stream: b.m.stream, seq: b.m.seq, digest: b.m.merkleRoot })
+          headers.add(bytesToHex(layout.header))
           // Content address and size.
           expect((await rawCid(envelope)).toString()).toBe(b.m.cid)
           expect(b.cid).toBe(b.m.cid)
@@ -187,6 +193,8 @@ describe('sealing on a real gateway', () => {
           }
           expect(Object.keys(b.m).sort()).toEqual(['authority', 'cid', 'count', 'device', 'from', 'gateway', 'merkleRoot', 'patient', 'policy', 'prev', 'sealedAt', 'seq', 'size', 'stream', 'to', 'types', 'v'])
         }
+        // One Encaps per stream and epoch, however many batches (reuse across passes: the policy test below).
+        expect(headers.size).toBe(new Set(stream.map((b) => epochOf(b.m.sealedAt))).size)
         // Every published reading, exactly once, in order, as published (rx is the gateway's receive time).
         const sent = [...published.get(deviceId)!.values()]
         expect(seen.map((r) => r.seq)).toEqual(sent.map((r) => r.seq))
@@ -247,6 +255,14 @@ describe('sealing on a real gateway', () => {
         )
         expect(() => openEnvelope(doctorH1, envelope, aadOf(b))).toThrow(/do not satisfy/)
       }
+      // A policy change means a new encapsulation: P2's new batches share no header with its earlier ones.
+      const headerOf = async (b: (typeof before)[number]): Promise<string> => bytesToHex(decodeEnvelope(await get(b.cid)).header)
+      const oldHeaders = new Set(await Promise.all(before.filter((b) => b.m.device === 'bed-2').map(headerOf)))
+      for (const b of p2) expect(oldHeaders.has(await headerOf(b))).toBe(false)
+      // …while bed-1, whose policy did not change, seals its later batches under its earlier encapsulation (same epoch).
+      const bed1Before = before.filter((b) => b.m.device === 'bed-1')
+      const bed1Headers = new Set(await Promise.all(bed1Before.map(headerOf)))
+      for (const b of p1) if (epochOf(b.m.sealedAt) === epochOf(bed1Before.at(-1)!.m.sealedAt)) expect(bed1Headers.has(await headerOf(b))).toBe(true)
       // The other patient keeps the default, and the earlier batches of P2 keep theirs.
       for (const b of p1) expect(b.m.policy).toBe(withEpoch(DEFAULT_POLICY.replace('{patient}', b.m.patient), epochOf(b.m.sealedAt)))
       for (const b of before) expect(b.m.policy).toBe(withEpoch(DEFAULT_POLICY.replace('{patient}', b.m.patient), epochOf(b.m.sealedAt)))

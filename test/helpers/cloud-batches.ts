@@ -4,6 +4,7 @@
  * `generateSigningKey`, packed as a one-block CARv1 the way gateways upload them, and signed
  * HTTP requests (shared/protocol/request-signing.ts) to send them.
  */
+import type { StreamKem } from '../../shared/crypto/envelope.ts'
 import { CarWriter } from '@ipld/car'
 import type { CID } from 'multiformats/cid'
 import { randomBytes } from 'node:crypto'
@@ -62,7 +63,8 @@ export function readings(seq0: number, count: number, t0 = Date.now() - 60_000):
 }
 
 /** Seal batch `seq` of a stream; `prev` is the commitment of batch seq−1 (null for seq 0). */
-export function sealTestBatch(stream: TestStream, seq: number, prev: string | null, opts: { readings?: SealedReading[]; now?: number } = {}): Promise<SealedBatch> {
+/** `kem`: the stream's encapsulation from an earlier batch (as a gateway keeps it); without it, a fresh one. */
+export function sealTestBatch(stream: TestStream, seq: number, prev: string | null, opts: { readings?: SealedReading[]; now?: number; kem?: StreamKem } = {}): Promise<SealedBatch> {
   return sealBatch({
     gatewayId: stream.gateway.gatewayId,
     gatewaySecretKey: stream.gateway.secretKey,
@@ -71,6 +73,7 @@ export function sealTestBatch(stream: TestStream, seq: number, prev: string | nu
     stream: { streamId: stream.streamId, deviceId: stream.deviceId, pseudonym: stream.pseudonym, nextSeq: seq, prevCommitment: prev },
     readings: opts.readings ?? readings(seq * 10, 5),
     now: opts.now ?? Date.now(),
+    kem: opts.kem ?? null,
   })
 }
 

@@ -7,7 +7,7 @@ import { decaps, encaps, keyGen, setup } from '../../shared/crypto/abe/fabeo.ts'
 import { finish, makeTransformKey, transform } from '../../shared/crypto/abe/outsource.ts'
 import * as codec from '../../shared/crypto/abe/codec.ts'
 import { gtToBytes } from '../../shared/crypto/abe/gt.ts'
-import { sealEnvelope } from '../../shared/crypto/envelope.ts'
+import { encapsulate, sealEnvelope, sealWithKem } from '../../shared/crypto/envelope.ts'
 import { deterministicRng } from '../../shared/crypto/random.ts'
 
 export const ABE_KAT_SEED = 'careledger fabeo kat v1'
@@ -15,6 +15,9 @@ export const ABE_KAT_POLICY = '(role:doctor AND hospital:h1) OR patient:p-7f3a O
 export const ABE_KAT_ATTRIBUTES = ['role:doctor', 'hospital:h1', 'dept:cardiology']
 export const ABE_KAT_PLAINTEXT = '[{"seq":41,"ts":1795600800000,"type":"heart_rate","unit":"/min","value":72}]'
 export const ABE_KAT_AAD = 'careledger kat manifest fields'
+/** Format-2 envelopes (issue 11): two batches of one stream under one encapsulation. */
+export const ABE_KAT_STREAM = 'a3'.repeat(32)
+export const ABE_KAT_DIGESTS = ['11'.repeat(32), '22'.repeat(32)] as const
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const utf8 = new TextEncoder()
@@ -30,6 +33,11 @@ export function computeAbeVectors(): Record<string, string> {
   const t = transform(transformKey, ciphertext)
   const finished = finish(retrievalKey, t)
   const envelope = sealEnvelope(msk.mpk, ABE_KAT_POLICY, utf8.encode(ABE_KAT_PLAINTEXT), utf8.encode(ABE_KAT_AAD), rng)
+  // Format 2, drawn after everything above so the format-1 vectors stay as they were.
+  const kem = encapsulate(msk.mpk, ABE_KAT_POLICY, rng)
+  const v2 = ABE_KAT_DIGESTS.map((d, seq) =>
+    sealWithKem(kem, { stream: ABE_KAT_STREAM, seq, digest: Buffer.from(d, 'hex') }, utf8.encode(ABE_KAT_PLAINTEXT), utf8.encode(ABE_KAT_AAD), rng),
+  )
   return {
     masterPublicKey: hex(codec.encodeMasterPublicKey(msk.mpk)),
     masterSecretKey: hex(codec.encodeMasterSecretKey(msk)),
@@ -43,5 +51,8 @@ export function computeAbeVectors(): Record<string, string> {
     transformed: hex(gtToBytes(t)),
     finishedKey: hex(gtToBytes(finished)),
     envelope: hex(envelope),
+    streamKemKey: hex(gtToBytes(kem.key)),
+    envelopeV2Seq0: hex(v2[0]!),
+    envelopeV2Seq1: hex(v2[1]!),
   }
 }
