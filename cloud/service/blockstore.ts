@@ -104,6 +104,13 @@ export class EnvelopeStore {
     await fsyncPath(join(this.#dir, dir), 'r')
   }
 
+  /** Remove a block for good (a redacted record's old ciphertext); absent already is fine. */
+  async delete(cid: CID): Promise<void> {
+    if (!(await this.#fs.has(cid))) return
+    await this.#fs.delete(cid)
+    await fsyncPath(join(this.#dir, this.#sharding.encode(cid).dir), 'r')
+  }
+
   /** Re-hash this store's copy of a block. */
   check(cid: CID): Promise<BlockCheck> {
     return checkBlockFile(this.#dir, cid)
