@@ -131,6 +131,17 @@ async function makeRequest(o: ApiOpts & { reason: string; key?: string; authorit
 
 // ---- the regulator ---------------------------------------------------------------------------------
 
+/** FROST round one: fresh nonces kept (0600) for round two only, the commitment sent. */
+async function commitRound(call: ReturnType<typeof api>, id: string, sharePath: string, noncesDir: string, request: RequestView): Promise<void> {
+  const { share, group } = readShare(sharePath)
+  const { nonces, commitment } = thresholdAdaptCommit(share, systemRng)
+  const file = join(noncesDir, `${id}.nonces`)
+  if (existsSync(file)) rmSync(file) // nonces of an abandoned session: never used again
+  writeNonceFile(file, { label: id, nonces, groupKey: group.groupKey })
+  await call('POST', `/v1/supervision/requests/${id}/commitments`, { index: commitment.index, hiding: bytesToHex(commitment.hiding), binding: bytesToHex(commitment.binding) })
+  out(`round one: commitment of signer ${share.index} sent; run \`careledger regulator sign ${id}\` once ${request.signers ? 'now' : 'the signers are fixed'}`)
+}
+
 /** Adds setup, review, approve, sign and reject to `careledger regulator`. */
 export function addRegulatorWorkflow(cmd: Command): Command {
   cmd
@@ -242,14 +253,22 @@ export function addRegulatorWorkflow(cmd: Command): Command {
         const done = await call<{ request: RequestView }>('POST', `/v1/supervision/requests/${id}/opening`, { opening: bytesToHex(opening.R) + bytesToHex(opening.s) })
         out(`request ${id}: ${done.request.status}`)
       } else if (o.share) {
-        const { share, group } = readShare(o.share)
-        const { nonces, commitment } = thresholdAdaptCommit(share, systemRng)
-        const file = join(o.nonces, `${id}.nonces`)
-        writeNonceFile(file, { label: id, nonces, groupKey: group.groupKey })
-        await call('POST', `/v1/supervision/requests/${id}/commitments`, { index: commitment.index, hiding: bytesToHex(commitment.hiding), binding: bytesToHex(commitment.binding) })
-        out(`round one: commitment of signer ${share.index} sent; run \`careledger regulator sign ${id}\` once ${request.signers ? 'now' : 'the signers are fixed'}`)
+        await commitRound(call, id, o.share, o.nonces, request)
       }
     })
+
+  withApi(cmd.command('commit <id>').description('FROST round one again (after `regulator restart`): fresh single-use nonces, their commitment to the cloud'))
+    .requiredOption('--share <file>', 'your FROST signing share')
+    .option('--nonces <dir>', 'where your nonces are kept until `regulator sign`', '.careledger/regulator-nonces')
+    .action(async (id: string, o: ApiOpts & { share: string; nonces: string }) => {
+      const call = api(o)
+      await commitRound(call, id, o.share, o.nonces, await getRequest(call, id))
+    })
+
+  withApi(cmd.command('restart <id>').description('abandon the FROST session of a request (a wrong share, lost nonces): the signers commit again')).action(async (id: string, o: ApiOpts) => {
+    await api(o)('POST', `/v1/supervision/requests/${id}/restart`, {})
+    out(`request ${id}: FROST session restarted; each signer runs \`careledger regulator commit ${id}\``)
+  })
 
   withApi(cmd.command('sign <id>').description('FROST round two: your signature share of the new opening (the k-th share applies the redaction)'))
     .requiredOption('--share <file>', 'your FROST signing share')

@@ -12,6 +12,7 @@
  *   POST /v1/supervision/requests/:id/decisions       regulator  (EIP-712 signed approval or rejection)
  *   POST /v1/supervision/requests/:id/commitments     regulator  (FROST round one)
  *   POST /v1/supervision/requests/:id/shares          regulator  (FROST round two; the k-th applies)
+ *   POST /v1/supervision/requests/:id/restart         regulator  (abandon the FROST session: fresh nonces)
  *   POST /v1/supervision/requests/:id/opening         regulator  (1 of 1: the adapted opening)
  *   GET  /v1/supervision/log                          admin, regulator, researcher
  *   GET  /v1/supervision/refusals                     admin, regulator
@@ -133,6 +134,7 @@ export function registerSupervisionRoutes(app: FastifyInstance, ctx: ServiceCont
     if (out.applied) await afterApplied(ctx, out.applied)
     return { request: out.request, entry: out.applied?.entry ?? null }
   })
+  app.post('/v1/supervision/requests/:id/restart', { onRequest: guard(ctx, 'supervisionDecide') }, async (req) => ({ request: run(() => sup.restart(id(req), who(req))) }))
   app.post('/v1/supervision/requests/:id/opening', { onRequest: guard(ctx, 'supervisionDecide') }, async (req) => {
     const b = parse(OpeningBody, req.body)
     const applied = run(() => sup.submitOpening(id(req), hexToBytes(b.opening), who(req)))

@@ -296,6 +296,24 @@ export class SupervisionStore {
     })
   }
 
+  /**
+   * Start the FROST rounds again (RFC 9591 §5: a session whose share failed, or whose signer lost
+   * its single-use nonces, is abandoned, never resumed): commitments, shares and the signer set are
+   * dropped; the request and its approvals stay. The signers commit fresh nonces.
+   */
+  restart(id: string, who = 'regulator'): RequestView {
+    return this.#refusable('restart', who, id, () => {
+      this.#pending(id)
+      this.#db.transaction(() => {
+        this.#db.prepare('DELETE FROM supervision_shares WHERE request_id = ?').run(id)
+        this.#db.prepare('DELETE FROM supervision_commitments WHERE request_id = ?').run(id)
+        this.#db.prepare('UPDATE supervision_requests SET signers = NULL WHERE id = ?').run(id)
+      }).immediate()
+      this.#log({ event: 'supervision_restart', request: id, who }, `FROST rounds of request ${id} restarted`)
+      return this.getRequest(id)!
+    })
+  }
+
   /** k = n = 1: the single regulator's adapted opening (R ‖ s, made with the trapdoor file). */
   submitOpening(id: string, opening: Uint8Array, who = 'regulator'): Applied {
     return this.#refusable('opening', who, id, () => {
