@@ -31,7 +31,9 @@ const hexN = (bytes: number) => z.string().regex(new RegExp(`^[0-9a-f]{${bytes *
 const base64 = z.string().max(12 * 1024 * 1024).regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64')
 
 const NewRequestBody = z.strictObject({
-  record: z.number().int().min(1),
+  /** The record; or `logEntry` (a redaction log entry's seq), which is always refused. */
+  record: z.number().int().min(1).optional(),
+  logEntry: z.number().int().min(1).optional(),
   action: z.enum(['correct', 'delete']),
   reason: z.string().min(1).max(2000),
   manifest: z.record(z.string(), z.unknown()).optional(),
@@ -91,7 +93,8 @@ export function registerSupervisionRoutes(app: FastifyInstance, ctx: ServiceCont
     const b = parse(NewRequestBody, req.body)
     const r = run(() =>
       sup.createRequest({
-        record: b.record,
+        record: b.record ?? 0,
+        logEntry: b.logEntry,
         action: b.action,
         reason: b.reason,
         requester: who(req),

@@ -53,8 +53,8 @@ async function middleRecord(skip: number, device = 'bed-01'): Promise<number> {
   return recs[1 + skip]!.id
 }
 
-async function verifyCli(): Promise<{ code: number; report: { ok: boolean; failures: unknown[]; recordsChecked: number } }> {
-  const r = await careledger(['chain', 'verify', '--data', sys.dirs.cloud, '--json'], {})
+async function verifyCli(policies: readonly string[] = []): Promise<{ code: number; report: { ok: boolean; failures: unknown[]; recordsChecked: number } }> {
+  const r = await careledger(['chain', 'verify', '--data', sys.dirs.cloud, '--json', ...policies.flatMap((p) => ['--supervisory-policy', p])], {})
   return { code: r.code ?? -1, report: JSON.parse(r.stdout) }
 }
 
@@ -118,7 +118,8 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
     const { entries } = await sys.api<{ entries: { record: number; entry: { requestId: string; signers: number[]; approvals: unknown[] } }[] }>('/v1/supervision/log')
     expect(entries.at(-1)).toMatchObject({ record: id, entry: { requestId: rid, signers: [1, 3] } })
     expect(entries.at(-1)!.entry.approvals).toHaveLength(2)
-    const v = await verifyCli()
+    // Verified against the policy file the regulators hold (not the database's copy).
+    const v = await verifyCli([join(committee(), 'policy.json')])
     expect(v.report.failures).toEqual([])
     expect(v.code).toBe(0)
     expect((await sys.streams()).every((s) => s.gaps.length === 0)).toBe(true)
@@ -194,8 +195,12 @@ describe('1 of 1: one regulator with the trapdoor file', () => {
     expect(await run(['regulator', 'approve', rid, '--wallet', join(dir, 'wallet-1'), '--trapdoor', join(sys.dirs.cloud, 'regulator', 'chameleon-secret.key')], sys.tokens.regulator)).toMatch(/applied/)
     expect((await sys.record(id)).commitment).toBe(before.commitment)
     expect(existsSync(blockFilePath(join(sys.dirs.cloud, 'blocks'), CID.parse(before.cid)))).toBe(false)
-    const v = await verifyCli()
+    const v = await verifyCli([join(dir, 'committee', 'policy.json'), join(one, 'policy.json')])
     expect(v.report.failures).toEqual([])
     expect(v.code).toBe(0)
+    // Given only the old policy, the 1-of-1 entry is not trusted: named.
+    const partial = await verifyCli([join(dir, 'committee', 'policy.json')])
+    expect(partial.code).toBe(1)
+    expect(partial.report.failures).toEqual([expect.objectContaining({ kind: 'REDACTION_LOG', recordId: id })])
   }, 120_000)
 })

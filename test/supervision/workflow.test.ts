@@ -144,6 +144,7 @@ describe('2 of 3: correction', () => {
 
     expect(refused(f, () => f.sup.createRequest({ record: target, action: 'delete', reason: 'again', requester: 'x' })).reason).toBe('PENDING_REQUEST')
     expect(refused(f, () => f.sup.createRequest({ record: 999, action: 'delete', reason: 'nope', requester: 'x' })).reason).toBe('UNKNOWN_RECORD')
+    expect(refused(f, () => f.sup.createRequest({ record: 0, logEntry: 1, action: 'delete', reason: 'hide the trail', requester: 'x' })).reason).toBe('NOT_REDACTABLE')
 
     // Not a regulator of the policy (signed correctly, by a stranger).
     const stranger = await signDecision(f.c.policy, outsider, subject)
@@ -212,6 +213,17 @@ describe('2 of 3: correction', () => {
       expect(r2.ok).toBe(false)
       expect(r2.failures.some((x) => x.kind === 'REDACTION_LOG' && x.recordId === 9)).toBe(true)
       sql.prepare('DELETE FROM redaction_log WHERE seq = 2').run()
+
+      // The log entry itself edited in the database (its reason): its plain hash no longer matches.
+      const entryBytes = Buffer.from(log.entry as Buffer)
+      const at = entryBytes.indexOf(Buffer.from('SpO2'))
+      const forged = Buffer.from(entryBytes)
+      forged[at] = 'X'.charCodeAt(0)
+      sql.prepare('UPDATE redaction_log SET entry = ? WHERE seq = 1').run(forged)
+      const r4 = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })
+      expect(r4.failures.map((x) => [x.kind, x.recordId])).toEqual([['REDACTION_LOG', 6]])
+      expect(r4.failures[0]!.message).toMatch(/does not hash to its stored hash/)
+      sql.prepare('UPDATE redaction_log SET entry = ? WHERE seq = 1').run(entryBytes)
 
       // The log entry removed: the changed record is now caught by the plain checks.
       sql.prepare('ALTER TABLE redaction_log RENAME TO redaction_log_hidden').run()
