@@ -329,6 +329,13 @@ export class SupervisionStore {
     })
   }
 
+  /** Has an approved redaction changed this record? */
+  isRedacted(record: number): boolean {
+    this.#redacted ??= this.#db.prepare('SELECT 1 FROM redaction_log WHERE record_id = ? LIMIT 1')
+    return this.#redacted.get(record) !== undefined
+  }
+  #redacted: ReturnType<CloudDb['prepare']> | undefined
+
   /** Refused attempts, newest first. */
   refusals(limit = 100): { at: number; who: string; operation: string; requestId: string | null; reason: string; message: string }[] {
     return this.#db.prepare('SELECT at, who, operation, request_id AS requestId, reason, message FROM supervision_refusals ORDER BY id DESC LIMIT ?').all(limit) as never

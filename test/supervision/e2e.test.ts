@@ -110,6 +110,8 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
     expect(last).toMatch(/applied/)
 
     const after = await sys.record(id)
+    expect(before).toMatchObject({ redacted: false })
+    expect(after).toMatchObject({ redacted: true })
     expect(after.cid).not.toBe(before.cid)
     expect(after.commitment).toBe(before.commitment) // the chameleon hash C: unchanged
     expect(openBatch(sys.authority.doctor, await sys.envelope(id), after.manifest).readings).toEqual(fixed)
