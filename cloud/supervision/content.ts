@@ -22,7 +22,7 @@ import { chameleonVerify } from '../../shared/crypto/chameleon.ts'
 import { parseManifest, type BatchManifest } from '../../shared/protocol/manifest.ts'
 import { contentDigest } from '../../shared/protocol/approval.ts'
 import type { RedactionLogEntry } from '../../shared/protocol/redaction-log.ts'
-import { decodeRecordContent, encodeRecordContent, OPENING_FORMAT, type DecodedRecord, type RecordRow } from '../chain/record.ts'
+import { checkRecordRow, commitmentOfManifestBytes, decodeRecordContent, encodeRecordContent, OPENING_FORMAT, type DecodedRecord, type RecordRow } from '../chain/record.ts'
 
 export const TOMBSTONE_KIND = 'tombstone'
 const TOMBSTONE_KEYS = ['commitment', 'gateway', 'id', 'kind', 'prev', 'receivedAt', 'request', 'seq', 'stream', 'v'] as const
@@ -94,37 +94,32 @@ export function checkRedactedRow(row: RecordRow, entry: RedactionLogEntry, chame
   const problems: string[] = []
   if (contentDigest(row.content) !== entry.newContent) problems.push(`its content (digest ${contentDigest(row.content)}) is not what redaction ${entry.requestId} made it (${entry.newContent})`)
   if (bytesToHex(row.opening) !== entry.opening) problems.push(`its opening is not the one redaction ${entry.requestId} recorded`)
-  if (!chameleonVerify(chameleonPublicKey, row.content, row.hash, row.opening, OPENING_FORMAT[2])) problems.push(`the chameleon opening does not open hash ${bytesToHex(row.hash)} to the stored content`)
-  const mismatched: string[] = []
-  const same = (field: string, inContent: unknown, inRow: unknown): void => {
-    if (inContent !== inRow) mismatched.push(`${field} (content ${JSON.stringify(inContent)}, row ${JSON.stringify(inRow)})`)
-  }
-  if (entry.action === 'delete') {
-    const t = decodeTombstone(row.content)
-    if (!t) return [...problems, 'redaction deleted it, but the content is not a tombstone']
-    same('id', t.id, row.id)
-    same('stream', t.stream, row.stream)
-    same('seq', t.seq, row.seq)
-    same('gateway', t.gateway, row.gatewayId)
-    same('manifest commitment', t.commitment, row.manifestCommitment)
-    same('prev', t.prev, row.prevCommitment)
-    same('receivedAt', t.receivedAt, row.receivedAt)
-    same('request', t.request, entry.requestId)
-  } else {
-    let rec: DecodedRecord
+  if (entry.action === 'correct') {
+    // A corrected record is checked as any record, but for the gateway's signature (the approvals
+    // stand in for it) and for the link column, which keeps the original manifest's commitment.
+    let commitment: string
     try {
-      rec = decodeRecordContent(row.content)
+      commitment = commitmentOfManifestBytes(decodeRecordContent(row.content).manifestBytes)
     } catch (e) {
       return [...problems, (e as Error).message]
     }
-    same('id', rec.id, row.id)
-    same('stream', rec.stream, row.stream)
-    same('seq', rec.seq, row.seq)
-    same('gateway', rec.gateway, row.gatewayId)
-    same('receivedAt', rec.receivedAt, row.receivedAt)
-    same('cid', rec.manifest.cid, row.cid)
-    same('prev', rec.manifest.prev, row.prevCommitment)
+    const found = checkRecordRow({ ...row, manifestCommitment: commitment }, chameleonPublicKey).filter((f) => f.kind !== 'MANIFEST_SIGNATURE')
+    return [...problems, ...found.map((f) => f.message.replace(/^record \d+: /, ''))]
   }
-  if (mismatched.length > 0) problems.push(`the content disagrees with the row: ${mismatched.join('; ')}`)
+  if (!chameleonVerify(chameleonPublicKey, row.content, row.hash, row.opening, OPENING_FORMAT[2])) problems.push(`the chameleon opening does not open hash ${bytesToHex(row.hash)} to the stored content`)
+  const t = decodeTombstone(row.content)
+  if (!t) return [...problems, 'redaction deleted it, but the content is not a tombstone']
+  const fields: [string, unknown, unknown][] = [
+    ['id', t.id, row.id],
+    ['stream', t.stream, row.stream],
+    ['seq', t.seq, row.seq],
+    ['gateway', t.gateway, row.gatewayId],
+    ['manifest commitment', t.commitment, row.manifestCommitment],
+    ['prev', t.prev, row.prevCommitment],
+    ['receivedAt', t.receivedAt, row.receivedAt],
+    ['request', t.request, entry.requestId],
+  ]
+  const mismatched = fields.filter(([, a, b]) => a !== b).map(([f, a, b]) => `${f} (content ${JSON.stringify(a)}, row ${JSON.stringify(b)})`)
+  if (mismatched.length > 0) problems.push(`the tombstone disagrees with the row: ${mismatched.join('; ')}`)
   return problems
 }

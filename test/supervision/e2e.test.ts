@@ -137,7 +137,7 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
     expect(gatewayBatch(before.cid).readings).toBe(0)
     expect(existsSync(blockFilePath(join(sys.dirs.gateway, 'blocks'), CID.parse(before.cid)))).toBe(false)
     await sys.settled(60_000)
-  }, 240_000)
+  }, 480_000)
 
   it('deletion: a tombstone keeps the stream whole; a wrong share is refused naming the regulator; the other regulators finish', async () => {
     const id = await middleRecord(2)
@@ -184,7 +184,7 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
     expect(stream.gaps).toEqual([])
     const refusals = await sys.api<{ refusals: { reason: string }[] }>('/v1/supervision/refusals')
     expect(refusals.refusals.map((r) => r.reason)).toEqual(expect.arrayContaining(['NOT_A_REGULATOR', 'BAD_SIGNATURE_SHARE']))
-  }, 240_000)
+  }, 480_000)
 })
 
 describe('1 of 1: one regulator with the trapdoor file', () => {
@@ -204,5 +204,5 @@ describe('1 of 1: one regulator with the trapdoor file', () => {
     const partial = await verifyCli([join(dir, 'committee', 'policy.json')])
     expect(partial.code).toBe(1)
     expect(partial.report.failures).toEqual([expect.objectContaining({ kind: 'REDACTION_LOG', recordId: id })])
-  }, 120_000)
+  }, 240_000)
 })
