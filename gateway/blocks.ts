@@ -3,8 +3,8 @@
  * the Helia project (the one a Helia node is built on), holding each sealed envelope as one raw
  * block under its CIDv1. No IPFS node is started: the gateway ships its blocks to the cloud as CARs
  * and never serves them over IPFS, so nothing here dials out or listens. (A Helia light node over
- * the same store works offline too — research/experiments.md §1a — but importing `helia` alone
- * costs ~95 MB of RSS, measured here, which a Raspberry Pi gateway with a 250 MB budget cannot spare.)
+ * the same store works offline too, but importing `helia` alone costs ~95 MB of RSS, measured on
+ * this project's test machine, which a Raspberry Pi gateway with a 250 MB budget cannot spare.)
  *
  * Durability: blockstore-fs writes a temporary file and renames it, without fsync, while the
  * sealer's commit of the batch that names the block is fsynced (synchronous=FULL). A power cut

@@ -16,7 +16,7 @@ import type { Plugin } from 'esbuild'
 const here = (p: string): string => fileURLToPath(new URL(p, import.meta.url))
 
 /** Built-ins and packages the browser never needs on the doctor view's paths. */
-const STUBS = ['better-sqlite3', 'node:worker_threads', 'node:os', 'node:fs', 'node:fs/promises', 'node:path', 'node:url', 'node:timers/promises', 'node:child_process']
+const STUBS = ['better-sqlite3', 'blockstore-fs', 'node:worker_threads', 'node:os', 'node:fs', 'node:fs/promises', 'node:path', 'node:url', 'node:timers/promises', 'node:child_process']
 
 const stubs: Plugin = {
   name: 'careledger-browser-stubs',
@@ -26,7 +26,7 @@ const stubs: Plugin = {
     build.onLoad({ filter: /.*/, namespace: 'stub' }, (args) => ({
       contents: `const fail = () => { throw new Error('${args.path} is not available in the browser') };
         export default new Proxy(fail, { get: () => fail });
-        export const Worker = fail, availableParallelism = () => 1, cpus = () => [], homedir = fail, join = fail, dirname = fail, resolve = fail, fileURLToPath = fail, setImmediate = fail, readFileSync = fail, writeFileSync = fail, mkdirSync = fail, renameSync = fail, open = fail;`,
+        export const Worker = fail, availableParallelism = () => 1, cpus = () => [], homedir = fail, join = fail, dirname = fail, resolve = fail, fileURLToPath = fail, setImmediate = fail, readFileSync = fail, writeFileSync = fail, mkdirSync = fail, renameSync = fail, open = fail, readFile = fail, writeFile = fail, mkdir = fail, rename = fail, FsBlockstore = fail;`,
       loader: 'js',
     }))
   },

@@ -78,6 +78,9 @@ afterAll(async () => {
 
 describe('doctor view in headless Chromium', () => {
   it('verifies, decrypts in the browser and plots the vital signs with normal ranges; the key never leaves the page', async () => {
+    // The page's script is bundled from shared/ on first request: a server-only import there shows up here, not as a click timeout.
+    const script = await fetch(`${cloud.url}/console/doctor.js`)
+    expect(script.status, await script.clone().text().then((t) => t.slice(0, 300))).toBe(200)
     await page.goto(`${cloud.url}/doctor`)
     await page.fill('#token', doctorToken)
     await page.click('#token-form button[type=submit]')
