@@ -551,6 +551,7 @@ export class TestSystem {
         dataDir: dirs.gateway,
         args: ['--mqtts-port', '0', '--seal-interval-s', String(o.sealIntervalS ?? 1), ...(relay ? ['--cloud-url', relay.url] : []), ...(o.gatewayArgs ?? [])],
         env: { ...abeEnv, CARELEDGER_DEFAULT_POLICY: o.policy ?? WARD_POLICY, ...GATEWAY_ENV, ...o.gatewayEnv },
+        readyTimeoutMs: 60_000, // a shared machine may take longer than the default 20 s to start a gateway
       })
       return new TestSystem({ root, dirs, authority, cloud, relay, tokens: { admin, regulator, researcher, doctor }, monitors, gatewayId, gateway })
     } catch (e) {

@@ -116,7 +116,7 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
     expect(after.commitment).toBe(before.commitment) // the chameleon hash C: unchanged
     expect(openBatch(sys.authority.doctor, await sys.envelope(id), after.manifest).readings).toEqual(fixed)
     expect(existsSync(blockFilePath(join(sys.dirs.cloud, 'blocks'), CID.parse(before.cid)))).toBe(false)
-    expect(await sys.blocks()).toEqual(blocksBefore)
+    expect((await sys.blocks()).slice(0, blocksBefore.length)).toEqual(blocksBefore) // no block moved (newer ones may have been sealed)
     const { entries } = await sys.api<{ entries: { record: number; entry: { requestId: string; signers: number[]; approvals: unknown[] } }[] }>('/v1/supervision/log')
     expect(entries.at(-1)).toMatchObject({ record: id, entry: { requestId: rid, signers: [1, 3] } })
     expect(entries.at(-1)!.entry.approvals).toHaveLength(2)
@@ -124,13 +124,13 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
     const v = await verifyCli([join(committee(), 'policy.json')])
     expect(v.report.failures).toEqual([])
     expect(v.code).toBe(0)
-    expect((await sys.streams()).every((s) => s.gaps.length === 0)).toBe(true)
+    expect((await sys.streams()).find((s) => s.stream === before.stream)!.gaps).toEqual([])
 
     // The gateway is told (signed delete-batch instruction): its copy and the plaintext readings go.
     expect(gatewayBatch(before.cid).readings).toBeGreaterThan(0)
     const monitors = await startMonitors(sys.gateway.mqttUrl, sys.monitors.slice(0, 1), 2) // new uploads carry the "instructions waiting" hint
     try {
-      await waitFor('the gateway deletes its copy', () => gatewayBatch(before.cid).pruned_at !== null, { timeoutMs: 60_000 })
+      await waitFor('the gateway deletes its copy', () => gatewayBatch(before.cid).pruned_at !== null, { timeoutMs: 180_000 })
     } finally {
       await Promise.all(monitors.map((m) => m.stop()))
     }
