@@ -14,6 +14,7 @@ import { cloudCommand } from '../cloud/cli.ts'
 import { devicesCommand } from '../devices/cli.ts'
 import { chainCommand, regulatorCommand } from '../cloud/chain/cli.ts'
 import { accessCommand, researchCommand } from '../clients/cli.ts'
+import { addRegulatorWorkflow, supervisionCommand } from '../cloud/supervision/cli.ts'
 import { CRYPTO_BACKEND_ENV, CRYPTO_BACKEND_FLAG, CRYPTO_BACKEND_HELP, cryptoBackendChoice, initCrypto } from '../shared/cli/crypto-backend.ts'
 
 const program = new Command('careledger')
@@ -38,7 +39,8 @@ program.addCommand(gatewayCommand())
 program.addCommand(cloudCommand())
 program.addCommand(devicesCommand())
 program.addCommand(chainCommand())
-program.addCommand(regulatorCommand())
+program.addCommand(addRegulatorWorkflow(regulatorCommand()))
+program.addCommand(supervisionCommand())
 program.addCommand(keysCommand())
 program.addCommand(accessCommand())
 program.addCommand(researchCommand())

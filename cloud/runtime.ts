@@ -39,6 +39,7 @@ import { createCloudMetrics } from './service/metrics.ts'
 import { RateWindow } from './service/rate.ts'
 import { InflightBudget } from './service/inflight.ts'
 import { InstructionStore } from './service/instructions.ts'
+import { SupervisionStore } from './supervision/store.ts'
 import { DamageLog, withDamage } from './service/envelope-damage.ts'
 import { scrubBlockstore, type ScrubResult } from './service/scrub.ts'
 import { VerificationLog, type VerificationResult } from './service/verification.ts'
@@ -116,6 +117,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       inflight: new InflightBudget(config.limits.inflight),
       instructions: new InstructionStore(db, keys.signingSecretKey),
       damage: new DamageLog(db),
+      supervision: new SupervisionStore(db, { chameleonPublicKey: keys.chameleonPublicKey, now, log: (line, msg) => logger.info(line, msg) }),
       metrics,
       anchor,
       logger,

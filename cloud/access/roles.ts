@@ -27,6 +27,16 @@ export const ACCESS = {
   stats: ['admin'],
   /** GET /metrics (Prometheus; scrape with an admin bearer token) */
   metrics: ['admin'],
+  /** POST /v1/supervision/requests, …/withdraw */
+  supervisionRequest: ['doctor', 'admin'],
+  /** GET /v1/supervision/requests, …/:id */
+  supervisionRead: ['regulator', 'admin', 'doctor'],
+  /** POST …/decisions, …/commitments, …/shares, …/opening */
+  supervisionDecide: ['regulator'],
+  /** PUT /v1/supervision/policy */
+  supervisionAdmin: ['admin'],
+  /** GET /v1/supervision/log */
+  supervisionLog: ['admin', 'regulator', 'researcher'],
   /** GET /v1/openapi.json: any valid token */
   openapi: ['admin', 'regulator', 'researcher', 'doctor'],
 } as const satisfies Record<string, readonly Role[]>

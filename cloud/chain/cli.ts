@@ -12,6 +12,7 @@ import { dirname, join, resolve } from 'node:path'
 import { Command, Option } from 'commander'
 import { hexToBytes } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../../shared/errors.ts'
+import { parseSupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
 import { chameleonKeyGen, chameleonKeyId, decodeChameleonPublicKey, encodeChameleonPublicKey, encodeChameleonSecretKey } from '../../shared/crypto/chameleon.ts'
 import { checkSigningPublicKey } from '../../shared/crypto/sign.ts'
 import { readKeyFile, writeKeyFile } from '../../shared/cli/files.ts'
@@ -85,6 +86,7 @@ interface VerifyFlags extends AnchorVerifyFlags {
   token?: string
   blocks?: string
   skipEnvelopes?: boolean
+  supervisoryPolicy?: string[]
 }
 
 async function verifyRemote(url: string, token: string | undefined, json: boolean): Promise<boolean> {
@@ -121,6 +123,7 @@ export function chainCommand(): Command {
     .option('--expect-head <height:hash>', 'a block hash known from elsewhere; detects truncation and rewritten history')
     .option('--blocks <dir>', 'the envelope blockstore whose blocks are re-hashed against their CIDs (default <data>/blocks, or blocks/ beside --db)')
     .option('--skip-envelopes', 'do not re-hash the envelope blocks (faster: reads no ciphertext)')
+    .option('--supervisory-policy <file...>', 'the supervisory policy (policy.json of `regulator setup`) you trust for the redaction log (default: the policies the database holds)')
     .option('--json', 'print the report as JSON')
     .option('--url <cloud>', "ask a running cloud for its latest verification (GET /v1/chain/verification) instead of reading a database")
     .option('--token <token>', 'API token for --url (env CARELEDGER_TOKEN)')
@@ -165,7 +168,8 @@ export function chainCommand(): Command {
         chunkSize = Number(opts.batchSize)
         if (!Number.isSafeInteger(chunkSize) || chunkSize < 1 || chunkSize > 65536) throw new CareLedgerError('INVALID_ARGUMENT', '--batch-size must be an integer 1–65536', { value: opts.batchSize })
       }
-      const verified = await verifyChain(dbPath, { chameleonPublicKey, signingPublicKey, workers, expectHead, ...(chunkSize ? { chunkSize } : {}), ...(blocksDir ? { envelopes: { blocksDir } } : {}) })
+      const supervisoryPolicies = opts.supervisoryPolicy?.map((f) => parseSupervisoryPolicy(JSON.parse(new TextDecoder().decode(readKeyFile(f)))))
+      const verified = await verifyChain(dbPath, { chameleonPublicKey, signingPublicKey, workers, expectHead, ...(chunkSize ? { chunkSize } : {}), ...(blocksDir ? { envelopes: { blocksDir } } : {}), ...(supervisoryPolicies ? { supervisoryPolicies } : {}) })
       const report = keyFromDataDir ? { ...verified, signingKeys: { ...verified.signingKeys, source: 'data-directory' as const } } : verified
       const anchors = await verifyAnchorFlags(dbPath, opts)
       if (!signingPublicKey && !opts.json) warn('warning: no trusted block-signing key given (--signing-key); block signatures were checked against the keys recorded in the database itself')

@@ -46,7 +46,7 @@ const PAGE = 256
 /** Check the envelope block of every record in `conn` against `blocksDir`. */
 export async function scanEnvelopes(conn: Database.Database, blocksDir: string, opts: ScanOptions = {}): Promise<EnvelopeScan> {
   const t0 = performance.now()
-  const page = conn.prepare('SELECT id, cid, gateway_id, block_height FROM records WHERE id > ? ORDER BY id LIMIT ?')
+  const page = conn.prepare("SELECT id, cid, gateway_id, block_height FROM records WHERE id > ? AND cid <> '' ORDER BY id LIMIT ?")
   const concurrency = Math.max(1, opts.concurrency ?? 4)
   const findings: EnvelopeFinding[] = []
   let checked = 0

@@ -36,6 +36,8 @@ import type { CloudDb } from '../store/db.ts'
 import { blockHash, decodeBlockHeader, encodeBlockHeader, recordsRoot, verifyBlockSignature, type BlockHeader } from './block.ts'
 import { checkRecordRow, checkRecordRows, toRecordRow, type RawRecord, type RecordFailure, type RecordFailureKind, type RecordRow } from './record.ts'
 import { scanEnvelopes, type EnvelopeFailureKind } from './verify-envelopes.ts'
+import { checkRedactions, hasRedactionLog, UNREDACTED_ROWS } from '../supervision/verify-redactions.ts'
+import type { SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
 
 export type FailureKind =
   | 'BLOCK_HEADER'
@@ -50,6 +52,8 @@ export type FailureKind =
   | RecordFailureKind
   | 'STREAM_LINK'
   | 'STREAM_INDEX'
+  | 'REDACTION'
+  | 'REDACTION_LOG'
   | EnvelopeFailureKind
   | 'HEAD'
 
@@ -87,6 +91,8 @@ export interface VerifyOptions {
   readonly expectHead?: { readonly height: number; readonly hash: string }
   /** Re-hash every record's envelope block in this blockstore directory (absent: not checked). */
   readonly envelopes?: { readonly blocksDir: string }
+  /** Trusted supervisory policies for the redaction log (absent: the ones the database holds). */
+  readonly supervisoryPolicies?: readonly SupervisoryPolicy[]
 }
 
 export interface VerificationReport {
@@ -373,6 +379,8 @@ export async function verifyChain(db: CloudDb | string, opts: VerifyOptions): Pr
     records.catch(() => {}) // awaited below; a worker failure during the block checks must not count as unhandled
     const blocks = await checkBlocks(conn, signers, chameleonId, failures)
     const recordStats = await records
+    const redactions = checkRedactions(conn, chameleonPk, opts.supervisoryPolicies)
+    for (const f of redactions.failures) failures.add(f)
     checkStreams(conn, failures)
     if (opts.expectHead) checkHead(conn, opts.expectHead, failures)
     const envelopes = opts.envelopes ? await scanEnvelopes(conn, opts.envelopes.blocksDir) : null
@@ -390,7 +398,7 @@ export async function verifyChain(db: CloudDb | string, opts: VerifyOptions): Pr
       sealedRecords: counts.records - counts.pending,
       pendingRecords: counts.pending,
       streams: counts.streams,
-      recordsChecked: recordStats.checked,
+      recordsChecked: recordStats.checked + redactions.rows,
       recordsCached: recordStats.cached,
       workers: workers.length,
       chameleonKey: chameleonId,
@@ -492,8 +500,9 @@ async function checkRecords(
   opts: VerifyOptions,
   failures: Failures,
 ): Promise<{ checked: number; cached: number }> {
+  // Rows the redaction log changed are checked by checkRedactions instead.
   const page = conn.prepare(
-    'SELECT id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height FROM records WHERE id > ? ORDER BY id LIMIT ?',
+    `SELECT id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height FROM records WHERE id > ?${hasRedactionLog(conn) ? ` AND ${UNREDACTED_ROWS}` : ''} ORDER BY id LIMIT ?`,
   )
   const chunkSize = opts.chunkSize ?? DEFAULT_BATCH_SIZE
   const cache = opts.cache

@@ -28,6 +28,7 @@ import { registerRetrievalRoutes } from '../retrieval/routes.ts'
 import { registerDoctorConsole } from '../console/doctor-routes.ts'
 import { answerClientError, destroySocketsOnClose, limitConnections } from './connections.ts'
 import { registerDamageRoutes, registerGatewayChannelRoutes } from './routes-gateway.ts'
+import { registerSupervisionRoutes } from '../supervision/routes.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -113,6 +114,7 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
   registerDoctorConsole(app, ctx)
   registerConsoleRoutes(app, ctx)
   registerAnchorRoutes(app, ctx)
+  registerSupervisionRoutes(app, ctx)
   return app
 }
 

@@ -138,6 +138,13 @@ export class EnvelopeStore {
     await this.#dirSync.sync([join(this.#dir, dir)])
   }
 
+  /** Remove a block for good (a redacted record's old ciphertext); absent already is fine. */
+  async delete(cid: CID): Promise<void> {
+    if (!(await this.#fs.has(cid))) return
+    await this.#fs.delete(cid)
+    await this.#dirSync.sync([join(this.#dir, this.#sharding.encode(cid).dir)])
+  }
+
   /** Re-hash this store's copy of a block. */
   check(cid: CID): Promise<BlockCheck> {
     return checkBlockFile(this.#dir, cid)

@@ -17,6 +17,7 @@ import type { AnchorService } from '../anchor/service.ts'
 import type { InflightBudget } from './inflight.ts'
 import type { InstructionStore } from './instructions.ts'
 import type { DamageLog } from './envelope-damage.ts'
+import type { SupervisionStore } from '../supervision/store.ts'
 
 export interface ServiceContext {
   readonly config: CloudConfig
@@ -39,6 +40,8 @@ export interface ServiceContext {
   readonly instructions: InstructionStore
   /** Envelope blocks the scrub found damaged (envelope-damage.ts). */
   readonly damage: DamageLog
+  /** Correction and deletion requests, regulators' decisions, the redaction log (cloud/supervision/). */
+  readonly supervision: SupervisionStore
   readonly metrics: CloudMetrics
   /** Anchoring to an EVM chain; null when off (cloud/anchor/). */
   readonly anchor: AnchorService | null

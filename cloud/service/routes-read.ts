@@ -36,11 +36,10 @@ function idParam(raw: string, name: string): number {
   return Number(raw)
 }
 
-/** docs/api.md lists `redacted` with every record; the chain marks nothing redacted yet. */
-const recordJson = <T extends RecordSummary>(r: T): T & { redacted: boolean } => ({ ...r, redacted: (r as { redacted?: boolean }).redacted ?? false })
-
 export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): void {
   const { chain } = ctx
+  /** docs/api.md lists `redacted` with every record: true once an approved redaction changed it (the redaction log names it). */
+  const recordJson = <T extends RecordSummary>(r: T): T & { redacted: boolean } => ({ ...r, redacted: ctx.supervision.isRedacted(r.id) })
 
   app.get('/healthz', async (_req, reply) => {
     const uptimeS = Math.round((ctx.now() - ctx.startedAt) / 1000)

@@ -62,7 +62,28 @@ async function resendBlock(h: HandlerContext, args: Record<string, unknown>): Pr
   return { status: 'done', detail: r.repaired ? `resent ${bytes.length} bytes; the cloud replaced its copy` : `resent ${bytes.length} bytes; the cloud's copy was already intact` }
 }
 
-const handlers: Record<InstructionKind, Handler> = { 'resend-block': resendBlock }
+/**
+ * `delete-batch`: an approved redaction (docs/security.md §Supervision) corrected or deleted the
+ * cloud's record of this batch: delete our envelope block and the plaintext readings, keep the
+ * batch row (manifest, commitment) as the audit trail, marked pruned. Idempotent; refused after
+ * `expiresAt` (a destructive instruction delivered late does nothing).
+ */
+async function deleteBatch(h: HandlerContext, args: Record<string, unknown>): Promise<Ack> {
+  const cidText = args.cid as string
+  const now = Date.now()
+  if (now > (args.expiresAt as number)) return { status: 'failed', detail: `EXPIRED: the instruction expired at ${new Date(args.expiresAt as number).toISOString()}` }
+  const batch = h.db.prepare<[string], { batch_id: number; pruned_at: number | null }>('SELECT batch_id, pruned_at FROM batches WHERE cid = ? ORDER BY batch_id LIMIT 1').get(cidText)
+  if (!batch) return { status: 'done', detail: `no batch of this gateway has envelope ${cidText}: nothing to delete` }
+  const readings = h.db.transaction(() => {
+    const n = h.db.prepare('DELETE FROM readings WHERE batch_id = ?').run(batch.batch_id).changes
+    h.db.prepare('UPDATE batches SET pruned_at = ? WHERE batch_id = ? AND pruned_at IS NULL').run(now, batch.batch_id)
+    return n
+  }).immediate()
+  await h.blocks.delete(CID.parse(cidText))
+  return { status: 'done', detail: `deleted envelope ${cidText} and ${readings} readings of batch ${batch.batch_id}` }
+}
+
+const handlers: Record<InstructionKind, Handler> = { 'resend-block': resendBlock, 'delete-batch': deleteBatch }
 
 export interface PollReport {
   readonly received: number

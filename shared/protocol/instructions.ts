@@ -18,7 +18,10 @@
  * - Acknowledged: `done`, `failed` (with a reason) or `unsupported`.
  *
  * Kinds: `resend-block` {cid, record} — upload your copy of this envelope block (PUT
- * /v1/envelopes/{cid}): the cloud's copy is damaged or missing.
+ * /v1/envelopes/{cid}): the cloud's copy is damaged or missing. `delete-batch` {cid, record,
+ * stream, seq, expiresAt} — an approved redaction changed the record: delete your copy of the
+ * envelope and the plaintext readings of that batch; refuse (failed) after expiresAt, so a
+ * destructive instruction held back and delivered late does nothing.
  */
 import { z } from 'zod'
 import { encodeCanonical } from '../encoding/canonical.ts'
@@ -32,6 +35,8 @@ const cid = z.string().regex(/^b[a-z2-7]{20,120}$/, 'must be a base32 CIDv1')
 /** The arguments of each kind. */
 export const INSTRUCTION_ARGS = {
   'resend-block': z.strictObject({ cid, record: z.number().int().min(1) }),
+  /** A redaction was applied: delete your copy of this envelope and the plaintext readings of (stream, seq). Destructive: not after expiresAt. */
+  'delete-batch': z.strictObject({ cid, record: z.number().int().min(1), stream: z.string().regex(/^[0-9a-f]{32}$/), seq: z.number().int().min(0), expiresAt: z.number().int().min(0) }),
 } as const
 
 export type InstructionKind = keyof typeof INSTRUCTION_ARGS

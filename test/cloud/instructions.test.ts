@@ -33,8 +33,8 @@ describe('cloud → gateway instructions', () => {
   })
 
   it('an unknown kind or version, correctly signed, is acknowledged unsupported (what an older gateway answers a newer cloud)', () => {
-    const future = signInstruction(cloud.secretKey, { ...resend, kind: 'delete-batch', args: { batch: 7 } })
-    expect(checkInstruction(future, gateway, cloud.publicKey)).toMatchObject({ ok: false, id: 7, status: 'unsupported', detail: expect.stringMatching(/kind delete-batch is unknown/) })
+    const future = signInstruction(cloud.secretKey, { ...resend, kind: 'shred-everything', args: { batch: 7 } })
+    expect(checkInstruction(future, gateway, cloud.publicKey)).toMatchObject({ ok: false, id: 7, status: 'unsupported', detail: expect.stringMatching(/kind shred-everything is unknown/) })
     const v2 = signInstruction(cloud.secretKey, { ...resend, v: 2 })
     expect(checkInstruction(v2, gateway, cloud.publicKey)).toMatchObject({ ok: false, status: 'unsupported', detail: expect.stringMatching(/v2/) })
   })

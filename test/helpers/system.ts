@@ -529,7 +529,7 @@ export class TestSystem {
     let relay: CloudRelay | null = null
     try {
       const authority = new TestAuthority(dirs.authority)
-      cloud = await CloudProcess.start({ dataDir: dirs.cloud, args: ['--block-interval-s', String(o.blockIntervalS ?? 0.5), ...(o.cloudArgs ?? [])], env: { ...o.cloudEnv } })
+      cloud = await CloudProcess.start({ dataDir: dirs.cloud, args: ['--block-interval-s', String(o.blockIntervalS ?? 0.5), ...(o.cloudArgs ?? [])], env: { ...o.cloudEnv }, readyTimeoutMs: 60_000 })
       const token = async (role: string): Promise<string> => (JSON.parse(await cli(['cloud', 'token', 'create', '--role', role, '--name', `${role}-1`, '--json', '--data', dirs.cloud])) as { token: string }).token
       const [admin, regulator, researcher, doctor, invite] = await Promise.all([
         token('admin'),
@@ -551,6 +551,7 @@ export class TestSystem {
         dataDir: dirs.gateway,
         args: ['--mqtts-port', '0', '--seal-interval-s', String(o.sealIntervalS ?? 1), ...(relay ? ['--cloud-url', relay.url] : []), ...(o.gatewayArgs ?? [])],
         env: { ...abeEnv, CARELEDGER_DEFAULT_POLICY: o.policy ?? WARD_POLICY, ...GATEWAY_ENV, ...o.gatewayEnv },
+        readyTimeoutMs: 60_000, // a shared machine may take longer than the default 20 s to start a process
       })
       return new TestSystem({ root, dirs, authority, cloud, relay, tokens: { admin, regulator, researcher, doctor }, monitors, gatewayId, gateway })
     } catch (e) {

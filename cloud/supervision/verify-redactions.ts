@@ -1,0 +1,92 @@
+/**
+ * `chain verify`'s checks of the supervision record (cloud/chain/verify.ts calls them): the
+ * redaction log and every row it changed. A row named by the log is checked HERE instead of by the
+ * plain record checks (its gateway signature no longer covers the new manifest: the k approvals
+ * stand in for it); anything else about the chain is checked as always.
+ *
+ *   REDACTION_LOG  an entry that does not hash to its stored hash, a broken log_hash link, an entry
+ *                  not made under a known policy for this chameleon key, or without k valid
+ *                  approvals of that policy's regulators, or naming another record than its row
+ *   REDACTION      a changed row that is not exactly what its newest entry made it
+ */
+import type Database from 'better-sqlite3'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { bytesToHex, concatBytes } from '@noble/hashes/utils.js'
+import { decodeRedactionLogEntry, redactionLogEntryHash, verifyRedactionLogEntry, type RedactionLogEntry } from '../../shared/protocol/redaction-log.ts'
+import { parseSupervisoryPolicy, supervisoryPolicyId, type SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
+import { toRecordRow, type RawRecord } from '../chain/record.ts'
+import { checkRedactedRow } from './content.ts'
+
+type Conn = Database.Database
+
+export interface RedactionFailure {
+  readonly kind: 'REDACTION' | 'REDACTION_LOG'
+  readonly recordId?: number
+  readonly height?: number
+  readonly message: string
+}
+
+export const hasRedactionLog = (conn: Conn): boolean => conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'redaction_log'").get() !== undefined
+
+/** The records query of the plain checks, leaving out rows the redaction log changed. */
+export const UNREDACTED_ROWS = 'id NOT IN (SELECT record_id FROM redaction_log)'
+
+/**
+ * Check the log and the redacted rows. `trusted`: policies given by the auditor (by default the
+ * ones the database holds, which proves self-consistency only, as for signing keys).
+ */
+export function checkRedactions(conn: Conn, chameleonPublicKey: Uint8Array, trusted?: readonly SupervisoryPolicy[]): { failures: RedactionFailure[]; rows: number; entries: number } {
+  const failures: RedactionFailure[] = []
+  if (!hasRedactionLog(conn)) return { failures, rows: 0, entries: 0 }
+  const policies = new Map<string, SupervisoryPolicy>()
+  const known = trusted ?? (conn.prepare('SELECT policy FROM supervisory_policies').pluck().all() as string[]).map((p) => parseSupervisoryPolicy(JSON.parse(p)))
+  for (const p of known) policies.set(bytesToHex(supervisoryPolicyId(p)), p)
+  const chameleonHex = bytesToHex(chameleonPublicKey)
+
+  const newest = new Map<number, { entry: RedactionLogEntry; seq: number }>()
+  let prevLog = new Uint8Array(32)
+  let entries = 0
+  for (const r of conn.prepare('SELECT seq, record_id, request_id, entry, hash, log_hash FROM redaction_log ORDER BY seq').iterate() as IterableIterator<{ seq: number; record_id: number; request_id: string; entry: Uint8Array; hash: Uint8Array; log_hash: Uint8Array }>) {
+    entries++
+    const fail = (message: string): void => void failures.push({ kind: 'REDACTION_LOG', recordId: r.record_id, message: `redaction log entry ${r.seq}: ${message}` })
+    const logHash = sha256(concatBytes(prevLog, new Uint8Array(r.hash)))
+    if (bytesToHex(logHash) !== bytesToHex(new Uint8Array(r.log_hash))) fail('its log hash does not follow from the previous entry (an entry was removed, reordered or altered)')
+    prevLog = new Uint8Array(r.log_hash)
+    let entry: RedactionLogEntry
+    try {
+      entry = decodeRedactionLogEntry(new Uint8Array(r.entry))
+    } catch (e) {
+      fail(`does not decode: ${(e as Error).message}`)
+      continue
+    }
+    if (bytesToHex(redactionLogEntryHash(entry)) !== bytesToHex(new Uint8Array(r.hash))) fail('the entry does not hash to its stored hash')
+    if (entry.record !== r.record_id || entry.requestId !== r.request_id) fail(`names record ${entry.record} / request ${entry.requestId}, its row says ${r.record_id} / ${r.request_id}`)
+    const policy = policies.get(entry.policy)
+    if (!policy) fail(`made under policy ${entry.policy}, which is not ${trusted ? 'a given' : 'a known'} supervisory policy`)
+    else if (policy.groupKey !== chameleonHex) fail(`policy ${entry.policy} holds group key ${policy.groupKey}, not this chain's chameleon key`)
+    else {
+      try {
+        verifyRedactionLogEntry(policy, entry)
+      } catch (e) {
+        fail((e as Error).message)
+      }
+    }
+    const before = newest.get(entry.record)
+    if (before && before.entry.newContent !== entry.oldContent) fail(`changes record ${entry.record} from content ${entry.oldContent}, but entry ${before.seq} left it at ${before.entry.newContent}`)
+    newest.set(entry.record, { entry, seq: r.seq })
+  }
+
+  const get = conn.prepare('SELECT id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height FROM records WHERE id = ?')
+  for (const [id, { entry }] of newest) {
+    const raw = get.get(id) as RawRecord | undefined
+    if (!raw) {
+      failures.push({ kind: 'REDACTION', recordId: id, message: `record ${id}: the redaction log changed it, but it does not exist` })
+      continue
+    }
+    const row = toRecordRow(raw)
+    for (const p of checkRedactedRow(row, entry, chameleonPublicKey)) {
+      failures.push({ kind: 'REDACTION', recordId: id, ...(row.blockHeight === null ? {} : { height: row.blockHeight }), message: `record ${id}: ${p}` })
+    }
+  }
+  return { failures, rows: newest.size, entries }
+}

@@ -1,0 +1,283 @@
+/**
+ * The supervision workflow over a real chain in a real SQLite file (cloud/supervision/store.ts):
+ * request → k approvals (EIP-712) → FROST rounds with the cloud as coordinator → applied, and
+ * `verifyChain` accepts the changed record only with its redaction log entry. Every refusal is
+ * named, changes nothing, and is logged.
+ */
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import Database from 'better-sqlite3'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { Wallet } from 'ethers'
+import { openCloudDb, type CloudDb } from '../../cloud/store/db.ts'
+import { ChainStore } from '../../cloud/chain/store.ts'
+import { decodeRecordContent } from '../../cloud/chain/record.ts'
+import { verifyChain } from '../../cloud/chain/verify.ts'
+import { SupervisionStore, type RequestView } from '../../cloud/supervision/store.ts'
+import { decodeTombstone } from '../../cloud/supervision/content.ts'
+import { chameleonAdapt } from '../../shared/crypto/chameleon.ts'
+import { deterministicRng } from '../../shared/crypto/random.ts'
+import { verifyRedactionLogEntry } from '../../shared/protocol/redaction-log.ts'
+import { chainTestKeys, tempDir, testFleet } from '../cloud/chain-helpers.ts'
+import { errorOf } from '../helpers/frost.ts'
+import { committee, roundOne, roundTwo, signDecision, subjectOf, type Committee } from '../helpers/supervision.ts'
+
+const tmp = tempDir('supervision-workflow')
+afterAll(() => tmp.cleanup())
+const keys = chainTestKeys('supervision workflow')
+const fleet = testFleet(2, 2, 'supervision')
+const SEQS = 4
+const rng = deterministicRng('supervision workflow rng')
+let n = 0
+
+interface Fixture {
+  path: string
+  db: CloudDb
+  chain: ChainStore
+  sup: SupervisionStore
+  c: Committee
+  close: () => Promise<void>
+}
+
+async function fixture(k: number, of: number): Promise<Fixture> {
+  const path = join(tmp.dir, `chain-${++n}.db`)
+  const db = openCloudDb(path)
+  const chain = new ChainStore(db, keys.store, { workers: 0 })
+  for (let seq = 0; seq < SEQS; seq++) {
+    for (const s of fleet) chain.appendBatch(s.batch(seq))
+    chain.sealBlock(1_760_000_000_000 + seq * 5000)
+  }
+  const sup = new SupervisionStore(db, { chameleonPublicKey: keys.chameleon.publicKey, now: () => 1_767_300_000_000 + n })
+  const c = committee(k, of, keys.chameleon.secretKey)
+  sup.setPolicy(c.policy)
+  return { path, db, chain, sup, c, close: async () => { await chain.close(); db.close() } }
+}
+
+/** The re-sealed batch a requester would upload: the same identity, a new envelope (bytes only here). */
+function resealed(f: Fixture, record: number, variant = 1): { manifest: unknown; envelope: Uint8Array } {
+  const content = f.db.prepare('SELECT content FROM records WHERE id = ?').pluck().get(record) as Buffer
+  const old = decodeRecordContent(new Uint8Array(content)).manifest
+  const envelope = sha256(new TextEncoder().encode(`envelope ${record}/${variant}`))
+  const cidSeed = bytesToHex(sha256(envelope)).replace(/[0189]/g, 'a').slice(0, 52)
+  return { manifest: { ...old, cid: `bafkrei${cidSeed}`, size: envelope.length, merkleRoot: bytesToHex(sha256(envelope)) }, envelope }
+}
+
+/** Everything a refusal must leave alone. */
+function state(f: Fixture): string {
+  const rows = f.db.prepare('SELECT id, content, opening, cid FROM records ORDER BY id').all()
+  const other = ['supervision_requests', 'supervision_decisions', 'supervision_commitments', 'supervision_shares', 'redaction_log'].map((t) => f.db.prepare(`SELECT * FROM ${t}`).all())
+  return bytesToHex(sha256(new TextEncoder().encode(JSON.stringify([rows, other], (_k, v) => (v?.type === 'Buffer' ? Buffer.from(v.data).toString('hex') : v)))))
+}
+
+/** A refusal: the typed reason, nothing changed, one more line in the refusal log. */
+function refused(f: Fixture, action: () => unknown): { reason: unknown; message: string; info: Record<string, unknown> } {
+  const before = state(f)
+  const logged = f.sup.refusals().length
+  const e = errorOf(action)
+  expect(e, 'expected a refusal').not.toBeNull()
+  expect(state(f)).toBe(before)
+  expect(f.sup.refusals().length).toBe(logged + 1)
+  expect(f.sup.refusals()[0]!.reason).toBe(e!.reason)
+  return e!
+}
+
+async function approveAndSign(f: Fixture, r: RequestView, who: readonly number[]): Promise<RequestView> {
+  for (const i of who) r = f.sup.decide(r.id, await signDecision(f.c.policy, f.c.regulators[i - 1]!.wallet, subjectOf(r), 'approve', `ok by ${i}`))
+  const nonces = new Map<number, ReturnType<typeof roundOne>['nonces']>()
+  for (const i of who) {
+    const reg = f.c.regulators[i - 1]!
+    const { nonces: secret, commitment } = roundOne(reg, rng)
+    nonces.set(i, secret)
+    r = f.sup.commit(r.id, commitment)
+  }
+  for (const i of r.signers!) {
+    const out = f.sup.share(r.id, roundTwo(f.c, f.c.regulators[i - 1]!, nonces.get(i)!, r))
+    r = out.request
+  }
+  return r
+}
+
+const blocksOf = (f: Fixture) => f.db.prepare('SELECT height, header, hash, signature FROM blocks ORDER BY height').all()
+
+describe('2 of 3: correction', () => {
+  let f: Fixture
+  beforeAll(async () => {
+    f = await fixture(2, 3)
+  })
+  afterAll(() => f.close())
+
+  it('applies after two approvals and two valid FROST shares; chain verify passes; no block, root or signature moved', async () => {
+    const blocks = blocksOf(f)
+    const target = 6
+    const hashBefore = f.db.prepare('SELECT hash FROM records WHERE id = ?').pluck().get(target)
+    const { manifest, envelope } = resealed(f, target)
+    let r = f.sup.createRequest({ record: target, action: 'correct', reason: 'SpO2 probe slipped: readings 3–9 wrong', requester: 'dr-ward (doctor)', manifest, envelope })
+    expect(r.status).toBe('pending')
+    expect(f.sup.listRequests({ status: 'pending' }).map((x) => x.id)).toEqual([r.id])
+    r = await approveAndSign(f, r, [1, 3])
+    expect(r.status).toBe('applied')
+    expect(r.signers).toEqual([1, 3])
+
+    const log = f.sup.redactionLog()
+    expect(log).toHaveLength(1)
+    expect(log[0]!.entry).toMatchObject({ record: target, action: 'correct', requestId: r.id, signers: [1, 3], reason: 'SpO2 probe slipped: readings 3–9 wrong', requester: 'dr-ward (doctor)' })
+    expect(verifyRedactionLogEntry(f.c.policy, log[0]!.entry).map((a) => a.regulator.index).sort()).toEqual([1, 3])
+
+    const rec = f.chain.getRecord(target)!
+    expect(rec.cid).toBe((manifest as { cid: string }).cid)
+    expect(f.db.prepare('SELECT hash FROM records WHERE id = ?').pluck().get(target)).toEqual(hashBefore)
+    expect(blocksOf(f)).toEqual(blocks)
+    const report = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, signingPublicKey: keys.signing.publicKey, workers: 0 })
+    expect(report.failures).toEqual([])
+    expect(report.ok).toBe(true)
+    expect(f.chain.getStream(rec.stream)!.gaps).toEqual([])
+  })
+
+  it('refuses, names and logs: outsider, forged, replayed, reused, other content, wrong share, too few, unknown record, pending request', async () => {
+    const target = 7
+    const { manifest, envelope } = resealed(f, target)
+    const r = f.sup.createRequest({ record: target, action: 'correct', reason: 'wrong patient bed', requester: 'dr-ward (doctor)', manifest, envelope })
+    const subject = subjectOf(r)
+    const [r1, r2, r3] = f.c.regulators
+    const outsider = new Wallet('0x' + '11'.repeat(32))
+
+    expect(refused(f, () => f.sup.createRequest({ record: target, action: 'delete', reason: 'again', requester: 'x' })).reason).toBe('PENDING_REQUEST')
+    expect(refused(f, () => f.sup.createRequest({ record: 999, action: 'delete', reason: 'nope', requester: 'x' })).reason).toBe('UNKNOWN_RECORD')
+    expect(refused(f, () => f.sup.createRequest({ record: 0, logEntry: 1, action: 'delete', reason: 'hide the trail', requester: 'x' })).reason).toBe('NOT_REDACTABLE')
+
+    // Not a regulator of the policy (signed correctly, by a stranger).
+    const stranger = await signDecision(f.c.policy, outsider, subject)
+    expect(refused(f, () => f.sup.decide(r.id, stranger)).reason).toBe('NOT_A_REGULATOR')
+    // Forged: claims regulator 1, signed by someone else.
+    expect(refused(f, () => f.sup.decide(r.id, { ...stranger, regulator: r1!.wallet.address })).reason).toBe('FORGED')
+    // Replayed: regulator 2's genuine approval of the first (applied) request.
+    const other = f.sup.listRequests({ status: 'applied' })[0]!
+    const replay = await signDecision(f.c.policy, r2!.wallet, subjectOf(other))
+    expect(refused(f, () => f.sup.decide(r.id, replay)).reason).toBe('REPLAYED')
+    // For other content than the request.
+    const otherContent = await signDecision(f.c.policy, r2!.wallet, { ...subject, newContent: 'ab'.repeat(32) })
+    expect(refused(f, () => f.sup.decide(r.id, otherContent)).reason).toBe('WRONG_CONTENT')
+
+    // Fewer than k: one approval; a share before the signers are fixed is refused.
+    const a1 = await signDecision(f.c.policy, r1!.wallet, subject)
+    f.sup.decide(r.id, a1)
+    // Reused: the same approval again.
+    expect(refused(f, () => f.sup.decide(r.id, a1)).reason).toBe('REPLAYED')
+    const { nonces: n1, commitment: c1 } = roundOne(r1!, rng)
+    f.sup.commit(r.id, c1)
+    expect(refused(f, () => f.sup.share(r.id, { index: 1, share: new Uint8Array(32) })).reason).toBe('SIGNERS_NOT_FIXED')
+    // Regulator 3 has not approved: it may not commit.
+    expect(refused(f, () => f.sup.commit(r.id, roundOne(r3!, rng).commitment)).reason).toBe('NOT_APPROVED')
+
+    f.sup.decide(r.id, await signDecision(f.c.policy, r2!.wallet, subject))
+    const { nonces: n2, commitment: c2 } = roundOne(r2!, rng)
+    const ready = f.sup.commit(r.id, c2)
+    expect(ready.signers).toEqual([1, 2])
+    // A wrong share (regulator 2 signs another message with its nonces): named.
+    const good1 = roundTwo(f.c, r1!, n1, ready)
+    const bad2 = roundTwo(f.c, r2!, n2, { ...ready, newContentBytes: ready.newContentBytes.slice(0, -2) + '00' })
+    const e = refused(f, () => f.sup.share(r.id, bad2))
+    expect(e.reason).toBe('BAD_SIGNATURE_SHARE')
+    expect(e.message).toContain('Regulator 2')
+    expect(e.info.regulator).toBe(r2!.wallet.address)
+    // The good share is taken; the request is still pending (k shares needed).
+    expect(f.sup.share(r.id, good1).applied).toBeNull()
+    expect(f.sup.getRequest(r.id)!.status).toBe('pending')
+    const report = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, signingPublicKey: keys.signing.publicKey, workers: 0 })
+    expect(report.ok).toBe(true)
+    // Withdrawn by its requester, not by someone else.
+    expect(refused(f, () => f.sup.withdraw(r.id, 'someone-else')).reason).toBe('NOT_REQUESTER')
+    expect(f.sup.withdraw(r.id, 'dr-ward (doctor)').status).toBe('withdrawn')
+  })
+
+  it('chain verify: a DB edit of a redacted row, a forged log entry and a removed log entry are each detected and named', async () => {
+    const base = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })
+    expect(base.ok).toBe(true)
+    const sql = new Database(f.path)
+    try {
+      // The redacted row's content edited back by hand (its opening no longer fits).
+      const row = sql.prepare('SELECT content FROM records WHERE id = 6').pluck().get() as Buffer
+      const edited = Buffer.from(row)
+      edited[edited.length - 3]! ^= 1
+      sql.prepare('UPDATE records SET content = ? WHERE id = 6').run(edited)
+      const r1 = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })
+      expect(r1.ok).toBe(false)
+      expect(r1.failures.every((x) => x.kind === 'REDACTION' && x.recordId === 6)).toBe(true)
+      sql.prepare('UPDATE records SET content = ? WHERE id = 6').run(row)
+
+      // A cloud admin rewrites record 9 with the trapdoor (pretend) and a log entry without approvals.
+      const log = sql.prepare('SELECT * FROM redaction_log WHERE seq = 1').get() as Record<string, unknown>
+      sql.prepare('INSERT INTO redaction_log (seq, record_id, request_id, entry, hash, log_hash, applied_at) VALUES (2, 9, ?, ?, ?, ?, 0)').run('00'.repeat(32), log.entry, log.hash, log.log_hash)
+      const r2 = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })
+      expect(r2.ok).toBe(false)
+      expect(r2.failures.some((x) => x.kind === 'REDACTION_LOG' && x.recordId === 9)).toBe(true)
+      sql.prepare('DELETE FROM redaction_log WHERE seq = 2').run()
+
+      // The log entry itself edited in the database (its reason): its plain hash no longer matches.
+      const entryBytes = Buffer.from(log.entry as Buffer)
+      const at = entryBytes.indexOf(Buffer.from('SpO2'))
+      const forged = Buffer.from(entryBytes)
+      forged[at] = 'X'.charCodeAt(0)
+      sql.prepare('UPDATE redaction_log SET entry = ? WHERE seq = 1').run(forged)
+      const r4 = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })
+      expect(r4.failures.map((x) => [x.kind, x.recordId])).toEqual([['REDACTION_LOG', 6]])
+      expect(r4.failures[0]!.message).toMatch(/does not hash to its stored hash/)
+      sql.prepare('UPDATE redaction_log SET entry = ? WHERE seq = 1').run(entryBytes)
+
+      // The log entry removed: the changed record is now caught by the plain checks.
+      sql.prepare('ALTER TABLE redaction_log RENAME TO redaction_log_hidden').run()
+      sql.prepare('CREATE TABLE redaction_log AS SELECT * FROM redaction_log_hidden WHERE 0').run()
+      const r3 = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })
+      expect(r3.ok).toBe(false)
+      expect(r3.failures.filter((x) => x.recordId === 6).map((x) => x.kind).sort()).toEqual(['MANIFEST_SIGNATURE', 'RECORD_CONTENT'])
+      sql.prepare('DROP TABLE redaction_log').run()
+      sql.prepare('ALTER TABLE redaction_log_hidden RENAME TO redaction_log').run()
+    } finally {
+      sql.close()
+    }
+    expect((await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })).ok).toBe(true)
+  })
+})
+
+describe('deletion', () => {
+  it('2 of 3: a tombstone keeps stream, seq and link; no gap; verify passes', async () => {
+    const f = await fixture(2, 3)
+    try {
+      const blocks = blocksOf(f)
+      const target = 5
+      const before = f.chain.getRecord(target)!
+      let r = f.sup.createRequest({ record: target, action: 'delete', reason: 'recorded on the wrong patient', requester: 'admin-1 (admin)' })
+      r = await approveAndSign(f, r, [2, 3])
+      expect(r.status).toBe('applied')
+      const content = f.db.prepare('SELECT content FROM records WHERE id = ?').pluck().get(target) as Buffer
+      expect(decodeTombstone(new Uint8Array(content))).toMatchObject({ id: target, stream: before.stream, seq: before.seq, request: r.id })
+      expect(blocksOf(f)).toEqual(blocks)
+      const report = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, signingPublicKey: keys.signing.publicKey, workers: 0 })
+      expect(report.failures).toEqual([])
+      expect(f.chain.getStream(before.stream)!.gaps).toEqual([])
+      // Deleting it again is refused; a redaction log entry is not a record anyone can name.
+      expect(refused(f, () => f.sup.createRequest({ record: target, action: 'delete', reason: 'again', requester: 'admin-1 (admin)' })).reason).toBe('ALREADY_DELETED')
+    } finally {
+      await f.close()
+    }
+  })
+
+  it('1 of 1: the single regulator adapts with the trapdoor file', async () => {
+    const f = await fixture(1, 1)
+    try {
+      const target = 3
+      let r = f.sup.createRequest({ record: target, action: 'delete', reason: 'duplicate upload', requester: 'admin-1 (admin)' })
+      r = f.sup.decide(r.id, await signDecision(f.c.policy, f.c.regulators[0]!.wallet, subjectOf(r)))
+      // A FROST share is refused for a 1-of-1 policy; a wrong opening is refused.
+      expect(refused(f, () => f.sup.submitOpening(r.id, new Uint8Array(64))).reason).toBe('BAD_OPENING')
+      const opening = chameleonAdapt(keys.chameleon.secretKey, Buffer.from(r.newContentBytes, 'hex'), Buffer.from(r.hash, 'hex'), rng, 2)
+      const applied = f.sup.submitOpening(r.id, opening)
+      expect(applied.entry.signers).toEqual([1])
+      const report = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, signingPublicKey: keys.signing.publicKey, workers: 0 })
+      expect(report.failures).toEqual([])
+    } finally {
+      await f.close()
+    }
+  })
+})
