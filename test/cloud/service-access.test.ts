@@ -50,7 +50,8 @@ let revoked: string
 
 beforeAll(async () => {
   data = tempDataDir('cloud-access')
-  cloud = await startTestCloud(data.dir)
+  // Blocks only when the test seals (a periodic seal between the upload and sealNow would leave it nothing to seal).
+  cloud = await startTestCloud(data.dir, { blockIntervalS: '3600' })
   for (const role of ROLES) tokens[role] = cloud.tokens.create(role, `${role}-1`).token
   revoked = cloud.tokens.create('admin', 'former-admin').token
   cloud.tokens.revoke('former-admin')
