@@ -106,7 +106,13 @@ export async function openBrowser(opts: { viewport?: { width: number; height: nu
     page: async () => context.pages()[0] ?? (await context.newPage()),
     close: async () => {
       await context.close()
-      rmSync(profile, { recursive: true, force: true })
+      // Chromium's helper processes may still write into the profile for a moment after close: retry,
+      // and never fail a test over removing a temporary directory.
+      try {
+        rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 })
+      } catch (e) {
+        console.warn(`could not remove the browser profile ${profile}: ${(e as Error).message}`)
+      }
     },
   }
 }
