@@ -81,11 +81,17 @@ export function msmShort(points: readonly ChameleonPoint[], scalars: readonly bi
   return sum
 }
 
+/** Weights drawn per call of `rng`: the OS CSPRNG (crypto.getRandomValues) gives at most 65,536 bytes a call. */
+const WEIGHTS_PER_DRAW = 4096
+
 /** 128-bit weights, one per equation, little-endian from `rng`. */
 function weights(rng: Rng, n: number): bigint[] {
-  const bytes = rng(16 * n)
   const z: bigint[] = new Array(n)
-  for (let i = 0; i < n; i++) z[i] = bytesToNumberLE(bytes.subarray(16 * i, 16 * i + 16))
+  for (let at = 0; at < n; at += WEIGHTS_PER_DRAW) {
+    const m = Math.min(WEIGHTS_PER_DRAW, n - at)
+    const bytes = rng(16 * m)
+    for (let i = 0; i < m; i++) z[at + i] = bytesToNumberLE(bytes.subarray(16 * i, 16 * i + 16))
+  }
   return z
 }
 

@@ -76,6 +76,14 @@ describe('batch verification', () => {
     )
   })
 
+  it('batches larger than one draw of the OS CSPRNG (> 4,096 weights, 64 KiB) are checked, not refused', () => {
+    // crypto.getRandomValues gives at most 65,536 bytes a call; `chain verify --batch-size` allows 65,536 rows.
+    const big = Array.from({ length: 4100 }, (_, i) => equations[i % N]!)
+    expect(chameleonBatchHolds(Y, big)).toBe(true)
+    big[4099] = spoil(big[4099]!, 0, big[0]!)
+    expect(chameleonBatchHolds(Y, big)).toBe(false)
+  })
+
   it('two false equations that cancel each other are still caught: the weights are random', () => {
     // P₁ + D and P₂ − D: the plain sum (all weights 1) would balance; random weights do not.
     const D = Point.BASE.multiply(12345n)
