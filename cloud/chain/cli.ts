@@ -7,6 +7,7 @@
  * <data>/keys/chameleon-public.key (careledger key format); <data> is --data, else
  * CARELEDGER_CLOUD_DATA, else ./.careledger/cloud.
  */
+import os from 'node:os'
 import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { Command, Option } from 'commander'
@@ -53,7 +54,7 @@ const KEY_SOURCE: Record<string, string> = {
 }
 
 /** The report as people read it. */
-export function formatReport(r: VerificationReport, source: string): string {
+export function formatReport(r: VerificationReport, source: string, mainThreadChecked = false): string {
   const lines: string[] = []
   const total = r.failures.length + r.failuresOmitted
   lines.push(`CareLedger chain verification: ${r.ok ? 'INTACT' : `NOT INTACT (${n(total)} failure${total === 1 ? '' : 's'})`}`)
@@ -63,7 +64,7 @@ export function formatReport(r: VerificationReport, source: string): string {
   lines.push(`  keys       chameleon ${r.chameleonKey}; block signing ${r.signingKeys.ids.join(', ') || 'none'} (${KEY_SOURCE[r.signingKeys.source] ?? r.signingKeys.source})`)
   lines.push(`  envelopes  ${r.envelopes ? `${n(r.envelopes.checked)} blocks re-hashed against their CIDs (${n(Math.round(r.envelopes.bytes / 1024))} KiB)` : 'not checked (--skip-envelopes, or no blockstore)'}`)
   const rate = r.durationMs > 0 ? ` (${n(Math.round((r.recordsChecked / r.durationMs) * 1000))} records/s)` : ''
-  lines.push(`  checked    ${n(r.recordsChecked)} records${r.recordsCached ? ` (+${n(r.recordsCached)} unchanged since a previous run)` : ''} in ${(r.durationMs / 1000).toFixed(2)} s on ${r.workers || 'no'} worker thread${r.workers === 1 ? '' : 's'}${rate}`)
+  lines.push(`  checked    ${n(r.recordsChecked)} records${r.recordsCached ? ` (+${n(r.recordsCached)} unchanged since a previous run)` : ''} in ${(r.durationMs / 1000).toFixed(2)} s on ${r.workers || 'no'} worker thread${r.workers === 1 ? '' : 's'}${mainThreadChecked && r.workers > 0 ? ' and the main thread' : ''}${rate}`)
   if (!r.ok) {
     lines.push('failures:')
     for (const f of r.failures) lines.push(formatFailure(f))
@@ -118,7 +119,7 @@ export function chainCommand(): Command {
     .option('--db <file>', 'the cloud database (default <data>/cloud.db)')
     .option('--chameleon-key <file>', "the regulator's chameleon public key file (default <data>/keys/chameleon-public.key)")
     .option('--signing-key <hex|file>', "the cloud's block-signing public key you trust: 64 hex digits or a file (default <data>/keys/cloud-signing.pub)")
-    .option('--workers <n>', 'record-checking threads (default: one per core; 0 = none)')
+    .option('--workers <n>', 'record-checking worker threads beside the main thread, which checks records too (default: one per core but one; 0 = the main thread alone)')
     .option('--batch-size <n>', `records whose chameleon openings are checked as one batch (default ${DEFAULT_BATCH_SIZE})`)
     .option('--expect-head <height:hash>', 'a block hash known from elsewhere; detects truncation and rewritten history')
     .option('--blocks <dir>', 'the envelope blockstore whose blocks are re-hashed against their CIDs (default <data>/blocks, or blocks/ beside --db)')
@@ -169,13 +170,15 @@ export function chainCommand(): Command {
         if (!Number.isSafeInteger(chunkSize) || chunkSize < 1 || chunkSize > 65536) throw new CareLedgerError('INVALID_ARGUMENT', '--batch-size must be an integer 1–65536', { value: opts.batchSize })
       }
       const supervisoryPolicies = opts.supervisoryPolicy?.map((f) => parseSupervisoryPolicy(JSON.parse(new TextDecoder().decode(readKeyFile(f)))))
-      const verified = await verifyChain(dbPath, { chameleonPublicKey, signingPublicKey, workers, expectHead, ...(chunkSize ? { chunkSize } : {}), ...(blocksDir ? { envelopes: { blocksDir } } : {}), ...(supervisoryPolicies ? { supervisoryPolicies } : {}) })
+      // The main thread checks records too (it has nothing else to serve): one thread fewer to start.
+      workers ??= Math.max(0, os.availableParallelism() - 1)
+      const verified = await verifyChain(dbPath, { chameleonPublicKey, signingPublicKey, workers, callingThreadChecks: true, expectHead, ...(chunkSize ? { chunkSize } : {}), ...(blocksDir ? { envelopes: { blocksDir } } : {}), ...(supervisoryPolicies ? { supervisoryPolicies } : {}) })
       const report = keyFromDataDir ? { ...verified, signingKeys: { ...verified.signingKeys, source: 'data-directory' as const } } : verified
       const anchors = await verifyAnchorFlags(dbPath, opts)
       if (!signingPublicKey && !opts.json) warn('warning: no trusted block-signing key given (--signing-key); block signatures were checked against the keys recorded in the database itself')
       if (keyFromDataDir && !opts.json) warn(`warning: the block-signing key was read from ${keyFromDataDir}, inside the data being audited: it is not independent (pass --signing-key <hex|file> obtained outside this cloud)`)
       if (opts.json) out(JSON.stringify(anchors ? { ...report, ok: report.ok && anchors.report.ok, anchors: anchors.report } : report, null, 2))
-      else out(formatReport(report, dbPath) + (anchors ? `\n${anchors.text}` : ''))
+      else out(formatReport(report, dbPath, true) + (anchors ? `\n${anchors.text}` : ''))
       process.exitCode = report.ok && (anchors?.report.ok ?? true) ? 0 : 1
     })
   for (const c of anchorCommands()) cmd.addCommand(c)

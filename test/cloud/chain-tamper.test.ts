@@ -109,6 +109,19 @@ describe('one byte changed by hand', () => {
     expect(summary((await verifyFile(path)).failures)).toEqual([['RECORD_OPENING', TARGET_HEIGHT, TARGET_RECORD]])
   })
 
+  it('openings damaged in several chunks, checked by a worker and the calling thread together: each named once, every other record checked', async () => {
+    const { path, sql } = copy()
+    const damaged = [1, TARGET_RECORD, 12 * SEQS]
+    for (const id of damaged) setByte(sql, 'records', 'opening', `id = ${id}`, 40)
+    sql.close()
+    for (const chunkSize of [4, 1024]) {
+      const r = await verifyChain(path, { chameleonPublicKey: keys.chameleon.publicKey, signingPublicKey: keys.signing.publicKey, workers: 1, callingThreadChecks: true, chunkSize })
+      expect(r.recordsChecked).toBe(12 * SEQS + 3)
+      expect(r.workers).toBe(1)
+      expect(r.failures.map((f) => [f.kind, f.recordId])).toEqual(damaged.map((id) => ['RECORD_OPENING', id]))
+    }
+  })
+
   it("a record's hash: its opening and its block's records root fail", async () => {
     const { path, sql } = copy()
     setByte(sql, 'records', 'hash', `id = ${TARGET_RECORD}`, 3)
