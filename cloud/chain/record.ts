@@ -183,7 +183,7 @@ export function admitBatch(input: AppendInput): AdmittedBatch {
   if (keyId !== manifest.gateway) {
     refuse('INVALID_ARGUMENT', 'GATEWAY_KEY_MISMATCH', `append: the gateway key has id ${keyId}, the manifest names gateway ${manifest.gateway}`, { keyId, gateway: manifest.gateway })
   }
-  const derived = streamId(manifest.gateway, manifest.device, manifest.patient)
+  const derived = memoStreamId(manifest.gateway, manifest.device, manifest.patient)
   if (derived !== manifest.stream) {
     refuse('INVALID_ARGUMENT', 'STREAM_ID', `append: stream ${manifest.stream} is not the stream id of (gateway, device, patient), ${derived}`, { stream: manifest.stream, expected: derived })
   }
@@ -310,7 +310,7 @@ export function decodeRecordContent(bytes: Uint8Array): DecodedRecord {
     return fail('gatewayKey', (e as Error).message)
   }
   if (keyId !== v.gateway) fail('gatewayKey', `has id ${keyId}, not the gateway ${v.gateway}`)
-  const derived = streamId(manifest.gateway, manifest.device, manifest.patient)
+  const derived = memoStreamId(manifest.gateway, manifest.device, manifest.patient)
   if (derived !== manifest.stream) fail('stream', `${manifest.stream} is not the stream id of (gateway, device, patient), ${derived}`)
   return {
     v: v.v,
@@ -325,6 +325,19 @@ export function decodeRecordContent(bytes: Uint8Array): DecodedRecord {
     // The bytes are canonical (decodeCanonical), so the manifest's encoding is a slice of them.
     manifestBytes: manifestBytesOf(bytes, v as unknown as ContentFields) ?? encodeCanonical(manifest),
   }
+}
+
+/** streamId of recent (gateway, device, patient): a chain holds few streams and many records each. */
+const streamIds = new Map<string, string>()
+function memoStreamId(gateway: string, device: string, patient: string): string {
+  const key = JSON.stringify([gateway, device, patient]) // unambiguous whatever the strings hold
+  let id = streamIds.get(key)
+  if (id === undefined) {
+    if (streamIds.size >= 4096) streamIds.clear()
+    id = streamId(gateway, device, patient)
+    streamIds.set(key, id)
+  }
+  return id
 }
 
 /** A row's checks done, but for a format-2 opening's equation, which the caller may batch. */
