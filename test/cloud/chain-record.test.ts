@@ -108,6 +108,17 @@ describe('record content', () => {
       expect(isCareLedgerError(e, 'INVALID_ENCODING'), `${field}: ${String(e)}`).toBe(true)
       expect((e as { info: { reason: string; field: string } }).info).toMatchObject({ reason: 'RECORD_CONTENT', field })
     }
+    // A stream id that is not the one of (gateway, device, patient), in the content and its manifest
+    // alike, after a good record of that triple (whose id the decoder remembers) and again.
+    expect(decodeRecordContent(encodeRecordContent(f)).stream).toBe(stream.id)
+    const forged = decodeCanonical(encodeRecordContent(f)) as Record<string, unknown>
+    forged.stream = 'ffffffffffffffffffffffffffffffff'
+    forged.manifest = { ...(forged.manifest as object), stream: forged.stream }
+    for (let i = 0; i < 2; i++) {
+      const e = errorOf(() => decodeRecordContent(encodeCanonical(forged)))
+      expect((e as { info: { reason: string; field: string } }).info).toMatchObject({ reason: 'RECORD_CONTENT', field: 'stream' })
+      expect((e as Error).message).toContain('is not the stream id of (gateway, device, patient)')
+    }
     // Not exactly one canonical CBOR item: trailing bytes are refused.
     const good = encodeRecordContent(f)
     expect(isCareLedgerError(errorOf(() => decodeRecordContent(Uint8Array.of(...good, 0))), 'INVALID_ENCODING')).toBe(true)
