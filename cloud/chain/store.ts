@@ -235,14 +235,14 @@ export interface ChainStats {
 // ---- rows ------------------------------------------------------------------------------------------
 
 
-interface RawBlock {
+export interface RawBlock {
   height: number
   header: Buffer
   hash: Buffer
   signature: Buffer
 }
 
-interface RawStream {
+export interface RawStream {
   stream: string
   gateway_id: string
   device: string
@@ -258,7 +258,7 @@ const hex = bytesToHex
 const RECORD_COLUMNS = 'id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height'
 
 
-function blockSummary(row: RawBlock): { summary: BlockSummary; header: BlockHeader | null } {
+export function blockSummary(row: RawBlock): { summary: BlockSummary; header: BlockHeader | null } {
   let header: BlockHeader | null
   try {
     header = decodeBlockHeader(u8(row.header))
@@ -286,7 +286,7 @@ function blockSummary(row: RawBlock): { summary: BlockSummary; header: BlockHead
 }
 
 /** Inclusive ranges of [0, last] not covered by the (sorted, disjoint) gaps. */
-function rangesOf(lastSeq: number, gaps: readonly (readonly [number, number])[]): [number, number][] {
+export function rangesOf(lastSeq: number, gaps: readonly (readonly [number, number])[]): [number, number][] {
   const ranges: [number, number][] = []
   let from = 0
   for (const [a, b] of gaps) {
@@ -297,7 +297,7 @@ function rangesOf(lastSeq: number, gaps: readonly (readonly [number, number])[])
   return ranges
 }
 
-const clampLimit = (limit: number): number => (Number.isSafeInteger(limit) && limit > 0 ? Math.min(limit, 1000) : 100)
+export const clampLimit = (limit: number): number => (Number.isSafeInteger(limit) && limit > 0 ? Math.min(limit, 1000) : 100)
 
 // ---- the store -------------------------------------------------------------------------------------
 
