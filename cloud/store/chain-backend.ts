@@ -31,6 +31,7 @@ export interface ChainBackend {
   listBlocks(q: { after?: number; limit: number }): Promise<BlockSummary[]>
   head(): Promise<{ height: number; hash: string; time: number | null } | null>
   getStream(stream: string): Promise<StreamSummary | null>
+  listStreams(): Promise<StreamSummary[]>
   stats(): Promise<ChainStats>
   close(): Promise<void>
 }
@@ -83,6 +84,9 @@ export class SqliteChainBackend implements ChainBackend {
   }
   async getStream(stream: string): Promise<StreamSummary | null> {
     return this.store.getStream(stream)
+  }
+  async listStreams(): Promise<StreamSummary[]> {
+    return this.store.listStreams()
   }
   async stats(): Promise<ChainStats> {
     return this.store.stats()

@@ -404,18 +404,17 @@ export class PgChainStore implements ChainBackend {
     const s = (await this.pool.query<RawStream>('SELECT * FROM streams WHERE stream = $1', [stream])).rows[0]
     if (!s) return null
     const gaps = (await this.pool.query<{ from_seq: number; to_seq: number }>('SELECT from_seq, to_seq FROM stream_gaps WHERE stream = $1 ORDER BY from_seq', [stream])).rows.map((g): [number, number] => [g.from_seq, g.to_seq])
-    return {
-      stream: s.stream,
-      gateway: s.gateway_id,
-      device: s.device,
-      patient: s.patient,
-      batches: s.batches,
-      lastSeq: s.last_seq,
-      ranges: rangesOf(s.last_seq, gaps),
-      gaps,
-      firstBatchAt: s.first_batch_at,
-      lastBatchAt: s.last_batch_at,
+    return streamSummary(s, gaps)
+  }
+
+  async listStreams(): Promise<StreamSummary[]> {
+    const gaps = new Map<string, [number, number][]>()
+    for (const g of (await this.pool.query<{ stream: string; from_seq: number; to_seq: number }>('SELECT stream, from_seq, to_seq FROM stream_gaps ORDER BY stream, from_seq')).rows) {
+      let list = gaps.get(g.stream)
+      if (!list) gaps.set(g.stream, (list = []))
+      list.push([g.from_seq, g.to_seq])
     }
+    return (await this.pool.query<RawStream>('SELECT * FROM streams ORDER BY stream')).rows.map((s) => streamSummary(s, gaps.get(s.stream) ?? []))
   }
 
   async stats(): Promise<ChainStats> {
@@ -433,6 +432,21 @@ export class PgChainStore implements ChainBackend {
     ).rows[0]!
     const head = await this.head()
     return { records: r.records, pendingRecords: r.pending, blocks: r.blocks, height: r.height, streams: r.streams, gaps: r.gaps, missingBatches: r.missing, equivocations: r.equivocations, lastBlockTime: head?.time ?? null }
+  }
+}
+
+function streamSummary(s: RawStream, gaps: [number, number][]): StreamSummary {
+  return {
+    stream: s.stream,
+    gateway: s.gateway_id,
+    device: s.device,
+    patient: s.patient,
+    batches: s.batches,
+    lastSeq: s.last_seq,
+    ranges: rangesOf(s.last_seq, gaps),
+    gaps,
+    firstBatchAt: s.first_batch_at,
+    lastBatchAt: s.last_batch_at,
   }
 }
 
