@@ -20,7 +20,18 @@ const [url, name, sealEvery = '500', bulkArg = '50', maxArg = 'Infinity', worker
 if (!url || !name) throw new Error('usage: pg-node-child.ts <url> <name> <sealEveryMs> [bulk] [maxRecords] [workers]')
 const bulk = Number(bulkArg)
 const max = Number(maxArg)
-const say = (line: string): void => void writeSync(1, `${line}\n`)
+/** Synchronous, so a line is out before the next call; a full pipe (EAGAIN) is waited out. */
+const say = (line: string): void => {
+  const bytes = Buffer.from(`${line}\n`)
+  for (let off = 0; off < bytes.length; ) {
+    try {
+      off += writeSync(1, bytes, off)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2)
+    }
+  }
+}
 
 const keys = chainTestKeys('pg failover')
 const store = await openPgChainStore(url, keys.store, { workers: Number(workersArg), processName: name })
