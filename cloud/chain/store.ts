@@ -297,6 +297,22 @@ export function rangesOf(lastSeq: number, gaps: readonly (readonly [number, numb
   return ranges
 }
 
+/** A streams row with its (sorted) gaps, as the API shows it. */
+export function streamSummaryOf(s: RawStream, gaps: [number, number][]): StreamSummary {
+  return {
+    stream: s.stream,
+    gateway: s.gateway_id,
+    device: s.device,
+    patient: s.patient,
+    batches: s.batches,
+    lastSeq: s.last_seq,
+    ranges: rangesOf(s.last_seq, gaps),
+    gaps,
+    firstBatchAt: s.first_batch_at,
+    lastBatchAt: s.last_batch_at,
+  }
+}
+
 export const clampLimit = (limit: number): number => (Number.isSafeInteger(limit) && limit > 0 ? Math.min(limit, 1000) : 100)
 
 // ---- the store -------------------------------------------------------------------------------------
@@ -794,18 +810,7 @@ export class ChainStore {
   }
 
   #streamSummary(s: RawStream, gaps: [number, number][]): StreamSummary {
-    return {
-      stream: s.stream,
-      gateway: s.gateway_id,
-      device: s.device,
-      patient: s.patient,
-      batches: s.batches,
-      lastSeq: s.last_seq,
-      ranges: rangesOf(s.last_seq, gaps),
-      gaps,
-      firstBatchAt: s.first_batch_at,
-      lastBatchAt: s.last_batch_at,
-    }
+    return streamSummaryOf(s, gaps)
   }
 
   listEquivocations(q: { after?: number; limit: number }): EquivocationEntry[] {

@@ -23,7 +23,7 @@ import { signingKeyId, signingPublicKey } from '../../../shared/crypto/sign.ts'
 import { MerkleTree } from '../../../shared/crypto/merkle.ts'
 import { blockHash, decodeBlockHeader, makeBlock, recordsTree } from '../../chain/block.ts'
 import { admitBatch, commitRecord, describeRow, summarize, summaryOf, toRecordRow, vouchedAdmission, type AdmittedBatch, type AppendInput, type CommittedContent, type RawRecord, type RecordDetail, type RecordFields, type RecordSummary } from '../../chain/record.ts'
-import { blockSummary, clampLimit, rangesOf, type AppendResult, type BlockDetail, type BlockSummary, type BulkAppendResult, type ChainKeys, type ChainStats, type RawBlock, type RawStream, type RecordProof, type StreamSummary } from '../../chain/store.ts'
+import { blockSummary, clampLimit, streamSummaryOf, type AppendResult, type BlockDetail, type BlockSummary, type BulkAppendResult, type ChainKeys, type ChainStats, type RawBlock, type RawStream, type RecordProof, type StreamSummary } from '../../chain/store.ts'
 import { SyncPool, attempt, outcomeError, type Outcome } from '../../chain/sync-pool.ts'
 import type { ChainBackend } from '../chain-backend.ts'
 import { LOCKS, LOCK_SPACE, migrate } from './migrations.ts'
@@ -404,7 +404,7 @@ export class PgChainStore implements ChainBackend {
     const s = (await this.pool.query<RawStream>('SELECT * FROM streams WHERE stream = $1', [stream])).rows[0]
     if (!s) return null
     const gaps = (await this.pool.query<{ from_seq: number; to_seq: number }>('SELECT from_seq, to_seq FROM stream_gaps WHERE stream = $1 ORDER BY from_seq', [stream])).rows.map((g): [number, number] => [g.from_seq, g.to_seq])
-    return streamSummary(s, gaps)
+    return streamSummaryOf(s, gaps)
   }
 
   async listStreams(): Promise<StreamSummary[]> {
@@ -414,7 +414,7 @@ export class PgChainStore implements ChainBackend {
       if (!list) gaps.set(g.stream, (list = []))
       list.push([g.from_seq, g.to_seq])
     }
-    return (await this.pool.query<RawStream>('SELECT * FROM streams ORDER BY stream')).rows.map((s) => streamSummary(s, gaps.get(s.stream) ?? []))
+    return (await this.pool.query<RawStream>('SELECT * FROM streams ORDER BY stream')).rows.map((s) => streamSummaryOf(s, gaps.get(s.stream) ?? []))
   }
 
   async stats(): Promise<ChainStats> {
@@ -432,21 +432,6 @@ export class PgChainStore implements ChainBackend {
     ).rows[0]!
     const head = await this.head()
     return { records: r.records, pendingRecords: r.pending, blocks: r.blocks, height: r.height, streams: r.streams, gaps: r.gaps, missingBatches: r.missing, equivocations: r.equivocations, lastBlockTime: head?.time ?? null }
-  }
-}
-
-function streamSummary(s: RawStream, gaps: [number, number][]): StreamSummary {
-  return {
-    stream: s.stream,
-    gateway: s.gateway_id,
-    device: s.device,
-    patient: s.patient,
-    batches: s.batches,
-    lastSeq: s.last_seq,
-    ranges: rangesOf(s.last_seq, gaps),
-    gaps,
-    firstBatchAt: s.first_batch_at,
-    lastBatchAt: s.last_batch_at,
   }
 }
 
