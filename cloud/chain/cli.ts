@@ -19,7 +19,7 @@ import { readKeyFile, writeKeyFile } from '../../shared/cli/files.ts'
 import { addPassphraseOptions, type PassphraseFlags } from '../../shared/cli/passphrase.ts'
 import { writeSecretKeyFile } from '../../shared/cli/secret-files.ts'
 import { DEFAULT_BATCH_SIZE, verifyChain, type VerificationFailure, type VerificationReport, type VerifyOptions } from './verify.ts'
-import { isPostgresUrl } from '../store/chain-backend.ts'
+import { isPostgresUrl, redactDatabaseUrl } from '../store/chain-backend.ts'
 import { addAnchorVerifyOptions, anchorCommands, verifyAnchorFlags, type AnchorVerifyFlags } from '../anchor/cli.ts'
 
 const DEFAULT_DATA = './.careledger/cloud'
@@ -142,7 +142,7 @@ export function chainCommand(): Command {
       if (pgUrl !== undefined && !isPostgresUrl(pgUrl)) throw new CareLedgerError('INVALID_ARGUMENT', '--database must be a postgres:// or postgresql:// URL', { reason: 'DATABASE_URL' })
       if (pgUrl && opts.anchors) throw new CareLedgerError('INVALID_ARGUMENT', '--anchors reads the SQLite database: not with --database', {})
       // The report names the database without its password.
-      const dbPath = pgUrl ? pgUrl.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : resolve(opts.db ?? join(data, 'cloud.db'))
+      const dbPath = pgUrl ? redactDatabaseUrl(pgUrl) : resolve(opts.db ?? join(data, 'cloud.db'))
       if (!pgUrl && !existsSync(dbPath)) throw new CareLedgerError('INVALID_ARGUMENT', `no database at ${dbPath} (use --db or --data)`, { path: dbPath })
       const chameleonPublicKey = decodeChameleonPublicKey(readKeyFile(opts.chameleonKey ?? join(data, 'keys', 'chameleon-public.key')))
       let signingPublicKey: Uint8Array | undefined

@@ -38,6 +38,9 @@ export interface ChainBackend {
 
 export const isPostgresUrl = (database: string): boolean => /^postgres(ql)?:\/\//i.test(database)
 
+/** A database URL fit to print or log: its password replaced by ***. */
+export const redactDatabaseUrl = (url: string): string => url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@')
+
 /** Today's SQLite ChainStore behind the async interface (the database is closed with the backend when it opened it). */
 export class SqliteChainBackend implements ChainBackend {
   readonly kind = 'sqlite' as const
