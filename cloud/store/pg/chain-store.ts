@@ -21,9 +21,9 @@ import { CareLedgerError } from '../../../shared/errors.ts'
 import { chameleonKeyId } from '../../../shared/crypto/chameleon.ts'
 import { signingKeyId, signingPublicKey } from '../../../shared/crypto/sign.ts'
 import { MerkleTree } from '../../../shared/crypto/merkle.ts'
-import { blockHash, decodeBlockHeader, makeBlock, recordsTree } from '../../chain/block.ts'
+import { decodeBlockHeader, recordsTree } from '../../chain/block.ts'
 import { admitBatch, commitRecord, describeRow, summarize, summaryOf, toRecordRow, vouchedAdmission, type AdmittedBatch, type AppendInput, type CommittedContent, type RawRecord, type RecordDetail, type RecordFields, type RecordSummary } from '../../chain/record.ts'
-import { blockSummary, clampLimit, streamSummaryOf, type AppendResult, type BlockDetail, type BlockSummary, type BulkAppendResult, type ChainKeys, type ChainStats, type RawBlock, type RawStream, type RecordProof, type StreamSummary } from '../../chain/store.ts'
+import { blockSummary, clampLimit, nextBlock, streamSummaryOf, type AppendResult, type BlockDetail, type BlockSummary, type BulkAppendResult, type ChainKeys, type ChainStats, type RawBlock, type RawStream, type RecordProof, type StreamSummary } from '../../chain/store.ts'
 import { SyncPool, attempt, outcomeError, type Outcome } from '../../chain/sync-pool.ts'
 import type { ChainBackend } from '../chain-backend.ts'
 import { LOCKS, LOCK_SPACE, migrate } from './migrations.ts'
@@ -316,23 +316,7 @@ export class PgChainStore implements ChainBackend {
       const rows = (await c.query<{ id: number; hash: Buffer }>('SELECT id, hash FROM records WHERE block_height IS NULL ORDER BY id LIMIT $1', [limit])).rows
       if (rows.length === 0) return null
       const last = (await c.query<RawBlock>('SELECT height, header, hash, signature FROM blocks ORDER BY height DESC LIMIT 1')).rows[0]
-      let height = 0
-      let prevHash: Uint8Array | null = null
-      let prevLast = 0
-      let time = now
-      if (last) {
-        const bytes = u8(last.header)
-        prevHash = blockHash(bytes)
-        if (hex(prevHash) !== hex(last.hash)) throw new CareLedgerError('VERIFICATION_FAILED', `refusing to seal: block ${last.height}'s stored hash is not the hash of its header`, { reason: 'BLOCK_HASH', height: last.height })
-        const h = decodeBlockHeader(bytes)
-        height = last.height + 1
-        prevLast = h.last
-        time = Math.max(now, h.time)
-      }
-      if (rows[0]!.id !== prevLast + 1) {
-        throw new CareLedgerError('VERIFICATION_FAILED', `refusing to seal: the first pending record is ${rows[0]!.id}, the last block ended at ${prevLast}`, { reason: 'RECORD_ASSIGNMENT', first: rows[0]!.id, prevLast })
-      }
-      const block = makeBlock({ height, prevHash, time, records: rows.map((r) => ({ id: r.id, hash: u8(r.hash) })), chameleonKeyId: this.chameleonKeyId, signerKeyId: this.signerKeyId, signingSecretKey: this.#signingSecretKey })
+      const { height, prevHash, block } = nextBlock(last, rows, now, { chameleonKeyId: this.chameleonKeyId, signerKeyId: this.signerKeyId, signingSecretKey: this.#signingSecretKey })
       await c.query('INSERT INTO blocks (height, header, hash, signature, prev_hash, sealed_by) VALUES ($1, $2, $3, $4, $5, $6)', [
         height,
         Buffer.from(block.bytes),
