@@ -190,3 +190,16 @@ describe.each(backends)('chain store on $name', (backend) => {
     expect((await errorOf(() => open(wrong))).info.reason).toBe('CHAMELEON_KEY_CHANGED')
   })
 })
+
+describe('a bad --database', () => {
+  it('is refused with an error naming the flag, or the unreachable server (without its password)', async () => {
+    const { loadCloudConfig } = await import('../../cloud/config.ts')
+    expect(() => loadCloudConfig({ database: 'mysql://x/y' }, {})).toThrow(/--database="mysql:\/\/x\/y": must be a postgres:\/\/ or postgresql:\/\/ URL/)
+    expect(() => loadCloudConfig({}, { CARELEDGER_CLOUD_DATABASE: 'cloud.db' })).toThrow(/CARELEDGER_CLOUD_DATABASE/)
+    expect(loadCloudConfig({ database: 'postgres://a@h/db' }, {}).config.database).toBe('postgres://a@h/db')
+    expect(loadCloudConfig({}, {}).config.database).toBeNull()
+    const e = await errorOf(() => openChainBackend('postgres://careledger:s3cret@127.0.0.1:1/none', keys.store, { workers: 0 }))
+    expect(e.info).toMatchObject({ reason: 'DATABASE_UNREACHABLE', database: 'postgres://careledger:***@127.0.0.1:1/none' })
+    expect(e.message).not.toContain('s3cret')
+  })
+})

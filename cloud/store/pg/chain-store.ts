@@ -25,7 +25,7 @@ import { decodeBlockHeader, recordsTree } from '../../chain/block.ts'
 import { admitBatch, commitRecord, describeRow, summarize, summaryOf, toRecordRow, vouchedAdmission, type AdmittedBatch, type AppendInput, type CommittedContent, type RawRecord, type RecordDetail, type RecordFields, type RecordSummary } from '../../chain/record.ts'
 import { blockSummary, clampLimit, nextBlock, streamSummaryOf, type AppendResult, type BlockDetail, type BlockSummary, type BulkAppendResult, type ChainKeys, type ChainStats, type RawBlock, type RawStream, type RecordProof, type StreamSummary } from '../../chain/store.ts'
 import { SyncPool, attempt, outcomeError, type Outcome } from '../../chain/sync-pool.ts'
-import type { ChainBackend } from '../chain-backend.ts'
+import { redactDatabaseUrl, type ChainBackend } from '../chain-backend.ts'
 import { LOCKS, LOCK_SPACE, migrate } from './migrations.ts'
 
 // BIGINT columns come back as JS numbers (ids, heights, seqs and epoch ms are all < 2^53).
@@ -59,7 +59,9 @@ export async function openPgChainStore(url: string, keys: ChainKeys, opts: PgCha
   const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 4, types })
   pool.on('error', () => {}) // an idle client's broken connection: the next query reconnects
   try {
-    const c = await pool.connect()
+    const c = await pool.connect().catch((e: Error) => {
+      throw new CareLedgerError('INVALID_ARGUMENT', `cannot reach the PostgreSQL database ${redactDatabaseUrl(url)}: ${e.message}`, { reason: 'DATABASE_UNREACHABLE', database: redactDatabaseUrl(url) }, { cause: e })
+    })
     try {
       await migrate(c)
     } finally {
