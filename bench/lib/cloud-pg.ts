@@ -9,6 +9,8 @@
  *      a REPEATABLE READ snapshot copied into a temporary SQLite file, then the same verifier)
  *   c. two chain processes (test/cloud/pg-node-child.ts) appending to one PostgreSQL at once, one
  *      of them holding the sealer lease, against one such process alone
+ *   d. over HTTP: 8 gateways sending bulks into one, then two `careledger cloud start --database`
+ *      processes on one PostgreSQL (BENCH_PG_HTTP_RECORDS, default 4,000; 0 skips it)
  *
  * CPU per record counts every process doing the work: this one or the children (/proc/<pid>/stat,
  * or bash `times` for the cold verifier) AND the PostgreSQL server — postmaster, live backends
@@ -28,6 +30,14 @@ import { postgresUnavailable, startPostgres, type PostgresServer } from '../../t
 import { BIN, REPO } from '../../test/helpers/careledger-process.ts'
 import { writeFileSync } from 'node:fs'
 import type { AppendInput } from '../../cloud/chain/record.ts'
+import { cpSync, mkdtempSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { encodeCanonical } from '../../shared/encoding/canonical.ts'
+import { CloudProcess } from '../../test/helpers/cloud-process.ts'
+import { cli } from '../../test/helpers/system.ts'
+import { makeItems, post, type Item } from './append-http.ts'
+import type { TestStream } from '../../test/cloud/chain-helpers.ts'
 
 const TICK_MS = 10 // CLK_TCK = 100 on Linux
 const CHILD = join(REPO, 'test/cloud/pg-node-child.ts')
@@ -122,6 +132,54 @@ async function processesCase(label: string, url: string, processes: number, each
   return { label, records: processes * each, ms, cpuMs: cpu.reduce((a, b) => a + b, 0), serverCpuMs: server }
 }
 
+/**
+ * `clouds` × `careledger cloud start --database` on one PostgreSQL and one shared blockstore,
+ * 8 gateways split between them sending POST /v1/batches/bulk of 200 at once (as §5 does for one
+ * SQLite cloud); CPU of every cloud process and of the PostgreSQL server.
+ */
+async function httpCase(label: string, url: string, clouds: number, records: number, pg: PostgresServer): Promise<PgBenchRow> {
+  const root = mkdtempSync(join(os.tmpdir(), 'careledger-bench-pg-http-'))
+  const procs: CloudProcess[] = []
+  try {
+    const fleet = testFleet(8, 25, `bench pg http ${clouds}`)
+    const gateways = [...new Set(fleet.map((s) => s.gateway))]
+    const items = await makeItems(fleet, new Map<TestStream, string | null>(), records, new Map())
+    const args = ['--database', url, '--blocks', join(root, 'blocks'), '--block-interval-s', '2', '--verify-interval-s', '0']
+    for (let i = 0; i < clouds; i++) {
+      const dir = join(root, `cloud-${i}`)
+      if (i > 0) for (const d of ['keys', 'regulator']) cpSync(join(root, 'cloud-0', d), join(dir, d), { recursive: true })
+      procs.push(await CloudProcess.start({ dataDir: dir, env: { CARELEDGER_LOG_LEVEL: 'info' }, args, readyTimeoutMs: 120_000 }))
+      for (const [g, gw] of gateways.entries()) {
+        const { token } = JSON.parse(await cli(['cloud', 'gateway', 'invite', '--name', `ward-${g}`, '--json', '--data', dir])) as { token: string }
+        const res = await fetch(`${procs[i]!.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, publicKey: bytesToHex(gw.publicKey), name: `ward-${g}` }) })
+        if (!res.ok) throw new Error(`registering ward-${g}: HTTP ${res.status} ${await res.text()}`)
+      }
+    }
+    const cpu = () => procs.reduce((t, p) => t + procCpuMs(p.pid), 0)
+    const s0 = serverCpuMs(pg)
+    const c0 = cpu()
+    const t0 = performance.now()
+    let created = 0
+    await Promise.all(
+      gateways.map(async (gw, g) => {
+        const mine = items.filter((it: Item) => it.stream.gateway === gw)
+        const target = procs[g % procs.length]!.url
+        for (let i = 0; i < mine.length; i += 200) {
+          const answer = (await post(target, gw, '/v1/batches/bulk', encodeCanonical({ batches: mine.slice(i, i + 200).map((it) => it.body) }))) as { results: { status: number }[] }
+          created += answer.results.filter((r) => r.status === 201).length
+        }
+      }),
+    )
+    const ms = performance.now() - t0
+    const row = { label, records, ms, cpuMs: cpu() - c0, serverCpuMs: serverCpuMs(pg) - s0 }
+    if (created !== records) throw new Error(`${label}: ${created} of ${records} created`)
+    return row
+  } finally {
+    for (const p of procs) await p.stop()
+    rmSync(root, { recursive: true, force: true })
+  }
+}
+
 export async function pgSection(log: (s: string) => void, scratch: string): Promise<{ rows: PgBenchRow[]; skipped: string | null }> {
   const why = postgresUnavailable()
   if (why) return { rows: [], skipped: why }
@@ -153,6 +211,12 @@ export async function pgSection(log: (s: string) => void, scratch: string): Prom
     const two = await pg.createDatabase('bench_two')
     rows.push(await processesCase('2 processes (no workers), one sealing', two, 2, Math.floor(n / 2), 0, pg))
     rows.push(coldVerify('  … then cold `chain verify --database` of that chain', ['--database', two, '--chameleon-key', join(pubDir, 'chameleon.pub'), '--signing-key', signing], 2 * Math.floor(n / 2), pg))
+    const httpRecords = Number(process.env.BENCH_PG_HTTP_RECORDS ?? 4000)
+    if (httpRecords > 0) {
+      log('  §6 over HTTP: one, then two `cloud start --database` on one PostgreSQL…')
+      rows.push(await httpCase('HTTP bulk ×200, 8 gateways → 1 cloud on PostgreSQL', await pg.createDatabase('bench_http_one'), 1, httpRecords, pg))
+      rows.push(await httpCase('HTTP bulk ×200, 8 gateways → 2 clouds on one PostgreSQL', await pg.createDatabase('bench_http_two'), 2, httpRecords, pg))
+    }
   } finally {
     await pg.stop()
   }
