@@ -26,6 +26,9 @@
  *   5. append over HTTP from several gateways into a real cloud process (bench/lib/append-http.ts):
  *      bulk and single uploads, records/s and the cloud's CPU per 1,000 records. BENCH_APPEND_HTTP=0
  *      skips it; BENCH_APPEND_GATEWAYS (8), BENCH_APPEND_RECORDS (12,000) tune it.
+ *   6. PostgreSQL (bench/lib/cloud-pg.ts): append and cold verify on SQLite and PostgreSQL, and two
+ *      chain processes on one PostgreSQL; CPU per record of CareLedger and of the PostgreSQL server.
+ *      BENCH_PG=0 skips it; BENCH_PG_RECORDS (10,000). Alone: npm run bench:cloud-pg.
  */
 import os from 'node:os'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -48,6 +51,7 @@ import { chainTestKeys, testFleet, type TestStream } from '../test/cloud/chain-h
 import { fmt, measure, percentile, table, type Timing } from './lib/measure.ts'
 import { backlogOptions, backlogSection } from './lib/backlog.ts'
 import { appendHttpOptions, appendHttpSection } from './lib/append-http.ts'
+import { PG_TABLE_HEAD, pgRowsTable, pgSection } from './lib/cloud-pg.ts'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const APPEND_TARGET = 4000
@@ -333,6 +337,9 @@ const backlogReport = process.env.BENCH_BACKLOG === '0' ? null : await backlogSe
 // ---- 5. append over HTTP from several gateways --------------------------------------------------------
 const appendHttp = process.env.BENCH_APPEND_HTTP === '0' ? null : await appendHttpSection(appendHttpOptions(log))
 
+// ---- 6. PostgreSQL beside SQLite; two chain processes on one PostgreSQL (bench/lib/cloud-pg.ts) ------------
+const pgReport = process.env.BENCH_PG === '0' ? null : await pgSection(log, scratch)
+
 // ---- report ------------------------------------------------------------------------------------------
 
 const byName = new Map(primitive.map(([n, t]) => [n, t.median]))
@@ -407,6 +414,15 @@ if (appendHttp) {
     return [...r, Number.isFinite(ms) && ms > 0 ? `${num(Math.round((cores * 1000) / ms))}/s` : 'n/a']
   })
   out(table(['path', 'records/s', 'CPU per record', '24-h ward backlog at this rate', `quiet ${cores}-core estimate (${cores} × 1e6 / µs per record)`], quiet))
+}
+
+if (pgReport) {
+  out('')
+  if (pgReport.skipped) out(`§6 PostgreSQL skipped: ${pgReport.skipped}`)
+  else {
+    out('§6 The chain on PostgreSQL beside SQLite, one run each (CPU per record counts CareLedger processes and the PostgreSQL server; bench/lib/cloud-pg.ts):')
+    out(table(PG_TABLE_HEAD, pgRowsTable(pgReport.rows)))
+  }
 }
 
 function out(s: string): void {

@@ -14,6 +14,7 @@ import { keyFiles, readCloudPublicKeys } from './keys.ts'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { ANCHOR_SECONDS } from './anchor/config.ts'
 import { join } from 'node:path'
+import { redactDatabaseUrl } from './store/chain-backend.ts'
 
 const dataOption = (): Option => new Option('--data <dir>', 'cloud data directory (env CARELEDGER_CLOUD_DATA, default ./.careledger/cloud)')
 const iso = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z'))
@@ -79,12 +80,13 @@ export function cloudCommand(): Command {
     .option('--json', 'machine-readable output')
     .action((opts: { json?: boolean }) => {
       const { config, sources } = loadCloudConfig({})
-      if (opts.json) return out(JSON.stringify({ config, sources }, null, 2))
+      const printable = { ...config, database: config.database === null ? null : redactDatabaseUrl(config.database) }
+      if (opts.json) return out(JSON.stringify({ config: printable, sources }, null, 2))
       for (const s of SETTINGS) {
         const src = sources[s.path]!
         // Settings in seconds are held in ms.
         const inMs: Record<string, string> = { 'chain.blockIntervalS': 'chain.blockIntervalMs', 'chain.verifyIntervalS': 'chain.verifyIntervalMs', ...ANCHOR_SECONDS }
-        const value = s.path.startsWith('tls.')
+        const value = s.path === 'database' ? printable.database : s.path === 'blocksDir' ? config.paths.blocks : s.path.startsWith('tls.')
           ? (config.tls ? getPath(config.tls, s.path.slice(4)) : null)
           : inMs[s.path]
             ? (getPath(config, inMs[s.path]!) as number) / 1000

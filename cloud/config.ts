@@ -21,6 +21,8 @@
  * | `CARELEDGER_CLOUD_MAX_CONNECTIONS` | `--max-connections <n>` | `1000` | open connections to the API (the ones beyond are closed) |
  * | `CARELEDGER_CLOUD_MAX_CONNECTIONS_PER_ADDRESS` | `--max-connections-per-address <n>` | `100` | open connections from one remote address; `0` = no such cap (behind a reverse proxy) |
  * | `CARELEDGER_CLOUD_SCRUB_INTERVAL_S` | `--scrub-interval-s <s>` | `86400` | seconds between scrubs of the envelope blockstore (every block re-hashed against its CID); `0` disables them |
+ * | `CARELEDGER_CLOUD_DATABASE` | `--database <url>` | (none) | the chain's store: unset = SQLite in `<data>/cloud.db`; a `postgres://…` URL = PostgreSQL shared by several cloud processes, one of them sealing at a time (docs/operations.md §PostgreSQL) |
+ * | `CARELEDGER_CLOUD_BLOCKS` | `--blocks <dir>` | `<data>/blocks` | the envelope blockstore directory; several cloud processes on one PostgreSQL share one (a shared filesystem) |
  * | `CARELEDGER_LOG_LEVEL` | `--log-level <level>` | `info` | pino level: fatal, error, warn, info, debug, trace, silent |
  * | `CARELEDGER_ANCHOR_*` | `--anchor-*` | off | anchoring the chain head to an EVM chain: cloud/anchor/config.ts |
  *
@@ -49,6 +51,8 @@ export interface CloudConfig {
   readonly http: { readonly host: string; readonly port: number }
   /** Both set or both null. */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | null
+  /** PostgreSQL URL of the chain's shared store; null = the chain in the SQLite cloud.db. */
+  readonly database: string | null
   /** Regulator's chameleon public key file; null = development mode. */
   readonly chameleonPublicKeyFile: string | null
   readonly chain: { readonly blockIntervalMs: number; readonly verifyIntervalMs: number; readonly verifyWorkers: number; readonly scrubIntervalMs: number }
@@ -84,6 +88,8 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'limits.maxConnections', env: 'CARELEDGER_CLOUD_MAX_CONNECTIONS', flag: '--max-connections <n>', option: 'maxConnections', default: '1000', doc: 'open connections to the API' },
   { path: 'limits.maxConnectionsPerAddress', env: 'CARELEDGER_CLOUD_MAX_CONNECTIONS_PER_ADDRESS', flag: '--max-connections-per-address <n>', option: 'maxConnectionsPerAddress', default: '100', doc: 'open connections from one address (0: no cap)' },
   { path: 'chain.scrubIntervalS', env: 'CARELEDGER_CLOUD_SCRUB_INTERVAL_S', flag: '--scrub-interval-s <s>', option: 'scrubIntervalS', default: '86400', doc: 'seconds between blockstore scrubs (0 disables)' },
+  { path: 'database', env: 'CARELEDGER_CLOUD_DATABASE', flag: '--database <url>', option: 'database', default: undefined, doc: "the chain's store: a postgres:// URL (unset: SQLite in <data>/cloud.db)" },
+  { path: 'blocksDir', env: 'CARELEDGER_CLOUD_BLOCKS', flag: '--blocks <dir>', option: 'blocks', default: undefined, doc: 'envelope blockstore directory (default <data>/blocks)' },
   { path: 'log.level', env: 'CARELEDGER_LOG_LEVEL', flag: '--log-level <level>', option: 'logLevel', default: 'info', doc: 'log level' },
   ...ANCHOR_SETTINGS,
 ]
@@ -97,6 +103,8 @@ const RawSchema = z
     http: z.object({ host: z.string().trim().min(1, 'must not be empty'), port: z.coerce.number().int().min(0).max(65535) }),
     tls: z.object({ certFile: path.optional(), keyFile: path.optional() }),
     chameleonPublicKeyFile: path.optional(),
+    database: z.string().trim().regex(/^postgres(ql)?:\/\/\S+$/i, 'must be a postgres:// or postgresql:// URL').optional(),
+    blocksDir: path.optional(),
     chain: z.object({
       blockIntervalS: seconds(0.05, 3600),
       verifyIntervalS: seconds(0, 7 * 24 * 3600).refine((s) => s === 0 || s >= 1, 'must be 0 (disabled) or at least 1'),
@@ -138,7 +146,8 @@ export function loadCloudConfig(flags: Readonly<Record<string, unknown>> = {}, e
   const dataDir = resolve(r.dataDir)
   const config: CloudConfig = {
     dataDir,
-    paths: { db: join(dataDir, 'cloud.db'), blocks: join(dataDir, 'blocks'), keys: join(dataDir, 'keys'), regulator: join(dataDir, 'regulator') },
+    paths: { db: join(dataDir, 'cloud.db'), blocks: r.blocksDir === undefined ? join(dataDir, 'blocks') : resolve(r.blocksDir), keys: join(dataDir, 'keys'), regulator: join(dataDir, 'regulator') },
+    database: r.database ?? null,
     http: { host: r.http.host, port: r.http.port },
     tls: r.tls.certFile !== undefined && r.tls.keyFile !== undefined ? { certFile: resolve(r.tls.certFile), keyFile: resolve(r.tls.keyFile) } : null,
     chameleonPublicKeyFile: r.chameleonPublicKeyFile === undefined ? null : resolve(r.chameleonPublicKeyFile),

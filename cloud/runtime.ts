@@ -25,6 +25,7 @@ import type { CloudConfig } from './config.ts'
 import { loadCloudKeys, type CloudKeys } from './keys.ts'
 import { openCloudDb } from './store/db.ts'
 import { ChainStore, type BlockSummary } from './chain/store.ts'
+import { SqliteChainBackend } from './store/chain-backend.ts'
 import { AppendQueue } from './chain/append-queue.ts'
 import { verifyChain, VerificationCache, VerifyWorkerPool } from './chain/verify.ts'
 import { TokenStore } from './access/tokens.ts'
@@ -88,10 +89,16 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     // Hash tables built once the service has appended 2,000 records (ChainStoreOptions.warmUpAfter).
     const chain = new ChainStore(db, keys, { warmUpAfter: 2000 })
     cleanups.push(() => chain.close())
+    // --database postgres://…: the chain (records, blocks, appends, sealing) is shared through
+    // PostgreSQL, one process sealing at a time (cloud/store/pg/cloud-chain.ts); the rest stays in cloud.db.
+    const metrics = createCloudMetrics()
+    const shared = config.database
+      ? await (await import('./store/pg/cloud-chain.ts')).startSharedChain({ url: config.database, keys, blockIntervalMs: config.chain.blockIntervalMs, logger, metrics, now })
+      : null
+    if (shared) cleanups.push(() => shared.stop())
     const blocks = await EnvelopeStore.open(config.paths.blocks)
     cleanups.push(() => blocks.close())
     const gateways = new GatewayRegistry(db)
-    const metrics = createCloudMetrics()
     // Anchoring (cloud/anchor/): the key is decrypted now; the RPC is never waited for.
     // Loaded only when on: a cloud without anchoring never loads ethers.
     const anchor = config.anchor.enabled ? await (await import('./anchor/service.ts')).AnchorService.start({ config: config.anchor, db, logger, now, env: opts.env ?? process.env }) : null
@@ -106,6 +113,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       keys,
       db,
       chain,
+      backend: shared?.store ?? new SqliteChainBackend(chain),
       appendQueue: new AppendQueue(chain),
       blocks,
       tokens: new TokenStore(db),
@@ -126,8 +134,12 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     }
 
     // ── jobs ─────────────────────────────────────────────────────────────────────────────────
-    let knownHead: { height: number; hash: string } | null = chain.head()
+    let knownHead: { height: number; hash: string } | null = await ctx.backend.head()
     const sealNow = (): BlockSummary | null => {
+      if (shared) {
+        void shared.sealNow() // the lease holder seals (asynchronously); the others do nothing
+        return null
+      }
       let block: BlockSummary | null
       try {
         block = chain.sealBlock(now())
@@ -151,7 +163,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     const verifyNow = async (): Promise<VerificationResult | null> => {
       const t0 = performance.now()
       // The blocks themselves are re-hashed by the scrub (their damage is added here), not every run.
-      const chainReport = await verifyChain(config.paths.db, {
+      const chainReport = await (shared ? shared.verify : (o: Parameters<typeof verifyChain>[1]) => verifyChain(config.paths.db, o))({
         chameleonPublicKey: keys.chameleonPublicKey,
         signingPublicKey: keys.signingPublicKey,
         pool,
@@ -173,7 +185,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     }
 
     const jobs: Job[] = [
-      every('seal-block', config.chain.blockIntervalMs, sealNow, { logger }),
+      ...(shared ? [] : [every('seal-block', config.chain.blockIntervalMs, sealNow, { logger })]), // shared: the sealer lease's own timer
       every('prune-nonces', NONCE_PRUNE_MS, () => ctx.nonces.prune(now()), { logger }),
     ]
     if (config.chain.verifyIntervalMs > 0) jobs.push(every('verify-chain', config.chain.verifyIntervalMs, verifyNow, { logger, runAtStart: true }))
@@ -201,7 +213,8 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
         await app.close()
         await Promise.all([...jobs.map((j) => j.stop()), anchor?.stop()])
         try {
-          sealNow()
+          if (shared) await shared.stop()
+          else sealNow()
         } catch (err) {
           logger.error({ event: 'final_seal_failed', err }, 'could not seal the pending records on stop (they are sealed at the next start)')
         }
@@ -217,7 +230,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       })())
 
     logger.info(
-      { event: 'cloud_ready', url, dataDir: config.dataDir, signingKey: keys.signingKeyId, chameleonKey: keys.chameleonKeyId, developmentRegulator: keys.developmentRegulator, height: chain.stats().height, crypto: cryptoLogFields(cryptoSelection()) },
+      { event: 'cloud_ready', url, dataDir: config.dataDir, signingKey: keys.signingKeyId, chameleonKey: keys.chameleonKeyId, developmentRegulator: keys.developmentRegulator, height: (await ctx.backend.stats()).height, store: shared ? 'postgres' : 'sqlite', crypto: cryptoLogFields(cryptoSelection()) },
       `cloud ready at ${url}`,
     )
     return Object.assign(ctx, { url, host: config.http.host, port, app, sealNow, verifyNow, scrubNow, stop })

@@ -56,7 +56,7 @@ export function appendHttpOptions(log: (s: string) => void): AppendHttpOptions {
   }
 }
 
-interface Item {
+export interface Item {
   readonly stream: TestStream
   readonly body: { manifest: BatchManifest; signature: Uint8Array; car: Uint8Array }
 }
@@ -75,7 +75,7 @@ function templateOf(stream: TestStream): { template: Uint8Array; authority: stri
 }
 
 /** Batches `from`..`to`−1 of each stream in round-robin order, with real envelopes and CIDs; prev links kept per stream. */
-async function makeItems(fleet: TestStream[], prev: Map<TestStream, string | null>, count: number, seqOf: Map<TestStream, number>): Promise<Item[]> {
+export async function makeItems(fleet: TestStream[], prev: Map<TestStream, string | null>, count: number, seqOf: Map<TestStream, number>): Promise<Item[]> {
   const items: Item[] = []
   for (let i = 0; i < count; i++) {
     const stream = fleet[i % fleet.length]!
@@ -95,7 +95,7 @@ async function makeItems(fleet: TestStream[], prev: Map<TestStream, string | nul
   return items
 }
 
-async function post(url: string, gw: TestStream['gateway'], path: string, body: Uint8Array): Promise<unknown> {
+export async function post(url: string, gw: TestStream['gateway'], path: string, body: Uint8Array): Promise<unknown> {
   const headers: Record<string, string> = { ...signRequest(gw.secretKey, { method: 'POST', path, body }), 'CareLedger-Gateway': gw.id, 'content-type': 'application/cbor' }
   const res = await fetch(new URL(path, url), { method: 'POST', headers, body })
   const text = await res.text()

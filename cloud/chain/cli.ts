@@ -19,7 +19,8 @@ import { checkSigningPublicKey } from '../../shared/crypto/sign.ts'
 import { readKeyFile, writeKeyFile } from '../../shared/cli/files.ts'
 import { addPassphraseOptions, type PassphraseFlags } from '../../shared/cli/passphrase.ts'
 import { writeSecretKeyFile } from '../../shared/cli/secret-files.ts'
-import { DEFAULT_BATCH_SIZE, verifyChain, type VerificationFailure, type VerificationReport } from './verify.ts'
+import { DEFAULT_BATCH_SIZE, verifyChain, type VerificationFailure, type VerificationReport, type VerifyOptions } from './verify.ts'
+import { isPostgresUrl, redactDatabaseUrl } from '../store/chain-backend.ts'
 import { addAnchorVerifyOptions, anchorCommands, verifyAnchorFlags, type AnchorVerifyFlags } from '../anchor/cli.ts'
 
 const DEFAULT_DATA = './.careledger/cloud'
@@ -77,6 +78,7 @@ export function formatReport(r: VerificationReport, source: string, mainThreadCh
 interface VerifyFlags extends AnchorVerifyFlags {
   data?: string
   db?: string
+  database?: string
   chameleonKey?: string
   signingKey?: string
   workers?: string
@@ -117,6 +119,7 @@ export function chainCommand(): Command {
     .description('check every block and record of the chain (hashes, links, signatures, Merkle roots, chameleon openings, gateway signatures); exit 0 if intact, 1 if not')
     .addOption(new Option('--data <dir>', `cloud data directory: <dir>/cloud.db and <dir>/keys/ (env CARELEDGER_CLOUD_DATA, default ${DEFAULT_DATA})`))
     .option('--db <file>', 'the cloud database (default <data>/cloud.db)')
+    .option('--database <url>', "a chain on PostgreSQL (postgres://…, env CARELEDGER_CLOUD_DATABASE): checked from one consistent snapshot")
     .option('--chameleon-key <file>', "the regulator's chameleon public key file (default <data>/keys/chameleon-public.key)")
     .option('--signing-key <hex|file>', "the cloud's block-signing public key you trust: 64 hex digits or a file (default <data>/keys/cloud-signing.pub)")
     .option('--workers <n>', 'record-checking worker threads beside the main thread, which checks records too (default: one per core but one; 0 = the main thread alone)')
@@ -136,8 +139,12 @@ export function chainCommand(): Command {
         return
       }
       const data = resolve(opts.data ?? (process.env.CARELEDGER_CLOUD_DATA || DEFAULT_DATA))
-      const dbPath = resolve(opts.db ?? join(data, 'cloud.db'))
-      if (!existsSync(dbPath)) throw new CareLedgerError('INVALID_ARGUMENT', `no database at ${dbPath} (use --db or --data)`, { path: dbPath })
+      const pgUrl = opts.database ?? (process.env.CARELEDGER_CLOUD_DATABASE || undefined)
+      if (pgUrl !== undefined && !isPostgresUrl(pgUrl)) throw new CareLedgerError('INVALID_ARGUMENT', '--database must be a postgres:// or postgresql:// URL', { reason: 'DATABASE_URL' })
+      if (pgUrl && opts.anchors) throw new CareLedgerError('INVALID_ARGUMENT', '--anchors reads the SQLite database: not with --database', {})
+      // The report names the database without its password.
+      const dbPath = pgUrl ? redactDatabaseUrl(pgUrl) : resolve(opts.db ?? join(data, 'cloud.db'))
+      if (!pgUrl && !existsSync(dbPath)) throw new CareLedgerError('INVALID_ARGUMENT', `no database at ${dbPath} (use --db or --data)`, { path: dbPath })
       const chameleonPublicKey = decodeChameleonPublicKey(readKeyFile(opts.chameleonKey ?? join(data, 'keys', 'chameleon-public.key')))
       let signingPublicKey: Uint8Array | undefined
       let keyFromDataDir: string | null = null
@@ -172,9 +179,9 @@ export function chainCommand(): Command {
       const supervisoryPolicies = opts.supervisoryPolicy?.map((f) => parseSupervisoryPolicy(JSON.parse(new TextDecoder().decode(readKeyFile(f)))))
       // The main thread checks records too (it has nothing else to serve): one thread fewer to start.
       workers ??= Math.max(0, os.availableParallelism() - 1)
-      const verified = await verifyChain(dbPath, { chameleonPublicKey, signingPublicKey, workers, callingThreadChecks: true, expectHead, ...(chunkSize ? { chunkSize } : {}), ...(blocksDir ? { envelopes: { blocksDir } } : {}), ...(supervisoryPolicies ? { supervisoryPolicies } : {}) })
+      const verified = await (pgUrl ? async (o: VerifyOptions) => (await import('../store/pg/snapshot.ts')).verifyPgChain(pgUrl, o) : (o: VerifyOptions) => verifyChain(dbPath, o))({ chameleonPublicKey, signingPublicKey, workers, callingThreadChecks: true, expectHead, ...(chunkSize ? { chunkSize } : {}), ...(blocksDir ? { envelopes: { blocksDir } } : {}), ...(supervisoryPolicies ? { supervisoryPolicies } : {}) })
       const report = keyFromDataDir ? { ...verified, signingKeys: { ...verified.signingKeys, source: 'data-directory' as const } } : verified
-      const anchors = await verifyAnchorFlags(dbPath, opts)
+      const anchors = pgUrl ? null : await verifyAnchorFlags(dbPath, opts)
       if (!signingPublicKey && !opts.json) warn('warning: no trusted block-signing key given (--signing-key); block signatures were checked against the keys recorded in the database itself')
       if (keyFromDataDir && !opts.json) warn(`warning: the block-signing key was read from ${keyFromDataDir}, inside the data being audited: it is not independent (pass --signing-key <hex|file> obtained outside this cloud)`)
       if (opts.json) out(JSON.stringify(anchors ? { ...report, ok: report.ok && anchors.report.ok, anchors: anchors.report } : report, null, 2))

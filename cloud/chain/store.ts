@@ -22,7 +22,7 @@ import { MerkleTree } from '../../shared/crypto/merkle.ts'
 import { decodeCanonical } from '../../shared/encoding/canonical.ts'
 import type { BatchManifest } from '../../shared/protocol/manifest.ts'
 import { registerMigrations, type CloudDb, type Migration } from '../store/db.ts'
-import { blockHash, decodeBlockHeader, makeBlock, recordsTree, type BlockHeader } from './block.ts'
+import { blockHash, decodeBlockHeader, makeBlock, recordsTree, type BlockHeader, type SealedBlock } from './block.ts'
 import {
   admitBatch,
   commitRecord,
@@ -235,14 +235,14 @@ export interface ChainStats {
 // ---- rows ------------------------------------------------------------------------------------------
 
 
-interface RawBlock {
+export interface RawBlock {
   height: number
   header: Buffer
   hash: Buffer
   signature: Buffer
 }
 
-interface RawStream {
+export interface RawStream {
   stream: string
   gateway_id: string
   device: string
@@ -258,7 +258,7 @@ const hex = bytesToHex
 const RECORD_COLUMNS = 'id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height'
 
 
-function blockSummary(row: RawBlock): { summary: BlockSummary; header: BlockHeader | null } {
+export function blockSummary(row: RawBlock): { summary: BlockSummary; header: BlockHeader | null } {
   let header: BlockHeader | null
   try {
     header = decodeBlockHeader(u8(row.header))
@@ -286,7 +286,7 @@ function blockSummary(row: RawBlock): { summary: BlockSummary; header: BlockHead
 }
 
 /** Inclusive ranges of [0, last] not covered by the (sorted, disjoint) gaps. */
-function rangesOf(lastSeq: number, gaps: readonly (readonly [number, number])[]): [number, number][] {
+export function rangesOf(lastSeq: number, gaps: readonly (readonly [number, number])[]): [number, number][] {
   const ranges: [number, number][] = []
   let from = 0
   for (const [a, b] of gaps) {
@@ -297,7 +297,61 @@ function rangesOf(lastSeq: number, gaps: readonly (readonly [number, number])[])
   return ranges
 }
 
-const clampLimit = (limit: number): number => (Number.isSafeInteger(limit) && limit > 0 ? Math.min(limit, 1000) : 100)
+/** A streams row with its (sorted) gaps, as the API shows it. */
+export function streamSummaryOf(s: RawStream, gaps: [number, number][]): StreamSummary {
+  return {
+    stream: s.stream,
+    gateway: s.gateway_id,
+    device: s.device,
+    patient: s.patient,
+    batches: s.batches,
+    lastSeq: s.last_seq,
+    ranges: rangesOf(s.last_seq, gaps),
+    gaps,
+    firstBatchAt: s.first_batch_at,
+    lastBatchAt: s.last_batch_at,
+  }
+}
+
+/**
+ * The next block over the pending `rows` (id order) after `last` (undefined before the first), at
+ * max(now, last's time): refuses (VERIFICATION_FAILED) to extend a chain whose last block's stored
+ * hash is not the hash of its header, or pending records that do not continue where it ended.
+ * Both stores seal through this (cloud/store/pg/chain-store.ts too).
+ */
+export function nextBlock(
+  last: RawBlock | undefined,
+  rows: readonly { id: number; hash: Uint8Array }[],
+  now: number,
+  signer: { chameleonKeyId: string; signerKeyId: string; signingSecretKey: Uint8Array },
+): { height: number; prevHash: Uint8Array | null; block: SealedBlock } {
+  let height = 0
+  let prevHash: Uint8Array | null = null
+  let prevLast = 0
+  let time = now
+  if (last) {
+    const bytes = u8(last.header)
+    prevHash = blockHash(bytes)
+    if (hex(prevHash) !== hex(last.hash)) {
+      throw new CareLedgerError('VERIFICATION_FAILED', `refusing to seal: block ${last.height}'s stored hash is not the hash of its header`, { reason: 'BLOCK_HASH', height: last.height })
+    }
+    const h = decodeBlockHeader(bytes)
+    height = last.height + 1
+    prevLast = h.last
+    time = Math.max(now, h.time)
+  }
+  if (rows[0]!.id !== prevLast + 1) {
+    throw new CareLedgerError('VERIFICATION_FAILED', `refusing to seal: the first pending record is ${rows[0]!.id}, the last block ended at ${prevLast}`, {
+      reason: 'RECORD_ASSIGNMENT',
+      first: rows[0]!.id,
+      prevLast,
+    })
+  }
+  const block = makeBlock({ height, prevHash, time, records: rows.map((r) => ({ id: r.id, hash: u8(r.hash) })), ...signer })
+  return { height, prevHash, block }
+}
+
+export const clampLimit = (limit: number): number => (Number.isSafeInteger(limit) && limit > 0 ? Math.min(limit, 1000) : 100)
 
 // ---- the store -------------------------------------------------------------------------------------
 
@@ -671,37 +725,7 @@ export class ChainStore {
       const rows = this.#s.pending.all(limit) as { id: number; hash: Buffer }[]
       if (rows.length === 0) return null
       const last = this.#s.lastBlock.get() as RawBlock | undefined
-      let height = 0
-      let prevHash: Uint8Array | null = null
-      let prevLast = 0
-      let time = now
-      if (last) {
-        const bytes = u8(last.header)
-        prevHash = blockHash(bytes)
-        if (hex(prevHash) !== hex(last.hash)) {
-          throw new CareLedgerError('VERIFICATION_FAILED', `refusing to seal: block ${last.height}'s stored hash is not the hash of its header`, { reason: 'BLOCK_HASH', height: last.height })
-        }
-        const h = decodeBlockHeader(bytes)
-        height = last.height + 1
-        prevLast = h.last
-        time = Math.max(now, h.time)
-      }
-      if (rows[0]!.id !== prevLast + 1) {
-        throw new CareLedgerError('VERIFICATION_FAILED', `refusing to seal: the first pending record is ${rows[0]!.id}, the last block ended at ${prevLast}`, {
-          reason: 'RECORD_ASSIGNMENT',
-          first: rows[0]!.id,
-          prevLast,
-        })
-      }
-      const block = makeBlock({
-        height,
-        prevHash,
-        time,
-        records: rows.map((r) => ({ id: r.id, hash: u8(r.hash) })),
-        chameleonKeyId: this.#chameleonKeyId,
-        signerKeyId: this.#signerKeyId,
-        signingSecretKey: this.#signingSecretKey,
-      })
+      const { height, block } = nextBlock(last, rows, now, { chameleonKeyId: this.#chameleonKeyId, signerKeyId: this.#signerKeyId, signingSecretKey: this.#signingSecretKey })
       this.#s.insertBlock.run(height, block.bytes, block.hash, block.signature)
       const assigned = this.#s.assign.run(height, block.header.first, block.header.last).changes
       if (assigned !== block.header.count) throw new Error(`internal: sealed ${assigned} records into block ${height}, expected ${block.header.count}`)
@@ -794,18 +818,7 @@ export class ChainStore {
   }
 
   #streamSummary(s: RawStream, gaps: [number, number][]): StreamSummary {
-    return {
-      stream: s.stream,
-      gateway: s.gateway_id,
-      device: s.device,
-      patient: s.patient,
-      batches: s.batches,
-      lastSeq: s.last_seq,
-      ranges: rangesOf(s.last_seq, gaps),
-      gaps,
-      firstBatchAt: s.first_batch_at,
-      lastBatchAt: s.last_batch_at,
-    }
+    return streamSummaryOf(s, gaps)
   }
 
   listEquivocations(q: { after?: number; limit: number }): EquivocationEntry[] {

@@ -4,6 +4,7 @@ import type { CloudConfig } from '../config.ts'
 import type { CloudKeys } from '../keys.ts'
 import type { CloudDb } from '../store/db.ts'
 import type { ChainStore } from '../chain/store.ts'
+import type { ChainBackend } from '../store/chain-backend.ts'
 import type { AppendQueue } from '../chain/append-queue.ts'
 import type { TokenStore } from '../access/tokens.ts'
 import type { GatewayRegistry } from '../access/gateways.ts'
@@ -25,6 +26,11 @@ export interface ServiceContext {
   /** The single write connection. better-sqlite3 is synchronous: keep transactions short. */
   readonly db: CloudDb
   readonly chain: ChainStore
+  /**
+   * The chain as the routes that append and read records and blocks use it: `chain` behind the
+   * async interface, or PostgreSQL with `--database postgres://…` (then `chain` is not the chain).
+   */
+  readonly backend: ChainBackend
   /** Group commit of concurrent single uploads (one transaction and fsync per group). */
   readonly appendQueue: AppendQueue
   readonly blocks: EnvelopeStore

@@ -138,7 +138,8 @@ export async function appendToChain(s: BatchState): Promise<void> {
   const a = s.admitted!
   let result: AppendResult
   try {
-    result = await s.ctx.appendQueue.append(a) // already admitted: the store does not re-check it
+    // Already admitted: the store does not re-check it. Shared PostgreSQL chain: its own transaction per upload.
+    result = s.ctx.backend.kind === 'postgres' ? await s.ctx.backend.appendBatch(a) : await s.ctx.appendQueue.append(a)
   } catch (e) {
     throw chainRefusal(s, e)
   }

@@ -49,7 +49,7 @@ export function registerAccessRoutes(app: FastifyInstance, ctx: ServiceContext):
 
   app.get('/v1/gateways', { onRequest: guard(ctx, 'gateways') }, async () => {
     const batches = new Map<string, number>()
-    for (const s of ctx.chain.listStreams()) batches.set(s.gateway, (batches.get(s.gateway) ?? 0) + s.batches)
+    for (const s of await ctx.backend.listStreams()) batches.set(s.gateway, (batches.get(s.gateway) ?? 0) + s.batches)
     return { gateways: ctx.gateways.list().map((g) => ({ ...gatewayJson(g), batches: batches.get(g.gatewayId) ?? 0 })) }
   })
 }

@@ -34,7 +34,7 @@ export function registerConsoleRoutes(app: FastifyInstance, ctx: ServiceContext)
   app.get('/v1/openapi.json', { onRequest: guard(ctx, 'openapi') }, async (_req, reply) => reply.type('application/json; charset=utf-8').send(doc))
 
   app.get('/metrics', { onRequest: guard(ctx, 'metrics') }, async (_req, reply) => {
-    const s = ctx.chain.stats()
+    const s = await ctx.backend.stats()
     ctx.metrics.height.set(s.height)
     ctx.metrics.records.set(s.records)
     return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics())

@@ -84,7 +84,7 @@ async function judgeEach(r: RequestState): Promise<BulkResult[]> {
   const survivors = states.filter((_, i) => results[i] === null)
   let appended: BulkAppendResult[] = []
   if (survivors.length > 0) {
-    appended = ctx.chain.appendBatches(survivors.map((s) => s.admitted!))
+    appended = await ctx.backend.appendBatches(survivors.map((s) => s.admitted!))
   }
   let next = 0
   return results.map((done, i) => {

@@ -37,14 +37,14 @@ function idParam(raw: string, name: string): number {
 }
 
 export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): void {
-  const { chain } = ctx
+  const chain = ctx.backend // SQLite or the shared PostgreSQL chain (cloud/store/chain-backend.ts)
   /** docs/api.md lists `redacted` with every record: true once an approved redaction changed it (the redaction log names it). */
   const recordJson = <T extends RecordSummary>(r: T): T & { redacted: boolean } => ({ ...r, redacted: ctx.supervision.isRedacted(r.id) })
 
   app.get('/healthz', async (_req, reply) => {
     const uptimeS = Math.round((ctx.now() - ctx.startedAt) / 1000)
     try {
-      const s = chain.stats()
+      const s = await chain.stats()
       // Damaged envelope blocks are an alert, not an outage: the service still answers (200), "degraded".
       const damaged = ctx.damage.open()
       const envelopes = { damaged: damaged.length, records: damaged.slice(0, 20).map((d) => d.recordId), lastScrubAt: ctx.damage.lastRun()?.finishedAt ?? null }
@@ -64,22 +64,22 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
     }
     const after = intParam(q, 'after', { min: 0 }) ?? 0
     const limit = intParam(q, 'limit', { min: 1, max: MAX_LIMIT }) ?? DEFAULT_LIMIT
-    const records = chain.listRecords({ ...(stream ? { stream } : {}), after, limit })
+    const records = await chain.listRecords({ ...(stream ? { stream } : {}), after, limit })
     return { records: records.map(recordJson), next: records.length === limit ? records.at(-1)!.id : null }
   })
 
-  const recordOr404 = (req: FastifyRequest) => {
+  const recordOr404 = async (req: FastifyRequest) => {
     const id = idParam((req.params as { id: string }).id, 'id')
-    const record = chain.getRecord(id)
+    const record = await chain.getRecord(id)
     if (!record) throw new ApiError('NOT_FOUND', `record ${id} does not exist`, { id })
     return record
   }
 
-  app.get('/v1/records/:id', { onRequest: guard(ctx, 'records') }, async (req) => recordJson(recordOr404(req)))
+  app.get('/v1/records/:id', { onRequest: guard(ctx, 'records') }, async (req) => recordJson(await recordOr404(req)))
 
   app.get('/v1/records/:id/proof', { onRequest: guard(ctx, 'records') }, async (req) => {
-    const record = recordOr404(req)
-    const proof = chain.recordProof(record.id)
+    const record = await recordOr404(req)
+    const proof = await chain.recordProof(record.id)
     if (!proof) {
       throw new ApiError('NOT_FOUND', `record ${record.id} is not sealed into a block yet (blocks are sealed every ${ctx.config.chain.blockIntervalMs / 1000} s); try again shortly`, {
         id: record.id,
@@ -90,7 +90,7 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
   })
 
   app.get('/v1/records/:id/envelope', { onRequest: guard(ctx, 'envelope') }, async (req, reply: FastifyReply) => {
-    const record = recordOr404(req)
+    const record = await recordOr404(req)
     const cid = CID.parse(record.cid)
     const bytes = await ctx.blocks.get(cid)
     if (!bytes) throw new ApiError('NOT_FOUND', `the envelope ${record.cid} of record ${record.id} is not in this cloud's blockstore`, { id: record.id, cid: record.cid })
@@ -108,22 +108,22 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
     const q = req.query as Query
     const after = intParam(q, 'after', { min: -1 }) ?? -1
     const limit = intParam(q, 'limit', { min: 1, max: MAX_LIMIT }) ?? DEFAULT_LIMIT
-    const blocks = chain.listBlocks({ after, limit })
+    const blocks = await chain.listBlocks({ after, limit })
     return { blocks, next: blocks.length === limit ? blocks.at(-1)!.height : null }
   })
 
   app.get('/v1/blocks/:height', { onRequest: guard(ctx, 'blocks') }, async (req) => {
     const height = idParam((req.params as { height: string }).height, 'height')
-    const block = chain.getBlock(height)
-    if (!block) throw new ApiError('NOT_FOUND', `block ${height} does not exist (height is ${chain.stats().height})`, { height })
+    const block = await chain.getBlock(height)
+    if (!block) throw new ApiError('NOT_FOUND', `block ${height} does not exist (height is ${(await chain.stats()).height})`, { height })
     return block
   })
 
   // ── streams, stats, verification ────────────────────────────────────────────────────────────
-  app.get('/v1/streams', { onRequest: guard(ctx, 'streams') }, async () => ({ streams: chain.listStreams() }))
+  app.get('/v1/streams', { onRequest: guard(ctx, 'streams') }, async () => ({ streams: await chain.listStreams() }))
 
   app.get('/v1/stats', { onRequest: guard(ctx, 'stats') }, async () => {
-    const s = chain.stats()
+    const s = await chain.stats()
     const g = ctx.gateways.counts()
     const v = ctx.verification.latest()
     return {

@@ -3,6 +3,8 @@
  * batches (gateway/seal/seal.ts under a test FABEO authority) in real CARs: every manifest and CAR
  * check refuses with its documented code and stores nothing; duplicates, conflicts, stream links
  * and gaps; the bulk endpoint; records, proofs (verified here with RFC 9162), envelopes, blocks.
+ * Run twice: on the embedded SQLite chain, and with the chain on a real PostgreSQL server
+ * (`--database postgres://…`, test/helpers/postgres.ts; skipped with a printed reason without one).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
@@ -17,6 +19,30 @@ import type { Cloud } from '../../cloud/runtime.ts'
 import type { SealedBatch } from '../../gateway/seal/seal.ts'
 import { batchBody, batchCar, bulkBody, carOf, resign, sealChain, sealTestBatch, signedPost, testGateway, testStream, uploadItem, type TestGateway, type TestStream } from '../helpers/cloud-batches.ts'
 import { getAs, json, startTestCloud, storedState, tempDataDir } from '../helpers/cloud-process.ts'
+import pg from 'pg'
+import { usePostgres } from '../helpers/postgres.ts'
+
+const postgres = usePostgres()
+const BACKENDS = [{ name: 'sqlite' as const }, ...(postgres.skip ? [] : [{ name: 'postgres' as const }])]
+const PG_CHAIN_TABLES = ['chain_keys', 'blocks', 'records', 'streams', 'stream_gaps', 'equivocations']
+
+describe.each(BACKENDS)('ingest and read, chain on $name', ({ name: backend }) => {
+let database: string | null = null
+/** What the cloud stores: cloud.db and blocks/ (storedState), with the chain's tables counted in PostgreSQL when it is there. */
+const storedAll = async (): Promise<Record<string, number>> => {
+  const out = storedState(data.dir)
+  if (!database) return out
+  const c = new pg.Client({ connectionString: database })
+  await c.connect()
+  try {
+    for (const t of PG_CHAIN_TABLES) out[t] = Number((await c.query(`SELECT count(*) AS n FROM ${t}`)).rows[0].n)
+  } finally {
+    await c.end()
+  }
+  return out
+}
+/** Seal now, by hand (the sealer lease would seal only at its next interval). */
+const sealNow = async () => (backend === 'postgres' ? cloud.backend.sealBlock(Date.now()) : cloud.sealNow())
 
 let data: ReturnType<typeof tempDataDir>
 let cloud: Cloud
@@ -30,19 +56,19 @@ const upload = async (body: Uint8Array, g: TestGateway = gw) => {
 }
 
 /** Stored state without the nonce table (each accepted request's nonce is remembered, by design). */
-const stored = () => {
-  const { request_nonces: _n, ...rest } = storedState(data.dir)
+const stored = async () => {
+  const { request_nonces: _n, ...rest } = await storedAll()
   return rest
 }
 
 async function expectRefusal(body: Uint8Array, status: number, code: string, field?: string, g: TestGateway = gw): Promise<{ message: string; details: Record<string, unknown> }> {
-  const before = storedState(data.dir)
+  const before = await storedAll()
   const r = await upload(body, g)
   expect(r.status, JSON.stringify(r.body)).toBe(status)
   expect(r.body.error.code).toBe(code)
   if (field) expect(r.body.error.details.field).toBe(field)
   expect(r.body.error.message.length).toBeGreaterThan(10)
-  const after = storedState(data.dir)
+  const after = await storedAll()
   // The signature verified, so the nonce is remembered; nothing else.
   expect({ ...after, request_nonces: 0 }).toEqual({ ...before, request_nonces: 0 })
   return r.body.error
@@ -59,7 +85,8 @@ async function registerGateway(name: string): Promise<TestGateway> {
 beforeAll(async () => {
   data = tempDataDir('cloud-ingest')
   // Blocks are sealed by hand here (cloud.sealNow) so "not sealed yet" is deterministic.
-  cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', maxBatchBytes: String(64 * 1024) })
+  if (backend === 'postgres') database = await postgres.server().createDatabase('service_ingest')
+  cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', maxBatchBytes: String(64 * 1024), ...(database ? { database } : {}) })
   admin = cloud.tokens.create('admin', 'admin').token
   doctor = cloud.tokens.create('doctor', 'dr-who').token
   gw = await registerGateway('ward-1')
@@ -172,19 +199,19 @@ describe('manifest and CAR checks: 400 with the right code, nothing stored', () 
     await expectRefusal(encodeCanonical({ ...item, signature: item.signature.slice(0, 10) }), 400, 'INVALID_REQUEST', 'signature')
     await expectRefusal(encodeCanonical([1, 2]), 400, 'INVALID_REQUEST', 'body')
     const asJson = new TextEncoder().encode(JSON.stringify({ manifest: item.manifest }))
-    const before = stored()
+    const before = await stored()
     const { res } = await signedPost(cloud.url, gw, '/v1/batches', asJson, { contentType: 'application/json' })
     expect(res.status).toBe(400)
     expect((await json(res)).error).toMatchObject({ code: 'INVALID_REQUEST', details: { field: 'content-type' } })
-    expect(stored()).toEqual(before)
+    expect(await stored()).toEqual(before)
   })
 
   it('a body over the limit → 413 PAYLOAD_TOO_LARGE, nothing stored', async () => {
-    const before = storedState(data.dir)
+    const before = await storedAll()
     const { res } = await signedPost(cloud.url, gw, '/v1/batches', new Uint8Array(64 * 1024 + 1))
     expect(res.status).toBe(413)
     expect((await json(res)).error.code).toBe('PAYLOAD_TOO_LARGE')
-    expect(storedState(data.dir)).toEqual(before)
+    expect(await storedAll()).toEqual(before)
   })
 
   it('after all those refusals the genuine batch is accepted', async () => {
@@ -206,21 +233,21 @@ describe('idempotency, conflicts and stream links', () => {
   it('the same batch again → 200 duplicate, same record, nothing new stored', async () => {
     const first = await upload(await batchBody(chain[0]!))
     expect(first.status).toBe(201)
-    const before = stored()
+    const before = await stored()
     const again = await upload(await batchBody(chain[0]!))
     expect(again.status).toBe(200)
     expect(again.body).toEqual({ record: first.body.record, duplicate: true })
-    expect(stored()).toEqual(before)
+    expect(await stored()).toEqual(before)
   })
 
   it('a different batch for an occupied (stream, seq) → 409 CONFLICT, logged as an equivocation', async () => {
     const rival = await sealTestBatch(stream, 0, null) // same position, different readings
-    const before = stored()
+    const before = await stored()
     const r = await upload(await batchBody(rival))
     expect(r.status).toBe(409)
     expect(r.body.error.code).toBe('CONFLICT')
     expect(r.body.error.details).toMatchObject({ stream: stream.streamId, seq: 0, existing: { seq: 0 } })
-    const after = stored()
+    const after = await stored()
     expect(after.equivocations).toBe(before.equivocations! + 1)
     expect(after.records).toBe(before.records)
   })
@@ -289,7 +316,7 @@ describe('POST /v1/batches/bulk', () => {
   it('refuses more than 500 batches, an empty list, or a body that is not {batches: [...]}', async () => {
     const [b] = await sealChain(testStream(gw, 'bed-bulk2', 'P-bulk2'), 1)
     const item = await uploadItem(b!)
-    const before = stored()
+    const before = await stored()
     for (const [body, field] of [
       [encodeCanonical({ batches: Array.from({ length: 501 }, () => item) }), 'batches'],
       [encodeCanonical({ batches: [] }), 'batches'],
@@ -299,7 +326,7 @@ describe('POST /v1/batches/bulk', () => {
       expect(res.status).toBe(400)
       expect((await json(res)).error).toMatchObject({ code: 'INVALID_REQUEST', details: { field } })
     }
-    expect(stored()).toEqual(before)
+    expect(await stored()).toEqual(before)
     const ok = await signedPost(cloud.url, gw, '/v1/batches/bulk', await bulkBody([b!]))
     expect((await json(ok.res)).results[0].status).toBe(201)
   })
@@ -328,9 +355,9 @@ describe('read API', () => {
   })
 
   it('after sealing, the inclusion proof verifies (RFC 9162 §2.1.3.2) against a block the cloud signed', async () => {
-    const block = cloud.sealNow()!
+    const block = (await sealNow())!
     expect(block.firstRecord).toBeLessThanOrEqual(ids[0]!)
-    expect(cloud.sealNow()).toBeNull() // nothing pending: no empty blocks
+    expect(await sealNow()).toBeNull() // nothing pending: no empty blocks
     const p = await json(getAs(cloud.url, admin, `/v1/records/${ids[1]}/proof`))
     expect(p.record).toMatchObject({ id: ids[1], block: block.height })
     expect(p.leafIndex).toBe(ids[1]! - block.firstRecord)
@@ -395,4 +422,5 @@ describe('read API', () => {
     expect(s.equivocations).toBeGreaterThanOrEqual(2)
     expect(s.batchesPerSecond).toBeGreaterThan(0)
   })
+})
 })

@@ -1,0 +1,110 @@
+/**
+ * The chain's store as several cloud processes can share it: an async interface over records,
+ * blocks and heads, the append path and the seal, with two implementations —
+ *
+ * - SQLite (SqliteChainBackend): the embedded default (`npm start`), today's synchronous
+ *   ChainStore (cloud/chain/store.ts) answered through promises; one process per database file.
+ * - PostgreSQL (PgChainStore, cloud/store/pg/chain-store.ts): several processes on one database,
+ *   exactly one of them sealing at a time (cloud/store/pg/sealer-lease.ts).
+ *
+ * `openChainBackend` picks one from a `--database` value: a postgres:// or postgresql:// URL, or a
+ * SQLite file path. What the interface does not cover yet (access tokens, gateways, nonces,
+ * supervision, anchoring, retrieval index) still runs on the SQLite database only: see
+ * docs/architecture.md §The store interface.
+ */
+import { openCloudDb } from './db.ts'
+import { ChainStore, type AppendResult, type BlockDetail, type BlockSummary, type BulkAppendResult, type ChainKeys, type ChainStats, type ChainStoreOptions, type RecordProof, type StreamSummary } from '../chain/store.ts'
+import type { AdmittedBatch, AppendInput, RecordDetail, RecordSummary } from '../chain/record.ts'
+
+export interface ChainBackend {
+  readonly kind: 'sqlite' | 'postgres'
+  readonly chameleonKeyId: string
+  readonly signerKeyId: string
+  appendBatch(input: AppendInput | AdmittedBatch): Promise<AppendResult>
+  appendBatches(inputs: readonly (AppendInput | AdmittedBatch)[]): Promise<BulkAppendResult[]>
+  /** Seal the pending records into the next block; null when none are pending. */
+  sealBlock(now: number, opts?: { maxRecords?: number }): Promise<BlockSummary | null>
+  getRecord(id: number): Promise<RecordDetail | null>
+  listRecords(q: { stream?: string; after?: number; limit: number }): Promise<RecordSummary[]>
+  recordProof(id: number): Promise<RecordProof | null>
+  getBlock(height: number): Promise<BlockDetail | null>
+  listBlocks(q: { after?: number; limit: number }): Promise<BlockSummary[]>
+  head(): Promise<{ height: number; hash: string; time: number | null } | null>
+  getStream(stream: string): Promise<StreamSummary | null>
+  listStreams(): Promise<StreamSummary[]>
+  stats(): Promise<ChainStats>
+  close(): Promise<void>
+}
+
+export const isPostgresUrl = (database: string): boolean => /^postgres(ql)?:\/\//i.test(database)
+
+/** A database URL fit to print or log: its password replaced by ***. */
+export const redactDatabaseUrl = (url: string): string => url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@')
+
+/** Today's SQLite ChainStore behind the async interface (the database is closed with the backend when it opened it). */
+export class SqliteChainBackend implements ChainBackend {
+  readonly kind = 'sqlite' as const
+  readonly store: ChainStore
+  readonly #closeDb: boolean
+
+  constructor(store: ChainStore, opts: { closeDb?: boolean } = {}) {
+    this.store = store
+    this.#closeDb = opts.closeDb ?? false
+  }
+
+  get chameleonKeyId(): string {
+    return this.store.chameleonKeyId
+  }
+  get signerKeyId(): string {
+    return this.store.signerKeyId
+  }
+  async appendBatch(input: AppendInput | AdmittedBatch): Promise<AppendResult> {
+    return this.store.appendBatch(input)
+  }
+  async appendBatches(inputs: readonly (AppendInput | AdmittedBatch)[]): Promise<BulkAppendResult[]> {
+    return this.store.appendBatches(inputs)
+  }
+  async sealBlock(now: number, opts: { maxRecords?: number } = {}): Promise<BlockSummary | null> {
+    return this.store.sealBlock(now, opts)
+  }
+  async getRecord(id: number): Promise<RecordDetail | null> {
+    return this.store.getRecord(id)
+  }
+  async listRecords(q: { stream?: string; after?: number; limit: number }): Promise<RecordSummary[]> {
+    return this.store.listRecords(q)
+  }
+  async recordProof(id: number): Promise<RecordProof | null> {
+    return this.store.recordProof(id)
+  }
+  async getBlock(height: number): Promise<BlockDetail | null> {
+    return this.store.getBlock(height)
+  }
+  async listBlocks(q: { after?: number; limit: number }): Promise<BlockSummary[]> {
+    return this.store.listBlocks(q)
+  }
+  async head(): Promise<{ height: number; hash: string; time: number | null } | null> {
+    return this.store.head()
+  }
+  async getStream(stream: string): Promise<StreamSummary | null> {
+    return this.store.getStream(stream)
+  }
+  async listStreams(): Promise<StreamSummary[]> {
+    return this.store.listStreams()
+  }
+  async stats(): Promise<ChainStats> {
+    return this.store.stats()
+  }
+  async close(): Promise<void> {
+    await this.store.close()
+    if (this.#closeDb) this.store.db.close()
+  }
+}
+
+/** A chain backend for `--database`: a postgres:// URL, or a SQLite file (":memory:" for tests). */
+export async function openChainBackend(database: string, keys: ChainKeys, opts: ChainStoreOptions & { processName?: string } = {}): Promise<ChainBackend> {
+  if (isPostgresUrl(database)) {
+    const { openPgChainStore } = await import('./pg/chain-store.ts')
+    return openPgChainStore(database, keys, { ...(opts.workers === undefined ? {} : { workers: opts.workers }), ...(opts.processName ? { processName: opts.processName } : {}) })
+  }
+  return new SqliteChainBackend(new ChainStore(openCloudDb(database), keys, opts), { closeDb: true })
+}

@@ -1,0 +1,65 @@
+/**
+ * `careledger chain verify --database postgres://…`: one consistent snapshot of the chain's
+ * tables (a REPEATABLE READ, READ ONLY transaction) copied into a fresh SQLite file with the same
+ * schema, then checked by the very verifier the SQLite chain uses (cloud/chain/verify.ts) — one
+ * implementation of the rules, whatever the store. The copy is paged in key order.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import { openCloudDb } from '../db.ts'
+import '../../chain/store.ts' // registers the chain's SQLite migrations
+import { verifyChain, type VerificationReport, type VerifyOptions } from '../../chain/verify.ts'
+
+const PAGE = 5000
+const TABLES: readonly { name: string; columns: string; order: string }[] = [
+  { name: 'chain_keys', columns: 'kind, key_id, public_key, added_at', order: 'kind, key_id' },
+  { name: 'blocks', columns: 'height, header, hash, signature', order: 'height' },
+  { name: 'records', columns: 'id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height', order: 'id' },
+  { name: 'streams', columns: 'stream, gateway_id, device, patient, batches, last_seq, first_batch_at, last_batch_at', order: 'stream' },
+  { name: 'stream_gaps', columns: 'stream, from_seq, to_seq', order: 'stream, from_seq' },
+  { name: 'equivocations', columns: 'id, kind, stream, seq, record_id, offered_commitment, manifest, signature, gateway_key, detected_at', order: 'id' },
+]
+
+/** Copy the chain at one instant from PostgreSQL into a new SQLite file at `path`; returns rows copied per table. */
+export async function copyChainToSqlite(url: string, path: string): Promise<Record<string, number>> {
+  const client = new pg.Client({ connectionString: url, types: { getTypeParser: ((oid: number, f?: 'text') => (oid === 20 ? Number : pg.types.getTypeParser(oid, f))) as typeof pg.types.getTypeParser } })
+  await client.connect()
+  const db = openCloudDb(path)
+  const counts: Record<string, number> = {}
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+    for (const t of TABLES) {
+      const cols = t.columns.split(', ')
+      const insert = db.prepare(`INSERT INTO ${t.name} (${t.columns}) VALUES (${cols.map(() => '?').join(', ')})`)
+      const many = db.transaction((rows: Record<string, unknown>[]) => {
+        for (const r of rows) insert.run(...cols.map((c) => r[c]))
+      })
+      counts[t.name] = 0
+      for (let offset = 0; ; offset += PAGE) {
+        const { rows } = await client.query(`SELECT ${t.columns} FROM ${t.name} ORDER BY ${t.order} LIMIT ${PAGE} OFFSET ${offset}`)
+        many(rows)
+        counts[t.name] = counts[t.name]! + rows.length
+        if (rows.length < PAGE) break
+      }
+    }
+    await client.query('COMMIT')
+    return counts
+  } finally {
+    db.close()
+    await client.end()
+  }
+}
+
+/** verifyChain over a PostgreSQL chain (through a temporary SQLite snapshot, removed afterwards). */
+export async function verifyPgChain(url: string, opts: VerifyOptions): Promise<VerificationReport> {
+  const dir = mkdtempSync(join(tmpdir(), 'careledger-pg-verify-'))
+  try {
+    const path = join(dir, 'snapshot.db')
+    await copyChainToSqlite(url, path)
+    return await verifyChain(path, opts)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
