@@ -15,7 +15,7 @@ import type { RetrievalKey } from '../shared/crypto/abe/outsource.ts'
 import { decodeEnvelope, envelopeCiphertext, finishEnvelope, openWithKey } from '../shared/crypto/envelope.ts'
 import { evaluatePolicy, parsePolicy } from '../shared/crypto/policy/parse.ts'
 import { CareLedgerError } from '../shared/errors.ts'
-import { decodeBatchBody, readingsTree, type BatchBody, type SealedReading } from '../shared/protocol/batch.ts'
+import { bodyTree, decodeBatchBody, type BatchBody, type SealedReading } from '../shared/protocol/batch.ts'
 import { rawCid } from '../shared/protocol/car.ts'
 import { manifestAad, type BatchManifest } from '../shared/protocol/manifest.ts'
 import type { EvidenceQuery } from '../shared/protocol/evidence.ts'
@@ -44,7 +44,7 @@ export function checkBody(body: BatchBody, m: BatchManifest): BatchBody {
   }
   if (body.stream !== m.stream || body.seq !== m.seq) fail(`the envelope holds batch ${body.stream}#${body.seq}`)
   if (body.readings.length !== m.count) fail(`${body.readings.length} readings, the manifest says ${m.count}`)
-  if (bytesToHex(readingsTree(body.readings).root) !== m.merkleRoot) fail('the Merkle root of the readings is not the manifest\'s')
+  if (bytesToHex(bodyTree(body).root) !== m.merkleRoot) fail('the Merkle root of the readings is not the manifest\'s')
   return body
 }
 

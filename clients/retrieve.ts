@@ -12,7 +12,7 @@
 import { isCareLedgerError } from '../shared/errors.ts'
 import type { SealedReading } from '../shared/protocol/batch.ts'
 import type { BatchManifest } from '../shared/protocol/manifest.ts'
-import type { EvidencePlan, EvidenceQuery, StreamSpan } from '../shared/protocol/evidence.ts'
+import { BULK_BLOCKS_MAX, type EvidencePlan, type EvidenceQuery, type StreamSpan } from '../shared/protocol/evidence.ts'
 import type { RetrievalKey } from '../shared/crypto/abe/outsource.ts'
 import { authorises, checkBlock, OutsourcedFinisher, selectReadings, type LocalOpener } from './decrypt.ts'
 import { checkNotStale, linkHeaders, RetrievalError, verifyPlan, verifyStreamSpan, type KnownHead, type RetrievalFailure, type VerifiedHead, type VerifiedRecord, type VerifiedStream } from './verify.ts'
@@ -28,6 +28,11 @@ export interface EvidenceSource {
 export interface BlockSource {
   /** The block's bytes; throws (with a message naming the CID) when it cannot be had in time. */
   get(cid: string): Promise<Uint8Array>
+  /**
+   * Many blocks in one go (clients/bulk-blocks.ts): bytes, or an error naming why they are not the
+   * block; a CID left out is fetched with get().
+   */
+  getMany?(cids: readonly string[]): Promise<Map<string, Uint8Array | Error>>
 }
 
 export interface Transformer {
@@ -161,14 +166,30 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
   )
   if (failures.length > 0) throw new RetrievalError(failures)
 
-  // fetchBlocks: every matching batch's ciphertext, checked against its CID.
+  // fetchBlocks: every matching batch's ciphertext, checked against its CID — in bulk where the
+  // source can (BULK_BLOCKS_MAX a request, two requests in flight), one by one for the rest.
   const wanted: VerifiedRecord[] = streams.flatMap((s) => s.records.filter((r) => r.matches))
   let got = 0
+  const getMany = o.blocks.getMany?.bind(o.blocks)
+  const bulk = new Map<string, Uint8Array | Error>()
+  if (getMany) {
+    const cids = [...new Set(wanted.map((r) => r.manifest.cid))]
+    const chunks = Array.from({ length: Math.ceil(cids.length / BULK_BLOCKS_MAX) }, (_, i) => cids.slice(i * BULK_BLOCKS_MAX, (i + 1) * BULK_BLOCKS_MAX))
+    await stage('blocks', () =>
+      mapLimit(chunks, 2, async (chunk) => {
+        const answer = await getMany(chunk)
+        for (const [k, v] of answer) bulk.set(k, v)
+        progress('blocks', (got += answer.size), wanted.length)
+      }),
+    )
+  }
   const blocks = await stage('blocks', () =>
     mapLimit(wanted, o.concurrency ?? 8, async (r) => {
       let bytes: Uint8Array
       try {
-        bytes = await o.blocks.get(r.manifest.cid)
+        const b = bulk.get(r.manifest.cid)
+        if (b instanceof Error) throw b
+        bytes = b ?? (await o.blocks.get(r.manifest.cid))
       } catch (e) {
         const substituted = isCareLedgerError(e) && e.info.reason === 'BLOCK_MISMATCH'
         failures.push({ kind: substituted ? 'SUBSTITUTED' : 'OMITTED', stream: r.manifest.stream, seq: r.seq, recordId: r.id, message: `record ${r.id} (${r.manifest.stream}#${r.seq}): ${(e as Error).message}` })
@@ -176,7 +197,7 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
       }
       const bad = await checkBlock(bytes, r.manifest, r.id)
       if (bad) failures.push(bad)
-      progress('blocks', ++got, wanted.length)
+      if (!bulk.has(r.manifest.cid)) progress('blocks', ++got, wanted.length)
       return bytes
     }),
   )

@@ -18,7 +18,7 @@ import { signingKeyId } from '../shared/crypto/sign.ts'
 import { manifestCommitment, type BatchManifest } from '../shared/protocol/manifest.ts'
 import { batchMatches, EvidencePlanSchema, type EvidencePlan, type EvidenceQuery, type StreamSpan } from '../shared/protocol/evidence.ts'
 import { blockHash, decodeBlockHeader, verifyBlockSignature, type BlockHeader } from '../cloud/chain/block.ts'
-import { verifyRecordProof } from '../cloud/chain/verify.ts'
+import { verifyRecordProofs } from '../cloud/chain/verify.ts'
 import { decodeRecordContent } from '../cloud/chain/record.ts'
 
 /** What went wrong, named for the report (docs/security.md §Verified retrieval). */
@@ -204,10 +204,12 @@ export function verifyStreamSpan(span: StreamSpan, proofs: readonly unknown[], c
   if (span.firstSeq > span.lastSeq || span.lastSeq > span.headSeq) failures.push({ kind: 'MALFORMED', stream: s, message: `stream ${s}: span ${span.firstSeq}…${span.lastSeq} (newest ${span.headSeq}) is not a span` })
   const records: VerifiedRecord[] = []
   let lastSeq = -1
-  for (const proof of proofs) {
-    // The block's own signature is not checked again per record: its hash must be the chain's block
-    // at that height (below), linked by prev hashes to the head whose signature verifyPlan checked.
-    const v = verifyRecordProof(proof, { chameleonPublicKey: check.head.chameleonKey })
+  // The block's own signature is not checked again per record: its hash must be the chain's block
+  // at that height (below), linked by prev hashes to the head whose signature verifyPlan checked.
+  // The chameleon openings of the span are checked as one batch.
+  const verified = verifyRecordProofs(proofs, { chameleonPublicKey: check.head.chameleonKey })
+  for (const [i, proof] of proofs.entries()) {
+    const v = verified[i]!
     const p = proof as { record?: { seq?: unknown; stream?: unknown; manifest?: unknown }; block?: { hash?: unknown } }
     const seq = typeof p.record?.seq === 'number' ? p.record.seq : -1
     if (!v.ok) {
