@@ -75,6 +75,28 @@ export class CloudApi implements EvidenceSource {
     return page.data
   }
 
+  /**
+   * POST /v1/blocks: the CAR of the blocks the cloud holds of `cids` (unchecked: see
+   * clients/bulk-blocks.ts). Errors name the endpoint like the JSON calls.
+   */
+  async blocks(cids: readonly string[]): Promise<Uint8Array> {
+    const url = new URL('/v1/blocks', this.#o.url)
+    let res: Response
+    try {
+      res = await (this.#o.fetch ?? fetch)(url, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${this.#o.token}`, accept: 'application/vnd.ipld.car', 'content-type': 'application/json' },
+        body: JSON.stringify({ cids }),
+        signal: AbortSignal.timeout(this.#o.timeoutMs ?? 30_000),
+      })
+    } catch (e) {
+      throw new CareLedgerError('INVALID_ARGUMENT', `cannot reach the cloud at ${url.origin}: ${(e as Error).message}`, { reason: 'UNREACHABLE', url: url.origin })
+    }
+    const bytes = new Uint8Array(await res.arrayBuffer())
+    if (!res.ok) throw new CareLedgerError('INVALID_ENCODING', `POST /v1/blocks: ${res.status}: ${new TextDecoder().decode(bytes.subarray(0, 200))}`, { status: res.status, reason: 'HTTP' })
+    return bytes
+  }
+
   /** The outsourced-decryption proxy (POST /v1/transform) holding `transformKey` for the duration of each request. */
   transformer(transformKey: Uint8Array): Transformer {
     const key = b64(transformKey)

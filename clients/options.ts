@@ -12,6 +12,7 @@ import { DEFAULT_SKEW_MS } from '../shared/protocol/evidence.ts'
 import { CloudApi } from './cloud-api.ts'
 import { LocalOpener } from './decrypt.ts'
 import { heliaBlockSource, type HeliaBlockSource } from './ipfs.ts'
+import { cloudFirst } from './bulk-blocks.ts'
 import type { Decryptor } from './retrieve.ts'
 import { defaultStateDir, FileTrustStore, parseHead } from './trust.ts'
 
@@ -24,6 +25,8 @@ export interface CommonOptions {
   readonly retrievalKey?: string
   readonly gateway?: string[]
   readonly blockTimeoutS: string
+  /** Every block through Helia from the trustless gateways, one request each (no POST /v1/blocks). */
+  readonly ipfsOnly?: boolean
   readonly state?: string
   readonly signingKey?: string
   readonly expectHead?: string
@@ -106,6 +109,7 @@ export async function openSession(o: CommonOptions, now: number): Promise<Sessio
   const trust = new FileTrustStore(o.state ?? defaultStateDir(), cloud, { ...(o.signingKey ? { signingKey: o.signingKey } : {}), expect: o.expectHead ? [parseHead(o.expectHead)] : [] })
   const timeoutS = Number(o.blockTimeoutS)
   if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new CareLedgerError('INVALID_ARGUMENT', '--block-timeout-s must be a positive number of seconds', { field: 'block-timeout-s' })
-  const blocks = await heliaBlockSource([{ url: cloud, token }, ...(o.gateway ?? []).map((url) => ({ url }))], { timeoutMs: timeoutS * 1000 })
+  const ipfs = await heliaBlockSource([{ url: cloud, token }, ...(o.gateway ?? []).map((url) => ({ url }))], { timeoutMs: timeoutS * 1000 })
+  const blocks = o.ipfsOnly ? ipfs : cloudFirst(api, cloud, ipfs)
   return { api, blocks, trust, decryptor, validity }
 }

@@ -12,7 +12,7 @@
 import { isCareLedgerError } from '../shared/errors.ts'
 import type { SealedReading } from '../shared/protocol/batch.ts'
 import type { BatchManifest } from '../shared/protocol/manifest.ts'
-import type { EvidencePlan, EvidenceQuery, StreamSpan } from '../shared/protocol/evidence.ts'
+import { batchMatches, BULK_BLOCKS_MAX, type EvidencePlan, type EvidenceQuery, type StreamSpan } from '../shared/protocol/evidence.ts'
 import type { RetrievalKey } from '../shared/crypto/abe/outsource.ts'
 import { authorises, checkBlock, OutsourcedFinisher, selectReadings, type LocalOpener } from './decrypt.ts'
 import { checkNotStale, linkHeaders, RetrievalError, verifyPlan, verifyStreamSpan, type KnownHead, type RetrievalFailure, type VerifiedHead, type VerifiedRecord, type VerifiedStream } from './verify.ts'
@@ -28,6 +28,11 @@ export interface EvidenceSource {
 export interface BlockSource {
   /** The block's bytes; throws (with a message naming the CID) when it cannot be had in time. */
   get(cid: string): Promise<Uint8Array>
+  /**
+   * Many blocks in one go (clients/bulk-blocks.ts): bytes, or an error naming why they are not the
+   * block; a CID left out is fetched with get().
+   */
+  getMany?(cids: readonly string[]): Promise<Map<string, Uint8Array | Error>>
 }
 
 export interface Transformer {
@@ -139,6 +144,19 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
     }),
   )
 
+  // prefetchBlocks: while the evidence is checked, the blocks its (still unverified) proofs name
+  // for matching batches are asked for in bulk. Nothing fetched is used before its record verified
+  // and its bytes hashed to the CID of the verified manifest; a CID the proofs lied about is
+  // simply not used, and the verified one fetched below.
+  const getMany = o.blocks.getMany?.bind(o.blocks)
+  const bulk = new Map<string, Uint8Array | Error>()
+  const bulkFetch = (cids: readonly string[], inFlight: number) =>
+    mapLimit(chunked(cids, BULK_BLOCKS_MAX), inFlight, async (chunk) => {
+      const answer = await getMany!(chunk)
+      for (const [k, v] of answer) if (!(bulk.get(k) instanceof Uint8Array)) bulk.set(k, v)
+    })
+  const prefetch = getMany ? stage('prefetch', () => bulkFetch(claimedCids(spans, o.query), 4)).catch(() => undefined) : null
+
   // linkChain: from the lowest block any record (or known head) sits in, up to the head.
   const heights = spans.flatMap(({ proofs }) => proofs.map((p) => (p as { record?: { block?: unknown } }).record?.block).filter((h): h is number => typeof h === 'number' && h >= 0 && h <= head.height))
   const lowest = Math.min(head.height, ...heights, ...known.map((k) => k.height))
@@ -148,27 +166,40 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
     return linkHeaders(head, headers, known)
   })
 
-  // verifySpans
+  // verifySpans (yielding between streams, so the prefetch's answers are read as they come)
   const failures: RetrievalFailure[] = []
   const warnings: RetrievalFailure[] = []
-  const streams = await stage('verify', () =>
-    spans.map(({ span, proofs }) => {
+  const streams = await stage('verify', async () => {
+    const out: VerifiedStream[] = []
+    for (const { span, proofs } of spans) {
       const r = verifyStreamSpan(span, proofs, { query: o.query, head, hashes, allowGaps: o.allowGaps ?? false })
       failures.push(...r.failures)
       warnings.push(...r.warnings)
-      return r.stream
-    }),
-  )
+      out.push(r.stream)
+      await new Promise((ok) => setTimeout(ok, 0))
+    }
+    return out
+  })
   if (failures.length > 0) throw new RetrievalError(failures)
 
-  // fetchBlocks: every matching batch's ciphertext, checked against its CID.
+  // fetchBlocks: every matching batch's ciphertext, checked against its CID — the prefetched
+  // ones, the rest of the verified CIDs in bulk, then one by one what the bulk answers lacked.
   const wanted: VerifiedRecord[] = streams.flatMap((s) => s.records.filter((r) => r.matches))
-  let got = 0
+  let got = bulk.size
+  if (getMany) {
+    await stage('blocks', async () => {
+      await prefetch
+      const rest = [...new Set(wanted.map((r) => r.manifest.cid))].filter((c) => !bulk.has(c))
+      if (rest.length > 0) await bulkFetch(rest, 2)
+    })
+  }
   const blocks = await stage('blocks', () =>
     mapLimit(wanted, o.concurrency ?? 8, async (r) => {
       let bytes: Uint8Array
       try {
-        bytes = await o.blocks.get(r.manifest.cid)
+        const b = bulk.get(r.manifest.cid)
+        if (b instanceof Error) throw b
+        bytes = b ?? (await o.blocks.get(r.manifest.cid))
       } catch (e) {
         const substituted = isCareLedgerError(e) && e.info.reason === 'BLOCK_MISMATCH'
         failures.push({ kind: substituted ? 'SUBSTITUTED' : 'OMITTED', stream: r.manifest.stream, seq: r.seq, recordId: r.id, message: `record ${r.id} (${r.manifest.stream}#${r.seq}): ${(e as Error).message}` })
@@ -176,7 +207,7 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
       }
       const bad = await checkBlock(bytes, r.manifest, r.id)
       if (bad) failures.push(bad)
-      progress('blocks', ++got, wanted.length)
+      if (!bulk.has(r.manifest.cid)) progress('blocks', ++got, wanted.length)
       return bytes
     }),
   )
@@ -205,6 +236,21 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
   if (failures.length > 0) throw new RetrievalError(failures)
   o.trust.remember({ height: head.height, hash: head.hash }, head.signingKey)
   return { plan, head, streams, batches, warnings, timings, decryptions }
+}
+
+const chunked = <T>(xs: readonly T[], n: number): T[][] => Array.from({ length: Math.ceil(xs.length / n) }, (_, i) => xs.slice(i * n, (i + 1) * n))
+
+/** The CIDs the unverified proofs name for batches matching the query (a guess to prefetch by, never trusted). */
+function claimedCids(spans: readonly { proofs: readonly unknown[] }[], q: EvidenceQuery): string[] {
+  const out = new Set<string>()
+  for (const { proofs } of spans) {
+    for (const p of proofs) {
+      const m = (p as { record?: { manifest?: { cid?: unknown; from?: unknown; to?: unknown; types?: unknown } } }).record?.manifest
+      if (!m || typeof m.cid !== 'string' || typeof m.from !== 'number' || typeof m.to !== 'number' || !Array.isArray(m.types)) continue
+      if (batchMatches(q, m as { from: number; to: number; types: string[] })) out.add(m.cid)
+    }
+  }
+  return [...out]
 }
 
 async function transformAll(proxy: Transformer, ids: readonly number[]): Promise<Map<number, Uint8Array | Error>> {

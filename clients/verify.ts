@@ -15,11 +15,10 @@ import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../shared/errors.ts'
 import { chameleonKeyId } from '../shared/crypto/chameleon.ts'
 import { signingKeyId } from '../shared/crypto/sign.ts'
-import { manifestCommitment, type BatchManifest } from '../shared/protocol/manifest.ts'
+import { manifestCommitment, parseManifest, type BatchManifest } from '../shared/protocol/manifest.ts'
 import { batchMatches, EvidencePlanSchema, type EvidencePlan, type EvidenceQuery, type StreamSpan } from '../shared/protocol/evidence.ts'
 import { blockHash, decodeBlockHeader, verifyBlockSignature, type BlockHeader } from '../cloud/chain/block.ts'
-import { verifyRecordProof } from '../cloud/chain/verify.ts'
-import { decodeRecordContent } from '../cloud/chain/record.ts'
+import { verifyRecordProofs } from '../cloud/chain/verify.ts'
 
 /** What went wrong, named for the report (docs/security.md §Verified retrieval). */
 export type RetrievalFailureKind =
@@ -203,11 +202,14 @@ export function verifyStreamSpan(span: StreamSpan, proofs: readonly unknown[], c
   if (query.patient !== null && span.patient !== query.patient) failures.push({ kind: 'MALFORMED', stream: s, message: `stream ${s} is patient ${span.patient}'s, not ${query.patient}'s` })
   if (span.firstSeq > span.lastSeq || span.lastSeq > span.headSeq) failures.push({ kind: 'MALFORMED', stream: s, message: `stream ${s}: span ${span.firstSeq}…${span.lastSeq} (newest ${span.headSeq}) is not a span` })
   const records: VerifiedRecord[] = []
+  const commitments = new Map<number, string>() // seq → manifest commitment
   let lastSeq = -1
-  for (const proof of proofs) {
-    // The block's own signature is not checked again per record: its hash must be the chain's block
-    // at that height (below), linked by prev hashes to the head whose signature verifyPlan checked.
-    const v = verifyRecordProof(proof, { chameleonPublicKey: check.head.chameleonKey })
+  // The block's own signature is not checked again per record: its hash must be the chain's block
+  // at that height (below), linked by prev hashes to the head whose signature verifyPlan checked.
+  // The chameleon openings of the span are checked as one batch.
+  const verified = verifyRecordProofs(proofs, { chameleonPublicKey: check.head.chameleonKey })
+  for (const [i, proof] of proofs.entries()) {
+    const v = verified[i]!
     const p = proof as { record?: { seq?: unknown; stream?: unknown; manifest?: unknown }; block?: { hash?: unknown } }
     const seq = typeof p.record?.seq === 'number' ? p.record.seq : -1
     if (!v.ok) {
@@ -219,13 +221,22 @@ export function verifyStreamSpan(span: StreamSpan, proofs: readonly unknown[], c
       failures.push({ kind: 'ALTERED', stream: s, seq, recordId: v.recordId!, height, message: `record ${v.recordId}'s block ${height} (${String(p.block?.hash).slice(0, 16)}…) is not the block ${height} of the chain ending at the head` })
       continue
     }
-    // The manifest is taken from the content the chameleon opening and the gateway signature cover,
-    // never from the JSON beside it (which must agree).
-    const manifest = decodeRecordContent(hexToBytes((p.record as { content: string }).content)).manifest
-    if (JSON.stringify(p.record!.manifest) !== JSON.stringify(manifest)) {
+    // The manifest is the one the content holds — the content the chameleon opening and the gateway
+    // signature cover — never merely the JSON beside it: verifyRecordProofs checked the content's
+    // manifest against the record's manifestCommitment, so the JSON manifest must hash to it too
+    // (SHA-256 over its canonical encoding: the same bytes, without decoding the content again).
+    let manifest: BatchManifest | null = null
+    try {
+      manifest = parseManifest(p.record!.manifest)
+    } catch {
+      manifest = null
+    }
+    const commitment = manifest && manifestCommitment(manifest)
+    if (!manifest || commitment !== (p.record as { manifestCommitment: string }).manifestCommitment) {
       failures.push({ kind: 'ALTERED', stream: s, seq, recordId: v.recordId!, message: `record ${v.recordId}: the manifest shown beside the record is not the one its signed content holds` })
       continue
     }
+    commitments.set(seq, commitment!)
     if (manifest.stream !== s) {
       failures.push({ kind: 'MALFORMED', stream: s, seq, recordId: v.recordId!, message: `record ${v.recordId} belongs to stream ${manifest.stream}, listed under ${s}` })
       continue
@@ -244,7 +255,7 @@ export function verifyStreamSpan(span: StreamSpan, proofs: readonly unknown[], c
       continue
     }
     const before = bySeq.get(seq - 1)
-    if (before && r.manifest.prev !== manifestCommitment(before.manifest)) {
+    if (before && r.manifest.prev !== (commitments.get(seq - 1) ?? manifestCommitment(before.manifest))) {
       failures.push({ kind: 'ALTERED', stream: s, seq, recordId: r.id, message: `stream ${s}: batch seq ${seq} (record ${r.id}) does not link to the batch seq ${seq - 1} given (record ${before.id})` })
     }
   }

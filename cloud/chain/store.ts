@@ -387,6 +387,7 @@ export class ChainStore {
   /** Batches handed to #append in this process (for warmUpAfter). */
   #appended = 0
   readonly #trees = new Map<number, MerkleTree>()
+  readonly #headers = new Map<number, { bytes: Buffer; header: BlockHeader }>()
   readonly #s
 
   constructor(db: CloudDb, keys: ChainKeys, opts: ChainStoreOptions = {}) {
@@ -758,7 +759,7 @@ export class ChainStore {
     const row = toRecordRow(raw)
     const b = this.#s.block.get(raw.block_height) as RawBlock | undefined
     if (!b) return null
-    const header = decodeBlockHeader(u8(b.header))
+    const header = this.#header(b)
     const tree = this.#tree(b.height)
     const leafIndex = row.id - header.first
     return {
@@ -768,6 +769,16 @@ export class ChainStore {
       treeSize: tree.size,
       proof: tree.inclusionProof(leafIndex).map(hex),
     }
+  }
+
+  /** A block's decoded header, kept for the blocks whose proofs are being served (only while its stored bytes are the same). */
+  #header(b: RawBlock): BlockHeader {
+    const kept = this.#headers.get(b.height)
+    if (kept && kept.bytes.equals(b.header)) return kept.header
+    const header = decodeBlockHeader(u8(b.header))
+    if (this.#headers.size >= 64) this.#headers.delete(this.#headers.keys().next().value!)
+    this.#headers.set(b.height, { bytes: Buffer.from(b.header), header })
+    return header
   }
 
   #tree(height: number): MerkleTree {

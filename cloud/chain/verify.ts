@@ -29,6 +29,7 @@ import Database from 'better-sqlite3'
 import { z } from 'zod'
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../../shared/errors.ts'
+import { systemRng, type Rng } from '../../shared/crypto/random.ts'
 import { chameleonKeyId } from '../../shared/crypto/chameleon.ts'
 import { leafHash, verifyInclusion } from '../../shared/crypto/merkle.ts'
 import { signingKeyId } from '../../shared/crypto/sign.ts'
@@ -751,14 +752,35 @@ export interface ProofVerification {
  */
 export function verifyRecordProof(proof: unknown, opts: { chameleonPublicKey: Uint8Array; signingPublicKey?: Uint8Array }): ProofVerification {
   const parsed = ProofJson.safeParse(proof)
-  if (!parsed.success) {
-    const problems = parsed.error.issues.slice(0, 4).map((i) => `${i.path.join('.') || 'proof'}: ${i.message}`)
-    return { ok: false, signatureChecked: false, recordId: null, height: null, failures: [{ kind: 'RECORD_CONTENT', message: `not a record proof: ${problems.join('; ')}` }] }
+  if (!parsed.success) return notAProof(parsed.error)
+  const row = proofRow(parsed.data)
+  return checkProof(parsed.data, row, checkRecordRow(row, opts.chameleonPublicKey), opts)
+}
+
+/**
+ * verifyRecordProof for many proofs, their chameleon openings checked as one batch (checkRecordRows,
+ * docs/crypto.md §Batch verification): what a retrieval client does with a stream's records.
+ * A record id given twice shares its row failures (both fail if either does).
+ */
+export function verifyRecordProofs(proofs: readonly unknown[], opts: { chameleonPublicKey: Uint8Array; signingPublicKey?: Uint8Array }, rng: Rng = systemRng): ProofVerification[] {
+  const parsed = proofs.map((p) => ProofJson.safeParse(p))
+  const rows = parsed.map((p) => (p.success ? proofRow(p.data) : null))
+  const byId = new Map<number, RecordFailure[]>()
+  for (const f of checkRecordRows(rows.filter((r): r is RecordRow => r !== null), opts.chameleonPublicKey, rng).failures) {
+    byId.set(f.recordId!, [...(byId.get(f.recordId!) ?? []), f])
   }
-  const p = parsed.data
-  const r = p.record
-  const failures: VerificationFailure[] = []
-  const row: RecordRow = {
+  return parsed.map((p, i) => (p.success ? checkProof(p.data, rows[i]!, byId.get(rows[i]!.id) ?? [], opts) : notAProof(p.error)))
+}
+
+type ParsedProof = z.infer<typeof ProofJson>
+
+function notAProof(error: z.ZodError): ProofVerification {
+  const problems = error.issues.slice(0, 4).map((i) => `${i.path.join('.') || 'proof'}: ${i.message}`)
+  return { ok: false, signatureChecked: false, recordId: null, height: null, failures: [{ kind: 'RECORD_CONTENT', message: `not a record proof: ${problems.join('; ')}` }] }
+}
+
+function proofRow({ record: r }: ParsedProof): RecordRow {
+  return {
     id: r.id,
     stream: r.stream,
     seq: r.seq,
@@ -772,7 +794,12 @@ export function verifyRecordProof(proof: unknown, opts: { chameleonPublicKey: Ui
     receivedAt: r.receivedAt,
     blockHeight: r.block,
   }
-  failures.push(...checkRecordRow(row, opts.chameleonPublicKey))
+}
+
+/** The proof's checks beyond its record's own (`rowFailures`): block header, signature, inclusion. */
+function checkProof(p: ParsedProof, row: RecordRow, rowFailures: readonly RecordFailure[], opts: { chameleonPublicKey: Uint8Array; signingPublicKey?: Uint8Array }): ProofVerification {
+  const r = p.record
+  const failures: VerificationFailure[] = [...rowFailures]
   let header: BlockHeader
   let headerBytes: Uint8Array
   try {

@@ -6,6 +6,7 @@
  *   GET  /v1/evidence/records    the record proofs of one stream's seq span, as of a head
  *   POST /v1/transform           outsourced decryption: the pairings, with the holder's transformation key
  *   GET  /ipfs/{cid}             every stored block by CID, IPFS Trustless Gateway (raw block or CAR)
+ *   POST /v1/blocks              many blocks by CID in one CAR (bulk-blocks.ts)
  *
  * Evidence is metadata (the `records` role group); transformations and blocks are ciphertext (the
  * `envelope` group), unless CARELEDGER_CLOUD_PUBLIC_IPFS serves blocks to anyone. Nothing here is
@@ -23,6 +24,7 @@ import { ApiError } from '../service/errors.ts'
 import { guard } from '../service/guard.ts'
 import { RetrievalIndex } from './index-store.ts'
 import { TransformPool } from './transform-pool.ts'
+import { registerBulkBlocks } from './bulk-blocks.ts'
 import { decodeEnvelope } from '../../shared/crypto/envelope.ts'
 import { digestHeader } from '../../shared/crypto/abe/codec.ts'
 
@@ -191,6 +193,7 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
   const ipfsOptions = ctx.config.retrieval.publicIpfs ? {} : { onRequest: guard(ctx, 'envelope') }
   app.get('/ipfs/:cid', ipfsOptions, ipfs)
   app.get('/ipfs/:cid/*', ipfsOptions, ipfs)
+  registerBulkBlocks(app, ctx)
 }
 
 /** The digest of an envelope's ABE header, or null when the bytes are not an envelope (the worker reports why). */

@@ -391,7 +391,7 @@ export function chameleonAdapt(secretKey: Uint8Array, message: Uint8Array, hash:
 
 /** A short fingerprint for logs and file names: hex of the first 8 bytes of SHA-256(pk). */
 export function chameleonKeyId(publicKey: Uint8Array): string {
-  parsePoint(expectBytes(publicKey, CHAMELEON_PUBLIC_KEY_BYTES, 'chameleon public key'), 'chameleon public key')
+  publicPoint(publicKey) // validates (and memoises: every record proof names the key)
   return bytesToHex(sha256(publicKey).subarray(0, 8))
 }
 

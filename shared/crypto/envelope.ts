@@ -89,10 +89,18 @@ function contextInfo(header: Uint8Array, c: BatchKeyContext): Uint8Array {
   return concatBytes(digestHeader(header), sha256(new TextEncoder().encode(c.stream)), seq, c.digest)
 }
 
+/** K's 576-byte encoding, kept per K: a format-2 stream key opens (and seals) many batches. */
+const kemBytes = new WeakMap<GT, Uint8Array>()
+function kemKeyBytes(k: GT): Uint8Array {
+  let b = kemBytes.get(k)
+  if (!b) kemBytes.set(k, (b = gtToBytes(k)))
+  return b
+}
+
 function deriveKeys(kemKey: GT, header: Uint8Array, context: BatchKeyContext | null): { dek: Uint8Array; commitment: Uint8Array } {
   const okm = context
-    ? hkdf(sha256, gtToBytes(kemKey), LABEL_V2, contextInfo(header, context), 64)
-    : hkdf(sha256, gtToBytes(kemKey), LABEL, digestHeader(header), 64)
+    ? hkdf(sha256, kemKeyBytes(kemKey), LABEL_V2, contextInfo(header, context), 64)
+    : hkdf(sha256, kemKeyBytes(kemKey), LABEL, digestHeader(header), 64)
   return { dek: okm.subarray(0, 32), commitment: okm.subarray(32) }
 }
 

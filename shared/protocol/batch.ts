@@ -39,6 +39,8 @@ export interface BatchBody {
   readonly stream: string
   readonly seq: number
   readonly readings: readonly SealedReading[]
+  /** The readings' canonical leaf encodings as decoded (decodeBatchBody), so the Merkle root need not re-encode them. */
+  readonly leaves?: readonly Uint8Array[]
 }
 
 function leafValue(r: SealedReading): Record<string, unknown> {
@@ -49,6 +51,12 @@ function leafValue(r: SealedReading): Record<string, unknown> {
 export const readingLeaf = (r: SealedReading): Uint8Array => encodeCanonical(leafValue(r))
 
 export const readingsTree = (readings: readonly SealedReading[]): MerkleTree => MerkleTree.fromLeaves(readings.map(readingLeaf))
+
+/**
+ * The Merkle tree of a body's readings: over the decoded leaf bytes when it has them (canonical,
+ * so the same bytes readingLeaf gives for what was decoded from them), else re-encoded.
+ */
+export const bodyTree = (body: BatchBody): MerkleTree => (body.leaves ? MerkleTree.fromLeaves(body.leaves) : readingsTree(body.readings))
 
 export function encodeBatchBody(body: BatchBody): Uint8Array {
   return sealBody(body.stream, body.seq, body.readings).body
@@ -74,10 +82,12 @@ export function decodeBatchBody(bytes: Uint8Array): BatchBody {
     if (!(leaf instanceof Uint8Array)) return fail(`leaf ${i} is not a byte string`)
     const { rx, ...reading } = decodeCanonical(leaf) as Record<string, unknown>
     if (typeof rx !== 'number' || !Number.isSafeInteger(rx)) return fail(`reading ${i}: rx must be epoch milliseconds`)
+    // Sealed leaves hold ts as a number (leafValue), so the decoded reading re-encodes to the leaf itself (bodyTree).
+    if (typeof reading.ts !== 'number') return fail(`reading ${i}: ts must be epoch milliseconds`)
     // The clock check does not apply to sealed history: judge against the receive time.
     const verdict = validateReading(reading, { now: rx, maxFutureMs: Number.MAX_SAFE_INTEGER })
     if (isRejection(verdict)) return fail(`reading ${i}: ${verdict.message}`)
     return { ...verdict, rx }
   })
-  return { v: version, stream: v.stream, seq: v.seq, readings }
+  return { v: version, stream: v.stream, seq: v.seq, readings, leaves: v.leaves as Uint8Array[] }
 }

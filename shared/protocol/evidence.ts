@@ -35,6 +35,8 @@ export const DEFAULT_SKEW_MS = 10 * 60_000
 /** Pages. */
 export const MAX_RECORDS_PAGE = 500
 export const MAX_HEADERS_PAGE = 5000
+/** The most CIDs one POST /v1/blocks may ask for. */
+export const BULK_BLOCKS_MAX = 256
 
 const hex = (bytes: number) => z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`))
 const hexBytes = z.string().regex(/^([0-9a-f]{2})+$/)

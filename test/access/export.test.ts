@@ -26,6 +26,8 @@ import { batchBody, sealTestBatch, signedPost, testAuthoritySecret, registerTest
 import { startTestCloud, tempDataDir } from '../helpers/cloud-process.ts'
 import { careledger } from '../helpers/gateway-process.ts'
 import { RewritingProxy, rewriteJson, type Answer } from '../helpers/rewriting-proxy.ts'
+import type { CID } from 'multiformats/cid'
+import { blocksCar, carBlocks } from '../../shared/protocol/car.ts'
 
 const MIN = 60_000
 /** Batch k of a stream: readings at T + 10k min (one a second per type), sealed a minute later. */
@@ -98,6 +100,14 @@ function expectCaught(r: Awaited<ReturnType<typeof exportVia>>, kind: string, wh
   expect(r.stderr).toMatch(/^export FAILED: nothing was written\. The cloud's answer does not verify:\n/)
   expect(r.stderr).toMatch(new RegExp(`^  ${kind}\\s+.*${what.source}`, 'm'))
   expect(existsSync(r.out)).toBe(false)
+}
+
+const cidOf = async (id: number): Promise<string> => ((await (await fetch(`${cloud.url}/v1/records/${id}`, { headers: { authorization: `Bearer ${researcher}` } })).json()) as { cid: string }).cid
+
+/** A bulk answer (a CAR) with its blocks changed by `f`. */
+async function rewriteCar(a: Answer, f: (blocks: { cid: CID; bytes: Uint8Array }[]) => { cid: CID; bytes: Uint8Array }[]): Promise<Answer> {
+  const blocks = f(await carBlocks(new Uint8Array(a.body)))
+  return { ...a, body: Buffer.from(await blocksCar(blocks.map((b) => b.cid), blocks)) }
 }
 
 const isRecordsPage = (path: string, device: string) => path.startsWith('/v1/evidence/records') && path.includes(`stream=${streams.find((s) => s.deviceId === device)!.streamId}`)
@@ -190,11 +200,29 @@ describe('research export through a misbehaving cloud: caught, named, nothing wr
   it('substitution: the trustless gateway serves another ciphertext for a CID', async () => {
     const victim = records.get('bed-01#3')!
     const other = records.get('bed-01#4')!
-    const cidOf = async (id: number) => ((await (await fetch(`${cloud.url}/v1/records/${id}`, { headers: { authorization: `Bearer ${researcher}` } })).json()) as { cid: string }).cid
     const [victimCid, otherCid] = [await cidOf(victim), await cidOf(other)]
     proxy.rewrite = (p, a, up) => (p.startsWith(`/ipfs/${victimCid}`) ? up(p.replace(victimCid, otherCid), { headers: { authorization: `Bearer ${researcher}`, accept: 'application/vnd.ipld.raw' } }) : a)
-    const r = await exportVia(proxy.url)
+    const r = await exportVia(proxy.url, ['--ipfs-only'])
     expectCaught(r, 'SUBSTITUTED', new RegExp(`record ${victim} \\([0-9a-f]{32}#3\\): block ${victimCid} was answered by 127\\.0\\.0\\.1:\\d+ with \\d+ bytes that hash to ${otherCid}, not to the CID`))
+  })
+
+  it('substitution: the bulk answer (POST /v1/blocks) holds another ciphertext under a CID', async () => {
+    const victim = records.get('bed-01#3')!
+    const [victimCid, otherCid] = [await cidOf(victim), await cidOf(records.get('bed-01#4')!)]
+    proxy.rewrite = async (p, a) => (p === '/v1/blocks' ? rewriteCar(a, (blocks) => blocks.map((b) => (b.cid.toString() === victimCid ? { cid: b.cid, bytes: blocks.find((x) => x.cid.toString() === otherCid)!.bytes } : b))) : a)
+    expectCaught(await exportVia(proxy.url), 'SUBSTITUTED', new RegExp(`record ${victim} \\([0-9a-f]{32}#3\\): block ${victimCid} was answered by 127\\.0\\.0\\.1:\\d+ with \\d+ bytes that hash to ${otherCid}, not to the CID`))
+  })
+
+  it('a block the bulk answer leaves out is fetched through IPFS (and its absence there is named)', async () => {
+    const victim = records.get('bed-02#5')!
+    const cid = await cidOf(victim)
+    proxy.rewrite = async (p, a) => (p === '/v1/blocks' ? rewriteCar(a, (blocks) => blocks.filter((b) => b.cid.toString() !== cid)) : a)
+    const ok = await exportVia(proxy.url)
+    expect(ok.code, ok.stderr).toBe(0)
+    expect(proxy.seen.filter((x) => x.startsWith('GET /ipfs/'))).toContain(`GET /ipfs/${cid}?format=raw`)
+    const bulk = proxy.rewrite
+    proxy.rewrite = async (p, a, up) => (p.startsWith(`/ipfs/${cid}`) ? { status: 404, headers: { 'content-type': 'application/json' }, body: Buffer.from('{"error":{"code":"NOT_FOUND"}}') } : bulk(p, a, up))
+    expectCaught(await exportVia(proxy.url), 'OMITTED', new RegExp(`record ${victim} .*block ${cid} is not held by 127\\.0\\.0\\.1:\\d+ \\(404\\)`))
   })
 
   it('reordering: a stream\'s batches served out of order', async () => {
@@ -225,9 +253,9 @@ describe('research export through a misbehaving cloud: caught, named, nothing wr
 
   it('a missing block fails within the timeout instead of hanging', async () => {
     const victim = records.get('bed-02#5')!
-    const cid = ((await (await fetch(`${cloud.url}/v1/records/${victim}`, { headers: { authorization: `Bearer ${researcher}` } })).json()) as { cid: string }).cid
+    const cid = await cidOf(victim)
     proxy.rewrite = (p, a) => (p.startsWith(`/ipfs/${cid}`) ? { status: 404, headers: { 'content-type': 'application/json' }, body: Buffer.from('{"error":{"code":"NOT_FOUND"}}') } : a)
-    expectCaught(await exportVia(proxy.url), 'OMITTED', new RegExp(`record ${victim} .*block ${cid} is not held by 127\\.0\\.0\\.1:\\d+ \\(404\\)`))
+    expectCaught(await exportVia(proxy.url, ['--ipfs-only']), 'OMITTED', new RegExp(`record ${victim} .*block ${cid} is not held by 127\\.0\\.0\\.1:\\d+ \\(404\\)`))
   })
 })
 

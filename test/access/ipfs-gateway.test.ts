@@ -8,11 +8,12 @@ import { CarReader } from '@ipld/car'
 import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Cloud } from '../../cloud/runtime.ts'
-import { rawCid } from '../../shared/protocol/car.ts'
+import { blocksCar, rawCid } from '../../shared/protocol/car.ts'
 import { heliaBlockSource } from '../../clients/ipfs.ts'
 import { batchBody, sealChain, signedPost, registerTestGateway, testStream } from '../helpers/cloud-batches.ts'
 import { startTestCloud, tempDataDir } from '../helpers/cloud-process.ts'
 import { RewritingProxy } from '../helpers/rewriting-proxy.ts'
+import { checkBulkAnswer } from '../../clients/bulk-blocks.ts'
 
 let data: ReturnType<typeof tempDataDir>
 let pub: ReturnType<typeof tempDataDir>
@@ -111,6 +112,42 @@ describe('GET /ipfs/{cid}: the Trustless Gateway specification', () => {
     const open = await get(publicCloud, `/ipfs/${cid.cid}?format=raw`)
     expect(open.status).toBe(200)
     expect(open.headers.get('cache-control')).toBe('public, max-age=29030400, immutable')
+  })
+})
+
+describe('POST /v1/blocks: many blocks in one CAR', () => {
+  const post = (c: Cloud, body: unknown, headers: Record<string, string> = {}) => fetch(new URL('/v1/blocks', c.url), { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
+
+  it('answers the blocks it holds in the order asked, leaves out (and counts) those it does not; the client checks each against its CID', async () => {
+    const absent = (await rawCid(new TextEncoder().encode('not stored here'))).toString()
+    const asked = [blocks[2]!.cid, absent, blocks[0]!.cid]
+    const res = await post(cloud, { cids: asked }, { authorization: `Bearer ${doctor}` })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toMatch(/^application\/vnd\.ipld\.car; version=1/)
+    expect(res.headers.get('x-careledger-missing')).toBe('1')
+    const car = new Uint8Array(await res.arrayBuffer())
+    const reader = await CarReader.fromBytes(car)
+    expect((await reader.getRoots()).map(String)).toEqual([blocks[2]!.cid, blocks[0]!.cid])
+    const got = await checkBulkAnswer(car, asked, 'cloud')
+    expect([...got.keys()]).toEqual([blocks[2]!.cid, blocks[0]!.cid])
+    expect(got.get(blocks[0]!.cid)).toEqual(blocks[0]!.bytes)
+    // A block under the wrong CID is named, not returned.
+    const swapped = await blocksCar([CID.parse(blocks[1]!.cid)], [{ cid: CID.parse(blocks[1]!.cid), bytes: blocks[0]!.bytes }])
+    const bad = (await checkBulkAnswer(swapped, [blocks[1]!.cid], 'cloud')).get(blocks[1]!.cid)
+    expect(bad).toBeInstanceOf(Error)
+    expect((bad as Error).message).toBe(`block ${blocks[1]!.cid} was answered by cloud with ${blocks[0]!.bytes.length} bytes that hash to ${blocks[0]!.cid}, not to the CID`)
+  })
+
+  it('is behind the envelope tokens like /ipfs; names a bad request', async () => {
+    expect((await post(cloud, { cids: [blocks[0]!.cid] })).status).toBe(401)
+    expect((await post(cloud, { cids: [blocks[0]!.cid] }, { authorization: `Bearer ${admin}` })).status).toBe(403)
+    const auth = { authorization: `Bearer ${doctor}` }
+    const notCid = await post(cloud, { cids: [blocks[0]!.cid, 'not-a-cid'] }, auth)
+    expect(notCid.status).toBe(400)
+    expect(await notCid.text()).toMatch(/cids\.1: \\?"not-a-cid\\?" is not a CID/)
+    expect((await post(cloud, { cids: [] }, auth)).status).toBe(400)
+    expect((await post(cloud, { cids: Array.from({ length: 257 }, () => blocks[0]!.cid) }, auth)).status).toBe(400)
+    expect((await post(cloud, { cids: [blocks[0]!.cid], extra: 1 }, auth)).status).toBe(400)
   })
 })
 

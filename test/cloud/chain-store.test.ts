@@ -12,7 +12,7 @@ import { generateSigningKey } from '../../shared/crypto/sign.ts'
 import { manifestCommitment } from '../../shared/protocol/manifest.ts'
 import { openCloudDb, type CloudDb } from '../../cloud/store/db.ts'
 import { ChainStore, type BulkAppendResult } from '../../cloud/chain/store.ts'
-import { verifyChain, verifyRecordProof } from '../../cloud/chain/verify.ts'
+import { verifyChain, verifyRecordProof, verifyRecordProofs } from '../../cloud/chain/verify.ts'
 import { AppendQueue } from '../../cloud/chain/append-queue.ts'
 import { admitBatch } from '../../cloud/chain/record.ts'
 import { chainTestKeys, tempDir, TestGatewayKey, TestStream, testFleet } from './chain-helpers.ts'
@@ -261,6 +261,21 @@ describe('sealing and reading', () => {
     expect(kinds(q)).toEqual(['RECORD_OPENING'])
     expect(kinds(p, { ...opts, signingPublicKey: generateSigningKey().publicKey })).toEqual(['BLOCK_SIGNATURE'])
     expect(verifyRecordProof({ nonsense: true }, opts).ok).toBe(false)
+
+    // Many at once (the chameleon openings as one batch): the same verdicts, each failure on its own proof.
+    const all = Array.from({ length: 25 }, (_, i) => JSON.parse(JSON.stringify(store.recordProof(i + 1)!)))
+    expect(verifyRecordProofs(all, opts)).toEqual(all.map((x) => verifyRecordProof(x, opts)))
+    const bad = all.map((x) => JSON.parse(JSON.stringify(x)))
+    bad[4].record.opening = bad[4].record.opening.replace(/^./, (c: string) => (c === '0' ? '1' : '0'))
+    bad[17].proof[0] = bad[17].proof[0].replace(/^./, (c: string) => (c === '0' ? '1' : '0'))
+    bad[9] = { nonsense: true }
+    const batch = verifyRecordProofs(bad, opts)
+    expect(batch).toEqual(bad.map((x) => verifyRecordProof(x, opts)))
+    expect(batch.flatMap((v, i) => (v.ok ? [] : [[i, v.failures.map((f) => f.kind)]]))).toEqual([
+      [4, ['RECORD_OPENING']],
+      [9, ['RECORD_CONTENT']],
+      [17, ['RECORDS_ROOT']],
+    ])
   })
 
   it('pins the chameleon key of a chain; block-signing keys may rotate', async () => {
