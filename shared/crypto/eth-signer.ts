@@ -13,8 +13,9 @@
  * accepts exactly the signatures recovery would attribute to Q, and anything else falls back to
  * recovery, which names the real signer.
  *
- * The known keys are learnt ONLY from recoveries made in this process (address = Keccak(Q)), never
- * read from a file or a database, so a cold `chain verify` trusts nothing it did not compute.
+ * The known keys are learnt ONLY from recoveries made in this process (address = Keccak(Q)), and
+ * the answers remembered are ones this process computed; nothing is read from a file or a database,
+ * so a cold `chain verify` trusts nothing it did not compute.
  */
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { bytesToNumberBE } from '@noble/curves/utils.js'
@@ -58,17 +59,31 @@ function verifiesUnder(key: KnownKey, digest: Uint8Array, sig: Signature): boole
  */
 export function ethSigner(digest: Uint8Array, signature: string, expected: string): string {
   const sig = Signature.from(signature)
+  // The same approval is checked when it arrives, when the redaction is applied and when its log
+  // entry is built: the answer for (digest, signature) is remembered (a fact this process computed).
+  const memoKey = bytesToHex(digest) + sig.serialized
+  const seen = answers.get(memoKey)
+  if (seen !== undefined) return seen
   const want = expected.toLowerCase()
   const key = known.get(want)
-  if (key && verifiesUnder(key, digest, sig)) return addressOf(key)
-  const pub = SigningKey.recoverPublicKey(digest, sig)
-  const signer = computeAddress(pub)
-  if (signer.toLowerCase() === want && !key) {
-    if (known.size >= MAX_KNOWN) known.clear()
-    known.set(want, { point: Point.fromBytes(hexToBytes(pub.slice(2))), uses: 0 })
+  let signer: string
+  if (key && verifiesUnder(key, digest, sig)) signer = addressOf(key)
+  else {
+    const pub = SigningKey.recoverPublicKey(digest, sig)
+    signer = computeAddress(pub)
+    if (signer.toLowerCase() === want && !key) {
+      if (known.size >= MAX_KNOWN) known.clear()
+      known.set(want, { point: Point.fromBytes(hexToBytes(pub.slice(2))), uses: 0 })
+    }
   }
+  if (answers.size >= MAX_ANSWERS) answers.clear()
+  answers.set(memoKey, signer)
   return signer
 }
+
+/** (digest ‖ signature) → signer, for signatures this process has already checked. */
+const answers = new Map<string, string>()
+const MAX_ANSWERS = 4096
 
 /** The checksummed address of a known key (computed once). */
 const checksummed = new WeakMap<KnownKey, string>()
@@ -84,6 +99,7 @@ function addressOf(key: KnownKey): string {
 /** For tests: forget every learnt key (the next signature of each signer is recovered again). */
 export function forgetKnownSigners(): void {
   known.clear()
+  answers.clear()
 }
 
 /** The plain recovery, for comparison in tests. */
