@@ -15,6 +15,7 @@ import { devicesCommand } from '../devices/cli.ts'
 import { chainCommand, regulatorCommand } from '../cloud/chain/cli.ts'
 import { accessCommand, researchCommand } from '../clients/cli.ts'
 import { addRegulatorWorkflow, supervisionCommand } from '../cloud/supervision/cli.ts'
+import { addRegulatorDkg } from '../cloud/supervision/dkg-cli.ts'
 import { CRYPTO_BACKEND_ENV, CRYPTO_BACKEND_FLAG, CRYPTO_BACKEND_HELP, cryptoBackendChoice, initCrypto } from '../shared/cli/crypto-backend.ts'
 
 const program = new Command('careledger')
@@ -39,7 +40,7 @@ program.addCommand(gatewayCommand())
 program.addCommand(cloudCommand())
 program.addCommand(devicesCommand())
 program.addCommand(chainCommand())
-program.addCommand(addRegulatorWorkflow(regulatorCommand()))
+program.addCommand(addRegulatorDkg(addRegulatorWorkflow(regulatorCommand())))
 program.addCommand(supervisionCommand())
 program.addCommand(keysCommand())
 program.addCommand(accessCommand())
