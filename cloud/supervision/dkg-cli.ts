@@ -12,7 +12,8 @@
  *            named), then writes round2-<i>-to-<j>.json, f_i(j) encrypted to j (only j can open it)
  *   finish   with the round-1 packages and the round-2 files addressed to i: checks each share
  *            against its sender's commitments (a bad one is named), writes i's FROST share file, the
- *            policy (policy.json, identical at every regulator) and i's acceptance of it over the
+ *            policy (policy.json, identical at every regulator), the group key as the chain's
+ *            chameleon-public.key, and i's acceptance of it over the
  *            transcript (acceptance-<i>.json), and deletes the state. An admin installs policy.json
  *            (PUT /v1/supervision/policy) once every acceptance verifies (verifyPolicyAcceptances).
  */
@@ -24,6 +25,8 @@ import { CareLedgerError } from '../../shared/errors.ts'
 import { deleteDkgStateFile, readDkgStateFile, writeDkgStateFile, writeShareFile } from '../../shared/cli/frost-files.ts'
 import { dkgRound1, dkgRound2, dkgRound3, type DkgRound1Package, type DkgRound2Package } from '../../shared/crypto/frost-dkg.ts'
 import { systemRng } from '../../shared/crypto/random.ts'
+import { encodeChameleonPublicKey } from '../../shared/crypto/chameleon.ts'
+import { writeKeyFile } from '../../shared/cli/files.ts'
 import { checksum, supervisoryPolicyId } from '../../shared/protocol/supervisory-policy.ts'
 import { CEREMONY_VERSION, dkgCeremony, dkgPackageTypedData, parseCeremony, policyAcceptanceTypedData, policyFromDkg, verifyDkgPackages, type CeremonyParams } from '../../shared/protocol/supervision-setup.ts'
 import { readWallet } from '../../clients/supervision-keys.ts'
@@ -190,6 +193,8 @@ export function addRegulatorDkg(cmd: Command): Command {
       else if (readFileSync(policyPath, 'utf8') !== text) {
         throw new CareLedgerError('VERIFICATION_FAILED', `${policyPath} is not the policy this DKG gave you (${bytesToHex(supervisoryPolicyId(policy))}): someone saw other round-1 packages; do not use the shares`, { reason: 'POLICY_MISMATCH' })
       }
+      // The group key IS the chain's chameleon public key: the cloud starts with this file (CARELEDGER_CHAMELEON_PUBLIC_KEY).
+      writeKeyFile(join(o.dir, 'chameleon-public.key'), encodeChameleonPublicKey(result.group.groupKey), { secret: false, force: true })
       const t = policyAcceptanceTypedData(policy, result.transcript)
       writeNew(join(o.dir, `acceptance-${state.index}.json`), { regulator: wallet.address, signature: await wallet.signTypedData(t.domain, t.types, t.message), transcript: bytesToHex(result.transcript) })
       out(`${me.name}: share written to ${o.share}; policy ${bytesToHex(supervisoryPolicyId(policy))} (group key ${policy.groupKey}, transcript ${bytesToHex(result.transcript)}); acceptance-${state.index}.json written`)

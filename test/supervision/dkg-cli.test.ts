@@ -11,7 +11,7 @@ import { ristretto255 } from '@noble/curves/ed25519.js'
 import { bytesToNumberLE } from '@noble/curves/utils.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { careledger } from '../helpers/gateway-process.ts'
-import { chameleonHash, chameleonVerify } from '../../shared/crypto/chameleon.ts'
+import { chameleonHash, chameleonVerify, decodeChameleonPublicKey } from '../../shared/crypto/chameleon.ts'
 import { thresholdAdaptAggregate, thresholdAdaptCommit, thresholdAdaptSign } from '../../shared/crypto/chameleon-threshold.ts'
 import { readDkgStateFile, readShareFile } from '../../shared/cli/frost-files.ts'
 import { dkgRound2 } from '../../shared/crypto/frost-dkg.ts'
@@ -66,6 +66,7 @@ describe('careledger regulator dkg: three regulators, files only', () => {
     // the group key is a chameleon public key: hash a record, then 2 of 3 (regulators 1 and 3) adapt it
     const m = new TextEncoder().encode('record'), m2 = new TextEncoder().encode('record, corrected')
     const groupKey = shares[0]!.group.groupKey
+    expect(bytesToHex(decodeChameleonPublicKey(new Uint8Array(readFileSync(join(dir, 'chameleon-public.key')))))).toBe(bytesToHex(groupKey)) // what the cloud starts with
     const d = chameleonHash(groupKey, m, rng)
     const signers = [shares[0]!, shares[2]!]
     const round1 = signers.map((s) => thresholdAdaptCommit(s.share, rng))
