@@ -17,8 +17,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   devices: async () => (await import('../devices/cli.ts')).devicesCommand(),
   chain: async () => (await import('../cloud/chain/cli.ts')).chainCommand(),
   regulator: async () => {
-    const [{ regulatorCommand }, { addRegulatorWorkflow }] = await Promise.all([import('../cloud/chain/cli.ts'), import('../cloud/supervision/cli.ts')])
-    return addRegulatorWorkflow(regulatorCommand())
+    const [{ regulatorCommand }, { addRegulatorWorkflow }, { addRegulatorDkg }] = await Promise.all([import('../cloud/chain/cli.ts'), import('../cloud/supervision/cli.ts'), import('../cloud/supervision/dkg-cli.ts')])
+    return addRegulatorDkg(addRegulatorWorkflow(regulatorCommand()))
   },
   supervision: async () => (await import('../cloud/supervision/cli.ts')).supervisionCommand(),
   keys: async () => (await import('../shared/cli/keys.ts')).keysCommand(),

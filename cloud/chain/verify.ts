@@ -37,7 +37,7 @@ import type { CloudDb } from '../store/db.ts'
 import { blockHash, decodeBlockHeader, encodeBlockHeader, recordsRoot, verifyBlockSignature, type BlockHeader } from './block.ts'
 import { checkRecordRow, checkRecordRows, toRecordRow, type RawRecord, type RecordFailure, type RecordFailureKind, type RecordRow } from './record.ts'
 import { scanEnvelopes, type EnvelopeFailureKind } from './verify-envelopes.ts'
-import { checkRedactions, hasRedactionLog, UNREDACTED_ROWS } from '../supervision/verify-redactions.ts'
+import { hasRedactionLog, planRedactionChecks, runRedactionJobs, UNREDACTED_ROWS, type RedactionFailure, type RedactionJob } from '../supervision/verify-redactions.ts'
 import type { SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
 
 export type FailureKind =
@@ -66,6 +66,9 @@ export interface VerificationFailure {
   readonly seq?: number
   readonly message: string
 }
+
+/** Redaction jobs (an entry's approvals, or a redacted row: a few ms each) per message to a worker. */
+const REDACTION_JOBS_PER_MESSAGE = 8
 
 /** Rows a worker checks as one batch: see bench:cloud's records/s against batch size. */
 export const DEFAULT_BATCH_SIZE = 1024
@@ -382,12 +385,13 @@ export async function verifyChain(db: CloudDb | string, opts: VerifyOptions): Pr
       }
       return workers
     }
-    const records = checkRecords(conn, workerCount > 0 ? spawn : null, chameleonPk, opts, failures)
+    // The redaction log is walked here (cheap); its signature and opening checks go to the workers with the record chunks.
+    const redactions = planRedactionChecks(conn, opts.supervisoryPolicies)
+    for (const f of redactions.failures) failures.add(f)
+    const records = checkRecords(conn, workerCount > 0 ? spawn : null, chameleonPk, opts, failures, redactions.jobs)
     records.catch(() => {}) // awaited below; a worker failure during the block checks must not count as unhandled
     const blocks = await checkBlocks(conn, signers, chameleonId, failures)
     const recordStats = await records
-    const redactions = checkRedactions(conn, chameleonPk, opts.supervisoryPolicies)
-    for (const f of redactions.failures) failures.add(f)
     checkStreams(conn, failures)
     if (opts.expectHead) checkHead(conn, opts.expectHead, failures)
     const envelopes = opts.envelopes ? await scanEnvelopes(conn, opts.envelopes.blocksDir) : null
@@ -506,8 +510,9 @@ async function checkRecords(
   chameleonPk: Uint8Array,
   opts: VerifyOptions,
   failures: Failures,
+  redactionJobs: readonly RedactionJob[] = [],
 ): Promise<{ checked: number; cached: number }> {
-  // Rows the redaction log changed are checked by checkRedactions instead.
+  // Rows the redaction log changed are checked by the redaction jobs instead.
   const page = conn.prepare(
     `SELECT id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height FROM records WHERE id > ?${hasRedactionLog(conn) ? ` AND ${UNREDACTED_ROWS}` : ''} ORDER BY id LIMIT ?`,
   )
@@ -542,10 +547,14 @@ async function checkRecords(
     }
     return null
   }
-  const settle = (found: readonly RecordFailure[], passed: readonly number[], rows: number): void => {
+  // Redaction jobs go out first, a few per message, so they run beside the record chunks.
+  const jobChunks: RedactionJob[][] = []
+  for (let i = 0; i < redactionJobs.length; i += REDACTION_JOBS_PER_MESSAGE) jobChunks.push(redactionJobs.slice(i, i + REDACTION_JOBS_PER_MESSAGE))
+  const settle = (found: readonly (RecordFailure | RedactionFailure)[], passed: readonly number[], rows: number): void => {
     checked += rows
     for (const f of found) {
       failures.add(f)
+      if (f.recordId === undefined) continue
       cache?.delete(f.recordId)
       digests.delete(f.recordId)
     }
@@ -558,10 +567,13 @@ async function checkRecords(
   }
 
   let first = next()
-  if (first === null) return { checked, cached }
-  const workers = spawn?.() ?? []
+  const workers = first === null ? [] : (spawn?.() ?? [])
   if (workers.length === 0) {
     await yieldToLoop() // let the block checks start
+    for (const jobs of jobChunks) {
+      settle(runRedactionJobs(jobs, chameleonPk), [], 0)
+      await yieldToLoop()
+    }
     for (let rows: RecordRow[] | null = first; rows; rows = next()) {
       const { failures: found, passed } = checkRecordRows(rows, chameleonPk)
       settle(found, passed, rows.length)
@@ -595,6 +607,13 @@ async function checkRecords(
       f()
     }
     const feed = (w: Worker): void => {
+      const jobs = jobChunks.shift()
+      if (jobs) {
+        inFlight++
+        sizes.set(chunkNo, 0)
+        w.postMessage({ run, chunk: chunkNo++, rows: [], redactions: jobs })
+        return
+      }
       let rows: RecordRow[] | null
       try {
         rows = take()
@@ -611,7 +630,7 @@ async function checkRecords(
       w.postMessage({ run, chunk: chunkNo++, rows })
     }
     for (const w of workers) {
-      const onMessage = (msg: { run: number; chunk: number; failures: RecordFailure[]; passed: number[] }): void => {
+      const onMessage = (msg: { run: number; chunk: number; failures: (RecordFailure | RedactionFailure)[]; passed: number[] }): void => {
         if (msg.run !== run || settled) return // a late answer to an earlier run that gave up (pooled threads)
         inFlight--
         settle(msg.failures, msg.passed, sizes.get(msg.chunk) ?? 0)

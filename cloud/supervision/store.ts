@@ -72,6 +72,14 @@ export interface NewRequest {
   readonly logEntry?: number
 }
 
+/**
+ * The timed stages of applying (bench:supervision): the k-th share's check, aggregating the
+ * opening (which checks it under the unchanged hash), re-verifying the approvals, building the log
+ * entry, and one transaction that swaps the content, appends the entry and closes the request
+ * (its commit is the WAL fsync, synchronous=FULL). The blockstore is the caller's (afterApplied).
+ */
+export type ApplyStage = 'share-check' | 'aggregate' | 'approvals' | 'opening-check' | 'log-entry' | 'commit'
+
 /** What applying changed: the caller removes oldCid from the blockstore (stores newEnvelope) and tells the gateway. */
 export interface Applied {
   readonly request: RequestView
@@ -117,13 +125,26 @@ export class SupervisionStore {
   readonly #chameleonPublicKey: Uint8Array
   readonly #now: () => number
   readonly #log: (line: Record<string, unknown>, msg: string) => void
+  readonly #onStage: ((stage: ApplyStage, ms: number) => void) | undefined
 
-  constructor(db: CloudDb, opts: { chameleonPublicKey: Uint8Array; now?: () => number; log?: (line: Record<string, unknown>, msg: string) => void }) {
+  constructor(db: CloudDb, opts: { chameleonPublicKey: Uint8Array; now?: () => number; log?: (line: Record<string, unknown>, msg: string) => void; onStage?: (stage: ApplyStage, ms: number) => void }) {
     applyMigrations(db, SUPERVISION_MIGRATIONS)
     this.#db = db
     this.#chameleonPublicKey = opts.chameleonPublicKey
     this.#now = opts.now ?? Date.now
     this.#log = opts.log ?? (() => {})
+    this.#onStage = opts.onStage
+  }
+
+  /** Run one stage of the apply path, timed when the owner asked (bench:supervision). */
+  #stage<T>(stage: ApplyStage, f: () => T): T {
+    if (!this.#onStage) return f()
+    const t0 = performance.now()
+    try {
+      return f()
+    } finally {
+      this.#onStage(stage, performance.now() - t0)
+    }
   }
 
   // ---- the supervisory policy --------------------------------------------------------------------
@@ -289,13 +310,13 @@ export class SupervisionStore {
       const group = policyGroup(policy)
       const commitments = this.#commitments(id)
       const target = this.#target(r)
-      if (!thresholdAdaptVerifyShare(group, commitments, target, share)) {
+      if (!this.#stage('share-check', () => thresholdAdaptVerifyShare(group, commitments, target, share))) {
         refuse('VERIFICATION_FAILED', 'BAD_SIGNATURE_SHARE', `the signature share of ${reg.name} (${reg.address}, signer ${reg.index}) does not verify against their verification share`, { regulator: reg.address, participants: [reg.index] })
       }
       this.#db.prepare('INSERT OR REPLACE INTO supervision_shares (request_id, signer, share) VALUES (?, ?, ?)').run(id, reg.index, share.share)
       const shares = this.#db.prepare('SELECT signer AS "index", share FROM supervision_shares WHERE request_id = ? ORDER BY signer').all(id) as { index: number; share: Uint8Array }[]
       if (shares.length < signers.length) return { request: this.getRequest(id)!, applied: null }
-      const opening = thresholdAdaptAggregate(group, commitments, target, shares.map((s) => ({ index: s.index, share: new Uint8Array(s.share) })))
+      const opening = this.#stage('aggregate', () => thresholdAdaptAggregate(group, commitments, target, shares.map((s) => ({ index: s.index, share: new Uint8Array(s.share) }))))
       const applied = this.#apply(r, concatBytes(opening.R, opening.s), signers, true)
       return { request: applied.request, applied }
     })
@@ -354,17 +375,19 @@ export class SupervisionStore {
   #apply(r: RequestRow, opening: Uint8Array, signers: readonly number[], verified = false): Applied {
     const policy = this.#policyById(r.policy)
     const subject = this.#subject(r)
-    const approvers = requireApproval(policy, subject, this.#approvals(r.id).filter((a) => (a as { decision: string }).decision === 'approve'))
+    const approvers = this.#stage('approvals', () => requireApproval(policy, subject, this.#approvals(r.id).filter((a) => (a as { decision: string }).decision === 'approve')))
     const row = this.#record(r.record_id)
     // The record must still be what the regulators approved a change of.
     if (contentDigest(row.content) !== r.old_content) refuse('VERIFICATION_FAILED', 'RECORD_CHANGED', `record ${row.id} changed since request ${r.id} was made`)
     const newContent = new Uint8Array(r.new_content)
-    if (!verified && !chameleonVerify(this.#chameleonPublicKey, newContent, row.hash, opening, 2)) {
+    if (!verified && !this.#stage('opening-check', () => chameleonVerify(this.#chameleonPublicKey, newContent, row.hash, opening, 2))) {
       refuse('VERIFICATION_FAILED', 'BAD_OPENING', `the new opening does not open record ${row.id}'s unchanged hash to the requested content`)
     }
     const time = this.#now()
-    const entry = buildRedactionLogEntry({ policy, subject, reason: r.reason, requester: r.requester, approvals: approvers, signers, opening, time })
-    const hash = redactionLogEntryHash(entry)
+    const { entry, hash } = this.#stage('log-entry', () => {
+      const entry = buildRedactionLogEntry({ policy, subject, reason: r.reason, requester: r.requester, approvals: approvers, signers, opening, time })
+      return { entry, hash: redactionLogEntryHash(entry) }
+    })
     const tx = this.#db.transaction((): number => {
       const prev = this.#db.prepare('SELECT seq, log_hash FROM redaction_log ORDER BY seq DESC LIMIT 1').get() as { seq: number; log_hash: Uint8Array } | undefined
       const seq = (prev?.seq ?? 0) + 1
@@ -375,7 +398,7 @@ export class SupervisionStore {
       this.#db.prepare("UPDATE supervision_requests SET status = 'applied', closed_at = ?, closed_by = 'cloud', new_envelope = NULL WHERE id = ?").run(time, r.id)
       return seq
     })
-    const logSeq = tx.immediate()
+    const logSeq = this.#stage('commit', () => tx.immediate())
     this.#log({ event: 'supervision_applied', request: r.id, record: row.id, action: r.action, logSeq, approvers: approvers.map((a) => a.regulator.address) }, `${r.action} of record ${row.id} applied`)
     return {
       request: this.getRequest(r.id)!,

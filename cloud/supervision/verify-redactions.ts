@@ -8,13 +8,18 @@
  *                  not made under a known policy for this chameleon key, or without k valid
  *                  approvals of that policy's regulators, or naming another record than its row
  *   REDACTION      a changed row that is not exactly what its newest entry made it
+ *
+ * Split in two so `chain verify` can spread the work: planRedactionChecks walks the log in order
+ * (links, hashes, policies, content transitions: cheap and sequential) and returns the costly,
+ * independent checks as jobs — each entry's k EIP-712 approvals, each redacted row's opening and
+ * content — which runRedactionJobs does on any thread (the verify workers, beside record chunks).
  */
 import type Database from 'better-sqlite3'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex, concatBytes } from '@noble/hashes/utils.js'
 import { decodeRedactionLogEntry, redactionLogEntryHash, verifyRedactionLogEntry, type RedactionLogEntry } from '../../shared/protocol/redaction-log.ts'
 import { parseSupervisoryPolicy, supervisoryPolicyId, type SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
-import { toRecordRow, type RawRecord } from '../chain/record.ts'
+import { toRecordRow, type RawRecord, type RecordRow } from '../chain/record.ts'
 import { checkRedactedRow } from './content.ts'
 
 type Conn = Database.Database
@@ -31,17 +36,29 @@ export const hasRedactionLog = (conn: Conn): boolean => conn.prepare("SELECT 1 F
 /** The records query of the plain checks, leaving out rows the redaction log changed. */
 export const UNREDACTED_ROWS = 'id NOT IN (SELECT record_id FROM redaction_log)'
 
+/** One independent check: an entry's approvals against its policy, or a redacted row against its newest entry. */
+export type RedactionJob =
+  | { readonly kind: 'entry'; readonly seq: number; readonly recordId: number; readonly policy: SupervisoryPolicy; readonly entry: RedactionLogEntry }
+  | { readonly kind: 'row'; readonly recordId: number; readonly row: RecordRow; readonly entry: RedactionLogEntry }
+
+export interface RedactionPlan {
+  readonly failures: RedactionFailure[]
+  readonly jobs: RedactionJob[]
+  readonly rows: number
+  readonly entries: number
+}
+
 /**
- * Check the log and the redacted rows. `trusted`: policies given by the auditor (by default the
- * ones the database holds, which proves self-consistency only, as for signing keys).
+ * Walk the log in order. `trusted`: policies given by the auditor (by default the ones the
+ * database holds, which proves self-consistency only, as for signing keys).
  */
-export function checkRedactions(conn: Conn, chameleonPublicKey: Uint8Array, trusted?: readonly SupervisoryPolicy[]): { failures: RedactionFailure[]; rows: number; entries: number } {
+export function planRedactionChecks(conn: Conn, trusted?: readonly SupervisoryPolicy[]): RedactionPlan {
   const failures: RedactionFailure[] = []
-  if (!hasRedactionLog(conn)) return { failures, rows: 0, entries: 0 }
+  const jobs: RedactionJob[] = []
+  if (!hasRedactionLog(conn)) return { failures, jobs, rows: 0, entries: 0 }
   const policies = new Map<string, SupervisoryPolicy>()
   const known = trusted ?? (conn.prepare('SELECT policy FROM supervisory_policies').pluck().all() as string[]).map((p) => parseSupervisoryPolicy(JSON.parse(p)))
   for (const p of known) policies.set(bytesToHex(supervisoryPolicyId(p)), p)
-  const chameleonHex = bytesToHex(chameleonPublicKey)
 
   const newest = new Map<number, { entry: RedactionLogEntry; seq: number }>()
   let prevLog = new Uint8Array(32)
@@ -63,14 +80,7 @@ export function checkRedactions(conn: Conn, chameleonPublicKey: Uint8Array, trus
     if (entry.record !== r.record_id || entry.requestId !== r.request_id) fail(`names record ${entry.record} / request ${entry.requestId}, its row says ${r.record_id} / ${r.request_id}`)
     const policy = policies.get(entry.policy)
     if (!policy) fail(`made under policy ${entry.policy}, which is not ${trusted ? 'a given' : 'a known'} supervisory policy`)
-    else if (policy.groupKey !== chameleonHex) fail(`policy ${entry.policy} holds group key ${policy.groupKey}, not this chain's chameleon key`)
-    else {
-      try {
-        verifyRedactionLogEntry(policy, entry)
-      } catch (e) {
-        fail((e as Error).message)
-      }
-    }
+    else jobs.push({ kind: 'entry', seq: r.seq, recordId: r.record_id, policy, entry })
     const before = newest.get(entry.record)
     if (before && before.entry.newContent !== entry.oldContent) fail(`changes record ${entry.record} from content ${entry.oldContent}, but entry ${before.seq} left it at ${before.entry.newContent}`)
     newest.set(entry.record, { entry, seq: r.seq })
@@ -79,14 +89,39 @@ export function checkRedactions(conn: Conn, chameleonPublicKey: Uint8Array, trus
   const get = conn.prepare('SELECT id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height FROM records WHERE id = ?')
   for (const [id, { entry }] of newest) {
     const raw = get.get(id) as RawRecord | undefined
-    if (!raw) {
-      failures.push({ kind: 'REDACTION', recordId: id, message: `record ${id}: the redaction log changed it, but it does not exist` })
-      continue
-    }
-    const row = toRecordRow(raw)
-    for (const p of checkRedactedRow(row, entry, chameleonPublicKey)) {
-      failures.push({ kind: 'REDACTION', recordId: id, ...(row.blockHeight === null ? {} : { height: row.blockHeight }), message: `record ${id}: ${p}` })
+    if (!raw) failures.push({ kind: 'REDACTION', recordId: id, message: `record ${id}: the redaction log changed it, but it does not exist` })
+    else jobs.push({ kind: 'row', recordId: id, row: toRecordRow(raw), entry })
+  }
+  return { failures, jobs, rows: newest.size, entries }
+}
+
+/** The costly checks of a plan; pure (no I/O), so any thread runs them. */
+export function runRedactionJobs(jobs: readonly RedactionJob[], chameleonPublicKey: Uint8Array): RedactionFailure[] {
+  const failures: RedactionFailure[] = []
+  const chameleonHex = bytesToHex(chameleonPublicKey)
+  for (const job of jobs) {
+    if (job.kind === 'entry') {
+      const fail = (message: string): void => void failures.push({ kind: 'REDACTION_LOG', recordId: job.recordId, message: `redaction log entry ${job.seq}: ${message}` })
+      if (job.policy.groupKey !== chameleonHex) fail(`policy ${job.entry.policy} holds group key ${job.policy.groupKey}, not this chain's chameleon key`)
+      else {
+        try {
+          verifyRedactionLogEntry(job.policy, job.entry)
+        } catch (e) {
+          fail((e as Error).message)
+        }
+      }
+    } else {
+      const { row } = job
+      for (const p of checkRedactedRow(row, job.entry, chameleonPublicKey)) {
+        failures.push({ kind: 'REDACTION', recordId: job.recordId, ...(row.blockHeight === null ? {} : { height: row.blockHeight }), message: `record ${job.recordId}: ${p}` })
+      }
     }
   }
-  return { failures, rows: newest.size, entries }
+  return failures
+}
+
+/** Both halves on the calling thread. */
+export function checkRedactions(conn: Conn, chameleonPublicKey: Uint8Array, trusted?: readonly SupervisoryPolicy[]): { failures: RedactionFailure[]; rows: number; entries: number } {
+  const plan = planRedactionChecks(conn, trusted)
+  return { failures: [...plan.failures, ...runRedactionJobs(plan.jobs, chameleonPublicKey)], rows: plan.rows, entries: plan.entries }
 }

@@ -325,12 +325,20 @@ export function frostSuite(impl: FROST, name: string): FrostSuite {
       }
       const missing = list.filter((c) => !byIndex.has(c.index)).map((c) => c.index)
       if (missing.length > 0) frostError('INVALID_ARGUMENT', 'MISSING_SHARE', `signature shares: missing from participant${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`, { participants: missing })
-      const wrong = list.filter((c) => !suite.verifyShare(group, list, message, { index: c.index, share: byIndex.get(c.index)! })).map((c) => c.index)
-      if (wrong.length > 0) {
-        frostError('VERIFICATION_FAILED', 'BAD_SIGNATURE_SHARE', `the signature share of participant${wrong.length > 1 ? 's' : ''} ${wrong.join(', ')} is wrong`, { participants: wrong })
-      }
       const sigShares = Object.fromEntries([...byIndex].map(([i, z]) => [nobleId(i), z]))
-      return guarded('aggregate', () => impl.aggregate(noblePublic(group), nobleCommitments(list), message, sigShares))
+      // RFC 9591 §5.3: sum the shares and verify the signature once (noble's aggregate does); only
+      // when it fails are the k shares verified one by one, to name the wrong ones (§5.4).
+      try {
+        return impl.aggregate(noblePublic(group), nobleCommitments(list), message, sigShares)
+      } catch (e) {
+        const wrong = list.filter((c) => !suite.verifyShare(group, list, message, { index: c.index, share: byIndex.get(c.index)! })).map((c) => c.index)
+        if (wrong.length > 0) {
+          frostError('VERIFICATION_FAILED', 'BAD_SIGNATURE_SHARE', `the signature share of participant${wrong.length > 1 ? 's' : ''} ${wrong.join(', ')} is wrong`, { participants: wrong })
+        }
+        return guarded('aggregate', () => {
+          throw e
+        })
+      }
     },
 
     verify(groupKey, message, signature) {

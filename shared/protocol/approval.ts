@@ -23,11 +23,12 @@
  *   REQUEST_REJECTED    so many rejections that k approvals can no longer be reached
  */
 import { z } from 'zod'
-import { Signature, TypedDataEncoder, verifyTypedData, type TypedDataDomain, type TypedDataField } from 'ethers'
+import { concat, keccak256, Signature, TypedDataEncoder, type TypedDataDomain, type TypedDataField } from 'ethers'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../errors.ts'
 import { domainSeparated } from '../encoding/canonical.ts'
+import { ethSigner } from '../crypto/eth-signer.ts'
 import { evmAddress, hex, regulatorByAddress, schemaError, supervisoryPolicyId, type Regulator, type SupervisoryPolicy } from './supervisory-policy.ts'
 
 export const SUPERVISION_DOMAIN_NAME = 'CareLedger Supervision'
@@ -111,9 +112,12 @@ const typedMessage = (m: ApprovalMessage) => ({
   comment: m.comment,
 })
 
+// Built once: zod compiles an object schema on first use (a fresh one per call cost more than the check).
+const DecisionSchema = z.strictObject({ decision: z.enum(DECISIONS), comment: z.string().max(MAX_COMMENT) })
+
 function checkMessage(message: ApprovalMessage): ApprovalMessage {
   const subject = parseRedactionSubject({ requestId: message?.requestId, record: message?.record, action: message?.action, oldContent: message?.oldContent, newContent: message?.newContent })
-  const rest = z.strictObject({ decision: z.enum(DECISIONS), comment: z.string().max(MAX_COMMENT) }).safeParse({ decision: message.decision, comment: message.comment })
+  const rest = DecisionSchema.safeParse({ decision: message.decision, comment: message.comment })
   if (!rest.success) schemaError('approval', rest.error)
   return { ...subject, ...rest.data }
 }
@@ -127,10 +131,26 @@ export function approvalTypedData(policy: SupervisoryPolicy, message: ApprovalMe
   return { domain: supervisionDomain(policy), types: APPROVAL_TYPES, primaryType: 'Approval' as const, message: typedMessage(checkMessage(message)) }
 }
 
+// EIP-712 §"Specification of the eth_signTypedData": digest = keccak256(0x19 ‖ 0x01 ‖ domainSeparator ‖
+// hashStruct(message)) — exactly TypedDataEncoder.hash, but with the encoder of the Approval type built
+// once (ethers compiles it per call) and each policy's domain separator computed once.
+const APPROVAL_ENCODER = TypedDataEncoder.from(APPROVAL_TYPES)
+const domainSeparators = new Map<string, string>()
+function typedDigest(domain: TypedDataDomain, message: Record<string, unknown>): Uint8Array {
+  const salt = String(domain.salt)
+  let separator = domainSeparators.get(salt)
+  if (separator === undefined) {
+    separator = TypedDataEncoder.hashDomain(domain)
+    if (domainSeparators.size >= 256) domainSeparators.clear()
+    domainSeparators.set(salt, separator)
+  }
+  return hexToBytes(keccak256(concat(['0x1901', separator, APPROVAL_ENCODER.hash(message)])).slice(2))
+}
+
 /** The 32-byte EIP-712 digest a wallet signs for this approval. */
 export function approvalDigest(policy: SupervisoryPolicy, message: ApprovalMessage): Uint8Array {
   const t = approvalTypedData(policy, message)
-  return hexToBytes(TypedDataEncoder.hash(t.domain, t.types, t.message).slice(2))
+  return typedDigest(t.domain, t.message)
 }
 
 function refuse(reason: string, message: string, info: Record<string, unknown> = {}): never {
@@ -164,7 +184,8 @@ export function verifyApproval(policy: SupervisoryPolicy, subject: RedactionSubj
   const t = approvalTypedData(policy, a)
   let signer: string
   try {
-    signer = verifyTypedData(t.domain, t.types, t.message, signature)
+    // = ethers' verifyTypedData, by verification against the claimed regulator's key once it is known (eth-signer.ts)
+    signer = ethSigner(typedDigest(t.domain, t.message), signature, a.regulator)
   } catch {
     return refuse('BAD_SIGNATURE', `approval by ${a.regulator}: the signature does not recover to any key`, { regulator: a.regulator })
   }

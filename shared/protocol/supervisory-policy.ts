@@ -163,11 +163,19 @@ export const decodeSupervisoryPolicy = (bytes: Uint8Array): SupervisoryPolicy =>
 
 /** The policy id: 32 bytes, the EIP-712 domain salt of its approvals. */
 export function supervisoryPolicyId(policy: SupervisoryPolicy): Uint8Array {
+  // Every approval and log entry asks for its policy's id: remembered per policy object, and
+  // recomputed if the object has changed since (its JSON is compared, far cheaper than the schema).
+  const json = typeof policy === 'object' && policy !== null ? JSON.stringify(policy) : undefined
+  const seen = json === undefined ? undefined : policyIds.get(policy)
+  if (seen && seen.json === json) return seen.id.slice()
   // The schema only (cheap): the id commits to a well-formed policy, never to stray fields.
   const r = PolicySchema.safeParse(policy)
   if (!r.success) schemaError('supervisory policy', r.error)
-  return canonicalDigest(SUPERVISORY_POLICY_DOMAIN, r.data)
+  const id = canonicalDigest(SUPERVISORY_POLICY_DOMAIN, r.data)
+  if (json !== undefined) policyIds.set(policy, { json, id: id.slice() })
+  return id
 }
+const policyIds = new WeakMap<object, { json: string; id: Uint8Array }>()
 
 /** The regulator with this address (any case), or undefined. */
 export function regulatorByAddress(policy: SupervisoryPolicy, address: string): Regulator | undefined {

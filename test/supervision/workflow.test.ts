@@ -191,8 +191,9 @@ describe('2 of 3: correction', () => {
     expect(f.sup.withdraw(r.id, 'dr-ward (doctor)').status).toBe('withdrawn')
   })
 
-  it('chain verify: a DB edit of a redacted row, a forged log entry and a removed log entry are each detected and named', async () => {
-    const base = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })
+  // workers 2: the redaction jobs run on the verify workers beside the record chunks (verify.ts)
+  it.each([0, 2])('chain verify (%i workers): a DB edit of a redacted row, a forged log entry and a removed log entry are each detected and named', async (workers) => {
+    const base = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers })
     expect(base.ok).toBe(true)
     const sql = new Database(f.path)
     try {
@@ -201,7 +202,7 @@ describe('2 of 3: correction', () => {
       const edited = Buffer.from(row)
       edited[edited.length - 3]! ^= 1
       sql.prepare('UPDATE records SET content = ? WHERE id = 6').run(edited)
-      const r1 = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })
+      const r1 = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers })
       expect(r1.ok).toBe(false)
       expect(r1.failures.every((x) => x.kind === 'REDACTION' && x.recordId === 6)).toBe(true)
       sql.prepare('UPDATE records SET content = ? WHERE id = 6').run(row)
@@ -209,7 +210,7 @@ describe('2 of 3: correction', () => {
       // A cloud admin rewrites record 9 with the trapdoor (pretend) and a log entry without approvals.
       const log = sql.prepare('SELECT * FROM redaction_log WHERE seq = 1').get() as Record<string, unknown>
       sql.prepare('INSERT INTO redaction_log (seq, record_id, request_id, entry, hash, log_hash, applied_at) VALUES (2, 9, ?, ?, ?, ?, 0)').run('00'.repeat(32), log.entry, log.hash, log.log_hash)
-      const r2 = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })
+      const r2 = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers })
       expect(r2.ok).toBe(false)
       expect(r2.failures.some((x) => x.kind === 'REDACTION_LOG' && x.recordId === 9)).toBe(true)
       sql.prepare('DELETE FROM redaction_log WHERE seq = 2').run()
@@ -220,7 +221,7 @@ describe('2 of 3: correction', () => {
       const forged = Buffer.from(entryBytes)
       forged[at] = 'X'.charCodeAt(0)
       sql.prepare('UPDATE redaction_log SET entry = ? WHERE seq = 1').run(forged)
-      const r4 = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })
+      const r4 = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers })
       expect(r4.failures.map((x) => [x.kind, x.recordId])).toEqual([['REDACTION_LOG', 6]])
       expect(r4.failures[0]!.message).toMatch(/does not hash to its stored hash/)
       sql.prepare('UPDATE redaction_log SET entry = ? WHERE seq = 1').run(entryBytes)
@@ -228,7 +229,7 @@ describe('2 of 3: correction', () => {
       // The log entry removed: the changed record is now caught by the plain checks.
       sql.prepare('ALTER TABLE redaction_log RENAME TO redaction_log_hidden').run()
       sql.prepare('CREATE TABLE redaction_log AS SELECT * FROM redaction_log_hidden WHERE 0').run()
-      const r3 = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })
+      const r3 = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers })
       expect(r3.ok).toBe(false)
       expect(r3.failures.filter((x) => x.recordId === 6).map((x) => x.kind).sort()).toEqual(['MANIFEST_SIGNATURE', 'RECORD_CONTENT'])
       sql.prepare('DROP TABLE redaction_log').run()
@@ -236,7 +237,7 @@ describe('2 of 3: correction', () => {
     } finally {
       sql.close()
     }
-    expect((await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })).ok).toBe(true)
+    expect((await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers })).ok).toBe(true)
   })
 })
 
