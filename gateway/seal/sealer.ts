@@ -68,6 +68,8 @@ export interface SealReport {
   readonly readings: number
   /** Streams whose sealing failed this pass (logged as seal_failed; retried next pass). */
   readonly failed: number
+  /** The pass stopped at its `maxReadings` with readings left unsealed. */
+  readonly more: boolean
   readonly ms: number
 }
 
@@ -124,10 +126,13 @@ export class Sealer {
    * and tried again next pass). One fsync a pass instead of one a batch: at a ward's load that was
    * the largest cost of the back office (docs/operations.md §Capacity). A backlog is committed every
    * COMMIT_EVERY_READINGS readings, so a long pass holds neither much memory nor its work uncommitted.
+   * `maxReadings` caps the pass (at a batch's end): the back office on the ingest thread uses it.
    */
-  async sealDue(now = Date.now()): Promise<SealReport> {
+  async sealDue(now = Date.now(), maxReadings = Infinity): Promise<SealReport> {
     const t0 = performance.now()
     let failed = 0
+    let sealedThisPass = 0
+    let more = false
     const counts = { batches: 0, readings: 0 }
     let pass: StreamWork[] = []
     let uncommitted = 0
@@ -141,6 +146,10 @@ export class Sealer {
     }
     for (const [id, k] of this.#kems) if (now - k.at >= KEM_MAX_AGE_MS) this.#kems.delete(id)
     for (const { device_id, patient_id } of this.#q.due.all()) {
+      if (sealedThisPass >= maxReadings) {
+        more = true
+        break
+      }
       // One stream that cannot be sealed (say, an unusable per-patient policy) must not hold up the others.
       let work: StreamWork | null = null
       try {
@@ -154,12 +163,13 @@ export class Sealer {
         }
         let afterId = 0
         for (;;) {
-          const { rows, more } = this.#takeBatch(device_id, patient_id, afterId)
+          const { rows, more: left } = this.#takeBatch(device_id, patient_id, afterId)
           if (rows.length === 0) break
           const batch = await this.#sealOne(position, patient_id, rows, now)
           work ??= { deviceId: device_id, patientId: patient_id, batches: [] }
           work.batches.push(batch)
           uncommitted += rows.length
+          sealedThisPass += rows.length
           position = { ...position, nextSeq: position.nextSeq + 1, prevCommitment: batch.sealed.commitment }
           afterId = batch.last
           if (uncommitted >= COMMIT_EVERY_READINGS) {
@@ -168,7 +178,11 @@ export class Sealer {
             commit()
           }
           // Keep going while the stream has more: a batch cut by size (ECG) is not the end of the backlog.
-          if (!more) break
+          if (!left) break
+          if (sealedThisPass >= maxReadings) {
+            more = true
+            break
+          }
         }
       } catch (err) {
         failed++
@@ -178,7 +192,7 @@ export class Sealer {
       if (work) pass.push(work)
     }
     if (pass.length) commit()
-    return { ...counts, failed, ms: performance.now() - t0 }
+    return { ...counts, failed, more, ms: performance.now() - t0 }
   }
 
   /** takeReadings: oldest first after `afterId`, cut so the envelope stays one block; `more` when readings are left behind. */
