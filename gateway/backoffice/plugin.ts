@@ -8,7 +8,7 @@
  * | variable | flag | default | meaning |
  * |---|---|---|---|
  * | `CARELEDGER_SYNC_BACKOFF_MAX_S` | (none) | `300` | outbox: cap, in seconds (fractions allowed, 0.1 … 86400), of the jittered exponential backoff between upload attempts while the cloud is unreachable; a clinic keeps the default, tests lower it |
- * | `CARELEDGER_BACKOFFICE_THREAD` | (none) | `auto` | where sealing and shipping run: `auto` — on the ingest thread while a pass has at most INLINE_MAX_READINGS (5,000) readings to seal (a ward: one V8 isolate, ~60 MB, less), on a worker thread from the first pass that has more (a burst, a backlog) until passes stayed small for 10 minutes; `worker` — always on a worker thread; `inline` — always on the ingest thread (passes capped, the rest sealed at the next ones) |
+ * | `CARELEDGER_BACKOFFICE_THREAD` | (none) | `auto` | where sealing and shipping run: `auto` — on the ingest thread while a pass has at most INLINE_MAX_READINGS (5,000) readings to seal (a ward: one V8 isolate, ~60 MB, less), on a worker thread from the first pass that has more (a burst, a backlog) until passes stayed small for `CARELEDGER_BACKOFFICE_WORKER_QUIET_S` (default 600 s); `worker` — always on a worker thread; `inline` — always on the ingest thread (passes capped, the rest sealed at the next ones) |
  */
 import { Worker } from 'node:worker_threads'
 import { EventEmitter } from 'node:events'
@@ -60,8 +60,17 @@ export function backofficeThread(env: Readonly<Record<string, string | undefined
   throw new CareLedgerError('INVALID_ARGUMENT', `${BACKOFFICE_THREAD_ENV}=${JSON.stringify(raw)}: must be auto, worker or inline`, { variable: BACKOFFICE_THREAD_ENV, value: raw })
 }
 
-/** In auto mode the worker hands back to the ingest thread once no pass was a burst for this long. */
-export const WORKER_QUIET_MS = 10 * 60_000
+/** In auto mode the worker hands back to the ingest thread once no pass was a burst for this long (CARELEDGER_BACKOFFICE_WORKER_QUIET_S). */
+export const WORKER_QUIET_ENV = 'CARELEDGER_BACKOFFICE_WORKER_QUIET_S'
+export function workerQuietMs(env: Readonly<Record<string, string | undefined>> = process.env): number {
+  const raw = env[WORKER_QUIET_ENV]
+  if (raw === undefined || raw.trim() === '') return 10 * 60_000
+  const s = Number(raw)
+  if (!Number.isFinite(s) || s < 1 || s > 86_400) {
+    throw new CareLedgerError('INVALID_ARGUMENT', `${WORKER_QUIET_ENV}=${JSON.stringify(raw)}: must be a number of seconds between 1 and 86400`, { variable: WORKER_QUIET_ENV, value: raw })
+  }
+  return Math.round(s * 1000)
+}
 
 /**
  * The back office on the ingest thread, with a worker's face (messages, 'exit', terminate) so the
@@ -156,6 +165,7 @@ async function startBackoffice(ctx: GatewayContext): Promise<PluginHandle> {
     cryptoBackend: cryptoBackendChoice(undefined),
   }
   const mode = backofficeThread()
+  const quietMs = workerQuietMs()
   let stopping = false
   /** Set while the back office moves between the ingest thread and a worker: its exit is expected. */
   let moving = false
@@ -238,7 +248,7 @@ async function startBackoffice(ctx: GatewayContext): Promise<PluginHandle> {
 
   /**
    * auto: a pass the ingest thread capped (a burst, a backlog) moves the back office to a worker at
-   * once; the worker hands back after WORKER_QUIET_MS without such a pass. One pass never overlaps
+   * once; the worker hands back after `quietMs` without such a pass. One pass never overlaps
    * another: the old one has stopped (its pass and upload settled) before the new one starts.
    */
   const decideThread = (pass: NonNullable<BackofficeStatus['lastPass']>): void => {
@@ -246,7 +256,7 @@ async function startBackoffice(ctx: GatewayContext): Promise<PluginHandle> {
     const burst = pass.more || pass.readings > INLINE_MAX_READINGS
     if (onWorker && burst) lastBurstAt = Date.now()
     const toWorker = !onWorker && pass.more
-    const toInline = onWorker && Date.now() - lastBurstAt >= WORKER_QUIET_MS
+    const toInline = onWorker && Date.now() - lastBurstAt >= quietMs
     if (!toWorker && !toInline) return
     moving = true
     const from = office
