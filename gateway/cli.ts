@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { JS_CACHE_ENV, JS_CACHE_HOOK, prepareJsCache, removeJsCacheAtExit } from './js-cache.ts'
+import { JS_CACHE_ENV, JS_CACHE_HOOK, prepareJsCache } from './js-cache.ts'
 import { addBackofficeCommands } from './backoffice/cli.ts'
 import { Command, Option } from 'commander'
 import type { DeviceRecord, DeviceStore } from './store/devices.ts'
@@ -57,7 +57,6 @@ export function gatewayCommand(options: GatewayCommandOptions = {}): Command {
     const { loadGatewayConfig } = await import('./config.ts')
     const { config } = loadGatewayConfig(opts) // validate before re-executing, so errors print once
     reexecWithMemoryTuning(config.memory.maxHeapMb)
-    removeJsCacheAtExit()
     const { startGateway } = await import('./runtime.ts')
     const plugins = options.plugins ? await options.plugins() : [(await import('./backoffice/plugin.ts')).backofficePlugin()]
     const gw = await startGateway(config, { plugins })

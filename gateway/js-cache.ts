@@ -5,14 +5,14 @@
  * measured on the development VM — a tenth of the gateway's memory at a ward's load.
  *
  * So `gateway start`, before it re-executes itself with the memory tuning (gateway/cli.ts), strips
- * the gateway's modules (bin/, gateway/, shared/) once with Node's own `stripTypeScriptTypes` into
- * a private temporary directory (mkdtemp, 0700), and the re-executed process loads them through a
- * module hook (js-cache-hook.mjs, `--import`) instead. Stripping replaces types with blanks, so
- * line and column numbers in stack traces stay those of the .ts files. A file the hook does not
- * find is loaded the usual way. The directory is removed when the process exits, and leftovers of
- * killed processes at the next start.
+ * the gateway's modules (bin/, gateway/, shared/) with Node's own `stripTypeScriptTypes` into a
+ * private temporary directory (0700, reused while the sources do not change: prepareJsCache), and
+ * the re-executed process loads them through a module hook (js-cache-hook.mjs, `--import`)
+ * instead. Stripping replaces types with blanks, so line and column numbers in stack traces stay
+ * those of the .ts files. A file the hook does not find is loaded the usual way.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { stripTypeScriptTypes } from 'node:module'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative } from 'node:path'
@@ -25,6 +25,7 @@ export const JS_CACHE_HOOK = fileURLToPath(new URL('./js-cache-hook.mjs', import
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
 const DIRS = ['bin', 'gateway', 'shared']
 const PREFIX = 'careledger-gw-js-'
+const COMPLETE = '.complete'
 
 function* tsFiles(dir: string): Generator<string> {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
@@ -34,48 +35,55 @@ function* tsFiles(dir: string): Generator<string> {
   }
 }
 
-/** Remove the directories of gateway processes that no longer run (killed before their exit handler). */
-function removeLeftovers(): void {
-  for (const name of readdirSync(tmpdir())) {
-    if (!name.startsWith(PREFIX)) continue
-    const pid = Number(name.slice(PREFIX.length).split('-')[0])
-    let alive = true
-    try {
-      process.kill(pid, 0)
-    } catch (e) {
-      alive = (e as NodeJS.ErrnoException).code === 'EPERM'
-    }
-    if (!alive || pid === process.pid) rmSync(join(tmpdir(), name), { recursive: true, force: true })
-  }
+/** A directory only we can write: a real directory (not a link), ours, no access for group or others. */
+function ours(dir: string): boolean {
+  const st = lstatSync(dir, { throwIfNoEntry: false })
+  return !!st && st.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o077) === 0 && existsSync(join(dir, COMPLETE))
 }
 
-/** Strip the gateway's modules into a new private directory; null (and the usual loading) if that fails. */
+/**
+ * The stripped modules of this source tree: `<tmp>/careledger-gw-js-<uid>-<stamp>`, the stamp a
+ * hash of Node's version and every module's path, size and modification time — so a restart
+ * reuses them (a stat per file) and an update strips again. Built in a private mkdtemp directory
+ * and renamed into place; used only if it is ours and mode 0700 (a name someone else took is
+ * never read). null: load the usual way.
+ */
 export function prepareJsCache(): string | null {
   try {
-    removeLeftovers()
-    const dir = mkdtempSync(join(tmpdir(), `${PREFIX}${process.pid}-`))
-    for (const top of DIRS) {
-      for (const file of tsFiles(join(ROOT, top))) {
-        let js: string
-        try {
-          js = stripTypeScriptTypes(readFileSync(file, 'utf8'), { mode: 'strip' })
-        } catch {
-          continue // left to Node's own loading
-        }
-        const out = join(dir, `${relative(ROOT, file)}.js`)
-        mkdirSync(dirname(out), { recursive: true, mode: 0o700 })
-        writeFileSync(out, js, { mode: 0o600 })
+    const files = DIRS.flatMap((top) => [...tsFiles(join(ROOT, top))]).sort()
+    const h = createHash('sha256').update(process.version)
+    for (const f of files) {
+      const st = statSync(f)
+      h.update(`\0${relative(ROOT, f)}\0${st.size}\0${st.mtimeMs}`)
+    }
+    const prefix = `${PREFIX}${process.getuid?.() ?? 0}-`
+    const dir = join(tmpdir(), `${prefix}${h.digest('hex').slice(0, 24)}`)
+    if (ours(dir)) return dir
+    const build = mkdtempSync(join(tmpdir(), `${PREFIX}build-`))
+    for (const file of files) {
+      let js: string
+      try {
+        js = stripTypeScriptTypes(readFileSync(file, 'utf8'), { mode: 'strip' })
+      } catch {
+        continue // left to Node's own loading
       }
+      const out = join(build, `${relative(ROOT, file)}.js`)
+      mkdirSync(dirname(out), { recursive: true, mode: 0o700 })
+      writeFileSync(out, js, { mode: 0o600 })
+    }
+    writeFileSync(join(build, COMPLETE), '', { mode: 0o600 })
+    try {
+      renameSync(build, dir)
+    } catch {
+      rmSync(build, { recursive: true, force: true }) // another start was quicker, or the name is taken
+    }
+    if (!ours(dir)) return null
+    // Older trees of this user (an earlier version of the sources) are of no use any more.
+    for (const name of readdirSync(tmpdir())) {
+      if (name.startsWith(prefix) && join(tmpdir(), name) !== dir) rmSync(join(tmpdir(), name), { recursive: true, force: true })
     }
     return dir
   } catch {
     return null
   }
-}
-
-/** In the re-executed process: remove the directory when the process exits. */
-export function removeJsCacheAtExit(env: NodeJS.ProcessEnv = process.env): void {
-  const dir = env[JS_CACHE_ENV]
-  if (!dir || !statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
 }
