@@ -6,7 +6,8 @@
  *
  * So `gateway start`, before it re-executes itself with the memory tuning (gateway/cli.ts), strips
  * the gateway's modules (bin/, gateway/, shared/) with Node's own `stripTypeScriptTypes` into a
- * private temporary directory (0700, reused while the sources do not change: prepareJsCache), and
+ * private temporary directory (0700, one per user and source tree, reused while the sources do not
+ * change: prepareJsCache), and
  * the re-executed process loads them through a module hook (js-cache-hook.mjs, `--import`)
  * instead. Stripping replaces types with blanks, so line and column numbers in stack traces stay
  * those of the .ts files. A file the hook does not find is loaded the usual way.
@@ -56,7 +57,8 @@ export function prepareJsCache(): string | null {
       const st = statSync(f)
       h.update(`\0${relative(ROOT, f)}\0${st.size}\0${st.mtimeMs}`)
     }
-    const prefix = `${PREFIX}${process.getuid?.() ?? 0}-`
+    // One name per user and source tree: trees side by side (several checkouts) keep their own.
+    const prefix = `${PREFIX}${process.getuid?.() ?? 0}-${createHash('sha256').update(ROOT).digest('hex').slice(0, 8)}-`
     const dir = join(tmpdir(), `${prefix}${h.digest('hex').slice(0, 24)}`)
     if (ours(dir)) return dir
     const build = mkdtempSync(join(tmpdir(), `${PREFIX}build-`))
@@ -78,7 +80,7 @@ export function prepareJsCache(): string | null {
       rmSync(build, { recursive: true, force: true }) // another start was quicker, or the name is taken
     }
     if (!ours(dir)) return null
-    // Older trees of this user (an earlier version of the sources) are of no use any more.
+    // Older builds of this tree (an earlier version of the sources) are of no use any more.
     for (const name of readdirSync(tmpdir())) {
       if (name.startsWith(prefix) && join(tmpdir(), name) !== dir) rmSync(join(tmpdir(), name), { recursive: true, force: true })
     }
