@@ -11,8 +11,9 @@
  *   idle     no monitor connected, --idle-s seconds: CPU share of each broker
  *   ward     two `careledger devices simulate` processes (the real simulator, --monitors monitors at
  *            --rate ticks/s: ~3 readings a tick), one per broker; after --warmup-s, CPU share over
- *            --measure-s seconds, RSS sampled every second (timeline, peak = VmHWM, steady = median
- *            of the second half)
+ *            --measure-s seconds, RSS sampled every second (timeline; peak = VmHWM, start-up
+ *            included, and the largest sample from the first monitor on; steady = median of the
+ *            second half)
  *   latency  every reading the gateway received in the measured window: received → sealed by the
  *            gateway (batches.sealed_at) → in a block (the cloud's block time), from the gateway's
  *            database and GET /v1/records + /v1/blocks (cid → block), after everything settled
@@ -125,6 +126,10 @@ class RssSampler {
   stop(): void {
     clearInterval(this.#timer)
   }
+  /** Largest sample from `fromS` on. */
+  peak(fromS: number): number {
+    return Math.max(...this.samples.filter((s) => s.t >= fromS).map((s) => s.mb))
+  }
   /** Median of the samples from `fromS` on. */
   steady(fromS: number): number {
     const xs = this.samples.filter((s) => s.t >= fromS).map((s) => s.mb).sort((a, b) => a - b)
@@ -219,6 +224,8 @@ interface BrokerResult {
   readonly idle: PhaseCpu
   readonly ward: PhaseCpu
   readonly rssPeakMb: number
+  /** Largest 1-s sample from the first monitor's connection on (VmHWM also holds start-up transients). */
+  readonly rssWardPeakMb: number
   readonly rssSteadyMb: number
   readonly timeline: string
   readonly threads?: Array<[string, number]>
@@ -288,12 +295,13 @@ async function run(label: string): Promise<RunResult> {
       idle: cpuPhase(idle0.gw, idle1.gw, idleS),
       ward: cpuPhase(w0.gw, w1.gw, wardS),
       rssPeakMb: hwmMb(gwPid),
+      rssWardPeakMb: gwRss.peak(wardStart),
       rssSteadyMb: gwRss.steady(steadyFrom),
       timeline: gwRss.timeline(15),
       threads,
     }
     const mq: BrokerResult | null = mqPid
-      ? { idle: cpuPhase(idle0.mq, idle1.mq, idleS), ward: cpuPhase(w0.mq, w1.mq, wardS), rssPeakMb: hwmMb(mqPid), rssSteadyMb: mqRss!.steady(steadyFrom), timeline: mqRss!.timeline(15) }
+      ? { idle: cpuPhase(idle0.mq, idle1.mq, idleS), ward: cpuPhase(w0.mq, w1.mq, wardS), rssPeakMb: hwmMb(mqPid), rssWardPeakMb: mqRss!.peak(wardStart), rssSteadyMb: mqRss!.steady(steadyFrom), timeline: mqRss!.timeline(15) }
       : null
 
     // latency of every reading received in the measured window
@@ -356,7 +364,8 @@ for (let i = 0; i < RUNS; i++) {
     ['CPU idle (no monitor), share of one core', pct(g.idle.share), m ? pct(m.idle.share) : '—'],
     [`CPU at ward load, share of one core`, pct(g.ward.share), m ? pct(m.ward.share) : '—'],
     ['CPU per reading at ward load, µs', ((g.ward.seconds / r.readings) * 1e6).toFixed(0), m ? ((m.ward.seconds / r.readings) * 1e6).toFixed(0) : '—'],
-    ['RSS peak (VmHWM)', mb(g.rssPeakMb), m ? mb(m.rssPeakMb) : '—'],
+    ['RSS peak (VmHWM, start-up included)', mb(g.rssPeakMb), m ? mb(m.rssPeakMb) : '—'],
+    ['RSS peak at ward load (1-s samples from the first monitor on)', mb(g.rssWardPeakMb), m ? mb(m.rssWardPeakMb) : '—'],
     ['RSS steady (median, 2nd half of the measured phase)', mb(g.rssSteadyMb), m ? mb(m.rssSteadyMb) : '—'],
   ]
   console.log(`\nrun ${i + 1}: ${r.readings} readings received in the measured ${MEASURE_S} s (${(r.readings / MEASURE_S).toFixed(1)}/s), ${r.batches} batches sealed`)
@@ -370,13 +379,13 @@ for (let i = 0; i < RUNS; i++) {
 }
 if (RUNS > 1) {
   const range = (f: (r: RunResult) => number, fmt: (x: number) => string) => `${fmt(Math.min(...results.map(f)))} – ${fmt(Math.max(...results.map(f)))}`
-  console.log(`\nover ${RUNS} runs: gateway CPU idle ${range((r) => r.gateway.idle.share, pct)}, ward ${range((r) => r.gateway.ward.share, pct)}; RSS peak ${range((r) => r.gateway.rssPeakMb, mb)}, steady ${range((r) => r.gateway.rssSteadyMb, mb)}; latency p50 ${range((r) => r.latency.toBlock[0], s)}, p99 ${range((r) => r.latency.toBlock[1], s)}`)
+  console.log(`\nover ${RUNS} runs: gateway CPU idle ${range((r) => r.gateway.idle.share, pct)}, ward ${range((r) => r.gateway.ward.share, pct)}; RSS peak ${range((r) => r.gateway.rssPeakMb, mb)} (at ward load ${range((r) => r.gateway.rssWardPeakMb, mb)}), steady ${range((r) => r.gateway.rssSteadyMb, mb)}; latency p50 ${range((r) => r.latency.toBlock[0], s)}, p99 ${range((r) => r.latency.toBlock[1], s)}`)
 }
 const last = results.at(-1)!
 const targets = [
   ['gateway CPU ≤ 2 % of one core at ward load', Math.max(...results.map((r) => r.gateway.ward.share)) <= 0.02, pct(Math.max(...results.map((r) => r.gateway.ward.share)))],
   ['gateway CPU ≤ 0.5 % idle', Math.max(...results.map((r) => r.gateway.idle.share)) <= 0.005, pct(Math.max(...results.map((r) => r.gateway.idle.share)))],
-  ['gateway RSS ≤ 150 MB at ward load', Math.max(...results.map((r) => r.gateway.rssPeakMb)) <= 150, mb(Math.max(...results.map((r) => r.gateway.rssPeakMb)))],
+  ['gateway RSS ≤ 150 MB at ward load', Math.max(...results.map((r) => r.gateway.rssWardPeakMb)) <= 150, `${mb(Math.max(...results.map((r) => r.gateway.rssWardPeakMb)))} at ward load; VmHWM with start-up ${mb(Math.max(...results.map((r) => r.gateway.rssPeakMb)))}`],
   ['reading → sealed block no worse than p50 4.7 s / p99 8.7 s', last.latency.toBlock[0] <= 4700 && last.latency.toBlock[1] <= 8700, `${s(last.latency.toBlock[0])} / ${s(last.latency.toBlock[1])}`],
 ] as const
 for (const [what, ok, value] of targets) console.log(`target ${what}: ${ok ? 'met' : 'MISSED'} (${value})`)

@@ -6,6 +6,8 @@
  */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { JS_CACHE_ENV, JS_CACHE_HOOK, prepareJsCache } from './js-cache.ts'
 import { addBackofficeCommands } from './backoffice/cli.ts'
 import { Command, Option } from 'commander'
 import type { DeviceRecord, DeviceStore } from './store/devices.ts'
@@ -232,10 +234,14 @@ function reexecWithMemoryTuning(maxHeapMb: number): void {
   const given = `${process.execArgv.join(' ')} ${env.NODE_OPTIONS ?? ''}`
   const v8 = tuning.v8.filter((f) => !given.includes(f.split('=')[0]!))
   const extraEnv = Object.fromEntries(Object.entries(tuning.env).filter(([k]) => env[k] === undefined))
+  // The re-executed process loads its modules stripped in advance: no TypeScript stripper in it (gateway/js-cache.ts).
+  const jsCache = prepareJsCache()
+  const hook = jsCache ? [`--import=${pathToFileURL(JS_CACHE_HOOK).href}`] : []
   process.removeAllListeners('warning') // process.execve is experimental in Node 24: no warning line for it
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...v8, ...process.argv.slice(1)], {
+  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...v8, ...hook, ...process.argv.slice(1)], {
     ...env,
     ...extraEnv,
+    ...(jsCache ? { [JS_CACHE_ENV]: jsCache } : {}),
     CARELEDGER_GATEWAY_TUNED: '1',
   })
 }

@@ -1,5 +1,6 @@
 /**
- * Operator HTTP endpoints (fastify, 127.0.0.1 by default — a balena healthcheck or a local
+ * Operator HTTP endpoints (node:http — two routes do not need fastify, whose module graph cost the
+ * gateway ~5 MB of heap for its whole life: issue 11; 127.0.0.1 by default — a balena healthcheck or a local
  * Prometheus reaches it; nothing else should):
  *
  *   GET /healthz  JSON { status, db, uptimeSeconds, listeners, devicesConnected, disk, version }.
@@ -9,7 +10,8 @@
  *                 make the orchestrator restart the gateway in a loop.
  *   GET /metrics  Prometheus text format of the gateway registry.
  */
-import Fastify, { type FastifyInstance } from 'fastify'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { once } from 'node:events'
 import type { Registry } from 'prom-client'
 import { CareLedgerError } from '../shared/errors.ts'
 
@@ -38,26 +40,45 @@ export interface HttpServer {
   close(): Promise<void>
 }
 
+function send(req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) })
+  res.end(req.method === 'HEAD' ? undefined : body)
+}
+
+const json = (req: IncomingMessage, res: ServerResponse, status: number, value: unknown): void => send(req, res, status, 'application/json; charset=utf-8', JSON.stringify(value))
+
 export async function startHttp(o: HttpOptions): Promise<HttpServer> {
-  const app: FastifyInstance = Fastify({ logger: false })
-  app.get('/healthz', async (_req, reply) => {
-    const h = o.health()
-    return reply.code(h.db.ok ? 200 : 503).send(h)
-  })
-  app.get('/metrics', async (_req, reply) => {
-    const body = await o.registry.metrics()
-    return reply.type(o.registry.contentType).send(body)
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0]
+    const get = req.method === 'GET' || req.method === 'HEAD'
+    if (get && path === '/healthz') {
+      const h = o.health()
+      return json(req, res, h.db.ok ? 200 : 503, h)
+    }
+    if (get && path === '/metrics') {
+      o.registry.metrics().then(
+        (body) => send(req, res, 200, o.registry.contentType, body),
+        (e: unknown) => json(req, res, 500, { statusCode: 500, error: 'Internal Server Error', message: (e as Error).message }),
+      )
+      return
+    }
+    json(req, res, 404, { statusCode: 404, error: 'Not Found', message: `Route ${req.method}:${path} not found` })
   })
   try {
-    await app.listen({ host: o.host, port: o.port })
+    server.listen(o.port, o.host)
+    await once(server, 'listening')
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code
     throw new CareLedgerError('INVALID_ARGUMENT', `${o.host}:${o.port} (CARELEDGER_HTTP_PORT / --http-port) ${code === 'EADDRINUSE' ? 'is already in use' : `cannot be used (${(e as Error).message})`}`, { code })
   }
-  const addr = app.server.address()
+  const addr = server.address()
   return {
     host: o.host,
     port: typeof addr === 'object' && addr ? addr.port : o.port,
-    close: () => app.close(),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
   }
 }

@@ -8,6 +8,13 @@ import type { BackendChoice } from '../../shared/crypto/abe/backend.ts'
  * writer, HTTP client): the back office's modules stay in the worker (see plugin.ts).
  */
 export const DEFAULT_SYNC_BACKOFF_MAX_MS = 5 * 60_000
+
+/**
+ * On the ingest thread a pass seals at most this many readings (~80–200 ms of event-loop time in
+ * slices of one batch); a pass that leaves more behind reports `lastPass.more`, and the plugin
+ * moves the back office to a worker thread. 5,000 covers a 20-bed ward's 60-s offline pass (~3,600).
+ */
+export const INLINE_MAX_READINGS = 5000
 export interface BackofficeOptions {
   readonly dataDir: string
   readonly logLevel: string
@@ -23,6 +30,11 @@ export interface BackofficeOptions {
   readonly keyring: KeyringTransfer
   /** The pairing backend to load (CARELEDGER_CRYPTO_BACKEND / --crypto-backend; shared/cli/crypto-backend.ts). */
   readonly cryptoBackend: BackendChoice
+}
+
+/** From the plugin to the back office: stop; seal now (tests, `seal now`); retention is due. */
+export interface BackofficeMessage {
+  readonly type: 'stop' | 'tick' | 'prune' | (string & {})
 }
 
 export interface BackofficeStatus {
@@ -52,4 +64,6 @@ export interface BackofficeStatus {
   readonly cryptoBackend: string
   /** WebAssembly memory of the pairing backend, bytes (outside the V8 heap; 0 with noble). */
   readonly wasmBytes: number
+  /** After a pass: what its sealing did; `more` when it stopped at its cap with readings left (a burst). */
+  readonly lastPass?: { readonly readings: number; readonly more: boolean }
 }

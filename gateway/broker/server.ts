@@ -14,6 +14,7 @@
  * the connect timeout is destroyed.
  */
 import { Aedes, type Client, type PublishPacket } from 'aedes'
+import mqttPacket from 'mqtt-packet'
 import { once } from 'node:events'
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net'
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls'
@@ -33,6 +34,11 @@ import type { DiskBudget } from './disk-budget.ts'
 import { IngestRefusal, afterFlushed, createAuthorizePublish, type ReportError } from './ingest.ts'
 import { LoginQueue } from './login-queue.ts'
 import { PacketGate, type GateRefusalInfo } from './packet-gate.ts'
+
+// mqtt-packet (aedes' encoder) otherwise builds, at the first packet it writes, a cache of 65,536
+// two-byte Buffers for packet ids: ~7 MB of the ingest thread's heap (a heap snapshot at ward load,
+// issue 11) to save one 2-byte allocation per PUBACK.
+;(mqttPacket.writeToStream as unknown as { cacheNumbers: boolean }).cacheNumbers = false
 
 /**
  * Largest CONNECT accepted (Remaining Length): protocol name and flags (10 bytes), client id and

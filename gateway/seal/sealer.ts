@@ -3,8 +3,9 @@
  *
  *   sealerStages = [findDueStreams, takeReadings, sealBatch (seal.ts), storeBlock, commitBatch]
  *
- * Crash safety: the envelope block is written to the blockstore first, then ONE transaction
- * inserts the batch, marks its readings sealed, advances the stream and queues the outbox entry.
+ * Crash safety: the envelope blocks are written to the blockstore first, then ONE transaction per
+ * pass inserts the batches, marks their readings sealed, advances the streams and queues the outbox
+ * entries.
  * A crash before that commit leaves an orphan block and the readings unsealed (they are sealed
  * again, under the same stream seq, on the next pass); after it, everything is consistent. So every
  * stored reading ends up in exactly one batch.
@@ -24,7 +25,7 @@ import type { VitalType } from '../../shared/schema/vitals.ts'
 import type { GatewayIdentity } from '../identity.ts'
 import type { StreamKem } from '../../shared/crypto/envelope.ts'
 import { decodeSamples, type ReadingRow as StoredRow } from '../store/readings.ts'
-import { policyFor, sealBatch, type StreamPosition } from './seal.ts'
+import { policyFor, sealBatch, type SealedBatch, type StreamPosition } from './seal.ts'
 
 /** Readings per batch, and an estimate of plaintext bytes that keeps an envelope one IPFS block. */
 export const MAX_BATCH_READINGS = 5000
@@ -42,11 +43,33 @@ interface StreamRow {
   last_commitment: string | null
 }
 
+/** A pass commits what it sealed at the latest after this many readings (a backlog's pass holds at most this much sealed in memory). */
+export const COMMIT_EVERY_READINGS = 20_000
+
+/** One batch sealed and its block stored, waiting for the pass's commit. */
+interface SealedPending {
+  readonly position: StreamPosition
+  readonly sealed: SealedBatch
+  readonly count: number
+  readonly first: number
+  readonly last: number
+  readonly now: number
+}
+
+/** A stream's batches of this pass, in stream order. */
+interface StreamWork {
+  readonly deviceId: string
+  readonly patientId: string
+  readonly batches: SealedPending[]
+}
+
 export interface SealReport {
   readonly batches: number
   readonly readings: number
   /** Streams whose sealing failed this pass (logged as seal_failed; retried next pass). */
   readonly failed: number
+  /** The pass stopped at its `maxReadings` with readings left unsealed. */
+  readonly more: boolean
   readonly ms: number
 }
 
@@ -60,8 +83,8 @@ function prepareQueries(db: Database.Database) {
     due: db.prepare<[], { device_id: string; patient_id: string }>(
       'SELECT device_id, patient_id, min(id) AS first FROM readings WHERE batch_id IS NULL GROUP BY device_id, patient_id ORDER BY first',
     ),
-    take: db.prepare<[string, string, number], ReadingRow>(
-      'SELECT id, seq, ts, received_at, type, unit, value, samples, hz FROM readings WHERE batch_id IS NULL AND device_id = ? AND patient_id = ? ORDER BY id LIMIT ?',
+    take: db.prepare<[string, string, number, number], ReadingRow>(
+      'SELECT id, seq, ts, received_at, type, unit, value, samples, hz FROM readings WHERE batch_id IS NULL AND device_id = ? AND patient_id = ? AND id > ? ORDER BY id LIMIT ?',
     ),
     stream: db.prepare<[string, string], StreamRow>('SELECT stream_id, pseudonym, next_seq, last_commitment FROM streams WHERE device_id = ? AND patient_id = ?'),
     newStream: db.prepare('INSERT INTO streams (stream_id, device_id, patient_id, pseudonym) VALUES (?, ?, ?, ?)'),
@@ -95,42 +118,138 @@ export class Sealer {
     this.#q = prepareQueries(db)
   }
 
-  /** Seal everything unsealed now; returns what was done. */
-  async sealDue(now = Date.now()): Promise<SealReport> {
+  /**
+   * Seal everything unsealed now; returns what was done.
+   *
+   * Every stream's batches are sealed and their blocks stored first; then ONE transaction commits
+   * the pass (each stream in its own savepoint, so a stream whose commit fails is rolled back alone
+   * and tried again next pass). One fsync a pass instead of one a batch: at a ward's load that was
+   * the largest cost of the back office (docs/operations.md §Capacity). A backlog is committed every
+   * COMMIT_EVERY_READINGS readings, so a long pass holds neither much memory nor its work uncommitted.
+   * `maxReadings` caps the pass (at a batch's end): the back office on the ingest thread uses it.
+   */
+  async sealDue(now = Date.now(), maxReadings = Infinity): Promise<SealReport> {
     const t0 = performance.now()
-    let batches = 0
-    let readings = 0
     let failed = 0
+    let sealedThisPass = 0
+    let more = false
+    const counts = { batches: 0, readings: 0 }
+    let pass: StreamWork[] = []
+    let uncommitted = 0
+    const commit = (): void => {
+      const r = this.#commitPass(pass)
+      counts.batches += r.batches
+      counts.readings += r.readings
+      failed += r.failed
+      pass = []
+      uncommitted = 0
+    }
     for (const [id, k] of this.#kems) if (now - k.at >= KEM_MAX_AGE_MS) this.#kems.delete(id)
     for (const { device_id, patient_id } of this.#q.due.all()) {
+      if (sealedThisPass >= maxReadings) {
+        more = true
+        break
+      }
       // One stream that cannot be sealed (say, an unusable per-patient policy) must not hold up the others.
+      let work: StreamWork | null = null
       try {
+        const stream = this.#streamFor(device_id, patient_id)
+        let position: StreamPosition = {
+          streamId: stream.stream_id,
+          deviceId: device_id,
+          pseudonym: stream.pseudonym,
+          nextSeq: stream.next_seq,
+          prevCommitment: stream.last_commitment,
+        }
+        let afterId = 0
         for (;;) {
-          const { rows, more } = this.#takeBatch(device_id, patient_id)
+          const { rows, more: left } = this.#takeBatch(device_id, patient_id, afterId)
           if (rows.length === 0) break
-          await this.#sealOne(device_id, patient_id, rows, now)
-          batches++
-          readings += rows.length
+          const batch = await this.#sealOne(position, patient_id, rows, now)
+          work ??= { deviceId: device_id, patientId: patient_id, batches: [] }
+          work.batches.push(batch)
+          uncommitted += rows.length
+          sealedThisPass += rows.length
+          position = { ...position, nextSeq: position.nextSeq + 1, prevCommitment: batch.sealed.commitment }
+          afterId = batch.last
+          if (uncommitted >= COMMIT_EVERY_READINGS) {
+            pass.push(work)
+            work = null
+            commit()
+          }
           // Keep going while the stream has more: a batch cut by size (ECG) is not the end of the backlog.
-          if (!more) break
+          if (!left) break
+          if (sealedThisPass >= maxReadings) {
+            more = true
+            break
+          }
         }
       } catch (err) {
         failed++
         this.#log.error({ event: 'seal_failed', device: device_id, err }, `could not seal the readings of ${device_id}; they stay stored and are tried again next pass`)
       }
+      // What was sealed before a failure is still committed: it is a valid prefix of the stream.
+      if (work) pass.push(work)
     }
-    return { batches, readings, failed, ms: performance.now() - t0 }
+    if (pass.length) commit()
+    return { ...counts, failed, more, ms: performance.now() - t0 }
   }
 
-  /** takeReadings: oldest first, cut so the envelope stays one block; `more` when readings are left behind. */
-  #takeBatch(deviceId: string, patientId: string): { rows: ReadingRow[]; more: boolean } {
-    const rows = this.#q.take.all(deviceId, patientId, MAX_BATCH_READINGS)
+  /** takeReadings: oldest first after `afterId`, cut so the envelope stays one block; `more` when readings are left behind. */
+  #takeBatch(deviceId: string, patientId: string, afterId: number): { rows: ReadingRow[]; more: boolean } {
+    const rows = this.#q.take.all(deviceId, patientId, afterId, MAX_BATCH_READINGS)
     let bytes = 0
     for (let i = 0; i < rows.length; i++) {
       bytes += 64 + (rows[i]!.samples ? (rows[i]!.samples!.length / 4) * 5 : 9)
       if (bytes > MAX_BATCH_BYTES && i > 0) return { rows: rows.slice(0, i), more: true }
     }
     return { rows, more: rows.length === MAX_BATCH_READINGS }
+  }
+
+  /**
+   * commitBatch for a whole pass: one IMMEDIATE transaction, a savepoint per stream. A stream whose
+   * savepoint fails is rolled back alone (its blocks become orphans, deleted at the next start).
+   */
+  #commitPass(pass: readonly StreamWork[]): { batches: number; readings: number; failed: number } {
+    const out = { batches: 0, readings: 0, failed: 0 }
+    const stream = this.#db.transaction((w: StreamWork) => {
+      for (const b of w.batches) {
+        const streamId = b.position.streamId
+        const batchId = Number(
+          this.#q.insertBatch.run(streamId, b.position.nextSeq, manifestBytes(b.sealed.manifest), b.sealed.signature, b.sealed.commitment, b.sealed.cid.toString(), b.count, b.first, b.last, b.now)
+            .lastInsertRowid,
+        )
+        const marked = this.#q.mark.run(batchId, w.deviceId, w.patientId, b.first, b.last).changes
+        if (marked !== b.count) throw new Error(`sealer: marked ${marked} readings for a batch of ${b.count}; aborting this stream's batches`)
+        if (this.#q.advance.run(b.sealed.commitment, streamId, b.position.nextSeq).changes !== 1) {
+          throw new Error(`sealer: stream ${streamId} moved past seq ${b.position.nextSeq} underneath us`)
+        }
+        this.#q.enqueue.run(batchId)
+      }
+    })
+    try {
+      this.#db
+        .transaction(() => {
+          for (const w of pass) {
+            try {
+              stream(w) // nested: a savepoint
+              out.batches += w.batches.length
+              for (const b of w.batches) out.readings += b.count
+            } catch (err) {
+              out.failed++
+              this.#log.error({ event: 'seal_failed', device: w.deviceId, err }, `could not commit the batches of ${w.deviceId}; its readings stay stored and are sealed again next pass`)
+            }
+          }
+        })
+        .immediate()
+    } catch (err) {
+      this.#log.error({ event: 'seal_failed', streams: pass.length, err }, 'could not commit this sealing pass; its readings stay stored and are sealed again next pass')
+      return { batches: 0, readings: 0, failed: pass.length }
+    }
+    for (const w of pass) {
+      for (const b of w.batches) this.#log.debug({ event: 'batch_sealed', stream: b.position.streamId, seq: b.position.nextSeq, count: b.count, cid: b.sealed.cid.toString() }, 'sealed batch')
+    }
+    return out
   }
 
   #streamFor(deviceId: string, patientId: string): StreamRow {
@@ -142,48 +261,23 @@ export class Sealer {
     return { stream_id: id, pseudonym, next_seq: 0, last_commitment: null }
   }
 
-  async #sealOne(deviceId: string, patientId: string, rows: ReadingRow[], now: number): Promise<void> {
-    const stream = this.#streamFor(deviceId, patientId)
-    const position: StreamPosition = {
-      streamId: stream.stream_id,
-      deviceId,
-      pseudonym: stream.pseudonym,
-      nextSeq: stream.next_seq,
-      prevCommitment: stream.last_commitment,
-    }
+  /** sealBatch, then storeBlock — before the commit, so a committed batch always has its ciphertext. */
+  async #sealOne(position: StreamPosition, patientId: string, rows: ReadingRow[], now: number): Promise<SealedPending> {
     const template = this.#q.policy.get(patientId) ?? this.#defaultPolicy
-    const kept = this.#kems.get(stream.stream_id)
+    const kept = this.#kems.get(position.streamId)
     const fresh = kept && now - kept.at < KEM_MAX_AGE_MS && now >= kept.at ? kept.kem : null
     const sealed = await sealBatch({
       gatewayId: this.#id.gatewayId,
       gatewaySecretKey: this.#id.secretKey,
       mpk: this.#id.mpk,
-      policy: policyFor(template, stream.pseudonym),
+      policy: policyFor(template, position.pseudonym),
       stream: position,
       readings: rows.map(toSealed),
       now,
       kem: fresh,
     })
-    if (sealed.kem !== fresh) this.#kems.set(stream.stream_id, { kem: sealed.kem, at: now })
-    // storeBlock — before the commit, so a committed batch always has its ciphertext.
+    if (sealed.kem !== fresh) this.#kems.set(position.streamId, { kem: sealed.kem, at: now })
     await this.#blocks.put(sealed.cid, sealed.envelope)
-    // commitBatch
-    const first = rows[0]!.id
-    const last = rows[rows.length - 1]!.id
-    this.#db
-      .transaction(() => {
-        const batchId = Number(
-          this.#q.insertBatch.run(stream.stream_id, position.nextSeq, manifestBytes(sealed.manifest), sealed.signature, sealed.commitment, sealed.cid.toString(), rows.length, first, last, now)
-            .lastInsertRowid,
-        )
-        const marked = this.#q.mark.run(batchId, deviceId, patientId, first, last).changes
-        if (marked !== rows.length) throw new Error(`sealer: marked ${marked} readings for a batch of ${rows.length}; aborting this batch`)
-        if (this.#q.advance.run(sealed.commitment, stream.stream_id, position.nextSeq).changes !== 1) {
-          throw new Error(`sealer: stream ${stream.stream_id} moved past seq ${position.nextSeq} underneath us`)
-        }
-        this.#q.enqueue.run(batchId)
-      })
-      .immediate()
-    this.#log.debug({ event: 'batch_sealed', stream: stream.stream_id, seq: position.nextSeq, count: rows.length, cid: sealed.cid.toString() }, 'sealed batch')
+    return { position, sealed, count: rows.length, first: rows[0]!.id, last: rows[rows.length - 1]!.id, now }
   }
 }

@@ -25,7 +25,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadIdentity } from '../../gateway/identity.ts'
 import { openBlockNode, readBlock, type BlockNode } from '../../gateway/blocks.ts'
 import { openGatewayDb } from '../../gateway/store/db.ts'
-import { Sealer } from '../../gateway/seal/sealer.ts'
+import { MAX_BATCH_READINGS, Sealer } from '../../gateway/seal/sealer.ts'
 import { rawCid } from '../../gateway/seal/seal.ts'
 import { deleteOrphanBlocks, pruneSynced } from '../../gateway/outbox/retention.ts'
 import { syncBackoffMaxMs } from '../../gateway/backoffice/plugin.ts'
@@ -106,6 +106,35 @@ describe('sealer, one bad stream', () => {
     db.prepare("DELETE FROM patient_policies WHERE patient_id = 'P-b'").run()
     expect(await sealRound([])).toMatchObject({ batches: 1, readings: 3, failed: 0 })
     expect(unsealed()).toEqual([])
+  })
+
+  it('commits a pass in one transaction, rolling back only the stream whose commit fails (its savepoint), and seals it again next pass', async () => {
+    const { db, node, sealRound } = await gatewayDir()
+    // The commit of device b's batch fails inside the pass's transaction (a trigger on this connection).
+    db.exec("CREATE TEMP TRIGGER fail_b BEFORE INSERT ON batches WHEN NEW.stream_id = (SELECT stream_id FROM streams WHERE device_id = 'b') BEGIN SELECT RAISE(ABORT, 'injected commit failure'); END")
+    expect(await sealRound(['a', 'b', 'c'])).toMatchObject({ batches: 2, readings: 6, failed: 1 })
+    const unsealed = () => db.prepare('SELECT device_id, count(*) AS n FROM readings WHERE batch_id IS NULL GROUP BY device_id').all()
+    expect(unsealed()).toEqual([{ device_id: 'b', n: 3 }])
+    expect(db.prepare("SELECT next_seq FROM streams WHERE device_id = 'b'").pluck().get()).toBe(0)
+    expect(db.prepare('SELECT count(*) FROM outbox').pluck().get()).toBe(2)
+    db.exec('DROP TRIGGER fail_b')
+    expect(await sealRound(['a'])).toMatchObject({ batches: 2, readings: 6, failed: 0 })
+    expect(unsealed()).toEqual([])
+    // b's batch 0 is the one sealed now, linked to nothing before it; a's stream went on to seq 1.
+    const rows = db.prepare('SELECT s.device_id AS d, b.seq, b.cid FROM batches b JOIN streams s USING (stream_id) ORDER BY s.device_id, b.seq').all() as Array<{ d: string; seq: number; cid: string }>
+    expect(rows.map((r) => `${r.d}${r.seq}`)).toEqual(['a0', 'a1', 'b0', 'c0'])
+    for (const r of rows) expect(await hasBlock(node, r.cid)).toBe(true)
+  })
+
+  it('seals a stream\'s backlog as consecutive linked batches committed together', async () => {
+    const { db, sealRound } = await gatewayDir()
+    const insert = db.prepare('INSERT INTO readings (device_id, seq, patient_id, ts, received_at, type, unit, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    for (let i = 0; i < MAX_BATCH_READINGS + 10; i++) insert.run('z', 100_000 + i, 'P-z', Date.now(), Date.now(), 'heart_rate', '/min', 60)
+    expect(await sealRound([])).toMatchObject({ batches: 2, readings: MAX_BATCH_READINGS + 10, failed: 0 })
+    const batches = db.prepare('SELECT seq, count, first_reading, last_reading, commitment FROM batches ORDER BY seq').all() as Array<{ seq: number; count: number; first_reading: number; last_reading: number }>
+    expect(batches.map((b) => [b.seq, b.count])).toEqual([[0, MAX_BATCH_READINGS], [1, 10]])
+    expect(batches[1]!.first_reading).toBeGreaterThan(batches[0]!.last_reading)
+    expect(db.prepare("SELECT next_seq FROM streams WHERE device_id = 'z'").pluck().get()).toBe(2)
   })
 })
 
