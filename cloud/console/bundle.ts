@@ -3,7 +3,8 @@
  * clients/browser/doctor-view.ts with clients/ and shared/ (FABEO, envelope, chain checks) and
  * uPlot. No second implementation for the browser: the few Node built-ins shared/ touches are
  * aliased to clients/browser/node-crypto.ts (audited @noble libraries) and the `buffer` package;
- * modules that only server paths use (SQLite, worker threads) become stubs that throw if called.
+ * modules that only server paths use (SQLite, worker threads) become stubs that throw if called;
+ * the record-proof check is cloud/chain/record-proof.ts, pure, so no blockstore is reached.
  *
  * Why a bundler rather than type-stripped files and an import map: shared/ reaches ~200 modules
  * in 15 packages with `exports` maps and Node built-ins; esbuild resolves all of it exactly as
@@ -16,19 +17,17 @@ import type { Plugin } from 'esbuild'
 const here = (p: string): string => fileURLToPath(new URL(p, import.meta.url))
 
 /** Built-ins and packages the browser never needs on the doctor view's paths. */
-const STUBS = ['better-sqlite3', 'blockstore-fs', 'node:worker_threads', 'node:os', 'node:fs', 'node:fs/promises', 'node:path', 'node:url', 'node:timers/promises', 'node:child_process']
+const STUBS = ['better-sqlite3', 'node:worker_threads', 'node:os', 'node:fs', 'node:fs/promises', 'node:path', 'node:url', 'node:timers/promises', 'node:child_process']
 
 const stubs: Plugin = {
   name: 'careledger-browser-stubs',
   setup(build) {
     const filter = new RegExp(`^(${STUBS.map((s) => s.replace(/[/.]/g, '\\$&')).join('|')})$`)
     build.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'stub' }))
-    // cloud/chain/verify.ts reaches the cloud's blockstore (envelope scrub: verify-envelopes.ts), a server path.
-    build.onResolve({ filter: /\/service\/blockstore\.ts$/ }, (args) => ({ path: args.path, namespace: 'stub' }))
     build.onLoad({ filter: /.*/, namespace: 'stub' }, (args) => ({
       contents: `const fail = () => { throw new Error('${args.path} is not available in the browser') };
         export default new Proxy(fail, { get: () => fail });
-        export const Worker = fail, availableParallelism = () => 1, cpus = () => [], homedir = fail, join = fail, dirname = fail, resolve = fail, fileURLToPath = fail, setImmediate = fail, readFileSync = fail, writeFileSync = fail, mkdirSync = fail, renameSync = fail, open = fail, readFile = fail, writeFile = fail, mkdir = fail, rename = fail, FsBlockstore = fail, checkBlockFile = fail;`,
+        export const Worker = fail, availableParallelism = () => 1, cpus = () => [], homedir = fail, join = fail, dirname = fail, resolve = fail, fileURLToPath = fail, setImmediate = fail, readFileSync = fail, writeFileSync = fail, mkdirSync = fail, renameSync = fail, open = fail, readFile = fail, writeFile = fail, mkdir = fail, rename = fail;`,
       loader: 'js',
     }))
   },
