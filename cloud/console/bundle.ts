@@ -1,7 +1,7 @@
 /**
- * The doctor view's script, bundled once per process by esbuild from the TypeScript the CLI runs:
- * clients/browser/doctor-view.ts with clients/ and shared/ (FABEO, envelope, chain checks) and
- * uPlot. No second implementation for the browser: the few Node built-ins shared/ touches are
+ * The console views' scripts (doctor, regulator), each bundled once per process by esbuild from the
+ * TypeScript the CLI runs: clients/browser/<view>-view.ts with clients/ and shared/ (FABEO,
+ * envelope, chain checks, FROST, ethers' EIP-712) and uPlot. No second implementation for the browser: the few Node built-ins shared/ touches are
  * aliased to clients/browser/node-crypto.ts (audited @noble libraries) and the `buffer` package;
  * modules that only server paths use (SQLite, worker threads) become stubs that throw if called;
  * the record-proof check is cloud/chain/record-proof.ts, pure, so no blockstore is reached.
@@ -39,13 +39,18 @@ export interface Bundle {
   readonly integrity: string
 }
 
-let built: Promise<Bundle> | null = null
+/** The console's views bundled from clients/browser/<view>-view.ts. */
+export type ConsoleView = 'doctor' | 'regulator'
 
-export function doctorBundle(): Promise<Bundle> {
-  return (built ??= (async () => {
+const built = new Map<ConsoleView, Promise<Bundle>>()
+
+export function viewBundle(view: ConsoleView): Promise<Bundle> {
+  let b = built.get(view)
+  if (b) return b
+  b = (async () => {
     const esbuild = await import('esbuild')
     const r = await esbuild.build({
-      entryPoints: [here('../../clients/browser/doctor-view.ts')],
+      entryPoints: [here(`../../clients/browser/${view}-view.ts`)],
       bundle: true,
       write: false,
       format: 'esm',
@@ -61,7 +66,11 @@ export function doctorBundle(): Promise<Bundle> {
     const js = r.outputFiles[0]!.text
     return { js, integrity: `sha256-${createHash('sha256').update(js).digest('base64')}` }
   })().catch((e: unknown) => {
-    built = null
+    built.delete(view)
     throw e
-  }))
+  })
+  built.set(view, b)
+  return b
 }
+
+export const doctorBundle = (): Promise<Bundle> => viewBundle('doctor')
