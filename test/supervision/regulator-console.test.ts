@@ -17,6 +17,7 @@ import type { Cloud } from '../../cloud/runtime.ts'
 import { encodeMasterPublicKey, encodeUserKey } from '../../shared/crypto/abe/codec.ts'
 import { decodeFrostShareFile } from '../../shared/crypto/frost-codec.ts'
 import { openWithPassphrase } from '../../shared/crypto/sealed-secret.ts'
+import type { BatchManifest } from '../../shared/protocol/manifest.ts'
 import { openBatch } from '../../clients/supervision.ts'
 import { currentKey } from '../helpers/authority.ts'
 import { batchBody, readings, registerTestGateway, sealTestBatch, signedPost, testAuthority, testAuthoritySecret, testStream } from '../helpers/cloud-batches.ts'
@@ -100,7 +101,7 @@ describe('regulator console in headless Chromium (2 of 3)', () => {
     await run(['regulator', 'setup', '--threshold', '2', '--of', '3', '--cloud-id', 'console-cloud', '--trapdoor', trapdoor, '--out', committee, '--install', ...wallets.flatMap((w, i) => ['--regulator', `Regulator ${i + 1}=${w.address}`])], tokens.admin)
 
     // The doctor's correction: the first reading's value + 1, re-sealed on their side.
-    const detail = await (await fetch(`${cloud.url}/v1/records/${recordId}`, { headers: { authorization: `Bearer ${tokens.doctor}` } })).json()
+    const detail = (await (await fetch(`${cloud.url}/v1/records/${recordId}`, { headers: { authorization: `Bearer ${tokens.doctor}` } })).json()) as { manifest: BatchManifest }
     const envelope = new Uint8Array(await (await fetch(`${cloud.url}/v1/records/${recordId}/envelope`, { headers: { authorization: `Bearer ${tokens.doctor}` } })).arrayBuffer())
     const old = openBatch(currentKey(testAuthoritySecret(), ['role:doctor']), envelope, detail.manifest)
     const fixed = old.map((r, i) => (i === 0 ? { ...r, value: (r.value ?? 0) + 1 } : r))
