@@ -2,7 +2,8 @@
  * The console's regulator view (GET /regulator): the pending supervision requests with their
  * reason, requester and record; the evidence opened IN THE PAGE with the regulator's
  * `role:regulator` attribute key (clients/supervision.ts openEvidence, as `careledger regulator
- * review`), old and new readings side by side; approve or reject.
+ * review`), old and new readings side by side, and the requester's signature checked here
+ * (clients/supervision-view.ts); approve or reject.
  *
  *   approve = EIP-712 signature by the wallet key file (ethers, shared/protocol/approval.ts, as
  *             `regulator approve`) → POST …/decisions; then
@@ -33,7 +34,7 @@ import { approvalTypedData, type Decision } from '../../shared/protocol/approval
 import { parseSupervisoryPolicy, policyGroup, supervisoryPolicyId, type SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
 import type { SealedReading } from '../../shared/protocol/batch.ts'
 import { openEvidence, type Evidence } from '../supervision.ts'
-import { describeRequester, type RequestView } from '../supervision-view.ts'
+import { checkRequester, type RequestView } from '../supervision-view.ts'
 
 const TOKEN_KEY = 'careledger.regulator.token'
 
@@ -204,9 +205,10 @@ function readingsTable(ev: Evidence): HTMLElement {
 }
 
 function card(r: RequestView): HTMLElement {
+  const who = checkRequester(policy!, r)
   const meta: [string, string][] = [
     ['request', r.id],
-    ['requester', describeRequester(r)],
+    ['requester', who.text],
     ['reason', r.reason],
     ['record', `${r.record} (CID ${r.oldCid}${r.newCid ? ` → ${r.newCid}` : ''})`],
     ['filed', new Date(r.createdAt).toISOString()],
@@ -252,7 +254,7 @@ function card(r: RequestView): HTMLElement {
     'article',
     'request',
     h('h3', null, `${r.action === 'delete' ? 'Delete' : 'Correct'} record ${r.record}`),
-    h('dl', null, ...meta.flatMap(([k, v]) => [h('dt', null, k), h('dd', k === 'requester' ? (r.requesterVerified ? 'verified' : 'unverified') : null, v)])),
+    h('dl', null, ...meta.flatMap(([k, v]) => [h('dt', null, k), h('dd', k === 'requester' ? (who.verified ? 'verified' : 'unverified') : null, v)])),
     evidence,
     h('div', 'actions', comment, approveBtn, rejectBtn),
   )

@@ -32,6 +32,7 @@ let browser: TestBrowser
 let dir: string
 const tokens = { admin: '', doctor: '', regulator: '' }
 const wallets = [1, 2, 3].map(testWallet)
+const requester = testWallet(9)
 const requests: Request[] = []
 let recordId = 0
 
@@ -66,6 +67,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'regulator.key'), encodeUserKey(currentKey(testAuthoritySecret(), ['role:regulator'])), { mode: 0o600 })
   writeFileSync(join(dir, 'authority.pub'), encodeMasterPublicKey(testAuthority()))
   wallets.forEach((w, i) => writeFileSync(join(dir, `wallet-${i + 1}`), w.privateKey + '\n', { mode: 0o600 }))
+  writeFileSync(join(dir, 'requester-wallet'), requester.privateKey + '\n', { mode: 0o600 }) // the doctor signs requests
   browser = await openBrowser({ viewport: { width: 1280, height: 1300 } })
   browser.context.on('request', (r) => void requests.push(r))
 }, 120_000)
@@ -106,7 +108,7 @@ describe('regulator console in headless Chromium (2 of 3)', () => {
     const old = openBatch(currentKey(testAuthoritySecret(), ['role:doctor']), envelope, detail.manifest)
     const fixed = old.map((r, i) => (i === 0 ? { ...r, value: (r.value ?? 0) + 1 } : r))
     writeFileSync(join(dir, 'fixed.json'), JSON.stringify(fixed))
-    const out = await run(['supervision', 'request', 'correct', String(recordId), '--readings', join(dir, 'fixed.json'), '--reason', 'first reading mis-calibrated', '--key', join(dir, 'doctor.key'), '--authority', join(dir, 'authority.pub')], tokens.doctor)
+    const out = await run(['supervision', 'request', 'correct', String(recordId), '--readings', join(dir, 'fixed.json'), '--reason', 'first reading mis-calibrated', '--key', join(dir, 'doctor.key'), '--authority', join(dir, 'authority.pub'), '--wallet', join(dir, 'requester-wallet')], tokens.doctor)
     const rid = /request ([0-9a-f]{64})/.exec(out)![1]!
 
     const [one, three] = [await regulatorTab(1, committee), await regulatorTab(3, committee)]
@@ -115,7 +117,9 @@ describe('regulator console in headless Chromium (2 of 3)', () => {
     await expect.poll(() => card.textContent()).toMatch(/first reading mis-calibrated/)
     const text = (await card.textContent())!
     expect(text).toMatch(/Correct record \d+/)
-    expect(text).toMatch(/requesterdr-house \(doctor\)/)
+    // Who asked: the requester's signature, verified in the page.
+    expect(text).toContain(`requester${requester.address} — signature verified (filed with the token of dr-house (doctor))`)
+    expect(await card.locator('dd.verified').count()).toBe(1)
     expect(text).toMatch(/stream[0-9a-f-]+ #1 — device bed-03, patient p-[0-9a-f]{24}/)
     const changed = await card.locator('table.readings tr.changed td').allTextContents()
     expect(changed.slice(3)).toEqual([`${old[0]!.value} ${old[0]!.unit}`, `${fixed[0]!.value} ${fixed[0]!.unit}`])
@@ -132,7 +136,7 @@ describe('regulator console in headless Chromium (2 of 3)', () => {
     await expect.poll(status, { timeout: 60_000, interval: 500 }).toBe('applied')
 
     const { entries } = await api<{ entries: { record: number; entry: { requestId: string; signers: number[]; approvals: unknown[] } }[] }>('/v1/supervision/log')
-    expect(entries.at(-1)).toMatchObject({ record: recordId, entry: { requestId: rid, signers: [1, 3] } })
+    expect(entries.at(-1)).toMatchObject({ record: recordId, entry: { v: 2, requestId: rid, signers: [1, 3], request: { requester: requester.address } } })
     const v = await careledger(['chain', 'verify', '--data', data.dir, '--json', '--supervisory-policy', join(committee, 'policy.json')], {})
     expect(JSON.parse(v.stdout).failures).toEqual([])
     expect(v.code).toBe(0)
@@ -153,6 +157,7 @@ describe('regulator console in headless Chromium (2 of 3)', () => {
       return [bytesToHex(s), b.toString('base64'), b.toString('base64url'), b.toString('latin1')].map((x) => x.slice(0, Math.min(x.length, 48)))
     })
     forms.push(...wallets.map((w) => w.privateKey.slice(2, 50)), TEST_KEY_ENV.CARELEDGER_PASSPHRASE!)
+    expect(forms.length).toBeGreaterThan(20)
     for (const r of seen) for (const f of forms) expect(r.url + r.body + JSON.stringify(r.headers)).not.toContain(f)
     expect(seen.filter((r) => r.method === 'GET').every((r) => r.body === '')).toBe(true)
   }, 240_000)
