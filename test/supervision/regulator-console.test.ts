@@ -10,7 +10,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { bytesToHex } from '@noble/hashes/utils.js'
+import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
 import type { Page, Request } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Cloud } from '../../cloud/runtime.ts'
@@ -18,6 +18,9 @@ import { encodeMasterPublicKey, encodeUserKey } from '../../shared/crypto/abe/co
 import { decodeFrostShareFile } from '../../shared/crypto/frost-codec.ts'
 import { openWithPassphrase } from '../../shared/crypto/sealed-secret.ts'
 import type { BatchManifest } from '../../shared/protocol/manifest.ts'
+import { contentDigest } from '../../shared/protocol/approval.ts'
+import { NO_MANIFEST, signRequest } from '../../shared/protocol/supervision-request.ts'
+import type { SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
 import { openBatch } from '../../clients/supervision.ts'
 import { currentKey } from '../helpers/authority.ts'
 import { batchBody, readings, registerTestGateway, sealTestBatch, signedPost, testAuthority, testAuthoritySecret, testStream } from '../helpers/cloud-batches.ts'
@@ -161,4 +164,27 @@ describe('regulator console in headless Chromium (2 of 3)', () => {
     for (const r of seen) for (const f of forms) expect(r.url + r.body + JSON.stringify(r.headers)).not.toContain(f)
     expect(seen.filter((r) => r.method === 'GET').every((r) => r.body === '')).toBe(true)
   }, 240_000)
+
+  it('the API refuses an unsigned or forged request, naming what is wrong; nothing is stored', async () => {
+    const post = (body: unknown) => fetch(`${cloud.url}/v1/supervision/requests`, { method: 'POST', headers: { authorization: `Bearer ${tokens.doctor}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    const count = async () => (await api<{ requests: unknown[] }>('/v1/supervision/requests')).requests.length
+    const before = await count()
+    const target = recordId + 1
+    const unsigned = await post({ record: target, action: 'delete', reason: 'wrong patient' })
+    expect(unsigned.status).toBe(400)
+    expect(((await unsigned.json()) as { error: { message: string } }).error.message).toMatch(/^requesterSignature: required: the requester signs the request/)
+    // Signed by another wallet in the requester's name.
+    const { policy } = await api<{ policy: SupervisoryPolicy }>('/v1/supervision/policy')
+    const proof = await api<{ record: { content: string } }>(`/v1/records/${target}/proof`)
+    const m = { record: target, action: 'delete' as const, oldContent: contentDigest(hexToBytes(proof.record.content)), newManifest: NO_MANIFEST, reason: 'wrong patient', nonce: '11'.repeat(32), issuedAt: Date.now() }
+    const { signed } = await signRequest(policy, testWallet(8), m)
+    const forged = await post({ record: target, action: 'delete', reason: 'wrong patient', requesterSignature: { ...signed, requester: requester.address } })
+    expect(forged.status).toBe(400)
+    const body = ((await forged.json()) as { error: { message: string; details: { reason: string } } }).error
+    expect(body.details.reason).toBe('FORGED_REQUEST')
+    expect(body.message).toContain(`claims to be signed by ${requester.address}`)
+    expect(await count()).toBe(before)
+    const { refusals } = await api<{ refusals: { reason: string; operation: string }[] }>('/v1/supervision/refusals')
+    expect(refusals[0]).toMatchObject({ operation: 'request', reason: 'FORGED_REQUEST' })
+  })
 })
