@@ -35,21 +35,10 @@ import { parseSupervisoryPolicy, policyGroup, supervisoryPolicyId, type Supervis
 import type { SealedReading } from '../../shared/protocol/batch.ts'
 import { openEvidence, type Evidence } from '../supervision.ts'
 import { checkRequester, type RequestView } from '../supervision-view.ts'
+import { $, h, say, tokenForm } from './dom.ts'
 
 const TOKEN_KEY = 'careledger.regulator.token'
 
-const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T
-function h(tag: string, cls: string | null, ...children: (Node | string | null)[]): HTMLElement {
-  const el = document.createElement(tag)
-  if (cls) el.className = cls
-  for (const c of children) if (c !== null) el.append(c instanceof Node ? c : document.createTextNode(c))
-  return el
-}
-const say = (text: string, bad = false): void => {
-  const m = $('message')
-  m.textContent = text
-  m.className = bad ? 'bad' : ''
-}
 const failure = (e: unknown): string => (isCareLedgerError(e) ? e.message : (e as Error).message)
 
 // ---- the files, in this page's memory only ---------------------------------------------------------
@@ -283,16 +272,6 @@ async function refresh(): Promise<void> {
 }
 
 function start(): void {
-  $('token-form').addEventListener('submit', (ev) => {
-    ev.preventDefault()
-    const t = ($('token') as HTMLInputElement).value.trim()
-    if (!/^clt_[A-Za-z0-9_-]{43}$/.test(t)) return say('A token is clt_ followed by 43 characters.', true)
-    sessionStorage.setItem(TOKEN_KEY, t)
-    ;($('token') as HTMLInputElement).value = ''
-    $('token-state').textContent = 'token set for this tab'
-    say('')
-    void refresh()
-  })
   for (const which of ['key', 'wallet', 'share', 'trapdoor'] as const) {
     $(which).addEventListener('change', (ev) => {
       const f = (ev.target as HTMLInputElement).files?.[0]
@@ -302,10 +281,7 @@ function start(): void {
   $('refresh').addEventListener('click', () => void refresh())
   // Round two waits for the other regulators: look again every few seconds while a session is open.
   setInterval(() => void (sessions.size > 0 && refresh()), 3000)
-  if (sessionStorage.getItem(TOKEN_KEY)) {
-    $('token-state').textContent = 'token set for this tab'
-    void refresh()
-  }
+  tokenForm(TOKEN_KEY, () => void refresh())
 }
 
 start()

@@ -14,9 +14,9 @@ import { consolePage, secureReply } from './page.ts'
 const HTML = 'text/html; charset=utf-8'
 const CSS = 'text/css; charset=utf-8'
 
-const VIEWS: Record<ConsoleView, { title: string; styles: string[] }> = {
-  doctor: { title: 'doctor view', styles: ['/console/uplot.css', '/console/doctor.css'] },
-  regulator: { title: 'regulator console', styles: ['/console/regulator.css'] },
+const VIEWS: Record<ConsoleView, { title: string; tokenLabel: string; styles: string[] }> = {
+  doctor: { title: 'doctor view', tokenLabel: 'Doctor token', styles: ['/console/uplot.css', '/console/doctor.css'] },
+  regulator: { title: 'regulator console', tokenLabel: 'Regulator token', styles: ['/console/regulator.css'] },
 }
 
 export function registerConsoleViews(app: FastifyInstance, ctx: ServiceContext): void {
@@ -25,7 +25,7 @@ export function registerConsoleViews(app: FastifyInstance, ctx: ServiceContext):
     '/console/uplot.css': { body: file('../../node_modules/uplot/dist/uPlot.min.css'), type: CSS },
   }
   for (const [view, v] of Object.entries(VIEWS) as [ConsoleView, (typeof VIEWS)[ConsoleView]][]) {
-    statics[`/${view}`] = { body: consolePage({ title: v.title, body: `./${view}.html`, styles: v.styles, scripts: [`/console/${view}.js`] }), type: HTML }
+    statics[`/${view}`] = { body: consolePage({ title: v.title, tokenLabel: v.tokenLabel, body: `./${view}.html`, styles: v.styles, scripts: [`/console/${view}.js`] }), type: HTML }
     statics[`/console/${view}.css`] = { body: file(`./${view}.css`), type: CSS }
     app.get(`/console/${view}.js`, async (_req, reply) => {
       try {
