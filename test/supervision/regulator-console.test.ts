@@ -181,4 +181,23 @@ describe('regulator console in headless Chromium (2 of 3)', () => {
     const { refusals } = await api<{ refusals: { reason: string; operation: string }[] }>('/v1/supervision/refusals')
     expect(refusals[0]).toMatchObject({ operation: 'request', reason: 'FORGED_REQUEST' })
   })
+
+  it('a regulator rejects in the browser with a reason: the signed rejection is recorded; without a reason the page refuses', async () => {
+    const committee = join(dir, 'committee')
+    const target = recordId + 1
+    const out = await run(['supervision', 'request', 'delete', String(target), '--reason', 'recorded on the wrong patient', '--wallet', join(dir, 'requester-wallet')], tokens.doctor)
+    const rid = /request ([0-9a-f]{64})/.exec(out)![1]!
+    const two = await regulatorTab(2, committee)
+    const card = two.locator(`article.request[data-id="${rid}"]`)
+    await expect.poll(() => card.textContent()).toMatch(/Delete record \d+/)
+    expect(await card.textContent()).toMatch(/no evidence attached/)
+    await card.locator('button.reject').click()
+    await expect.poll(() => two.textContent('#message')).toBe('a rejection needs a reason')
+    await card.locator('input.comment').fill('no evidence attached: cannot judge')
+    await card.locator('button.reject').click()
+    await expect.poll(() => two.textContent('#message')).toMatch(/^rejected request .*; it is pending/)
+    const { request } = await api<{ request: { status: string; decisions: { regulator: string; decision: string; comment: string }[] } }>(`/v1/supervision/requests/${rid}`)
+    expect(request.decisions).toEqual([expect.objectContaining({ regulator: wallets[1]!.address, decision: 'reject', comment: 'no evidence attached: cannot judge' })])
+    expect(request.status).toBe('pending') // 2 of 3: one rejection leaves approval possible
+  })
 })
