@@ -14,15 +14,17 @@ import type { MasterPublicKey, UserKey } from '../shared/crypto/abe/fabeo.ts'
 import type { FrostGroup, FrostShare } from '../shared/crypto/frost.ts'
 
 export const WALLET_ENV = 'CARELEDGER_REGULATOR_WALLET'
+/** The requester's wallet (signs supervision requests) when --wallet is not given. */
+export const REQUESTER_WALLET_ENV = 'CARELEDGER_REQUESTER_WALLET'
 
-/** The regulator's EVM wallet: a file holding the 0x-hex private key (mode 0600), or CARELEDGER_REGULATOR_WALLET. */
-export function readWallet(path: string | undefined): Wallet {
-  const text = path ? new TextDecoder().decode(readKeyFile(path)).trim() : process.env[WALLET_ENV]?.trim()
-  if (!text) throw new CareLedgerError('INVALID_ARGUMENT', `your wallet is needed to sign: --wallet <file> (a 0x-hex private key) or ${WALLET_ENV}`, { field: 'wallet' })
+/** A regulator's (or requester's) EVM wallet: a file holding the 0x-hex private key (mode 0600), or the environment variable `env`. */
+export function readWallet(path: string | undefined, env = WALLET_ENV): Wallet {
+  const text = path ? new TextDecoder().decode(readKeyFile(path)).trim() : process.env[env]?.trim()
+  if (!text) throw new CareLedgerError('INVALID_ARGUMENT', `your wallet is needed to sign: --wallet <file> (a 0x-hex private key) or ${env}`, { field: 'wallet' })
   try {
     return new Wallet(text.startsWith('0x') ? text : `0x${text}`)
   } catch {
-    throw new CareLedgerError('INVALID_ARGUMENT', `${path ?? WALLET_ENV}: not a secp256k1 private key (0x + 64 hex digits)`, { field: 'wallet' })
+    throw new CareLedgerError('INVALID_ARGUMENT', `${path ?? env}: not a secp256k1 private key (0x + 64 hex digits)`, { field: 'wallet' })
   }
 }
 

@@ -2,7 +2,7 @@
  * Checking the cloud's retrieval evidence before trusting any of it (shared/protocol/evidence.ts,
  * docs/security.md §Verified retrieval). Pure: JSON in, verified records or named failures out.
  * The chain's own functions do the cryptographic checks — block.ts (header hash, signature) and
- * verify.ts verifyRecordProof (chameleon opening, content, gateway signature, RFC 9162 inclusion)
+ * record-proof.ts verifyRecordProof (chameleon opening, content, gateway signature, RFC 9162 inclusion)
  * — so a change of the chain's formats flows through here.
  *
  *   head          signed by the pinned block-signing key; not behind (nor beside) a head seen before
@@ -18,7 +18,7 @@ import { signingKeyId } from '../shared/crypto/sign.ts'
 import { manifestCommitment, parseManifest, type BatchManifest } from '../shared/protocol/manifest.ts'
 import { batchMatches, EvidencePlanSchema, type EvidencePlan, type EvidenceQuery, type StreamSpan } from '../shared/protocol/evidence.ts'
 import { blockHash, decodeBlockHeader, verifyBlockSignature, type BlockHeader } from '../cloud/chain/block.ts'
-import { verifyRecordProofs } from '../cloud/chain/verify.ts'
+import { verifyRecordProofs } from '../cloud/chain/record-proof.ts'
 
 /** What went wrong, named for the report (docs/security.md §Verified retrieval). */
 export type RetrievalFailureKind =

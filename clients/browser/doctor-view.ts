@@ -22,6 +22,7 @@ import { CloudApi } from '../cloud-api.ts'
 import { LocalOpener } from '../decrypt.ts'
 import { retrieve, type BlockSource, type Retrieval, type TrustStore } from '../retrieve.ts'
 import { RetrievalError, type KnownHead } from '../verify.ts'
+import { $, h, say, tokenForm } from './dom.ts'
 
 const TOKEN_KEY = 'careledger.doctor.token'
 const HEAD_KEY = 'careledger.doctor.head'
@@ -36,18 +37,6 @@ export const PANELS: readonly { id: string; title: string; unit: string; types: 
 ]
 const COLORS = ['#0b5cad', '#a1141b']
 
-const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T
-function h(tag: string, cls: string | null, ...children: (Node | string | null)[]): HTMLElement {
-  const el = document.createElement(tag)
-  if (cls) el.className = cls
-  for (const c of children) if (c !== null) el.append(c instanceof Node ? c : document.createTextNode(c))
-  return el
-}
-const say = (text: string, bad = false): void => {
-  const m = $('message')
-  m.textContent = text
-  m.className = bad ? 'bad' : ''
-}
 
 /** Blocks from the cloud's trustless gateway, each checked against its CID before use. */
 const gatewayBlocks = (token: string): BlockSource => ({
@@ -208,21 +197,12 @@ function start(): void {
   const iso = (ms: number) => new Date(ms).toISOString().slice(0, 16)
   ;($('from') as HTMLInputElement).value = iso(Date.now() - 3600_000)
   ;($('to') as HTMLInputElement).value = iso(Date.now() + 60_000)
-  $('token-form').addEventListener('submit', (ev) => {
-    ev.preventDefault()
-    const t = ($('token') as HTMLInputElement).value.trim()
-    if (!/^clt_[A-Za-z0-9_-]{43}$/.test(t)) return say('A token is clt_ followed by 43 characters.', true)
-    sessionStorage.setItem(TOKEN_KEY, t)
-    ;($('token') as HTMLInputElement).value = ''
-    $('token-state').textContent = 'token set for this tab'
-    say('')
-  })
+  tokenForm(TOKEN_KEY)
   $('key').addEventListener('change', (ev) => {
     const f = (ev.target as HTMLInputElement).files?.[0]
     if (f) void loadKey(f)
   })
   $('search').addEventListener('submit', (ev) => void read(ev))
-  if (sessionStorage.getItem(TOKEN_KEY)) $('token-state').textContent = 'token set for this tab'
 }
 
 start()

@@ -7,6 +7,7 @@
  * OpenSSL says no.
  */
 import { gcm } from '@noble/ciphers/aes.js'
+import { scrypt as nobleScrypt } from '@noble/hashes/scrypt.js'
 import { sha256, sha512 } from '@noble/hashes/sha2.js'
 import { concatBytes } from '@noble/hashes/utils.js'
 
@@ -109,3 +110,8 @@ export const sign = (): never => {
 export const verify = (): boolean => false
 
 export const randomBytes = (n: number): Uint8Array => crypto.getRandomValues(new Uint8Array(n))
+
+/** RFC 7914 scrypt for opening sealed key files in the page (shared/crypto/sealed-secret.ts), on @noble/hashes. */
+export function scryptSync(password: Uint8Array, salt: Uint8Array, keylen: number, o: { N: number; r: number; p: number; maxmem?: number }): Uint8Array {
+  return nobleScrypt(password, salt, { N: o.N, r: o.r, p: o.p, dkLen: keylen, maxmem: o.maxmem })
+}

@@ -25,7 +25,7 @@ import { registerReadRoutes } from './routes-read.ts'
 import { registerConsoleRoutes } from './routes-console.ts'
 import { registerAnchorRoutes } from '../anchor/routes.ts'
 import { registerRetrievalRoutes } from '../retrieval/routes.ts'
-import { registerDoctorConsole } from '../console/doctor-routes.ts'
+import { registerConsoleViews } from '../console/view-routes.ts'
 import { answerClientError, destroySocketsOnClose, limitConnections } from './connections.ts'
 import { registerDamageRoutes, registerGatewayChannelRoutes } from './routes-gateway.ts'
 import { registerSupervisionRoutes } from '../supervision/routes.ts'
@@ -111,7 +111,7 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
   registerDamageRoutes(app, ctx)
   registerReadRoutes(app, ctx)
   registerRetrievalRoutes(app, ctx)
-  registerDoctorConsole(app, ctx)
+  registerConsoleViews(app, ctx)
   registerConsoleRoutes(app, ctx)
   registerAnchorRoutes(app, ctx)
   registerSupervisionRoutes(app, ctx)

@@ -4,30 +4,28 @@
  *
  * The console's files hold no data, so they are served without a credential (the admin types
  * the token into the page); everything they show comes from the guarded API. They are read once
- * at start and served with a Content-Security-Policy that allows only same-origin scripts, styles
- * and fetches — no inline script, no framing.
+ * at start and served with the console's head and Content-Security-Policy (cloud/console/page.ts):
+ * only same-origin scripts, styles and fetches — no inline script, no framing.
  */
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import type { ServiceContext } from './context.ts'
 import { guard } from './guard.ts'
 import { openApiDocument } from './openapi.ts'
-
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+import { consolePage, secureReply } from '../console/page.ts'
 
 const FILES = {
-  '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/console/console.js': { file: 'console.js', type: 'text/javascript; charset=utf-8' },
   '/console/console.css': { file: 'console.css', type: 'text/css; charset=utf-8' },
   '/console/anchors.js': { file: 'anchors.js', type: 'text/javascript; charset=utf-8' },
 } as const
 
 export function registerConsoleRoutes(app: FastifyInstance, ctx: ServiceContext): void {
+  const index = consolePage({ title: 'cloud console', body: './index.html', scripts: ['/console/console.js', '/console/anchors.js'] })
+  app.get('/', async (_req, reply) => secureReply(reply, 'text/html; charset=utf-8').send(index))
   for (const [path, { file, type }] of Object.entries(FILES)) {
     const body = readFileSync(new URL(`../console/${file}`, import.meta.url))
-    app.get(path, async (_req, reply) =>
-      reply.type(type).header('content-security-policy', CSP).header('referrer-policy', 'no-referrer').header('x-frame-options', 'DENY').send(body),
-    )
+    app.get(path, async (_req, reply) => secureReply(reply, type).send(body))
   }
 
   const doc = JSON.stringify(openApiDocument(ctx.config))

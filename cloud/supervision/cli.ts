@@ -3,8 +3,8 @@
  *
  *   careledger regulator setup --threshold k --of n --cloud-id <id> --regulator "Name=0xaddr"… --out <dir>
  *   careledger regulator review | approve <id> | sign <id> | reject <id> --reason …
- *   careledger supervision request correct <record> --readings fixed.json --reason …
- *   careledger supervision request delete <record> --reason …
+ *   careledger supervision request correct <record> --readings fixed.json --reason … --wallet <file>
+ *   careledger supervision request delete <record> --reason … --wallet <file>
  *   careledger supervision list | withdraw <id>
  *
  * Cloud URL and token: --url / --token, or CARELEDGER_CLOUD_URL / CARELEDGER_TOKEN.
@@ -20,11 +20,14 @@ import { chameleonKeyGen, chameleonPublicKey, encodeChameleonPublicKey, encodeCh
 import { adaptAlone, thresholdAdaptCommit, thresholdAdaptSign } from '../../shared/crypto/chameleon-threshold.ts'
 import { frostDeal } from '../../shared/crypto/frost.ts'
 import { systemRng } from '../../shared/crypto/random.ts'
-import { approvalTypedData, type Decision } from '../../shared/protocol/approval.ts'
+import { approvalTypedData, contentDigest, type Decision } from '../../shared/protocol/approval.ts'
+import { manifestCommitment } from '../../shared/protocol/manifest.ts'
+import { NO_MANIFEST, signRequest } from '../../shared/protocol/supervision-request.ts'
 import { buildSupervisoryPolicy, parseSupervisoryPolicy, policyGroup, singleRegulatorPolicy, supervisoryPolicyId, type SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
 import type { BatchManifest } from '../../shared/protocol/manifest.ts'
+import { checkRequester } from '../../clients/supervision-view.ts'
 import { openBatch, openEvidence, resealCorrection, sealEvidence, type Evidence } from '../../clients/supervision.ts'
-import { readAttributeKey, readAuthority, readShare, readTrapdoor, readWallet } from '../../clients/supervision-keys.ts'
+import { readAttributeKey, readAuthority, readShare, readTrapdoor, readWallet, REQUESTER_WALLET_ENV } from '../../clients/supervision-keys.ts'
 import type { RequestView } from './store.ts'
 
 const out = (line: string): void => void process.stdout.write(line + '\n')
@@ -82,13 +85,14 @@ export function supervisionCommand(): Command {
       .requiredOption('--reason <text>', 'why (the regulators and the redaction log see it)')
       .option('--key <file>', 'your attribute key: opens the batch (and re-seals a correction)')
       .option('--authority <file>', "the authority's public key (authority setup): re-seals the batch and seals the evidence for regulators")
+      .option('--wallet <file>', `your EVM private key file: signs the request (EIP-712; default ${REQUESTER_WALLET_ENV})`)
   common(request.command('correct <record>').description('replace the readings of a record by corrected ones (re-sealed here)'))
     .requiredOption('--readings <file>', 'the corrected batch: a JSON array of readings ({seq, ts, rx, type, unit, value})')
-    .action(async (record: string, o: ApiOpts & { reason: string; key?: string; authority?: string; readings: string }) => {
+    .action(async (record: string, o: ApiOpts & { reason: string; key?: string; authority?: string; wallet?: string; readings: string }) => {
       if (!o.key || !o.authority) throw new CareLedgerError('INVALID_ARGUMENT', 'a correction is re-sealed here: --key <attribute key> and --authority <public key> are needed', { field: 'key' })
       await makeRequest(o, Number(record), 'correct', JSON.parse(readFileSync(o.readings, 'utf8')) as unknown[])
     })
-  common(request.command('delete <record>').description('replace a record by a tombstone (stream, seq and link kept)')).action(async (record: string, o: ApiOpts & { reason: string; key?: string; authority?: string }) => {
+  common(request.command('delete <record>').description('replace a record by a tombstone (stream, seq and link kept)')).action(async (record: string, o: ApiOpts & { reason: string; key?: string; authority?: string; wallet?: string }) => {
     await makeRequest(o, Number(record), 'delete', null)
   })
   withApi(cmd.command('list').description('requests (all, or --status)'))
@@ -104,9 +108,11 @@ export function supervisionCommand(): Command {
   return cmd
 }
 
-async function makeRequest(o: ApiOpts & { reason: string; key?: string; authority?: string }, record: number, action: 'correct' | 'delete', readings: unknown[] | null): Promise<void> {
+async function makeRequest(o: ApiOpts & { reason: string; key?: string; authority?: string; wallet?: string }, record: number, action: 'correct' | 'delete', readings: unknown[] | null): Promise<void> {
   if (!Number.isSafeInteger(record) || record < 1) throw new CareLedgerError('INVALID_ARGUMENT', `record: ${record} is not a record id`, { field: 'record' })
+  const wallet = readWallet(o.wallet, REQUESTER_WALLET_ENV)
   const call = api(o)
+  const policy = await policyOf(call)
   const detail = await call<{ manifest: BatchManifest | null; cid: string }>('GET', `/v1/records/${record}`)
   const body: Record<string, unknown> = { record, action, reason: o.reason }
   let evidence: Evidence | null = null
@@ -125,8 +131,14 @@ async function makeRequest(o: ApiOpts & { reason: string; key?: string; authorit
     evidence = { v: 1, record, action, reason: o.reason, requester: 'see request', manifest: detail.manifest, old, new: fresh }
   }
   if (evidence && o.authority) body.evidence = Buffer.from(sealEvidence(readAuthority(o.authority), evidence)).toString('base64')
+  // The signature covers the content as read here, the new manifest and the reason (shared/protocol/supervision-request.ts).
+  const { record: now } = await call<{ record: { content: string } }>('GET', `/v1/records/${record}/proof`)
+  const message = { record, action, oldContent: contentDigest(hexToBytes(now.content)), newManifest: body.manifest ? manifestCommitment(body.manifest as BatchManifest) : NO_MANIFEST, reason: o.reason, nonce: bytesToHex(systemRng(32)), issuedAt: Date.now() }
+  const { signed, requestId } = await signRequest(policy, wallet, message)
+  body.requesterSignature = signed
   const { request: r } = await call<{ request: RequestView }>('POST', '/v1/supervision/requests', body)
-  out(`request ${r.id}: ${action} of record ${record} is pending (${evidence ? 'evidence sealed for role:regulator' : 'no evidence attached'})`)
+  if (r.id !== requestId) throw new CareLedgerError('VERIFICATION_FAILED', `the cloud filed request ${r.id}, but you signed ${requestId}`, { reason: 'REQUEST_MISMATCH' })
+  out(`request ${r.id}: ${action} of record ${record} is pending, signed by ${signed.requester} (${evidence ? 'evidence sealed for role:regulator' : 'no evidence attached'})`)
 }
 
 // ---- the regulator ---------------------------------------------------------------------------------
@@ -201,6 +213,7 @@ export function addRegulatorWorkflow(cmd: Command): Command {
     .action(async (o: ApiOpts & { key?: string; json?: boolean }) => {
       const { requests } = await api(o)<{ requests: RequestView[] }>('GET', '/v1/supervision/requests?status=pending')
       const key = o.key ? readAttributeKey(o.key) : null
+      const policy = await policyOf(api(o))
       const rows = requests.map((r) => {
         let evidence: Evidence | { error: string } | null = null
         if (key && r.evidence) {
@@ -210,11 +223,11 @@ export function addRegulatorWorkflow(cmd: Command): Command {
             evidence = { error: (e as Error).message }
           }
         }
-        return { ...r, newContentBytes: undefined, evidence }
+        return { ...r, newContentBytes: undefined, evidence, requesterCheck: checkRequester(policy, r) }
       })
       if (o.json) return out(JSON.stringify(rows, null, 2))
       for (const r of rows) {
-        out(`${r.id}  ${r.action} record ${r.record}  by ${r.requester}  "${r.reason}"  decisions: ${r.decisions.map((d) => `${d.regulator} ${d.decision}`).join(', ') || 'none'}`)
+        out(`${r.id}  ${r.action} record ${r.record}  by ${r.requesterCheck.text}  "${r.reason}"  decisions: ${r.decisions.map((d) => `${d.regulator} ${d.decision}`).join(', ') || 'none'}`)
         const ev = r.evidence as Evidence | { error: string } | null
         if (ev && 'error' in ev) out(`  evidence: ${ev.error}`)
         else if (ev) {

@@ -5,7 +5,7 @@
  *
  *   GET  /v1/supervision/policy                       any token
  *   PUT  /v1/supervision/policy                       admin      (the policy `regulator setup` wrote)
- *   POST /v1/supervision/requests                     doctor, admin
+ *   POST /v1/supervision/requests                     doctor, admin (signed by the requester's wallet)
  *   GET  /v1/supervision/requests[?status=]           regulator, admin, doctor
  *   GET  /v1/supervision/requests/:id                 regulator, admin, doctor
  *   POST /v1/supervision/requests/:id/withdraw        doctor, admin (the requester)
@@ -39,6 +39,8 @@ const NewRequestBody = z.strictObject({
   manifest: z.record(z.string(), z.unknown()).optional(),
   envelope: base64.optional(),
   evidence: base64.optional(),
+  /** The requester's EIP-712 signature over the request (shared/protocol/supervision-request.ts): required. */
+  requesterSignature: z.record(z.string(), z.unknown(), { error: 'required: the requester signs the request (EIP-712, docs/api.md §Supervision)' }),
 })
 const CommitmentBody = z.strictObject({ index: z.number().int().min(1).max(255), hiding: hexN(32), binding: hexN(32) })
 const ShareBody = z.strictObject({ index: z.number().int().min(1).max(255), share: hexN(32) })
@@ -101,6 +103,7 @@ export function registerSupervisionRoutes(app: FastifyInstance, ctx: ServiceCont
         manifest: b.manifest,
         envelope: b.envelope === undefined ? undefined : new Uint8Array(Buffer.from(b.envelope, 'base64')),
         evidence: b.evidence === undefined ? undefined : new Uint8Array(Buffer.from(b.evidence, 'base64')),
+        signed: b.requesterSignature,
       }),
     )
     if (r.newCid && b.envelope) {

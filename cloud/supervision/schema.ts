@@ -83,6 +83,12 @@ export const SUPERVISION_MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    // The requester's EIP-712 signature over the request (shared/protocol/supervision-request.ts),
+    // JSON; NULL for requests filed before requester signatures.
+    name: 'supervision/002-requester-signature',
+    sql: `ALTER TABLE supervision_requests ADD COLUMN requester_signature TEXT;`,
+  },
 ]
 
 registerMigrations(SUPERVISION_MIGRATIONS)

@@ -20,6 +20,8 @@ import type { FrostCommitment, FrostSignatureShare } from '../../shared/crypto/f
 import { contentDigest, requireApproval, tallyApprovals, verifyApproval, type RedactionAction, type RedactionSubject } from '../../shared/protocol/approval.ts'
 import { buildRedactionLogEntry, decodeRedactionLogEntry, encodeRedactionLogEntry, redactionLogEntryHash, type RedactionLogEntry } from '../../shared/protocol/redaction-log.ts'
 import { parseSupervisoryPolicy, policyGroup, supervisoryPolicyId, type SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
+import { manifestCommitment } from '../../shared/protocol/manifest.ts'
+import { NO_MANIFEST, verifyRequesterSignature, type RequesterSignature } from '../../shared/protocol/supervision-request.ts'
 import { applyMigrations, type CloudDb } from '../store/db.ts'
 import { decodeRecordContent, toRecordRow, type RawRecord, type RecordRow } from '../chain/record.ts'
 import { SUPERVISION_MIGRATIONS } from './schema.ts'
@@ -37,6 +39,8 @@ export interface RequestView {
   readonly action: RedactionAction
   readonly reason: string
   readonly requester: string
+  /** The requester's EIP-712 signature over the request (its digest is `id`), or null for a request from before signatures. */
+  readonly requesterSignature: RequesterSignature | null
   readonly oldContent: string
   readonly newContent: string
   /** hex of the new content bytes (what the regulators' FROST shares open the hash to). */
@@ -70,6 +74,12 @@ export interface NewRequest {
   readonly evidence?: Uint8Array
   /** A redaction log entry (its seq) named as the target: always refused (NOT_REDACTABLE). */
   readonly logEntry?: number
+  /**
+   * The requester's signature (shared/protocol/supervision-request.ts): verified against what is
+   * filed, and the request id is its digest. The HTTP API requires it; without (a store-level
+   * caller such as a benchmark) the request id is the cloud's as in version 1.
+   */
+  readonly signed?: unknown
 }
 
 /**
@@ -112,6 +122,7 @@ interface RequestRow {
   signers: string | null
   created_at: number
   closed_at: number | null
+  requester_signature: string | null
 }
 
 function refuse(code: 'INVALID_ARGUMENT' | 'VERIFICATION_FAILED', reason: string, message: string, info: Record<string, unknown> = {}): never {
@@ -192,33 +203,38 @@ export class SupervisionStore {
         refuse('INVALID_ARGUMENT', 'PENDING_REQUEST', `record ${row.id} already has a pending request; withdraw or decide it first`, { record: row.id })
       }
       const createdAt = this.#now()
-      const nonce = bytesToHex(randomBytes(16))
       const policyId = bytesToHex(supervisoryPolicyId(policy))
       const oldContent = contentDigest(row.content)
-      let newContent: Uint8Array
-      let newCid: string | null = null
-      let envelope: Uint8Array | null = null
-      const id0 = { v: 1, policy: policyId, record: row.id, action: req.action, oldContent, reason: req.reason, requester: req.requester, createdAt, nonce }
-      const requestId = bytesToHex(canonicalDigest(REQUEST_DOMAIN, id0))
-      if (req.action === 'delete') {
-        if (this.#isTombstone(row)) refuse('INVALID_ARGUMENT', 'ALREADY_DELETED', `record ${row.id} is already deleted (a tombstone)`, { record: row.id })
-        newContent = tombstoneFor(row, requestId)
-      } else {
+      if (req.action === 'delete' && this.#isTombstone(row)) refuse('INVALID_ARGUMENT', 'ALREADY_DELETED', `record ${row.id} is already deleted (a tombstone)`, { record: row.id })
+      let corrected: ReturnType<typeof correctedContent> | null = null
+      if (req.action === 'correct') {
         const old = decodeOrRefuse(row)
         if (!(req.envelope instanceof Uint8Array)) refuse('INVALID_ARGUMENT', 'NO_ENVELOPE', 'a correction carries the re-sealed envelope')
-        const c = correctedContent(old, req.manifest)
-        if (c.manifest.size !== req.envelope.length) refuse('INVALID_ARGUMENT', 'ENVELOPE_SIZE', `the envelope is ${req.envelope.length} bytes, the manifest says ${c.manifest.size}`)
-        newContent = c.content
-        newCid = c.manifest.cid
-        envelope = req.envelope
+        corrected = correctedContent(old, req.manifest)
+        if (corrected.manifest.size !== req.envelope.length) refuse('INVALID_ARGUMENT', 'ENVELOPE_SIZE', `the envelope is ${req.envelope.length} bytes, the manifest says ${corrected.manifest.size}`)
       }
+      // The requester's signature covers the record, action, old content, new manifest and reason; its digest is the id.
+      let signed: RequesterSignature | null = null
+      let requestId: string
+      if (req.signed !== undefined) {
+        const v = verifyRequesterSignature(policy, { record: row.id, action: req.action, oldContent, reason: req.reason }, req.signed, { newManifest: corrected ? manifestCommitment(corrected.manifest) : NO_MANIFEST })
+        signed = req.signed as RequesterSignature
+        requestId = v.requestId
+        if (this.#db.prepare('SELECT 1 FROM supervision_requests WHERE id = ?').get(requestId)) refuse('VERIFICATION_FAILED', 'DUPLICATE_REQUEST', `request ${requestId} was already filed: a signed request is filed once (sign a new one)`, { requestId })
+      } else {
+        const id0 = { v: 1, policy: policyId, record: row.id, action: req.action, oldContent, reason: req.reason, requester: req.requester, createdAt, nonce: bytesToHex(randomBytes(16)) }
+        requestId = bytesToHex(canonicalDigest(REQUEST_DOMAIN, id0))
+      }
+      const newContent = corrected ? corrected.content : tombstoneFor(row, requestId)
+      const newCid = corrected ? corrected.manifest.cid : null
+      const envelope = corrected ? req.envelope! : null
       this.#db
         .prepare(
-          `INSERT INTO supervision_requests (id, policy, record_id, action, reason, requester, old_content, new_content, new_content_digest, old_cid, new_cid, new_envelope, evidence, status, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)`,
+          `INSERT INTO supervision_requests (id, policy, record_id, action, reason, requester, old_content, new_content, new_content_digest, old_cid, new_cid, new_envelope, evidence, status, created_at, requester_signature)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)`,
         )
-        .run(requestId, policyId, row.id, req.action, req.reason, req.requester, oldContent, newContent, contentDigest(newContent), row.cid, newCid, envelope, req.evidence ?? null, createdAt)
-      this.#log({ event: 'supervision_request', request: requestId, record: row.id, action: req.action, requester: req.requester }, `${req.action} of record ${row.id} requested`)
+        .run(requestId, policyId, row.id, req.action, req.reason, req.requester, oldContent, newContent, contentDigest(newContent), row.cid, newCid, envelope, req.evidence ?? null, createdAt, signed ? JSON.stringify(signed) : null)
+      this.#log({ event: 'supervision_request', request: requestId, record: row.id, action: req.action, requester: req.requester, signedBy: signed?.requester ?? null }, `${req.action} of record ${row.id} requested`)
       return this.getRequest(requestId)!
     })
   }
@@ -384,8 +400,9 @@ export class SupervisionStore {
       refuse('VERIFICATION_FAILED', 'BAD_OPENING', `the new opening does not open record ${row.id}'s unchanged hash to the requested content`)
     }
     const time = this.#now()
+    const request = r.requester_signature ? (JSON.parse(r.requester_signature) as RequesterSignature) : null
     const { entry, hash } = this.#stage('log-entry', () => {
-      const entry = buildRedactionLogEntry({ policy, subject, reason: r.reason, requester: r.requester, approvals: approvers, signers, opening, time })
+      const entry = buildRedactionLogEntry({ policy, subject, reason: r.reason, requester: r.requester, approvals: approvers, signers, opening, time, request })
       return { entry, hash: redactionLogEntryHash(entry) }
     })
     const tx = this.#db.transaction((): number => {
@@ -482,6 +499,7 @@ export class SupervisionStore {
       action: r.action,
       reason: r.reason,
       requester: r.requester,
+      requesterSignature: r.requester_signature ? (JSON.parse(r.requester_signature) as RequesterSignature) : null,
       oldContent: r.old_content,
       newContent: r.new_content_digest,
       newContentBytes: bytesToHex(new Uint8Array(r.new_content)),

@@ -6,8 +6,11 @@
  *
  *   REDACTION_LOG  an entry that does not hash to its stored hash, a broken log_hash link, an entry
  *                  not made under a known policy for this chameleon key, or without k valid
- *                  approvals of that policy's regulators, or naming another record than its row
- *   REDACTION      a changed row that is not exactly what its newest entry made it
+ *                  approvals of that policy's regulators, or naming another record than its row;
+ *                  version 2: a requester signature that does not recover to its requester or
+ *                  whose digest is not the request id
+ *   REDACTION      a changed row that is not exactly what its newest entry made it (v2 corrections:
+ *                  with the manifest the requester signed)
  *
  * Split in two so `chain verify` can spread the work: planRedactionChecks walks the log in order
  * (links, hashes, policies, content transitions: cheap and sequential) and returns the costly,
@@ -19,7 +22,8 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex, concatBytes } from '@noble/hashes/utils.js'
 import { decodeRedactionLogEntry, redactionLogEntryHash, verifyRedactionLogEntry, type RedactionLogEntry } from '../../shared/protocol/redaction-log.ts'
 import { parseSupervisoryPolicy, supervisoryPolicyId, type SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
-import { toRecordRow, type RawRecord, type RecordRow } from '../chain/record.ts'
+import { manifestCommitment } from '../../shared/protocol/manifest.ts'
+import { decodeRecordContent, toRecordRow, type RawRecord, type RecordRow } from '../chain/record.ts'
 import { checkRedactedRow } from './content.ts'
 
 type Conn = Database.Database
@@ -111,8 +115,14 @@ export function runRedactionJobs(jobs: readonly RedactionJob[], chameleonPublicK
         }
       }
     } else {
-      const { row } = job
-      for (const p of checkRedactedRow(row, job.entry, chameleonPublicKey)) {
+      const { row, entry } = job
+      const problems = checkRedactedRow(row, entry, chameleonPublicKey)
+      // Version 2: the requester signed the re-sealed manifest; the row must hold exactly that one.
+      if (problems.length === 0 && entry.v === 2 && entry.action === 'correct') {
+        const held = manifestCommitment(decodeRecordContent(row.content).manifest)
+        if (held !== entry.request.newManifest) problems.push(`its manifest ${held} is not the one the requester ${entry.request.requester} signed (${entry.request.newManifest})`)
+      }
+      for (const p of problems) {
         failures.push({ kind: 'REDACTION', recordId: job.recordId, ...(row.blockHeight === null ? {} : { height: row.blockHeight }), message: `record ${job.recordId}: ${p}` })
       }
     }

@@ -2,7 +2,7 @@
  * Retrieval evidence: what the cloud answers a doctor's read or a researcher's export with, so the
  * client can verify everything before trusting anything (docs/api.md §Retrieval, docs/security.md
  * §Verified retrieval). Shared by the cloud (which builds it) and the clients (CLI and browser),
- * which check it with the chain's own functions (cloud/chain/verify.ts verifyRecordProof,
+ * which check it with the chain's own functions (cloud/chain/record-proof.ts verifyRecordProof,
  * cloud/chain/block.ts).
  *
  *   plan     GET /v1/evidence?…          the query, the cloud's keys, the signed head it answers

@@ -14,6 +14,15 @@
  *   time       when the cloud applied it (ms since the epoch, UTC)
  *
  *   entry hash = SHA-256("careledger/v1/redaction-log-entry" ‖ 0x00 ‖ canonical CBOR(entry))
+ *
+ * Version 2 adds the requester's signature (shared/protocol/supervision-request.ts):
+ *
+ *   { v: 2, …every field of v1…, request: { newManifest, nonce, issuedAt, requester, signature } }
+ *
+ *   request    the requester's EIP-712 signature over the request; its digest IS requestId, and it
+ *              recovers to request.requester. `requester` (v1's field) stays the cloud's name for
+ *              the token that filed it. Entries of version 1 (requests from before requester
+ *              signatures) stay valid and verify as before.
  */
 import { z } from 'zod'
 import { bytesToHex } from '@noble/hashes/utils.js'
@@ -21,35 +30,38 @@ import { CareLedgerError } from '../errors.ts'
 import { canonicalDigest, decodeCanonical, encodeCanonical } from '../encoding/canonical.ts'
 import { MAX_COMMENT, RedactionSubjectSchema, requireApproval, type RedactionSubject, type VerifiedApproval } from './approval.ts'
 import { epochMs, evmAddress, hex, MAX_REGULATORS, schemaError, supervisoryPolicyId, type SupervisoryPolicy } from './supervisory-policy.ts'
+import { RequesterSignatureSchema, verifyRequesterSignature, type RequesterSignature } from './supervision-request.ts'
 
-export const REDACTION_LOG_VERSION = 1
+/** The version new entries are written in (2: with the requester's signature); 1 is still read. */
+export const REDACTION_LOG_VERSION = 2
 export const REDACTION_LOG_DOMAIN = 'redaction-log-entry'
 export const MAX_REASON = 2000
 
-const EntrySchema = z
-  .strictObject({
-    v: z.literal(REDACTION_LOG_VERSION),
-    policy: hex(32),
-    ...RedactionSubjectSchema.shape,
-    reason: z.string().min(1).max(MAX_REASON),
-    /** Who asked: the requester's identity as the cloud authenticated it. */
-    requester: z.string().min(1).max(200),
-    approvals: z
-      .array(
-        z.strictObject({
-          regulator: evmAddress,
-          decision: z.literal('approve'),
-          comment: z.string().max(MAX_COMMENT),
-          signature: z.string().regex(/^0x[0-9a-f]{130}$/, 'must be a 0x-prefixed lower-case 65-byte signature'),
-        }),
-      )
-      .min(1)
-      .max(MAX_REGULATORS),
-    signers: z.array(z.number().int().min(1).max(MAX_REGULATORS)).min(1).max(MAX_REGULATORS),
-    opening: hex(64),
-    time: epochMs,
-  })
-  .refine((e) => e.signers.every((s, i) => i === 0 || e.signers[i - 1]! < s), { message: 'signers must be sorted and unique', path: ['signers'] })
+const entryFields = {
+  policy: hex(32),
+  ...RedactionSubjectSchema.shape,
+  reason: z.string().min(1).max(MAX_REASON),
+  /** Who asked: the requester's identity as the cloud authenticated it. */
+  requester: z.string().min(1).max(200),
+  approvals: z
+    .array(
+      z.strictObject({
+        regulator: evmAddress,
+        decision: z.literal('approve'),
+        comment: z.string().max(MAX_COMMENT),
+        signature: z.string().regex(/^0x[0-9a-f]{130}$/, 'must be a 0x-prefixed lower-case 65-byte signature'),
+      }),
+    )
+    .min(1)
+    .max(MAX_REGULATORS),
+  signers: z.array(z.number().int().min(1).max(MAX_REGULATORS)).min(1).max(MAX_REGULATORS),
+  opening: hex(64),
+  time: epochMs,
+}
+const sortedSigners = (e: { signers: number[] }): boolean => e.signers.every((s, i) => i === 0 || e.signers[i - 1]! < s)
+const EntryV1 = z.strictObject({ v: z.literal(1), ...entryFields }).refine(sortedSigners, { message: 'signers must be sorted and unique', path: ['signers'] })
+const EntryV2 = z.strictObject({ v: z.literal(2), ...entryFields, request: RequesterSignatureSchema }).refine(sortedSigners, { message: 'signers must be sorted and unique', path: ['signers'] })
+const EntrySchema = z.union([EntryV1, EntryV2])
 
 export type RedactionLogEntry = z.infer<typeof EntrySchema>
 
@@ -69,9 +81,11 @@ export function buildRedactionLogEntry(fields: {
   signers: readonly number[]
   opening: Uint8Array
   time: number
+  /** The requester's signature (a signed request: version 2); without, a version-1 entry (a request filed before signatures). */
+  request?: RequesterSignature | null
 }): RedactionLogEntry {
   const entry = parseRedactionLogEntry({
-    v: REDACTION_LOG_VERSION,
+    v: fields.request ? 2 : 1,
     policy: bytesToHex(supervisoryPolicyId(fields.policy)),
     ...fields.subject,
     reason: fields.reason,
@@ -80,6 +94,7 @@ export function buildRedactionLogEntry(fields: {
     signers: [...(fields.signers ?? [])].sort((a, b) => a - b),
     opening: fields.opening instanceof Uint8Array ? bytesToHex(fields.opening) : fields.opening,
     time: fields.time,
+    ...(fields.request ? { request: fields.request } : {}),
   })
   verifyRedactionLogEntry(fields.policy, entry)
   return entry
@@ -88,7 +103,8 @@ export function buildRedactionLogEntry(fields: {
 /**
  * Re-check an entry as an auditor or `chain verify` does: it was made under this policy, its
  * approvals verify and count k distinct regulators of the policy for exactly this request, record
- * and content, and every FROST signer is one of the approvers. Returns the approvers.
+ * and content, and every FROST signer is one of the approvers; version 2: the requester's signature
+ * recovers to its named requester and its digest is the entry's request id. Returns the approvers.
  */
 export function verifyRedactionLogEntry(policy: SupervisoryPolicy, value: unknown): readonly VerifiedApproval[] {
   const e = parseRedactionLogEntry(value)
@@ -97,6 +113,7 @@ export function verifyRedactionLogEntry(policy: SupervisoryPolicy, value: unknow
     throw new CareLedgerError('VERIFICATION_FAILED', `redaction log entry for request ${e.requestId} was made under policy ${e.policy}, not ${policyId}`, { reason: 'WRONG_POLICY', policy: e.policy })
   }
   const subject: RedactionSubject = { requestId: e.requestId, record: e.record, action: e.action, oldContent: e.oldContent, newContent: e.newContent }
+  if (e.v === 2) verifyRequesterSignature(policy, e, e.request, { requestId: e.requestId })
   const approvers = requireApproval(
     policy,
     subject,

@@ -6,11 +6,10 @@
  * Every request the page makes is watched: the key file never leaves the page. Saves
  * test-output/doctor-view.png.
  */
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { bytesToHex } from '@noble/hashes/utils.js'
-import type { BrowserContext, Page, Request } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Cloud } from '../../cloud/runtime.ts'
 import { encodeUserKey } from '../../shared/crypto/abe/codec.ts'
@@ -19,10 +18,8 @@ import { VITALS, type VitalType } from '../../shared/schema/vitals.ts'
 import { currentKey } from '../helpers/authority.ts'
 import { batchBody, sealTestBatch, signedPost, testAuthoritySecret, registerTestGateway, testStream } from '../helpers/cloud-batches.ts'
 import { startTestCloud, tempDataDir } from '../helpers/cloud-process.ts'
-import { REPO } from '../helpers/gateway-process.ts'
-import { launchBrowser } from './browser.ts'
+import { expectNoneCarries, openBrowser, recordNetwork, screenshotPath, signIn, type TestBrowser } from '../helpers/browser.ts'
 
-const SCREENSHOT = join(REPO, 'test-output', 'doctor-view.png')
 const T0 = Date.now() - 40 * 60_000
 const TYPES: VitalType[] = ['heart_rate', 'spo2', 'resp_rate', 'body_temp', 'bp_systolic', 'bp_diastolic']
 /** A patient who deteriorates a little: HR up, SpO2 down; one reading of each type a minute. */
@@ -33,13 +30,13 @@ const minuteReadings = (m: number, seq0: number): SealedReading[] =>
 
 let data: ReturnType<typeof tempDataDir>
 let cloud: Cloud
-let browser: BrowserContext
+let browser: TestBrowser
 let page: Page
 let dir: string
 let doctorToken: string
 let pseudonym: string
 let keyBytes: Uint8Array
-const requests: Request[] = []
+let network: ReturnType<typeof recordNetwork>
 
 beforeAll(async () => {
   data = tempDataDir('doctor-view')
@@ -64,9 +61,9 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'careledger-doctor-'))
   keyBytes = encodeUserKey(currentKey(testAuthoritySecret(), ['role:doctor', 'hospital:h1', 'dept:cardiology']))
   writeFileSync(join(dir, 'alice.key'), keyBytes, { mode: 0o600 })
-  browser = await launchBrowser({ width: 1280, height: 1500 })
-  page = browser.pages()[0] ?? (await browser.newPage())
-  page.on('request', (r) => void requests.push(r))
+  browser = await openBrowser({ viewport: { width: 1280, height: 1500 } })
+  page = await browser.page()
+  network = recordNetwork(browser.context)
 }, 120_000)
 
 afterAll(async () => {
@@ -81,9 +78,7 @@ describe('doctor view in headless Chromium', () => {
     // The page's script is bundled from shared/ on first request: a server-only import there shows up here, not as a click timeout.
     const script = await fetch(`${cloud.url}/console/doctor.js`)
     expect(script.status, await script.clone().text().then((t) => t.slice(0, 300))).toBe(200)
-    await page.goto(`${cloud.url}/doctor`)
-    await page.fill('#token', doctorToken)
-    await page.click('#token-form button[type=submit]')
+    await signIn(page, `${cloud.url}/doctor`, doctorToken)
     await page.fill('#patient', pseudonym)
     const iso = (ms: number) => new Date(ms).toISOString().slice(0, 16)
     await page.fill('#from', iso(T0 - 60_000))
@@ -99,19 +94,17 @@ describe('doctor view in headless Chromium', () => {
     expect(await page.$$eval('figure.chart canvas', (cs) => cs.length)).toBe(5)
     expect(await page.textContent('#refused')).toMatch(/record \d+ \(bed-07-icu #0, .*\): not authorised by policy "role:intensivist AND epoch:\d{4}-\d{2}"/)
 
-    mkdirSync(join(REPO, 'test-output'), { recursive: true })
-    await page.screenshot({ path: SCREENSHOT, fullPage: true })
-    expect(statSync(SCREENSHOT).size).toBeGreaterThan(20_000)
+    await page.screenshot({ path: screenshotPath('doctor-view'), fullPage: true })
+    expect(statSync(screenshotPath('doctor-view')).size).toBeGreaterThan(20_000)
 
     // The network, as the browser saw it: only GETs of the page, its files, evidence and blocks —
     // no request carries a body, and nothing of the key appears in any URL or header.
-    const seen = requests.map((r) => ({ method: r.method(), path: new URL(r.url()).pathname, body: r.postData(), url: r.url(), headers: r.headers() }))
-    expect(seen.every((r) => new URL(r.url).origin === cloud.url)).toBe(true)
+    const seen = network.seen()
+    expect(seen.every((r) => r.origin === cloud.url)).toBe(true)
     expect(seen.filter((r) => r.method !== 'GET')).toEqual([])
-    expect(seen.every((r) => r.body === null)).toBe(true)
+    expect(seen.every((r) => r.body === '')).toBe(true)
     expect(new Set(seen.map((r) => r.path.replace(/^\/ipfs\/.*/, '/ipfs/{cid}')))).toEqual(new Set(['/doctor', '/console/console.css', '/console/uplot.css', '/console/doctor.css', '/console/doctor.js', '/v1/evidence', '/v1/evidence/records', '/ipfs/{cid}']))
-    const keyForms = [bytesToHex(keyBytes), Buffer.from(keyBytes).toString('base64'), Buffer.from(keyBytes).toString('base64url')].map((s) => s.slice(40, 120))
-    for (const r of seen) for (const k of keyForms) expect(r.url + JSON.stringify(r.headers)).not.toContain(k)
+    expectNoneCarries(seen, [keyBytes])
     expect(seen.filter((r) => r.path.startsWith('/ipfs/')).length).toBe(9) // every matching batch's ciphertext, by CID
   }, 180_000)
 
@@ -119,11 +112,11 @@ describe('doctor view in headless Chromium', () => {
     const { keyGen } = await import('../../shared/crypto/abe/fabeo.ts')
     const { keyAttributes, parseEpoch } = await import('../../shared/protocol/epoch.ts')
     writeFileSync(join(dir, 'old.key'), encodeUserKey(keyGen(testAuthoritySecret(), keyAttributes(['role:doctor', 'hospital:h1'], { from: parseEpoch('2021-01'), until: parseEpoch('2021-06') }))))
-    const before = requests.length
+    const before = network.seen().length
     await page.setInputFiles('#key', join(dir, 'old.key'))
     await expect.poll(() => page.textContent('#key-status')).toMatch(/valid 2021-01 … 2021-06/)
     await page.click('#read')
     await expect.poll(() => page.textContent('#message')).toMatch(/this key expired at the end of 2021-06/)
-    expect(requests.length).toBe(before)
+    expect(network.seen().length).toBe(before)
   })
 })

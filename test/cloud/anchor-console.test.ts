@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Page } from 'playwright-core'
-import { openBrowser, screenshotPath, type TestBrowser } from '../helpers/browser.ts'
+import { openBrowser, screenshotPath, signIn, type TestBrowser } from '../helpers/browser.ts'
 import { anchoredCloud, until, type AnchoredCloud } from './anchor-helpers.ts'
 
 let env: AnchoredCloud
@@ -31,9 +31,7 @@ afterAll(async () => {
 describe('the console shows the anchors', () => {
   it('with the state, the newest anchor, and explorer links', async () => {
     const latest = env.cloud.anchor!.status().latest!
-    await page.goto(env.cloud.url)
-    await page.fill('#token', env.cloud.tokens.create('admin', 'console-anchors').token)
-    await page.click('#token-form button[type=submit]')
+    await signIn(page, env.cloud.url, env.cloud.tokens.create('admin', 'console-anchors').token)
     await expect.poll(() => page.textContent('#anchor-state'), { timeout: 20_000 }).toBe('anchoring works')
     expect(await page.textContent('#anchor-latest')).toContain(`block ${latest.height}`)
     const href = await page.getAttribute('#anchor-latest a', 'href')

@@ -116,3 +116,52 @@ export async function openBrowser(opts: { viewport?: { width: number; height: nu
     },
   }
 }
+
+/** Open a console page and sign in with a token (every console has #token and #token-form). */
+export async function signIn(page: Page, url: string, token: string): Promise<void> {
+  await page.goto(url)
+  await page.fill('#token', token)
+  await page.click('#token-form button[type=submit]')
+}
+
+export interface SeenRequest {
+  readonly method: string
+  readonly url: string
+  readonly origin: string
+  readonly path: string
+  /** The request body as sent ('' for none). */
+  readonly body: string
+  readonly headers: Record<string, string>
+}
+
+/**
+ * Every request the browser makes from now on, in every tab of the context — how a test shows that
+ * a key file opened in a page never leaves it (together with `expectNoneCarries`).
+ */
+export function recordNetwork(context: BrowserContext): { seen(): SeenRequest[] } {
+  const requests: import('playwright-core').Request[] = []
+  context.on('request', (r) => void requests.push(r))
+  return {
+    seen: () =>
+      requests.map((r) => {
+        const u = new URL(r.url())
+        return { method: r.method(), url: r.url(), origin: u.origin, path: u.pathname, body: r.postData() ?? '', headers: r.headers() }
+      }),
+  }
+}
+
+/** The forms a secret could travel in: hex, base64, base64url and raw bytes (a 48-character stretch of each). */
+export function secretForms(secret: Uint8Array | string): string[] {
+  if (typeof secret === 'string') return [secret]
+  const b = Buffer.from(secret)
+  return [b.toString('hex'), b.toString('base64'), b.toString('base64url'), b.toString('latin1')].map((x) => x.slice(0, 48))
+}
+
+/** No request's URL, headers or body carries any of the secrets' forms. */
+export function expectNoneCarries(seen: readonly SeenRequest[], secrets: readonly (Uint8Array | string)[]): void {
+  const forms = secrets.flatMap(secretForms)
+  for (const r of seen) {
+    const sent = r.url + r.body + JSON.stringify(r.headers)
+    for (const f of forms) if (sent.includes(f)) throw new Error(`${r.method} ${r.path} carries a secret (${f.slice(0, 12)}…)`)
+  }
+}

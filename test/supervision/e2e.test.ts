@@ -28,6 +28,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'doctor.key'), encodeUserKey(sys.authority.key(['role:doctor', 'hospital:h1'])), { mode: 0o600 })
   writeFileSync(join(dir, 'regulator.key'), encodeUserKey(sys.authority.key(['role:regulator'])), { mode: 0o600 })
   wallets.forEach((w, i) => writeFileSync(join(dir, `wallet-${i + 1}`), w.privateKey + '\n', { mode: 0o600 }))
+  writeFileSync(join(dir, 'requester-wallet'), testWallet(9).privateKey + '\n', { mode: 0o600 }) // the doctor signs requests
   const monitors = await startMonitors(sys.gateway.mqttUrl, sys.monitors, 2)
   await sleep(5000) // load duration, not a timing assertion
   await Promise.all(monitors.map((m) => m.stop()))
@@ -91,7 +92,7 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
     const fixed = old.map((r, i) => (i === 0 ? { ...r, value: (r.value ?? 0) + 1 } : r))
     writeFileSync(join(dir, 'fixed.json'), JSON.stringify(fixed))
 
-    const req = await run(['supervision', 'request', 'correct', String(id), '--readings', join(dir, 'fixed.json'), '--reason', 'first reading mis-calibrated', '--key', join(dir, 'doctor.key'), '--authority', sys.authority.publicKeyFile], sys.tokens.doctor)
+    const req = await run(['supervision', 'request', 'correct', String(id), '--readings', join(dir, 'fixed.json'), '--reason', 'first reading mis-calibrated', '--key', join(dir, 'doctor.key'), '--authority', sys.authority.publicKeyFile, '--wallet', join(dir, 'requester-wallet')], sys.tokens.doctor)
     const rid = requestId(req)
     expect(req).toMatch(/evidence sealed for role:regulator/)
 
@@ -142,7 +143,7 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
   it('deletion: a tombstone keeps the stream whole; a wrong share is refused naming the regulator; the other regulators finish', async () => {
     const id = await middleRecord(2)
     const before = await sys.record(id)
-    const rid = requestId(await run(['supervision', 'request', 'delete', String(id), '--reason', 'recorded on the wrong patient', '--key', join(dir, 'doctor.key'), '--authority', sys.authority.publicKeyFile], sys.tokens.doctor))
+    const rid = requestId(await run(['supervision', 'request', 'delete', String(id), '--reason', 'recorded on the wrong patient', '--key', join(dir, 'doctor.key'), '--authority', sys.authority.publicKeyFile, '--wallet', join(dir, 'requester-wallet')], sys.tokens.doctor))
     // Not a regulator: a doctor's token cannot decide; an outsider's wallet is refused by name.
     const forbidden = await careledger(['regulator', 'approve', rid, '--wallet', join(dir, 'wallet-1')], as(sys.tokens.doctor))
     expect(forbidden.stderr).toMatch(/403/)
@@ -193,7 +194,7 @@ describe('1 of 1: one regulator with the trapdoor file', () => {
     await run(['regulator', 'setup', '--threshold', '1', '--of', '1', '--cloud-id', 'e2e-cloud', '--trapdoor', join(sys.dirs.cloud, 'regulator', 'chameleon-secret.key'), '--out', one, '--install', '--regulator', `Sole Regulator=${wallets[0]!.address}`], sys.tokens.admin)
     const id = await middleRecord(0, 'bed-02')
     const before = await sys.record(id)
-    const rid = requestId(await run(['supervision', 'request', 'delete', String(id), '--reason', 'duplicate'], sys.tokens.doctor))
+    const rid = requestId(await run(['supervision', 'request', 'delete', String(id), '--reason', 'duplicate', '--wallet', join(dir, 'requester-wallet')], sys.tokens.doctor))
     expect(await run(['regulator', 'approve', rid, '--wallet', join(dir, 'wallet-1'), '--trapdoor', join(sys.dirs.cloud, 'regulator', 'chameleon-secret.key')], sys.tokens.regulator)).toMatch(/applied/)
     expect((await sys.record(id)).commitment).toBe(before.commitment)
     expect(existsSync(blockFilePath(join(sys.dirs.cloud, 'blocks'), CID.parse(before.cid)))).toBe(false)

@@ -18,7 +18,12 @@ import { SupervisionStore, type RequestView } from '../../cloud/supervision/stor
 import { decodeTombstone } from '../../cloud/supervision/content.ts'
 import { chameleonAdapt } from '../../shared/crypto/chameleon.ts'
 import { deterministicRng } from '../../shared/crypto/random.ts'
-import { verifyRedactionLogEntry } from '../../shared/protocol/redaction-log.ts'
+import { encodeRedactionLogEntry, redactionLogEntryHash, verifyRedactionLogEntry, type RedactionLogEntry } from '../../shared/protocol/redaction-log.ts'
+import { contentDigest } from '../../shared/protocol/approval.ts'
+import { manifestCommitment, type BatchManifest } from '../../shared/protocol/manifest.ts'
+import { NO_MANIFEST, requestIdOf, signRequest } from '../../shared/protocol/supervision-request.ts'
+import { checkRequester } from '../../clients/supervision-view.ts'
+import { testWallet } from '../vectors/supervision.ts'
 import { chainTestKeys, tempDir, testFleet } from '../cloud/chain-helpers.ts'
 import { errorOf } from '../helpers/frost.ts'
 import { committee, roundOne, roundTwo, signDecision, subjectOf, type Committee } from '../helpers/supervision.ts'
@@ -277,6 +282,90 @@ describe('deletion', () => {
       expect(applied.entry.signers).toEqual([1])
       const report = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, signingPublicKey: keys.signing.publicKey, workers: 0 })
       expect(report.failures).toEqual([])
+    } finally {
+      await f.close()
+    }
+  })
+})
+
+describe('requests signed by the requester (EIP-712; the request id is the typed-data digest)', () => {
+  const requester = testWallet(9)
+  const someoneElse = testWallet(8)
+  const message = (f: Fixture, record: number, action: 'correct' | 'delete', reason: string, manifest?: unknown) => {
+    const content = f.db.prepare('SELECT content FROM records WHERE id = ?').pluck().get(record) as Buffer
+    return { record, action, oldContent: contentDigest(new Uint8Array(content)), newManifest: manifest ? manifestCommitment(manifest as BatchManifest) : NO_MANIFEST, reason, nonce: bytesToHex(rng(32)), issuedAt: 1_767_300_000_000 }
+  }
+
+  it('a signed correction is filed under its digest, applied with a version-2 log entry, and verifies next to a version-1 entry', async () => {
+    const f = await fixture(2, 3)
+    try {
+      // An unsigned request (as before requester signatures): its entry stays version 1 and verifiable.
+      let old = f.sup.createRequest({ record: 3, action: 'delete', reason: 'duplicate upload', requester: 'admin-1 (admin)' })
+      old = await approveAndSign(f, old, [1, 2])
+      expect(old.status).toBe('applied')
+      const { manifest, envelope } = resealed(f, 6)
+      const m = message(f, 6, 'correct', 'SpO2 probe slipped', manifest)
+      const { signed, requestId } = await signRequest(f.c.policy, requester, m)
+      expect(requestId).toBe(requestIdOf(f.c.policy, m))
+      let r = f.sup.createRequest({ record: 6, action: 'correct', reason: m.reason, requester: 'dr-ward (doctor)', manifest, envelope, signed })
+      expect(r.id).toBe(requestId)
+      expect(r.requesterSignature).toEqual(signed)
+      expect(checkRequester(f.c.policy, r)).toMatchObject({ verified: true, address: requester.address })
+      r = await approveAndSign(f, r, [2, 3])
+      expect(r.status).toBe('applied')
+      const log = f.sup.redactionLog()
+      expect(log.map((e) => e.entry.v)).toEqual([1, 2])
+      expect(log[1]!.entry).toMatchObject({ requestId, requester: 'dr-ward (doctor)', request: { requester: requester.address, signature: signed.signature } })
+      expect(() => verifyRedactionLogEntry(f.c.policy, log[0]!.entry)).not.toThrow()
+      expect(() => verifyRedactionLogEntry(f.c.policy, log[1]!.entry)).not.toThrow()
+      expect((await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })).failures).toEqual([])
+
+      // The entry's requester signature swapped for another's, the entry re-hashed and the log re-linked: chain verify names it.
+      const e2 = log[1]!.entry as Extract<RedactionLogEntry, { v: 2 }>
+      const other = await signRequest(f.c.policy, someoneElse, { ...m, record: e2.record })
+      const forged = { ...e2, request: { ...e2.request, signature: other.signed.signature } }
+      const sql = new Database(f.path)
+      try {
+        const hash = redactionLogEntryHash(forged)
+        const prev = sql.prepare('SELECT log_hash FROM redaction_log WHERE seq = 1').pluck().get() as Buffer
+        sql.prepare('UPDATE redaction_log SET entry = ?, hash = ?, log_hash = ? WHERE seq = 2').run(encodeRedactionLogEntry(forged), hash, sha256(Buffer.concat([prev, hash])))
+      } finally {
+        sql.close()
+      }
+      const bad = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers: 0 })
+      expect(bad.failures.map((x) => [x.kind, x.recordId])).toEqual([['REDACTION_LOG', 6]])
+      expect(bad.failures[0]!.message).toMatch(new RegExp(`claims to be signed by ${requester.address}, but its signature .* recovers to ${someoneElse.address}`))
+    } finally {
+      await f.close()
+    }
+  })
+
+  it('refuses a forged, mismatched or re-filed requester signature with a named reason; nothing stored, the attempt logged', async () => {
+    const f = await fixture(2, 3)
+    try {
+      const m = message(f, 5, 'delete', 'recorded on the wrong patient')
+      const { signed } = await signRequest(f.c.policy, requester, m)
+      const file = (s: unknown, reason = m.reason, record = 5) => () => f.sup.createRequest({ record, action: 'delete', reason, requester: 'dr-ward (doctor)', signed: s })
+      // Signed by someone else in the requester's name.
+      const byOther = (await signRequest(f.c.policy, someoneElse, m)).signed
+      expect(refused(f, file({ ...byOther, requester: requester.address })).reason).toBe('FORGED_REQUEST')
+      // Genuine, but filed with another reason or for another record than signed.
+      const e = refused(f, file(signed, 'a reason the requester never wrote'))
+      expect(e.reason).toBe('FORGED_REQUEST')
+      expect(e.message).toMatch(/signed for another request/)
+      expect(refused(f, file(signed, m.reason, 6)).reason).toBe('FORGED_REQUEST')
+      // A correction whose signature names another re-sealed manifest.
+      const a = resealed(f, 6, 1)
+      const b = resealed(f, 6, 2)
+      const mc = message(f, 6, 'correct', 'probe slipped', b.manifest)
+      const sc = (await signRequest(f.c.policy, requester, mc)).signed
+      expect(refused(f, () => f.sup.createRequest({ record: 6, action: 'correct', reason: mc.reason, requester: 'dr-ward (doctor)', manifest: a.manifest, envelope: a.envelope, signed: sc })).reason).toBe('REQUEST_MISMATCH')
+      // Malformed.
+      expect(refused(f, file({ ...signed, signature: '0x1234' })).message).toMatch(/requester signature.*signature/)
+      // Filed once; withdrawn; the same signed request again is refused (sign a new one).
+      const r = file(signed)()
+      f.sup.withdraw(r.id, 'dr-ward (doctor)')
+      expect(refused(f, file(signed)).reason).toBe('DUPLICATE_REQUEST')
     } finally {
       await f.close()
     }
