@@ -17,9 +17,13 @@ export const WALLET_ENV = 'CARELEDGER_REGULATOR_WALLET'
 /** The requester's wallet (signs supervision requests) when --wallet is not given. */
 export const REQUESTER_WALLET_ENV = 'CARELEDGER_REQUESTER_WALLET'
 
-/** A regulator's (or requester's) EVM wallet: a file holding the 0x-hex private key (mode 0600), or the environment variable `env`. */
+/**
+ * A regulator's (or requester's) EVM wallet: a file holding the 0x-hex private key — sealed under the
+ * process's passphrase (`careledger keys encrypt`, docs/crypto.md §Sealed secrets) or raw with a
+ * warning, like the trapdoor and the shares — or the environment variable `env`.
+ */
 export function readWallet(path: string | undefined, env = WALLET_ENV): Wallet {
-  const text = path ? new TextDecoder().decode(readKeyFile(path)).trim() : process.env[env]?.trim()
+  const text = path ? new TextDecoder().decode(processKeyring().readSync(path)).trim() : process.env[env]?.trim()
   if (!text) throw new CareLedgerError('INVALID_ARGUMENT', `your wallet is needed to sign: --wallet <file> (a 0x-hex private key) or ${env}`, { field: 'wallet' })
   try {
     return new Wallet(text.startsWith('0x') ? text : `0x${text}`)
