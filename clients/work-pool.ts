@@ -1,0 +1,108 @@
+/**
+ * Worker threads for a verified retrieval (Node only; the browser runs clients/retrieval-work.ts
+ * in its one thread): proof pages and batches go to the least-busy thread, so the client verifies
+ * page n and decrypts while the cloud answers page n+1, on every core (`--workers`, default the
+ * number of cores, at most 4). Nothing is retried: a job's error comes back with its code, and a
+ * thread that dies fails what it held and every later job, so the retrieval stops with the reason.
+ */
+import { availableParallelism } from 'node:os'
+import { Worker } from 'node:worker_threads'
+import { encodeRetrievalKey, encodeUserKey } from '../shared/crypto/abe/codec.ts'
+import { reviveCareLedgerError } from '../shared/errors.ts'
+import type { Decryptor } from './retrieve.ts'
+import type { CheckedProof, OpenResult, RetrievalWork } from './retrieval-work.ts'
+import type { WorkAnswer, WorkJob, WorkerKey } from './work-worker.ts'
+
+/** The default number of threads: the cores, at most 4 (beyond that the cloud's answers are the limit). */
+export const defaultWorkers = (): number => Math.min(4, availableParallelism())
+
+interface Slot {
+  readonly worker: Worker
+  busy: number
+  readonly held: Set<number>
+  readonly ready: Promise<void>
+}
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: unknown) => void }
+type JobBody = WorkJob extends infer J ? (J extends { id: number } ? Omit<J, 'id'> : never) : never
+
+export class WorkPool implements RetrievalWork {
+  readonly #slots: Slot[] = []
+  readonly #pending = new Map<number, Pending>()
+  #failed: Error | null = null
+  #next = 1
+
+  /** `key`: what the threads open batches with (the decryptor's key); 'none' to check proofs only. */
+  constructor(size: number, key: WorkerKey) {
+    if (!Number.isInteger(size) || size < 1) throw new RangeError(`a work pool needs at least one thread, not ${size}`)
+    for (let i = 0; i < size; i++) {
+      const worker = new Worker(new URL('./work-worker.ts', import.meta.url), { workerData: { key } })
+      let started!: () => void
+      const slot: Slot = { worker, busy: 0, held: new Set(), ready: new Promise<void>((ok) => (started = ok)) }
+      worker.on('message', (a: WorkAnswer | { ready: true }) => {
+        if ('ready' in a) return started()
+        slot.busy--
+        slot.held.delete(a.id)
+        const p = this.#pending.get(a.id)
+        this.#pending.delete(a.id)
+        if (!p) return
+        if ('error' in a) p.reject(reviveCareLedgerError(Object.assign(new Error(a.error.message), a.error)))
+        else p.resolve(a.result)
+      })
+      const die = (why: Error) => {
+        this.#failed ??= new Error(`a retrieval worker thread failed: ${why.message}`, { cause: why })
+        for (const id of slot.held) {
+          this.#pending.get(id)?.reject(this.#failed)
+          this.#pending.delete(id)
+        }
+        slot.held.clear()
+        started()
+      }
+      worker.on('error', die)
+      worker.on('exit', (code) => die(new Error(`it exited with code ${code}`)))
+      this.#slots.push(slot)
+    }
+  }
+
+  /** The work pool for a session's decryptor (its key encoded for the threads). */
+  static forDecryptor(size: number, d: Decryptor): WorkPool {
+    return new WorkPool(size, d.kind === 'local' ? { kind: 'local', userKey: encodeUserKey(d.opener.key) } : { kind: 'outsourced', retrievalKey: encodeRetrievalKey(d.retrievalKey) })
+  }
+
+  /** Resolves when every thread has loaded (a job sent before simply waits in its queue). */
+  async ready(): Promise<void> {
+    await Promise.all(this.#slots.map((s) => s.ready))
+    if (this.#failed) throw this.#failed
+  }
+
+  get size(): number {
+    return this.#slots.length
+  }
+
+  #run<T>(job: JobBody): Promise<T> {
+    if (this.#failed) return Promise.reject(this.#failed)
+    if (this.#slots.length === 0) return Promise.reject(new Error('the retrieval work pool is closed'))
+    const slot = this.#slots.reduce((a, b) => (b.busy < a.busy ? b : a))
+    const id = this.#next++
+    slot.busy++
+    slot.held.add(id)
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
+      slot.worker.postMessage({ ...job, id })
+    })
+  }
+
+  checkProofs(proofs: readonly unknown[], chameleonKey: Uint8Array): Promise<CheckedProof[]> {
+    return this.#run({ kind: 'proofs', proofs, chameleonKey })
+  }
+
+  openBatches(items: Parameters<RetrievalWork['openBatches']>[0], query: Parameters<RetrievalWork['openBatches']>[1]): Promise<OpenResult[]> {
+    return this.#run({ kind: 'open', items, query: { from: query.from, to: query.to, types: query.types } })
+  }
+
+  async close(): Promise<void> {
+    const slots = this.#slots.splice(0)
+    this.#failed ??= new Error('the retrieval work pool is closed')
+    await Promise.all(slots.map((s) => s.worker.terminate()))
+  }
+}
