@@ -28,7 +28,7 @@ export interface CommonOptions {
   readonly blockTimeoutS: string
   /** Every block through Helia from the trustless gateways, one request each (no POST /v1/blocks). */
   readonly ipfsOnly?: boolean
-  /** Worker threads for proofs and decryption (clients/work-pool.ts); 0: the main thread. */
+  /** Worker threads for proofs and decryption (clients/work-pool.ts); 0: the main thread. Given, they are used for any answer; by default only for large ones (WORK_MIN_RECORDS). */
   readonly workers?: string
   readonly state?: string
   readonly signingKey?: string
@@ -118,5 +118,5 @@ export async function openSession(o: CommonOptions, now: number): Promise<Sessio
   const blocks = o.ipfsOnly ? ipfs : cloudFirst(api, cloud, ipfs)
   const workers = o.workers === undefined ? defaultWorkers() : Number(o.workers)
   if (!Number.isInteger(workers) || workers < 0 || workers > 64) throw new CareLedgerError('INVALID_ARGUMENT', `--workers: ${JSON.stringify(o.workers)} is not a number of threads from 0 to 64`, { field: 'workers' })
-  return { api, blocks, trust, decryptor, validity, ...(workers > 0 ? { work: WorkPool.forDecryptor(workers, decryptor) } : {}) }
+  return { api, blocks, trust, decryptor, validity, ...(workers > 0 ? { work: WorkPool.forDecryptor(workers, decryptor, o.workers === undefined ? {} : { minRecords: 0 }) } : {}) }
 }

@@ -89,6 +89,8 @@ export async function openBatch(item: OpenItem, opener: Opener, query: Pick<Evid
  * answers the next page.
  */
 export interface RetrievalWork {
+  /** retrieve() uses this work only for answers of at least this many records (default WORK_MIN_RECORDS there). */
+  readonly minRecords?: number
   checkProofs(proofs: readonly unknown[], chameleonKey: Uint8Array): Promise<CheckedProof[]>
   openBatches(items: readonly OpenItem[], query: Pick<EvidenceQuery, 'from' | 'to' | 'types'>): Promise<OpenResult[]>
 }

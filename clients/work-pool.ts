@@ -32,11 +32,27 @@ export class WorkPool implements RetrievalWork {
   #failed: Error | null = null
   #next = 1
 
-  /** `key`: what the threads open batches with (the decryptor's key); 'none' to check proofs only. */
-  constructor(size: number, key: WorkerKey) {
+  readonly #size: number
+  readonly #key: WorkerKey
+  readonly minRecords: number | undefined
+
+  /**
+   * `key`: what the threads open batches with (the decryptor's key); 'none' to check proofs only.
+   * The threads start on start() or the first job: loading the code costs each ≈ 0.3–0.5 s of CPU,
+   * worth it for an export, not for a few batches (retrieve() decides by the plan's size).
+   */
+  constructor(size: number, key: WorkerKey, opts: { minRecords?: number } = {}) {
     if (!Number.isInteger(size) || size < 1) throw new RangeError(`a work pool needs at least one thread, not ${size}`)
-    for (let i = 0; i < size; i++) {
-      const worker = new Worker(new URL('./work-worker.ts', import.meta.url), { workerData: { key } })
+    this.#size = size
+    this.#key = key
+    this.minRecords = opts.minRecords
+  }
+
+  /** Start the threads (idempotent). */
+  start(): void {
+    if (this.#slots.length > 0 || this.#failed) return
+    for (let i = 0; i < this.#size; i++) {
+      const worker = new Worker(new URL('./work-worker.ts', import.meta.url), { workerData: { key: this.#key } })
       let started!: () => void
       const slot: Slot = { worker, busy: 0, held: new Set(), ready: new Promise<void>((ok) => (started = ok)) }
       worker.on('message', (a: WorkAnswer | { ready: true }) => {
@@ -64,13 +80,19 @@ export class WorkPool implements RetrievalWork {
     }
   }
 
+  /** Forget the keys decapsulated so far (a new retrieval starts as a fresh session would). */
+  reset(): void {
+    for (const s of this.#slots) s.worker.postMessage({ id: 0, kind: 'reset' } satisfies WorkJob)
+  }
+
   /** The work pool for a session's decryptor (its key encoded for the threads). */
-  static forDecryptor(size: number, d: Decryptor): WorkPool {
-    return new WorkPool(size, d.kind === 'local' ? { kind: 'local', userKey: encodeUserKey(d.opener.key) } : { kind: 'outsourced', retrievalKey: encodeRetrievalKey(d.retrievalKey) })
+  static forDecryptor(size: number, d: Decryptor, opts: { minRecords?: number } = {}): WorkPool {
+    return new WorkPool(size, d.kind === 'local' ? { kind: 'local', userKey: encodeUserKey(d.opener.key) } : { kind: 'outsourced', retrievalKey: encodeRetrievalKey(d.retrievalKey) }, opts)
   }
 
   /** Resolves when every thread has loaded (a job sent before simply waits in its queue). */
   async ready(): Promise<void> {
+    this.start()
     await Promise.all(this.#slots.map((s) => s.ready))
     if (this.#failed) throw this.#failed
   }
@@ -81,7 +103,7 @@ export class WorkPool implements RetrievalWork {
 
   #run<T>(job: JobBody): Promise<T> {
     if (this.#failed) return Promise.reject(this.#failed)
-    if (this.#slots.length === 0) return Promise.reject(new Error('the retrieval work pool is closed'))
+    this.start()
     const slot = this.#slots.reduce((a, b) => (b.busy < a.busy ? b : a))
     const id = this.#next++
     slot.busy++
@@ -101,8 +123,8 @@ export class WorkPool implements RetrievalWork {
   }
 
   async close(): Promise<void> {
-    const slots = this.#slots.splice(0)
     this.#failed ??= new Error('the retrieval work pool is closed')
+    const slots = this.#slots.splice(0)
     await Promise.all(slots.map((s) => s.worker.terminate()))
   }
 }

@@ -6,6 +6,8 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { decodeRetrievalKey, decodeUserKey } from '../shared/crypto/abe/codec.ts'
+import type { UserKey } from '../shared/crypto/abe/fabeo.ts'
+import type { RetrievalKey } from '../shared/crypto/abe/outsource.ts'
 import type { EvidenceQuery } from '../shared/protocol/evidence.ts'
 import { LocalOpener, OutsourcedFinisher } from './decrypt.ts'
 import { checkProofPage, openBatch, type OpenItem, type Opener } from './retrieval-work.ts'
@@ -14,17 +16,19 @@ export type WorkerKey = { readonly kind: 'local'; readonly userKey: Uint8Array }
 
 export type WorkJob =
   | { readonly id: number; readonly kind: 'proofs'; readonly proofs: readonly unknown[]; readonly chameleonKey: Uint8Array }
+  | { readonly id: 0; readonly kind: 'reset' }
   | { readonly id: number; readonly kind: 'open'; readonly items: readonly OpenItem[]; readonly query: Pick<EvidenceQuery, 'from' | 'to' | 'types'> }
 
 export type WorkAnswer = { readonly id: number; readonly result: unknown } | { readonly id: number; readonly error: { readonly name: string; readonly message: string; readonly code?: string; readonly info?: unknown } }
 
 const key = (workerData as { key: WorkerKey }).key
+let decoded: UserKey | RetrievalKey | null = null
 let opener: Opener | null = null
-/** Decoded on first use: decoding validates every point of the key. */
+/** Decoded on first use (decoding validates every point of the key); the opener keeps K per stream and epoch until a reset. */
 const openerOf = (): Opener => {
   if (opener) return opener
-  if (key.kind === 'local') opener = { kind: 'local', opener: new LocalOpener(decodeUserKey(key.userKey)) }
-  else if (key.kind === 'outsourced') opener = { kind: 'outsourced', finisher: new OutsourcedFinisher(decodeRetrievalKey(key.retrievalKey)) }
+  if (key.kind === 'local') opener = { kind: 'local', opener: new LocalOpener((decoded ??= decodeUserKey(key.userKey)) as UserKey) }
+  else if (key.kind === 'outsourced') opener = { kind: 'outsourced', finisher: new OutsourcedFinisher((decoded ??= decodeRetrievalKey(key.retrievalKey)) as RetrievalKey) }
   else throw new Error('this work pool holds no key: it checks proofs only')
   return opener
 }
@@ -32,6 +36,7 @@ const openerOf = (): Opener => {
 parentPort!.postMessage({ ready: true })
 
 parentPort!.on('message', async (job: WorkJob) => {
+  if (job.kind === 'reset') return void (opener = null)
   let answer: WorkAnswer
   try {
     if (job.kind === 'proofs') answer = { id: job.id, result: checkProofPage(job.proofs, job.chameleonKey) }

@@ -107,7 +107,7 @@ function rewritingEvidence(device: string, badPage: number, f: (records: { recor
 
 describe('the export pipeline on worker threads', () => {
   it('gives the same verified readings as the main thread, pages of proofs reassembled in order', async () => {
-    const pool = WorkPool.forDecryptor(2, local())
+    const pool = WorkPool.forDecryptor(2, local(), { minRecords: 0 })
     try {
       const threaded = await retrieve({ query, evidence: api, blocks, trust: noTrust, decryptor: local(), work: pool, recordsPage: 3 })
       const inline = await retrieve({ query, evidence: api, blocks, trust: noTrust, decryptor: local() })
@@ -122,7 +122,7 @@ describe('the export pipeline on worker threads', () => {
   })
 
   it('a bad page after good ones stops the retrieval, naming the record, and returns nothing', async () => {
-    const pool = WorkPool.forDecryptor(2, local())
+    const pool = WorkPool.forDecryptor(2, local(), { minRecords: 0 })
     // Pages of 3 seqs: stream bed-12's pages 0 and 1 (seqs 0…5) are good, page 2 (seqs 6…8) holds an altered record.
     const evidence = rewritingEvidence('bed-12', 2, (records) => {
       const r = records.find((x) => x.record.seq === 7)!.record
@@ -173,7 +173,7 @@ describe('the export pipeline on worker threads', () => {
 
   it('an error thrown on a worker thread reaches the caller with its code', async () => {
     // A key that does not decode: the threads decode it on their first batch and throw INVALID_ENCODING.
-    const pool = new WorkPool(2, { kind: 'local', userKey: new Uint8Array([1, 2, 3]) })
+    const pool = new WorkPool(2, { kind: 'local', userKey: new Uint8Array([1, 2, 3]) }, { minRecords: 0 })
     try {
       const e = await retrieve({ query, evidence: api, blocks, trust: noTrust, decryptor: local(), work: pool }).then(
         () => null,
