@@ -91,6 +91,8 @@ export async function openBatch(item: OpenItem, opener: Opener, query: Pick<Evid
 export interface RetrievalWork {
   /** retrieve() uses this work only for answers of at least this many records (default WORK_MIN_RECORDS there). */
   readonly minRecords?: number
+  /** Get ready (threads load their code) before the first job. */
+  start?(): void
   checkProofs(proofs: readonly unknown[], chameleonKey: Uint8Array): Promise<CheckedProof[]>
   openBatches(items: readonly OpenItem[], query: Pick<EvidenceQuery, 'from' | 'to' | 'types'>): Promise<OpenResult[]>
 }

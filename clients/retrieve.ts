@@ -90,7 +90,7 @@ export interface RetrieveOptions {
 export const RECORDS_PAGE = 100
 /** Records from which an answer is worth the work threads' start. */
 export const WORK_MIN_RECORDS = 200
-/** Batches per opening job. */
+/** Batches per opening job (at most; fewer when there are few batches, so every thread gets some). */
 const OPEN_CHUNK = 25
 
 /** The opener of a decryptor, for work done in this thread. */
@@ -160,6 +160,7 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
   const total = plan.streams.reduce((n, s) => n + s.lastSeq - s.firstSeq + 1, 0)
   // Threads pay for themselves only on a large answer (each costs ≈ 0.3–0.5 s of CPU to start).
   const work = o.work && total >= (o.work.minRecords ?? WORK_MIN_RECORDS) ? o.work : inThread(openerOf(o.decryptor))
+  work.start?.() // the threads load while the first page is on its way
   const pageSize = o.recordsPage ?? RECORDS_PAGE
   const getMany = o.blocks.getMany?.bind(o.blocks)
   const bulk = new Map<string, Uint8Array | Error>()
@@ -266,7 +267,7 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
   const results = await stage('decrypt', async () =>
     (
       await Promise.all(
-        chunked(items, OPEN_CHUNK).map(async (chunk) => {
+        chunked(items, Math.max(1, Math.min(OPEN_CHUNK, Math.ceil(items.length / 8)))).map(async (chunk) => {
           const r = await work.openBatches(chunk, o.query)
           progress('decrypt', (opened += chunk.length), items.length)
           return r
