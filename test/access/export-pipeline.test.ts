@@ -3,7 +3,8 @@
  * checked page by page on worker threads while the next page is fetched, and batches are opened
  * there too. Against a real cloud (HTTP service, chain, blockstore) with real worker threads:
  *
- *   same answer    threads and the main thread give the same verified readings, pages reassembled
+ *   same answer    threads and the main thread give the same verified readings, pages reassembled;
+ *                  outsourced decryption finished on the threads gives the local readings
  *   bad late page  a page that does not verify after good ones stops the retrieval with the record
  *                  named, nothing returned; through the CLI, nothing is written
  *   thread errors  an error thrown on a worker thread reaches the caller with its code; a closed
@@ -13,7 +14,8 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { encodeUserKey } from '../../shared/crypto/abe/codec.ts'
+import { encodeTransformKey, encodeUserKey } from '../../shared/crypto/abe/codec.ts'
+import { makeTransformKey } from '../../shared/crypto/abe/outsource.ts'
 import type { Cloud } from '../../cloud/runtime.ts'
 import { isCareLedgerError } from '../../shared/errors.ts'
 import type { SealedReading } from '../../shared/protocol/batch.ts'
@@ -116,6 +118,20 @@ describe('the export pipeline on worker threads', () => {
       expect(threaded.batches.map((b) => [b.recordId, b.status, b.readings])).toEqual(inline.batches.map((b) => [b.recordId, b.status, b.readings]))
       expect(threaded.batches.flatMap((b) => b.readings).length).toBe(2 * 8 * 6)
       expect(threaded.decryptions).toBe(16)
+    } finally {
+      await pool.close()
+    }
+  })
+
+  it('outsourced decryption finishes on the threads with the retrieval key: the same readings as local', async () => {
+    const { transformKey, retrievalKey } = makeTransformKey(key)
+    const outsourced: Decryptor = { kind: 'outsourced', attributes: key.attributes, retrievalKey, proxy: api.transformer(encodeTransformKey(transformKey)) }
+    const pool = WorkPool.forDecryptor(2, outsourced, { minRecords: 0 })
+    try {
+      const threaded = await retrieve({ query, evidence: api, blocks, trust: noTrust, decryptor: outsourced, work: pool, recordsPage: 4 })
+      const inline = await retrieve({ query, evidence: api, blocks, trust: noTrust, decryptor: local() })
+      expect(threaded.decryptions).toBe(16)
+      expect(threaded.batches.map((b) => [b.recordId, b.readings])).toEqual(inline.batches.map((b) => [b.recordId, b.readings]))
     } finally {
       await pool.close()
     }
