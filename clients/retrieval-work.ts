@@ -93,8 +93,11 @@ export interface RetrievalWork {
   readonly minRecords?: number
   /** Get ready (threads load their code) before the first job. */
   start?(): void
+  /** Threads the work runs on (1 when absent). */
+  readonly threads?: number
   checkProofs(proofs: readonly unknown[], chameleonKey: Uint8Array): Promise<CheckedProof[]>
-  openBatches(items: readonly OpenItem[], query: Pick<EvidenceQuery, 'from' | 'to' | 'types'>): Promise<OpenResult[]>
+  /** `thread`: run on this one (0 … threads − 1), so that it reuses the keys it decapsulated; otherwise the least busy. */
+  openBatches(items: readonly OpenItem[], query: Pick<EvidenceQuery, 'from' | 'to' | 'types'>, thread?: number): Promise<OpenResult[]>
 }
 
 export function inThread(opener: Opener): RetrievalWork {

@@ -90,7 +90,7 @@ export interface RetrieveOptions {
 export const RECORDS_PAGE = 100
 /** Records from which an answer is worth the work threads' start. */
 export const WORK_MIN_RECORDS = 200
-/** Batches per opening job (at most; fewer when there are few batches, so every thread gets some). */
+/** Batches per opening job (at most). */
 const OPEN_CHUNK = 25
 
 /** The opener of a decryptor, for work done in this thread. */
@@ -267,8 +267,8 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
   const results = await stage('decrypt', async () =>
     (
       await Promise.all(
-        chunked(items, Math.max(1, Math.min(OPEN_CHUNK, Math.ceil(items.length / 8)))).map(async (chunk) => {
-          const r = await work.openBatches(chunk, o.query)
+        openingJobs(items, work.threads ?? 1).map(async ({ chunk, thread }) => {
+          const r = await work.openBatches(chunk, o.query, thread)
           progress('decrypt', (opened += chunk.length), items.length)
           return r
         }),
@@ -289,6 +289,16 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
   })
   o.trust.remember({ height: head.height, hash: head.hash }, head.signingKey)
   return { plan, head, streams, batches, warnings, timings, decryptions }
+}
+
+/**
+ * The opening jobs: thread k gets the k-th contiguous share of the batches (in stream order), so a
+ * stream's batches stay on one or two threads and each thread decapsulates (or finishes) once per
+ * stream it sees — not every thread once per stream — in chunks of at most OPEN_CHUNK for progress.
+ */
+function openingJobs<T>(items: readonly T[], threads: number): { chunk: T[]; thread: number }[] {
+  const share = Math.ceil(items.length / threads)
+  return chunked(items, share).flatMap((part, thread) => chunked(part, OPEN_CHUNK).map((chunk) => ({ chunk, thread })))
 }
 
 const chunked = <T>(xs: readonly T[], n: number): T[][] => Array.from({ length: Math.ceil(xs.length / n) }, (_, i) => xs.slice(i * n, (i + 1) * n))

@@ -97,14 +97,14 @@ export class WorkPool implements RetrievalWork {
     if (this.#failed) throw this.#failed
   }
 
-  get size(): number {
-    return this.#slots.length
+  get threads(): number {
+    return this.#size
   }
 
-  #run<T>(job: JobBody): Promise<T> {
+  #run<T>(job: JobBody, thread?: number): Promise<T> {
     if (this.#failed) return Promise.reject(this.#failed)
     this.start()
-    const slot = this.#slots.reduce((a, b) => (b.busy < a.busy ? b : a))
+    const slot = thread !== undefined ? this.#slots[thread % this.#slots.length]! : this.#slots.reduce((a, b) => (b.busy < a.busy ? b : a))
     const id = this.#next++
     slot.busy++
     slot.held.add(id)
@@ -118,8 +118,8 @@ export class WorkPool implements RetrievalWork {
     return this.#run({ kind: 'proofs', proofs, chameleonKey })
   }
 
-  openBatches(items: Parameters<RetrievalWork['openBatches']>[0], query: Parameters<RetrievalWork['openBatches']>[1]): Promise<OpenResult[]> {
-    return this.#run({ kind: 'open', items, query: { from: query.from, to: query.to, types: query.types } })
+  openBatches(items: Parameters<RetrievalWork['openBatches']>[0], query: Parameters<RetrievalWork['openBatches']>[1], thread?: number): Promise<OpenResult[]> {
+    return this.#run({ kind: 'open', items, query: { from: query.from, to: query.to, types: query.types } }, thread)
   }
 
   async close(): Promise<void> {
