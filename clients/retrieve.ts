@@ -3,11 +3,14 @@
  * console's doctor view. The I/O (the cloud's evidence API, the blocks by CID, the trusted-head
  * store) comes in as interfaces, so the same pipeline runs in Node and in the browser.
  *
- *   retrieveStages = [askPlan, checkHead, fetchSpans, linkChain, verifySpans, fetchBlocks, openBatches]
+ *   retrieveStages = [askPlan, checkHead, fetchSpans + checkPages, linkChain, verifySpans, fetchBlocks, openBatches]
  *
- * Nothing is decrypted, and nothing returned, before every record, link and boundary of the
- * answer verified and every fetched block hashed to its CID: any failure throws RetrievalError
- * naming all that was wrong (clients/verify.ts).
+ * The CPU-bound jobs (a page of proofs, a chunk of batches: clients/retrieval-work.ts) run on
+ * `work` — worker threads in the CLI (clients/work-pool.ts), this thread in the browser — and each
+ * page is checked as soon as it arrives, while the next is fetched. Nothing is decrypted before
+ * every record, link and boundary of the answer verified and the batch's own block hashed to its
+ * CID, and nothing is returned before all of it did: any failure throws RetrievalError naming all
+ * that was wrong (clients/verify.ts).
  */
 import { isCareLedgerError } from '../shared/errors.ts'
 import type { SealedReading } from '../shared/protocol/batch.ts'
