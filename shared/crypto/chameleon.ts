@@ -53,7 +53,7 @@ import { bytesToHex } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../errors.ts'
 import { Kind, Reader, Writer } from '../encoding/binary.ts'
 import { randomScalar, systemRng, type Rng } from './random.ts'
-import { fastDoubleScalarBase, ristrettoFastReady, ristrettoFastState } from './ristretto-fast.ts'
+import { fastDoubleScalarBase, ristrettoFastLoaded, ristrettoFastReady, ristrettoFastState } from './ristretto-fast.ts'
 
 export type ChameleonPoint = InstanceType<typeof ristretto255.Point>
 type Point = ChameleonPoint
@@ -358,7 +358,8 @@ export function chameleonEquation(publicKey: Uint8Array, message: Uint8Array, ha
 function decodeOpeningPoint(encodedP: Uint8Array): Point {
   try {
     const P = RistrettoPoint.fromBytes(encodedP)
-    encodingOf.set(P, encodedP.slice())
+    // Only where libsodium is loaded: a verify worker's batch (noble's MSM) needs no bytes kept.
+    if (ristrettoFastLoaded()) encodingOf.set(P, encodedP.slice())
     return P
   } catch {
     return bad('chameleon opening (P)', 'BAD_POINT', 'not a canonical ristretto255 encoding')

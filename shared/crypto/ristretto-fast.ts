@@ -79,6 +79,9 @@ const TWO_B_HEX = '6a493210f7499cd17fecb510ae0cea23a110e8d5b901f8acadd3095c73a3b
 /** Which library computes e·Y + s·G here (after ristrettoFastReady resolved). */
 export const ristrettoFastLibrary = (): 'libsodium' | 'noble' => (lib ? 'libsodium' : 'noble')
 
+/** Is libsodium loaded in this thread? (cheap: for hot paths that only prepare for the fast path when it can be taken) */
+export const ristrettoFastLoaded = (): boolean => lib !== null
+
 /** 'ready'; 'loading' (started, or not yet asked for); 'off': noble alone (turned off, no Node, or libsodium failed to load). */
 export function ristrettoFastState(): 'ready' | 'loading' | 'off' {
   if (lib) return 'ready'
