@@ -21,26 +21,14 @@
 import { computeAddress, getAddress, recoverAddress, Signature, SigningKey } from 'ethers'
 import { keccak_256 } from '@noble/hashes/sha3.js'
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
+import { loadOptionalModule } from './optional-module.ts'
 
 interface Libsecp256k1 {
   recover(h: Uint8Array, signature: Uint8Array, recoveryId: 0 | 1 | 2 | 3, compressed?: boolean): Uint8Array | null
 }
 
-/**
- * tiny-secp256k1 where it loads (Node: its CommonJS build reads the .wasm next to it), else null;
- * the require is built at run time so browser bundlers leave it alone (as sign.ts does for sodium).
- */
-function loadLibsecp256k1(): Libsecp256k1 | null {
-  try {
-    const proc = (globalThis as { process?: { env?: Record<string, string | undefined>; getBuiltinModule?: (id: string) => unknown } }).process
-    if (!proc?.getBuiltinModule || proc.env?.CARELEDGER_NO_LIBSECP256K1 === '1') return null
-    const { createRequire } = proc.getBuiltinModule('node:module') as typeof import('node:module')
-    const lib = createRequire(import.meta.url)('tiny-secp256k1') as Partial<Libsecp256k1>
-    return typeof lib.recover === 'function' ? (lib as Libsecp256k1) : null
-  } catch {
-    return null
-  }
-}
+/** tiny-secp256k1 where it loads (Node: its CommonJS build reads the .wasm beside it), else null. */
+const loadLibsecp256k1 = (): Libsecp256k1 | null => loadOptionalModule<Libsecp256k1>('tiny-secp256k1', 'CARELEDGER_NO_LIBSECP256K1', (m) => typeof m.recover === 'function')
 const libsecp256k1 = loadLibsecp256k1()
 
 /** Which library the fast path uses here ('ethers' = no fast path: every signature is recovered by ethers/noble). */
