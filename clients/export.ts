@@ -126,7 +126,7 @@ export async function runExport(o: ExportOptions): Promise<void> {
   const bar = progressBar(o.progress ?? false)
   let r: Retrieval
   try {
-    r = await retrieve({ query, evidence: session.api, blocks: session.blocks, trust: session.trust, decryptor: session.decryptor, allowGaps: o.allowGaps ?? false, onProgress: bar })
+    r = await retrieve({ query, evidence: session.api, blocks: session.blocks, trust: session.trust, decryptor: session.decryptor, ...(session.work ? { work: session.work } : {}), allowGaps: o.allowGaps ?? false, onProgress: bar })
   } catch (e) {
     bar.stop()
     if (e instanceof RetrievalError) {
@@ -138,6 +138,7 @@ export async function runExport(o: ExportOptions): Promise<void> {
   } finally {
     bar.stop()
     await session.blocks.stop()
+    await session.work?.close()
   }
   const files = exportFiles(r, { cloud: o.cloud ?? process.env.CARELEDGER_CLOUD_URL ?? '', query, attributes: session.decryptor.attributes, createdAt: new Date(now).toISOString() })
   // Write everything next to the target, then move it into place in one rename.

@@ -66,7 +66,7 @@ export async function runRead(o: ReadOptions): Promise<void> {
   const query = { patient, types: types as Retrieval['plan']['query']['types'], ...timeRange(o, now) }
   const session = await openSession(o, now)
   try {
-    const r = await retrieve({ query, evidence: session.api, blocks: session.blocks, trust: session.trust, decryptor: session.decryptor, allowGaps: true })
+    const r = await retrieve({ query, evidence: session.api, blocks: session.blocks, trust: session.trust, decryptor: session.decryptor, ...(session.work ? { work: session.work } : {}), allowGaps: true })
     const text = render(r, o, patient)
     if (o.out) writeFileSync(o.out, text, { mode: 0o600 })
     else process.stdout.write(text)
@@ -78,5 +78,6 @@ export async function runRead(o: ReadOptions): Promise<void> {
     )
   } finally {
     await session.blocks.stop()
+    await session.work?.close()
   }
 }

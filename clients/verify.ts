@@ -15,10 +15,10 @@ import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../shared/errors.ts'
 import { chameleonKeyId } from '../shared/crypto/chameleon.ts'
 import { signingKeyId } from '../shared/crypto/sign.ts'
-import { manifestCommitment, parseManifest, type BatchManifest } from '../shared/protocol/manifest.ts'
+import { manifestCommitment, type BatchManifest } from '../shared/protocol/manifest.ts'
 import { batchMatches, EvidencePlanSchema, type EvidencePlan, type EvidenceQuery, type StreamSpan } from '../shared/protocol/evidence.ts'
 import { blockHash, decodeBlockHeader, verifyBlockSignature, type BlockHeader } from '../cloud/chain/block.ts'
-import { verifyRecordProofs } from '../cloud/chain/record-proof.ts'
+import { checkProofPage, type CheckedProof } from './retrieval-work.ts'
 
 /** What went wrong, named for the report (docs/security.md §Verified retrieval). */
 export type RetrievalFailureKind =
@@ -187,6 +187,8 @@ export interface SpanCheck {
   readonly hashes: ReadonlyMap<number, string>
   /** Accept the gaps the cloud admits (listed as GAP warnings instead of failing). */
   readonly allowGaps?: boolean
+  /** The proofs' own checks, already done page by page (clients/retrieval-work.ts checkProofPage); done here when absent. */
+  readonly checked?: readonly CheckedProof[]
 }
 
 /**
@@ -207,9 +209,10 @@ export function verifyStreamSpan(span: StreamSpan, proofs: readonly unknown[], c
   // The block's own signature is not checked again per record: its hash must be the chain's block
   // at that height (below), linked by prev hashes to the head whose signature verifyPlan checked.
   // The chameleon openings of the span are checked as one batch.
-  const verified = verifyRecordProofs(proofs, { chameleonPublicKey: check.head.chameleonKey })
+  const checked = check.checked ?? checkProofPage(proofs, check.head.chameleonKey)
+  if (checked.length !== proofs.length) throw new RangeError(`${checked.length} proof checks for ${proofs.length} proofs`)
   for (const [i, proof] of proofs.entries()) {
-    const v = verified[i]!
+    const v = checked[i]!.verification
     const p = proof as { record?: { seq?: unknown; stream?: unknown; manifest?: unknown }; block?: { hash?: unknown } }
     const seq = typeof p.record?.seq === 'number' ? p.record.seq : -1
     if (!v.ok) {
@@ -225,13 +228,7 @@ export function verifyStreamSpan(span: StreamSpan, proofs: readonly unknown[], c
     // signature cover — never merely the JSON beside it: verifyRecordProofs checked the content's
     // manifest against the record's manifestCommitment, so the JSON manifest must hash to it too
     // (SHA-256 over its canonical encoding: the same bytes, without decoding the content again).
-    let manifest: BatchManifest | null = null
-    try {
-      manifest = parseManifest(p.record!.manifest)
-    } catch {
-      manifest = null
-    }
-    const commitment = manifest && manifestCommitment(manifest)
+    const { manifest, commitment } = checked[i]!
     if (!manifest || commitment !== (p.record as { manifestCommitment: string }).manifestCommitment) {
       failures.push({ kind: 'ALTERED', stream: s, seq, recordId: v.recordId!, message: `record ${v.recordId}: the manifest shown beside the record is not the one its signed content holds` })
       continue
