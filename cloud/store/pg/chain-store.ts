@@ -29,7 +29,7 @@ import { redactDatabaseUrl, type ChainBackend } from '../chain-backend.ts'
 import { LOCKS, LOCK_SPACE, migrate } from './migrations.ts'
 
 // BIGINT columns come back as JS numbers (ids, heights, seqs and epoch ms are all < 2^53).
-const types = {
+export const pgTypes = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser,
 }
 
@@ -56,7 +56,7 @@ type Verdict =
 
 /** Connect (applying migrations) and register this process's keys. */
 export async function openPgChainStore(url: string, keys: ChainKeys, opts: PgChainStoreOptions = {}): Promise<PgChainStore> {
-  const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 4, types })
+  const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 4, types: pgTypes })
   pool.on('error', () => {}) // an idle client's broken connection: the next query reconnects
   try {
     const c = await pool.connect().catch((e: Error) => {
