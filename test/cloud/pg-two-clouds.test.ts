@@ -29,8 +29,8 @@ const temp = (label: string): string => {
   return d.dir
 }
 
-async function register(cloud: CloudProcess, dataDir: string, gw: TestGateway, name: string): Promise<void> {
-  const invited = await careledger(['cloud', 'gateway', 'invite', '--name', name, '--json', '--data', dataDir])
+async function register(cloud: CloudProcess, database: string, gw: TestGateway, name: string): Promise<void> {
+  const invited = await careledger(['cloud', 'gateway', 'invite', '--name', name, '--json', '--database', database])
   const res = await fetch(`${cloud.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: JSON.parse(invited.stdout).token, publicKey: bytesToHex(gw.publicKey), name }) })
   expect(res.status).toBe(201)
 }
@@ -75,12 +75,10 @@ describe('two cloud processes on one PostgreSQL, over HTTP', () => {
     expect(a.logs.some((l) => l.event === 'sealer_lease_acquired')).toBe(true)
     expect(b.logs.some((l) => l.event === 'sealer_lease_acquired')).toBe(false)
 
-    // Tokens and gateways still live in each process's cloud.db: register both gateways with both.
+    // Gateways are enrolled once, in the shared database (one with each process): both serve both.
     const gws = [testGateway(), testGateway()]
-    for (const [i, gw] of gws.entries()) {
-      await register(a, dirA, gw, `ward-${i}a`)
-      await register(b, dirB, gw, `ward-${i}b`)
-    }
+    await register(a, url, gws[0]!, 'ward-0')
+    await register(b, url, gws[1]!, 'ward-1')
     const loads = await Promise.all(gws.map((gw, i) => gatewayLoad(gw, String(i))))
 
     const told = new Map<string, number>() // "stream/seq" → record id the gateway was told
