@@ -16,35 +16,18 @@
  * Nothing is cached per process: a revocation through one process holds on the next request to
  * any other.
  */
-import pg from 'pg'
+import type pg from 'pg'
 import { CareLedgerError } from '../../../shared/errors.ts'
 import { alreadyRegistered, checkRedemption, inviteInfo, INVITE_TTL_MS, usedRefusal, type InviteInfo, type InviteRow, type RedeemResult } from '../../access/enrolment.ts'
 import { gatewayInfo, type GatewayInfo, type GatewayRow } from '../../access/gateways.ts'
 import { isRole, ROLES } from '../../access/roles.ts'
 import { assertName, looksLikeSecret, newSecret, secretHash } from '../../access/secrets.ts'
 import { tokenInfo, TOUCH_EVERY_MS, type Principal, type TokenInfo, type TokenRow } from '../../access/tokens.ts'
-import { redactDatabaseUrl } from '../chain-backend.ts'
-import { migrate } from './migrations.ts'
-import { pgTypes } from './chain-store.ts'
+import { inTransaction, openMigratedPool } from './pool.ts'
 import type { AccessStores, EnrolmentApi, GatewayRegistryApi, NonceStoreApi, TokenStoreApi } from '../../access/store.ts'
 
 /** PostgreSQL's unique_violation (SQLSTATE 23505). */
 const isUniqueViolation = (e: unknown): boolean => (e as { code?: string } | null)?.code === '23505'
-
-async function inTransaction<T>(pool: pg.Pool, f: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const c = await pool.connect()
-  try {
-    await c.query('BEGIN')
-    const out = await f(c)
-    await c.query('COMMIT')
-    return out
-  } catch (e) {
-    await c.query('ROLLBACK').catch(() => {})
-    throw e
-  } finally {
-    c.release()
-  }
-}
 
 export class PgTokenStore implements TokenStoreApi {
   readonly pool: pg.Pool
@@ -226,20 +209,6 @@ export function pgAccess(pool: pg.Pool): AccessStores {
 
 /** Connect to `url` on a small pool of its own (the command line's token and gateway commands), migrating first. */
 export async function openPgAccess(url: string): Promise<AccessStores & { close(): Promise<void> }> {
-  const pool = new pg.Pool({ connectionString: url, max: 2, types: pgTypes })
-  pool.on('error', () => {})
-  try {
-    const c = await pool.connect().catch((e: Error) => {
-      throw new CareLedgerError('INVALID_ARGUMENT', `cannot reach the PostgreSQL database ${redactDatabaseUrl(url)}: ${e.message}`, { reason: 'DATABASE_UNREACHABLE', database: redactDatabaseUrl(url) }, { cause: e })
-    })
-    try {
-      await migrate(c)
-    } finally {
-      c.release()
-    }
-  } catch (e) {
-    await pool.end()
-    throw e
-  }
+  const pool = await openMigratedPool(url, 2)
   return { ...pgAccess(pool), close: () => pool.end() }
 }
