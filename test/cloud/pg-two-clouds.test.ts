@@ -66,22 +66,28 @@ async function gatewayLoad(gw: TestGateway, tag: string): Promise<SealedBatch[][
   return bulks
 }
 
+/** Two cloud processes of one deployment on database `name`: A started first, then B with A's keys. */
+async function startPair(name: string): Promise<{ url: string; shared: string; dirA: string; a: CloudProcess; b: CloudProcess }> {
+  const url = await postgres.server().createDatabase(name)
+  const shared = temp(`${name}-blocks`)
+  const dirA = temp(`${name}-a`)
+  const dirB = temp(`${name}-b`)
+  const args = ['--database', url, '--blocks', shared, '--block-interval-s', '0.3', '--verify-interval-s', '0']
+  const a = await CloudProcess.start({ dataDir: dirA, args, readyTimeoutMs: 60_000 })
+  procs.push(a)
+  expect(a.logs.find((l) => l.event === 'cloud_ready')).toMatchObject({ store: 'postgres' })
+  // One deployment: the same keys (block signing, development regulator) on every process.
+  cpSync(join(dirA, 'keys'), join(dirB, 'keys'), { recursive: true })
+  cpSync(join(dirA, 'regulator'), join(dirB, 'regulator'), { recursive: true })
+  const b = await CloudProcess.start({ dataDir: dirB, args, readyTimeoutMs: 60_000 })
+  procs.push(b)
+  return { url, shared, dirA, a, b }
+}
+
 describe('two cloud processes on one PostgreSQL, over HTTP', () => {
   it('the sealing cloud is SIGKILLed under load: the other takes over; chain verify passes; records in = records on chain', async ({ skip }) => {
     if (postgres.skip) skip(postgres.skip)
-    const url = await postgres.server().createDatabase('two_clouds')
-    const shared = temp('pg-shared-blocks')
-    const dirA = temp('pg-cloud-a')
-    const dirB = temp('pg-cloud-b')
-    const args = ['--database', url, '--blocks', shared, '--block-interval-s', '0.3', '--verify-interval-s', '0']
-    const a = await CloudProcess.start({ dataDir: dirA, args, readyTimeoutMs: 60_000 })
-    procs.push(a)
-    expect(a.logs.find((l) => l.event === 'cloud_ready')).toMatchObject({ store: 'postgres' })
-    // One deployment: the same keys (block signing, development regulator) on every process.
-    cpSync(join(dirA, 'keys'), join(dirB, 'keys'), { recursive: true })
-    cpSync(join(dirA, 'regulator'), join(dirB, 'regulator'), { recursive: true })
-    const b = await CloudProcess.start({ dataDir: dirB, args, readyTimeoutMs: 60_000 })
-    procs.push(b)
+    const { url, shared, dirA, a, b } = await startPair('two_clouds')
     await a.waitForLog((l) => l.event === 'sealer_lease_acquired', 10_000).catch(() => null)
     expect(a.logs.some((l) => l.event === 'sealer_lease_acquired')).toBe(true)
     expect(b.logs.some((l) => l.event === 'sealer_lease_acquired')).toBe(false)
@@ -155,17 +161,7 @@ async function cli(args: string[]): Promise<string> {
 describe('two cloud processes on one PostgreSQL share tokens, gateways and nonces', () => {
   it('token, enrolment, upload, replay and revocation across processes', async ({ skip }) => {
     if (postgres.skip) skip(postgres.skip)
-    const url = await postgres.server().createDatabase('access_two_clouds')
-    const shared = temp('pg-access-blocks')
-    const dirA = temp('pg-access-a')
-    const dirB = temp('pg-access-b')
-    const args = ['--database', url, '--blocks', shared, '--block-interval-s', '0.3', '--verify-interval-s', '0']
-    const a = await CloudProcess.start({ dataDir: dirA, args, readyTimeoutMs: 60_000 })
-    procs.push(a)
-    cpSync(join(dirA, 'keys'), join(dirB, 'keys'), { recursive: true })
-    cpSync(join(dirA, 'regulator'), join(dirB, 'regulator'), { recursive: true })
-    const b = await CloudProcess.start({ dataDir: dirB, args, readyTimeoutMs: 60_000 })
-    procs.push(b)
+    const { url, a, b } = await startPair('access_two_clouds')
 
     // A token made once (no --data: the database is the deployment's) works on both processes.
     const { token: admin } = JSON.parse(await cli(['cloud', 'token', 'create', '--role', 'admin', '--name', 'ops', '--json', '--database', url]))
