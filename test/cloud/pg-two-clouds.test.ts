@@ -14,7 +14,8 @@
  *     revoked is refused by both on their next request;
  *   - a gateway invited with `careledger cloud gateway invite --database …` and enrolled on A
  *     uploads to B, and its batch, uploaded again to A, is the same record (it lands once);
- *   - a signed request's nonce used on A is refused on B (401 REPLAYED_REQUEST);
+ *   - a signed request's nonce used on A is refused on B (401 REPLAYED_REQUEST), and one request
+ *     sent to both at once is accepted by exactly one;
  *   - a gateway revoked through the CLI is refused by both;
  *   - the supervision routes, not on PostgreSQL yet, answer 501 NOT_IMPLEMENTED.
  */
@@ -26,6 +27,7 @@ import { usePostgres } from '../helpers/postgres.ts'
 import { CloudProcess, careledger, getAs, json, tempDataDir } from '../helpers/cloud-process.ts'
 import { batchBody, bulkBody, replay, sealTestBatch, signedPost, testGateway, testStream, type TestGateway } from '../helpers/cloud-batches.ts'
 import type { SealedBatch } from '../../gateway/seal/seal.ts'
+import { signRequest } from '../../shared/protocol/request-signing.ts'
 
 const postgres = usePostgres()
 const dirs: Array<ReturnType<typeof tempDataDir>> = []
@@ -200,9 +202,17 @@ describe('two cloud processes on one PostgreSQL share tokens, gateways and nonce
       expect((await json(replayed)).error.code).toBe('REPLAYED_REQUEST')
     }
 
+    // One signed request sent to both at the same moment: exactly one accepts it, the other refuses the replay.
+    const b2 = await sealTestBatch(stream, 2, b1.commitment, { kem: b0.kem })
+    const body2 = await batchBody(b2)
+    const headers = { ...signRequest(gw.secretKey, { method: 'POST', path: '/v1/batches', body: body2 }), 'content-type': 'application/cbor' }
+    const both = await Promise.all([a, b].map((t) => replay(t.url, '/v1/batches', headers, body2)))
+    expect(both.map((r) => r.status).sort()).toEqual([201, 401])
+    expect((await json(both.find((r) => r.status === 401)!)).error.code).toBe('REPLAYED_REQUEST')
+
     // Both processes list the gateway; its last sync is shared.
     const listed = (await json(getAs(b.url, admin, '/v1/gateways'))).gateways
-    expect(listed).toMatchObject([{ gatewayId: gw.gatewayId, name: 'ward-1', revoked: false, batches: 2 }])
+    expect(listed).toMatchObject([{ gatewayId: gw.gatewayId, name: 'ward-1', revoked: false, batches: 3 }])
     expect(listed[0].lastSyncAt).not.toBeNull()
     const cliList = JSON.parse(await cli(['cloud', 'gateway', 'list', '--json', '--database', url]))
     expect(cliList.map((g: { name: string }) => g.name)).toEqual(['ward-1'])
@@ -220,16 +230,16 @@ describe('two cloud processes on one PostgreSQL share tokens, gateways and nonce
       expect((await json(res)).error.code).toBe('UNAUTHENTICATED')
     }
     await cli(['cloud', 'gateway', 'revoke', 'ward-1', '--database', url])
-    const b2 = await sealTestBatch(stream, 2, b1.commitment, { kem: b0.kem })
+    const b3 = await sealTestBatch(stream, 3, b2.commitment, { kem: b0.kem })
     for (const target of [a, b]) {
-      const { res } = await signedPost(target.url, gw, '/v1/batches', await batchBody(b2))
+      const { res } = await signedPost(target.url, gw, '/v1/batches', await batchBody(b3))
       expect(res.status).toBe(401)
       expect((await json(res)).error.code).toBe('UNKNOWN_GATEWAY')
     }
 
-    // Two records on the chain, once each.
+    // Three records on the chain, once each.
     const health = await json(fetch(`${b.url}/healthz`))
-    expect(health.records).toBe(2)
+    expect(health.records).toBe(3)
     expect(await a.stop()).toEqual({ code: 0, signal: null })
     expect(await b.stop()).toEqual({ code: 0, signal: null })
   }, 240_000)
