@@ -66,7 +66,7 @@ async function upload(stream: TestStream, n: number): Promise<void> {
 beforeAll(async () => {
   data = tempDataDir('access-export')
   cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', verifyIntervalS: '0' })
-  researcher = cloud.tokens.create('researcher', 'lab').token
+  researcher = (await cloud.tokens.create('researcher', 'lab')).token
   const gw = await registerTestGateway(cloud)
   const policy = '(role:researcher AND consent:research) OR patient:{patient}'
   streams = [testStream(gw, 'bed-01', 'P-1', policy), testStream(gw, 'bed-02', 'P-2', policy), testStream(gw, 'bed-03', 'P-3', 'role:doctor')]
