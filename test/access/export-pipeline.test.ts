@@ -54,7 +54,7 @@ const noTrust: TrustStore = { signingKey: () => null, knownHeads: () => [], reme
 beforeAll(async () => {
   data = tempDataDir('access-export-pipeline')
   cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', verifyIntervalS: '0' })
-  researcher = cloud.tokens.create('researcher', 'lab').token
+  researcher = (await cloud.tokens.create('researcher', 'lab')).token
   api = new CloudApi({ url: cloud.url, token: researcher })
   const gw = await registerTestGateway(cloud)
   streams = [testStream(gw, 'bed-11', 'P-11', '(role:researcher AND consent:research)'), testStream(gw, 'bed-12', 'P-12', '(role:researcher AND consent:research)')]
