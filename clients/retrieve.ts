@@ -15,7 +15,7 @@ import type { BatchManifest } from '../shared/protocol/manifest.ts'
 import { batchMatches, BULK_BLOCKS_MAX, type EvidencePlan, type EvidenceQuery, type StreamSpan } from '../shared/protocol/evidence.ts'
 import type { RetrievalKey } from '../shared/crypto/abe/outsource.ts'
 import { authorises, checkBlock, OutsourcedFinisher, selectReadings, type LocalOpener } from './decrypt.ts'
-import { checkNotStale, linkHeaders, RetrievalError, verifyPlan, verifyStreamSpan, type KnownHead, type RetrievalFailure, type VerifiedHead, type VerifiedRecord, type VerifiedStream } from './verify.ts'
+import { checkNotStale, linkHeaders, RetrievalError, supervisoryPolicies, verifyPlan, verifyStreamSpan, type KnownHead, type RetrievalFailure, type VerifiedHead, type VerifiedRecord, type VerifiedRedaction, type VerifiedStream, type VerifiedTombstone } from './verify.ts'
 
 export interface EvidenceSource {
   plan(q: EvidenceQuery): Promise<unknown>
@@ -61,6 +61,8 @@ export interface RetrievedBatch {
   readonly status: BatchStatus
   /** The readings of the query's range and types (empty when not authorised). */
   readonly readings: readonly SealedReading[]
+  /** The verified correction that made the batch what it is (its readings are the corrected ones), or null. */
+  readonly redaction: VerifiedRedaction | null
 }
 
 export interface Progress {
@@ -86,6 +88,8 @@ export interface Retrieval {
   readonly head: VerifiedHead | null
   readonly streams: readonly VerifiedStream[]
   readonly batches: readonly RetrievedBatch[]
+  /** Deleted batches of the verified spans (evidence v2): their place in the stream, no readings. */
+  readonly tombstones: readonly VerifiedTombstone[]
   /** Admitted gaps (with allowGaps) and clock oddities: reported, not fatal. */
   readonly warnings: readonly RetrievalFailure[]
   /** Per stage, ms of wall time; `decrypt` is the client's own decryption time. */
@@ -124,7 +128,10 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
   const { plan, head } = await stage('plan', async () => verifyPlan(await o.evidence.plan(o.query), o.query, { signingKey: o.trust.signingKey() }))
   const known = o.trust.knownHeads()
   checkNotStale(head, known)
-  if (!head) return { plan, head, streams: [], batches: [], warnings: [], timings, decryptions: 0 }
+  if (!head) return { plan, head, streams: [], batches: [], tombstones: [], warnings: [], timings, decryptions: 0 }
+  const supervision = supervisoryPolicies(plan, head)
+  if (supervision.failures.length > 0) throw new RetrievalError(supervision.failures)
+  const policies = plan.v === 2 ? supervision.policies : undefined
 
   // fetchSpans
   let fetched = 0
@@ -172,7 +179,7 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
   const streams = await stage('verify', async () => {
     const out: VerifiedStream[] = []
     for (const { span, proofs } of spans) {
-      const r = verifyStreamSpan(span, proofs, { query: o.query, head, hashes, allowGaps: o.allowGaps ?? false })
+      const r = verifyStreamSpan(span, proofs, { query: o.query, head, hashes, allowGaps: o.allowGaps ?? false, ...(policies ? { policies } : {}) })
       failures.push(...r.failures)
       warnings.push(...r.warnings)
       out.push(r.stream)
@@ -222,20 +229,20 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
   const batches = await stage('decrypt', () =>
     open.map(({ r, bytes, ok }, i): RetrievedBatch => {
       progress('decrypt', i + 1, open.length)
-      if (!ok) return { recordId: r.id, manifest: r.manifest, status: 'not-authorised', readings: [] }
+      if (!ok) return { recordId: r.id, manifest: r.manifest, status: 'not-authorised', readings: [], redaction: r.redaction }
       decryptions++
       try {
         const body = d.kind === 'local' ? d.opener.open(bytes, r.manifest) : finishOutsourced(finisher!, bytes, transformed!.get(r.id), r)
-        return { recordId: r.id, manifest: r.manifest, status: 'opened', readings: selectReadings(body, o.query) }
+        return { recordId: r.id, manifest: r.manifest, status: 'opened', readings: selectReadings(body, o.query), redaction: r.redaction }
       } catch (e) {
         failures.push({ kind: 'ALTERED', stream: r.manifest.stream, seq: r.seq, recordId: r.id, message: `record ${r.id}: ${isCareLedgerError(e) ? `${e.code}${e.info.reason ? ` (${String(e.info.reason)})` : ''}: ` : ''}${(e as Error).message}` })
-        return { recordId: r.id, manifest: r.manifest, status: 'opened', readings: [] }
+        return { recordId: r.id, manifest: r.manifest, status: 'opened', readings: [], redaction: r.redaction }
       }
     }),
   )
   if (failures.length > 0) throw new RetrievalError(failures)
   o.trust.remember({ height: head.height, hash: head.hash }, head.signingKey)
-  return { plan, head, streams, batches, warnings, timings, decryptions }
+  return { plan, head, streams, batches, tombstones: streams.flatMap((s) => s.tombstones), warnings, timings, decryptions }
 }
 
 const chunked = <T>(xs: readonly T[], n: number): T[][] => Array.from({ length: Math.ceil(xs.length / n) }, (_, i) => xs.slice(i * n, (i + 1) * n))

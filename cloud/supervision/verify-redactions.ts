@@ -116,18 +116,27 @@ export function runRedactionJobs(jobs: readonly RedactionJob[], chameleonPublicK
       }
     } else {
       const { row, entry } = job
-      const problems = checkRedactedRow(row, entry, chameleonPublicKey)
-      // Version 2: the requester signed the re-sealed manifest; the row must hold exactly that one.
-      if (problems.length === 0 && entry.v === 2 && entry.action === 'correct') {
-        const held = manifestCommitment(decodeRecordContent(row.content).manifest)
-        if (held !== entry.request.newManifest) problems.push(`its manifest ${held} is not the one the requester ${entry.request.requester} signed (${entry.request.newManifest})`)
-      }
-      for (const p of problems) {
+      for (const p of redactedRowProblems(row, entry, chameleonPublicKey)) {
         failures.push({ kind: 'REDACTION', recordId: job.recordId, ...(row.blockHeight === null ? {} : { height: row.blockHeight }), message: `record ${job.recordId}: ${p}` })
       }
     }
   }
   return failures
+}
+
+/**
+ * A row a redaction changed, against its newest entry (the entry's approvals are checked apart):
+ * checkRedactedRow, and for a version-2 correction the manifest the requester signed. Also what a
+ * retrieval client checks a redacted record of the evidence with (clients/verify.ts).
+ */
+export function redactedRowProblems(row: RecordRow, entry: RedactionLogEntry, chameleonPublicKey: Uint8Array): string[] {
+  const problems = checkRedactedRow(row, entry, chameleonPublicKey)
+  // Version 2: the requester signed the re-sealed manifest; the row must hold exactly that one.
+  if (problems.length === 0 && entry.v === 2 && entry.action === 'correct') {
+    const held = manifestCommitment(decodeRecordContent(row.content).manifest)
+    if (held !== entry.request.newManifest) problems.push(`its manifest ${held} is not the one the requester ${entry.request.requester} signed (${entry.request.newManifest})`)
+  }
+  return problems
 }
 
 /** Both halves on the calling thread. */

@@ -119,14 +119,14 @@ describe('research export through an honest cloud', () => {
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toMatch(/exported 64 readings from 12 ciphertexts of 3 streams .*4 batches the key may not open/)
     const csv = readFileSync(join(r.out, 'readings.csv'), 'utf8').trim().split('\n')
-    expect(csv[0]).toBe('patient,device,time,type,value,unit,loinc,received,stream,reading_seq,record,samples_hz,samples')
+    expect(csv[0]).toBe('patient,device,time,type,value,unit,loinc,received,stream,reading_seq,record,samples_hz,samples,status,redaction_request,redaction_reason,redaction_approvers,redaction_time')
     const rows = csv.slice(1).map((l) => l.split(','))
     const expected = streams.slice(0, 2).flatMap((s) =>
       [2, 3, 4, 5].flatMap((k) => batchReadings(k).filter((x) => x.type !== 'resp_rate').map((x) => `${s.deviceId}|${new Date(x.ts).toISOString()}|${x.type}|${x.value}`)),
     )
     expect(rows.map((c) => `${c[1]}|${c[2]}|${c[3]}|${c[4]}`).sort()).toEqual(expected.sort())
     const manifest = JSON.parse(readFileSync(join(r.out, 'manifest.json'), 'utf8'))
-    expect(manifest.format).toBe('careledger-export/1')
+    expect(manifest.format).toBe('careledger-export/2')
     expect(manifest.verified.streams.map((s: { device: string; firstSeq: number; lastSeq: number; end: string }) => [s.device, s.firstSeq, s.lastSeq, s.end]).sort()).toEqual(
       ['bed-01', 'bed-02', 'bed-03'].map((d) => [d, 0, 6, 'a batch sealed after to + lateness']),
     )
