@@ -33,6 +33,8 @@ import { careledger } from '../helpers/gateway-process.ts'
 import { RewritingProxy, rewriteJson, type Answer } from '../helpers/rewriting-proxy.ts'
 import { testWallet } from '../vectors/supervision.ts'
 import { blocksCar, carBlocks } from '../../shared/protocol/car.ts'
+import { parseSupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
+import { signDecision } from '../helpers/supervision.ts'
 
 const MIN = 60_000
 const T = Date.now() - 4 * 3600_000
@@ -50,7 +52,7 @@ let cloud: Cloud
 let proxy: RewritingProxy
 let dir: string
 let stream: TestStream
-let tokens: { researcher: string; admin: string; regulator: string }
+let tokens: { researcher: string; admin: string; regulator: string; doctor: string }
 const records = new Map<number, number>() // seq → record id
 let preRedaction: unknown // the corrected record's proof as served before the redaction
 let oldCid: string
@@ -60,7 +62,7 @@ const regulator = testWallet(1)
 beforeAll(async () => {
   data = tempDataDir('access-redactions')
   cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', verifyIntervalS: '0' })
-  tokens = { researcher: cloud.tokens.create('researcher', 'lab').token, admin: cloud.tokens.create('admin', 'ops').token, regulator: cloud.tokens.create('regulator', 'reg').token }
+  tokens = { researcher: cloud.tokens.create('researcher', 'lab').token, admin: cloud.tokens.create('admin', 'ops').token, regulator: cloud.tokens.create('regulator', 'reg').token, doctor: cloud.tokens.create('doctor', 'dr').token }
   const gw = await registerTestGateway(cloud)
   stream = testStream(gw, 'bed-01', 'P-1', '(role:researcher AND consent:research) OR patient:{patient}')
   let prev: string | null = null
@@ -161,8 +163,8 @@ describe('a regulator corrects one batch and deletes another (1 of 1)', () => {
     writeFileSync(join(dir, 'fixed.json'), JSON.stringify(fixed))
     const common = ['--key', join(dir, 'lab.key'), '--authority', join(dir, 'authority.pub'), '--wallet', join(dir, 'requester-wallet')]
     requestIds = {
-      correct: requestId(await run(['supervision', 'request', 'correct', String(records.get(CORRECTED)), '--readings', join(dir, 'fixed.json'), '--reason', 'heart rate probe mis-calibrated', ...common], tokens.admin)),
-      delete: requestId(await run(['supervision', 'request', 'delete', String(records.get(DELETED)), '--reason', 'recorded on the wrong patient', ...common], tokens.admin)),
+      correct: requestId(await run(['supervision', 'request', 'correct', String(records.get(CORRECTED)), '--readings', join(dir, 'fixed.json'), '--reason', 'heart rate probe mis-calibrated', ...common], tokens.doctor)),
+      delete: requestId(await run(['supervision', 'request', 'delete', String(records.get(DELETED)), '--reason', 'recorded on the wrong patient', ...common], tokens.doctor)),
     }
     for (const rid of Object.values(requestIds)) {
       expect(await run(['regulator', 'approve', rid, '--wallet', join(dir, 'wallet'), '--trapdoor', join(data.dir, 'regulator', 'chameleon-secret.key'), '--comment', 'checked'], tokens.regulator)).toMatch(/applied/)
@@ -255,24 +257,37 @@ describe('a misbehaving cloud over redacted records: caught, named, nothing writ
     expectCaught(await exportVia(proxy.url), 'REDACTION', /its redaction log entry hashes to [0-9a-f]{64}, the cloud says [0-9a-f]{64} \(altered\)/)
   })
 
-  it('forges the entry (another reason, hashes and log link recomputed): the signatures do not follow', async () => {
-    proxy.rewrite = rewriteRecord(CORRECTED, (p) => {
+  /** Change the corrected record's entry and recompute its hash and log link, as a forger would. */
+  const forge = (change: (e: RedactionLogEntry) => void) =>
+    rewriteRecord(CORRECTED, (p) => {
       const r = p.redaction!
-      r.entry.reason = 'nothing to see'
+      change(r.entry)
       r.hash = bytesToHex(redactionLogEntryHash(r.entry))
       r.logHash = bytesToHex(sha256(concatBytes(hexToBytes(r.prevLogHash), hexToBytes(r.hash))))
     })
+
+  it('forges the entry (another reason, hashes and log link recomputed): the requester\'s signature does not follow', async () => {
+    proxy.rewrite = forge((e) => void (e.reason = 'nothing to see'))
     expectCaught(await exportVia(proxy.url), 'REDACTION', new RegExp(`record ${records.get(CORRECTED)} \\([0-9a-f]{32}#${CORRECTED}\\): .*(signature|requester)`))
   })
 
-  it('forges the approvals (the entry names another record)', async () => {
-    proxy.rewrite = rewriteRecord(CORRECTED, (p) => {
-      const r = p.redaction!
-      r.entry.action = 'delete'
-      r.hash = bytesToHex(redactionLogEntryHash(r.entry))
-      r.logHash = bytesToHex(sha256(concatBytes(hexToBytes(r.prevLogHash), hexToBytes(r.hash))))
-    })
-    expectCaught(await exportVia(proxy.url), 'REDACTION', new RegExp(`record ${records.get(CORRECTED)} `))
+  it('forges the approval (signed by a wallet that is not a regulator of the policy)', async () => {
+    const policy = parseSupervisoryPolicy(JSON.parse(readFileSync(join(dir, 'committee', 'policy.json'), 'utf8')))
+    const stranger = testWallet(5)
+    let forged: Record<string, unknown> | null = null
+    proxy.rewrite = async (p, a, up) => {
+      if (recordsPath(p) && !forged) {
+        const e = (JSON.parse(a.body.toString('utf8')) as { records: Proof[] }).records.find((x) => x.record.seq === CORRECTED)!.redaction!.entry
+        forged = await signDecision(policy, stranger, { requestId: e.requestId, record: e.record, action: e.action, oldContent: e.oldContent, newContent: e.newContent }, 'approve', 'checked')
+      }
+      return recordsPath(p) ? forge((e) => void (e.approvals = [{ regulator: stranger.address, decision: 'approve', comment: 'checked', signature: String(forged!.signature).toLowerCase() }]))(p, a) : a
+    }
+    expectCaught(await exportVia(proxy.url), 'REDACTION', new RegExp(`record ${records.get(CORRECTED)} \\([0-9a-f]{32}#${CORRECTED}\\): .*${stranger.address}`))
+  })
+
+  it('forges the entry as a deletion (action changed, hashes recomputed): the approvals do not cover it', async () => {
+    proxy.rewrite = forge((e) => void (e.action = 'delete'))
+    expectCaught(await exportVia(proxy.url), 'REDACTION', new RegExp(`record ${records.get(CORRECTED)} \\([0-9a-f]{32}#${CORRECTED}\\): `))
   })
 
   it('serves the pre-redaction record beside its entry', async () => {
