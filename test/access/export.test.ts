@@ -15,7 +15,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { indexStructureDefinitionBundle, validateResource } from '@medplum/core'
+import { validateResource } from '@medplum/core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodeUserKey } from '../../shared/crypto/abe/codec.ts'
 import type { Cloud } from '../../cloud/runtime.ts'
@@ -25,6 +25,7 @@ import { currentKey } from '../helpers/authority.ts'
 import { batchBody, sealTestBatch, signedPost, testAuthoritySecret, registerTestGateway, testStream, type TestStream } from '../helpers/cloud-batches.ts'
 import { startTestCloud, tempDataDir } from '../helpers/cloud-process.ts'
 import { careledger } from '../helpers/gateway-process.ts'
+import { expectExportCaught, indexFhirR4 } from '../helpers/export-checks.ts'
 import { RewritingProxy, rewriteJson, type Answer } from '../helpers/rewriting-proxy.ts'
 import type { CID } from 'multiformats/cid'
 import { blocksCar, carBlocks } from '../../shared/protocol/car.ts'
@@ -94,13 +95,7 @@ async function exportVia(url: string, extra: readonly string[] = [], state = 'st
   return { ...r, out }
 }
 
-/** Expect a failed export naming `kind` (and `what`), with no output directory. */
-function expectCaught(r: Awaited<ReturnType<typeof exportVia>>, kind: string, what: RegExp): void {
-  expect(r.code, r.stderr).toBe(1)
-  expect(r.stderr).toMatch(/^export FAILED: nothing was written\. The cloud's answer does not verify:\n/)
-  expect(r.stderr).toMatch(new RegExp(`^  ${kind}\\s+.*${what.source}`, 'm'))
-  expect(existsSync(r.out)).toBe(false)
-}
+const expectCaught = expectExportCaught
 
 const cidOf = async (id: number): Promise<string> => ((await (await fetch(`${cloud.url}/v1/records/${id}`, { headers: { authorization: `Bearer ${researcher}` } })).json()) as { cid: string }).cid
 
@@ -142,13 +137,7 @@ describe('research export through an honest cloud', () => {
   it('writes FHIR R4 Observations that validate against the R4 definitions and the vital-signs profiles', async () => {
     const r = await exportVia(proxy.url)
     expect(r.code, r.stderr).toBe(0)
-    const defs = join('node_modules', '@medplum', 'definitions', 'dist', 'fhir', 'r4')
-    const load = (f: string) => JSON.parse(readFileSync(join(defs, f), 'utf8'))
-    indexStructureDefinitionBundle(load('profiles-types.json'))
-    indexStructureDefinitionBundle(load('profiles-resources.json'))
-    const profiles = (load('profiles-others.json').entry as { resource: { id: string; url: string } }[]).map((e) => e.resource).filter((p) => ['vitalsigns', 'heartrate', 'oxygensat'].includes(p.id))
-    indexStructureDefinitionBundle(profiles as never)
-    const byUrl = new Map(profiles.map((p) => [p.url, p]))
+    const byUrl = indexFhirR4()
     const lines = readFileSync(join(r.out, 'observations.ndjson'), 'utf8').trim().split('\n')
     expect(lines.length).toBe(64)
     for (const line of lines) {

@@ -17,7 +17,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { indexStructureDefinitionBundle, validateResource } from '@medplum/core'
+import { validateResource } from '@medplum/core'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex, concatBytes, hexToBytes } from '@noble/hashes/utils.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -30,6 +30,7 @@ import { currentKey } from '../helpers/authority.ts'
 import { batchBody, sealTestBatch, signedPost, testAuthority, testAuthoritySecret, registerTestGateway, testStream, type TestStream } from '../helpers/cloud-batches.ts'
 import { startTestCloud, tempDataDir } from '../helpers/cloud-process.ts'
 import { careledger } from '../helpers/gateway-process.ts'
+import { expectExportCaught, indexFhirR4 } from '../helpers/export-checks.ts'
 import { RewritingProxy, rewriteJson, type Answer } from '../helpers/rewriting-proxy.ts'
 import { testWallet } from '../vectors/supervision.ts'
 import { blocksCar, carBlocks } from '../../shared/protocol/car.ts'
@@ -107,12 +108,7 @@ async function exportVia(url: string, state = 'state') {
   return { ...r, out }
 }
 
-function expectCaught(r: Awaited<ReturnType<typeof exportVia>>, kind: string, what: RegExp): void {
-  expect(r.code, r.stderr).toBe(1)
-  expect(r.stderr).toMatch(/^export FAILED: nothing was written\. The cloud's answer does not verify:\n/)
-  expect(r.stderr).toMatch(new RegExp(`^  ${kind}\\s+.*${what.source}`, 'm'))
-  expect(existsSync(r.out)).toBe(false)
-}
+const expectCaught = expectExportCaught
 
 const recordsPath = (p: string) => p.startsWith('/v1/evidence/records')
 type Proof = { record: { id: number; seq: number; content: string }; redaction: { seq: number; entry: RedactionLogEntry; hash: string; prevLogHash: string; logHash: string } | null }
@@ -195,13 +191,7 @@ describe('a regulator corrects one batch and deletes another (1 of 1)', () => {
     expect(rows.filter((x) => x.status === 'final')).toHaveLength(6 * 6)
 
     // FHIR: amended Observations with a note, and a Provenance per redaction; all validate.
-    const defs = join('node_modules', '@medplum', 'definitions', 'dist', 'fhir', 'r4')
-    const load = (f: string) => JSON.parse(readFileSync(join(defs, f), 'utf8'))
-    indexStructureDefinitionBundle(load('profiles-types.json'))
-    indexStructureDefinitionBundle(load('profiles-resources.json'))
-    const profiles = (load('profiles-others.json').entry as { resource: { id: string; url: string } }[]).map((e) => e.resource).filter((p) => ['vitalsigns', 'heartrate', 'oxygensat'].includes(p.id))
-    indexStructureDefinitionBundle(profiles as never)
-    const byUrl = new Map(profiles.map((p) => [p.url, p]))
+    const byUrl = indexFhirR4()
     const observations = readFileSync(join(r.out, 'observations.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
     const amended = observations.filter((o) => o.status === 'amended')
     expect(amended).toHaveLength(6)
