@@ -36,9 +36,8 @@
 import { z } from 'zod'
 import { VITAL_TYPES, type VitalType } from '../schema/vitals.ts'
 
+/** The version the cloud answers in; clients read 1 and 2 (EvidencePlanSchema). */
 export const EVIDENCE_VERSION = 2
-/** Every evidence version a client reads. */
-export const EVIDENCE_VERSIONS = [1, 2] as const
 /** Readings stamped after `to` may arrive this much later and still belong to the export (default). */
 export const DEFAULT_LATENESS_MS = 60 * 60_000
 /** A device clock may run this far ahead of the gateway's (the gateway's 5 min limit, plus margin). */
