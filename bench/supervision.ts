@@ -38,6 +38,10 @@ import { policyGroup } from '../shared/protocol/supervisory-policy.ts'
 import { systemRng } from '../shared/crypto/random.ts'
 import { chainTestKeys, testFleet } from '../test/cloud/chain-helpers.ts'
 import { committee, commitmentsOf, roundOne, roundTwo, signDecision, subjectOf, targetOf } from '../test/helpers/supervision.ts'
+import { contentDigest } from '../shared/protocol/approval.ts'
+import { manifestCommitment, type BatchManifest } from '../shared/protocol/manifest.ts'
+import { NO_MANIFEST, signRequest } from '../shared/protocol/supervision-request.ts'
+import { testWallet } from '../test/vectors/supervision.ts'
 import { fmt, percentile, table } from './lib/measure.ts'
 
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 4000)
@@ -84,6 +88,7 @@ try {
   const addStage = (stage: ApplyStage | 'blockstore put' | 'blockstore delete', ms: number): void => void stageMs.set(stage, [...(stageMs.get(stage) ?? []), ms])
   sup.setPolicy(c.policy)
   const group = policyGroup(c.policy)
+  const requester = testWallet(9)
 
   // ---- apply after the k-th approval, and the adapt costs -------------------------------------------
   const redactions = Math.max(1, Math.round(total / 100))
@@ -96,14 +101,28 @@ try {
   for (let i = 0; i < redactions; i++) {
     const record = 1 + Math.floor(((i + 0.5) * total) / redactions)
     let r: RequestView
+    // Signed by the requester's wallet, as the HTTP API requires: log entries of version 2.
+    const content = new Uint8Array(db.prepare('SELECT content FROM records WHERE id = ?').pluck().get(record) as Buffer)
+    const sign = async (action: 'correct' | 'delete', reason: string, manifest?: BatchManifest) =>
+      (
+        await signRequest(c.policy, requester, {
+          record,
+          action,
+          oldContent: contentDigest(content),
+          newManifest: manifest ? manifestCommitment(manifest) : NO_MANIFEST,
+          reason,
+          nonce: bytesToHex(sha256(new TextEncoder().encode(`bench nonce ${record}`))),
+          issuedAt: 1_767_300_000_000,
+        })
+      ).signed
     if (i % 2 === 0) {
-      const content = db.prepare('SELECT content FROM records WHERE id = ?').pluck().get(record) as Buffer
-      const old = decodeRecordContent(new Uint8Array(content)).manifest
+      const old = decodeRecordContent(content).manifest
       const envelope = sha256(new TextEncoder().encode(`bench envelope ${record}`))
       const cid = cidOf(envelope).toString()
-      r = sup.createRequest({ record, action: 'correct', reason: 'bench correction', requester: 'bench', manifest: { ...old, cid, size: envelope.length, merkleRoot: bytesToHex(envelope) }, envelope })
+      const manifest = { ...old, cid, size: envelope.length, merkleRoot: bytesToHex(envelope) }
+      r = sup.createRequest({ record, action: 'correct', reason: 'bench correction', requester: 'bench', manifest, envelope, signed: await sign('correct', 'bench correction', manifest) })
     } else {
-      r = sup.createRequest({ record, action: 'delete', reason: 'bench deletion', requester: 'bench' })
+      r = sup.createRequest({ record, action: 'delete', reason: 'bench deletion', requester: 'bench', signed: await sign('delete', 'bench deletion') })
     }
     for (const k of [1, 2]) r = sup.decide(r.id, await signDecision(c.policy, c.regulators[k - 1]!.wallet, subjectOf(r)))
     const t0 = performance.now()

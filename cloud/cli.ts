@@ -34,9 +34,6 @@ function table(rows: string[][]): void {
   for (const r of rows) out(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd())
 }
 
-/** How long a graceful stop may take before the process exits anyway: short of the 30 s stop_grace_period that docker-compose.yml gives a container, so the exit is logged rather than a SIGKILL. */
-const STOP_BOUND_MS = 25_000
-
 export function cloudCommand(): Command {
   const cmd = new Command('cloud').description('cloud service: batch ingest from gateways, the redactable chain, the read API and the admin console')
 
@@ -53,10 +50,13 @@ export function cloudCommand(): Command {
       signalled = true
       // Last resort: a stop that hangs (a stuck job, a worker thread) must not leave the process running.
       // Exiting is safe: accepted batches are committed, pending records are sealed at the next start.
+      // The default 25 s is short of the 30 s stop_grace_period docker-compose.yml gives a container,
+      // so the exit is logged rather than a SIGKILL.
+      const boundS = config.stopTimeoutMs / 1000
       setTimeout(() => {
-        cloud.logger.fatal({ event: 'stop_timeout', afterS: STOP_BOUND_MS / 1000 }, `graceful stop did not finish within ${STOP_BOUND_MS / 1000} s: exiting`)
+        cloud.logger.fatal({ event: 'stop_timeout', afterS: boundS }, `graceful stop did not finish within ${boundS} s: exiting`)
         process.exit(1)
-      }, STOP_BOUND_MS).unref()
+      }, config.stopTimeoutMs).unref()
       cloud.logger.info({ event: 'signal', signal }, `received ${signal}`)
       cloud.stop().then(
         () => process.exit(0),

@@ -66,6 +66,8 @@ export interface CloudConfig {
   /** Reading records back (cloud/retrieval/): the IPFS trustless gateway and outsourced decryption. */
   readonly retrieval: { readonly publicIpfs: boolean; readonly transformWorkers: number }
   readonly log: { readonly level: LogLevel }
+  /** How long a graceful stop may take before `cloud start` exits 1 anyway (a stuck job or database). */
+  readonly stopTimeoutMs: number
   /** Anchoring the chain head to an EVM chain (cloud/anchor/config.ts); off unless an RPC URL is set. */
   readonly anchor: AnchorConfig
 }
@@ -90,6 +92,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'chain.scrubIntervalS', env: 'CARELEDGER_CLOUD_SCRUB_INTERVAL_S', flag: '--scrub-interval-s <s>', option: 'scrubIntervalS', default: '86400', doc: 'seconds between blockstore scrubs (0 disables)' },
   { path: 'database', env: 'CARELEDGER_CLOUD_DATABASE', flag: '--database <url>', option: 'database', default: undefined, doc: "the chain's store: a postgres:// URL (unset: SQLite in <data>/cloud.db)" },
   { path: 'blocksDir', env: 'CARELEDGER_CLOUD_BLOCKS', flag: '--blocks <dir>', option: 'blocks', default: undefined, doc: 'envelope blockstore directory (default <data>/blocks)' },
+  { path: 'stopTimeoutS', env: 'CARELEDGER_CLOUD_STOP_TIMEOUT_S', flag: '--stop-timeout-s <s>', option: 'stopTimeoutS', default: '25', doc: 'seconds a graceful stop may take before the process exits 1 anyway (keep it below the service manager\'s stop timeout)' },
   { path: 'log.level', env: 'CARELEDGER_LOG_LEVEL', flag: '--log-level <level>', option: 'logLevel', default: 'info', doc: 'log level' },
   ...ANCHOR_SETTINGS,
 ]
@@ -105,6 +108,7 @@ const RawSchema = z
     chameleonPublicKeyFile: path.optional(),
     database: z.string().trim().regex(/^postgres(ql)?:\/\/\S+$/i, 'must be a postgres:// or postgresql:// URL').optional(),
     blocksDir: path.optional(),
+    stopTimeoutS: seconds(1, 3600),
     chain: z.object({
       blockIntervalS: seconds(0.05, 3600),
       verifyIntervalS: seconds(0, 7 * 24 * 3600).refine((s) => s === 0 || s >= 1, 'must be 0 (disabled) or at least 1'),
@@ -166,6 +170,7 @@ export function loadCloudConfig(flags: Readonly<Record<string, unknown>> = {}, e
     },
     retrieval: { publicIpfs: r.retrieval.publicIpfs, transformWorkers: r.retrieval.transformWorkers },
     log: { level: r.log.level },
+    stopTimeoutMs: Math.round(r.stopTimeoutS * 1000),
     anchor: anchorConfigFrom(r.anchor),
   }
   return { config, sources }

@@ -18,11 +18,13 @@
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../../shared/errors.ts'
 import { decodeCanonical, encodeCanonical } from '../../shared/encoding/canonical.ts'
-import { chameleonVerify } from '../../shared/crypto/chameleon.ts'
+import { chameleonEquation, chameleonPublicPoint, type ChameleonEquation } from '../../shared/crypto/chameleon.ts'
+import { failingChameleonEquations } from '../../shared/crypto/chameleon-batch.ts'
+import { systemRng, type Rng } from '../../shared/crypto/random.ts'
 import { parseManifest, type BatchManifest } from '../../shared/protocol/manifest.ts'
 import { contentDigest } from '../../shared/protocol/approval.ts'
 import type { RedactionLogEntry } from '../../shared/protocol/redaction-log.ts'
-import { checkRecordRow, commitmentOfManifestBytes, decodeRecordContent, encodeRecordContent, OPENING_FORMAT, type DecodedRecord, type RecordRow } from '../chain/record.ts'
+import { checkRecordRows, commitmentOfManifestBytes, decodeRecordContent, encodeRecordContent, type DecodedRecord, type RecordRow } from '../chain/record.ts'
 
 export const TOMBSTONE_KIND = 'tombstone'
 const TOMBSTONE_KEYS = ['commitment', 'gateway', 'id', 'kind', 'prev', 'receivedAt', 'request', 'seq', 'stream', 'v'] as const
@@ -85,30 +87,60 @@ export function tombstoneFor(row: Pick<RecordRow, 'id' | 'stream' | 'seq' | 'gat
 }
 
 /**
- * `chain verify`'s check of a row that a redaction log entry changed (the entry itself is checked
- * against the policy by the caller): the row is what the entry says it became, its opening opens
+ * `chain verify`'s check of rows that redaction log entries changed (each entry itself is checked
+ * against the policy by the caller): each row is what its entry says it became, its opening opens
  * the unchanged C, and its content agrees with the row's columns, which keep the original stream
- * link. Returns the problems (empty: the row is a correctly applied redaction).
+ * link. Returns each item's problems (empty: a correctly applied redaction). The chameleon openings of all
+ * the rows are checked as two batches (chameleon-batch.ts; a failing batch is bisected, so each
+ * row at fault is named): the corrected rows through checkRecordRows, the tombstones here.
  */
-export function checkRedactedRow(row: RecordRow, entry: RedactionLogEntry, chameleonPublicKey: Uint8Array): string[] {
-  const problems: string[] = []
-  if (contentDigest(row.content) !== entry.newContent) problems.push(`its content (digest ${contentDigest(row.content)}) is not what redaction ${entry.requestId} made it (${entry.newContent})`)
-  if (bytesToHex(row.opening) !== entry.opening) problems.push(`its opening is not the one redaction ${entry.requestId} recorded`)
-  if (entry.action === 'correct') {
-    // A corrected record is checked as any record, but for the gateway's signature (the approvals
-    // stand in for it) and for the link column, which keeps the original manifest's commitment.
-    let commitment: string
-    try {
-      commitment = commitmentOfManifestBytes(decodeRecordContent(row.content).manifestBytes)
-    } catch (e) {
-      return [...problems, (e as Error).message]
+export function checkRedactedRows(items: readonly { row: RecordRow; entry: RedactionLogEntry }[], chameleonPublicKey: Uint8Array, rng: Rng = systemRng): string[][] {
+  const problems: string[][] = items.map(({ row, entry }) => {
+    const p: string[] = []
+    if (contentDigest(row.content) !== entry.newContent) p.push(`its content (digest ${contentDigest(row.content)}) is not what redaction ${entry.requestId} made it (${entry.newContent})`)
+    if (bytesToHex(row.opening) !== entry.opening) p.push(`its opening is not the one redaction ${entry.requestId} recorded`)
+    return p
+  })
+  // Corrections: checked as any record, but for the gateway's signature (the approvals stand in
+  // for it) and for the link column, which keeps the original manifest's commitment.
+  const corrected: { i: number; row: RecordRow }[] = []
+  const tombstones: { i: number; equation: ChameleonEquation }[] = []
+  items.forEach(({ row, entry }, i) => {
+    if (entry.action === 'correct') {
+      try {
+        corrected.push({ i, row: { ...row, manifestCommitment: commitmentOfManifestBytes(decodeRecordContent(row.content).manifestBytes) } })
+      } catch (e) {
+        problems[i]!.push((e as Error).message)
+      }
+      return
     }
-    const found = checkRecordRow({ ...row, manifestCommitment: commitment }, chameleonPublicKey).filter((f) => f.kind !== 'MANIFEST_SIGNATURE')
-    return [...problems, ...found.map((f) => f.message.replace(/^record \d+: /, ''))]
+    let equation: ChameleonEquation | null = null
+    try {
+      equation = chameleonEquation(chameleonPublicKey, row.content, row.hash, row.opening)
+    } catch {
+      equation = null
+    }
+    if (equation) tombstones.push({ i, equation })
+    else problems[i]!.push(openingProblem(row))
+    problems[i]!.push(...tombstoneProblems(row, entry))
+  })
+  const byId = new Map(corrected.map(({ i, row }) => [row.id, i]))
+  for (const f of checkRecordRows(corrected.map((c) => c.row), chameleonPublicKey, rng, { gatewaySignature: false }).failures) {
+    problems[byId.get(f.recordId)!]!.push(f.message.replace(/^record \d+: /, ''))
   }
-  if (!chameleonVerify(chameleonPublicKey, row.content, row.hash, row.opening, OPENING_FORMAT[2])) problems.push(`the chameleon opening does not open hash ${bytesToHex(row.hash)} to the stored content`)
+  for (const k of failingChameleonEquations(chameleonPublicPoint(chameleonPublicKey), tombstones.map((t) => t.equation), rng)) {
+    const i = tombstones[k]!.i
+    problems[i]!.unshift(openingProblem(items[i]!.row))
+  }
+  return problems
+}
+
+const openingProblem = (row: RecordRow): string => `the chameleon opening does not open hash ${bytesToHex(row.hash)} to the stored content`
+
+/** A deleted row's content must be the tombstone of exactly this row and request. */
+function tombstoneProblems(row: RecordRow, entry: RedactionLogEntry): string[] {
   const t = decodeTombstone(row.content)
-  if (!t) return [...problems, 'redaction deleted it, but the content is not a tombstone']
+  if (!t) return ['redaction deleted it, but the content is not a tombstone']
   const fields: [string, unknown, unknown][] = [
     ['id', t.id, row.id],
     ['stream', t.stream, row.stream],
@@ -120,6 +152,5 @@ export function checkRedactedRow(row: RecordRow, entry: RedactionLogEntry, chame
     ['request', t.request, entry.requestId],
   ]
   const mismatched = fields.filter(([, a, b]) => a !== b).map(([f, a, b]) => `${f} (content ${JSON.stringify(a)}, row ${JSON.stringify(b)})`)
-  if (mismatched.length > 0) problems.push(`the tombstone disagrees with the row: ${mismatched.join('; ')}`)
-  return problems
+  return mismatched.length > 0 ? [`the tombstone disagrees with the row: ${mismatched.join('; ')}`] : []
 }

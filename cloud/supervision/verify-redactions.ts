@@ -24,7 +24,7 @@ import { decodeRedactionLogEntry, redactionLogEntryHash, verifyRedactionLogEntry
 import { parseSupervisoryPolicy, supervisoryPolicyId, type SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
 import { manifestCommitment } from '../../shared/protocol/manifest.ts'
 import { decodeRecordContent, toRecordRow, type RawRecord, type RecordRow } from '../chain/record.ts'
-import { checkRedactedRow } from './content.ts'
+import { checkRedactedRows } from './content.ts'
 
 type Conn = Database.Database
 
@@ -99,45 +99,56 @@ export function planRedactionChecks(conn: Conn, trusted?: readonly SupervisoryPo
   return { failures, jobs, rows: newest.size, entries }
 }
 
-/** The costly checks of a plan; pure (no I/O), so any thread runs them. */
+/** The costly checks of a plan; pure (no I/O), so any thread runs them. The rows' openings are checked as a batch. */
 export function runRedactionJobs(jobs: readonly RedactionJob[], chameleonPublicKey: Uint8Array): RedactionFailure[] {
   const failures: RedactionFailure[] = []
   const chameleonHex = bytesToHex(chameleonPublicKey)
+  const rows: Extract<RedactionJob, { kind: 'row' }>[] = []
   for (const job of jobs) {
-    if (job.kind === 'entry') {
-      const fail = (message: string): void => void failures.push({ kind: 'REDACTION_LOG', recordId: job.recordId, message: `redaction log entry ${job.seq}: ${message}` })
-      if (job.policy.groupKey !== chameleonHex) fail(`policy ${job.entry.policy} holds group key ${job.policy.groupKey}, not this chain's chameleon key`)
-      else {
-        try {
-          verifyRedactionLogEntry(job.policy, job.entry)
-        } catch (e) {
-          fail((e as Error).message)
-        }
-      }
-    } else {
-      const { row, entry } = job
-      for (const p of redactedRowProblems(row, entry, chameleonPublicKey)) {
-        failures.push({ kind: 'REDACTION', recordId: job.recordId, ...(row.blockHeight === null ? {} : { height: row.blockHeight }), message: `record ${job.recordId}: ${p}` })
+    if (job.kind === 'row') {
+      rows.push(job)
+      continue
+    }
+    const fail = (message: string): void => void failures.push({ kind: 'REDACTION_LOG', recordId: job.recordId, message: `redaction log entry ${job.seq}: ${message}` })
+    if (job.policy.groupKey !== chameleonHex) fail(`policy ${job.entry.policy} holds group key ${job.policy.groupKey}, not this chain's chameleon key`)
+    else {
+      try {
+        verifyRedactionLogEntry(job.policy, job.entry)
+      } catch (e) {
+        fail((e as Error).message)
       }
     }
   }
+  const problems = redactedRowsProblems(rows, chameleonPublicKey)
+  rows.forEach(({ row, recordId }, i) => {
+    for (const p of problems[i]!) {
+      failures.push({ kind: 'REDACTION', recordId, ...(row.blockHeight === null ? {} : { height: row.blockHeight }), message: `record ${recordId}: ${p}` })
+    }
+  })
   return failures
 }
 
 /**
- * A row a redaction changed, against its newest entry (the entry's approvals are checked apart):
- * checkRedactedRow, and for a version-2 correction the manifest the requester signed. Also what a
- * retrieval client checks a redacted record of the evidence with (clients/verify.ts).
+ * Rows a redaction changed, each against its newest entry (the entries' approvals are checked
+ * apart): checkRedactedRows (openings as a batch), and for a version-2 correction the manifest the
+ * requester signed. Also what a retrieval client checks a redacted record of the evidence with
+ * (clients/verify.ts, through redactedRowProblems).
  */
-export function redactedRowProblems(row: RecordRow, entry: RedactionLogEntry, chameleonPublicKey: Uint8Array): string[] {
-  const problems = checkRedactedRow(row, entry, chameleonPublicKey)
-  // Version 2: the requester signed the re-sealed manifest; the row must hold exactly that one.
-  if (problems.length === 0 && entry.v === 2 && entry.action === 'correct') {
-    const held = manifestCommitment(decodeRecordContent(row.content).manifest)
-    if (held !== entry.request.newManifest) problems.push(`its manifest ${held} is not the one the requester ${entry.request.requester} signed (${entry.request.newManifest})`)
-  }
+export function redactedRowsProblems(items: readonly { row: RecordRow; entry: RedactionLogEntry }[], chameleonPublicKey: Uint8Array): string[][] {
+  const problems = checkRedactedRows(items, chameleonPublicKey)
+  items.forEach(({ row, entry }, i) => {
+    const found = problems[i]!
+    // Version 2: the requester signed the re-sealed manifest; the row must hold exactly that one.
+    if (found.length === 0 && entry.v === 2 && entry.action === 'correct') {
+      const held = manifestCommitment(decodeRecordContent(row.content).manifest)
+      if (held !== entry.request.newManifest) found.push(`its manifest ${held} is not the one the requester ${entry.request.requester} signed (${entry.request.newManifest})`)
+    }
+  })
   return problems
 }
+
+/** One row: redactedRowsProblems of one. */
+export const redactedRowProblems = (row: RecordRow, entry: RedactionLogEntry, chameleonPublicKey: Uint8Array): string[] => redactedRowsProblems([{ row, entry }], chameleonPublicKey)[0]!
 
 /** Both halves on the calling thread. */
 export function checkRedactions(conn: Conn, chameleonPublicKey: Uint8Array, trusted?: readonly SupervisoryPolicy[]): { failures: RedactionFailure[]; rows: number; entries: number } {

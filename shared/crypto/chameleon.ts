@@ -53,6 +53,7 @@ import { bytesToHex } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../errors.ts'
 import { Kind, Reader, Writer } from '../encoding/binary.ts'
 import { randomScalar, systemRng, type Rng } from './random.ts'
+import { fastDoubleScalarBase, ristrettoFastLoaded, ristrettoFastReady, ristrettoFastState } from './ristretto-fast.ts'
 
 export type ChameleonPoint = InstanceType<typeof ristretto255.Point>
 type Point = ChameleonPoint
@@ -177,6 +178,13 @@ const mulPublic = (p: Point, k: bigint): Point => p.multiplyUnsafe(k) // k ∈ [
 const CACHE_LIMIT = 16
 const keyCache = new Map<string, { point: Point; uses: number }>()
 /**
+ * The bytes each decoded key (publicPoint) and opening point (chameleonEquation) came from, for
+ * the libsodium fast path (ristretto-fast.ts), which works on encodings. Keyed by the point
+ * object: noble points are immutable, so an entry can never disagree with its point (a caller
+ * that builds an equation with another P brings that point's own entry, or none: noble decides).
+ */
+const encodingOf = new WeakMap<Point, Uint8Array>()
+/**
  * Width of the fixed-base tables of Hash (Y and G): a width-w wNAF table holds ⌈256/w⌉+1 rows of
  * 2^(w−1) points, and a multiplication then costs one addition per row. Measured here: w = 8
  * 0.23–0.29 ms, w = 12 0.14 ms per multiplication (table 0.45 s to build, ~10 MB), w = 14 no
@@ -205,6 +213,7 @@ function publicPoint(publicKey: unknown): Point {
   let entry = keyCache.get(id)
   if (!entry) {
     entry = { point: parsePoint(bytes, 'chameleon public key'), uses: 0 }
+    encodingOf.set(entry.point, bytes.slice())
     if (keyCache.size >= CACHE_LIMIT) keyCache.delete(keyCache.keys().next().value!)
     keyCache.set(id, entry)
   }
@@ -216,10 +225,15 @@ function publicPoint(publicKey: unknown): Point {
 export const chameleonPublicPoint = (publicKey: Uint8Array): Point => publicPoint(publicKey)
 
 /**
- * e·Y + s·G for Hash through fixed-base tables of width HASH_TABLE_WIDTH, built after
- * HASH_TABLE_AFTER uses of the key (the cloud hashes every record under one key).
+ * encode(e·Y + s·G) for Hash: by libsodium where it is loaded (ristretto-fast.ts, ~0.14 ms), else by
+ * noble through fixed-base tables of width HASH_TABLE_WIDTH, built after HASH_TABLE_AFTER uses of
+ * the key (the cloud hashes every record under one key).
  */
-function hashPoint(publicKey: Uint8Array, Y: Point, e: bigint, s: bigint): Point {
+function hashPoint(publicKey: Uint8Array, Y: Point, e: bigint, s: bigint): Uint8Array {
+  return fastDoubleScalarBase(publicKey, e, s) ?? noblePoint(publicKey, Y, e, s).toBytes()
+}
+
+function noblePoint(publicKey: Uint8Array, Y: Point, e: bigint, s: bigint): Point {
   const id = bytesToHex(publicKey)
   const tY = tablesY.get(id) ?? ((keyCache.get(id)?.uses ?? 0) >= HASH_TABLE_AFTER ? buildHashTables(publicKey, id) : undefined)
   return tY && tableG ? mulPublic(tY, e).add(mulPublic(tableG, s)) : mulPublic(Y, e).add(mulPublic(G, s))
@@ -233,11 +247,22 @@ function buildHashTables(publicKey: Uint8Array, id: string): Point {
   return tY
 }
 
-/** Build Hash's fixed-base tables for this key now (~1 s, ~20 MB), e.g. when an appender starts. */
+/**
+ * Make Hash fast for this key now, e.g. when an appender starts: start loading libsodium
+ * (ristretto-fast.ts), which needs no tables; only where it is off, noble's fixed-base tables
+ * (~1 s, ~20 MB). Should it fail to load, noble builds them after HASH_TABLE_AFTER Hashes.
+ */
 export function chameleonPrepareHashTables(publicKey: Uint8Array): void {
   publicPoint(publicKey)
   const id = bytesToHex(publicKey)
-  if (!tablesY.has(id)) buildHashTables(publicKey, id)
+  if (ristrettoFastState() !== 'off') void ristrettoFastReady()
+  else if (!tablesY.has(id)) buildHashTables(publicKey, id)
+}
+
+/** Wait for the libsodium fast path (ristretto-fast.ts), then chameleonPrepareHashTables: for a thread about to hash many records. */
+export async function chameleonPrepareHash(publicKey: Uint8Array): Promise<void> {
+  await ristrettoFastReady()
+  chameleonPrepareHashTables(publicKey)
 }
 
 const trapdoorCache = new Map<string, Uint8Array>()
@@ -307,7 +332,7 @@ export function chameleonHash(publicKey: Uint8Array, message: Uint8Array, rng: R
   // Nothing here is secret: the opening is published beside the record, and the hash's binding
   // rests on the trapdoor x alone. So the faster variable-time multiplications are safe (only
   // Adapt, which uses x and the nonce k, must stay constant-time).
-  const P = hashPoint(publicKey, Y, e, s).toBytes()
+  const P = hashPoint(publicKey, Y, e, s)
   const C = mod(r - convert(P))
   return { hash: scalarBytes(C), opening: encodeOpening(format === 2 ? P : scalarBytes(r), s) }
 }
@@ -326,24 +351,47 @@ export interface ChameleonEquation {
  * for malformed input; INVALID_ENCODING reason BAD_POINT for an invalid P.
  */
 export function chameleonEquation(publicKey: Uint8Array, message: Uint8Array, hash: Uint8Array, opening: Uint8Array): ChameleonEquation {
+  const { encodedP, e, s } = equationScalars(publicKey, message, hash, opening)
+  return { P: decodeOpeningPoint(encodedP), e, s }
+}
+
+function decodeOpeningPoint(encodedP: Uint8Array): Point {
+  try {
+    const P = RistrettoPoint.fromBytes(encodedP)
+    // Only where libsodium is loaded: a verify worker's batch (noble's MSM) needs no bytes kept.
+    if (ristrettoFastLoaded()) encodingOf.set(P, encodedP.slice())
+    return P
+  } catch {
+    return bad('chameleon opening (P)', 'BAD_POINT', 'not a canonical ristretto255 encoding')
+  }
+}
+
+/** chameleonEquation but for decoding P: its bytes, r = C + f(P), e = H_e(Y, m, r), s. */
+function equationScalars(publicKey: Uint8Array, message: Uint8Array, hash: Uint8Array, opening: Uint8Array): { encodedP: Uint8Array; e: bigint; s: bigint } {
   publicPoint(publicKey)
   expectMessage(message)
   const C = parseScalar(expectBytes(hash, CHAMELEON_HASH_BYTES, 'chameleon hash'), 'chameleon hash', true)
   const o = expectBytes(opening, CHAMELEON_OPENING_BYTES, 'chameleon opening')
   const encodedP = o.subarray(0, CHAMELEON_SCALAR_BYTES)
   const s = parseScalar(o.subarray(CHAMELEON_SCALAR_BYTES), 'chameleon opening (s)', true)
-  let P: Point
-  try {
-    P = RistrettoPoint.fromBytes(encodedP)
-  } catch {
-    return bad('chameleon opening (P)', 'BAD_POINT', 'not a canonical ristretto255 encoding')
-  }
-  const e = challenge(publicKey, message, mod(C + convert(encodedP)))
-  return { P, e, s }
+  return { encodedP, e: challenge(publicKey, message, mod(C + convert(encodedP))), s }
 }
 
-/** Does P = e·Y + s·G hold? (Y decoded; e, s public, so variable time is safe.) */
-export const chameleonEquationHolds = (Y: Point, q: ChameleonEquation): boolean => mulPublic(Y, q.e).add(mulPublic(G, q.s)).equals(q.P)
+/**
+ * libsodium's yes to P = e·Y + s·G: the bytes it computed for e·Y + s·G are the opening's bytes of
+ * P, so P is that element's canonical encoding — exactly what noble's check establishes. False
+ * means "not shown" (not loaded, refused, or different bytes), never "does not hold": noble judges.
+ */
+function fastHolds(publicKey: Uint8Array | undefined, encodedP: Uint8Array | undefined, e: bigint, s: bigint): boolean {
+  if (!publicKey || !encodedP) return false
+  const computed = fastDoubleScalarBase(publicKey, e, s)
+  return computed !== null && computed.length === encodedP.length && timingSafeEqual(computed, encodedP)
+}
+
+/** Does P = e·Y + s·G hold? (Y decoded; e, s public, so variable time is safe.) libsodium first, noble judges every no. */
+export const chameleonEquationHolds = (Y: Point, q: ChameleonEquation): boolean => fastHolds(encodingOf.get(Y), encodingOf.get(q.P), q.e, q.s) || nobleHolds(Y, q)
+
+const nobleHolds = (Y: Point, q: ChameleonEquation): boolean => mulPublic(Y, q.e).add(mulPublic(G, q.s)).equals(q.P)
 
 /**
  * Verify: does the opening (in `format`, default 2) open `hash` to `message` under `publicKey`?
@@ -352,7 +400,11 @@ export const chameleonEquationHolds = (Y: Point, q: ChameleonEquation): boolean 
  */
 export function chameleonVerify(publicKey: Uint8Array, message: Uint8Array, hash: Uint8Array, opening: Uint8Array, format: OpeningFormat = CURRENT_OPENING_FORMAT): boolean {
   const Y = publicPoint(publicKey)
-  if (expectFormat(format) === 2) return chameleonEquationHolds(Y, chameleonEquation(publicKey, message, hash, opening))
+  if (expectFormat(format) === 2) {
+    // libsodium's yes needs no decoding of P (its bytes are compared); a no is re-judged by noble.
+    const { encodedP, e, s } = equationScalars(publicKey, message, hash, opening)
+    return fastHolds(publicKey, encodedP, e, s) || nobleHolds(Y, { P: decodeOpeningPoint(encodedP), e, s })
+  }
   expectMessage(message)
   const C = expectBytes(hash, CHAMELEON_HASH_BYTES, 'chameleon hash')
   parseScalar(C, 'chameleon hash', true)
@@ -361,6 +413,8 @@ export function chameleonVerify(publicKey: Uint8Array, message: Uint8Array, hash
   const s = parseScalar(o.subarray(CHAMELEON_SCALAR_BYTES), 'chameleon opening (s)', true)
   // e and s are public here, so the variable-time multiplication is safe.
   const e = challenge(publicKey, message, r)
+  const fast = fastDoubleScalarBase(publicKey, e, s)
+  if (fast !== null && timingSafeEqual(scalarBytes(mod(r - convert(fast))), C)) return true // a no is re-judged by noble
   const expected = scalarBytes(mod(r - convert(mulPublic(Y, e).add(mulPublic(G, s)).toBytes())))
   return timingSafeEqual(expected, C)
 }

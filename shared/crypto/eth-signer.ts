@@ -3,79 +3,64 @@
  * ethers' recoverAddress answers — made cheap for the signer we expect.
  *
  * Recovery (SEC 1 v2 §4.1.6) lifts R from r, computes Q = r⁻¹(s·R − h·G) and hashes Q to an
- * address (Keccak-256): a double-scalar multiplication, a square root and a Keccak per signature.
- * When the claimed signer's public key is already known, the verification equation of SEC 1 v2
- * §4.1.4 (R' = u₁·G + u₂·Q, u₁ = h·s⁻¹, u₂ = r·s⁻¹, accept iff x(R') = r) decides the same
- * question with one multiplication by a fixed G (noble's precomputed table) and one by a fixed Q
- * (a width-4 wNAF table made once per key), about a third of the cost. Requiring in addition that
- * R' has the parity v − 27 (and x(R') < n, the only R that v = 27/28 can name) makes the answer
- * identical to recovery's: recover(h, r, s, v) = Q  ⇔  R' = (r, parity v − 27). So the fast path
- * accepts exactly the signatures recovery would attribute to Q, and anything else falls back to
- * recovery, which names the real signer.
+ * address (Keccak-256, the last 20 bytes). In JavaScript (noble, under ethers) that costs ~2 ms of
+ * CPU here; libsecp256k1 — bitcoin-core's constant-checked C library, compiled to WebAssembly by
+ * bitcoinjs' tiny-secp256k1 — does the same recovery in ~0.25 ms (bench:supervision-crypto).
  *
- * The known keys are learnt ONLY from recoveries made in this process (address = Keccak(Q)), and
- * the answers remembered are ones this process computed; nothing is read from a file or a database,
- * so a cold `chain verify` trusts nothing it did not compute.
+ * Fast path and its guard: libsecp256k1 recovers Q with recovery id v − 27 over the same digest,
+ * r and s (ethers' Signature.from has already refused a high s, EIP-2); its answer is taken ONLY
+ * when keccak(Q) is the expected signer's address. Any other outcome — another address, no key,
+ * the library not loading (a browser bundle, CARELEDGER_NO_LIBSECP256K1=1) — is re-judged by
+ * ethers' own recovery, which names the real signer. So a fast-path bug can never reject a valid
+ * signature, and its "yes" is libsecp256k1's verification that (r, s) is valid under Q.
+ *
+ * Nothing is read from a file or a database: a cold `chain verify` trusts nothing it did not
+ * compute. Answers this process computed are remembered (the same approval is checked when it
+ * arrives, when the redaction is applied and when its log entry is built).
  */
-import { secp256k1 } from '@noble/curves/secp256k1.js'
-import { bytesToNumberBE } from '@noble/curves/utils.js'
-import { computeAddress, recoverAddress, Signature, SigningKey } from 'ethers'
+import { computeAddress, getAddress, recoverAddress, Signature, SigningKey } from 'ethers'
+import { keccak_256 } from '@noble/hashes/sha3.js'
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
+import { loadOptionalModule } from './optional-module.ts'
 
-const { Point } = secp256k1
-const Fn = Point.Fn
-type SecpPoint = InstanceType<typeof Point>
-
-interface KnownKey {
-  readonly point: SecpPoint
-  uses: number
+interface Libsecp256k1 {
+  recover(h: Uint8Array, signature: Uint8Array, recoveryId: 0 | 1 | 2 | 3, compressed?: boolean): Uint8Array | null
 }
 
-/** address (lower case) → its public key, learnt from a recovery in this process. */
-const known = new Map<string, KnownKey>()
-/** Bounded: policies name at most 255 regulators; a flood of strangers only empties the map. */
-const MAX_KNOWN = 1024
-/** Build the per-key table once a key has been used this often (it costs about four recoveries). */
-const TABLE_AFTER_USES = 4
+/** tiny-secp256k1 where it loads (Node: its CommonJS build reads the .wasm beside it), else null. */
+const loadLibsecp256k1 = (): Libsecp256k1 | null => loadOptionalModule<Libsecp256k1>('tiny-secp256k1', 'CARELEDGER_NO_LIBSECP256K1', (m) => typeof m.recover === 'function')
+const libsecp256k1 = loadLibsecp256k1()
 
-/** Does (r, s, v) verify under Q for digest h with R' = (r, parity v − 27)? SEC 1 v2 §4.1.4, plus the recovery bit. */
-function verifiesUnder(key: KnownKey, digest: Uint8Array, sig: Signature): boolean {
-  const r = BigInt(sig.r)
-  const s = BigInt(sig.s)
-  if (r <= 0n || r >= Fn.ORDER || s <= 0n || s >= Fn.ORDER) return false
-  if (++key.uses === TABLE_AFTER_USES) key.point.precompute(4, false)
-  const h = Fn.create(bytesToNumberBE(digest))
-  const sInv = Fn.inv(s)
-  const R = Point.BASE.multiplyUnsafe(Fn.create(h * sInv)).add(key.point.multiplyUnsafe(Fn.create(r * sInv)))
-  if (R.is0()) return false
-  const { x, y } = R.toAffine()
-  return x === r && Number(y & 1n) === sig.v - 27
+/** Which library the fast path uses here ('ethers' = no fast path: every signature is recovered by ethers/noble). */
+export const ethSignerEngine = (): 'libsecp256k1' | 'ethers' => (libsecp256k1 ? 'libsecp256k1' : 'ethers')
+
+/** The lower-case address libsecp256k1 recovers, or null when it recovers none (ethers then decides). */
+function fastSigner(digest: Uint8Array, sig: Signature): string | null {
+  if (!libsecp256k1 || digest.length !== 32 || (sig.v !== 27 && sig.v !== 28)) return null
+  try {
+    const compact = hexToBytes(sig.r.slice(2) + sig.s.slice(2))
+    const q = libsecp256k1.recover(digest, compact, (sig.v - 27) as 0 | 1, false)
+    if (!q || q.length !== 65) return null
+    return '0x' + bytesToHex(keccak_256(q.subarray(1)).subarray(12))
+  } catch {
+    return null
+  }
 }
 
 /**
  * The address that signed `digest` with `signature` (any form ethers' Signature.from accepts),
- * checked first against `expected` (an address, any case) by verification when its key is known.
- * Throws as ethers' recoverAddress does for a signature that recovers to no key.
+ * checked first against `expected` (an address, any case) by libsecp256k1. Returns the EIP-55
+ * address; throws as ethers' recoverAddress does for a signature that recovers to no key.
  */
 export function ethSigner(digest: Uint8Array, signature: string, expected: string): string {
   const sig = Signature.from(signature)
-  // The same approval is checked when it arrives, when the redaction is applied and when its log
-  // entry is built: the answer for (digest, signature) is remembered (a fact this process computed).
   const memoKey = bytesToHex(digest) + sig.serialized
   const seen = answers.get(memoKey)
   if (seen !== undefined) return seen
-  const want = expected.toLowerCase()
-  const key = known.get(want)
+  const want = typeof expected === 'string' ? expected.toLowerCase() : ''
   let signer: string
-  if (key && verifiesUnder(key, digest, sig)) signer = addressOf(key)
-  else {
-    const pub = SigningKey.recoverPublicKey(digest, sig)
-    signer = computeAddress(pub)
-    if (signer.toLowerCase() === want && !key) {
-      if (known.size >= MAX_KNOWN) known.clear()
-      known.set(want, { point: Point.fromBytes(hexToBytes(pub.slice(2))), uses: 0 })
-    }
-  }
+  if (fastSigner(digest, sig) === want) signer = checksummed(want)
+  else signer = computeAddress(SigningKey.recoverPublicKey(digest, sig))
   if (answers.size >= MAX_ANSWERS) answers.clear()
   answers.set(memoKey, signer)
   return signer
@@ -85,21 +70,22 @@ export function ethSigner(digest: Uint8Array, signature: string, expected: strin
 const answers = new Map<string, string>()
 const MAX_ANSWERS = 4096
 
-/** The checksummed address of a known key (computed once). */
-const checksummed = new WeakMap<KnownKey, string>()
-function addressOf(key: KnownKey): string {
-  let a = checksummed.get(key)
+/** EIP-55 form (ethers' getAddress) of a lower-case address, remembered (a policy names a handful of signers). */
+const eip55 = new Map<string, string>()
+function checksummed(lower: string): string {
+  let a = eip55.get(lower)
   if (a === undefined) {
-    a = computeAddress('0x' + bytesToHex(key.point.toBytes(false)))
-    checksummed.set(key, a)
+    a = getAddress(lower)
+    if (eip55.size >= MAX_ANSWERS) eip55.clear()
+    eip55.set(lower, a)
   }
   return a
 }
 
-/** For tests: forget every learnt key (the next signature of each signer is recovered again). */
+/** For tests and benchmarks: forget every remembered answer (the next check of each signature starts cold). */
 export function forgetKnownSigners(): void {
-  known.clear()
   answers.clear()
+  eip55.clear()
 }
 
 /** The plain recovery, for comparison in tests. */

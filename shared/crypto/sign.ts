@@ -16,6 +16,7 @@ import { bytesToHex } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../errors.ts'
 import { domainSeparated } from '../encoding/canonical.ts'
 import { systemRng, type Rng } from './random.ts'
+import { loadOptionalModule } from './optional-module.ts'
 
 export const SIGNING_SECRET_KEY_BYTES = 32
 export const SIGNING_PUBLIC_KEY_BYTES = 32
@@ -140,15 +141,7 @@ interface SodiumVerify {
  * time so bundlers leave it alone. CARELEDGER_NO_SODIUM=1 forces OpenSSL (benchmarks compare).
  */
 function loadSodium(): SodiumVerify | null {
-  try {
-    const proc = (globalThis as { process?: { env?: Record<string, string | undefined>; getBuiltinModule?: (id: string) => unknown } }).process
-    if (!proc?.getBuiltinModule || proc.env?.CARELEDGER_NO_SODIUM === '1') return null
-    const { createRequire } = proc.getBuiltinModule('node:module') as typeof import('node:module')
-    const s = createRequire(import.meta.url)('sodium-native') as Partial<SodiumVerify>
-    return typeof s.crypto_sign_verify_detached === 'function' ? (s as SodiumVerify) : null
-  } catch {
-    return null
-  }
+  return loadOptionalModule<SodiumVerify>('sodium-native', 'CARELEDGER_NO_SODIUM', (s) => typeof s.crypto_sign_verify_detached === 'function')
 }
 const sodium = loadSodium()
 

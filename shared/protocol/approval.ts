@@ -136,7 +136,8 @@ export function approvalTypedData(policy: SupervisoryPolicy, message: ApprovalMe
 // once (ethers compiles it per call) and each policy's domain separator computed once.
 const APPROVAL_ENCODER = TypedDataEncoder.from(APPROVAL_TYPES)
 const domainSeparators = new Map<string, string>()
-function typedDigest(domain: TypedDataDomain, message: Record<string, unknown>): Uint8Array {
+/** The EIP-712 digest of `message` under `domain`, with an encoder built once per struct (default: Approval). */
+export function typedDigest(domain: TypedDataDomain, message: Record<string, unknown>, encoder: TypedDataEncoder = APPROVAL_ENCODER): Uint8Array {
   const salt = String(domain.salt)
   let separator = domainSeparators.get(salt)
   if (separator === undefined) {
@@ -144,7 +145,7 @@ function typedDigest(domain: TypedDataDomain, message: Record<string, unknown>):
     if (domainSeparators.size >= 256) domainSeparators.clear()
     domainSeparators.set(salt, separator)
   }
-  return hexToBytes(keccak256(concat(['0x1901', separator, APPROVAL_ENCODER.hash(message)])).slice(2))
+  return hexToBytes(keccak256(concat(['0x1901', separator, encoder.hash(message)])).slice(2))
 }
 
 /** The 32-byte EIP-712 digest a wallet signs for this approval. */
@@ -184,7 +185,7 @@ export function verifyApproval(policy: SupervisoryPolicy, subject: RedactionSubj
   const t = approvalTypedData(policy, a)
   let signer: string
   try {
-    // = ethers' verifyTypedData, by verification against the claimed regulator's key once it is known (eth-signer.ts)
+    // = ethers' verifyTypedData, through libsecp256k1 when it names the claimed regulator (eth-signer.ts)
     signer = ethSigner(typedDigest(t.domain, t.message), signature, a.regulator)
   } catch {
     return refuse('BAD_SIGNATURE', `approval by ${a.regulator}: the signature does not recover to any key`, { regulator: a.regulator })

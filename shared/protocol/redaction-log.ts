@@ -65,10 +65,26 @@ const EntrySchema = z.union([EntryV1, EntryV2])
 
 export type RedactionLogEntry = z.infer<typeof EntrySchema>
 
+/**
+ * Validate an untrusted entry. The result is deeply frozen and remembered, so passing it on (to
+ * redactionLogEntryHash, verifyRedactionLogEntry: `chain verify` does both for every entry) does
+ * not run the schema again; any other object, a spread copy included, is checked afresh.
+ */
 export function parseRedactionLogEntry(value: unknown): RedactionLogEntry {
+  if (typeof value === 'object' && value !== null && parsedEntries.has(value)) return value as RedactionLogEntry
   const r = EntrySchema.safeParse(value)
   if (!r.success) schemaError('redaction log entry', r.error)
-  return r.data
+  const entry = deepFreeze(r.data)
+  parsedEntries.add(entry)
+  return entry
+}
+const parsedEntries = new WeakSet<object>()
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v)
+    Object.freeze(value)
+  }
+  return value
 }
 
 /** Assemble the entry when the cloud applies a redaction; the approvals are those requireApproval returned. */

@@ -28,9 +28,11 @@
  *   REQUEST_MISMATCH       genuine, but for another record, action, content or reason than filed
  */
 import { z } from 'zod'
-import { Signature, TypedDataEncoder, verifyTypedData, type TypedDataField } from 'ethers'
+import { Signature, TypedDataEncoder, type TypedDataField } from 'ethers'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { ethSigner } from '../crypto/eth-signer.ts'
 import { CareLedgerError } from '../errors.ts'
-import { REDACTION_ACTIONS, supervisionDomain, type RedactionAction } from './approval.ts'
+import { REDACTION_ACTIONS, supervisionDomain, typedDigest, type RedactionAction } from './approval.ts'
 import { epochMs, evmAddress, hex, schemaError, type SupervisoryPolicy } from './supervisory-policy.ts'
 
 /** The EIP-712 struct (field order is part of the type hash: never reorder). */
@@ -100,11 +102,16 @@ export function requestTypedData(policy: SupervisoryPolicy, message: RequestMess
   return { domain: supervisionDomain(policy), types: REQUEST_TYPES, primaryType: 'Request' as const, message: typedMessage(parseMessage(message)) }
 }
 
-/** The request id: hex of the EIP-712 digest of the signed request. */
-export function requestIdOf(policy: SupervisoryPolicy, message: RequestMessage): string {
+const REQUEST_ENCODER = TypedDataEncoder.from(REQUEST_TYPES)
+
+/** The EIP-712 digest of the signed request (= TypedDataEncoder.hash, its encoder built once). */
+const requestDigest = (policy: SupervisoryPolicy, message: RequestMessage): Uint8Array => {
   const t = requestTypedData(policy, message)
-  return TypedDataEncoder.hash(t.domain, t.types, t.message).slice(2)
+  return typedDigest(t.domain, t.message, REQUEST_ENCODER)
 }
+
+/** The request id: hex of the EIP-712 digest of the signed request. */
+export const requestIdOf = (policy: SupervisoryPolicy, message: RequestMessage): string => bytesToHex(requestDigest(policy, message))
 
 function refuse(reason: string, message: string, info: Record<string, unknown> = {}): never {
   throw new CareLedgerError('VERIFICATION_FAILED', message, { reason, ...info })
@@ -132,17 +139,18 @@ export function verifyRequesterSignature(
 ): { requestId: string; requester: string } {
   const s = parseRequesterSignature(value)
   const message = parseMessage({ record: filed.record, action: filed.action, oldContent: filed.oldContent, newManifest: s.newManifest, reason: filed.reason, nonce: s.nonce, issuedAt: s.issuedAt })
-  const t = requestTypedData(policy, message)
+  const digest = requestDigest(policy, message)
   let signer: string
   try {
-    signer = verifyTypedData(t.domain, t.types, t.message, Signature.from(s.signature))
+    // = ethers' verifyTypedData, through libsecp256k1 when it names the claimed requester (eth-signer.ts)
+    signer = ethSigner(digest, Signature.from(s.signature).serialized, s.requester)
   } catch {
     return refuse('BAD_REQUEST_SIGNATURE', `the requester signature is malformed or recovers to no key`, { requester: s.requester })
   }
   if (signer !== s.requester) {
     refuse('FORGED_REQUEST', `the request claims to be signed by ${s.requester}, but its signature over this record, action, content and reason recovers to ${signer}: forged, or signed for another request`, { requester: s.requester, signer })
   }
-  const requestId = requestIdOf(policy, message)
+  const requestId = bytesToHex(digest)
   if (expect.requestId !== undefined && expect.requestId !== requestId) refuse('REQUEST_MISMATCH', `the requester signed request ${requestId}, not ${expect.requestId}`, { requester: signer })
   if (expect.newManifest !== undefined && expect.newManifest !== s.newManifest) {
     refuse('REQUEST_MISMATCH', `the requester signed for new manifest ${s.newManifest}, the request carries ${expect.newManifest}`, { requester: signer, field: 'newManifest' })

@@ -36,7 +36,18 @@ export const epochMs = z.number().int().min(0).max(8.64e15)
 export const evmAddress = z
   .string()
   .regex(/^0x[0-9a-fA-F]{40}$/, 'must be a 0x-prefixed 20-byte EVM address')
-  .refine((a) => getAddress(a) === a, { message: 'must be EIP-55 checksummed (use ethers.getAddress)' })
+  .refine((a) => isChecksummed(a), { message: 'must be EIP-55 checksummed (use ethers.getAddress)' })
+
+// The check costs a Keccak-256 per address and every entry of a log names the same few
+// regulators: the addresses found well-formed are remembered (bounded; a fact this process computed).
+const checksummedSeen = new Set<string>()
+function isChecksummed(a: string): boolean {
+  if (checksummedSeen.has(a)) return true
+  if (getAddress(a) !== a) return false
+  if (checksummedSeen.size >= 4096) checksummedSeen.clear()
+  checksummedSeen.add(a)
+  return true
+}
 /** A person's display name: 1–100 characters, no control characters. */
 export const displayName = z
   .string()

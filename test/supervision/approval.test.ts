@@ -259,6 +259,18 @@ describe('redaction log entry', () => {
     expect(errorOf(() => decodeRedactionLogEntry(bytes.subarray(0, bytes.length - 1)))?.code).toBe('INVALID_ENCODING')
   })
 
+  it('a decoded entry is frozen and not checked twice; a changed copy is checked afresh', async () => {
+    const entry = decodeRedactionLogEntry(encodeRedactionLogEntry(await make()))
+    expect(Object.isFrozen(entry) && Object.isFrozen(entry.approvals) && Object.isFrozen(entry.approvals[0])).toBe(true)
+    expect(() => {
+      ;(entry as { reason: string }).reason = 'edited after decoding'
+    }).toThrow(TypeError)
+    expect(verifyRedactionLogEntry(policy, entry)).toHaveLength(2)
+    // A copy with a malformed field is not the remembered object: the schema refuses it.
+    expect(errorOf(() => redactionLogEntryHash({ ...entry, signers: [3, 1] }))?.message).toContain('sorted')
+    expect(errorOf(() => verifyRedactionLogEntry(policy, { ...entry, approvals: [{ ...entry.approvals[0]!, signature: '0x00' }] }))?.reason).toBe('SCHEMA')
+  })
+
   it('1 of 1: the single regulator approves and is the one signer', async () => {
     const keys = chameleonKeyGen(rng)
     const single = singleRegulatorPolicy({ cloud: 'c', publicKey: keys.publicKey, regulator: { name: 'The regulator', address: wallets[0]!.address }, createdAt: 0 })

@@ -212,6 +212,17 @@ describe('2 of 3: correction', () => {
       expect(r1.failures.every((x) => x.kind === 'REDACTION' && x.recordId === 6)).toBe(true)
       sql.prepare('UPDATE records SET content = ? WHERE id = 6').run(row)
 
+      // Its opening edited (and the log entry left alone): the batched opening check names it.
+      const opening = sql.prepare('SELECT opening FROM records WHERE id = 6').pluck().get() as Buffer
+      const bent = Buffer.from(opening)
+      bent[40]! ^= 1
+      sql.prepare('UPDATE records SET opening = ? WHERE id = 6').run(bent)
+      const r0 = await verifyChain(f.path, { chameleonPublicKey: keys.chameleon.publicKey, workers })
+      expect(r0.ok).toBe(false)
+      expect(r0.failures.every((x) => x.kind === 'REDACTION' && x.recordId === 6)).toBe(true)
+      expect(r0.failures.map((x) => x.message).join('\n')).toMatch(/opening is not the one redaction .* recorded/)
+      sql.prepare('UPDATE records SET opening = ? WHERE id = 6').run(opening)
+
       // A cloud admin rewrites record 9 with the trapdoor (pretend) and a log entry without approvals.
       const log = sql.prepare('SELECT * FROM redaction_log WHERE seq = 1').get() as Record<string, unknown>
       sql.prepare('INSERT INTO redaction_log (seq, record_id, request_id, entry, hash, log_hash, applied_at) VALUES (2, 9, ?, ?, ?, ?, 0)').run('00'.repeat(32), log.entry, log.hash, log.log_hash)
