@@ -19,7 +19,7 @@ import { batchMatches, BULK_BLOCKS_MAX, type EvidencePlan, type EvidenceQuery, t
 import type { RetrievalKey } from '../shared/crypto/abe/outsource.ts'
 import { authorises, OutsourcedFinisher, type LocalOpener } from './decrypt.ts'
 import { inThread, type CheckedProof, type Opener, type OpenItem, type RetrievalWork } from './retrieval-work.ts'
-import { checkNotStale, linkHeaders, RetrievalError, verifyPlan, verifyStreamSpan, type KnownHead, type RetrievalFailure, type VerifiedHead, type VerifiedRecord, type VerifiedStream } from './verify.ts'
+import { checkNotStale, linkHeaders, RetrievalError, supervisoryPolicies, verifyPlan, verifyStreamSpan, type KnownHead, type RetrievalFailure, type VerifiedHead, type VerifiedRecord, type VerifiedRedaction, type VerifiedStream, type VerifiedTombstone } from './verify.ts'
 
 export interface EvidenceSource {
   plan(q: EvidenceQuery): Promise<unknown>
@@ -65,6 +65,8 @@ export interface RetrievedBatch {
   readonly status: BatchStatus
   /** The readings of the query's range and types (empty when not authorised). */
   readonly readings: readonly SealedReading[]
+  /** The verified correction that made the batch what it is (its readings are the corrected ones), or null. */
+  readonly redaction: VerifiedRedaction | null
 }
 
 export interface Progress {
@@ -114,6 +116,8 @@ export interface Retrieval {
   readonly head: VerifiedHead | null
   readonly streams: readonly VerifiedStream[]
   readonly batches: readonly RetrievedBatch[]
+  /** Deleted batches of the verified spans (evidence v2): their place in the stream, no readings. */
+  readonly tombstones: readonly VerifiedTombstone[]
   /** Admitted gaps (with allowGaps) and clock oddities: reported, not fatal. */
   readonly warnings: readonly RetrievalFailure[]
   /** Per stage, ms of wall time; `decrypt` is the client's own decryption time. */
@@ -152,7 +156,10 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
   const { plan, head } = await stage('plan', async () => verifyPlan(await o.evidence.plan(o.query), o.query, { signingKey: o.trust.signingKey() }))
   const known = o.trust.knownHeads()
   checkNotStale(head, known)
-  if (!head) return { plan, head, streams: [], batches: [], warnings: [], timings, decryptions: 0 }
+  if (!head) return { plan, head, streams: [], batches: [], tombstones: [], warnings: [], timings, decryptions: 0 }
+  const supervision = supervisoryPolicies(plan, head)
+  if (supervision.failures.length > 0) throw new RetrievalError(supervision.failures)
+  const policies = plan.v === 2 ? supervision.policies : undefined
 
   // fetchSpans + checkPages: each page's proofs go to the work threads as soon as they arrive, and
   // the blocks their (still unverified) proofs name for matching batches are asked for in bulk —
@@ -211,7 +218,7 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
     const out: VerifiedStream[] = []
     for (const { span, proofs, checks } of spans) {
       const checked = (await Promise.all(checks)).flat()
-      const r = verifyStreamSpan(span, proofs, { query: o.query, head, hashes, allowGaps: o.allowGaps ?? false, checked })
+      const r = verifyStreamSpan(span, proofs, { query: o.query, head, hashes, allowGaps: o.allowGaps ?? false, checked, ...(policies ? { policies } : {}) })
       failures.push(...r.failures)
       warnings.push(...r.warnings)
       out.push(r.stream)
@@ -286,12 +293,12 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
   let decryptions = 0
   const batches = wanted.map((r): RetrievedBatch => {
     const x = byId.get(r.id) as { readings: readonly SealedReading[] | null }
-    if (x.readings === null) return { recordId: r.id, manifest: r.manifest, status: 'not-authorised', readings: [] }
+    if (x.readings === null) return { recordId: r.id, manifest: r.manifest, status: 'not-authorised', readings: [], redaction: r.redaction }
     decryptions++
-    return { recordId: r.id, manifest: r.manifest, status: 'opened', readings: x.readings }
+    return { recordId: r.id, manifest: r.manifest, status: 'opened', readings: x.readings, redaction: r.redaction }
   })
   o.trust.remember({ height: head.height, hash: head.hash }, head.signingKey)
-  return { plan, head, streams, batches, warnings, timings, decryptions }
+  return { plan, head, streams, batches, tombstones: streams.flatMap((s) => s.tombstones), warnings, timings, decryptions }
 }
 
 /**
