@@ -13,15 +13,15 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { ristretto255 } from '@noble/curves/ed25519.js'
 import { bytesToNumberLE, numberToBytesLE } from '@noble/curves/utils.js'
-import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
+import { bytesToHex } from '@noble/hashes/utils.js'
 import { chameleonEquation, chameleonEquationEncoding, chameleonHash, chameleonKeyGen, chameleonPublicPoint, type ChameleonEquation } from '../../shared/crypto/chameleon.ts'
 import { chameleonBatchHolds, failingChameleonEquations, msmShort } from '../../shared/crypto/chameleon-batch.ts'
 import { deterministicRng } from '../../shared/crypto/random.ts'
+import { p, plusP, RFC_BAD } from './ristretto-bad-encodings.ts'
 import { ristrettoBatchLibrary, ristrettoNative } from '../../shared/crypto/ristretto-native.ts'
 
 const Point = ristretto255.Point
 const ℓ = Point.Fn.ORDER
-const p = 2n ** 255n - 19n
 const G = Point.BASE
 const rng = deterministicRng('ristretto native tests')
 const keys = chameleonKeyGen(rng)
@@ -29,15 +29,6 @@ const Y = chameleonPublicPoint(keys.publicKey)
 const native = ristrettoNative
 const withAddon = native !== null
 
-/** RFC 9496 Appendix A.2: non-canonical field encodings and negative field elements. */
-const RFC_BAD = [
-  '00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
-  'ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-  'f3ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-  '0100000000000000000000000000000000000000000000000000000000000000',
-  '01ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-].map(hexToBytes)
 
 const nobleDecodes = (bytes: Uint8Array): boolean => {
   try {
@@ -48,8 +39,6 @@ const nobleDecodes = (bytes: Uint8Array): boolean => {
   }
 }
 const nativeDecodes = (bytes: Uint8Array): boolean => native!.decodeCheck(bytes) === -1
-/** encode(P) with p added to its field element (the same number mod p, not canonical), when it fits in 256 bits. */
-const plusP = (encoded: Uint8Array): Uint8Array => numberToBytesLE((bytesToNumberLE(encoded) + p) % 2n ** 256n, 32)
 
 /** A record: message, hash and 64-byte opening (format 2: encode(P) ‖ s). */
 function record(i: number): { m: Uint8Array; hash: Uint8Array; opening: Uint8Array } {
