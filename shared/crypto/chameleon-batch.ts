@@ -18,6 +18,10 @@
  * A failing batch is bisected (each half re-checked with fresh weights; a half is skipped when its
  * sibling passed, since the failure must then be in it) down to `LEAF` equations, checked one by
  * one, so every false equation is named; k bad ones in n cost O(k·log(n/k)) extra batches.
+ *
+ * Where the native addon is built (ristretto-native.ts, curve25519-dalek) a batch is first sent to
+ * it as bytes: its yes is taken, its no is re-judged here by noble with the same weights, so the
+ * verdicts and the bisection are those of noble (docs/crypto.md §The native ristretto255 addon).
  */
 import { ristretto255 } from '@noble/curves/ed25519.js'
 import { bytesToNumberLE, numberToBytesLE } from '@noble/curves/utils.js'
