@@ -18,11 +18,16 @@
  * A failing batch is bisected (each half re-checked with fresh weights; a half is skipped when its
  * sibling passed, since the failure must then be in it) down to `LEAF` equations, checked one by
  * one, so every false equation is named; k bad ones in n cost O(k·log(n/k)) extra batches.
+ *
+ * Where the native addon is built (ristretto-native.ts, curve25519-dalek) a batch is first sent to
+ * it as bytes: its yes is taken, its no is re-judged here by noble with the same weights, so the
+ * verdicts and the bisection are those of noble (docs/crypto.md §The native ristretto255 addon).
  */
 import { ristretto255 } from '@noble/curves/ed25519.js'
-import { bytesToNumberLE } from '@noble/curves/utils.js'
+import { bytesToNumberLE, numberToBytesLE } from '@noble/curves/utils.js'
 import { systemRng, type Rng } from './random.ts'
-import { chameleonEquationHolds, type ChameleonEquation, type ChameleonPoint } from './chameleon.ts'
+import { chameleonEquationEncoding, chameleonEquationHolds, chameleonPointBytes, type ChameleonEquation, type ChameleonPoint } from './chameleon.ts'
+import { ristrettoNative } from './ristretto-native.ts'
 
 const ℓ = ristretto255.Point.Fn.ORDER
 const G = ristretto255.Point.BASE
@@ -84,35 +89,58 @@ export function msmShort(points: readonly ChameleonPoint[], scalars: readonly bi
 /** Weights drawn per call of `rng`: the OS CSPRNG (crypto.getRandomValues) gives at most 65,536 bytes a call. */
 const WEIGHTS_PER_DRAW = 4096
 
-/** 128-bit weights, one per equation, little-endian from `rng`. */
-function weights(rng: Rng, n: number): bigint[] {
+/** 128-bit weights, one per equation, little-endian from `rng`: as numbers, and as the n×16 bytes they came from. */
+function weights(rng: Rng, n: number): { z: bigint[]; bytes: Uint8Array } {
   const z: bigint[] = new Array(n)
+  const all = new Uint8Array(16 * n)
   for (let at = 0; at < n; at += WEIGHTS_PER_DRAW) {
     const m = Math.min(WEIGHTS_PER_DRAW, n - at)
     const bytes = rng(16 * m)
+    all.set(bytes.subarray(0, 16 * m), 16 * at)
     for (let i = 0; i < m; i++) z[at + i] = bytesToNumberLE(bytes.subarray(16 * i, 16 * i + 16))
   }
-  return z
+  return { z, bytes: all }
 }
 
 /** Does every equation hold? One random linear combination (error ≤ 2^-128 when one does not). */
 export function chameleonBatchHolds(Y: ChameleonPoint, eqs: readonly ChameleonEquation[], rng: Rng = systemRng): boolean {
   if (eqs.length === 0) return true
-  if (eqs.length === 1) return chameleonEquationHolds(Y, eqs[0]!)
-  const z = weights(rng, eqs.length)
+  if (eqs.length === 1) return leafHolds(Y, eqs[0]!)
+  const { z, bytes } = weights(rng, eqs.length)
   let a = 0n
   let b = 0n
   for (let i = 0; i < eqs.length; i++) {
     a += z[i]! * eqs[i]!.e
     b += z[i]! * eqs[i]!.s
   }
-  const left = msmShort(
-    eqs.map((q) => q.P),
-    z,
-    WEIGHT_BITS,
-  )
-  const right = Y.multiplyUnsafe(a % ℓ).add(G.multiplyUnsafe(b % ℓ))
+  a %= ℓ
+  b %= ℓ
+  // The native addon's yes is taken; its no (or no addon) is re-judged by noble, same weights.
+  if (nativeBatchHolds(Y, eqs, bytes, a, b)) return true
+  let points: ChameleonPoint[]
+  try {
+    points = eqs.map((q) => q.P)
+  } catch {
+    return false // a P the addon decoded and noble refuses: the batch fails, bisection names it
+  }
+  const left = msmShort(points, z, WEIGHT_BITS)
+  const right = Y.multiplyUnsafe(a).add(G.multiplyUnsafe(b))
   return left.equals(right)
+}
+
+/**
+ * The batch equation by the native addon (ristretto-native.ts), when it is loaded and vouched for
+ * every P's bytes (chameleonEquation); false means "not shown", never "does not hold".
+ */
+function nativeBatchHolds(Y: ChameleonPoint, eqs: readonly ChameleonEquation[], weightBytes: Uint8Array, a: bigint, b: bigint): boolean {
+  if (!ristrettoNative) return false
+  const points = new Uint8Array(32 * eqs.length)
+  for (let i = 0; i < eqs.length; i++) {
+    const bytes = chameleonEquationEncoding(eqs[i]!)
+    if (!bytes) return false
+    points.set(bytes, 32 * i)
+  }
+  return ristrettoNative.batchHolds(chameleonPointBytes(Y), points, weightBytes, numberToBytesLE(a, 32), numberToBytesLE(b, 32))
 }
 
 /**
@@ -124,7 +152,7 @@ export function failingChameleonEquations(Y: ChameleonPoint, eqs: readonly Chame
   /** [lo, hi): `knownBad` when the caller already knows some equation in it fails. */
   const visit = (lo: number, hi: number, knownBad: boolean): void => {
     if (hi - lo <= LEAF) {
-      for (let i = lo; i < hi; i++) if (!chameleonEquationHolds(Y, eqs[i]!)) failing.push(i)
+      for (let i = lo; i < hi; i++) if (!leafHolds(Y, eqs[i]!)) failing.push(i)
       return
     }
     if (!knownBad && chameleonBatchHolds(Y, eqs.slice(lo, hi), rng)) return
@@ -137,4 +165,13 @@ export function failingChameleonEquations(Y: ChameleonPoint, eqs: readonly Chame
   }
   visit(0, eqs.length, false)
   return failing
+}
+
+/** One equation by noble (with libsodium's yes, chameleon.ts); a P noble refuses to decode fails it. */
+function leafHolds(Y: ChameleonPoint, q: ChameleonEquation): boolean {
+  try {
+    return chameleonEquationHolds(Y, q)
+  } catch {
+    return false
+  }
 }

@@ -9,8 +9,8 @@
  * @noble/curves with width-12 fixed-base tables (and ~0.35 ms without), because libsodium's field
  * arithmetic is 32-bit limbs in WebAssembly where noble's is BigInt. It has no multi-scalar
  * multiplication and exports no decoded points, so the batch check of `chain verify`
- * (chameleon-batch.ts) stays on noble: per record, decoding P and its share of the MSM cost about
- * what this does (0.12–0.14 against 0.14–0.15 ms).
+ * (chameleon-batch.ts) does not use it: it has its own native fast path (ristretto-native.ts,
+ * curve25519-dalek), and noble where that is not built.
  *
  * noble stays the reference. This module only answers "here are the bytes" or null (not loaded,
  * disabled, or libsodium refused: a zero scalar, an identity result — RFC 9496 §4.3.2 encodes the

@@ -26,6 +26,7 @@ import {
 } from '../../shared/crypto/chameleon.ts'
 import { fastDoubleScalarBase, ristrettoFastLibrary, ristrettoFastReady, ristrettoFastState } from '../../shared/crypto/ristretto-fast.ts'
 import { deterministicRng } from '../../shared/crypto/random.ts'
+import { plusP, RFC_BAD } from './ristretto-bad-encodings.ts'
 
 const Point = ristretto255.Point
 const G = Point.BASE
@@ -36,18 +37,6 @@ const Y = Point.fromBytes(keys.publicKey)
 const scalar = fc.bigInt({ min: 1n, max: ℓ - 1n })
 const noble = (Yp: InstanceType<typeof Point>, e: bigint, s: bigint): string => bytesToHex(Yp.multiplyUnsafe(e).add(G.multiplyUnsafe(s)).toBytes())
 
-/** RFC 9496 Appendix A.2: non-canonical field encodings and negative field elements. */
-const RFC_BAD = [
-  '00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
-  'ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-  'f3ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-  '0100000000000000000000000000000000000000000000000000000000000000',
-  '01ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-].map((h) => Uint8Array.from(Buffer.from(h, 'hex')))
-const p = 2n ** 255n - 19n
-/** encode(P) with p added to its field element: the same number mod p, not canonical. */
-const plusP = (encoded: Uint8Array): Uint8Array => numberToBytesLE(bytesToNumberLE(encoded) + p, 32)
 
 beforeAll(async () => {
   expect(await ristrettoFastReady()).toBe(true)

@@ -1,0 +1,176 @@
+//! careledger-ristretto: the two ristretto255 operations of `chain verify`'s batch check
+//! (shared/crypto/chameleon-batch.ts, docs/crypto.md §The native ristretto255 addon), done by
+//! curve25519-dalek 4.1.3, behind a hand-written N-API binding (no napi-rs: a few `napi_*`
+//! functions declared below, resolved by Node when it loads the addon).
+//!
+//! Public inputs only (encodings, scalars and weights the verifier already holds), so the
+//! variable-time multi-scalar multiplication is safe. Inputs are flat Uint8Arrays: n points are
+//! one buffer of n×32 bytes, so a call crosses N-API once whatever n is.
+//!
+//! - `decodeCheck(points)`: the index of the first of the n×32-byte encodings that RFC 9496 §4.3.1
+//!   refuses (non-canonical field element, negative s, non-square, negative or zero t), or -1.
+//! - `batchHolds(Y, points, weights, a, b)`: does Σ z_i·P_i = a·Y + b·G hold, with every P_i and Y
+//!   decoded as RFC 9496 §4.3.1 says, z_i the 16-byte little-endian weights and a, b canonical
+//!   32-byte little-endian scalars (< ℓ)? False when any of them fails to decode or parse.
+//!
+//! The JavaScript side takes a `true` as proof and re-judges every `false` with @noble/curves.
+
+use std::ffi::c_void;
+use std::os::raw::c_char;
+use std::ptr;
+
+use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
+
+// ---- the N-API functions used (node_api.h, N-API version 1) ------------------------------------
+
+type NapiEnv = *mut c_void;
+type NapiValue = *mut c_void;
+type NapiCallbackInfo = *mut c_void;
+type NapiStatus = i32;
+type NapiCallback = unsafe extern "C" fn(NapiEnv, NapiCallbackInfo) -> NapiValue;
+
+const NAPI_OK: NapiStatus = 0;
+const NAPI_UINT8_ARRAY: i32 = 1;
+
+extern "C" {
+    fn napi_get_cb_info(env: NapiEnv, info: NapiCallbackInfo, argc: *mut usize, argv: *mut NapiValue, this_arg: *mut NapiValue, data: *mut *mut c_void) -> NapiStatus;
+    fn napi_is_typedarray(env: NapiEnv, value: NapiValue, result: *mut bool) -> NapiStatus;
+    fn napi_get_typedarray_info(env: NapiEnv, value: NapiValue, kind: *mut i32, length: *mut usize, data: *mut *mut c_void, arraybuffer: *mut NapiValue, byte_offset: *mut usize) -> NapiStatus;
+    fn napi_get_boolean(env: NapiEnv, value: bool, result: *mut NapiValue) -> NapiStatus;
+    fn napi_create_int32(env: NapiEnv, value: i32, result: *mut NapiValue) -> NapiStatus;
+    fn napi_create_function(env: NapiEnv, name: *const c_char, length: usize, cb: NapiCallback, data: *mut c_void, result: *mut NapiValue) -> NapiStatus;
+    fn napi_set_named_property(env: NapiEnv, object: NapiValue, name: *const c_char, value: NapiValue) -> NapiStatus;
+    fn napi_throw_type_error(env: NapiEnv, code: *const c_char, msg: *const c_char) -> NapiStatus;
+    fn napi_throw_range_error(env: NapiEnv, code: *const c_char, msg: *const c_char) -> NapiStatus;
+}
+
+const CODE: *const c_char = b"INVALID_ARGUMENT\0".as_ptr() as *const c_char;
+
+/// The call's arguments, exactly `N` of them.
+unsafe fn args<const N: usize>(env: NapiEnv, info: NapiCallbackInfo) -> Option<[NapiValue; N]> {
+    let mut argv = [ptr::null_mut(); N];
+    let mut argc = N;
+    if napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) != NAPI_OK || argc < N {
+        napi_throw_type_error(env, CODE, b"careledger-ristretto: too few arguments\0".as_ptr() as *const c_char);
+        return None;
+    }
+    Some(argv)
+}
+
+/// The bytes of a Uint8Array (or Buffer) argument, borrowed for the call; a TypeError otherwise.
+unsafe fn bytes<'a>(env: NapiEnv, value: NapiValue) -> Option<&'a [u8]> {
+    let mut is = false;
+    let (mut kind, mut len, mut data) = (0i32, 0usize, ptr::null_mut());
+    if napi_is_typedarray(env, value, &mut is) != NAPI_OK
+        || !is
+        || napi_get_typedarray_info(env, value, &mut kind, &mut len, &mut data, ptr::null_mut(), ptr::null_mut()) != NAPI_OK
+        || kind != NAPI_UINT8_ARRAY
+    {
+        napi_throw_type_error(env, CODE, b"careledger-ristretto: expected a Uint8Array\0".as_ptr() as *const c_char);
+        return None;
+    }
+    Some(if len == 0 || data.is_null() { &[] } else { std::slice::from_raw_parts(data as *const u8, len) })
+}
+
+unsafe fn range_error(env: NapiEnv, msg: &'static [u8]) -> NapiValue {
+    napi_throw_range_error(env, CODE, msg.as_ptr() as *const c_char);
+    ptr::null_mut()
+}
+
+unsafe fn boolean(env: NapiEnv, value: bool) -> NapiValue {
+    let mut out = ptr::null_mut();
+    napi_get_boolean(env, value, &mut out);
+    out
+}
+
+// ---- the operations ---------------------------------------------------------------------------
+
+/// RFC 9496 §4.3.1 decode (curve25519-dalek's `decompress` refuses exactly what it refuses).
+fn decode(encoding: &[u8]) -> Option<RistrettoPoint> {
+    CompressedRistretto::from_slice(encoding).ok()?.decompress()
+}
+
+/// The index of the first 32-byte encoding that does not decode, or None.
+fn first_undecodable(points: &[u8]) -> Option<usize> {
+    points.chunks_exact(32).position(|p| decode(p).is_none())
+}
+
+/// Σ z_i·P_i − a·Y − b·G = 0, as one multi-scalar multiplication (Pippenger above ~190 points).
+fn batch_holds(y: &[u8], points: &[u8], weights: &[u8], a: &[u8], b: &[u8]) -> bool {
+    let (Some(y), Some(a), Some(b)) = (decode(y), canonical_scalar(a), canonical_scalar(b)) else { return false };
+    let mut ps: Vec<RistrettoPoint> = Vec::with_capacity(points.len() / 32 + 2);
+    for p in points.chunks_exact(32) {
+        match decode(p) {
+            Some(p) => ps.push(p),
+            None => return false,
+        }
+    }
+    let mut zs: Vec<Scalar> = weights
+        .chunks_exact(16)
+        .map(|w| {
+            let mut bytes = [0u8; 32];
+            bytes[..16].copy_from_slice(w);
+            Scalar::from_bytes_mod_order(bytes) // < 2^128 < ℓ: unchanged
+        })
+        .collect();
+    ps.push(y);
+    zs.push(-a);
+    ps.push(RISTRETTO_BASEPOINT_POINT);
+    zs.push(-b);
+    RistrettoPoint::vartime_multiscalar_mul(zs.iter(), ps.iter()).is_identity()
+}
+
+fn canonical_scalar(bytes: &[u8]) -> Option<Scalar> {
+    let bytes: [u8; 32] = bytes.try_into().ok()?;
+    Option::from(Scalar::from_canonical_bytes(bytes))
+}
+
+// ---- the exported functions -------------------------------------------------------------------
+
+unsafe extern "C" fn js_decode_check(env: NapiEnv, info: NapiCallbackInfo) -> NapiValue {
+    let Some([points]) = args::<1>(env, info) else { return ptr::null_mut() };
+    let Some(points) = bytes(env, points) else { return ptr::null_mut() };
+    if points.len() % 32 != 0 {
+        return range_error(env, b"careledger-ristretto: decodeCheck takes n*32 bytes\0");
+    }
+    let index = match first_undecodable(points) {
+        Some(i) => i32::try_from(i).unwrap_or(i32::MAX),
+        None => -1,
+    };
+    let mut out = ptr::null_mut();
+    napi_create_int32(env, index, &mut out);
+    out
+}
+
+unsafe extern "C" fn js_batch_holds(env: NapiEnv, info: NapiCallbackInfo) -> NapiValue {
+    let Some(argv) = args::<5>(env, info) else { return ptr::null_mut() };
+    let mut v: [&[u8]; 5] = [&[]; 5];
+    for (slot, value) in v.iter_mut().zip(argv) {
+        let Some(b) = bytes(env, value) else { return ptr::null_mut() };
+        *slot = b;
+    }
+    let [y, points, weights, a, b] = v;
+    if y.len() != 32 || a.len() != 32 || b.len() != 32 || points.len() % 32 != 0 || weights.len() != points.len() / 2 {
+        return range_error(env, b"careledger-ristretto: batchHolds takes Y (32 bytes), n*32 bytes of points, n*16 of weights, a and b (32 bytes)\0");
+    }
+    boolean(env, batch_holds(y, points, weights, a, b))
+}
+
+/// Node's entry point for an N-API addon (what NAPI_MODULE_INIT defines).
+#[no_mangle]
+pub unsafe extern "C" fn napi_register_module_v1(env: NapiEnv, exports: NapiValue) -> NapiValue {
+    let functions: [(&[u8], NapiCallback); 2] = [(b"decodeCheck\0", js_decode_check), (b"batchHolds\0", js_batch_holds)];
+    for (name, cb) in functions {
+        let mut f = ptr::null_mut();
+        let name = name.as_ptr() as *const c_char;
+        if napi_create_function(env, name, usize::MAX /* NAPI_AUTO_LENGTH */, cb, ptr::null_mut(), &mut f) != NAPI_OK
+            || napi_set_named_property(env, exports, name, f) != NAPI_OK
+        {
+            return ptr::null_mut();
+        }
+    }
+    exports
+}
