@@ -64,7 +64,7 @@ export function formatReport(r: VerificationReport, source: string, mainThreadCh
   lines.push(`  records    ${n(r.records)}: ${n(r.sealedRecords)} sealed, ${n(r.pendingRecords)} pending; ${n(r.streams)} streams`)
   lines.push(`  keys       chameleon ${r.chameleonKey}; block signing ${r.signingKeys.ids.join(', ') || 'none'} (${KEY_SOURCE[r.signingKeys.source] ?? r.signingKeys.source})`)
   const log = r.redactionLog
-  if (log.entries > 0 || log.committedAt !== null) {
+  if (log && (log.entries > 0 || log.committedAt !== null)) {
     lines.push(
       `  redactions ${n(log.entries)} log entr${log.entries === 1 ? 'y' : 'ies'}: ${n(log.committed)} committed by block ${log.committedAt ?? '(none: v1 blocks only)'}` +
         (log.uncommitted > 0 ? `; ${n(log.uncommitted)} applied since, not yet committed by a block` : ''),

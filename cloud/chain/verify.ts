@@ -133,9 +133,9 @@ export interface VerificationReport {
   /**
    * The redaction log: its entries, how many the newest v2 block commits to, and how many were
    * applied since (not yet committed by a block); `committedAt` is that block's height (null: no
-   * v2 block yet).
+   * v2 block yet). Absent in reports made before block header v2 (a stored or remote report).
    */
-  readonly redactionLog: { readonly entries: number; readonly committed: number; readonly uncommitted: number; readonly committedAt: number | null }
+  readonly redactionLog?: { readonly entries: number; readonly committed: number; readonly uncommitted: number; readonly committedAt: number | null }
 }
 
 // ---- the memo of verified rows ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ import { openCloudDb, type CloudDb } from '../../cloud/store/db.ts'
 import { ChainStore } from '../../cloud/chain/store.ts'
 import { decodeBlockHeader } from '../../cloud/chain/block.ts'
 import { verifyChain, type VerificationReport } from '../../cloud/chain/verify.ts'
+import { formatReport } from '../../cloud/chain/cli.ts'
 import { SupervisionStore, type Applied } from '../../cloud/supervision/store.ts'
 import { chameleonAdapt } from '../../shared/crypto/chameleon.ts'
 import { deterministicRng } from '../../shared/crypto/random.ts'
@@ -231,6 +232,7 @@ describe('the redaction log committed by block headers v2', () => {
       const report = await verify(f)
       expect(report.failures).toEqual([])
       expect(report.redactionLog).toEqual({ entries: 4, committed: 3, uncommitted: 1, committedAt: 5 })
+      expect(formatReport(report, f.path)).toContain('redactions 4 log entries: 3 committed by block 5; 1 applied since, not yet committed by a block')
       const block = f.chain.sealBlock(T0 + 3_600_000)!
       expect(block).toMatchObject({ height: 6, count: 0, redactions: { count: 4 } })
       expect((await verify(f)).redactionLog).toEqual({ entries: 4, committed: 4, uncommitted: 0, committedAt: 6 })
