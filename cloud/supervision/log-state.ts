@@ -9,11 +9,11 @@ import { EMPTY_REDACTION_STATE, type BlockHeader, type RedactionState } from '..
 
 type Conn = Database.Database
 
-const hasLog = (conn: Conn): boolean => conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'redaction_log'").get() !== undefined
+export const hasRedactionLog = (conn: Conn): boolean => conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'redaction_log'").get() !== undefined
 
 /** The log as stored now; the empty state when there is none (a chain without supervision, or PostgreSQL). */
 export function redactionLogState(conn: Conn): RedactionState {
-  if (!hasLog(conn)) return EMPTY_REDACTION_STATE
+  if (!hasRedactionLog(conn)) return EMPTY_REDACTION_STATE
   const r = conn.prepare('SELECT (SELECT count(*) FROM redaction_log) AS n, (SELECT log_hash FROM redaction_log ORDER BY seq DESC LIMIT 1) AS head').get() as { n: number; head: Uint8Array | null }
   return r.n === 0 || r.head === null ? EMPTY_REDACTION_STATE : { count: r.n, head: bytesToHex(new Uint8Array(r.head)) }
 }
@@ -21,7 +21,7 @@ export function redactionLogState(conn: Conn): RedactionState {
 /** The stored log_hash after the first `count` entries (in seq order); null when the log is shorter. */
 export function redactionLogHeadAt(conn: Conn, count: number): string | null {
   if (count === 0) return EMPTY_REDACTION_STATE.head
-  if (!hasLog(conn)) return null
+  if (!hasRedactionLog(conn)) return null
   const r = conn.prepare('SELECT log_hash FROM redaction_log ORDER BY seq LIMIT 1 OFFSET ?').pluck().get(count - 1) as Uint8Array | undefined
   return r === undefined ? null : bytesToHex(new Uint8Array(r))
 }

@@ -25,6 +25,7 @@ import { parseSupervisoryPolicy, supervisoryPolicyId, type SupervisoryPolicy } f
 import { manifestCommitment } from '../../shared/protocol/manifest.ts'
 import { decodeRecordContent, toRecordRow, type RawRecord, type RecordRow } from '../chain/record.ts'
 import { checkRedactedRows } from './content.ts'
+import { hasRedactionLog } from './log-state.ts'
 
 type Conn = Database.Database
 
@@ -35,7 +36,7 @@ export interface RedactionFailure {
   readonly message: string
 }
 
-export const hasRedactionLog = (conn: Conn): boolean => conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'redaction_log'").get() !== undefined
+export { hasRedactionLog } from './log-state.ts'
 
 /** The records query of the plain checks, leaving out rows the redaction log changed. */
 export const UNREDACTED_ROWS = 'id NOT IN (SELECT record_id FROM redaction_log)'
