@@ -24,7 +24,7 @@
  * /proc/<pid>/task/<tid>/stat.
  *
  *   node bench/ward.ts [--monitors 20] [--rate 1] [--idle-s 60] [--warmup-s 45] [--measure-s 120]
- *                      [--core 1] [--no-mosquitto] [--runs 1]
+ *                      [--core 1] [--no-mosquitto] [--runs 1] [--linger-ms <gateway's CARELEDGER_INGEST_LINGER_MS>]
  *   GW_NODE_OPTIONS='--cpu-prof --cpu-prof-dir=/tmp/prof' node bench/ward.ts   # profile the gateway (both threads)
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
@@ -47,6 +47,7 @@ const { values: opt } = parseArgs({
     core: { type: 'string', default: String(Math.max(0, os.availableParallelism() - 1)) },
     'no-mosquitto': { type: 'boolean', default: false },
     runs: { type: 'string', default: '1' },
+    'linger-ms': { type: 'string' },
   },
 })
 const MONITORS = Number(opt.monitors)
@@ -239,6 +240,19 @@ interface RunResult {
   readonly latency: { toSealed: [number, number]; toBlock: [number, number]; max: number }
   readonly machine: { loadBefore: number; loadAfter: number; idleBusy: number; wardBusy: number }
   readonly simulator: string
+  /** The ingest group commits in the measured window (the gateway's /metrics). */
+  readonly commits: { count: number; publishes: number; perSecond: number }
+}
+
+/** The ingest group commit's counters: commits and the PUBLISHes they held (issue 11: the commit linger). */
+async function commitStats(httpUrl: string): Promise<{ count: number; publishes: number }> {
+  try {
+    const text = await (await fetch(`${httpUrl}/metrics`)).text()
+    const num = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN)
+    return { count: num('careledger_gateway_commit_batch_publishes_count'), publishes: num('careledger_gateway_commit_batch_publishes_sum') }
+  } catch {
+    return { count: Number.NaN, publishes: Number.NaN }
+  }
 }
 
 const cpuPhase = (before: number, after: number, seconds: number): PhaseCpu => ({ seconds: after - before, share: (after - before) / seconds })
@@ -252,7 +266,10 @@ async function run(label: string): Promise<RunResult> {
     sealIntervalS: SEAL_INTERVAL_S,
     blockIntervalS: BLOCK_INTERVAL_S,
     cloudEnv: { CARELEDGER_LOG_LEVEL: 'info' },
-    gatewayEnv: process.env.GW_NODE_OPTIONS ? { NODE_OPTIONS: process.env.GW_NODE_OPTIONS } : {},
+    gatewayEnv: {
+      ...(process.env.GW_NODE_OPTIONS ? { NODE_OPTIONS: process.env.GW_NODE_OPTIONS } : {}),
+      ...(opt['linger-ms'] !== undefined ? { CARELEDGER_INGEST_LINGER_MS: opt['linger-ms'] } : {}),
+    },
   })
   let mosquitto: Mosquitto | null = null
   const sims: ChildProcess[] = []
@@ -281,10 +298,12 @@ async function run(label: string): Promise<RunResult> {
     sims.push(simulate(sys.gateway.mqttUrl, credentials, join(sys.root.dir, 'sim-gateway')))
     if (mosquitto) sims.push(simulate(mosquitto.url, credentials, join(sys.root.dir, 'sim-mosquitto')))
     await sleep(WARMUP_S * 1000)
+    const c0 = await commitStats(sys.gateway.httpUrl)
     const w0 = { gw: processCpu(gwPid), mq: mqPid ? processCpu(mqPid) : 0, m: machineJiffies(), t: performance.now(), wall: Date.now(), threads: threadCpu(gwPid) }
     await sleep(MEASURE_S * 1000)
     const w1 = { gw: processCpu(gwPid), mq: mqPid ? processCpu(mqPid) : 0, m: machineJiffies(), t: performance.now(), wall: Date.now(), threads: threadCpu(gwPid) }
     const wardS = (w1.t - w0.t) / 1000
+    const c1 = await commitStats(sys.gateway.httpUrl)
     const simulator = await stopSimulator(sims[0]!)
     if (sims[1]) await stopSimulator(sims[1])
     gwRss.stop()
@@ -333,6 +352,7 @@ async function run(label: string): Promise<RunResult> {
       readings: rows.length,
       batches,
       latency: { toSealed: [percentile(toSealed, 50), percentile(toSealed, 99)], toBlock: [percentile(toBlock, 50), percentile(toBlock, 99)], max: toBlock.at(-1) ?? Number.NaN },
+      commits: { count: c1.count - c0.count, publishes: c1.publishes - c0.publishes, perSecond: (c1.count - c0.count) / wardS },
       machine: { loadBefore, loadAfter: os.loadavg()[0]!, idleBusy: busyShare(idle0.m, idle1.m), wardBusy: busyShare(w0.m, w1.m) },
       simulator,
     }
@@ -373,6 +393,7 @@ for (let i = 0; i < RUNS; i++) {
   console.log(`gateway CPU by thread at ward load (share of one core): ${g.threads!.map(([k, v]) => `${k} ${pct(v)}`).join(', ')}`)
   console.log(`latency, reading received → sealed by the gateway: p50 ${s(r.latency.toSealed[0])}, p99 ${s(r.latency.toSealed[1])}; → in a sealed block: p50 ${s(r.latency.toBlock[0])}, p99 ${s(r.latency.toBlock[1])}, max ${s(r.latency.max)}`)
   console.log(`gateway RSS over time (min–max per 15 s, MB): ${g.timeline}`)
+  console.log(`ingest commits at ward load: ${r.commits.perSecond.toFixed(1)}/s, ${(r.commits.publishes / r.commits.count).toFixed(2)} PUBLISHes per commit`)
   if (m) console.log(`mosquitto RSS over time (MB): ${m.timeline}`)
   console.log(`machine: load average ${r.machine.loadBefore.toFixed(2)} → ${r.machine.loadAfter.toFixed(2)}; all cores busy ${r.machine.idleBusy.toFixed(2)} of ${os.availableParallelism()} while idle was measured, ${r.machine.wardBusy.toFixed(2)} during the ward phase (this run's own processes included)`)
   if (r.simulator) console.log(`simulator (gateway side): ${r.simulator.split('\n').at(-1)}`)

@@ -17,6 +17,7 @@ export function addCommonOptions(cmd: Command): Command {
     .option('--retrieval-key <file>', 'with --transform-key: your retrieval key')
     .option('--gateway <url>', 'also fetch blocks from this IPFS trustless gateway, after the cloud\'s (repeatable; no token is sent to it)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--block-timeout-s <s>', 'give up on a block after this long', '15')
+    .option('--workers <n>', 'threads that verify proofs and decrypt while the cloud answers (0: in the main thread; default: the cores, at most 4, for answers of 200 records or more)')
     .option('--ipfs-only', 'fetch every block through IPFS (the trustless gateways, one request a block) instead of in bulk from the cloud first')
     .option('--state <dir>', 'where the pinned signing key and the newest verified head are kept (env CARELEDGER_CLIENT_STATE, default ~/.careledger/client)')
     .option('--signing-key <hex>', "the cloud's block-signing public key, obtained independently (otherwise pinned on first use)")

@@ -15,6 +15,7 @@ import { heliaBlockSource, type HeliaBlockSource } from './ipfs.ts'
 import { cloudFirst } from './bulk-blocks.ts'
 import type { Decryptor } from './retrieve.ts'
 import { defaultStateDir, FileTrustStore, parseHead } from './trust.ts'
+import { defaultWorkers, WorkPool } from './work-pool.ts'
 
 export interface CommonOptions {
   readonly cloud?: string
@@ -27,6 +28,8 @@ export interface CommonOptions {
   readonly blockTimeoutS: string
   /** Every block through Helia from the trustless gateways, one request each (no POST /v1/blocks). */
   readonly ipfsOnly?: boolean
+  /** Worker threads for proofs and decryption (clients/work-pool.ts); 0: the main thread. Given, they are used for any answer; by default only for large ones (WORK_MIN_RECORDS). */
+  readonly workers?: string
   readonly state?: string
   readonly signingKey?: string
   readonly expectHead?: string
@@ -72,6 +75,8 @@ export interface Session {
   readonly decryptor: Decryptor
   /** What the key opens, for the report (null: a key issued before epochs). */
   readonly validity: KeyValidity | null
+  /** The worker threads (--workers), if any: pass as `work` to retrieve() and close when done. */
+  readonly work?: WorkPool
 }
 
 /** A holder's attribute or retrieval key: raw as `authority keygen` writes it, or sealed by its holder (`careledger keys encrypt`). */
@@ -111,5 +116,7 @@ export async function openSession(o: CommonOptions, now: number): Promise<Sessio
   if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new CareLedgerError('INVALID_ARGUMENT', '--block-timeout-s must be a positive number of seconds', { field: 'block-timeout-s' })
   const ipfs = await heliaBlockSource([{ url: cloud, token }, ...(o.gateway ?? []).map((url) => ({ url }))], { timeoutMs: timeoutS * 1000 })
   const blocks = o.ipfsOnly ? ipfs : cloudFirst(api, cloud, ipfs)
-  return { api, blocks, trust, decryptor, validity }
+  const workers = o.workers === undefined ? defaultWorkers() : Number(o.workers)
+  if (!Number.isInteger(workers) || workers < 0 || workers > 64) throw new CareLedgerError('INVALID_ARGUMENT', `--workers: ${JSON.stringify(o.workers)} is not a number of threads from 0 to 64`, { field: 'workers' })
+  return { api, blocks, trust, decryptor, validity, ...(workers > 0 ? { work: WorkPool.forDecryptor(workers, decryptor, o.workers === undefined ? {} : { minRecords: 0 }) } : {}) }
 }

@@ -10,15 +10,29 @@
  *   records       every proof verifies; listed in seq order; belong to the span's stream
  *   completeness  every seq of [firstSeq, lastSeq] present and linked; boundary batches prove that
  *                 nothing outside the span can hold readings of the query (evidence.ts)
+ *   redactions    (evidence v2) a record a redaction changed comes with its redaction log entry,
+ *                 checked as `chain verify` checks it (verifyRedactionLogEntry, redactedRowProblems:
+ *                 k approvals of the policy's regulators, the new content, the new opening of the
+ *                 unchanged chameleon hash); a corrected record is read in its corrected form, a
+ *                 deleted one is a tombstone that keeps its place in the stream
  */
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../shared/errors.ts'
 import { chameleonKeyId } from '../shared/crypto/chameleon.ts'
 import { signingKeyId } from '../shared/crypto/sign.ts'
-import { manifestCommitment, parseManifest, type BatchManifest } from '../shared/protocol/manifest.ts'
+import { manifestCommitment, type BatchManifest } from '../shared/protocol/manifest.ts'
 import { batchMatches, EvidencePlanSchema, type EvidencePlan, type EvidenceQuery, type StreamSpan } from '../shared/protocol/evidence.ts'
 import { blockHash, decodeBlockHeader, verifyBlockSignature, type BlockHeader } from '../cloud/chain/block.ts'
-import { verifyRecordProofs } from '../cloud/chain/record-proof.ts'
+import { checkProofPage, type CheckedProof } from './retrieval-work.ts'
+import { verifyRedactedRecordProof, type ProofVerification } from '../cloud/chain/record-proof.ts'
+import { decodeRecordContent } from '../cloud/chain/record.ts'
+import { decodeTombstone } from '../cloud/supervision/content.ts'
+import { redactedRowProblems } from '../cloud/supervision/verify-redactions.ts'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { concatBytes } from '@noble/hashes/utils.js'
+import { RecordRedactionSchema } from '../shared/protocol/evidence.ts'
+import { parseRedactionLogEntry, redactionLogEntryHash, verifyRedactionLogEntry, type RedactionLogEntry } from '../shared/protocol/redaction-log.ts'
+import { parseSupervisoryPolicy, supervisoryPolicyId, type SupervisoryPolicy } from '../shared/protocol/supervisory-policy.ts'
 
 /** What went wrong, named for the report (docs/security.md §Verified retrieval). */
 export type RetrievalFailureKind =
@@ -42,6 +56,11 @@ export type RetrievalFailureKind =
   | 'GAP'
   /** The answer is malformed or answers another question. */
   | 'MALFORMED'
+  /**
+   * A redacted record whose redaction log entry is missing (hidden), forged, altered, not made under
+   * a policy of this chain, or does not describe the record served (e.g. its pre-redaction content).
+   */
+  | 'REDACTION'
 
 export interface RetrievalFailure {
   readonly kind: RetrievalFailureKind
@@ -164,18 +183,49 @@ export function linkHeaders(head: VerifiedHead, headers: readonly { height: numb
   return hashes
 }
 
+/** A redaction log entry that verified, as the outputs show it. */
+export interface VerifiedRedaction {
+  readonly action: 'correct' | 'delete'
+  readonly requestId: string
+  readonly reason: string
+  /** The requester as the cloud authenticated it (v2 entries: its signature verified too). */
+  readonly requester: string
+  readonly approvers: readonly { readonly index: number; readonly name: string; readonly address: string; readonly comment: string }[]
+  /** When the cloud applied it (ms since the epoch). */
+  readonly time: number
+  readonly policy: string
+  /** The entry's plain hash, its position and link in the redaction log. */
+  readonly entryHash: string
+  readonly logSeq: number
+  readonly logHash: string
+  readonly entry: RedactionLogEntry
+}
+
 export interface VerifiedRecord {
   readonly id: number
   readonly seq: number
   readonly height: number
+  /** For a corrected record, the corrected manifest (the one its content now holds). */
   readonly manifest: BatchManifest
   /** The batch holds readings the query asks for (its ciphertext is fetched and opened). */
   readonly matches: boolean
+  /** The correction that made it what it is, or null for a record as its gateway sealed it. */
+  readonly redaction: VerifiedRedaction | null
+}
+
+/** A deleted batch: its place in the stream (and the link) stays, its readings are gone. */
+export interface VerifiedTombstone {
+  readonly id: number
+  readonly seq: number
+  readonly height: number
+  readonly stream: string
+  readonly redaction: VerifiedRedaction
 }
 
 export interface VerifiedStream {
   readonly span: StreamSpan
   readonly records: readonly VerifiedRecord[]
+  readonly tombstones: readonly VerifiedTombstone[]
   /** How the end of the span is proven: a batch sealed after `to + lateness`, or the stream's newest at the head. */
   readonly tail: 'boundary' | 'head'
 }
@@ -187,6 +237,63 @@ export interface SpanCheck {
   readonly hashes: ReadonlyMap<number, string>
   /** Accept the gaps the cloud admits (listed as GAP warnings instead of failing). */
   readonly allowGaps?: boolean
+  /** The proofs' own checks, already done page by page (clients/retrieval-work.ts checkProofPage); done here when absent. */
+  readonly checked?: readonly CheckedProof[]
+  /** Evidence v2: the supervisory policies redaction log entries are checked against, by id (supervisoryPolicies). */
+  readonly policies?: ReadonlyMap<string, SupervisoryPolicy>
+}
+
+/**
+ * The supervisory policies of a v2 plan that belong to this chain (their group key is the head's
+ * chameleon key), by policy id. A policy of another key is left out (entries made under it then
+ * fail); one that does not parse is MALFORMED. v1 plans have none.
+ */
+export function supervisoryPolicies(plan: EvidencePlan, head: VerifiedHead): { policies: Map<string, SupervisoryPolicy>; failures: RetrievalFailure[] } {
+  const policies = new Map<string, SupervisoryPolicy>()
+  const failures: RetrievalFailure[] = []
+  if (plan.v !== 2) return { policies, failures }
+  const key = bytesToHex(head.chameleonKey)
+  for (const [i, json] of plan.policies.entries()) {
+    try {
+      const p = parseSupervisoryPolicy(json)
+      if (p.groupKey === key) policies.set(bytesToHex(supervisoryPolicyId(p)), p)
+    } catch (e) {
+      failures.push({ kind: 'MALFORMED', message: `supervisory policy ${i} of the plan: ${(e as Error).message}` })
+    }
+  }
+  return { policies, failures }
+}
+
+/**
+ * Check the redaction log entry served beside a record: well formed, hashes to its stated hash,
+ * links into the log (logHash = SHA-256(prevLogHash ‖ hash), docs/security.md §Supervision), names
+ * this record, was made under a policy of this chain and holds k valid approvals of its regulators
+ * (verifyRedactionLogEntry, the function `chain verify` uses). Throws a message.
+ */
+function checkEntry(value: unknown, recordId: number, policies: ReadonlyMap<string, SupervisoryPolicy>): VerifiedRedaction {
+  const r = RecordRedactionSchema.safeParse(value)
+  if (!r.success) throw new Error(`its redaction is malformed: ${r.error.issues.slice(0, 2).map((i) => `${i.path.join('.') || 'redaction'}: ${i.message}`).join('; ')}`)
+  const entry = parseRedactionLogEntry(r.data.entry)
+  const hash = bytesToHex(redactionLogEntryHash(entry))
+  if (hash !== r.data.hash) throw new Error(`its redaction log entry hashes to ${hash}, the cloud says ${r.data.hash} (altered)`)
+  if (bytesToHex(sha256(concatBytes(hexToBytes(r.data.prevLogHash), hexToBytes(hash)))) !== r.data.logHash) throw new Error(`its redaction log entry ${r.data.seq} does not link into the log (logHash ≠ SHA-256(prevLogHash ‖ entry hash))`)
+  if (entry.record !== recordId) throw new Error(`the redaction log entry served for it is request ${entry.requestId}'s for record ${entry.record}`)
+  const policy = policies.get(entry.policy)
+  if (!policy) throw new Error(`its redaction log entry (request ${entry.requestId}) was made under supervisory policy ${entry.policy}, which is not a policy of this chain's chameleon key in the plan`)
+  const approvers = verifyRedactionLogEntry(policy, entry)
+  return {
+    action: entry.action,
+    requestId: entry.requestId,
+    reason: entry.reason,
+    requester: entry.requester,
+    approvers: approvers.map((a) => ({ index: a.regulator.index, name: a.regulator.name, address: a.regulator.address, comment: a.comment })),
+    time: entry.time,
+    policy: entry.policy,
+    entryHash: hash,
+    logSeq: r.data.seq,
+    logHash: r.data.logHash,
+    entry,
+  }
 }
 
 /**
@@ -202,18 +309,46 @@ export function verifyStreamSpan(span: StreamSpan, proofs: readonly unknown[], c
   if (query.patient !== null && span.patient !== query.patient) failures.push({ kind: 'MALFORMED', stream: s, message: `stream ${s} is patient ${span.patient}'s, not ${query.patient}'s` })
   if (span.firstSeq > span.lastSeq || span.lastSeq > span.headSeq) failures.push({ kind: 'MALFORMED', stream: s, message: `stream ${s}: span ${span.firstSeq}…${span.lastSeq} (newest ${span.headSeq}) is not a span` })
   const records: VerifiedRecord[] = []
-  const commitments = new Map<number, string>() // seq → manifest commitment
+  const tombstones: VerifiedTombstone[] = []
+  // seq → the batch's stream link: what it names as prev, and the commitment seq + 1 must name
+  const links = new Map<number, { id: number; prev: string | null; commitment: string }>()
   let lastSeq = -1
-  // The block's own signature is not checked again per record: its hash must be the chain's block
-  // at that height (below), linked by prev hashes to the head whose signature verifyPlan checked.
-  // The chameleon openings of the span are checked as one batch.
-  const verified = verifyRecordProofs(proofs, { chameleonPublicKey: check.head.chameleonKey })
+  const key = check.head.chameleonKey
+  // Evidence v2: a record a redaction changed travels with its entry (`redaction`); the others
+  // (`redaction: null`, or v1) are checked as sealed. The block's own signature is not checked
+  // again per record: its hash must be the chain's block at that height (below), linked by prev
+  // hashes to the head whose signature verifyPlan checked. The chameleon openings of the span are
+  // checked as one batch, page by page (clients/retrieval-work.ts checkProofPage, possibly on a
+  // work thread); a redacted record's own result there is not used: it is judged by its entry.
+  const redactionOf = (p: unknown): unknown => (check.policies ? ((p as { redaction?: unknown } | null)?.redaction ?? null) : null)
+  const checked = check.checked ?? checkProofPage(proofs, key)
+  if (checked.length !== proofs.length) throw new RangeError(`${checked.length} proof checks for ${proofs.length} proofs`)
   for (const [i, proof] of proofs.entries()) {
-    const v = verified[i]!
-    const p = proof as { record?: { seq?: unknown; stream?: unknown; manifest?: unknown }; block?: { hash?: unknown } }
+    const p = proof as { record?: { id?: unknown; seq?: unknown; stream?: unknown; manifest?: unknown }; block?: { hash?: unknown } }
     const seq = typeof p.record?.seq === 'number' ? p.record.seq : -1
+    const redactionJson = redactionOf(proof)
+    let redaction: VerifiedRedaction | null = null
+    let v: ReturnType<typeof verifyRedactedRecordProof> | ProofVerification
+    if (redactionJson !== null) {
+      const id = typeof p.record?.id === 'number' ? p.record.id : -1
+      try {
+        redaction = checkEntry(redactionJson, id, check.policies!)
+      } catch (e) {
+        failures.push({ kind: 'REDACTION', stream: s, seq, recordId: id, message: `record ${id} (${s}#${seq}): ${(e as Error).message}` })
+        continue
+      }
+      const entry = redaction.entry
+      v = verifyRedactedRecordProof(proof, (row) => redactedRowProblems(row, entry, key), { chameleonPublicKey: key })
+    } else v = checked[i]!.verification
     if (!v.ok) {
-      for (const f of v.failures) failures.push({ kind: 'ALTERED', stream: s, seq, ...(f.recordId !== undefined ? { recordId: f.recordId } : {}), ...(f.height !== undefined ? { height: f.height } : {}), message: `${f.kind}: ${f.message}` })
+      // A record changed under its unchanged chameleon hash (the opening still opens it: only a
+      // trapdoor holder could do that) and served without a redaction log entry: a hidden entry.
+      const kinds = new Set(v.failures.map((f) => f.kind))
+      if (redaction === null && !kinds.has('RECORD_OPENING') && [...kinds].every((k) => k === 'MANIFEST_SIGNATURE' || k === 'RECORD_CONTENT')) {
+        failures.push({ kind: 'REDACTION', stream: s, seq, recordId: v.recordId!, message: `record ${v.recordId} (${s}#${seq}) was changed under its unchanged chameleon hash (its opening verifies, its content is not what the gateway signed) and the cloud serves no redaction log entry for it: a hidden redaction` })
+        continue
+      }
+      for (const f of v.failures) failures.push({ kind: redaction ? 'REDACTION' : 'ALTERED', stream: s, seq, ...(f.recordId !== undefined ? { recordId: f.recordId } : {}), ...(f.height !== undefined ? { height: f.height } : {}), message: `${f.kind}: ${f.message}${redaction ? ` (redaction request ${redaction.requestId})` : ''}` })
       continue
     }
     const height = v.height!
@@ -221,44 +356,64 @@ export function verifyStreamSpan(span: StreamSpan, proofs: readonly unknown[], c
       failures.push({ kind: 'ALTERED', stream: s, seq, recordId: v.recordId!, height, message: `record ${v.recordId}'s block ${height} (${String(p.block?.hash).slice(0, 16)}…) is not the block ${height} of the chain ending at the head` })
       continue
     }
+    if (redaction !== null) {
+      // The row verified against its entry; its content (not the JSON beside it) says what it is now.
+      const row = (v as ReturnType<typeof verifyRedactedRecordProof>).row!
+      if (row.stream !== s) {
+        failures.push({ kind: 'MALFORMED', stream: s, seq, recordId: row.id, message: `record ${row.id} belongs to stream ${row.stream}, listed under ${s}` })
+        continue
+      }
+      if (seq <= lastSeq) failures.push({ kind: 'REORDERED', stream: s, seq, recordId: row.id, message: `stream ${s}: seq ${seq} (record ${row.id}) is listed after seq ${lastSeq}; a stream's batches come in seq order` })
+      lastSeq = Math.max(lastSeq, seq)
+      if (redaction.action === 'delete') {
+        const t = decodeTombstone(row.content)!
+        links.set(seq, { id: row.id, prev: t.prev, commitment: t.commitment })
+        tombstones.push({ id: row.id, seq, height, stream: s, redaction })
+      } else {
+        const manifest = decodeRecordContent(row.content).manifest
+        // The corrected batch keeps its prev; seq + 1 still names the ORIGINAL manifest's
+        // commitment, which the row keeps (content.ts): the link the cloud states for it.
+        links.set(seq, { id: row.id, prev: manifest.prev, commitment: row.manifestCommitment })
+        records.push({ id: row.id, seq, height, manifest, matches: batchMatches(query, manifest), redaction })
+      }
+      continue
+    }
     // The manifest is the one the content holds — the content the chameleon opening and the gateway
     // signature cover — never merely the JSON beside it: verifyRecordProofs checked the content's
     // manifest against the record's manifestCommitment, so the JSON manifest must hash to it too
     // (SHA-256 over its canonical encoding: the same bytes, without decoding the content again).
-    let manifest: BatchManifest | null = null
-    try {
-      manifest = parseManifest(p.record!.manifest)
-    } catch {
-      manifest = null
-    }
-    const commitment = manifest && manifestCommitment(manifest)
+    const { manifest, commitment } = checked[i]!
     if (!manifest || commitment !== (p.record as { manifestCommitment: string }).manifestCommitment) {
       failures.push({ kind: 'ALTERED', stream: s, seq, recordId: v.recordId!, message: `record ${v.recordId}: the manifest shown beside the record is not the one its signed content holds` })
       continue
     }
-    commitments.set(seq, commitment!)
+    links.set(seq, { id: v.recordId!, prev: manifest.prev, commitment: commitment! })
     if (manifest.stream !== s) {
       failures.push({ kind: 'MALFORMED', stream: s, seq, recordId: v.recordId!, message: `record ${v.recordId} belongs to stream ${manifest.stream}, listed under ${s}` })
       continue
     }
     if (seq <= lastSeq) failures.push({ kind: 'REORDERED', stream: s, seq, recordId: v.recordId!, message: `stream ${s}: seq ${seq} (record ${v.recordId}) is listed after seq ${lastSeq}; a stream's batches come in seq order` })
     lastSeq = Math.max(lastSeq, seq)
-    records.push({ id: v.recordId!, seq, height, manifest, matches: batchMatches(query, manifest) })
+    records.push({ id: v.recordId!, seq, height, manifest, matches: batchMatches(query, manifest), redaction: null })
   }
-  // Completeness: every seq of the span, linked to its predecessor.
+  // Completeness: every seq of the span (a tombstone holds its deleted batch's place), linked to its predecessor.
   const bySeq = new Map(records.map((r) => [r.seq, r]))
   const admitted = (seq: number): boolean => span.gaps.some(([a, b]) => seq >= a && seq <= b)
   for (let seq = span.firstSeq; seq <= span.lastSeq; seq++) {
-    const r = bySeq.get(seq)
+    const r = links.get(seq)
     if (!r) {
       if (!admitted(seq)) failures.push({ kind: 'OMITTED', stream: s, seq, message: `stream ${s} (device ${span.device}): batch seq ${seq} is missing from the answer, and the cloud admits no gap there` })
       continue
     }
-    const before = bySeq.get(seq - 1)
-    if (before && r.manifest.prev !== (commitments.get(seq - 1) ?? manifestCommitment(before.manifest))) {
+    const before = links.get(seq - 1)
+    if (before && r.prev !== before.commitment) {
       failures.push({ kind: 'ALTERED', stream: s, seq, recordId: r.id, message: `stream ${s}: batch seq ${seq} (record ${r.id}) does not link to the batch seq ${seq - 1} given (record ${before.id})` })
     }
   }
+  // A deleted boundary batch no longer says when it was sealed, so it proves no boundary.
+  const deleted = new Set(tombstones.map((t) => t.seq))
+  if (span.firstSeq > 0 && deleted.has(span.firstSeq)) failures.push({ kind: 'BOUNDARY', stream: s, seq: span.firstSeq, message: `stream ${s}: the span starts at seq ${span.firstSeq}, a deleted batch (tombstone) whose sealing time is gone, so it proves no front boundary` })
+  if (deleted.has(span.lastSeq) && span.lastSeq !== span.headSeq) failures.push({ kind: 'BOUNDARY', stream: s, seq: span.lastSeq, message: `stream ${s}: the span ends at seq ${span.lastSeq}, a deleted batch (tombstone) whose sealing time is gone, so it proves no back boundary` })
   for (const [a, b] of span.gaps) {
     const gap: RetrievalFailure = { kind: 'GAP', stream: s, seq: a, message: `stream ${s} (device ${span.device}): the cloud does not hold batches ${a}…${b} (not received from the gateway)` }
     if (check.allowGaps) warnings.push(gap)
@@ -272,7 +427,7 @@ export function verifyStreamSpan(span: StreamSpan, proofs: readonly unknown[], c
   const last = bySeq.get(span.lastSeq)
   let tail: 'boundary' | 'head' = 'head'
   if (last && last.manifest.sealedAt > query.to + query.lateness) tail = 'boundary'
-  else if (span.lastSeq !== span.headSeq) {
+  else if (span.lastSeq !== span.headSeq && !deleted.has(span.lastSeq)) {
     failures.push({ kind: 'BOUNDARY', stream: s, seq: span.lastSeq, message: `stream ${s}: the span ends at seq ${span.lastSeq}, which is neither sealed after to + lateness nor the stream's newest batch (${span.headSeq})` })
   }
   for (let i = 1; i < records.length; i++) {
@@ -280,5 +435,5 @@ export function verifyStreamSpan(span: StreamSpan, proofs: readonly unknown[], c
       warnings.push({ kind: 'BOUNDARY', stream: s, seq: records[i]!.seq, message: `stream ${s}: batch seq ${records[i]!.seq} was sealed before seq ${records[i - 1]!.seq} (the gateway clock went back): time boundaries are approximate` })
     }
   }
-  return { stream: { span, records, tail }, failures, warnings }
+  return { stream: { span, records, tombstones, tail }, failures, warnings }
 }

@@ -1,15 +1,15 @@
 /**
  * `careledger cloud …`: run the cloud service and manage who may use it. The token and gateway
- * commands work on the database while the service runs (WAL + busy_timeout); a revocation takes
- * effect on the next request.
+ * commands work on the database while the service runs (SQLite: WAL + busy_timeout; or the shared
+ * PostgreSQL with --database postgres://…); a revocation takes effect on the next request to any
+ * process of the deployment.
  */
 import { Command, Option } from 'commander'
 import { SETTINGS, cloudDbPath, getPath, loadCloudConfig, resolveCloudDataDir } from './config.ts'
-import { openCloudDb, type CloudDb } from './store/db.ts'
 import { ROLES } from './access/roles.ts'
-import { TokenStore, type TokenInfo } from './access/tokens.ts'
-import { GatewayRegistry } from './access/gateways.ts'
-import { Enrolment, INVITE_TTL_MS } from './access/enrolment.ts'
+import type { TokenInfo } from './access/tokens.ts'
+import { INVITE_TTL_MS } from './access/enrolment.ts'
+import { openAccessStores, type AccessStores } from './access/store.ts'
 import { keyFiles, readCloudPublicKeys } from './keys.ts'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { ANCHOR_SECONDS } from './anchor/config.ts'
@@ -20,12 +20,16 @@ const dataOption = (): Option => new Option('--data <dir>', 'cloud data director
 const iso = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z'))
 const out = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`)
 
-function withDb<T>(data: string | undefined, f: (db: CloudDb) => T): T {
-  const db = openCloudDb(cloudDbPath(resolveCloudDataDir(data)))
+const databaseOption = (): Option => new Option('--database <url>', "the deployment's shared PostgreSQL (env CARELEDGER_CLOUD_DATABASE; unset: <data>/cloud.db)")
+
+/** The access stores the running cloud uses: the shared PostgreSQL of `--database`, else the data directory's cloud.db. */
+async function withAccess<T>(opts: { data?: string; database?: string }, f: (a: AccessStores) => T | Promise<T>): Promise<T> {
+  const database = opts.database ?? (process.env.CARELEDGER_CLOUD_DATABASE || null)
+  const access = await openAccessStores(database, cloudDbPath(resolveCloudDataDir(opts.data)))
   try {
-    return f(db)
+    return await f(access)
   } finally {
-    db.close()
+    await access.close()
   }
 }
 
@@ -119,8 +123,9 @@ export function cloudCommand(): Command {
     .requiredOption('--name <name>', 'who holds it (unique among live tokens)')
     .option('--json', 'print {"name","role","token"} for scripts')
     .addOption(dataOption())
-    .action((opts: { role: string; name: string; json?: boolean; data?: string }) => {
-      const { token: secret, info } = withDb(opts.data, (db) => new TokenStore(db).create(opts.role, opts.name))
+    .addOption(databaseOption())
+    .action(async (opts: { role: string; name: string; json?: boolean; data?: string; database?: string }) => {
+      const { token: secret, info } = await withAccess(opts, (a) => a.tokens.create(opts.role, opts.name))
       if (opts.json) return out(JSON.stringify({ name: info.name, role: info.role, token: secret }))
       out(`created ${info.role} token for ${info.name} (shown once — hand it over now):\n${secret}\nuse it as: Authorization: Bearer ${secret.slice(0, 8)}…`)
     })
@@ -130,8 +135,9 @@ export function cloudCommand(): Command {
     .description('list tokens (never the secrets)')
     .option('--json', 'machine-readable output')
     .addOption(dataOption())
-    .action((opts: { json?: boolean; data?: string }) => {
-      const list = withDb(opts.data, (db) => new TokenStore(db).list())
+    .addOption(databaseOption())
+    .action(async (opts: { json?: boolean; data?: string; database?: string }) => {
+      const list = await withAccess(opts, (a) => a.tokens.list())
       if (opts.json) return out(JSON.stringify(list))
       if (list.length === 0) return out('no tokens (careledger cloud token create --role admin --name <who>)')
       table([['NAME', 'ROLE', 'STATUS', 'CREATED', 'LAST USED'], ...list.map((t: TokenInfo) => [t.name, t.role, t.revokedAt === null ? 'live' : `revoked ${iso(t.revokedAt)}`, iso(t.createdAt), iso(t.lastUsedAt)])])
@@ -142,8 +148,9 @@ export function cloudCommand(): Command {
     .description('revoke the live token with this name (effective on its next request)')
     .argument('<name>')
     .addOption(dataOption())
-    .action((name: string, opts: { data?: string }) => {
-      const t = withDb(opts.data, (db) => new TokenStore(db).revoke(name))
+    .addOption(databaseOption())
+    .action(async (name: string, opts: { data?: string; database?: string }) => {
+      const t = await withAccess(opts, (a) => a.tokens.revoke(name))
       out(`revoked the ${t.role} token of ${t.name}`)
     })
 
@@ -156,8 +163,9 @@ export function cloudCommand(): Command {
     .requiredOption('--name <name>', 'the gateway name, e.g. ward-3')
     .option('--json', 'print {"name","token","expiresAt"} for scripts')
     .addOption(dataOption())
-    .action((opts: { name: string; json?: boolean; data?: string }) => {
-      const { token: secret, invite } = withDb(opts.data, (db) => new Enrolment(db, new GatewayRegistry(db)).invite(opts.name))
+    .addOption(databaseOption())
+    .action(async (opts: { name: string; json?: boolean; data?: string; database?: string }) => {
+      const { token: secret, invite } = await withAccess(opts, (a) => a.enrolment.invite(opts.name))
       if (opts.json) return out(JSON.stringify({ name: invite.name, token: secret, expiresAt: invite.expiresAt }))
       out(
         [
@@ -173,8 +181,9 @@ export function cloudCommand(): Command {
     .description('list registered gateways and their last sync')
     .option('--json', 'machine-readable output')
     .addOption(dataOption())
-    .action((opts: { json?: boolean; data?: string }) => {
-      const list = withDb(opts.data, (db) => new GatewayRegistry(db).list())
+    .addOption(databaseOption())
+    .action(async (opts: { json?: boolean; data?: string; database?: string }) => {
+      const list = await withAccess(opts, (a) => a.gateways.list())
       if (opts.json) return out(JSON.stringify(list.map((g) => ({ ...g, publicKey: bytesToHex(g.publicKey) }))))
       if (list.length === 0) return out('no gateways registered (careledger cloud gateway invite --name <name>)')
       table([['NAME', 'ID', 'STATUS', 'REGISTERED', 'LAST SYNC'], ...list.map((g) => [g.name, g.gatewayId, g.revokedAt === null ? 'live' : `revoked ${iso(g.revokedAt)}`, iso(g.registeredAt), iso(g.lastSyncAt)])])
@@ -185,8 +194,9 @@ export function cloudCommand(): Command {
     .description('revoke a gateway (by name or id): its requests are refused from now on; its batches stay on the chain')
     .argument('<nameOrId>')
     .addOption(dataOption())
-    .action((nameOrId: string, opts: { data?: string }) => {
-      const g = withDb(opts.data, (db) => new GatewayRegistry(db).revoke(nameOrId))
+    .addOption(databaseOption())
+    .action(async (nameOrId: string, opts: { data?: string; database?: string }) => {
+      const g = await withAccess(opts, (a) => a.gateways.revoke(nameOrId))
       out(`revoked gateway ${g.name} (${g.gatewayId})`)
     })
 

@@ -21,7 +21,7 @@
  * | `CARELEDGER_CLOUD_MAX_CONNECTIONS` | `--max-connections <n>` | `1000` | open connections to the API (the ones beyond are closed) |
  * | `CARELEDGER_CLOUD_MAX_CONNECTIONS_PER_ADDRESS` | `--max-connections-per-address <n>` | `100` | open connections from one remote address; `0` = no such cap (behind a reverse proxy) |
  * | `CARELEDGER_CLOUD_SCRUB_INTERVAL_S` | `--scrub-interval-s <s>` | `86400` | seconds between scrubs of the envelope blockstore (every block re-hashed against its CID); `0` disables them |
- * | `CARELEDGER_CLOUD_DATABASE` | `--database <url>` | (none) | the chain's store: unset = SQLite in `<data>/cloud.db`; a `postgres://…` URL = PostgreSQL shared by several cloud processes, one of them sealing at a time (docs/operations.md §PostgreSQL) |
+ * | `CARELEDGER_CLOUD_DATABASE` | `--database <url>` | (none) | the chain's store: unset = SQLite in `<data>/cloud.db`; a `postgres://…` URL = PostgreSQL shared by several cloud processes (the chain, tokens, gateways, nonces), one of them sealing at a time (docs/operations.md §PostgreSQL) |
  * | `CARELEDGER_CLOUD_BLOCKS` | `--blocks <dir>` | `<data>/blocks` | the envelope blockstore directory; several cloud processes on one PostgreSQL share one (a shared filesystem) |
  * | `CARELEDGER_LOG_LEVEL` | `--log-level <level>` | `info` | pino level: fatal, error, warn, info, debug, trace, silent |
  * | `CARELEDGER_ANCHOR_*` | `--anchor-*` | off | anchoring the chain head to an EVM chain: cloud/anchor/config.ts |

@@ -28,10 +28,7 @@ import { ChainStore, type BlockSummary } from './chain/store.ts'
 import { SqliteChainBackend } from './store/chain-backend.ts'
 import { AppendQueue } from './chain/append-queue.ts'
 import { verifyChain, VerificationCache, VerifyWorkerPool } from './chain/verify.ts'
-import { TokenStore } from './access/tokens.ts'
-import { GatewayRegistry } from './access/gateways.ts'
-import { Enrolment } from './access/enrolment.ts'
-import { NonceStore } from './access/nonces.ts'
+import { sqliteAccess } from './access/store.ts'
 import { EnvelopeStore } from './service/blockstore.ts'
 import { buildApp } from './service/app.ts'
 import type { ServiceContext } from './service/context.ts'
@@ -90,7 +87,8 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     const chain = new ChainStore(db, keys, { warmUpAfter: 2000 })
     cleanups.push(() => chain.close())
     // --database postgres://…: the chain (records, blocks, appends, sealing) is shared through
-    // PostgreSQL, one process sealing at a time (cloud/store/pg/cloud-chain.ts); the rest stays in cloud.db.
+    // PostgreSQL, one process sealing at a time (cloud/store/pg/cloud-chain.ts), and so are the access
+    // stores; the rest stays in cloud.db (docs/operations.md §PostgreSQL).
     const metrics = createCloudMetrics()
     const shared = config.database
       ? await (await import('./store/pg/cloud-chain.ts')).startSharedChain({ url: config.database, keys, blockIntervalMs: config.chain.blockIntervalMs, logger, metrics, now })
@@ -98,7 +96,8 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     if (shared) cleanups.push(() => shared.stop())
     const blocks = await EnvelopeStore.open(config.paths.blocks)
     cleanups.push(() => blocks.close())
-    const gateways = new GatewayRegistry(db)
+    // Tokens, gateways, invites and nonces: in the shared PostgreSQL too, so that any process serves any gateway or person.
+    const access = shared ? (await import('./store/pg/access.ts')).pgAccess(shared.store.pool) : sqliteAccess(db)
     // Anchoring (cloud/anchor/): the key is decrypted now; the RPC is never waited for.
     // Loaded only when on: a cloud without anchoring never loads ethers.
     const anchor = config.anchor.enabled ? await (await import('./anchor/service.ts')).AnchorService.start({ config: config.anchor, db, logger, now, env: opts.env ?? process.env }) : null
@@ -116,10 +115,10 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       backend: shared?.store ?? new SqliteChainBackend(chain),
       appendQueue: new AppendQueue(chain),
       blocks,
-      tokens: new TokenStore(db),
-      gateways,
-      enrolment: new Enrolment(db, gateways),
-      nonces: new NonceStore(db),
+      tokens: access.tokens,
+      gateways: access.gateways,
+      enrolment: access.enrolment,
+      nonces: access.nonces,
       verification: new VerificationLog(db),
       ingestRate: new RateWindow(),
       inflight: new InflightBudget(config.limits.inflight),

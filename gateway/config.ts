@@ -30,6 +30,7 @@
  * | `CARELEDGER_CLOUD_URL` | `--cloud-url <url>` | (none) | outbox: cloud endpoint; without it nothing is shipped (readings stay on the gateway) |
  * | `CARELEDGER_LOG_LEVEL` | `--log-level <level>` | `info` | pino level: fatal, error, warn, info, debug, trace, silent |
  * | `CARELEDGER_MAX_HEAP_MB` | `--max-heap-mb <mb>` | `128` | V8 old-space limit of the gateway process (`gateway start` re-executes itself with it, see gateway/cli.ts); raise it if a plugin needs more |
+ * | `CARELEDGER_INGEST_LINGER_MS` | `--ingest-linger-ms <ms>` | `0` | how long a durable commit may wait for other monitors' PUBLISHes (0: none); PUBACKs still follow the commit |
  *
  * An empty environment variable counts as unset.
  */
@@ -64,6 +65,8 @@ export interface GatewayConfig {
   readonly sync: { readonly cloudUrl: string | null; readonly retentionHours: number }
   readonly log: { readonly level: LogLevel }
   readonly memory: { readonly maxHeapMb: number }
+  /** Ingest commit linger (store/readings.ts GroupCommitter). */
+  readonly ingest: { readonly lingerMs: number }
 }
 
 export const SETTINGS: readonly Setting[] = [
@@ -93,6 +96,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'sync.cloudUrl', env: 'CARELEDGER_CLOUD_URL', flag: '--cloud-url <url>', option: 'cloudUrl', default: undefined, doc: 'cloud endpoint (unset: no shipping)' },
   { path: 'log.level', env: 'CARELEDGER_LOG_LEVEL', flag: '--log-level <level>', option: 'logLevel', default: 'info', doc: 'log level' },
   { path: 'memory.maxHeapMb', env: 'CARELEDGER_MAX_HEAP_MB', flag: '--max-heap-mb <mb>', option: 'maxHeapMb', default: '128', doc: 'V8 old-space limit of the gateway process, MB' },
+  { path: 'ingest.lingerMs', env: 'CARELEDGER_INGEST_LINGER_MS', flag: '--ingest-linger-ms <ms>', option: 'ingestLingerMs', default: '0', doc: 'how long a durable commit may wait for other monitors\' PUBLISHes, ms (0: none)' },
 ]
 
 const MB = 1024 * 1024
@@ -129,6 +133,7 @@ const RawSchema = z.object({
   }),
   log: z.object({ level: z.enum(LOG_LEVELS) }),
   memory: z.object({ maxHeapMb: int(64, 16_384) }),
+  ingest: z.object({ lingerMs: int(0, 1000) }),
 })
 
 export interface LoadedConfig {
@@ -165,6 +170,7 @@ export function loadGatewayConfig(flags: Readonly<Record<string, unknown>> = {},
     sync: { cloudUrl: r.sync.cloudUrl ?? null, retentionHours: r.sync.retentionHours },
     log: { level: r.log.level },
     memory: { maxHeapMb: r.memory.maxHeapMb },
+    ingest: { lingerMs: r.ingest.lingerMs },
   }
   return { config, sources }
 }

@@ -125,6 +125,7 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions = {
     const committer = new GroupCommitter(db, {
       directory,
       quarantineMaxRows: config.quarantine.maxRows,
+      lingerMs: config.ingest.lingerMs,
       onFlush(r) {
         if (r.inserted) metrics.readingsAccepted.inc(r.inserted)
         if (r.duplicates) metrics.readingsDuplicate.inc(r.duplicates)

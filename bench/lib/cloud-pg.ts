@@ -149,11 +149,12 @@ async function httpCase(label: string, url: string, clouds: number, records: num
       const dir = join(root, `cloud-${i}`)
       if (i > 0) for (const d of ['keys', 'regulator']) cpSync(join(root, 'cloud-0', d), join(dir, d), { recursive: true })
       procs.push(await CloudProcess.start({ dataDir: dir, env: { CARELEDGER_LOG_LEVEL: 'info' }, args, readyTimeoutMs: 120_000 }))
-      for (const [g, gw] of gateways.entries()) {
-        const { token } = JSON.parse(await cli(['cloud', 'gateway', 'invite', '--name', `ward-${g}`, '--json', '--data', dir])) as { token: string }
-        const res = await fetch(`${procs[i]!.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, publicKey: bytesToHex(gw.publicKey), name: `ward-${g}` }) })
-        if (!res.ok) throw new Error(`registering ward-${g}: HTTP ${res.status} ${await res.text()}`)
-      }
+    }
+    // Gateways are enrolled once in the shared database, each with the process it will upload to.
+    for (const [g, gw] of gateways.entries()) {
+      const { token } = JSON.parse(await cli(['cloud', 'gateway', 'invite', '--name', `ward-${g}`, '--json', '--database', url])) as { token: string }
+      const res = await fetch(`${procs[g % procs.length]!.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, publicKey: bytesToHex(gw.publicKey), name: `ward-${g}` }) })
+      if (!res.ok) throw new Error(`registering ward-${g}: HTTP ${res.status} ${await res.text()}`)
     }
     const cpu = () => procs.reduce((t, p) => t + procCpuMs(p.pid), 0)
     const s0 = serverCpuMs(pg)

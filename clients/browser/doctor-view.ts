@@ -152,6 +152,9 @@ function report(r: Retrieval): void {
   )
   $('refused').replaceChildren(
     ...refused.map((b) => h('li', null, `record ${b.recordId} (${b.manifest.device} #${b.manifest.seq}, ${new Date(b.manifest.from).toISOString()} … ${new Date(b.manifest.to).toISOString()}): not authorised by policy "${b.manifest.policy}"`)),
+    // Verified redactions: corrected batches are plotted in their corrected form; deleted ones are tombstones.
+    ...r.batches.filter((b) => b.redaction).map((b) => h('li', null, `record ${b.recordId} (${b.manifest.device} #${b.manifest.seq}): corrected by request ${b.redaction!.requestId.slice(0, 16)}… at ${new Date(b.redaction!.time).toISOString()}, reason "${b.redaction!.reason}", approved by ${b.redaction!.approvers.map((a) => a.name).join(', ')}`)),
+    ...r.tombstones.map((t) => h('li', null, `record ${t.id} (#${t.seq}): deleted by request ${t.redaction.requestId.slice(0, 16)}… at ${new Date(t.redaction.time).toISOString()}, reason "${t.redaction.reason}", approved by ${t.redaction.approvers.map((a) => a.name).join(', ')}`)),
     ...r.warnings.map((w) => h('li', 'warn', `${w.kind}: ${w.message}`)),
   )
   plot(r)

@@ -37,7 +37,7 @@ export type RedeemRefusal =
 
 export type RedeemResult = { readonly ok: true; readonly gateway: GatewayInfo } | RedeemRefusal
 
-interface Row {
+export interface InviteRow {
   id: number
   name: string
   created_at: number
@@ -47,7 +47,7 @@ interface Row {
   revoked_at: number | null
 }
 
-const info = (r: Row): InviteInfo => ({ id: r.id, name: r.name, createdAt: r.created_at, expiresAt: r.expires_at, usedAt: r.used_at, gatewayId: r.gateway_id, revokedAt: r.revoked_at })
+export const inviteInfo = (r: InviteRow): InviteInfo => ({ id: r.id, name: r.name, createdAt: r.created_at, expiresAt: r.expires_at, usedAt: r.used_at, gatewayId: r.gateway_id, revokedAt: r.revoked_at })
 
 export class Enrolment {
   readonly #db: CloudDb
@@ -60,9 +60,9 @@ export class Enrolment {
     this.#q = {
       insert: db.prepare('INSERT INTO gateway_invites (name, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?)'),
       withdrawPending: db.prepare('UPDATE gateway_invites SET revoked_at = ? WHERE name = ? AND used_at IS NULL AND revoked_at IS NULL'),
-      byHash: db.prepare<[Buffer], Row>('SELECT * FROM gateway_invites WHERE token_hash = ?'),
+      byHash: db.prepare<[Buffer], InviteRow>('SELECT * FROM gateway_invites WHERE token_hash = ?'),
       consume: db.prepare('UPDATE gateway_invites SET used_at = ?, gateway_id = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL'),
-      list: db.prepare<[], Row>('SELECT * FROM gateway_invites ORDER BY id'),
+      list: db.prepare<[], InviteRow>('SELECT * FROM gateway_invites ORDER BY id'),
     }
   }
 
@@ -84,48 +84,66 @@ export class Enrolment {
   }
 
   list(): InviteInfo[] {
-    return this.#q.list.all().map(info)
+    return this.#q.list.all().map(inviteInfo)
   }
 
   /** `POST /v1/gateways/register`: redeem `token` for the gateway with `publicKey`, called `name`. */
   redeem(req: { token: string; publicKey: Uint8Array; name: string }, now = Date.now()): RedeemResult {
     const row = looksLikeSecret(req.token, 'cle_') ? this.#q.byHash.get(secretHash(req.token)) : undefined
-    if (!row) return { ok: false, reason: 'BAD_TOKEN', message: 'the enrolment token is not known' }
-    if (row.used_at !== null) return { ok: false, reason: 'BAD_TOKEN', message: 'the enrolment token has already been used' }
-    if (row.revoked_at !== null) return { ok: false, reason: 'BAD_TOKEN', message: 'the enrolment token was withdrawn (a newer invite was issued for this name)' }
-    if (now >= row.expires_at) return { ok: false, reason: 'BAD_TOKEN', message: `the enrolment token expired at ${new Date(row.expires_at).toISOString()}` }
-    if (req.name !== row.name) {
-      return { ok: false, reason: 'BAD_REQUEST', field: 'name', message: `name ${JSON.stringify(req.name)} is not the name this enrolment token was issued for` }
-    }
-    try {
-      checkSigningPublicKey(req.publicKey)
-    } catch (e) {
-      if (isCareLedgerError(e)) return { ok: false, reason: 'BAD_REQUEST', field: 'publicKey', message: `publicKey: ${e.message}` }
-      throw e
-    }
-    const gatewayId = signingKeyId(req.publicKey)
-    const existing = this.#gateways.get(gatewayId)
-    if (existing) {
-      return {
-        ok: false,
-        reason: 'ALREADY_REGISTERED',
-        message: existing.revokedAt === null
-          ? `this public key is already registered as gateway ${gatewayId} (${existing.name})`
-          : `this public key belonged to gateway ${gatewayId}, which was revoked; enrol with a new key`,
-      }
-    }
-    if (this.#gateways.liveByName(row.name)) return { ok: false, reason: 'ALREADY_REGISTERED', message: `a gateway named ${row.name} is already registered` }
+    const checked = checkRedemption(row ? inviteInfo(row) : undefined, req, now)
+    if (!checked.ok) return checked
+    const { gatewayId } = checked
+    const refused = alreadyRegistered(this.#gateways.get(gatewayId), this.#gateways.liveByName(checked.invite.name), gatewayId, checked.invite.name)
+    if (refused) return refused
     const used = new Error('already used')
     try {
       return this.#db.transaction((): RedeemResult => {
-        const gateway = this.#gateways.insert(gatewayId, row.name, req.publicKey, now)
+        const gateway = this.#gateways.insert(gatewayId, checked.invite.name, req.publicKey, now)
         // Consumed by a concurrent request meanwhile: roll the insert back.
-        if (this.#q.consume.run(now, gatewayId, row.id).changes !== 1) throw used
+        if (this.#q.consume.run(now, gatewayId, checked.invite.id).changes !== 1) throw used
         return { ok: true, gateway }
       }).immediate()
     } catch (e) {
-      if (e === used) return { ok: false, reason: 'BAD_TOKEN', message: 'the enrolment token has already been used' }
+      if (e === used) return usedRefusal
       throw e
     }
   }
+}
+
+/**
+ * The checks of a redemption that need no write (shared by the SQLite and PostgreSQL stores): the
+ * invite exists, is unused, not withdrawn, not expired, for this name; the public key is a valid
+ * Ed25519 key. Returns the gateway id the key gives, or the refusal.
+ */
+export function checkRedemption(invite: InviteInfo | undefined, req: { publicKey: Uint8Array; name: string }, now: number): RedeemRefusal | { ok: true; invite: InviteInfo; gatewayId: string } {
+  if (!invite) return { ok: false, reason: 'BAD_TOKEN', message: 'the enrolment token is not known' }
+  if (invite.usedAt !== null) return usedRefusal
+  if (invite.revokedAt !== null) return { ok: false, reason: 'BAD_TOKEN', message: 'the enrolment token was withdrawn (a newer invite was issued for this name)' }
+  if (now >= invite.expiresAt) return { ok: false, reason: 'BAD_TOKEN', message: `the enrolment token expired at ${new Date(invite.expiresAt).toISOString()}` }
+  if (req.name !== invite.name) {
+    return { ok: false, reason: 'BAD_REQUEST', field: 'name', message: `name ${JSON.stringify(req.name)} is not the name this enrolment token was issued for` }
+  }
+  try {
+    checkSigningPublicKey(req.publicKey)
+  } catch (e) {
+    if (isCareLedgerError(e)) return { ok: false, reason: 'BAD_REQUEST', field: 'publicKey', message: `publicKey: ${e.message}` }
+    throw e
+  }
+  return { ok: true, invite, gatewayId: signingKeyId(req.publicKey) }
+}
+
+export const usedRefusal: RedeemRefusal = { ok: false, reason: 'BAD_TOKEN', message: 'the enrolment token has already been used' }
+
+/** 409 when the key, or a live gateway with the name, is registered already. */
+export function alreadyRegistered(existing: GatewayInfo | null, liveWithName: GatewayInfo | null, gatewayId: string, name: string): RedeemRefusal | null {
+  if (existing) {
+    return {
+      ok: false,
+      reason: 'ALREADY_REGISTERED',
+      message: existing.revokedAt === null
+        ? `this public key is already registered as gateway ${gatewayId} (${existing.name})`
+        : `this public key belonged to gateway ${gatewayId}, which was revoked; enrol with a new key`,
+    }
+  }
+  return liveWithName ? { ok: false, reason: 'ALREADY_REGISTERED', message: `a gateway named ${name} is already registered` } : null
 }

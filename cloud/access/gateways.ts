@@ -18,7 +18,7 @@ export interface GatewayInfo {
   readonly lastSyncAt: number | null
 }
 
-interface Row {
+export interface GatewayRow {
   gateway_id: string
   name: string
   public_key: Buffer
@@ -27,7 +27,7 @@ interface Row {
   last_sync_at: number | null
 }
 
-const info = (r: Row): GatewayInfo => ({
+export const gatewayInfo = (r: GatewayRow): GatewayInfo => ({
   gatewayId: r.gateway_id,
   name: r.name,
   publicKey: new Uint8Array(r.public_key),
@@ -56,9 +56,9 @@ export class GatewayRegistry {
     this.#db = db
     this.#q = {
       insert: db.prepare('INSERT INTO gateways (gateway_id, name, public_key, registered_at) VALUES (?, ?, ?, ?)'),
-      get: db.prepare<[string], Row>('SELECT * FROM gateways WHERE gateway_id = ?'),
-      liveByName: db.prepare<[string], Row>('SELECT * FROM gateways WHERE name = ? AND revoked_at IS NULL'),
-      list: db.prepare<[], Row>('SELECT * FROM gateways ORDER BY registered_at, gateway_id'),
+      get: db.prepare<[string], GatewayRow>('SELECT * FROM gateways WHERE gateway_id = ?'),
+      liveByName: db.prepare<[string], GatewayRow>('SELECT * FROM gateways WHERE name = ? AND revoked_at IS NULL'),
+      list: db.prepare<[], GatewayRow>('SELECT * FROM gateways ORDER BY registered_at, gateway_id'),
       revoke: db.prepare('UPDATE gateways SET revoked_at = ? WHERE gateway_id = ? AND revoked_at IS NULL'),
       sync: db.prepare('UPDATE gateways SET last_sync_at = max(coalesce(last_sync_at, 0), ?) WHERE gateway_id = ?'),
       count: db.prepare<[], { total: number; live: number }>('SELECT count(*) AS total, count(*) FILTER (WHERE revoked_at IS NULL) AS live FROM gateways'),
@@ -73,7 +73,7 @@ export class GatewayRegistry {
 
   get(gatewayId: string): GatewayInfo | null {
     const r = this.#q.get.get(gatewayId)
-    return r ? info(r) : null
+    return r ? gatewayInfo(r) : null
   }
 
   /** A gateway that may make requests: registered and not revoked. */
@@ -84,11 +84,11 @@ export class GatewayRegistry {
 
   liveByName(name: string): GatewayInfo | null {
     const r = this.#q.liveByName.get(name)
-    return r ? info(r) : null
+    return r ? gatewayInfo(r) : null
   }
 
   list(): GatewayInfo[] {
-    return this.#q.list.all().map(info)
+    return this.#q.list.all().map(gatewayInfo)
   }
 
   counts(): { total: number; live: number } {

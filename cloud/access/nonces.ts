@@ -1,5 +1,5 @@
 /**
- * Request nonces, remembered in SQLite so a replay is refused even after a restart
+ * Request nonces, remembered in SQLite (on PostgreSQL: cloud/store/pg/access.ts) so a replay is refused even after a restart
  * (docs/api.md: "whose nonce it has seen within that window"). A nonce need only be kept while
  * its request's timestamp could still pass the clock check: until timestamp + window. Expired rows
  * are pruned periodically; an expired row never blocks a new request.

@@ -17,19 +17,19 @@
 import { isCareLedgerError } from '../../shared/errors.ts'
 import { bodyMatches, isFreshRequest, readRequestCredentials, REQUEST_WINDOW_MS, verifyRequestSignature, type RequestCredentials } from '../../shared/protocol/request-signing.ts'
 import { ApiError } from '../service/errors.ts'
-import type { GatewayInfo, GatewayRegistry } from './gateways.ts'
-import type { NonceStore } from './nonces.ts'
+import type { GatewayInfo } from './gateways.ts'
 import { ACCESS, type AccessGroup } from './roles.ts'
-import type { Principal, TokenStore } from './tokens.ts'
+import type { GatewayRegistryApi, NonceStoreApi, TokenStoreApi } from './store.ts'
+import type { Principal } from './tokens.ts'
 
 /** People: the principal behind the Authorization header, if its role may reach `group`. */
-export function authorizePerson(tokens: TokenStore, authorization: string | undefined, group: AccessGroup, now: number): Principal {
+export async function authorizePerson(tokens: TokenStoreApi, authorization: string | undefined, group: AccessGroup, now: number): Promise<Principal> {
   if (authorization === undefined || authorization === '') {
     throw new ApiError('UNAUTHENTICATED', 'this endpoint needs a credential: Authorization: Bearer clt_…', { header: 'Authorization' })
   }
   const m = /^Bearer +(\S+)$/i.exec(authorization)
   if (!m) throw new ApiError('UNAUTHENTICATED', 'the Authorization header must be "Bearer clt_…"', { header: 'Authorization' })
-  const principal = tokens.authenticate(m[1]!, now)
+  const principal = await tokens.authenticate(m[1]!, now)
   if (!principal) throw new ApiError('UNAUTHENTICATED', 'the API token is not valid (unknown, malformed or revoked)', { header: 'Authorization' })
   const allowed: readonly string[] = ACCESS[group]
   if (!allowed.includes(principal.role)) {
@@ -43,15 +43,15 @@ export interface GatewayCredentials extends RequestCredentials {
 }
 
 export interface GatewayAuthDeps {
-  readonly gateways: GatewayRegistry
-  readonly nonces: NonceStore
+  readonly gateways: GatewayRegistryApi
+  readonly nonces: NonceStoreApi
   readonly windowMs?: number
 }
 
 type Headers = Readonly<Record<string, string | readonly string[] | undefined>>
 
 /** Step 1, before the body is read: everything but the body itself. */
-export function checkGatewayHeaders(deps: GatewayAuthDeps, req: { method: string; url: string; headers: Headers }, now: number): GatewayCredentials {
+export async function checkGatewayHeaders(deps: GatewayAuthDeps, req: { method: string; url: string; headers: Headers }, now: number): Promise<GatewayCredentials> {
   let creds: RequestCredentials
   try {
     creds = readRequestCredentials(req.headers)
@@ -74,12 +74,12 @@ export function checkGatewayHeaders(deps: GatewayAuthDeps, req: { method: string
       windowMs,
     })
   }
-  const gateway = deps.gateways.live(creds.gatewayId)
+  const gateway = await deps.gateways.live(creds.gatewayId)
   if (!gateway) {
-    const known = deps.gateways.get(creds.gatewayId)
+    const known = await deps.gateways.get(creds.gatewayId)
     throw new ApiError('UNKNOWN_GATEWAY', known ? `gateway ${creds.gatewayId} has been revoked` : `gateway ${creds.gatewayId} is not registered`, { gatewayId: creds.gatewayId })
   }
-  if (deps.nonces.seen(creds.gatewayId, creds.nonce, now)) throw replayed(creds)
+  if (await deps.nonces.seen(creds.gatewayId, creds.nonce, now)) throw replayed(creds)
   const signed = { method: req.method, path: req.url, gatewayId: creds.gatewayId, timestamp: creds.timestamp, nonce: creds.nonce, contentLength: creds.contentLength, contentDigest: creds.contentDigest }
   if (!verifyRequestSignature(gateway.publicKey, signed, creds.signature)) {
     throw new ApiError(
@@ -92,7 +92,7 @@ export function checkGatewayHeaders(deps: GatewayAuthDeps, req: { method: string
 }
 
 /** Step 2, with the exact body bytes: they are what the signed length and Content-Digest describe; then the nonce is claimed. */
-export function checkGatewayBody(deps: GatewayAuthDeps, creds: GatewayCredentials, body: Uint8Array, now: number): GatewayInfo {
+export async function checkGatewayBody(deps: GatewayAuthDeps, creds: GatewayCredentials, body: Uint8Array, now: number): Promise<GatewayInfo> {
   if (!bodyMatches(body, creds)) {
     throw new ApiError('BAD_DIGEST', `the body (${body.length} bytes) is not the one signed: it must be ${creds.contentLength} bytes with Content-Digest ${creds.contentDigest}`, {
       gatewayId: creds.gatewayId,
@@ -101,7 +101,7 @@ export function checkGatewayBody(deps: GatewayAuthDeps, creds: GatewayCredential
   }
   // Remember the nonce as long as a replay's timestamp could still pass the clock check. Claimed
   // atomically: of two copies of one request read at the same time, only one passes.
-  if (!deps.nonces.claim(creds.gatewayId, creds.nonce, creds.timestamp + (deps.windowMs ?? REQUEST_WINDOW_MS) + 1000, now)) throw replayed(creds)
+  if (!await deps.nonces.claim(creds.gatewayId, creds.nonce, creds.timestamp + (deps.windowMs ?? REQUEST_WINDOW_MS) + 1000, now)) throw replayed(creds)
   return creds.gateway
 }
 

@@ -24,7 +24,7 @@ export interface Principal {
   readonly role: Role
 }
 
-interface Row {
+export interface TokenRow {
   id: number
   name: string
   role: Role
@@ -33,10 +33,10 @@ interface Row {
   revoked_at: number | null
 }
 
-const info = (r: Row): TokenInfo => ({ id: r.id, name: r.name, role: r.role, createdAt: r.created_at, lastUsedAt: r.last_used_at, revokedAt: r.revoked_at })
+export const tokenInfo = (r: TokenRow): TokenInfo => ({ id: r.id, name: r.name, role: r.role, createdAt: r.created_at, lastUsedAt: r.last_used_at, revokedAt: r.revoked_at })
 
 /** `last_used_at` is refreshed at most this often, so reads do not turn into a write each. */
-const TOUCH_EVERY_MS = 60_000
+export const TOUCH_EVERY_MS = 60_000
 
 export class TokenStore {
   readonly #q
@@ -44,9 +44,9 @@ export class TokenStore {
   constructor(db: CloudDb) {
     this.#q = {
       insert: db.prepare('INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES (?, ?, ?, ?)'),
-      byHash: db.prepare<[Buffer], Row>('SELECT * FROM api_tokens WHERE token_hash = ?'),
-      live: db.prepare<[string], Row>('SELECT * FROM api_tokens WHERE name = ? AND revoked_at IS NULL'),
-      list: db.prepare<[], Row>('SELECT * FROM api_tokens ORDER BY id'),
+      byHash: db.prepare<[Buffer], TokenRow>('SELECT * FROM api_tokens WHERE token_hash = ?'),
+      live: db.prepare<[string], TokenRow>('SELECT * FROM api_tokens WHERE name = ? AND revoked_at IS NULL'),
+      list: db.prepare<[], TokenRow>('SELECT * FROM api_tokens ORDER BY id'),
       revoke: db.prepare('UPDATE api_tokens SET revoked_at = ? WHERE id = ?'),
       touch: db.prepare('UPDATE api_tokens SET last_used_at = ? WHERE id = ?'),
     }
@@ -63,7 +63,7 @@ export class TokenStore {
   }
 
   list(): TokenInfo[] {
-    return this.#q.list.all().map(info)
+    return this.#q.list.all().map(tokenInfo)
   }
 
   /** Revoke the live token called `name`. */
@@ -71,7 +71,7 @@ export class TokenStore {
     const row = this.#q.live.get(name)
     if (!row) throw new CareLedgerError('INVALID_ARGUMENT', `no live token named ${JSON.stringify(name)}`, { name })
     this.#q.revoke.run(now, row.id)
-    return info({ ...row, revoked_at: now })
+    return tokenInfo({ ...row, revoked_at: now })
   }
 
   /** The principal behind a bearer token, or null (unknown, malformed or revoked). */

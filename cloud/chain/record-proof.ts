@@ -73,6 +73,25 @@ export function verifyRecordProofs(proofs: readonly unknown[], opts: { chameleon
   return parsed.map((p, i) => (p.success ? checkProof(p.data, rows[i]!, byId.get(rows[i]!.id) ?? [], opts) : notAProof(p.error)))
 }
 
+/**
+ * verifyRecordProof for a record a redaction changed: the block, its signature and the inclusion
+ * of the (unchanged) chameleon hash as always, but the row itself judged by `rowProblems` — the
+ * redaction's rules (cloud/supervision/verify-redactions.ts redactedRowProblems) instead of the
+ * gateway's signature. Also returns the row, whose content the caller decodes.
+ */
+export function verifyRedactedRecordProof(
+  proof: unknown,
+  rowProblems: (row: RecordRow) => readonly string[],
+  opts: { chameleonPublicKey: Uint8Array; signingPublicKey?: Uint8Array },
+): ProofVerification & { readonly row: RecordRow | null } {
+  const parsed = ProofJson.safeParse(proof)
+  if (!parsed.success) return { ...notAProof(parsed.error), row: null }
+  const row = proofRow(parsed.data)
+  const at = { recordId: row.id, ...(row.blockHeight === null ? {} : { height: row.blockHeight }) }
+  const failures: VerificationFailure[] = rowProblems(row).map((message) => ({ kind: 'REDACTION', ...at, message: `record ${row.id}: ${message}` }))
+  return { ...checkProof(parsed.data, row, failures, opts), row }
+}
+
 type ParsedProof = z.infer<typeof ProofJson>
 
 function notAProof(error: z.ZodError): ProofVerification {
@@ -98,7 +117,7 @@ function proofRow({ record: r }: ParsedProof): RecordRow {
 }
 
 /** The proof's checks beyond its record's own (`rowFailures`): block header, signature, inclusion. */
-function checkProof(p: ParsedProof, row: RecordRow, rowFailures: readonly RecordFailure[], opts: { chameleonPublicKey: Uint8Array; signingPublicKey?: Uint8Array }): ProofVerification {
+function checkProof(p: ParsedProof, row: RecordRow, rowFailures: readonly (RecordFailure | VerificationFailure)[], opts: { chameleonPublicKey: Uint8Array; signingPublicKey?: Uint8Array }): ProofVerification {
   const r = p.record
   const failures: VerificationFailure[] = [...rowFailures]
   let header: BlockHeader

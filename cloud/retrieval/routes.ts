@@ -25,6 +25,7 @@ import { guard } from '../service/guard.ts'
 import { RetrievalIndex } from './index-store.ts'
 import { TransformPool } from './transform-pool.ts'
 import { registerBulkBlocks } from './bulk-blocks.ts'
+import { RedactionEvidence } from './redactions.ts'
 import { decodeEnvelope } from '../../shared/crypto/envelope.ts'
 import { digestHeader } from '../../shared/crypto/abe/codec.ts'
 
@@ -56,6 +57,7 @@ const PROBE = 'bafkqaaa'
 
 export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContext): void {
   const index = new RetrievalIndex(ctx.db)
+  const redactions = new RedactionEvidence(ctx.db)
   const pool = new TransformPool(ctx.config.retrieval.transformWorkers)
   app.addHook('onClose', async () => pool.close())
 
@@ -89,7 +91,7 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
     const head = signedHead()
     const { streams, truncated } = head ? index.plan(query, head.height) : { streams: [], truncated: false }
     if (truncated) throw new ApiError('INVALID_REQUEST', 'the query touches more than 10,000 device streams: narrow it (patient, type or time)', { field: 'query' })
-    return { v: EVIDENCE_VERSION, query, keys: { signing: bytesToHex(ctx.keys.signingPublicKey), chameleon: bytesToHex(ctx.keys.chameleonPublicKey) }, head, streams, redactions: [] }
+    return { v: EVIDENCE_VERSION, query, keys: { signing: bytesToHex(ctx.keys.signingPublicKey), chameleon: bytesToHex(ctx.keys.chameleonPublicKey) }, head, streams, policies: redactions.policies() }
   })
 
   app.get('/v1/evidence/headers', { onRequest: guard(ctx, 'records') }, async (req) => {
@@ -117,7 +119,8 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
     const ids = index.span(q.stream, fromSeq, toSeq, head, limit)
     const records = ids.map((r) => {
       const proof = ctx.chain.recordProof(r.id)!
-      return { ...proof, record: { ...proof.record, redacted: false } }
+      const redaction = redactions.of(r.id)
+      return { ...proof, record: { ...proof.record, redacted: redaction !== null }, redaction }
     })
     return { records, next: ids.length === limit && ids.at(-1)!.seq < toSeq ? ids.at(-1)!.seq + 1 : null }
   })

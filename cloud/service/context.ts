@@ -6,10 +6,7 @@ import type { CloudDb } from '../store/db.ts'
 import type { ChainStore } from '../chain/store.ts'
 import type { ChainBackend } from '../store/chain-backend.ts'
 import type { AppendQueue } from '../chain/append-queue.ts'
-import type { TokenStore } from '../access/tokens.ts'
-import type { GatewayRegistry } from '../access/gateways.ts'
-import type { Enrolment } from '../access/enrolment.ts'
-import type { NonceStore } from '../access/nonces.ts'
+import type { EnrolmentApi, GatewayRegistryApi, NonceStoreApi, TokenStoreApi } from '../access/store.ts'
 import type { EnvelopeStore } from './blockstore.ts'
 import type { CloudMetrics } from './metrics.ts'
 import type { VerificationLog } from './verification.ts'
@@ -34,10 +31,11 @@ export interface ServiceContext {
   /** Group commit of concurrent single uploads (one transaction and fsync per group). */
   readonly appendQueue: AppendQueue
   readonly blocks: EnvelopeStore
-  readonly tokens: TokenStore
-  readonly gateways: GatewayRegistry
-  readonly enrolment: Enrolment
-  readonly nonces: NonceStore
+  /** Access stores (cloud/access/store.ts): cloud.db, or PostgreSQL shared by every process with `--database postgres://…`. Always await. */
+  readonly tokens: TokenStoreApi
+  readonly gateways: GatewayRegistryApi
+  readonly enrolment: EnrolmentApi
+  readonly nonces: NonceStoreApi
   readonly verification: VerificationLog
   readonly ingestRate: RateWindow
   /** Signed request bodies being read, per gateway and in total (inflight.ts). */

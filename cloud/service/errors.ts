@@ -23,6 +23,7 @@ export const API_ERROR_STATUS = {
   OVERLOADED: 503,
   DAMAGED: 503,
   INTERNAL: 500,
+  NOT_IMPLEMENTED: 501,
 } as const
 
 export type ApiErrorCode = keyof typeof API_ERROR_STATUS

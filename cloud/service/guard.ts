@@ -6,6 +6,6 @@ import type { ServiceContext } from './context.ts'
 
 export function guard(ctx: ServiceContext, group: AccessGroup) {
   return async (req: FastifyRequest): Promise<void> => {
-    req.principal = authorizePerson(ctx.tokens, req.headers.authorization, group, ctx.now())
+    req.principal = await authorizePerson(ctx.tokens, req.headers.authorization, group, ctx.now())
   }
 }

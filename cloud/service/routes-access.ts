@@ -31,7 +31,7 @@ function parseRegistration(body: unknown): z.infer<typeof Registration> {
 export function registerAccessRoutes(app: FastifyInstance, ctx: ServiceContext): void {
   app.post('/v1/gateways/register', { bodyLimit: 16 * 1024 }, async (req, reply) => {
     const reg = parseRegistration(req.body)
-    const result = ctx.enrolment.redeem({ token: reg.token, publicKey: hexToBytes(reg.publicKey), name: reg.name }, ctx.now())
+    const result = await ctx.enrolment.redeem({ token: reg.token, publicKey: hexToBytes(reg.publicKey), name: reg.name }, ctx.now())
     if (!result.ok) {
       switch (result.reason) {
         case 'BAD_TOKEN':
@@ -50,6 +50,6 @@ export function registerAccessRoutes(app: FastifyInstance, ctx: ServiceContext):
   app.get('/v1/gateways', { onRequest: guard(ctx, 'gateways') }, async () => {
     const batches = new Map<string, number>()
     for (const s of await ctx.backend.listStreams()) batches.set(s.gateway, (batches.get(s.gateway) ?? 0) + s.batches)
-    return { gateways: ctx.gateways.list().map((g) => ({ ...gatewayJson(g), batches: batches.get(g.gatewayId) ?? 0 })) }
+    return { gateways: (await ctx.gateways.list()).map((g) => ({ ...gatewayJson(g), batches: batches.get(g.gatewayId) ?? 0 })) }
   })
 }

@@ -51,12 +51,12 @@ export function registerGatewayChannelRoutes(scope: FastifyInstance, ctx: Servic
   const recordsOf = ctx.db.prepare<[string, string], number>('SELECT id FROM records WHERE cid = ? AND gateway_id = ? ORDER BY id').pluck()
 
   scope.get('/v1/gateways/self/instructions', { bodyLimit: 1024 }, async (req) => {
-    const { gateway } = signedBody(ctx, req)
+    const { gateway } = await signedBody(ctx, req)
     return { instructions: ctx.instructions.deliver(gateway.gatewayId, ctx.now()) }
   })
 
   scope.post('/v1/gateways/self/instructions/:id/ack', { bodyLimit: ACK_BYTES }, async (req) => {
-    const { gateway, body } = signedBody(ctx, req)
+    const { gateway, body } = await signedBody(ctx, req)
     const raw = (req.params as { id: string }).id
     if (!/^[1-9][0-9]{0,15}$/.test(raw)) throw new ApiError('INVALID_REQUEST', `id: must be an instruction id (a positive integer), got ${JSON.stringify(raw.slice(0, 40))}`, { field: 'id' })
     const ack = parseAck(body, req.headers['content-type'])
@@ -71,7 +71,7 @@ export function registerGatewayChannelRoutes(scope: FastifyInstance, ctx: Servic
   })
 
   scope.put('/v1/envelopes/:cid', { bodyLimit: ctx.config.limits.bulkBytes }, async (req) => {
-    const { gateway, body } = signedBody(ctx, req)
+    const { gateway, body } = await signedBody(ctx, req)
     const cid = parseCid((req.params as { cid: string }).cid)
     const id = cid.toString()
     const records = recordsOf.all(id, gateway.gatewayId)

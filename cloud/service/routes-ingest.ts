@@ -36,8 +36,8 @@ const EMPTY = Buffer.alloc(0)
 /** Bulk items checked and stored at once before the chain append. */
 const PRE_APPEND_CONCURRENCY = 32
 
-function authenticateGateway(r: RequestState): void {
-  r.gateway = signedBody(r.ctx, r.req).gateway
+async function authenticateGateway(r: RequestState): Promise<void> {
+  r.gateway = (await signedBody(r.ctx, r.req)).gateway
 }
 
 function parseBody(r: RequestState): void {

@@ -124,7 +124,7 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
 
   app.get('/v1/stats', { onRequest: guard(ctx, 'stats') }, async () => {
     const s = await chain.stats()
-    const g = ctx.gateways.counts()
+    const g = await ctx.gateways.counts()
     const v = ctx.verification.latest()
     return {
       records: s.records,

@@ -52,10 +52,10 @@ function recordDamage(s: ScrubState): void {
   s.healed = healed
 }
 
-function askGateways(s: ScrubState): void {
+async function askGateways(s: ScrubState): Promise<void> {
   const { ctx } = s
   for (const d of ctx.damage.open()) {
-    if (!ctx.gateways.live(d.gatewayId)) continue // revoked: it cannot fetch instructions; restore from a backup
+    if (!(await ctx.gateways.live(d.gatewayId))) continue // revoked: it cannot fetch instructions; restore from a backup
     // A gateway that already answered it cannot (NOT_HELD, unsupported) for this damage is not asked again.
     const last = ctx.instructions.latest('resend-block', d.cid)
     if (last && last.gatewayId === d.gatewayId && (last.state === 'failed' || last.state === 'unsupported') && last.issuedAt >= d.detectedAt) continue

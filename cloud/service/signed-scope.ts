@@ -21,7 +21,7 @@ import type { GatewayInfo } from '../access/gateways.ts'
 import type { ServiceContext } from './context.ts'
 import { ApiError } from './errors.ts'
 
-type SignedStage = (ctx: ServiceContext, req: FastifyRequest, reply: FastifyReply) => void
+type SignedStage = (ctx: ServiceContext, req: FastifyRequest, reply: FastifyReply) => void | Promise<void>
 
 const limitOf = (req: FastifyRequest): number => req.routeOptions.bodyLimit ?? 64 * 1024
 
@@ -33,8 +33,8 @@ function refuseOversized(_ctx: ServiceContext, req: FastifyRequest): void {
   }
 }
 
-function checkSignature(ctx: ServiceContext, req: FastifyRequest): void {
-  req.gatewayCredentials = checkGatewayHeaders(ctx, req, ctx.now())
+async function checkSignature(ctx: ServiceContext, req: FastifyRequest): Promise<void> {
+  req.gatewayCredentials = await checkGatewayHeaders(ctx, req, ctx.now())
 }
 
 function reserveInflight(ctx: ServiceContext, req: FastifyRequest, reply: FastifyReply): void {
@@ -54,14 +54,14 @@ export function useSignedRequests(scope: FastifyInstance, ctx: ServiceContext): 
   scope.removeAllContentTypeParsers()
   scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
   scope.addHook('onRequest', async (req, reply) => {
-    for (const stage of signedStages) stage(ctx, req, reply)
+    for (const stage of signedStages) await stage(ctx, req, reply)
   })
 }
 
 const EMPTY = Buffer.alloc(0)
 
 /** The request's body, checked against its signed length and Content-Digest (401 BAD_DIGEST); the nonce is claimed. */
-export function signedBody(ctx: ServiceContext, req: FastifyRequest): { gateway: GatewayInfo; body: Buffer } {
+export async function signedBody(ctx: ServiceContext, req: FastifyRequest): Promise<{ gateway: GatewayInfo; body: Buffer }> {
   const body = (req.body as Buffer | undefined) ?? EMPTY
-  return { gateway: checkGatewayBody(ctx, req.gatewayCredentials!, body, ctx.now()), body }
+  return { gateway: await checkGatewayBody(ctx, req.gatewayCredentials!, body, ctx.now()), body }
 }

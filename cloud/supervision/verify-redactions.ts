@@ -177,20 +177,36 @@ export function runRedactionJobs(jobs: readonly RedactionJob[], chameleonPublicK
       }
     }
   }
-  const problems = checkRedactedRows(rows, chameleonPublicKey)
-  rows.forEach(({ row, entry, recordId }, i) => {
+  const problems = redactedRowsProblems(rows, chameleonPublicKey)
+  rows.forEach(({ row, recordId }, i) => {
+    for (const p of problems[i]!) {
+      failures.push({ kind: 'REDACTION', recordId, ...(row.blockHeight === null ? {} : { height: row.blockHeight }), message: `record ${recordId}: ${p}` })
+    }
+  })
+  return failures
+}
+
+/**
+ * Rows a redaction changed, each against its newest entry (the entries' approvals are checked
+ * apart): checkRedactedRows (openings as a batch), and for a version-2 correction the manifest the
+ * requester signed. Also what a retrieval client checks a redacted record of the evidence with
+ * (clients/verify.ts, through redactedRowProblems).
+ */
+export function redactedRowsProblems(items: readonly { row: RecordRow; entry: RedactionLogEntry }[], chameleonPublicKey: Uint8Array): string[][] {
+  const problems = checkRedactedRows(items, chameleonPublicKey)
+  items.forEach(({ row, entry }, i) => {
     const found = problems[i]!
     // Version 2: the requester signed the re-sealed manifest; the row must hold exactly that one.
     if (found.length === 0 && entry.v === 2 && entry.action === 'correct') {
       const held = manifestCommitment(decodeRecordContent(row.content).manifest)
       if (held !== entry.request.newManifest) found.push(`its manifest ${held} is not the one the requester ${entry.request.requester} signed (${entry.request.newManifest})`)
     }
-    for (const p of found) {
-      failures.push({ kind: 'REDACTION', recordId, ...(row.blockHeight === null ? {} : { height: row.blockHeight }), message: `record ${recordId}: ${p}` })
-    }
   })
-  return failures
+  return problems
 }
+
+/** One row: redactedRowsProblems of one. */
+export const redactedRowProblems = (row: RecordRow, entry: RedactionLogEntry, chameleonPublicKey: Uint8Array): string[] => redactedRowsProblems([{ row, entry }], chameleonPublicKey)[0]!
 
 /** Both halves on the calling thread. */
 export function checkRedactions(conn: Conn, chameleonPublicKey: Uint8Array, trusted?: readonly SupervisoryPolicy[]): { failures: RedactionFailure[]; rows: number; entries: number } {

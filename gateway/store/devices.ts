@@ -2,9 +2,14 @@
  * Enrolled devices, their secrets and their bed-change history.
  *
  * Secrets: 32 random bytes, base64url (43 characters), shown once at enrolment. Stored as
- * `scrypt$N$r$p$salt$hash` (N=2^14, r=8, p=1, 16-byte salt, 32-byte hash, base64url), verified
- * with timingSafeEqual. The gateway verifies asynchronously (libuv thread pool) so a connect storm
- * does not stall ingest.
+ * `scrypt$N$r$p$salt$hash` (16-byte salt, 32-byte hash, base64url), verified with timingSafeEqual.
+ * The parameters are part of every stored hash, so each hash is verified with its own: hashes
+ * written before issue 11 (N=2^14, r=8: 16 MiB and ~50 ms a login) keep verifying; new ones use
+ * N=2^11, r=8 (2 MiB, ~6 ms). A memory-hard cost protects low-entropy passwords; these secrets
+ * carry 256 random bits, so no guessing attack on a stolen hash is within reach at any cost setting
+ * (the salt still makes every hash unique), while each login's 16 MiB was the gateway's RSS peak at
+ * a ward's connect (docs/security.md §Device secrets). The gateway verifies asynchronously (libuv
+ * thread pool) so a connect storm does not stall ingest.
  *
  * `DeviceDirectory` is the gateway's in-memory view (device → current patient) kept correct while
  * the CLI changes the database from another process: `PRAGMA data_version` tells when another
@@ -15,7 +20,9 @@ import type Database from 'better-sqlite3'
 import { CareLedgerError } from '../../shared/errors.ts'
 import { assertDeviceId, assertPatientId } from '../../shared/schema/device.ts'
 
-export const SCRYPT = { N: 2 ** 14, r: 8, p: 1, saltBytes: 16, keyBytes: 32 } as const
+export const SCRYPT = { N: 2 ** 11, r: 8, p: 1, saltBytes: 16, keyBytes: 32 } as const
+/** The parameters of hashes written before issue 11: still verified (each hash names its own). */
+export const SCRYPT_V1 = { N: 2 ** 14, r: 8, p: 1 } as const
 
 export interface DeviceRecord {
   readonly deviceId: string
@@ -73,10 +80,10 @@ function parseHash(encoded: string): ParsedHash | null {
 }
 
 /**
- * One scrypt at a time: each holds 128·N·r bytes (16 MB at our parameters) on a libuv thread, so
- * a ward of monitors reconnecting at once after a gateway restart would otherwise add 4 × 16 MB
- * to the gateway's RSS (measured: 200 → 278 MB for 10 simultaneous connects). Serialised, a
- * 20-device reconnect storm takes about 20 × 50 ms and never more than one scrypt's memory.
+ * One scrypt at a time: each holds 128·N·r bytes (2 MiB at today's parameters, 16 MiB for a hash
+ * written before issue 11) on a libuv thread, so a ward of monitors reconnecting at once after a
+ * gateway restart would otherwise add 4 × that to the gateway's RSS (measured with 16 MiB hashes:
+ * 200 → 278 MB for 10 simultaneous connects). Serialised, never more than one scrypt's memory.
  */
 let scryptBusy = false
 const scryptQueue: Array<() => void> = []
@@ -109,10 +116,10 @@ export async function verifySecret(presented: Uint8Array, encoded: string): Prom
 
 /**
  * A hash to verify against when the device is unknown, so that timing does not reveal which ids
- * exist. A constant (the hash of a random secret nobody kept) rather than computed at start-up:
- * computing it would cost 50 ms and 16 MB of scrypt memory in every process that imports this.
+ * exist. A constant (the hash of a random secret nobody kept) rather than computed at start-up.
+ * Same parameters as SCRYPT, so an unknown id costs what a newly enrolled device's login costs.
  */
-export const DUMMY_HASH = 'scrypt$16384$8$1$8PzL-568REq-4Ca_rQvgaA$w3pgK5Zj5B5ftqNioM-Z9e_hTKxJ03t-GCIauhTCXGU'
+export const DUMMY_HASH = 'scrypt$2048$8$1$B1jOsyNC5ex6s9JcBiqo2w$1u03w7aZkS1K2rzTxmJDLCxhAp_-AfYu1pA_IswBBMA'
 
 interface DeviceRow {
   device_id: string

@@ -231,7 +231,17 @@ export interface GroupCommitterOptions {
   readonly onError?: (err: Error, writes: number) => void
   /** Test hook: called inside the transaction before COMMIT. */
   readonly beforeCommit?: () => void
+  /**
+   * Commit linger, ms (0: commit at the end of every event-loop turn that queued a write). See
+   * `GroupCommitter.enqueue`: the wait only happens while other devices are expected to write.
+   */
+  readonly lingerMs?: number
 }
+
+/** A linger ends early once this many writes wait: a burst is committed at the end of its turn. */
+export const LINGER_MAX_WRITES = 64
+/** A device counts as active for the linger if it wrote within the last one or two of these windows. */
+const ACTIVE_WINDOW_MS = 1000
 
 export class DeviceNotEnrolledError extends Error {
   readonly deviceId: string
@@ -268,6 +278,12 @@ export class GroupCommitter {
   readonly #commit: (batch: PendingWrite[]) => CommitResult
   #pending: PendingWrite[] = []
   #scheduled: NodeJS.Immediate | null = null
+  #lingerTimer: NodeJS.Timeout | null = null
+  /** Devices with a write pending, and devices that wrote in the current and previous activity window. */
+  readonly #pendingDevices = new Set<string>()
+  #activeNow = new Set<string>()
+  #activePrev = new Set<string>()
+  #windowEndsAt = 0
   #quarantineRows: number
   #closed = false
 
@@ -295,20 +311,61 @@ export class GroupCommitter {
     return this.#quarantineRows
   }
 
-  /** Queue a write; it is committed with everything else that arrives in this event-loop turn. */
+  /**
+   * Queue a write. Without a linger it is committed with everything else that arrived in this
+   * event-loop turn. With `lingerMs` (ingest commit linger, issue 11) a commit waits up to that long
+   * for more writes — one fsynced commit then holds the PUBLISHes of several monitors —, but only
+   * while it can pay off: as long as fewer devices have a write pending than wrote in the last
+   * second or two (a lone device waiting for its own PUBACK is never kept waiting), and fewer than
+   * LINGER_MAX_WRITES writes wait (a burst commits at the end of its turn, as without a linger).
+   * Nothing changes for durability: every write's `done` still runs only after the transaction
+   * holding it committed, and a crash during the linger loses only unacknowledged writes.
+   */
   enqueue(w: PendingWrite): void {
     if (this.#closed) {
       w.done(new Error('gateway store is closing'), null)
       return
     }
     this.#pending.push(w)
-    this.#scheduled ??= setImmediate(this.flush)
+    const linger = this.#opts.lingerMs ?? 0
+    if (linger <= 0) {
+      this.#scheduled ??= setImmediate(this.flush)
+      return
+    }
+    this.#pendingDevices.add(w.deviceId)
+    this.#noteActive(w.deviceId)
+    if (this.#pending.length >= LINGER_MAX_WRITES || this.#pendingDevices.size >= this.#activeDevices()) {
+      this.#scheduled ??= setImmediate(this.flush)
+    } else {
+      this.#lingerTimer ??= setTimeout(this.flush, linger)
+    }
+  }
+
+  #noteActive(deviceId: string): void {
+    const now = Date.now()
+    if (now >= this.#windowEndsAt) {
+      // Two generations: a device is active if it wrote in this window or the one before.
+      this.#activePrev = now >= this.#windowEndsAt + ACTIVE_WINDOW_MS ? new Set() : this.#activeNow
+      this.#activeNow = new Set()
+      this.#windowEndsAt = now + ACTIVE_WINDOW_MS
+    }
+    this.#activeNow.add(deviceId)
+  }
+
+  #activeDevices(): number {
+    if (this.#activePrev.size === 0) return this.#activeNow.size
+    let n = this.#activePrev.size
+    for (const d of this.#activeNow) if (!this.#activePrev.has(d)) n++
+    return n
   }
 
   /** Commit everything pending now (also used at shutdown). */
   readonly flush = (): void => {
     if (this.#scheduled) clearImmediate(this.#scheduled)
     this.#scheduled = null
+    if (this.#lingerTimer) clearTimeout(this.#lingerTimer)
+    this.#lingerTimer = null
+    this.#pendingDevices.clear()
     const batch = this.#pending
     if (batch.length === 0) return
     this.#pending = []

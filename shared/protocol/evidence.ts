@@ -21,13 +21,23 @@
  *   - back: batch lastSeq was sealed after `to + lateness` (readings arriving later than `lateness`
  *     are outside the export by definition), or lastSeq is the stream's newest batch at the head
  *     (`tail: "head"`: the cloud cannot prove that no newer batch exists).
- * Later, corrected and deleted records (supervision) travel as redaction log entries and
- * tombstones beside the records: `redactions` is reserved for them and must be empty in v1.
+ * Version 2 (supervision): corrected and deleted records travel with their redaction log entry.
+ *   plan     gains `policies`: the supervisory policies (shared/protocol/supervisory-policy.ts) of
+ *            this chain's chameleon key, which the entries are checked against (`redactions`, v1's
+ *            reserved empty list, is gone)
+ *   records  a record a redaction changed carries `redaction`: { seq, entry, hash, prevLogHash,
+ *            logHash } — its newest redaction log entry, the entry's plain hash and its link in the
+ *            log (logHash = SHA-256(prevLogHash ‖ hash)); every other record carries `redaction: null`
+ * The client checks each entry as `chain verify` does (verifyRedactionLogEntry: k valid approvals
+ * of the policy's regulators; checkRedactedRow: the new content, and the new opening of the
+ * UNCHANGED chameleon hash). Version-1 plans (clouds from before supervision) stay readable: a v1
+ * answer verifies when nothing in it was redacted.
  */
 import { z } from 'zod'
 import { VITAL_TYPES, type VitalType } from '../schema/vitals.ts'
 
-export const EVIDENCE_VERSION = 1
+/** The version the cloud answers in; clients read 1 and 2 (EvidencePlanSchema). */
+export const EVIDENCE_VERSION = 2
 /** Readings stamped after `to` may arrive this much later and still belong to the export (default). */
 export const DEFAULT_LATENESS_MS = 60 * 60_000
 /** A device clock may run this far ahead of the gateway's (the gateway's 5 min limit, plus margin). */
@@ -77,17 +87,38 @@ export const StreamSpanSchema = z.strictObject({
 })
 export type StreamSpan = z.infer<typeof StreamSpanSchema>
 
-export const EvidencePlanSchema = z.strictObject({
-  v: z.literal(EVIDENCE_VERSION),
+const planFields = {
   query: EvidenceQuerySchema,
   keys: z.strictObject({ signing: hex(32), chameleon: hex(32) }),
   /** null when the chain has no block yet. */
   head: SignedHeaderSchema.nullable(),
   streams: z.array(StreamSpanSchema),
-  /** Reserved for redaction log entries and tombstones (supervision); empty in v1. */
+}
+const EvidencePlanV1Schema = z.strictObject({
+  v: z.literal(1),
+  ...planFields,
+  /** Reserved in v1 for redactions; always empty. */
   redactions: z.array(z.unknown()).max(0),
 })
+const EvidencePlanV2Schema = z.strictObject({
+  v: z.literal(2),
+  ...planFields,
+  /** The supervisory policies of this chain (parsed and checked by the client: parseSupervisoryPolicy). */
+  policies: z.array(z.record(z.string(), z.unknown())).max(64),
+})
+export const EvidencePlanSchema = z.discriminatedUnion('v', [EvidencePlanV1Schema, EvidencePlanV2Schema])
 export type EvidencePlan = z.infer<typeof EvidencePlanSchema>
+
+/** v2: what a records page carries beside a record a redaction changed (the entry is parsed by parseRedactionLogEntry). */
+export const RecordRedactionSchema = z.strictObject({
+  /** The entry's position in the redaction log. */
+  seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  entry: z.record(z.string(), z.unknown()),
+  hash: hex(32),
+  prevLogHash: hex(32),
+  logHash: hex(32),
+})
+export type RecordRedaction = z.infer<typeof RecordRedactionSchema>
 
 export const HeadersPageSchema = z.strictObject({ headers: z.array(z.strictObject({ height: uint, header: hexBytes })) })
 export type HeadersPage = z.infer<typeof HeadersPageSchema>

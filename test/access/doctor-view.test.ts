@@ -41,7 +41,7 @@ let network: ReturnType<typeof recordNetwork>
 beforeAll(async () => {
   data = tempDataDir('doctor-view')
   cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', verifyIntervalS: '0' })
-  doctorToken = cloud.tokens.create('doctor', 'dr-house').token
+  doctorToken = (await cloud.tokens.create('doctor', 'dr-house')).token
   const gw = await registerTestGateway(cloud)
   const monitor = testStream(gw, 'bed-07', 'P-7', '(role:doctor AND hospital:h1) OR patient:{patient}')
   const restricted = testStream(gw, 'bed-07-icu', 'P-7', 'role:intensivist') // same patient, a stricter policy

@@ -15,7 +15,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { indexStructureDefinitionBundle, validateResource } from '@medplum/core'
+import { validateResource } from '@medplum/core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodeUserKey } from '../../shared/crypto/abe/codec.ts'
 import type { Cloud } from '../../cloud/runtime.ts'
@@ -25,6 +25,7 @@ import { currentKey } from '../helpers/authority.ts'
 import { batchBody, sealTestBatch, signedPost, testAuthoritySecret, registerTestGateway, testStream, type TestStream } from '../helpers/cloud-batches.ts'
 import { startTestCloud, tempDataDir } from '../helpers/cloud-process.ts'
 import { careledger } from '../helpers/gateway-process.ts'
+import { expectExportCaught, indexFhirR4 } from '../helpers/export-checks.ts'
 import { RewritingProxy, rewriteJson, type Answer } from '../helpers/rewriting-proxy.ts'
 import type { CID } from 'multiformats/cid'
 import { blocksCar, carBlocks } from '../../shared/protocol/car.ts'
@@ -66,7 +67,7 @@ async function upload(stream: TestStream, n: number): Promise<void> {
 beforeAll(async () => {
   data = tempDataDir('access-export')
   cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', verifyIntervalS: '0' })
-  researcher = cloud.tokens.create('researcher', 'lab').token
+  researcher = (await cloud.tokens.create('researcher', 'lab')).token
   const gw = await registerTestGateway(cloud)
   const policy = '(role:researcher AND consent:research) OR patient:{patient}'
   streams = [testStream(gw, 'bed-01', 'P-1', policy), testStream(gw, 'bed-02', 'P-2', policy), testStream(gw, 'bed-03', 'P-3', 'role:doctor')]
@@ -94,13 +95,7 @@ async function exportVia(url: string, extra: readonly string[] = [], state = 'st
   return { ...r, out }
 }
 
-/** Expect a failed export naming `kind` (and `what`), with no output directory. */
-function expectCaught(r: Awaited<ReturnType<typeof exportVia>>, kind: string, what: RegExp): void {
-  expect(r.code, r.stderr).toBe(1)
-  expect(r.stderr).toMatch(/^export FAILED: nothing was written\. The cloud's answer does not verify:\n/)
-  expect(r.stderr).toMatch(new RegExp(`^  ${kind}\\s+.*${what.source}`, 'm'))
-  expect(existsSync(r.out)).toBe(false)
-}
+const expectCaught = expectExportCaught
 
 const cidOf = async (id: number): Promise<string> => ((await (await fetch(`${cloud.url}/v1/records/${id}`, { headers: { authorization: `Bearer ${researcher}` } })).json()) as { cid: string }).cid
 
@@ -119,14 +114,14 @@ describe('research export through an honest cloud', () => {
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toMatch(/exported 64 readings from 12 ciphertexts of 3 streams .*4 batches the key may not open/)
     const csv = readFileSync(join(r.out, 'readings.csv'), 'utf8').trim().split('\n')
-    expect(csv[0]).toBe('patient,device,time,type,value,unit,loinc,received,stream,reading_seq,record,samples_hz,samples')
+    expect(csv[0]).toBe('patient,device,time,type,value,unit,loinc,received,stream,reading_seq,record,samples_hz,samples,status,redaction_request,redaction_reason,redaction_approvers,redaction_time')
     const rows = csv.slice(1).map((l) => l.split(','))
     const expected = streams.slice(0, 2).flatMap((s) =>
       [2, 3, 4, 5].flatMap((k) => batchReadings(k).filter((x) => x.type !== 'resp_rate').map((x) => `${s.deviceId}|${new Date(x.ts).toISOString()}|${x.type}|${x.value}`)),
     )
     expect(rows.map((c) => `${c[1]}|${c[2]}|${c[3]}|${c[4]}`).sort()).toEqual(expected.sort())
     const manifest = JSON.parse(readFileSync(join(r.out, 'manifest.json'), 'utf8'))
-    expect(manifest.format).toBe('careledger-export/1')
+    expect(manifest.format).toBe('careledger-export/2')
     expect(manifest.verified.streams.map((s: { device: string; firstSeq: number; lastSeq: number; end: string }) => [s.device, s.firstSeq, s.lastSeq, s.end]).sort()).toEqual(
       ['bed-01', 'bed-02', 'bed-03'].map((d) => [d, 0, 6, 'a batch sealed after to + lateness']),
     )
@@ -142,13 +137,7 @@ describe('research export through an honest cloud', () => {
   it('writes FHIR R4 Observations that validate against the R4 definitions and the vital-signs profiles', async () => {
     const r = await exportVia(proxy.url)
     expect(r.code, r.stderr).toBe(0)
-    const defs = join('node_modules', '@medplum', 'definitions', 'dist', 'fhir', 'r4')
-    const load = (f: string) => JSON.parse(readFileSync(join(defs, f), 'utf8'))
-    indexStructureDefinitionBundle(load('profiles-types.json'))
-    indexStructureDefinitionBundle(load('profiles-resources.json'))
-    const profiles = (load('profiles-others.json').entry as { resource: { id: string; url: string } }[]).map((e) => e.resource).filter((p) => ['vitalsigns', 'heartrate', 'oxygensat'].includes(p.id))
-    indexStructureDefinitionBundle(profiles as never)
-    const byUrl = new Map(profiles.map((p) => [p.url, p]))
+    const byUrl = indexFhirR4()
     const lines = readFileSync(join(r.out, 'observations.ndjson'), 'utf8').trim().split('\n')
     expect(lines.length).toBe(64)
     for (const line of lines) {

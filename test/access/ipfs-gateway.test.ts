@@ -36,8 +36,8 @@ beforeAll(async () => {
   pub = tempDataDir('ipfs-gateway-public')
   cloud = await startTestCloud(data.dir)
   publicCloud = await startTestCloud(pub.dir, { publicIpfs: 'yes' })
-  doctor = cloud.tokens.create('doctor', 'dr').token
-  admin = cloud.tokens.create('admin', 'adm').token
+  doctor = (await cloud.tokens.create('doctor', 'dr')).token
+  admin = (await cloud.tokens.create('admin', 'adm')).token
   await fill(cloud)
   await fill(publicCloud)
 }, 60_000)
@@ -108,7 +108,7 @@ describe('GET /ipfs/{cid}: the Trustless Gateway specification', () => {
     const path = `/ipfs/${blocks[0]!.cid}?format=raw`
     expect((await get(cloud, path)).status).toBe(401)
     expect((await get(cloud, path, { authorization: `Bearer ${admin}` })).status).toBe(403)
-    const cid = (await (await fetch(`${publicCloud.url}/v1/records/1`, { headers: { authorization: `Bearer ${publicCloud.tokens.create('admin', 'a').token}` } })).json()) as { cid: string }
+    const cid = (await (await fetch(`${publicCloud.url}/v1/records/1`, { headers: { authorization: `Bearer ${(await publicCloud.tokens.create('admin', 'a')).token}` } })).json()) as { cid: string }
     const open = await get(publicCloud, `/ipfs/${cid.cid}?format=raw`)
     expect(open.status).toBe(200)
     expect(open.headers.get('cache-control')).toBe('public, max-age=29030400, immutable')

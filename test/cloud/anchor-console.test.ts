@@ -31,7 +31,7 @@ afterAll(async () => {
 describe('the console shows the anchors', () => {
   it('with the state, the newest anchor, and explorer links', async () => {
     const latest = env.cloud.anchor!.status().latest!
-    await signIn(page, env.cloud.url, env.cloud.tokens.create('admin', 'console-anchors').token)
+    await signIn(page, env.cloud.url, (await env.cloud.tokens.create('admin', 'console-anchors')).token)
     await expect.poll(() => page.textContent('#anchor-state'), { timeout: 20_000 }).toBe('anchoring works')
     expect(await page.textContent('#anchor-latest')).toContain(`block ${latest.height}`)
     const href = await page.getAttribute('#anchor-latest a', 'href')

@@ -52,7 +52,7 @@ describe('anchoring in the running cloud', () => {
     const health = await json(fetch(`${cloud.url}/healthz`))
     expect(health.status).toBe('ok')
     expect(health.anchor).toMatchObject({ state: 'ok', height: s.latest!.height, tx: s.latest!.tx })
-    const admin = cloud.tokens.create('admin', 'anchor-admin').token
+    const admin = (await cloud.tokens.create('admin', 'anchor-admin')).token
     const metrics = await (await getAs(cloud.url, admin, '/metrics')).text()
     expect(metrics).toContain(`careledger_cloud_anchor_height ${s.latest!.height}`)
     expect(metrics).toMatch(/careledger_cloud_anchor_ok 1/)
@@ -60,7 +60,7 @@ describe('anchoring in the running cloud', () => {
     expect(list.status).toMatchObject({ enabled: true, state: 'ok', contract: env.contract, account: env.wallet.address })
     expect(list.anchors[0]).toMatchObject({ status: expect.stringMatching(/pending|confirmed/), txUrl: expect.stringMatching(/^https:\/\/explorer\.example\/tx\/0x[0-9a-f]{64}$/) })
     expect(JSON.stringify(list)).not.toMatch(/"raw"/) // signed transactions stay in the database
-    const doctor = cloud.tokens.create('doctor', 'anchor-doctor').token
+    const doctor = (await cloud.tokens.create('doctor', 'anchor-doctor')).token
     expect((await getAs(cloud.url, doctor, '/v1/anchors')).status).toBe(403)
 
     const report = await verifyAnchors(cloud.config.paths.db, { rpcUrl: env.evm.url, contract: env.contract, account: env.wallet.address, chainId: env.evm.chainId })

@@ -185,7 +185,7 @@ describe('a chain against its anchors', () => {
       expect(outcome.message).toMatch(/the contract's latest anchor is height 5, above this chain's head 3/)
       const health = await json(fetch(`${cloud.url}/healthz`))
       expect(health.anchor.state).toBe('behind')
-      const admin = cloud.tokens.create('admin', 'behind-admin').token
+      const admin = (await cloud.tokens.create('admin', 'behind-admin')).token
       expect(await (await getAs(cloud.url, admin, '/metrics')).text()).toMatch(/careledger_cloud_anchor_behind 1/)
       expect((await json(getAs(cloud.url, admin, '/v1/anchors'))).status.state).toBe('behind')
       expect((await anchorEvents(env.evm, env.contract)).map((e) => e.height)).toEqual(ANCHORED) // nothing sent

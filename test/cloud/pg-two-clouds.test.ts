@@ -6,15 +6,28 @@
  * seals on. At the end `careledger chain verify --database … --blocks <shared>` passes (records,
  * blocks, stream links and every envelope re-hashed), and the records on the chain are exactly the
  * batches the gateways were told are stored: none lost, none doubled.
+ *
+ * Second test: two processes serve the API as one deployment (issue 14, "several cloud processes
+ * may serve the API"): the access stores live in the shared database (cloud/store/pg/access.ts), so
+ *
+ *   - a token made with `careledger cloud token create --database …` works on A and on B, and once
+ *     revoked is refused by both on their next request;
+ *   - a gateway invited with `careledger cloud gateway invite --database …` and enrolled on A
+ *     uploads to B, and its batch, uploaded again to A, is the same record (it lands once);
+ *   - a signed request's nonce used on A is refused on B (401 REPLAYED_REQUEST), and one request
+ *     sent to both at once is accepted by exactly one;
+ *   - a gateway revoked through the CLI is refused by both;
+ *   - the supervision routes, not on PostgreSQL yet, answer 501 NOT_IMPLEMENTED.
  */
 import { cpSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { usePostgres } from '../helpers/postgres.ts'
-import { CloudProcess, careledger, json, tempDataDir } from '../helpers/cloud-process.ts'
-import { bulkBody, sealTestBatch, signedPost, testGateway, testStream, type TestGateway } from '../helpers/cloud-batches.ts'
+import { CloudProcess, careledger, getAs, json, tempDataDir } from '../helpers/cloud-process.ts'
+import { batchBody, bulkBody, replay, sealTestBatch, signedPost, testGateway, testStream, type TestGateway } from '../helpers/cloud-batches.ts'
 import type { SealedBatch } from '../../gateway/seal/seal.ts'
+import { signRequest } from '../../shared/protocol/request-signing.ts'
 
 const postgres = usePostgres()
 const dirs: Array<ReturnType<typeof tempDataDir>> = []
@@ -29,8 +42,8 @@ const temp = (label: string): string => {
   return d.dir
 }
 
-async function register(cloud: CloudProcess, dataDir: string, gw: TestGateway, name: string): Promise<void> {
-  const invited = await careledger(['cloud', 'gateway', 'invite', '--name', name, '--json', '--data', dataDir])
+async function register(cloud: CloudProcess, database: string, gw: TestGateway, name: string): Promise<void> {
+  const invited = await careledger(['cloud', 'gateway', 'invite', '--name', name, '--json', '--database', database])
   const res = await fetch(`${cloud.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: JSON.parse(invited.stdout).token, publicKey: bytesToHex(gw.publicKey), name }) })
   expect(res.status).toBe(201)
 }
@@ -55,32 +68,36 @@ async function gatewayLoad(gw: TestGateway, tag: string): Promise<SealedBatch[][
   return bulks
 }
 
+/** Two cloud processes of one deployment on database `name`: A started first, then B with A's keys. */
+async function startPair(name: string): Promise<{ url: string; shared: string; dirA: string; a: CloudProcess; b: CloudProcess }> {
+  const url = await postgres.server().createDatabase(name)
+  const shared = temp(`${name}-blocks`)
+  const dirA = temp(`${name}-a`)
+  const dirB = temp(`${name}-b`)
+  const args = ['--database', url, '--blocks', shared, '--block-interval-s', '0.3', '--verify-interval-s', '0']
+  const a = await CloudProcess.start({ dataDir: dirA, args, readyTimeoutMs: 60_000 })
+  procs.push(a)
+  expect(a.logs.find((l) => l.event === 'cloud_ready')).toMatchObject({ store: 'postgres' })
+  // One deployment: the same keys (block signing, development regulator) on every process.
+  cpSync(join(dirA, 'keys'), join(dirB, 'keys'), { recursive: true })
+  cpSync(join(dirA, 'regulator'), join(dirB, 'regulator'), { recursive: true })
+  const b = await CloudProcess.start({ dataDir: dirB, args, readyTimeoutMs: 60_000 })
+  procs.push(b)
+  return { url, shared, dirA, a, b }
+}
+
 describe('two cloud processes on one PostgreSQL, over HTTP', () => {
   it('the sealing cloud is SIGKILLed under load: the other takes over; chain verify passes; records in = records on chain', async ({ skip }) => {
     if (postgres.skip) skip(postgres.skip)
-    const url = await postgres.server().createDatabase('two_clouds')
-    const shared = temp('pg-shared-blocks')
-    const dirA = temp('pg-cloud-a')
-    const dirB = temp('pg-cloud-b')
-    const args = ['--database', url, '--blocks', shared, '--block-interval-s', '0.3', '--verify-interval-s', '0']
-    const a = await CloudProcess.start({ dataDir: dirA, args, readyTimeoutMs: 60_000 })
-    procs.push(a)
-    expect(a.logs.find((l) => l.event === 'cloud_ready')).toMatchObject({ store: 'postgres' })
-    // One deployment: the same keys (block signing, development regulator) on every process.
-    cpSync(join(dirA, 'keys'), join(dirB, 'keys'), { recursive: true })
-    cpSync(join(dirA, 'regulator'), join(dirB, 'regulator'), { recursive: true })
-    const b = await CloudProcess.start({ dataDir: dirB, args, readyTimeoutMs: 60_000 })
-    procs.push(b)
+    const { url, shared, dirA, a, b } = await startPair('two_clouds')
     await a.waitForLog((l) => l.event === 'sealer_lease_acquired', 10_000).catch(() => null)
     expect(a.logs.some((l) => l.event === 'sealer_lease_acquired')).toBe(true)
     expect(b.logs.some((l) => l.event === 'sealer_lease_acquired')).toBe(false)
 
-    // Tokens and gateways still live in each process's cloud.db: register both gateways with both.
+    // Gateways are enrolled once, in the shared database (one with each process): both serve both.
     const gws = [testGateway(), testGateway()]
-    for (const [i, gw] of gws.entries()) {
-      await register(a, dirA, gw, `ward-${i}a`)
-      await register(b, dirB, gw, `ward-${i}b`)
-    }
+    await register(a, url, gws[0]!, 'ward-0')
+    await register(b, url, gws[1]!, 'ward-1')
     const loads = await Promise.all(gws.map((gw, i) => gatewayLoad(gw, String(i))))
 
     const told = new Map<string, number>() // "stream/seq" → record id the gateway was told
@@ -135,4 +152,95 @@ describe('two cloud processes on one PostgreSQL, over HTTP', () => {
     expect(report).toMatchObject({ ok: true, records: 2 * STREAMS * SEQS, sealedRecords: 2 * STREAMS * SEQS, pendingRecords: 0, envelopes: { checked: 2 * STREAMS * SEQS } })
     console.log(`[pg-two-clouds] ${told.size} batches over HTTP into two clouds, A (sealer) SIGKILLed after ${killAfter} of its ${SEQS} bulks; ${report.blocks} blocks; chain verify ok with ${report.envelopes.checked} envelopes re-hashed`)
   }, 300_000)
+})
+
+async function cli(args: string[]): Promise<string> {
+  const r = await careledger(args)
+  if (r.code !== 0) throw new Error(`careledger ${args.join(' ')} exited ${r.code}: ${r.stderr}`)
+  return r.stdout
+}
+
+describe('two cloud processes on one PostgreSQL share tokens, gateways and nonces', () => {
+  it('token, enrolment, upload, replay and revocation across processes', async ({ skip }) => {
+    if (postgres.skip) skip(postgres.skip)
+    const { url, a, b } = await startPair('access_two_clouds')
+
+    // A token made once (no --data: the database is the deployment's) works on both processes.
+    const { token: admin } = JSON.parse(await cli(['cloud', 'token', 'create', '--role', 'admin', '--name', 'ops', '--json', '--database', url]))
+    expect((await getAs(a.url, admin, '/v1/stats')).status).toBe(200)
+    expect((await getAs(b.url, admin, '/v1/stats')).status).toBe(200)
+    const { token: doctor } = JSON.parse(await cli(['cloud', 'token', 'create', '--role', 'doctor', '--name', 'dr-house', '--json', '--database', url]))
+    expect((await getAs(b.url, doctor, '/v1/stats')).status).toBe(403) // known on B, and its role is checked there
+
+    // Enrolled on A, the gateway uploads to B.
+    const gw = testGateway()
+    const { token: invite } = JSON.parse(await cli(['cloud', 'gateway', 'invite', '--name', 'ward-1', '--json', '--database', url]))
+    const reg = await fetch(`${a.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: invite, publicKey: bytesToHex(gw.publicKey), name: 'ward-1' }) })
+    expect(reg.status).toBe(201)
+    // The invite is spent for both.
+    const again = await fetch(`${b.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: invite, publicKey: bytesToHex(testGateway().publicKey), name: 'ward-1' }) })
+    expect(again.status).toBe(401)
+    const stream = testStream(gw)
+    const b0 = await sealTestBatch(stream, 0, null)
+    const body0 = await batchBody(b0)
+    const onB = await signedPost(b.url, gw, '/v1/batches', body0)
+    expect(onB.res.status).toBe(201)
+    const record = (await json(onB.res)).record
+    // The same batch again, to A (a fail-over re-send): the same record, not a second one.
+    const onA = await signedPost(a.url, gw, '/v1/batches', body0)
+    expect(onA.res.status).toBe(200)
+    expect((await json(onA.res)).record.id).toBe(record.id)
+
+    // A nonce used on A is refused on B, and on A itself.
+    const b1 = await sealTestBatch(stream, 1, b0.commitment, { kem: b0.kem })
+    const body1 = await batchBody(b1)
+    const first = await signedPost(a.url, gw, '/v1/batches', body1)
+    expect(first.res.status).toBe(201)
+    for (const target of [b, a]) {
+      const replayed = await replay(target.url, '/v1/batches', first.headers, body1)
+      expect(replayed.status).toBe(401)
+      expect((await json(replayed)).error.code).toBe('REPLAYED_REQUEST')
+    }
+
+    // One signed request sent to both at the same moment: exactly one accepts it, the other refuses the replay.
+    const b2 = await sealTestBatch(stream, 2, b1.commitment, { kem: b0.kem })
+    const body2 = await batchBody(b2)
+    const headers = { ...signRequest(gw.secretKey, { method: 'POST', path: '/v1/batches', body: body2 }), 'content-type': 'application/cbor' }
+    const both = await Promise.all([a, b].map((t) => replay(t.url, '/v1/batches', headers, body2)))
+    expect(both.map((r) => r.status).sort()).toEqual([201, 401])
+    expect((await json(both.find((r) => r.status === 401)!)).error.code).toBe('REPLAYED_REQUEST')
+
+    // Both processes list the gateway; its last sync is shared.
+    const listed = (await json(getAs(b.url, admin, '/v1/gateways'))).gateways
+    expect(listed).toMatchObject([{ gatewayId: gw.gatewayId, name: 'ward-1', revoked: false, batches: 3 }])
+    expect(listed[0].lastSyncAt).not.toBeNull()
+    const cliList = JSON.parse(await cli(['cloud', 'gateway', 'list', '--json', '--database', url]))
+    expect(cliList.map((g: { name: string }) => g.name)).toEqual(['ward-1'])
+
+    // Supervision is not on PostgreSQL yet: its routes say so instead of judging an empty local chain.
+    const sup = await getAs(a.url, admin, '/v1/supervision/requests')
+    expect(sup.status).toBe(501)
+    expect((await json(sup)).error).toMatchObject({ code: 'NOT_IMPLEMENTED', message: expect.stringMatching(/does not run on a PostgreSQL chain yet/) })
+
+    // Revoked once: refused by both processes on their next request.
+    await cli(['cloud', 'token', 'revoke', 'ops', '--database', url])
+    for (const target of [a, b]) {
+      const res = await getAs(target.url, admin, '/v1/stats')
+      expect(res.status).toBe(401)
+      expect((await json(res)).error.code).toBe('UNAUTHENTICATED')
+    }
+    await cli(['cloud', 'gateway', 'revoke', 'ward-1', '--database', url])
+    const b3 = await sealTestBatch(stream, 3, b2.commitment, { kem: b0.kem })
+    for (const target of [a, b]) {
+      const { res } = await signedPost(target.url, gw, '/v1/batches', await batchBody(b3))
+      expect(res.status).toBe(401)
+      expect((await json(res)).error.code).toBe('UNKNOWN_GATEWAY')
+    }
+
+    // Three records on the chain, once each.
+    const health = await json(fetch(`${b.url}/healthz`))
+    expect(health.records).toBe(3)
+    expect(await a.stop()).toEqual({ code: 0, signal: null })
+    expect(await b.stop()).toEqual({ code: 0, signal: null })
+  }, 240_000)
 })

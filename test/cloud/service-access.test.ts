@@ -52,12 +52,12 @@ beforeAll(async () => {
   data = tempDataDir('cloud-access')
   // Blocks only when the test seals (a periodic seal between the upload and sealNow would leave it nothing to seal).
   cloud = await startTestCloud(data.dir, { blockIntervalS: '3600' })
-  for (const role of ROLES) tokens[role] = cloud.tokens.create(role, `${role}-1`).token
-  revoked = cloud.tokens.create('admin', 'former-admin').token
-  cloud.tokens.revoke('former-admin')
+  for (const role of ROLES) tokens[role] = (await cloud.tokens.create(role, `${role}-1`)).token
+  revoked = (await cloud.tokens.create('admin', 'former-admin')).token
+  await cloud.tokens.revoke('former-admin')
   // One record in one block, and a verification result, so every allowed GET can answer 200.
   const gw = testGateway()
-  const { token } = cloud.enrolment.invite('ward-1')
+  const { token } = await cloud.enrolment.invite('ward-1')
   const reg = await fetch(`${cloud.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, publicKey: bytesToHex(gw.publicKey), name: 'ward-1' }) })
   expect(reg.status).toBe(201)
   const { res } = await signedPost(cloud.url, gw, '/v1/batches', await batchBody(await sealTestBatch(testStream(gw), 0, null)))
@@ -143,9 +143,9 @@ describe('role table: every endpoint × every role', () => {
   })
 
   it('revoking a token takes effect on its next request', async () => {
-    const { token } = cloud.tokens.create('regulator', 'temp-regulator')
+    const { token } = await cloud.tokens.create('regulator', 'temp-regulator')
     expect((await getAs(cloud.url, token, '/v1/streams')).status).toBe(200)
-    cloud.tokens.revoke('temp-regulator')
+    await cloud.tokens.revoke('temp-regulator')
     expect((await getAs(cloud.url, token, '/v1/streams')).status).toBe(401)
   })
 })
@@ -155,7 +155,7 @@ describe('gateway registration', () => {
 
   it('answers 201 with the gateway id and the cloud keys, and the token is single-use', async () => {
     const gw = testGateway()
-    const { token } = cloud.enrolment.invite('ward-2')
+    const { token } = await cloud.enrolment.invite('ward-2')
     const res = await register({ token, publicKey: bytesToHex(gw.publicKey), name: 'ward-2' })
     expect(res.status).toBe(201)
     expect(await json(res)).toEqual({
@@ -192,7 +192,7 @@ describe('gateway registration', () => {
   })
 
   it('refuses bad requests without consuming the token, naming the field', async () => {
-    const { token } = cloud.enrolment.invite('ward-5')
+    const { token } = await cloud.enrolment.invite('ward-5')
     const gw = testGateway()
     const cases: Array<[unknown, number, string, string]> = [
       [{ token, publicKey: bytesToHex(gw.publicKey), name: 'ward-6' }, 400, 'INVALID_REQUEST', 'name'],
@@ -220,8 +220,8 @@ describe('gateway registration', () => {
 
   it('a key already registered is a 409 CONFLICT and the token survives', async () => {
     const gw = testGateway()
-    expect((await register({ token: cloud.enrolment.invite('ward-7').token, publicKey: bytesToHex(gw.publicKey), name: 'ward-7' })).status).toBe(201)
-    const { token } = cloud.enrolment.invite('ward-8')
+    expect((await register({ token: (await cloud.enrolment.invite('ward-7')).token, publicKey: bytesToHex(gw.publicKey), name: 'ward-7' })).status).toBe(201)
+    const { token } = await cloud.enrolment.invite('ward-8')
     const res = await register({ token, publicKey: bytesToHex(gw.publicKey), name: 'ward-8' })
     expect(res.status).toBe(409)
     expect((await json(res)).error.code).toBe('CONFLICT')
@@ -229,8 +229,8 @@ describe('gateway registration', () => {
   })
 
   it('a newer invite for the same name withdraws the older one', async () => {
-    const first = cloud.enrolment.invite('ward-10').token
-    const second = cloud.enrolment.invite('ward-10').token
+    const first = (await cloud.enrolment.invite('ward-10')).token
+    const second = (await cloud.enrolment.invite('ward-10')).token
     const res = await register({ token: first, publicKey: bytesToHex(testGateway().publicKey), name: 'ward-10' })
     expect(res.status).toBe(401)
     expect((await json(res)).error.message).toMatch(/withdrawn/)

@@ -3,9 +3,13 @@
  * a tampered body or path, a replayed request (also after the process was killed and restarted),
  * a stale timestamp, an unsigned request, an unknown or revoked gateway — each refused with its
  * documented code, and nothing stored: every table's row count and the blockstore's files are the
- * same before and after.
+ * same before and after. Run on both backends: SQLite (the default) and `--database postgres://…`
+ * on a real PostgreSQL this file starts (there the nonces, gateways and chain are in PostgreSQL, and
+ * "nothing stored" counts its tables too).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import pg from 'pg'
+import { usePostgres } from '../helpers/postgres.ts'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { generateSigningKey } from '../../shared/crypto/sign.ts'
 import { signRequest } from '../../shared/protocol/request-signing.ts'
@@ -18,9 +22,29 @@ let cloud: CloudProcess
 let gw: TestGateway
 let batches: SealedBatch[]
 let next = 0
+/** The shared PostgreSQL of the cloud under test, or null on SQLite. */
+let database: string | null = null
+const postgres = usePostgres()
+/** Where the CLI finds the cloud's access stores. */
+const storeArgs = (): string[] => (database ? ['--database', database] : ['--data', data.dir])
+
+/** Row counts of every table, in cloud.db and (on PostgreSQL) in the shared database, and the blockstore's files. */
+async function stored(): Promise<Record<string, number>> {
+  const out = storedState(data.dir)
+  if (!database) return out
+  const c = new pg.Client({ connectionString: database })
+  await c.connect()
+  try {
+    const tables = (await c.query<{ t: string }>("SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")).rows.map((r) => r.t)
+    for (const t of tables) out[`pg:${t}`] = Number((await c.query<{ n: string }>(`SELECT count(*) AS n FROM "${t}"`)).rows[0]!.n)
+  } finally {
+    await c.end()
+  }
+  return out
+}
 
 async function invite(name: string): Promise<string> {
-  const r = await careledger(['cloud', 'gateway', 'invite', '--name', name, '--json', '--data', data.dir])
+  const r = await careledger(['cloud', 'gateway', 'invite', '--name', name, '--json', ...storeArgs()])
   expect(r.code).toBe(0)
   return JSON.parse(r.stdout).token
 }
@@ -43,10 +67,10 @@ async function settled(): Promise<void> {
 /** Run `f` and check that it stored nothing at all. */
 async function storesNothing(f: () => Promise<void>): Promise<void> {
   await settled()
-  const before = storedState(data.dir)
+  const before = await stored()
   await f()
   await new Promise((r) => setTimeout(r, 300)) // longer than a block interval: a record would be sealed by now
-  expect(storedState(data.dir)).toEqual(before)
+  expect(await stored()).toEqual(before)
 }
 
 async function refused(res: Response, status: number, code: string): Promise<{ code: string; message: string; details: Record<string, unknown> }> {
@@ -56,20 +80,27 @@ async function refused(res: Response, status: number, code: string): Promise<{ c
   return body.error
 }
 
-beforeAll(async () => {
-  data = tempDataDir('cloud-auth')
-  cloud = await CloudProcess.start({ dataDir: data.dir, args: ['--block-interval-s', '0.1', '--verify-interval-s', '0'] })
-  gw = testGateway()
-  await register(gw, 'ward-a')
-  batches = await sealChain(testStream(gw), 8)
-})
+const backends = [
+  { name: 'sqlite', skip: null as string | null },
+  { name: 'postgres', skip: postgres.skip },
+] as const
 
-afterAll(async () => {
-  await cloud?.stop()
-  data?.cleanup()
-})
+for (const backend of backends) describe.skipIf(backend.skip !== null)(`signed gateway requests (${backend.name})`, () => {
+  beforeAll(async () => {
+    data = tempDataDir('cloud-auth')
+    next = 0
+    database = backend.name === 'postgres' ? await postgres.server().createDatabase('service_auth') : null
+    cloud = await CloudProcess.start({ dataDir: data.dir, args: ['--block-interval-s', '0.1', '--verify-interval-s', '0', ...(database ? ['--database', database] : [])], readyTimeoutMs: 60_000 })
+    gw = testGateway()
+    await register(gw, 'ward-a')
+    batches = await sealChain(testStream(gw), 8)
+  }, 120_000)
 
-describe('signed gateway requests', () => {
+  afterAll(async () => {
+    await cloud?.stop()
+    data?.cleanup()
+  })
+
   it('a correctly signed upload is accepted (the baseline for the refusals below)', async () => {
     const { res } = await signedPost(cloud.url, gw, '/v1/batches', await batchBody(batches[next++]!))
     expect(res.status).toBe(201)
@@ -176,7 +207,7 @@ describe('signed gateway requests', () => {
     await register(g, 'ward-revoked')
     const [b0, b1] = await sealChain(testStream(g), 2)
     expect((await signedPost(cloud.url, g, '/v1/batches', await batchBody(b0!))).res.status).toBe(201)
-    expect((await careledger(['cloud', 'gateway', 'revoke', 'ward-revoked', '--data', data.dir])).code).toBe(0)
+    expect((await careledger(['cloud', 'gateway', 'revoke', 'ward-revoked', ...storeArgs()])).code).toBe(0)
     await storesNothing(async () => {
       const { res } = await signedPost(cloud.url, g, '/v1/batches', await batchBody(b1!))
       expect((await refused(res, 401, 'UNKNOWN_GATEWAY')).message).toMatch(/revoked/)

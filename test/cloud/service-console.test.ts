@@ -29,10 +29,10 @@ let xssRecord: number
 beforeAll(async () => {
   data = tempDataDir('cloud-console')
   cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', verifyIntervalS: '3600' })
-  admin = cloud.tokens.create('admin', 'console-admin').token
+  admin = (await cloud.tokens.create('admin', 'console-admin')).token
 
   const gw = testGateway()
-  const { token } = cloud.enrolment.invite('ward-3')
+  const { token } = await cloud.enrolment.invite('ward-3')
   const reg = await fetch(`${cloud.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, publicKey: bytesToHex(gw.publicKey), name: 'ward-3' }) })
   expect(reg.status).toBe(201)
   const up = async (b: Parameters<typeof batchBody>[0]) => {

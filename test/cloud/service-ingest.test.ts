@@ -76,7 +76,7 @@ async function expectRefusal(body: Uint8Array, status: number, code: string, fie
 
 async function registerGateway(name: string): Promise<TestGateway> {
   const g = testGateway()
-  const { token } = cloud.enrolment.invite(name)
+  const { token } = await cloud.enrolment.invite(name)
   const res = await fetch(`${cloud.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, publicKey: bytesToHex(g.publicKey), name }) })
   expect(res.status).toBe(201)
   return g
@@ -87,8 +87,8 @@ beforeAll(async () => {
   // Blocks are sealed by hand here (cloud.sealNow) so "not sealed yet" is deterministic.
   if (backend === 'postgres') database = await postgres.server().createDatabase('service_ingest')
   cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', maxBatchBytes: String(64 * 1024), ...(database ? { database } : {}) })
-  admin = cloud.tokens.create('admin', 'admin').token
-  doctor = cloud.tokens.create('doctor', 'dr-who').token
+  admin = (await cloud.tokens.create('admin', 'admin')).token
+  doctor = (await cloud.tokens.create('doctor', 'dr-who')).token
   gw = await registerGateway('ward-1')
 })
 

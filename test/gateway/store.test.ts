@@ -2,6 +2,7 @@
  * The SQLite store on real files: connection settings, migrations, corruption recovery, device
  * secrets and enrolment, the group commit, the quarantine bound, and the sealer's queries.
  */
+import { scryptSync } from 'node:crypto'
 import { closeSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
@@ -10,8 +11,8 @@ import { isCareLedgerError } from '../../shared/errors.ts'
 import type { Rejection } from '../../shared/schema/reading.ts'
 import { listSetAside, openGatewayDb, quickCheck } from '../../gateway/store/db.ts'
 import { migrate, migrations, SCHEMA_VERSION, type Migration } from '../../gateway/store/migrations.ts'
-import { DeviceDirectory, DeviceStore, hashSecret, scryptWaiting, verifySecret, SCRYPT } from '../../gateway/store/devices.ts'
-import { decodeSamples, encodeSamples, GroupCommitter, ReadingStore, type FlushReport, type PendingWrite, type WriteOutcome } from '../../gateway/store/readings.ts'
+import { DeviceDirectory, DeviceStore, DUMMY_HASH, hashSecret, scryptWaiting, verifySecret, SCRYPT, SCRYPT_V1 } from '../../gateway/store/devices.ts'
+import { decodeSamples, encodeSamples, GroupCommitter, LINGER_MAX_WRITES, ReadingStore, type FlushReport, type PendingWrite, type WriteOutcome } from '../../gateway/store/readings.ts'
 import { GatewayProcess, tempDataDir } from '../helpers/gateway-process.ts'
 
 const dirs: Array<() => void> = []
@@ -135,11 +136,24 @@ describe('device secrets and enrolment', () => {
     expect(await verifySecret(Buffer.from('x'), 'bcrypt$2$2$2$aa$bb')).toBe(false)
   })
 
+  it('hashes new secrets at 2 MiB (N=2^11, r=8) and still accepts hashes stored with the earlier 16 MiB parameters', async () => {
+    expect(128 * SCRYPT.N * SCRYPT.r).toBe(2 * 1024 * 1024)
+    expect(hashSecret('x')).toMatch(/^scrypt\$2048\$8\$1\$/)
+    // A hash as gateways before issue 11 stored it (scrypt$16384$8$1$…): a device enrolled then keeps logging in.
+    const salt = Buffer.alloc(16, 7)
+    const old = `scrypt$${SCRYPT_V1.N}$${SCRYPT_V1.r}$${SCRYPT_V1.p}$${salt.toString('base64url')}$${scryptSync('old-secret', salt, 32, SCRYPT_V1).toString('base64url')}`
+    expect(old.startsWith('scrypt$16384$8$1$')).toBe(true)
+    expect(await verifySecret(Buffer.from('old-secret'), old)).toBe(true)
+    expect(await verifySecret(Buffer.from('old-secreu'), old)).toBe(false)
+    // The dummy hash for unknown ids costs what a new device's login costs.
+    expect(DUMMY_HASH.startsWith(`scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$`)).toBe(true)
+  })
+
   it('verifies a burst of connects one scrypt at a time, each with the right answer', async () => {
     const h = hashSecret('s3cret')
     const presented = ['s3cret', 'wrong', 's3cret', 'nope', 's3cret', 's3cret']
     const pending = presented.map((p) => verifySecret(Buffer.from(p), h))
-    expect(scryptWaiting()).toBe(5) // one running, five queued: never more than one 16 MB scrypt buffer
+    expect(scryptWaiting()).toBe(5) // one running, five queued: never more than one scrypt buffer
     expect(await Promise.all(pending)).toEqual([true, false, true, false, true, true])
     expect(scryptWaiting()).toBe(0)
   })
@@ -254,6 +268,60 @@ describe('group commit', () => {
     expect(s.reports.map((r) => r.quarantineDropped)).toEqual([0, 2])
     expect(s.reports.at(-1)!.quarantineRows).toBe(3)
     expect([...s.reports.at(-1)!.rejectedByCode]).toEqual([['IMPLAUSIBLE_VALUE', 3]])
+  })
+
+  describe('commit linger (issue 11)', () => {
+    const turn = () => new Promise((r) => setImmediate(r))
+    /** bed-1 and bed-2 write together once, so both count as active monitors. */
+    async function twoActive(lingerMs: number) {
+      const s = setup(100, { lingerMs })
+      await Promise.all([write('bed-1', [hr(1)]), write('bed-2', [hr(1)])])
+      return s
+    }
+    const seenBy = (reader: Database.Database, device: string, seq: number) => reader.prepare('SELECT count(*) FROM readings WHERE device_id = ? AND seq = ?').pluck().get(device, seq) as number
+
+    it('holds a commit while other active monitors may still write, then commits their writes in ONE transaction; each callback only after the commit', async () => {
+      const { committer, reports, reader } = await twoActive(60_000) // never reached: bed-2's write ends the linger
+      const seen: number[] = []
+      const a = new Promise<void>((ok) => committer.enqueue({ deviceId: 'bed-1', receivedAt: Date.now(), readings: [hr(2)], rejections: [], done: (err) => (expect(err).toBeNull(), seen.push(seenBy(reader, 'bed-1', 2)), ok()) }))
+      await turn()
+      await turn()
+      // Turns later, still lingering: not committed, not acknowledged.
+      expect(committer.pending).toBe(1)
+      expect(seen).toEqual([])
+      expect(seenBy(reader, 'bed-1', 2)).toBe(0)
+      const b = new Promise<void>((ok) => committer.enqueue({ deviceId: 'bed-2', receivedAt: Date.now(), readings: [hr(2)], rejections: [], done: (err) => (expect(err).toBeNull(), seen.push(seenBy(reader, 'bed-2', 2)), ok()) }))
+      await Promise.all([a, b])
+      expect(seen).toEqual([1, 1]) // durable before each callback: another connection sees the rows
+      expect(reports.map((r) => r.writes)).toEqual([2, 2])
+    })
+
+    it('ends the linger after lingerMs when the others stay quiet', async () => {
+      const { reports, reader } = await twoActive(20)
+      await write('bed-1', [hr(2)])
+      expect(seenBy(reader, 'bed-1', 2)).toBe(1)
+      expect(reports.map((r) => r.writes)).toEqual([2, 1])
+    })
+
+    it('never keeps a lone device waiting for its own PUBACK, and commits a burst at the end of its turn', async () => {
+      const s = setup(100, { lingerMs: 60_000 })
+      for (let i = 1; i <= 3; i++) await write('bed-1', [hr(i)]) // one active device: no linger at all
+      expect(s.reports.map((r) => r.writes)).toEqual([1, 1, 1])
+      await Promise.all([write('bed-1', [hr(4)]), write('bed-2', [hr(1)])]) // now two are active
+      const burst = Array.from({ length: LINGER_MAX_WRITES }, (_, i) => write('bed-1', [hr(100 + i)])) // bed-2 quiet: only the size ends the linger
+      await Promise.all(burst)
+      expect(s.reports.at(-1)!.writes).toBe(LINGER_MAX_WRITES)
+    })
+
+    it('commits what lingers at close, so shutdown acknowledges it', async () => {
+      const { committer, reader } = await twoActive(60_000)
+      const a = write('bed-1', [hr(2)])
+      await turn()
+      expect(committer.pending).toBe(1)
+      committer.close()
+      await a
+      expect(seenBy(reader, 'bed-1', 2)).toBe(1)
+    })
   })
 
   it('acknowledges nothing when the commit fails, and nothing of the batch is stored', async () => {

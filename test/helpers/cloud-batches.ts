@@ -36,9 +36,9 @@ export function testGateway(): TestGateway {
 }
 
 /** A new test gateway, registered with a running cloud through its one-time enrolment (POST /v1/gateways/register). */
-export async function registerTestGateway(cloud: { url: string; enrolment: { invite(name: string): { token: string } } }, name = 'ward-1'): Promise<TestGateway> {
+export async function registerTestGateway(cloud: { url: string; enrolment: { invite(name: string): { token: string } | Promise<{ token: string }> } }, name = 'ward-1'): Promise<TestGateway> {
   const gw = testGateway()
-  const { token } = cloud.enrolment.invite(name)
+  const { token } = await cloud.enrolment.invite(name)
   const res = await fetch(`${cloud.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, publicKey: Buffer.from(gw.publicKey).toString('hex'), name }) })
   if (res.status !== 201) throw new Error(`registering ${name}: ${res.status} ${await res.text()}`)
   return gw

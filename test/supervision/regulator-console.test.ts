@@ -49,9 +49,9 @@ const api = async <T>(path: string): Promise<T> => (await fetch(`${cloud.url}${p
 beforeAll(async () => {
   data = tempDataDir('regulator-console')
   cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', verifyIntervalS: '0' })
-  tokens.admin = cloud.tokens.create('admin', 'ops').token
-  tokens.doctor = cloud.tokens.create('doctor', 'dr-house').token
-  tokens.regulator = cloud.tokens.create('regulator', 'authority-desk').token
+  tokens.admin = (await cloud.tokens.create('admin', 'ops')).token
+  tokens.doctor = (await cloud.tokens.create('doctor', 'dr-house')).token
+  tokens.regulator = (await cloud.tokens.create('regulator', 'authority-desk')).token
   const gw = await registerTestGateway(cloud)
   const monitor = testStream(gw, 'bed-03', 'P-3', 'role:doctor OR patient:{patient}')
   let prev: string | null = null

@@ -26,12 +26,8 @@ import { admitBatch, commitRecord, describeRow, summarize, summaryOf, toRecordRo
 import { blockSummary, clampLimit, nextBlock, streamSummaryOf, type AppendResult, type BlockDetail, type BlockSummary, type BulkAppendResult, type ChainKeys, type ChainStats, type RawBlock, type RawStream, type RecordProof, type StreamSummary } from '../../chain/store.ts'
 import { SyncPool, attempt, outcomeError, type Outcome } from '../../chain/sync-pool.ts'
 import { redactDatabaseUrl, type ChainBackend } from '../chain-backend.ts'
-import { LOCKS, LOCK_SPACE, migrate } from './migrations.ts'
-
-// BIGINT columns come back as JS numbers (ids, heights, seqs and epoch ms are all < 2^53).
-const types = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser,
-}
+import { LOCKS, LOCK_SPACE } from './migrations.ts'
+import { inTransaction, openMigratedPool } from './pool.ts'
 
 const hex = bytesToHex
 const u8 = (b: Uint8Array): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
@@ -56,17 +52,8 @@ type Verdict =
 
 /** Connect (applying migrations) and register this process's keys. */
 export async function openPgChainStore(url: string, keys: ChainKeys, opts: PgChainStoreOptions = {}): Promise<PgChainStore> {
-  const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 4, types })
-  pool.on('error', () => {}) // an idle client's broken connection: the next query reconnects
+  const pool = await openMigratedPool(url, opts.poolSize ?? 4)
   try {
-    const c = await pool.connect().catch((e: Error) => {
-      throw new CareLedgerError('INVALID_ARGUMENT', `cannot reach the PostgreSQL database ${redactDatabaseUrl(url)}: ${e.message}`, { reason: 'DATABASE_UNREACHABLE', database: redactDatabaseUrl(url) }, { cause: e })
-    })
-    try {
-      await migrate(c)
-    } finally {
-      c.release()
-    }
     const store = new PgChainStore(pool, keys, opts)
     await store.registerKeys()
     return store
@@ -127,19 +114,8 @@ export class PgChainStore implements ChainBackend {
     await this.pool.end()
   }
 
-  async #tx<T>(body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.pool.connect()
-    try {
-      await c.query('BEGIN')
-      const out = await body(c)
-      await c.query('COMMIT')
-      return out
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => {})
-      throw e
-    } finally {
-      c.release()
-    }
+  #tx<T>(body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, body)
   }
 
   // ---- appending -----------------------------------------------------------------------------------

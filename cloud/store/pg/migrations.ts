@@ -90,6 +90,51 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       );
     `,
   },
+  {
+    // The access tables of cloud/access/schema.ts (SQLite) in PostgreSQL, shared by every process:
+    // people's API tokens, gateways, enrolment invites, request nonces. A nonce is claimed by an
+    // INSERT … ON CONFLICT against the primary key, so a replay to another process is refused by
+    // the database, not by a read-then-write race (cloud/store/pg/access.ts).
+    name: 'access/001-tokens-gateways-nonces',
+    sql: `
+      CREATE TABLE api_tokens (
+        id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name         TEXT   NOT NULL,
+        role         TEXT   NOT NULL CHECK (role IN ('admin', 'regulator', 'researcher', 'doctor')),
+        token_hash   BYTEA  NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+        created_at   BIGINT NOT NULL,
+        last_used_at BIGINT,
+        revoked_at   BIGINT
+      );
+      CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (name) WHERE revoked_at IS NULL;
+      CREATE TABLE gateways (
+        gateway_id    TEXT   PRIMARY KEY,
+        name          TEXT   NOT NULL,
+        public_key    BYTEA  NOT NULL UNIQUE CHECK (length(public_key) = 32),
+        registered_at BIGINT NOT NULL,
+        revoked_at    BIGINT,
+        last_sync_at  BIGINT
+      );
+      CREATE UNIQUE INDEX gateways_live_name ON gateways (name) WHERE revoked_at IS NULL;
+      CREATE TABLE gateway_invites (
+        id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name       TEXT   NOT NULL,
+        token_hash BYTEA  NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at    BIGINT,
+        gateway_id TEXT   REFERENCES gateways (gateway_id),
+        revoked_at BIGINT
+      );
+      CREATE TABLE request_nonces (
+        gateway_id TEXT   NOT NULL,
+        nonce      TEXT   NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (gateway_id, nonce)
+      );
+      CREATE INDEX request_nonces_expiry ON request_nonces (expires_at);
+    `,
+  },
 ]
 
 /** Apply the migrations this database has not seen; returns the names applied now. */

@@ -1,0 +1,43 @@
+/**
+ * Evidence v2 (shared/protocol/evidence.ts): beside each record a redaction changed, its newest
+ * redaction log entry and the entry's link in the log; and the supervisory policies of the chain,
+ * which the clients check the entries against. Read from the supervision tables (cloud/supervision/
+ * schema.ts); nothing here is trusted by the clients, who re-check every entry and row.
+ */
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { decodeRedactionLogEntry } from '../../shared/protocol/redaction-log.ts'
+import type { RecordRedaction } from '../../shared/protocol/evidence.ts'
+import type { CloudDb } from '../store/db.ts'
+
+const ZERO = '00'.repeat(32)
+
+export class RedactionEvidence {
+  readonly #newest
+  readonly #logHash
+  readonly #policies
+
+  constructor(db: CloudDb) {
+    this.#newest = db.prepare('SELECT seq, entry, hash, log_hash FROM redaction_log WHERE record_id = ? ORDER BY seq DESC LIMIT 1')
+    this.#logHash = db.prepare('SELECT log_hash FROM redaction_log WHERE seq = ?').pluck()
+    this.#policies = db.prepare('SELECT policy FROM supervisory_policies ORDER BY set_at, rowid').pluck()
+  }
+
+  /** The record's newest redaction log entry, or null when no redaction changed it. */
+  of(record: number): RecordRedaction | null {
+    const r = this.#newest.get(record) as { seq: number; entry: Uint8Array; hash: Uint8Array; log_hash: Uint8Array } | undefined
+    if (!r) return null
+    const prev = r.seq > 1 ? (this.#logHash.get(r.seq - 1) as Uint8Array | undefined) : undefined
+    return {
+      seq: r.seq,
+      entry: decodeRedactionLogEntry(new Uint8Array(r.entry)) as unknown as Record<string, unknown>,
+      hash: bytesToHex(new Uint8Array(r.hash)),
+      prevLogHash: prev ? bytesToHex(new Uint8Array(prev)) : ZERO,
+      logHash: bytesToHex(new Uint8Array(r.log_hash)),
+    }
+  }
+
+  /** Every supervisory policy the cloud holds (oldest first), as JSON. */
+  policies(): Record<string, unknown>[] {
+    return (this.#policies.all() as string[]).map((p) => JSON.parse(p) as Record<string, unknown>)
+  }
+}
