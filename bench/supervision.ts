@@ -56,7 +56,7 @@ const STAGE_LABELS: Record<ApplyStage | 'blockstore put' | 'blockstore delete', 
   approvals: 'k EIP-712 approvals re-verified',
   'opening-check': 'opening checked (1 of 1)',
   'log-entry': 'log entry built (approvals again) + hashed',
-  commit: 'swap + log append + WAL fsync (one tx)',
+  commit: 'swap + log append + block v2 sealed + WAL fsync (one tx)',
   'blockstore put': 'blockstore put new envelope + fsync',
   'blockstore delete': 'blockstore delete old + dir fsync',
 }
@@ -83,7 +83,9 @@ try {
   const c = committee(2, 3, keys.chameleon.secretKey)
   const stageMs = new Map<ApplyStage | 'blockstore put' | 'blockstore delete', number[]>()
   let lastStages: [ApplyStage, number][] = []
-  const sup = new SupervisionStore(db, { chameleonPublicKey: keys.chameleon.publicKey, onStage: (stage, ms) => void lastStages.push([stage, ms]) })
+  // As the service does (cloud/runtime.ts): each apply seals the block committing its log entry in its transaction.
+  const sealer = new ChainStore(db, keys.store, { workers: 0 })
+  const sup = new SupervisionStore(db, { chameleonPublicKey: keys.chameleon.publicKey, onStage: (stage, ms) => void lastStages.push([stage, ms]), seal: (t) => sealer.sealBlock(t) })
   const blocks = await EnvelopeStore.open(join(dir, 'blocks'))
   const addStage = (stage: ApplyStage | 'blockstore put' | 'blockstore delete', ms: number): void => void stageMs.set(stage, [...(stageMs.get(stage) ?? []), ms])
   sup.setPolicy(c.policy)
@@ -171,6 +173,7 @@ try {
     addStage('blockstore delete', t6 - t5)
   }
   await blocks.close()
+  await sealer.close()
   db.close()
   const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b)
   const rows: string[][] = [

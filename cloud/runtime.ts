@@ -124,7 +124,19 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       inflight: new InflightBudget(config.limits.inflight),
       instructions: new InstructionStore(db, keys.signingSecretKey),
       damage: new DamageLog(db),
-      supervision: new SupervisionStore(db, { chameleonPublicKey: keys.chameleonPublicKey, now, log: (line, msg) => logger.info(line, msg) }),
+      supervision: new SupervisionStore(db, {
+        chameleonPublicKey: keys.chameleonPublicKey,
+        now,
+        log: (line, msg) => logger.info(line, msg),
+        // An applied redaction is committed by a block sealed in the same transaction (header v2).
+        seal: shared
+          ? undefined
+          : (t) => {
+              const block = chain.sealBlock(t)
+              if (block) queueMicrotask(() => chain.head()?.hash === block.hash && noteSealed(block))
+              return block
+            },
+      }),
       metrics,
       anchor,
       logger,
@@ -146,13 +158,14 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
         metrics.sealFailures.inc()
         throw err
       }
-      if (block) {
-        knownHead = { height: block.height, hash: block.hash }
-        metrics.blocksSealed.inc()
-        metrics.height.set(block.height)
-        logger.debug({ event: 'block_sealed', height: block.height, records: block.count, first: block.firstRecord }, `sealed block ${block.height}`)
-      }
+      if (block) noteSealed(block)
       return block
+    }
+    function noteSealed(block: BlockSummary): void {
+      knownHead = { height: block.height, hash: block.hash }
+      metrics.blocksSealed.inc()
+      metrics.height.set(block.height)
+      logger.debug({ event: 'block_sealed', height: block.height, records: block.count, first: block.firstRecord, redactions: block.redactions?.count }, `sealed block ${block.height}`)
     }
 
     const cache = new VerificationCache()

@@ -63,6 +63,13 @@ export function formatReport(r: VerificationReport, source: string, mainThreadCh
   lines.push(`  blocks     ${n(r.blocks)}${r.head ? ` (head: height ${r.head.height}, hash ${r.head.hash})` : ''}`)
   lines.push(`  records    ${n(r.records)}: ${n(r.sealedRecords)} sealed, ${n(r.pendingRecords)} pending; ${n(r.streams)} streams`)
   lines.push(`  keys       chameleon ${r.chameleonKey}; block signing ${r.signingKeys.ids.join(', ') || 'none'} (${KEY_SOURCE[r.signingKeys.source] ?? r.signingKeys.source})`)
+  const log = r.redactionLog
+  if (log && (log.entries > 0 || log.committedAt !== null)) {
+    lines.push(
+      `  redactions ${n(log.entries)} log entr${log.entries === 1 ? 'y' : 'ies'}: ${n(log.committed)} committed by block ${log.committedAt ?? '(none: v1 blocks only)'}` +
+        (log.uncommitted > 0 ? `; ${n(log.uncommitted)} applied since, not yet committed by a block` : ''),
+    )
+  }
   lines.push(`  envelopes  ${r.envelopes ? `${n(r.envelopes.checked)} blocks re-hashed against their CIDs (${n(Math.round(r.envelopes.bytes / 1024))} KiB)` : 'not checked (--skip-envelopes, or no blockstore)'}`)
   const rate = r.durationMs > 0 ? ` (${n(Math.round((r.recordsChecked / r.durationMs) * 1000))} records/s)` : ''
   lines.push(`  checked    ${n(r.recordsChecked)} records${r.recordsCached ? ` (+${n(r.recordsCached)} unchanged since a previous run)` : ''} in ${(r.durationMs / 1000).toFixed(2)} s on ${r.workers || 'no'} worker thread${r.workers === 1 ? '' : 's'}${mainThreadChecked && r.workers > 0 ? ' and the main thread' : ''}${rate}`)

@@ -22,7 +22,8 @@ import { MerkleTree } from '../../shared/crypto/merkle.ts'
 import { decodeCanonical } from '../../shared/encoding/canonical.ts'
 import type { BatchManifest } from '../../shared/protocol/manifest.ts'
 import { registerMigrations, type CloudDb, type Migration } from '../store/db.ts'
-import { blockHash, decodeBlockHeader, makeBlock, recordsTree, type BlockHeader, type SealedBlock } from './block.ts'
+import { blockHash, decodeBlockHeader, EMPTY_REDACTION_STATE, makeBlock, recordsTree, type BlockHeader, type RedactionState, type SealedBlock } from './block.ts'
+import { committedState, redactionLogHeadAt, redactionLogState } from '../supervision/log-state.ts'
 import {
   admitBatch,
   commitRecord,
@@ -170,6 +171,10 @@ export interface BlockSummary {
   readonly chameleonKey: string
   readonly signer: string
   readonly signature: string
+  /** The header version: 1 (before the redaction log was committed) or 2. */
+  readonly version?: 1 | 2
+  /** Version 2: the redaction log as it stood at sealing (entries, head = the last entry's log_hash). */
+  readonly redactions?: RedactionState
   /** Set when the stored header no longer decodes (the other fields are then empty). */
   readonly damaged?: true
 }
@@ -281,6 +286,8 @@ export function blockSummary(row: RawBlock): { summary: BlockSummary; header: Bl
       lastRecord: header.last,
       chameleonKey: header.chameleonKey,
       signer: header.signer,
+      version: header.v,
+      ...(header.v === 2 ? { redactions: header.redactions } : {}),
     },
   }
 }
@@ -324,6 +331,7 @@ export function nextBlock(
   rows: readonly { id: number; hash: Uint8Array }[],
   now: number,
   signer: { chameleonKeyId: string; signerKeyId: string; signingSecretKey: Uint8Array },
+  redactions: RedactionState = EMPTY_REDACTION_STATE,
 ): { height: number; prevHash: Uint8Array | null; block: SealedBlock } {
   let height = 0
   let prevHash: Uint8Array | null = null
@@ -340,14 +348,14 @@ export function nextBlock(
     prevLast = h.last
     time = Math.max(now, h.time)
   }
-  if (rows[0]!.id !== prevLast + 1) {
+  if (rows.length > 0 && rows[0]!.id !== prevLast + 1) {
     throw new CareLedgerError('VERIFICATION_FAILED', `refusing to seal: the first pending record is ${rows[0]!.id}, the last block ended at ${prevLast}`, {
       reason: 'RECORD_ASSIGNMENT',
       first: rows[0]!.id,
       prevLast,
     })
   }
-  const block = makeBlock({ height, prevHash, time, records: rows.map((r) => ({ id: r.id, hash: u8(r.hash) })), ...signer })
+  const block = makeBlock({ height, prevHash, time, records: rows.map((r) => ({ id: r.id, hash: u8(r.hash) })), ...signer, redactions, nextRecord: prevLast + 1 })
   return { height, prevHash, block }
 }
 
@@ -713,22 +721,38 @@ export class ChainStore {
   // ---- sealing -------------------------------------------------------------------------------------
 
   /**
-   * Seal every pending record (at most `maxRecords`) into the next block, in one transaction;
-   * null when nothing is pending (no empty blocks). The block time never goes backwards: it is
-   * max(now, previous block's time). Refuses (VERIFICATION_FAILED) to extend a chain whose last
-   * block's stored hash is not the hash of its header, or whose pending records do not continue
-   * where the last block ended.
+   * Seal every pending record (at most `maxRecords`) into the next block, in one transaction,
+   * committing the redaction log as it stands (block header v2). Null when nothing is pending and
+   * the log has not moved since the last block; when only the log moved, the block holds no
+   * records. The block time never goes backwards: it is max(now, previous block's time). Refuses
+   * (VERIFICATION_FAILED) to extend a chain whose last block's stored hash is not the hash of its
+   * header, whose pending records do not continue where the last block ended, or whose redaction
+   * log does not extend the state the last v2 block committed to (an entry removed or rewritten).
+   * Called inside another transaction (SupervisionStore applying a redaction), it joins it.
    */
   sealBlock(now: number, opts: { maxRecords?: number } = {}): BlockSummary | null {
     if (!Number.isSafeInteger(now) || now < 0) throw new CareLedgerError('INVALID_ARGUMENT', `sealBlock: now must be epoch milliseconds, got ${now}`, { now })
     const limit = opts.maxRecords ?? -1
     return this.db.transaction((): BlockSummary | null => {
       const rows = this.#s.pending.all(limit) as { id: number; hash: Buffer }[]
-      if (rows.length === 0) return null
       const last = this.#s.lastBlock.get() as RawBlock | undefined
-      const { height, block } = nextBlock(last, rows, now, { chameleonKeyId: this.#chameleonKeyId, signerKeyId: this.#signerKeyId, signingSecretKey: this.#signingSecretKey })
+      const log = redactionLogState(this.db)
+      const committed = last ? committedState(blockSummary(last).header) : null
+      if (committed) {
+        const at = redactionLogHeadAt(this.db, committed.count)
+        if (log.count < committed.count || at !== committed.head) {
+          throw new CareLedgerError(
+            'VERIFICATION_FAILED',
+            `refusing to seal: block ${last!.height} committed the redaction log at ${committed.count} entries (head ${committed.head}), the stored log ${log.count < committed.count ? `holds only ${log.count}` : `reaches ${at} there`}`,
+            { reason: 'REDACTION_LOG', height: last!.height, committed, stored: log },
+          )
+        }
+      }
+      const logMoved = committed ? log.count !== committed.count : log.count > 0
+      if (rows.length === 0 && (!last || !logMoved)) return null
+      const { height, block } = nextBlock(last, rows, now, { chameleonKeyId: this.#chameleonKeyId, signerKeyId: this.#signerKeyId, signingSecretKey: this.#signingSecretKey }, log)
       this.#s.insertBlock.run(height, block.bytes, block.hash, block.signature)
-      const assigned = this.#s.assign.run(height, block.header.first, block.header.last).changes
+      const assigned = block.header.count === 0 ? 0 : this.#s.assign.run(height, block.header.first, block.header.last).changes
       if (assigned !== block.header.count) throw new Error(`internal: sealed ${assigned} records into block ${height}, expected ${block.header.count}`)
       return blockSummary({ height, header: Buffer.from(block.bytes), hash: Buffer.from(block.hash), signature: Buffer.from(block.signature) }).summary
     }).immediate()

@@ -12,6 +12,9 @@
  *            agrees with the indexed columns (RECORD_CONTENT); gateway signature (MANIFEST_SIGNATURE)
  *   streams  prev of seq n = commitment of seq n − 1 (STREAM_LINK); the stream index and its
  *            gaps agree with the records (STREAM_INDEX)
+ *   redaction log  the log as stored extends the state every v2 block committed to: entry count
+ *            and head (REDACTION_LOG: an entry removed, reordered, rewritten or rolled back, named
+ *            with the block that committed it; checkLogCommitments in verify-redactions.ts)
  *   envelopes (with `envelopes`) every record's block re-hashed against its CID
  *            (ENVELOPE_MISSING, ENVELOPE_CORRUPT; verify-envelopes.ts)
  *
@@ -34,7 +37,7 @@ import type { CloudDb } from '../store/db.ts'
 import { blockHash, decodeBlockHeader, recordsRoot, verifyBlockSignature, type BlockHeader } from './block.ts'
 import { checkRecordRows, toRecordRow, type RawRecord, type RecordFailure, type RecordFailureKind, type RecordRow } from './record.ts'
 import { scanEnvelopes, type EnvelopeFailureKind } from './verify-envelopes.ts'
-import { hasRedactionLog, planRedactionChecks, runRedactionJobs, UNREDACTED_ROWS, type RedactionFailure, type RedactionJob } from '../supervision/verify-redactions.ts'
+import { checkLogCommitments, hasRedactionLog, planRedactionChecks, runRedactionJobs, UNREDACTED_ROWS, type CommittedLogState, type RedactionFailure, type RedactionJob } from '../supervision/verify-redactions.ts'
 import type { SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
 
 export type FailureKind =
@@ -127,6 +130,12 @@ export interface VerificationReport {
   readonly failureCounts: Readonly<Partial<Record<FailureKind, number>>>
   /** Failures counted but not listed (beyond maxFailures). */
   readonly failuresOmitted: number
+  /**
+   * The redaction log: its entries, how many the newest v2 block commits to, and how many were
+   * applied since (not yet committed by a block); `committedAt` is that block's height (null: no
+   * v2 block yet). Absent in reports made before block header v2 (a stored or remote report).
+   */
+  readonly redactionLog?: { readonly entries: number; readonly committed: number; readonly uncommitted: number; readonly committedAt: number | null }
 }
 
 // ---- the memo of verified rows ---------------------------------------------------------------------
@@ -387,7 +396,10 @@ export async function verifyChain(db: CloudDb | string, opts: VerifyOptions): Pr
     for (const f of redactions.failures) failures.add(f)
     const records = checkRecords(conn, workerCount > 0 ? spawn : null, chameleonPk, opts, failures, redactions.jobs)
     records.catch(() => {}) // awaited below; a worker failure during the block checks must not count as unhandled
-    const blocks = await checkBlocks(conn, signers, chameleonId, failures)
+    const logStates: CommittedLogState[] = []
+    const blocks = await checkBlocks(conn, signers, chameleonId, failures, logStates)
+    const commitments = checkLogCommitments(logStates, redactions.log)
+    for (const f of commitments.failures) failures.add(f)
     const recordStats = await records
     checkStreams(conn, failures)
     if (opts.expectHead) checkHead(conn, opts.expectHead, failures)
@@ -415,6 +427,7 @@ export async function verifyChain(db: CloudDb | string, opts: VerifyOptions): Pr
       failures: failures.sorted(),
       failureCounts: failures.counts,
       failuresOmitted: failures.omitted,
+      redactionLog: { entries: redactions.entries, committed: commitments.committed, uncommitted: commitments.uncommitted, committedAt: logStates.at(-1)?.height ?? null },
     }
   } finally {
     if (pool) {
@@ -425,7 +438,13 @@ export async function verifyChain(db: CloudDb | string, opts: VerifyOptions): Pr
 }
 
 /** Block-by-block checks; yields to the event loop now and then so the record workers stay fed. */
-async function checkBlocks(conn: Conn, signers: Map<string, Uint8Array>, chameleonId: string, failures: Failures): Promise<{ head: { height: number; hash: string } | null }> {
+async function checkBlocks(
+  conn: Conn,
+  signers: Map<string, Uint8Array>,
+  chameleonId: string,
+  failures: Failures,
+  logStates: CommittedLogState[],
+): Promise<{ head: { height: number; hash: string } | null }> {
   const page = conn.prepare('SELECT height, header, hash, signature FROM blocks WHERE height > ? ORDER BY height LIMIT 128')
   const assigned = conn.prepare('SELECT id, hash FROM records WHERE block_height = ? ORDER BY id')
   let expectedHeight = 0
@@ -470,13 +489,15 @@ async function checkBlocks(conn: Conn, signers: Map<string, Uint8Array>, chamele
           fail('RECORDS_ROOT', `the root over its ${recs.length} stored record hashes is ${root}, the header commits to ${header.recordsRoot}`)
         }
         const contiguous = recs.every((r, i) => r.id === header.first + i)
-        if (recs.length !== header.count || !contiguous || recs[0]?.id !== header.first || recs.at(-1)?.id !== header.last) {
+        // A v2 block may hold no records (only the redaction log moved): then none may be assigned to it.
+        if (recs.length !== header.count || !contiguous || (header.count > 0 && (recs[0]?.id !== header.first || recs.at(-1)?.id !== header.last))) {
           const ids = recs.length <= 6 ? recs.map((r) => r.id).join(', ') : `${recs[0]!.id}…${recs.at(-1)!.id}`
           fail('RECORD_ASSIGNMENT', `the header covers records ${header.first}..${header.last} (${header.count}), the records table assigns ${recs.length} [${ids}]`)
         }
         if (header.first !== prevLast + 1) fail('RECORD_ASSIGNMENT', `starts at record ${header.first}, but the previous block ended at ${prevLast}`)
         prevLast = Math.max(prevLast, header.last)
         prevTime = Math.max(prevTime, header.time)
+        if (header.v === 2) logStates.push({ height, count: header.redactions.count, head: header.redactions.head })
       }
       prevHash = computed
       expectedHeight = height + 1

@@ -77,7 +77,11 @@ export function openApiDocument(config: CloudConfig): object {
         },
         Block: {
           type: 'object',
-          properties: { height: int, hash: hex(64), prev: { type: ['string', 'null'] }, time: epochMs, recordsRoot: hex(64), count: int, firstRecord: int, lastRecord: int, signature: hex(128) },
+          properties: {
+            height: int, hash: hex(64), prev: { type: ['string', 'null'] }, time: epochMs, recordsRoot: hex(64), count: int, firstRecord: int, lastRecord: int, signature: hex(128),
+            // Header version 2: the redaction log the block committed to (docs/protocol.md §Chain blocks).
+            version: { type: 'integer', enum: [1, 2] }, redactions: { type: 'object', properties: { count: int, head: hex(64) } },
+          },
         },
         Stream: {
           type: 'object',

@@ -24,6 +24,7 @@ import { manifestCommitment } from '../../shared/protocol/manifest.ts'
 import { NO_MANIFEST, verifyRequesterSignature, type RequesterSignature } from '../../shared/protocol/supervision-request.ts'
 import { applyMigrations, type CloudDb } from '../store/db.ts'
 import { decodeRecordContent, toRecordRow, type RawRecord, type RecordRow } from '../chain/record.ts'
+import type { BlockSummary } from '../chain/store.ts'
 import { SUPERVISION_MIGRATIONS } from './schema.ts'
 import { correctedContent, decodeTombstone, tombstoneFor } from './content.ts'
 
@@ -102,6 +103,8 @@ export interface Applied {
   readonly gateway: string
   readonly stream: string
   readonly seq: number
+  /** The block that committed the log entry (sealed in the same transaction), when the store was given the sealer. */
+  readonly block: BlockSummary | null
 }
 
 interface RequestRow {
@@ -137,14 +140,31 @@ export class SupervisionStore {
   readonly #now: () => number
   readonly #log: (line: Record<string, unknown>, msg: string) => void
   readonly #onStage: ((stage: ApplyStage, ms: number) => void) | undefined
+  readonly #seal: ((now: number) => BlockSummary | null) | undefined
 
-  constructor(db: CloudDb, opts: { chameleonPublicKey: Uint8Array; now?: () => number; log?: (line: Record<string, unknown>, msg: string) => void; onStage?: (stage: ApplyStage, ms: number) => void }) {
+  /**
+   * `seal`: the chain's sealer (ChainStore.sealBlock on the same database). Applying a redaction
+   * calls it inside the applying transaction, so the log entry and the block that commits it
+   * (header v2) are written together or not at all: the log is never uncommitted. Without it
+   * (tests, benches) the entry waits for the next block the sealer makes.
+   */
+  constructor(
+    db: CloudDb,
+    opts: {
+      chameleonPublicKey: Uint8Array
+      now?: () => number
+      log?: (line: Record<string, unknown>, msg: string) => void
+      onStage?: (stage: ApplyStage, ms: number) => void
+      seal?: (now: number) => BlockSummary | null
+    },
+  ) {
     applyMigrations(db, SUPERVISION_MIGRATIONS)
     this.#db = db
     this.#chameleonPublicKey = opts.chameleonPublicKey
     this.#now = opts.now ?? Date.now
     this.#log = opts.log ?? (() => {})
     this.#onStage = opts.onStage
+    this.#seal = opts.seal
   }
 
   /** Run one stage of the apply path, timed when the owner asked (bench:supervision). */
@@ -405,7 +425,7 @@ export class SupervisionStore {
       const entry = buildRedactionLogEntry({ policy, subject, reason: r.reason, requester: r.requester, approvals: approvers, signers, opening, time, request })
       return { entry, hash: redactionLogEntryHash(entry) }
     })
-    const tx = this.#db.transaction((): number => {
+    const tx = this.#db.transaction((): { seq: number; block: BlockSummary | null } => {
       const prev = this.#db.prepare('SELECT seq, log_hash FROM redaction_log ORDER BY seq DESC LIMIT 1').get() as { seq: number; log_hash: Uint8Array } | undefined
       const seq = (prev?.seq ?? 0) + 1
       const logHash = sha256(concatBytes(prev ? new Uint8Array(prev.log_hash) : new Uint8Array(32), hash))
@@ -413,9 +433,10 @@ export class SupervisionStore {
       if (changed !== 1) throw new Error(`record ${row.id} vanished while applying`)
       this.#db.prepare('INSERT INTO redaction_log (seq, record_id, request_id, entry, hash, log_hash, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run(seq, row.id, r.id, encodeRedactionLogEntry(entry), hash, logHash, time)
       this.#db.prepare("UPDATE supervision_requests SET status = 'applied', closed_at = ?, closed_by = 'cloud', new_envelope = NULL WHERE id = ?").run(time, r.id)
-      return seq
+      // Last: the block committing the log with this entry (header v2), in this same transaction.
+      return { seq, block: this.#seal ? this.#seal(time) : null }
     })
-    const logSeq = this.#stage('commit', () => tx.immediate())
+    const { seq: logSeq, block } = this.#stage('commit', () => tx.immediate())
     this.#log({ event: 'supervision_applied', request: r.id, record: row.id, action: r.action, logSeq, approvers: approvers.map((a) => a.regulator.address) }, `${r.action} of record ${row.id} applied`)
     return {
       request: this.getRequest(r.id)!,
@@ -428,6 +449,7 @@ export class SupervisionStore {
       gateway: row.gatewayId,
       stream: row.stream,
       seq: row.seq,
+      block,
     }
   }
 

@@ -25,6 +25,7 @@ import { parseSupervisoryPolicy, supervisoryPolicyId, type SupervisoryPolicy } f
 import { manifestCommitment } from '../../shared/protocol/manifest.ts'
 import { decodeRecordContent, toRecordRow, type RawRecord, type RecordRow } from '../chain/record.ts'
 import { checkRedactedRows } from './content.ts'
+import { hasRedactionLog } from './log-state.ts'
 
 type Conn = Database.Database
 
@@ -35,7 +36,7 @@ export interface RedactionFailure {
   readonly message: string
 }
 
-export const hasRedactionLog = (conn: Conn): boolean => conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'redaction_log'").get() !== undefined
+export { hasRedactionLog } from './log-state.ts'
 
 /** The records query of the plain checks, leaving out rows the redaction log changed. */
 export const UNREDACTED_ROWS = 'id NOT IN (SELECT record_id FROM redaction_log)'
@@ -50,6 +51,8 @@ export interface RedactionPlan {
   readonly jobs: RedactionJob[]
   readonly rows: number
   readonly entries: number
+  /** The log as stored, in seq order: each entry's seq and the log hash recomputed from the entries up to it (hex). */
+  readonly log: readonly { readonly seq: number; readonly logHash: string }[]
 }
 
 /**
@@ -59,13 +62,15 @@ export interface RedactionPlan {
 export function planRedactionChecks(conn: Conn, trusted?: readonly SupervisoryPolicy[]): RedactionPlan {
   const failures: RedactionFailure[] = []
   const jobs: RedactionJob[] = []
-  if (!hasRedactionLog(conn)) return { failures, jobs, rows: 0, entries: 0 }
+  const log: { seq: number; logHash: string }[] = []
+  if (!hasRedactionLog(conn)) return { failures, jobs, rows: 0, entries: 0, log }
   const policies = new Map<string, SupervisoryPolicy>()
   const known = trusted ?? (conn.prepare('SELECT policy FROM supervisory_policies').pluck().all() as string[]).map((p) => parseSupervisoryPolicy(JSON.parse(p)))
   for (const p of known) policies.set(bytesToHex(supervisoryPolicyId(p)), p)
 
   const newest = new Map<number, { entry: RedactionLogEntry; seq: number }>()
   let prevLog = new Uint8Array(32)
+  let running = new Uint8Array(32)
   let entries = 0
   for (const r of conn.prepare('SELECT seq, record_id, request_id, entry, hash, log_hash FROM redaction_log ORDER BY seq').iterate() as IterableIterator<{ seq: number; record_id: number; request_id: string; entry: Uint8Array; hash: Uint8Array; log_hash: Uint8Array }>) {
     entries++
@@ -73,6 +78,7 @@ export function planRedactionChecks(conn: Conn, trusted?: readonly SupervisoryPo
     const logHash = sha256(concatBytes(prevLog, new Uint8Array(r.hash)))
     if (bytesToHex(logHash) !== bytesToHex(new Uint8Array(r.log_hash))) fail('its log hash does not follow from the previous entry (an entry was removed, reordered or altered)')
     prevLog = new Uint8Array(r.log_hash)
+    log.push({ seq: r.seq, logHash: bytesToHex(logHash) })
     let entry: RedactionLogEntry
     try {
       entry = decodeRedactionLogEntry(new Uint8Array(r.entry))
@@ -80,6 +86,7 @@ export function planRedactionChecks(conn: Conn, trusted?: readonly SupervisoryPo
       fail(`does not decode: ${(e as Error).message}`)
       continue
     }
+
     if (bytesToHex(redactionLogEntryHash(entry)) !== bytesToHex(new Uint8Array(r.hash))) fail('the entry does not hash to its stored hash')
     if (entry.record !== r.record_id || entry.requestId !== r.request_id) fail(`names record ${entry.record} / request ${entry.requestId}, its row says ${r.record_id} / ${r.request_id}`)
     const policy = policies.get(entry.policy)
@@ -89,6 +96,13 @@ export function planRedactionChecks(conn: Conn, trusted?: readonly SupervisoryPo
     if (before && before.entry.newContent !== entry.oldContent) fail(`changes record ${entry.record} from content ${entry.oldContent}, but entry ${before.seq} left it at ${before.entry.newContent}`)
     newest.set(entry.record, { entry, seq: r.seq })
   }
+  // A request the cloud marked applied must have its entry: an undone redaction often leaves this trace.
+  const requests = conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'supervision_requests'").get() !== undefined
+  if (requests) {
+    for (const q of conn.prepare("SELECT id, record_id, closed_at FROM supervision_requests WHERE status = 'applied' AND id NOT IN (SELECT request_id FROM redaction_log) ORDER BY closed_at, id LIMIT 100").all() as { id: string; record_id: number; closed_at: number | null }[]) {
+      failures.push({ kind: 'REDACTION_LOG', recordId: q.record_id, message: `request ${q.id} (record ${q.record_id}) was applied${q.closed_at === null ? '' : ` at ${new Date(q.closed_at).toISOString()}`}, but the redaction log holds no entry for it: the entry was removed (the redaction undone?)` })
+    }
+  }
 
   const get = conn.prepare('SELECT id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height FROM records WHERE id = ?')
   for (const [id, { entry }] of newest) {
@@ -96,7 +110,51 @@ export function planRedactionChecks(conn: Conn, trusted?: readonly SupervisoryPo
     if (!raw) failures.push({ kind: 'REDACTION', recordId: id, message: `record ${id}: the redaction log changed it, but it does not exist` })
     else jobs.push({ kind: 'row', recordId: id, row: toRecordRow(raw), entry })
   }
-  return { failures, jobs, rows: newest.size, entries }
+  return { failures, jobs, rows: newest.size, entries, log }
+}
+
+/** The redaction log state one v2 block committed to (cloud/chain/block.ts). */
+export interface CommittedLogState {
+  readonly height: number
+  readonly count: number
+  readonly head: string
+}
+
+/**
+ * The stored log must extend every state a block committed to (REDACTION_LOG, naming the block and
+ * the entries): no block commits to more entries than the log holds (entries removed: a redaction
+ * deleted or undone), the log hash after `count` entries is the committed head (an entry removed,
+ * reordered or rewritten, even with every later log_hash recomputed), and the committed counts
+ * never go down from block to block (a rollback sealed over). Entries after the last committed
+ * state are not yet committed (`uncommitted`: applied since the last block; each is still checked
+ * for its k approvals like every entry). Each distinct committed state is judged once.
+ */
+export function checkLogCommitments(states: readonly CommittedLogState[], log: RedactionPlan['log']): { failures: RedactionFailure[]; committed: number; uncommitted: number } {
+  const failures: RedactionFailure[] = []
+  let matched: CommittedLogState | null = null
+  let previous: CommittedLogState | null = null
+  for (const b of states) {
+    const fail = (message: string): void => void failures.push({ kind: 'REDACTION_LOG', height: b.height, message: `block ${b.height}: ${message}` })
+    const same = previous !== null && previous.count === b.count && previous.head === b.head
+    if (previous && b.count < previous.count) fail(`commits the redaction log at ${b.count} entries, but block ${previous.height} already committed ${previous.count}: the log was rolled back`)
+    previous = b
+    if (same) continue
+    const from = (matched?.count ?? 0) + 1
+    if (b.count > log.length) {
+      fail(
+        `committed the redaction log at ${b.count} entries (head ${b.head}), the log holds only ${log.length}: ` +
+          `${b.count - log.length === 1 ? `entry ${b.count} was` : `entries ${log.length + 1}..${b.count} were`} removed (an applied redaction deleted or undone)`,
+      )
+    } else if (b.count > 0 && log[b.count - 1]!.logHash !== b.head) {
+      const at = log[b.count - 1]!
+      fail(
+        `committed the redaction log at ${b.count} entries with head ${b.head}, the stored log hashes to ${at.logHash} there (entry ${at.seq}): ` +
+          `${from === b.count ? `entry ${b.count}` : `an entry among entries ${from}..${b.count}`} was removed, reordered or rewritten`,
+      )
+    } else if (!matched || b.count >= matched.count) matched = b
+  }
+  const committed = previous?.count ?? 0
+  return { failures, committed: Math.min(committed, log.length), uncommitted: Math.max(0, log.length - committed) }
 }
 
 /** The costly checks of a plan; pure (no I/O), so any thread runs them. The rows' openings are checked as a batch. */

@@ -164,6 +164,9 @@ describe.each(backends)('chain store on $name', (backend) => {
     for (let seq = 0; seq < 3; seq++) await store.appendBatches(fleet.map((s) => s.batch(seq)))
     const b0 = (await store.sealBlock(5000))!
     expect(b0).toMatchObject({ height: 0, prev: null, time: 5000, count: 12, firstRecord: 1, lastRecord: 12, chameleonKey: store.chameleonKeyId, signer: store.signerKeyId })
+    // Block header v2 on both backends; no redaction log here (PostgreSQL has no supervision yet): the empty state.
+    expect(b0).toMatchObject({ version: 2, redactions: { count: 0, head: '0'.repeat(64) } })
+    expect((await store.getBlock(0))!.header).toMatchObject({ v: 2, redactions: { count: 0, head: '0'.repeat(64) } })
     expect(await store.sealBlock(6000)).toBeNull()
     await store.appendBatches(fleet.map((s) => s.batch(3)))
     const b1 = (await store.sealBlock(4000, { maxRecords: 3 }))!

@@ -86,6 +86,8 @@ describe('a chain written in record format v1', () => {
     for (const s of fleet.slice(2)) expect(store.appendBatch(s.batch(4)).status).toBe('created')
     for (const s of fleet) expect(store.appendBatch(s.batch(5)).status).toBe('created')
     store.sealBlock(1_760_000_100_000)
+    // Block header v2 (with the redaction log state, empty here) after the fixture's four v1 blocks.
+    expect(store.listBlocks({ limit: 10 }).map((b) => [b.version, b.redactions?.count ?? null])).toEqual([[1, null], [1, null], [1, null], [1, null], [2, 0]])
     // Redact old record 20 (v1) with the trapdoor: new content in v2, a format-2 opening of the same hash.
     const row = db.prepare('SELECT content, hash FROM records WHERE id = 20').get() as { content: Buffer; hash: Buffer }
     const rec = decodeRecordContent(new Uint8Array(row.content))

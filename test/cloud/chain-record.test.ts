@@ -192,9 +192,9 @@ describe('blocks', () => {
     signingSecretKey: keys.signing.secretKey,
   })
 
-  it('header: canonical CBOR of the ten fields; hash = SHA-256 of those bytes', () => {
-    expect(Object.keys(decodeCanonical(block.bytes) as object).sort()).toEqual(['chameleonKey', 'count', 'first', 'height', 'last', 'prev', 'recordsRoot', 'signer', 'time', 'v'])
-    expect(block.header).toMatchObject({ v: 1, height: 3, count: 3, first: 7, last: 9 })
+  it('header v2: canonical CBOR of the eleven fields (v1\'s ten and the redaction log state); hash = SHA-256 of those bytes', () => {
+    expect(Object.keys(decodeCanonical(block.bytes) as object).sort()).toEqual(['chameleonKey', 'count', 'first', 'height', 'last', 'prev', 'recordsRoot', 'redactions', 'signer', 'time', 'v'])
+    expect(block.header).toMatchObject({ v: 2, height: 3, count: 3, first: 7, last: 9, redactions: { count: 0, head: '0'.repeat(64) } })
     expect(decodeBlockHeader(block.bytes)).toEqual(block.header)
     expect(bytesToHex(encodeBlockHeader(block.header))).toBe(bytesToHex(block.bytes))
     expect(bytesToHex(block.hash)).toBe(bytesToHex(sha256(block.bytes)))
@@ -227,9 +227,60 @@ describe('blocks', () => {
     expect(isCareLedgerError(errorOf(() => makeBlock({ ...base, records: [] })), 'INVALID_ARGUMENT')).toBe(true)
     expect(isCareLedgerError(errorOf(() => makeBlock({ ...base, records: [records[0]!, records[2]!] })), 'INVALID_ARGUMENT')).toBe(true)
     const h = { ...block.header }
-    for (const bad of [{ ...h, extra: 1 }, { ...h, prev: null }, { ...h, count: 4 }, { ...h, v: 2 }, { ...h, height: 0 }]) {
+    const empty = sha256(new Uint8Array(0))
+    const { redactions: _state, ...v1Fields } = block.header as typeof block.header & { redactions: unknown }
+    for (const bad of [
+      { ...h, extra: 1 },
+      { ...h, prev: null },
+      { ...h, count: 4 },
+      { ...h, v: 1 }, // v1 has no redactions field
+      { ...h, v: 3 },
+      { ...h, height: 0 },
+      { ...h, redactions: { count: 0, head: 'ab'.repeat(32) } },
+      { ...h, redactions: { count: 1, head: '0'.repeat(64) } },
+      { ...h, redactions: { count: 1 } },
+      { ...h, count: 0, last: 6 }, // no records, but the root of three
+      { ...v1Fields, v: 1, count: 0, last: 6, recordsRoot: bytesToHex(empty) }, // v1 never empty
+    ]) {
       expect(isCareLedgerError(errorOf(() => decodeBlockHeader(encodeCanonical(bad))), 'INVALID_ENCODING')).toBe(true)
     }
+  })
+})
+
+describe('blocks: versions and the redaction log state', () => {
+  const records = [rowFor(7, 0), rowFor(8, 1)]
+  const base = {
+    height: 3,
+    prevHash: sha256(new TextEncoder().encode('block 2')),
+    time: 1_760_000_000_000,
+    chameleonKeyId: chameleonKeyId(keys.chameleon.publicKey),
+    signerKeyId: signingKeyId(keys.signing.publicKey),
+    signingSecretKey: keys.signing.secretKey,
+  }
+  const state = { count: 2, head: bytesToHex(sha256(new TextEncoder().encode('log head'))) }
+
+  it('version 1 (chains sealed before the log was committed) still encodes, decodes and verifies with its ten fields', () => {
+    const b = makeBlock({ ...base, records: records.map((r) => ({ id: r.id, hash: r.hash })), version: 1 })
+    expect(Object.keys(decodeCanonical(b.bytes) as object)).not.toContain('redactions')
+    expect(decodeBlockHeader(b.bytes)).toEqual(b.header)
+    expect(b.header.v).toBe(1)
+    expect(verifyBlockSignature(keys.signing.publicKey, b.bytes, b.signature)).toBe(true)
+  })
+
+  it('version 2 commits the log state; a different state is a different block hash', () => {
+    const a = makeBlock({ ...base, records: records.map((r) => ({ id: r.id, hash: r.hash })), redactions: state })
+    const b = makeBlock({ ...base, records: records.map((r) => ({ id: r.id, hash: r.hash })), redactions: { ...state, count: 3 } })
+    expect(a.header).toMatchObject({ v: 2, redactions: state })
+    expect(bytesToHex(a.hash)).not.toBe(bytesToHex(b.hash))
+    expect(decodeBlockHeader(a.bytes)).toEqual(a.header)
+  })
+
+  it('a v2 block may hold no records (only the log moved): count 0, first = last + 1, the empty-tree root', () => {
+    const b = makeBlock({ ...base, records: [], nextRecord: 10, redactions: state })
+    expect(b.header).toMatchObject({ v: 2, count: 0, first: 10, last: 9, recordsRoot: bytesToHex(sha256(new Uint8Array(0))) })
+    expect(decodeBlockHeader(b.bytes)).toEqual(b.header)
+    expect(isCareLedgerError(errorOf(() => makeBlock({ ...base, records: [], redactions: state })), 'INVALID_ARGUMENT')).toBe(true)
+    expect(isCareLedgerError(errorOf(() => makeBlock({ ...base, records: [], nextRecord: 10, version: 1 })), 'INVALID_ARGUMENT')).toBe(true)
   })
 })
 

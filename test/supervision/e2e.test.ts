@@ -118,9 +118,11 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
     expect(openBatch(sys.authority.doctor, await sys.envelope(id), after.manifest).readings).toEqual(fixed)
     expect(existsSync(blockFilePath(join(sys.dirs.cloud, 'blocks'), CID.parse(before.cid)))).toBe(false)
     expect((await sys.blocks()).slice(0, blocksBefore.length)).toEqual(blocksBefore) // no block moved (newer ones may have been sealed)
-    const { entries } = await sys.api<{ entries: { record: number; entry: { requestId: string; signers: number[]; approvals: unknown[] } }[] }>('/v1/supervision/log')
+    const { entries } = await sys.api<{ entries: { record: number; logHash: string; entry: { requestId: string; signers: number[]; approvals: unknown[] } }[] }>('/v1/supervision/log')
     expect(entries.at(-1)).toMatchObject({ record: id, entry: { requestId: rid, signers: [1, 3] } })
     expect(entries.at(-1)!.entry.approvals).toHaveLength(2)
+    // The entry is on the chain: the block sealed in the applying transaction commits the log (header v2).
+    expect((await sys.blocks()).at(-1)).toMatchObject({ version: 2, redactions: { count: entries.length, head: entries.at(-1)!.logHash } })
     // Verified against the policy file the regulators hold (not the database's copy).
     const v = await verifyCli([join(committee(), 'policy.json')])
     expect(v.report.failures).toEqual([])

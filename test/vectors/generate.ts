@@ -6,6 +6,7 @@ import { computeChameleonVectors } from './chameleon.ts'
 import { computeSealedSecretVectors } from './sealed-secret.ts'
 import { computeFrostChameleonVectors } from './frost-chameleon.ts'
 import { computeSupervisionVectors } from './supervision.ts'
+import { computeBlockVectors } from './block.ts'
 
 const dir = new URL('.', import.meta.url)
 writeFileSync(new URL('abe.json', dir), JSON.stringify(computeAbeVectors(), null, 2) + '\n')
@@ -17,4 +18,8 @@ writeFileSync(new URL('supervision.json', dir), JSON.stringify(computeSupervisio
 const batchFile = new URL('batch.json', dir)
 const batch = JSON.parse(readFileSync(batchFile, 'utf8')) as Record<string, unknown>
 writeFileSync(batchFile, JSON.stringify({ ...batch, v2: computeBatchVectors() }, null, 2) + '\n')
-console.log('wrote test/vectors/abe.json, chameleon.json, frost-chameleon.json, supervision.json, sealed-secret.json and batch.json v2 (batch v1, chameleon-v1.json and rfc9591/ are history: never rewritten)')
+// Block headers: the current version (v2) is rewritten; v1 (before the redaction log was committed) is history.
+const blockFile = new URL('block.json', dir)
+const block = JSON.parse(readFileSync(blockFile, 'utf8')) as Record<string, unknown>
+writeFileSync(blockFile, JSON.stringify({ ...block, v2: computeBlockVectors('v2') }, null, 2) + '\n')
+console.log('wrote test/vectors/abe.json, chameleon.json, frost-chameleon.json, supervision.json, sealed-secret.json, batch.json v2 and block.json v2 (block v1, batch v1, chameleon-v1.json and rfc9591/ are history: never rewritten)')
