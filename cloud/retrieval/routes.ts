@@ -115,10 +115,7 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
     const head = int(q, 'head')
     const limit = Math.min(int(q, 'limit', { min: 1, def: MAX_RECORDS_PAGE }), MAX_RECORDS_PAGE)
     const ids = index.span(q.stream, fromSeq, toSeq, head, limit)
-    const records = ids.map((r) => {
-      const proof = ctx.chain.recordProof(r.id)!
-      return { ...proof, record: { ...proof.record, redacted: false } }
-    })
+    const records = ctx.chain.recordProofs(ids.map((r) => r.id)).map((proof) => ({ ...proof!, record: { ...proof!.record, redacted: false } }))
     return { records, next: ids.length === limit && ids.at(-1)!.seq < toSeq ? ids.at(-1)!.seq + 1 : null }
   })
 
