@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { decodeCanonical, decodeCanonicalByReencode, encodeCanonical, MAX_CANONICAL_DEPTH } from '../../shared/encoding/canonical.ts'
 import { isCareLedgerError } from '../../shared/errors.ts'
+import { canonicalValue } from './canonical-values.ts'
 
 const RUNS = Math.max(1, Number(process.env.CANONICAL_FUZZ_RUNS ?? 1))
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
@@ -41,20 +42,6 @@ function agree(bytes: Uint8Array): string {
   return reference
 }
 
-const { value: canonicalValue } = fc.letrec((tie) => ({
-  value: fc.oneof(
-    { depthSize: 'small', withCrossShrink: true },
-    fc.constant(null),
-    fc.boolean(),
-    fc.maxSafeInteger(),
-    fc.integer(),
-    fc.double({ noNaN: true, noDefaultInfinity: true }),
-    fc.string({ unit: 'binary' }),
-    fc.uint8Array({ maxLength: 40 }),
-    fc.array(tie('value'), { maxLength: 5 }),
-    fc.dictionary(fc.string({ unit: 'binary', maxLength: 8 }), tie('value'), { maxKeys: 5 }),
-  ),
-}))
 
 // ---- CBOR written by hand, canonical or not: the grammar of RFC 8949 §3 with every way to stray ----
 
