@@ -255,6 +255,8 @@ export interface RawStream {
 
 const u8 = (b: Uint8Array): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
 const hex = bytesToHex
+/** Leaves of the block trees a store keeps for inclusion proofs (a leaf and its share of the inner nodes: ~0.25 KB, so ~8 MB). */
+const TREE_CACHE_LEAVES = 32_768
 const RECORD_COLUMNS = 'id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height'
 
 
@@ -387,6 +389,7 @@ export class ChainStore {
   /** Batches handed to #append in this process (for warmUpAfter). */
   #appended = 0
   readonly #trees = new Map<number, MerkleTree>()
+  #treeLeaves = 0
   readonly #headers = new Map<number, { bytes: Buffer; header: BlockHeader }>()
   readonly #s
 
@@ -799,12 +802,26 @@ export class ChainStore {
     return header
   }
 
+  /**
+   * A block's Merkle tree, kept (least recently used out) while the kept trees hold at most
+   * TREE_CACHE_LEAVES leaves: an export pages through one stream after another over the same
+   * blocks, and rebuilding a 1,000-record tree (its hashes read, 2,000 SHA-256) for every few
+   * records was most of a records page's cost.
+   */
   #tree(height: number): MerkleTree {
     let tree = this.#trees.get(height)
-    if (!tree) {
-      tree = recordsTree((this.#s.blockHashes.all(height) as Buffer[]).map(u8))
-      if (this.#trees.size >= 8) this.#trees.delete(this.#trees.keys().next().value!)
+    if (tree) {
+      this.#trees.delete(height) // to the back: most recently used
       this.#trees.set(height, tree)
+      return tree
+    }
+    tree = recordsTree((this.#s.blockHashes.all(height) as Buffer[]).map(u8))
+    this.#treeLeaves += tree.size
+    this.#trees.set(height, tree)
+    while (this.#treeLeaves > TREE_CACHE_LEAVES && this.#trees.size > 1) {
+      const [oldest, dropped] = this.#trees.entries().next().value!
+      this.#trees.delete(oldest)
+      this.#treeLeaves -= dropped.size
     }
     return tree
   }
