@@ -305,7 +305,7 @@ export function decodeRecordContent(bytes: Uint8Array): DecodedRecord {
   if (manifest.gateway !== v.gateway) fail('gateway', `${v.gateway} but the manifest says ${manifest.gateway}`)
   let keyId: string
   try {
-    keyId = signingKeyId(v.gatewayKey)
+    keyId = memoKeyId(v.gatewayKey)
   } catch (e) {
     return fail('gatewayKey', (e as Error).message)
   }
@@ -325,6 +325,19 @@ export function decodeRecordContent(bytes: Uint8Array): DecodedRecord {
     // The bytes are canonical (decodeCanonical), so the manifest's encoding is a slice of them.
     manifestBytes: manifestBytesOf(bytes, v as unknown as ContentFields) ?? encodeCanonical(manifest),
   }
+}
+
+/** signingKeyId of recent gateway keys: a chain holds few gateways, and the SHA-256 was a tenth of a record's decode. */
+const keyIds = new Map<string, string>()
+function memoKeyId(key: Uint8Array): string {
+  const k = hex(key)
+  let id = keyIds.get(k)
+  if (id === undefined) {
+    if (keyIds.size >= 4096) keyIds.clear()
+    id = signingKeyId(key)
+    keyIds.set(k, id)
+  }
+  return id
 }
 
 /** streamId of recent (gateway, device, patient): a chain holds few streams and many records each. */

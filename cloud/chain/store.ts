@@ -260,6 +260,8 @@ export interface RawStream {
 
 const u8 = (b: Uint8Array): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
 const hex = bytesToHex
+/** Leaves of the block trees a store keeps for inclusion proofs (a leaf and its share of the inner nodes: ~0.25 KB, so ~8 MB). */
+const TREE_CACHE_LEAVES = 32_768
 const RECORD_COLUMNS = 'id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at, block_height'
 
 
@@ -395,6 +397,7 @@ export class ChainStore {
   /** Batches handed to #append in this process (for warmUpAfter). */
   #appended = 0
   readonly #trees = new Map<number, MerkleTree>()
+  #treeLeaves = 0
   readonly #headers = new Map<number, { bytes: Buffer; header: BlockHeader }>()
   readonly #s
 
@@ -424,6 +427,9 @@ export class ChainStore {
       maxId: db.prepare('SELECT coalesce(max(id), 0) FROM records').pluck(),
       recordAt: db.prepare('SELECT id, manifest_commitment, prev_commitment FROM records WHERE stream = ? AND seq = ?'),
       record: db.prepare(`SELECT ${RECORD_COLUMNS} FROM records WHERE id = ?`),
+      // A page of records (or blocks) in one query: the ids as a JSON array (SQLite json_each).
+      recordsIn: db.prepare(`SELECT ${RECORD_COLUMNS} FROM records WHERE id IN (SELECT value FROM json_each(?))`),
+      blocksIn: db.prepare('SELECT height, header, hash, signature FROM blocks WHERE height IN (SELECT value FROM json_each(?))'),
       insertRecord: db.prepare(
         `INSERT INTO records (id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at)
          VALUES (@id, @stream, @seq, @gateway, x'', zeroblob(32), zeroblob(64), @commitment, @prev, @cid, @receivedAt)`,
@@ -778,21 +784,36 @@ export class ChainStore {
    * null when there is no such record or it is not sealed yet (getRecord(id).block === null).
    */
   recordProof(id: number): RecordProof | null {
-    const raw = this.#s.record.get(id) as RawRecord | undefined
-    if (!raw || raw.block_height === null) return null
-    const row = toRecordRow(raw)
-    const b = this.#s.block.get(raw.block_height) as RawBlock | undefined
-    if (!b) return null
-    const header = this.#header(b)
-    const tree = this.#tree(b.height)
-    const leafIndex = row.id - header.first
-    return {
-      record: describeRow(row),
-      block: { header, hash: hex(b.hash), signature: hex(b.signature) },
-      leafIndex,
-      treeSize: tree.size,
-      proof: tree.inclusionProof(leafIndex).map(hex),
-    }
+    return this.recordProofs([id])[0]!
+  }
+
+  /**
+   * recordProof of each id, in the order given (null where it would be null): the rows in one
+   * query and their blocks in another, instead of two queries a record (GET /v1/evidence/records
+   * serves pages of them).
+   */
+  recordProofs(ids: readonly number[]): (RecordProof | null)[] {
+    if (ids.length === 0) return []
+    const raws = new Map((this.#s.recordsIn.all(JSON.stringify(ids)) as RawRecord[]).map((r) => [r.id, r]))
+    const heights = [...new Set([...raws.values()].flatMap((r) => (r.block_height === null ? [] : [r.block_height])))]
+    const blocks = new Map(heights.length === 0 ? [] : (this.#s.blocksIn.all(JSON.stringify(heights)) as RawBlock[]).map((b) => [b.height, b]))
+    return ids.map((id) => {
+      const raw = raws.get(id)
+      if (!raw || raw.block_height === null) return null
+      const b = blocks.get(raw.block_height)
+      if (!b) return null
+      const row = toRecordRow(raw)
+      const header = this.#header(b)
+      const tree = this.#tree(b.height)
+      const leafIndex = row.id - header.first
+      return {
+        record: describeRow(row),
+        block: { header, hash: hex(b.hash), signature: hex(b.signature) },
+        leafIndex,
+        treeSize: tree.size,
+        proof: tree.inclusionProof(leafIndex).map(hex),
+      }
+    })
   }
 
   /** A block's decoded header, kept for the blocks whose proofs are being served (only while its stored bytes are the same). */
@@ -805,12 +826,26 @@ export class ChainStore {
     return header
   }
 
+  /**
+   * A block's Merkle tree, kept (least recently used out) while the kept trees hold at most
+   * TREE_CACHE_LEAVES leaves: an export pages through one stream after another over the same
+   * blocks, and rebuilding a 1,000-record tree (its hashes read, 2,000 SHA-256) for every few
+   * records was most of a records page's cost.
+   */
   #tree(height: number): MerkleTree {
     let tree = this.#trees.get(height)
-    if (!tree) {
-      tree = recordsTree((this.#s.blockHashes.all(height) as Buffer[]).map(u8))
-      if (this.#trees.size >= 8) this.#trees.delete(this.#trees.keys().next().value!)
+    if (tree) {
+      this.#trees.delete(height) // to the back: most recently used
       this.#trees.set(height, tree)
+      return tree
+    }
+    tree = recordsTree((this.#s.blockHashes.all(height) as Buffer[]).map(u8))
+    this.#treeLeaves += tree.size
+    this.#trees.set(height, tree)
+    while (this.#treeLeaves > TREE_CACHE_LEAVES && this.#trees.size > 1) {
+      const [oldest, dropped] = this.#trees.entries().next().value!
+      this.#trees.delete(oldest)
+      this.#treeLeaves -= dropped.size
     }
     return tree
   }

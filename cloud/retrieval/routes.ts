@@ -117,10 +117,9 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
     const head = int(q, 'head')
     const limit = Math.min(int(q, 'limit', { min: 1, def: MAX_RECORDS_PAGE }), MAX_RECORDS_PAGE)
     const ids = index.span(q.stream, fromSeq, toSeq, head, limit)
-    const records = ids.map((r) => {
-      const proof = ctx.chain.recordProof(r.id)!
-      const redaction = redactions.of(r.id)
-      return { ...proof, record: { ...proof.record, redacted: redaction !== null }, redaction }
+    const records = ctx.chain.recordProofs(ids.map((r) => r.id)).map((proof, i) => {
+      const redaction = redactions.of(ids[i]!.id)
+      return { ...proof!, record: { ...proof!.record, redacted: redaction !== null }, redaction }
     })
     return { records, next: ids.length === limit && ids.at(-1)!.seq < toSeq ? ids.at(-1)!.seq + 1 : null }
   })

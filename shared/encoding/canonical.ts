@@ -13,17 +13,17 @@
  * functions, symbols, cycles) is refused up front with INVALID_ARGUMENT naming its path, because
  * a value that does not survive a round trip cannot be hashed twice to the same digest.
  *
- * decodeCanonical accepts exactly the bytes encodeCanonical produces: a strict decode followed by
- * a re-encode that must reproduce the input byte for byte.
+ * decodeCanonical accepts exactly the bytes encodeCanonical produces. It checks canonical form in
+ * one pass while decoding (canonical-decode.ts); decodeCanonicalByReencode — a strict decode
+ * followed by a re-encode that must reproduce the input byte for byte — is the reference it is
+ * tested against, and what it defers to for nesting beyond MAX_CANONICAL_DEPTH.
  */
 import { decode as cborDecode, encode as cborEncode, Tokenizer, Type, type Token } from 'cborg'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { CareLedgerError, isCareLedgerError } from '../errors.ts'
+import { decodeCanonicalOnePass, invalidEncoding as invalid, MAX_CANONICAL_DEPTH, type CanonicalValue } from './canonical-decode.ts'
 
-export type CanonicalValue = null | boolean | number | string | Uint8Array | readonly CanonicalValue[] | { readonly [key: string]: CanonicalValue }
-
-/** Deeper nesting than this is refused (records are shallow; it keeps the recursive codec off the stack limit). */
-export const MAX_CANONICAL_DEPTH = 64
+export { MAX_CANONICAL_DEPTH, type CanonicalValue }
 
 const DECODE_OPTIONS = {
   strict: true,
@@ -123,10 +123,6 @@ export function encodeCanonical(value: unknown): Uint8Array {
   }
 }
 
-function invalid(reason: string, problem: string, cause?: unknown): never {
-  throw new CareLedgerError('INVALID_ENCODING', `canonical CBOR: ${problem}`, { what: 'canonical CBOR', reason }, cause === undefined ? undefined : { cause })
-}
-
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /**
@@ -166,12 +162,24 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /**
- * Parse bytes that encodeCanonical produced, and nothing else. INVALID_ENCODING with
+ * Parse bytes that encodeCanonical produced, and nothing else, checking canonical form while
+ * decoding (canonical-decode.ts). INVALID_ENCODING with
  * `info.reason` MALFORMED (not CBOR, indefinite lengths, duplicate keys, undefined, NaN, tags,
  * integers beyond 2^53…), BOM or BAD_UTF8 (a text string with a byte-order mark or invalid UTF-8),
  * UNSUPPORTED_VALUE (valid CBOR outside the model) or NON_CANONICAL.
  */
 export function decodeCanonical(bytes: Uint8Array): CanonicalValue {
+  if (!(bytes instanceof Uint8Array)) invalid('NOT_BYTES', `expected bytes, got ${typeof bytes}`)
+  // A private copy (and a plain Uint8Array even for a Buffer): decoded byte strings are views into it.
+  const input = new Uint8Array(bytes)
+  return decodeCanonicalOnePass(input, () => decodeCanonicalByReencode(input))
+}
+
+/**
+ * The reference decodeCanonical checks against: cborg's strict decode, then a re-encode that must
+ * reproduce the input byte for byte. Same verdicts and reasons, about twice the cost.
+ */
+export function decodeCanonicalByReencode(bytes: Uint8Array): CanonicalValue {
   if (!(bytes instanceof Uint8Array)) invalid('NOT_BYTES', `expected bytes, got ${typeof bytes}`)
   // A private copy: decoded byte strings may be views into the buffer we decode.
   const input = new Uint8Array(bytes) // a copy, and a plain Uint8Array even for a Buffer (decoded byte strings are views into it)

@@ -247,6 +247,11 @@ describe('sealing and reading', () => {
     const opts = { chameleonPublicKey: keys.chameleon.publicKey, signingPublicKey: keys.signing.publicKey }
     expect(verifyRecordProof(p, opts)).toMatchObject({ ok: true, signatureChecked: true, recordId: 23, height: 1, failures: [] })
     for (let id = 1; id <= 25; id++) expect(verifyRecordProof(store.recordProof(id), opts).ok).toBe(true)
+    // A page (GET /v1/evidence/records): the same proofs, in the order asked, null where recordProof is null.
+    for (const s of fleet.slice(0, 2)) store.appendBatch(s.batch(5))
+    const page = [25, 3, 26, 999, 21, 3, 1]
+    expect(store.recordProofs(page)).toEqual(page.map((id) => store.recordProof(id)))
+    expect(store.recordProofs([])).toEqual([])
     // Each piece of the proof matters.
     const kinds = (q: unknown, o = opts) => verifyRecordProof(q, o).failures.map((f) => f.kind)
     const clone = () => JSON.parse(JSON.stringify(p))

@@ -4,6 +4,7 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import { encode as cborEncode, rfc8949EncodeOptions } from 'cborg'
 import { canonicalDigest, decodeCanonical, domainSeparated, encodeCanonical, MAX_CANONICAL_DEPTH } from '../../shared/encoding/canonical.ts'
 import { isCareLedgerError } from '../../shared/errors.ts'
+import { canonicalValue } from './canonical-values.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'))
@@ -18,21 +19,6 @@ function errorOf(f: () => unknown): { code: string; reason: unknown; path: unkno
   }
 }
 
-/** Values of the canonical model, for round-trip properties. */
-const { value: canonicalValue } = fc.letrec((tie) => ({
-  value: fc.oneof(
-    { depthSize: 'small', withCrossShrink: true },
-    fc.constant(null),
-    fc.boolean(),
-    fc.maxSafeInteger(),
-    fc.integer(),
-    fc.double({ noNaN: true, noDefaultInfinity: true }),
-    fc.string({ unit: 'binary' }),
-    fc.uint8Array({ maxLength: 40 }),
-    fc.array(tie('value'), { maxLength: 5 }),
-    fc.dictionary(fc.string({ unit: 'binary', maxLength: 8 }), tie('value'), { maxKeys: 5 }),
-  ),
-}))
 
 /** -0 is written as the integer 0 (numeric reduction), so it decodes as 0. */
 const withoutNegativeZero = (v: unknown): unknown =>
