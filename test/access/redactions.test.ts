@@ -311,25 +311,20 @@ describe('a misbehaving cloud over redacted records: caught, named, nothing writ
     ])
   })
 
-  it('serves the corrected record in its pre-redaction form (old content, old opening) without its entry: export and read fail', async () => {
-    proxy.rewrite = rewriteRecord(CORRECTED, () => ({ ...(preRedaction as Proof), redaction: null }))
-    const what = new RegExp(`record ${records.get(CORRECTED)} \\([0-9a-f]{32}#${CORRECTED}\\): the redaction log the head commits names it \\(entry 1, request ${requestIds.correct}, correct\\), but the cloud serves it without that entry: a hidden redaction`)
+  /** Serve record `seq` as it was before its redaction, without its entry: export and read both fail, naming it and its request. */
+  const servePreRedaction = async (seq: number, before: unknown, entry: number, request: () => string, action: string) => {
+    proxy.rewrite = rewriteRecord(seq, () => ({ ...(before as Proof), redaction: null }))
+    const what = new RegExp(`record ${records.get(seq)} \\([0-9a-f]{32}#${seq}\\): the redaction log the head commits names it \\(entry ${entry}, request ${request()}, ${action}\\), but the cloud serves it without that entry: a hidden redaction`)
     expectCaught(await exportVia(proxy.url), 'REDACTION', what)
     const r = await readVia(proxy.url)
     expect(r.code, r.stderr).toBe(2)
     expect(r.stdout).toBe('')
     expect(r.stderr).toMatch(new RegExp(`^error VERIFICATION_FAILED: the cloud's answer does not verify \\(REDACTION\\): ${what.source}`))
-  })
+  }
 
-  it('serves the deleted record in its pre-deletion form without its entry: export and read fail', async () => {
-    proxy.rewrite = rewriteRecord(DELETED, () => ({ ...(preDeletion as Proof), redaction: null }))
-    const what = new RegExp(`record ${records.get(DELETED)} \\([0-9a-f]{32}#${DELETED}\\): the redaction log the head commits names it \\(entry 2, request ${requestIds.delete}, delete\\)`)
-    expectCaught(await exportVia(proxy.url), 'REDACTION', what)
-    const r = await readVia(proxy.url)
-    expect(r.code, r.stderr).toBe(2)
-    expect(r.stdout).toBe('')
-    expect(r.stderr).toMatch(new RegExp(`^error VERIFICATION_FAILED: the cloud's answer does not verify \\(REDACTION\\): ${what.source}`))
-  })
+  it('serves the corrected record in its pre-redaction form (old content, old opening) without its entry: export and read fail', () => servePreRedaction(CORRECTED, preRedaction, 1, () => requestIds.correct, 'correct'))
+
+  it('serves the deleted record in its pre-deletion form without its entry: export and read fail', () => servePreRedaction(DELETED, preDeletion, 2, () => requestIds.delete, 'delete'))
 
   it('drops an entry from the plan\'s redaction log: it does not match the head block', async () => {
     proxy.rewrite = (p, a) => (planPath(p) ? rewriteJson<{ log: unknown[] }>(a, (b) => void b.log.splice(0, 1)) : a)
