@@ -19,7 +19,7 @@ import { batchMatches, BULK_BLOCKS_MAX, type EvidencePlan, type EvidenceQuery, t
 import type { RetrievalKey } from '../shared/crypto/abe/outsource.ts'
 import { authorises, OutsourcedFinisher, type LocalOpener } from './decrypt.ts'
 import { inThread, type CheckedProof, type Opener, type OpenItem, type RetrievalWork } from './retrieval-work.ts'
-import { checkNotStale, linkHeaders, RetrievalError, supervisoryPolicies, verifyPlan, verifyStreamSpan, type KnownHead, type RetrievalFailure, type VerifiedHead, type VerifiedRecord, type VerifiedRedaction, type VerifiedStream, type VerifiedTombstone } from './verify.ts'
+import { checkNotStale, committedRedactionLog, linkHeaders, RetrievalError, supervisoryPolicies, verifyPlan, verifyStreamSpan, type KnownHead, type RetrievalFailure, type VerifiedHead, type VerifiedRecord, type VerifiedRedaction, type VerifiedStream, type VerifiedTombstone } from './verify.ts'
 
 export interface EvidenceSource {
   plan(q: EvidenceQuery): Promise<unknown>
@@ -160,6 +160,8 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
   const supervision = supervisoryPolicies(plan, head)
   if (supervision.failures.length > 0) throw new RetrievalError(supervision.failures)
   const policies = plan.v === 2 ? supervision.policies : undefined
+  // The committed redaction log: its failures are reported with the spans' (so every hidden record is named too).
+  const logged = committedRedactionLog(plan, head)
 
   // fetchSpans + checkPages: each page's proofs go to the work threads as soon as they arrive, and
   // the blocks their (still unverified) proofs name for matching batches are asked for in bulk —
@@ -212,13 +214,13 @@ export async function retrieve(o: RetrieveOptions): Promise<Retrieval> {
   })
 
   // verifySpans (yielding between streams, so the prefetch's answers are read as they come)
-  const failures: RetrievalFailure[] = []
-  const warnings: RetrievalFailure[] = []
+  const failures: RetrievalFailure[] = [...logged.failures]
+  const warnings: RetrievalFailure[] = [...logged.warnings]
   const streams = await stage('verify', async () => {
     const out: VerifiedStream[] = []
     for (const { span, proofs, checks } of spans) {
       const checked = (await Promise.all(checks)).flat()
-      const r = verifyStreamSpan(span, proofs, { query: o.query, head, hashes, allowGaps: o.allowGaps ?? false, checked, ...(policies ? { policies } : {}) })
+      const r = verifyStreamSpan(span, proofs, { query: o.query, head, hashes, allowGaps: o.allowGaps ?? false, checked, ...(policies ? { policies } : {}), ...(logged.log ? { log: logged.log } : {}) })
       failures.push(...r.failures)
       warnings.push(...r.warnings)
       out.push(r.stream)

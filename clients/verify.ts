@@ -10,6 +10,9 @@
  *   records       every proof verifies; listed in seq order; belong to the span's stream
  *   completeness  every seq of [firstSeq, lastSeq] present and linked; boundary batches prove that
  *                 nothing outside the span can hold readings of the query (evidence.ts)
+ *   log           (evidence v2, head block v2) the plan's redaction log hashes to the head's
+ *                 commitment; every record it names comes with its newest entry, and no other entry
+ *                 is served (committedRedactionLog)
  *   redactions    (evidence v2) a record a redaction changed comes with its redaction log entry,
  *                 checked as `chain verify` checks it (verifyRedactionLogEntry, redactedRowProblems:
  *                 k approvals of the policy's regulators, the new content, the new opening of the
@@ -241,6 +244,8 @@ export interface SpanCheck {
   readonly checked?: readonly CheckedProof[]
   /** Evidence v2: the supervisory policies redaction log entries are checked against, by id (supervisoryPolicies). */
   readonly policies?: ReadonlyMap<string, SupervisoryPolicy>
+  /** The redaction log the head commits, record id → newest entry (committedRedactionLog); unchecked when absent. */
+  readonly log?: ReadonlyMap<number, LoggedRedaction>
 }
 
 /**
@@ -262,6 +267,61 @@ export function supervisoryPolicies(plan: EvidencePlan, head: VerifiedHead): { p
     }
   }
   return { policies, failures }
+}
+
+/** Where the committed redaction log names a record last: its newest entry. */
+export interface LoggedRedaction {
+  readonly seq: number
+  readonly hash: string
+  readonly logHash: string
+  readonly requestId: string
+  readonly action: 'correct' | 'delete'
+}
+
+const ZERO_LOG_HASH = '00'.repeat(32)
+
+/**
+ * The redaction log the head block commits (header v2 `redactions: {count, head}`, docs/protocol.md
+ * §Chain blocks): recompute log_hash_i = SHA-256(log_hash_{i−1} ‖ entry hash_i) from 32 zero bytes
+ * over the plan's `log` and require `count` entries ending in `head`. Returns record id → its
+ * newest entry (verifyStreamSpan then requires every record the log names to come with exactly
+ * that entry), or null when there is nothing to check against: a v1 head commits no log (a
+ * warning says so). A plan without the log while the head commits entries is a failure: that is
+ * how a cloud would hide a redaction (the pre-redaction row still opens the unchanged chameleon
+ * hash). Only the entries of records in the answer are verified in full (checkEntry).
+ */
+export function committedRedactionLog(plan: EvidencePlan, head: VerifiedHead): { log: Map<number, LoggedRedaction> | null; failures: RetrievalFailure[]; warnings: RetrievalFailure[] } {
+  const at = { height: head.height }
+  if (head.header.v !== 2) {
+    return { log: null, failures: [], warnings: [{ kind: 'REDACTION', ...at, message: `the head (block ${head.height}) is a version-1 block, which commits no redaction log: whether a record is served in its pre-redaction form without its entry could not be checked` }] }
+  }
+  const committed = head.header.redactions
+  const entries = plan.v === 2 ? plan.log : undefined
+  if (entries === undefined) {
+    if (committed.count === 0) return { log: new Map(), failures: [], warnings: [] }
+    return { log: null, failures: [{ kind: 'REDACTION', ...at, message: `the head (block ${head.height}) commits a redaction log of ${committed.count} entries, but the cloud's plan carries no redaction log: the reader cannot check that no redacted record is served in its pre-redaction form without its entry` }], warnings: [] }
+  }
+  const log = new Map<number, LoggedRedaction>()
+  let logHash = ZERO_LOG_HASH
+  for (const [i, json] of entries.entries()) {
+    let entry: RedactionLogEntry
+    try {
+      entry = parseRedactionLogEntry(json)
+    } catch (e) {
+      return { log: null, failures: [{ kind: 'MALFORMED', ...at, message: `redaction log entry ${i + 1} of the plan: ${(e as Error).message}` }], warnings: [] }
+    }
+    const hash = bytesToHex(redactionLogEntryHash(entry))
+    logHash = bytesToHex(sha256(concatBytes(hexToBytes(logHash), hexToBytes(hash))))
+    log.set(entry.record, { seq: i + 1, hash, logHash, requestId: entry.requestId, action: entry.action })
+  }
+  if (entries.length !== committed.count || logHash !== committed.head) {
+    return {
+      log: null,
+      failures: [{ kind: 'REDACTION', ...at, message: `the redaction log in the plan (${entries.length} entries, head ${logHash}) is not the one the head (block ${head.height}) commits (${committed.count} entries, head ${committed.head}): entries were left out, added, reordered or altered` }],
+      warnings: [],
+    }
+  }
+  return { log, failures: [], warnings: [] }
 }
 
 /**
@@ -329,12 +389,21 @@ export function verifyStreamSpan(span: StreamSpan, proofs: readonly unknown[], c
     const redactionJson = redactionOf(proof)
     let redaction: VerifiedRedaction | null = null
     let v: ReturnType<typeof verifyRedactedRecordProof> | ProofVerification
+    // The committed log (committedRedactionLog) says which records were redacted: each must come
+    // with its newest entry, and an entry served must be that one (docs/security.md §Verified retrieval).
+    const logged = check.log?.get(typeof p.record?.id === 'number' ? p.record.id : -1)
     if (redactionJson !== null) {
       const id = typeof p.record?.id === 'number' ? p.record.id : -1
       try {
         redaction = checkEntry(redactionJson, id, check.policies!)
       } catch (e) {
         failures.push({ kind: 'REDACTION', stream: s, seq, recordId: id, message: `record ${id} (${s}#${seq}): ${(e as Error).message}` })
+        continue
+      }
+      const served = redactionJson as { seq: number; hash: string; logHash: string }
+      const stale = check.log && (!logged ? 'it is not in the redaction log the head commits' : served.hash !== logged.hash || served.seq !== logged.seq || served.logHash !== logged.logHash ? `its newest entry in the redaction log the head commits is entry ${logged.seq} (request ${logged.requestId})` : null)
+      if (stale) {
+        failures.push({ kind: 'REDACTION', stream: s, seq, recordId: id, message: `record ${id} (${s}#${seq}) is served with redaction log entry ${served.seq} (request ${redaction.requestId}), but ${stale}: an older or another entry` })
         continue
       }
       const entry = redaction.entry
@@ -345,11 +414,17 @@ export function verifyStreamSpan(span: StreamSpan, proofs: readonly unknown[], c
       // trapdoor holder could do that) and served without a redaction log entry: a hidden entry.
       const kinds = new Set(v.failures.map((f) => f.kind))
       if (redaction === null && !kinds.has('RECORD_OPENING') && [...kinds].every((k) => k === 'MANIFEST_SIGNATURE' || k === 'RECORD_CONTENT')) {
-        failures.push({ kind: 'REDACTION', stream: s, seq, recordId: v.recordId!, message: `record ${v.recordId} (${s}#${seq}) was changed under its unchanged chameleon hash (its opening verifies, its content is not what the gateway signed) and the cloud serves no redaction log entry for it: a hidden redaction` })
+        failures.push({ kind: 'REDACTION', stream: s, seq, recordId: v.recordId!, message: `record ${v.recordId} (${s}#${seq}) was changed under its unchanged chameleon hash (its opening verifies, its content is not what the gateway signed) and the cloud serves no redaction log entry for it: a hidden redaction${logged ? ` (entry ${logged.seq} of the log the head commits, request ${logged.requestId})` : ''}` })
         continue
       }
       for (const f of v.failures) failures.push({ kind: redaction ? 'REDACTION' : 'ALTERED', stream: s, seq, ...(f.recordId !== undefined ? { recordId: f.recordId } : {}), ...(f.height !== undefined ? { height: f.height } : {}), message: `${f.kind}: ${f.message}${redaction ? ` (redaction request ${redaction.requestId})` : ''}` })
       continue
+    }
+    if (redaction === null && logged) {
+      // Its content and opening verify as sealed: the PRE-redaction form (the old row still opens
+      // the unchanged chameleon hash), which only the committed log gives away.
+      failures.push({ kind: 'REDACTION', stream: s, seq, recordId: v.recordId!, message: `record ${v.recordId} (${s}#${seq}): the redaction log the head commits names it (entry ${logged.seq}, request ${logged.requestId}, ${logged.action}), but the cloud serves it without that entry: a hidden redaction (the record is served in its pre-redaction form)` })
+      // not `continue`: it holds its place in the stream (no OMITTED beside this failure)
     }
     const height = v.height!
     if (check.hashes.get(height) !== p.block?.hash) {

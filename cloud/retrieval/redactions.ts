@@ -15,11 +15,19 @@ export class RedactionEvidence {
   readonly #newest
   readonly #logHash
   readonly #policies
+  readonly #log
 
   constructor(db: CloudDb) {
     this.#newest = db.prepare('SELECT seq, entry, hash, log_hash FROM redaction_log WHERE record_id = ? ORDER BY seq DESC LIMIT 1')
     this.#logHash = db.prepare('SELECT log_hash FROM redaction_log WHERE seq = ?').pluck()
     this.#policies = db.prepare('SELECT policy FROM supervisory_policies ORDER BY set_at, rowid').pluck()
+    this.#log = db.prepare('SELECT entry FROM redaction_log ORDER BY seq LIMIT ?').pluck()
+  }
+
+  /** The first `count` entries of the redaction log (the ones a head block commits), in seq order, as JSON. */
+  log(count: number): Record<string, unknown>[] {
+    if (count === 0) return []
+    return (this.#log.all(count) as Uint8Array[]).map((e) => decodeRedactionLogEntry(new Uint8Array(e)) as unknown as Record<string, unknown>)
   }
 
   /** The record's newest redaction log entry, or null when no redaction changed it. */

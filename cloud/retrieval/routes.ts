@@ -91,7 +91,11 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
     const head = signedHead()
     const { streams, truncated } = head ? index.plan(query, head.height) : { streams: [], truncated: false }
     if (truncated) throw new ApiError('INVALID_REQUEST', 'the query touches more than 10,000 device streams: narrow it (patient, type or time)', { field: 'query' })
-    return { v: EVIDENCE_VERSION, query, keys: { signing: bytesToHex(ctx.keys.signingPublicKey), chameleon: bytesToHex(ctx.keys.chameleonPublicKey) }, head, streams, policies: redactions.policies() }
+    // The log as the head commits it (a v1 head commits none): entries applied after it are not
+    // sent (on SQLite there are none: applying a redaction seals a block in the same transaction).
+    const headHeader = head ? ctx.chain.getBlock(head.height)?.header : null
+    const log = headHeader && headHeader.v === 2 ? redactions.log(headHeader.redactions.count) : undefined
+    return { v: EVIDENCE_VERSION, query, keys: { signing: bytesToHex(ctx.keys.signingPublicKey), chameleon: bytesToHex(ctx.keys.chameleonPublicKey) }, head, streams, policies: redactions.policies(), ...(log ? { log } : {}) }
   })
 
   app.get('/v1/evidence/headers', { onRequest: guard(ctx, 'records') }, async (req) => {

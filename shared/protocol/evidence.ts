@@ -28,6 +28,11 @@
  *   records  a record a redaction changed carries `redaction`: { seq, entry, hash, prevLogHash,
  *            logHash } — its newest redaction log entry, the entry's plain hash and its link in the
  *            log (logHash = SHA-256(prevLogHash ‖ hash)); every other record carries `redaction: null`
+ *   plan     gains `log` (optional): every redaction log entry the head block commits
+ *            (`redactions: {count, head}`, cloud/chain/block.ts); the client recomputes the log hash
+ *            chain, requires the head's commitment, and requires every record the log names to come
+ *            with its newest entry — so a record served in its PRE-redaction form (still a valid
+ *            opening of the unchanged chameleon hash) without its entry is caught
  * The client checks each entry as `chain verify` does (verifyRedactionLogEntry: k valid approvals
  * of the policy's regulators; checkRedactedRow: the new content, and the new opening of the
  * UNCHANGED chameleon hash). Version-1 plans (clouds from before supervision) stay readable: a v1
@@ -105,6 +110,13 @@ const EvidencePlanV2Schema = z.strictObject({
   ...planFields,
   /** The supervisory policies of this chain (parsed and checked by the client: parseSupervisoryPolicy). */
   policies: z.array(z.record(z.string(), z.unknown())).max(64),
+  /**
+   * The redaction log as the head block commits it (header v2 `redactions.count` entries, in seq
+   * order; parsed by parseRedactionLogEntry). Optional so that plans from before it still parse; a
+   * client then cannot check the log, which fails when the head commits entries (clients/verify.ts
+   * committedRedactionLog).
+   */
+  log: z.array(z.record(z.string(), z.unknown())).optional(),
 })
 export const EvidencePlanSchema = z.discriminatedUnion('v', [EvidencePlanV1Schema, EvidencePlanV2Schema])
 export type EvidencePlan = z.infer<typeof EvidencePlanSchema>

@@ -12,7 +12,10 @@
  *                 when nothing was redacted
  *   misbehaving   a hidden redaction log entry (corrected or deleted record), an altered entry, a
  *                 forged one (hashes recomputed), the pre-redaction record served beside its
- *                 entry, and the old ciphertext for the new CID: each caught, named, nothing written
+ *                 entry, the old ciphertext for the new CID, the pre-redaction record (old content,
+ *                 old opening: still an opening of the unchanged chameleon hash) served WITHOUT its
+ *                 entry, an entry dropped from the plan's log, a plan without the log: each caught,
+ *                 named, nothing written
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -56,6 +59,7 @@ let stream: TestStream
 let tokens: { researcher: string; admin: string; regulator: string; doctor: string }
 const records = new Map<number, number>() // seq → record id
 let preRedaction: unknown // the corrected record's proof as served before the redaction
+let preDeletion: unknown // the deleted record's proof as served before the deletion
 let oldCid: string
 let requestIds: { correct: string; delete: string }
 const regulator = testWallet(1)
@@ -123,6 +127,7 @@ const asVersion1 = (p: string, a: Answer): Answer =>
   p.startsWith('/v1/evidence?')
     ? rewriteJson<Record<string, unknown>>(a, (b) => {
         delete b.policies
+        delete b.log
         return { ...b, v: 1, redactions: [] }
       })
     : recordsPath(p)
@@ -143,6 +148,8 @@ describe('before any redaction', () => {
     const page = (await (await fetch(`${cloud.url}/v1/evidence/records?stream=${stream.streamId}&fromSeq=0&toSeq=7&head=${plan.head.height}`, auth)).json()) as { records: Proof[] }
     preRedaction = page.records.find((x) => x.record.seq === CORRECTED)
     expect(preRedaction).toMatchObject({ redaction: null })
+    preDeletion = page.records.find((x) => x.record.seq === DELETED)
+    expect(preDeletion).toMatchObject({ redaction: null })
     oldCid = (preRedaction as { record: { cid: string } }).record.cid
     // …and its ciphertext (the cloud deletes it when the correction is applied).
     const old = await fetch(`${cloud.url}/ipfs/${oldCid}?format=raw`, auth)
@@ -283,6 +290,62 @@ describe('a misbehaving cloud over redacted records: caught, named, nothing writ
   it('serves the pre-redaction record beside its entry', async () => {
     proxy.rewrite = rewriteRecord(CORRECTED, (p) => ({ ...(preRedaction as Proof), redaction: p.redaction }))
     expectCaught(await exportVia(proxy.url), 'REDACTION', new RegExp(`REDACTION: record ${records.get(CORRECTED)}: its content \\(digest [0-9a-f]{64}\\) is not what redaction ${requestIds.correct} made it`))
+  })
+
+  // The pre-redaction row is still a valid opening of the unchanged chameleon hash, and its block
+  // hash is unchanged: only the redaction log the head block commits (plan `log`) gives it away.
+  const readVia = (url: string) =>
+    careledger(['access', 'read', '--patient', stream.pseudonym, '--from', String(FROM), '--to', String(TO), '--key', join(dir, 'lab.key'), '--format', 'json'], {
+      CARELEDGER_CLOUD_URL: url,
+      CARELEDGER_TOKEN: tokens.researcher,
+      CARELEDGER_CLIENT_STATE: join(dir, 'state-read-proxy'),
+    })
+  const planPath = (p: string) => p.startsWith('/v1/evidence?')
+
+  it('the plan carries the redaction log the head block commits', async () => {
+    const auth = { headers: { authorization: `Bearer ${tokens.researcher}` } }
+    const plan = (await (await fetch(`${cloud.url}/v1/evidence?from=${FROM}&to=${TO}`, auth)).json()) as { log: RedactionLogEntry[] }
+    expect(plan.log.map((e) => [e.record, e.requestId])).toEqual([
+      [records.get(CORRECTED), requestIds.correct],
+      [records.get(DELETED), requestIds.delete],
+    ])
+  })
+
+  /** Serve record `seq` as it was before its redaction, without its entry: export and read both fail, naming it and its request. */
+  const servePreRedaction = async (seq: number, before: unknown, entry: number, request: () => string, action: string) => {
+    proxy.rewrite = rewriteRecord(seq, () => ({ ...(before as Proof), redaction: null }))
+    const what = new RegExp(`record ${records.get(seq)} \\([0-9a-f]{32}#${seq}\\): the redaction log the head commits names it \\(entry ${entry}, request ${request()}, ${action}\\), but the cloud serves it without that entry: a hidden redaction`)
+    expectCaught(await exportVia(proxy.url), 'REDACTION', what)
+    const r = await readVia(proxy.url)
+    expect(r.code, r.stderr).toBe(2)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toMatch(new RegExp(`^error VERIFICATION_FAILED: the cloud's answer does not verify \\(REDACTION\\): ${what.source}`))
+  }
+
+  it('serves the corrected record in its pre-redaction form (old content, old opening) without its entry: export and read fail', () => servePreRedaction(CORRECTED, preRedaction, 1, () => requestIds.correct, 'correct'))
+
+  it('serves the deleted record in its pre-deletion form without its entry: export and read fail', () => servePreRedaction(DELETED, preDeletion, 2, () => requestIds.delete, 'delete'))
+
+  it('drops an entry from the plan\'s redaction log: it does not match the head block', async () => {
+    proxy.rewrite = (p, a) => (planPath(p) ? rewriteJson<{ log: unknown[] }>(a, (b) => void b.log.splice(0, 1)) : a)
+    expectCaught(await exportVia(proxy.url), 'REDACTION', /the redaction log in the plan \(1 entries, head [0-9a-f]{64}\) is not the one the head \(block \d+\) commits \(2 entries, head [0-9a-f]{64}\)/)
+  })
+
+  it('drops the entry from the plan\'s log and serves the pre-redaction record: still caught', async () => {
+    proxy.rewrite = (p, a) => {
+      if (planPath(p)) return rewriteJson<{ log: RedactionLogEntry[] }>(a, (b) => void (b.log = b.log.filter((e) => e.record !== records.get(CORRECTED))))
+      return rewriteRecord(CORRECTED, () => ({ ...(preRedaction as Proof), redaction: null }))(p, a)
+    }
+    expectCaught(await exportVia(proxy.url), 'REDACTION', /is not the one the head \(block \d+\) commits/)
+  })
+
+  it('answers with a plan without the redaction log while the head commits entries', async () => {
+    proxy.rewrite = (p, a) => (planPath(p) ? rewriteJson<Record<string, unknown>>(a, (b) => void delete b.log) : a)
+    expectCaught(await exportVia(proxy.url), 'REDACTION', /the head \(block \d+\) commits a redaction log of 2 entries, but the cloud's plan carries no redaction log/)
+    const r = await readVia(proxy.url)
+    expect(r.code, r.stderr).toBe(2)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toMatch(/VERIFICATION_FAILED.*\(REDACTION\): the head \(block \d+\) commits a redaction log of 2 entries, but the cloud's plan carries no redaction log/)
   })
 
   it('serves the old ciphertext for the corrected record\'s new CID', async () => {
