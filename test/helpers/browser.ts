@@ -52,6 +52,9 @@ async function npmChromium(): Promise<{ executablePath: string; args: string[]; 
   const cache = join(REPO, 'node_modules', '.cache', 'careledger-chromium')
   const dir = join(cache, version)
   if (!existsSync(join(dir, 'chromium'))) {
+    // A directory without the browser is left from an interrupted install (a rename is atomic, so
+    // it is never another test file's unpacking in progress): remove it, or the rename below fails.
+    rmSync(dir, { recursive: true, force: true })
     mkdirSync(cache, { recursive: true })
     const staging = mkdtempSync(join(cache, `${version}.staging-`))
     // The package unpacks into os.tmpdir(), which it reads when called: point that at our staging
