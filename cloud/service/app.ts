@@ -114,10 +114,7 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
   registerConsoleViews(app, ctx)
   registerConsoleRoutes(app, ctx)
   registerAnchorRoutes(app, ctx)
-  // Supervision still keeps its requests and applies redactions in cloud.db: on a PostgreSQL chain it
-  // would judge against this process's empty SQLite chain, so it answers 501 naming why instead.
-  if (ctx.backend.kind === 'postgres') app.all('/v1/supervision/*', async () => notOnPostgres('supervision (corrections, deletions, the redaction log)'))
-  else registerSupervisionRoutes(app, ctx)
+  registerSupervisionRoutes(app, ctx) // on the chain's own store: cloud.db, or the shared PostgreSQL
   return app
 }
 

@@ -15,7 +15,7 @@ import { ChainStore } from '../../cloud/chain/store.ts'
 import { decodeBlockHeader } from '../../cloud/chain/block.ts'
 import { verifyChain, type VerificationReport } from '../../cloud/chain/verify.ts'
 import { formatReport } from '../../cloud/chain/cli.ts'
-import { SupervisionStore, type Applied } from '../../cloud/supervision/store.ts'
+import { sqliteSupervision, type SupervisionStore, type Applied } from '../../cloud/supervision/store.ts'
 import { chameleonAdapt } from '../../shared/crypto/chameleon.ts'
 import { deterministicRng } from '../../shared/crypto/random.ts'
 import { decodeRedactionLogEntry, encodeRedactionLogEntry, redactionLogEntryHash } from '../../shared/protocol/redaction-log.ts'
@@ -53,17 +53,17 @@ async function fixture(): Promise<Fixture> {
   }
   let tick = 0
   const now = () => T0 + ++tick * 1000
-  const sup = new SupervisionStore(db, { chameleonPublicKey: keys.chameleon.publicKey, now, seal: (t) => chain.sealBlock(t) })
-  const lazy = new SupervisionStore(db, { chameleonPublicKey: keys.chameleon.publicKey, now })
+  const sup = sqliteSupervision(db, { chameleonPublicKey: keys.chameleon.publicKey, now, seal: (t) => chain.sealBlock(t) })
+  const lazy = sqliteSupervision(db, { chameleonPublicKey: keys.chameleon.publicKey, now })
   const c = committee(1, 1, keys.chameleon.secretKey)
-  sup.setPolicy(c.policy)
+  await sup.setPolicy(c.policy)
   return { path, db, chain, sup, lazy, c, close: async () => { await chain.close(); db.close() } }
 }
 
 /** Delete `record` under the 1-of-1 policy: request, approval, opening made with the trapdoor. */
 async function redact(f: Fixture, record: number, reason: string, via: SupervisionStore = f.sup): Promise<Applied> {
-  let r = via.createRequest({ record, action: 'delete', reason, requester: 'admin-1 (admin)' })
-  r = via.decide(r.id, await signDecision(f.c.policy, f.c.regulators[0]!.wallet, subjectOf(r)))
+  let r = await via.createRequest({ record, action: 'delete', reason, requester: 'admin-1 (admin)' })
+  r = await via.decide(r.id, await signDecision(f.c.policy, f.c.regulators[0]!.wallet, subjectOf(r)))
   return via.submitOpening(r.id, chameleonAdapt(keys.chameleon.secretKey, Buffer.from(r.newContentBytes, 'hex'), Buffer.from(r.hash, 'hex'), rng, 2))
 }
 
@@ -84,7 +84,7 @@ describe('the redaction log committed by block headers v2', () => {
     const f = await fixture()
     try {
       const applied = await redact(f, 5, 'recorded on the wrong patient')
-      const log = f.sup.redactionLog()
+      const log = await f.sup.redactionLog()
       expect(applied.block).toMatchObject({ height: 3, count: 0, version: 2, redactions: { count: 1, head: log[0]!.logHash } })
       expect(f.chain.getBlock(3)!.header).toMatchObject({ v: 2, count: 0, first: 13, last: 12, redactions: { count: 1, head: log[0]!.logHash } })
       // The blocks before the apply are unchanged (they commit the empty log).
