@@ -17,7 +17,8 @@
  *   - a signed request's nonce used on A is refused on B (401 REPLAYED_REQUEST), and one request
  *     sent to both at once is accepted by exactly one;
  *   - a gateway revoked through the CLI is refused by both;
- *   - the supervision routes, not on PostgreSQL yet, answer 501 NOT_IMPLEMENTED.
+ *   - the supervision routes answer from the shared database (test/cloud/pg-supervision.test.ts
+ *     runs the workflow across the two processes).
  */
 import { cpSync } from 'node:fs'
 import { join } from 'node:path'
@@ -217,10 +218,10 @@ describe('two cloud processes on one PostgreSQL share tokens, gateways and nonce
     const cliList = JSON.parse(await cli(['cloud', 'gateway', 'list', '--json', '--database', url]))
     expect(cliList.map((g: { name: string }) => g.name)).toEqual(['ward-1'])
 
-    // Supervision is not on PostgreSQL yet: its routes say so instead of judging an empty local chain.
+    // Supervision is on PostgreSQL too: no requests yet, for either process.
     const sup = await getAs(a.url, admin, '/v1/supervision/requests')
-    expect(sup.status).toBe(501)
-    expect((await json(sup)).error).toMatchObject({ code: 'NOT_IMPLEMENTED', message: expect.stringMatching(/does not run on a PostgreSQL chain yet/) })
+    expect(sup.status).toBe(200)
+    expect((await json(sup)).requests).toEqual([])
 
     // Revoked once: refused by both processes on their next request.
     await cli(['cloud', 'token', 'revoke', 'ops', '--database', url])
