@@ -3,29 +3,31 @@
  * PostgreSQL (cloud/store/pg/supervision.ts), over HTTP, with tokens made once by
  * `careledger cloud token create --database …`:
  *
- *   - the policy installed at A is the policy at B; a deletion requested at A (signed by the
- *     requester's wallet) is listed at B; the regulators' EIP-712 approvals and FROST commitments
+ *   - `regulator setup --install --database …` installs the policy for both processes; a deletion
+ *     requested at A (signed by the requester's wallet) is pending at B and in `supervision list` /
+ *     `regulator review --database …`; the regulators' EIP-712 approvals and FROST commitments
  *     go to B and A; an approval used at B is refused at A (REPLAYED);
  *   - the last signature share sent to both processes at the same moment applies the redaction
  *     exactly once: one redaction log entry, one `supervision_applied`, the record a tombstone;
  *   - the entry is committed by a sealed block (header v2 `redactions: {count: 1, head}`) and
  *     `careledger chain verify --database …` passes, judging the redaction as on SQLite.
  */
-import { cpSync } from 'node:fs'
+import { cpSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
 import { usePostgres } from '../helpers/postgres.ts'
 import { CloudProcess, careledger, getAs, json, tempDataDir } from '../helpers/cloud-process.ts'
 import { batchBody, sealTestBatch, signedPost, testGateway, testStream } from '../helpers/cloud-batches.ts'
-import { committee, roundOne, roundTwo, signDecision, subjectOf } from '../helpers/supervision.ts'
+import { roundOne, roundTwo, signDecision, subjectOf, type Committee } from '../helpers/supervision.ts'
 import { testWallet } from '../vectors/supervision.ts'
-import { readTrapdoor } from '../../clients/supervision-keys.ts'
+import { readShare } from '../../clients/supervision-keys.ts'
 import { deterministicRng } from '../../shared/crypto/random.ts'
 import { contentDigest } from '../../shared/protocol/approval.ts'
 import { NO_MANIFEST, signRequest } from '../../shared/protocol/supervision-request.ts'
 import { decodeTombstone } from '../../cloud/supervision/content.ts'
 import type { RequestView } from '../../cloud/supervision/store.ts'
+import type { SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
 
 const postgres = usePostgres()
 const dirs: Array<ReturnType<typeof tempDataDir>> = []
@@ -90,10 +92,15 @@ describe('supervision across two cloud processes on one PostgreSQL', () => {
     }
     await sealed()
 
-    // The policy: 2 of 3 regulators sharing the development trapdoor (as `regulator setup --trapdoor` splits it).
-    const c = committee(2, 3, readTrapdoor(join(dirA, 'regulator', 'chameleon-secret.key')), 'pg-two-clouds', deterministicRng('pg supervision committee'))
-    expect((await call(a.url, admin, 'PUT', '/v1/supervision/policy', { policy: c.policy })).status).toBe(200)
-    expect((await call(b.url, regulator, 'GET', '/v1/supervision/policy')).body.policy).toEqual(c.policy)
+    // The policy: 2 of 3 regulators sharing the development trapdoor, split and installed straight
+    // into the shared database by `regulator setup --install --database` (no cloud URL, no token).
+    const committeeDir = temp('sup-committee')
+    const wallets = [1, 2, 3].map((i) => testWallet(i))
+    const setup = await cli(['regulator', 'setup', '--threshold', '2', '--of', '3', '--cloud-id', 'pg-two-clouds', '--trapdoor', join(dirA, 'regulator', 'chameleon-secret.key'), '--out', committeeDir, '--install', '--database', url, ...wallets.flatMap((w, i) => ['--regulator', `Regulator ${i + 1}=${w.address}`])])
+    expect(setup).toMatch(/2 of 3, key generation dealer[\s\S]*installed on the cloud/)
+    const policy = JSON.parse(readFileSync(join(committeeDir, 'policy.json'), 'utf8')) as SupervisoryPolicy
+    const c: Committee = { policy, regulators: wallets.map((wallet, i) => ({ index: i + 1, wallet, share: readShare(join(committeeDir, `regulator-${i + 1}.share`)).share })) }
+    for (const p of [a, b]) expect((await call(p.url, regulator, 'GET', '/v1/supervision/policy')).body.policy).toEqual(policy)
 
     // A deletion of record 2, signed by the requester, filed at A.
     const target = 2
@@ -109,6 +116,10 @@ describe('supervision across two cloud processes on one PostgreSQL', () => {
     const again = await call(b.url, doctor, 'POST', '/v1/supervision/requests', { record: target, action: 'delete', reason: 'again', requesterSignature: (await signRequest(c.policy, testWallet(9), { ...message, nonce: 'cd'.repeat(32) })).signed })
     expect(again.status).toBe(409)
     expect(again.body.error.details.reason).toBe('PENDING_REQUEST')
+    // The command line reads the shared database too.
+    expect(await cli(['supervision', 'list', '--status', 'pending', '--database', url])).toMatch(new RegExp(`^${requestId}  pending  +delete +record ${target} `))
+    const review = JSON.parse(await cli(['regulator', 'review', '--json', '--database', url])) as { id: string; requesterCheck: { verified: boolean } }[]
+    expect(review.map((x) => [x.id, x.requesterCheck.verified])).toEqual([[requestId, true]])
 
     // Approvals at B; the one of regulator 1 replayed at A is refused there.
     const approvals = await Promise.all([1, 2].map((i) => signDecision(c.policy, c.regulators[i - 1]!.wallet, subjectOf(r), 'approve', `checked by ${i}`)))
