@@ -118,10 +118,6 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
   return app
 }
 
-const notOnPostgres = (what: string): never => {
-  throw new ApiError('NOT_IMPLEMENTED', `${what} does not run on a PostgreSQL chain yet: use a SQLite cloud for it (docs/operations.md §Running the cloud on PostgreSQL)`, { store: 'postgres' })
-}
-
 /** How long a request refused before its body may keep sending (and have it discarded). */
 const LINGER_MS = 2_000
 

@@ -1,13 +1,15 @@
 /**
- * The supervision workflow's state and rules over the cloud database (docs/security.md
- * §Supervision): requests, regulators' EIP-712 decisions, FROST coordination with the cloud as
+ * The supervision workflow's rules (docs/security.md §Supervision), written once over the
+ * SupervisionTables interface (tables.ts: SQLite's cloud.db, or the PostgreSQL every process of a
+ * deployment shares, cloud/store/pg/supervision.ts): requests, regulators' EIP-712 decisions, FROST coordination with the cloud as
  * coordinator (RFC 9591 §5: it collects commitments, fixes the signer set, verifies every share
  * against the signer's verification share), and applying an approved redaction.
  *
  *   applyStages = [requireApproval, checkOpening, swapContent, appendRedactionLog, closeRequest]
  *
  * Every refusal is a CareLedgerError naming what was wrong; it changes nothing and is written to
- * supervision_refusals. Removing the old ciphertext from the blockstore and telling the gateway
+ * supervision_refusals. A redaction is applied once: the applying transaction closes the request
+ * only while it is still pending (another process may have applied it first). Removing the old ciphertext from the blockstore and telling the gateway
  * are I/O the caller does with what `apply` returns.
  */
 import { bytesToHex, concatBytes, randomBytes } from '@noble/hashes/utils.js'

@@ -12,12 +12,13 @@
  *   - the entry is committed by a sealed block (header v2 `redactions: {count: 1, head}`) and
  *     `careledger chain verify --database …` passes, judging the redaction as on SQLite.
  */
-import { cpSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
 import { usePostgres } from '../helpers/postgres.ts'
-import { CloudProcess, careledger, getAs, json, tempDataDir } from '../helpers/cloud-process.ts'
+import { careledger, json } from '../helpers/cloud-process.ts'
+import { usePgClouds } from '../helpers/pg-clouds.ts'
 import { batchBody, sealTestBatch, signedPost, testGateway, testStream } from '../helpers/cloud-batches.ts'
 import { roundOne, roundTwo, signDecision, subjectOf, type Committee } from '../helpers/supervision.ts'
 import { testWallet } from '../vectors/supervision.ts'
@@ -30,17 +31,7 @@ import type { RequestView } from '../../cloud/supervision/store.ts'
 import type { SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
 
 const postgres = usePostgres()
-const dirs: Array<ReturnType<typeof tempDataDir>> = []
-const procs: CloudProcess[] = []
-afterAll(async () => {
-  for (const p of procs) await p.kill('SIGKILL')
-  for (const d of dirs) d.cleanup()
-})
-const temp = (label: string): string => {
-  const d = tempDataDir(label)
-  dirs.push(d)
-  return d.dir
-}
+const { temp, startPair } = usePgClouds(postgres.server)
 
 async function cli(args: string[]): Promise<string> {
   const r = await careledger(args)
@@ -56,17 +47,7 @@ const call = async (base: string, token: string, method: string, path: string, b
 describe('supervision across two cloud processes on one PostgreSQL', () => {
   it('request at A, approvals at B, the last share at both at once: applied once, committed by a block, chain verify --database passes', async ({ skip }) => {
     if (postgres.skip) skip(postgres.skip)
-    const url = await postgres.server().createDatabase('supervision_two_clouds')
-    const shared = temp('sup-blocks')
-    const dirA = temp('sup-a')
-    const dirB = temp('sup-b')
-    const args = ['--database', url, '--blocks', shared, '--block-interval-s', '0.3', '--verify-interval-s', '0']
-    const a = await CloudProcess.start({ dataDir: dirA, args, readyTimeoutMs: 60_000 })
-    procs.push(a)
-    cpSync(join(dirA, 'keys'), join(dirB, 'keys'), { recursive: true })
-    cpSync(join(dirA, 'regulator'), join(dirB, 'regulator'), { recursive: true })
-    const b = await CloudProcess.start({ dataDir: dirB, args, readyTimeoutMs: 60_000 })
-    procs.push(b)
+    const { url, dirA, a, b } = await startPair('supervision_two_clouds')
 
     const token = async (role: string, name: string): Promise<string> => JSON.parse(await cli(['cloud', 'token', 'create', '--role', role, '--name', name, '--json', '--database', url])).token
     const admin = await token('admin', 'ops')
