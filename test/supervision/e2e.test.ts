@@ -194,10 +194,12 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
 describe('1 of 1: one regulator with the trapdoor file', () => {
   it('setup, request, approve with --trapdoor: applied, chain verify passes', async () => {
     const one = join(dir, 'single')
-    await run(['regulator', 'setup', '--threshold', '1', '--of', '1', '--cloud-id', 'e2e-cloud', '--trapdoor', join(sys.dirs.cloud, 'regulator', 'chameleon-secret.key'), '--out', one, '--install', '--regulator', `Sole Regulator=${wallets[0]!.address}`], sys.tokens.admin)
+    // Installed straight into the running cloud's cloud.db (--data), not over the API.
+    await run(['regulator', 'setup', '--threshold', '1', '--of', '1', '--cloud-id', 'e2e-cloud', '--trapdoor', join(sys.dirs.cloud, 'regulator', 'chameleon-secret.key'), '--out', one, '--install', '--data', sys.dirs.cloud, '--regulator', `Sole Regulator=${wallets[0]!.address}`], sys.tokens.admin)
     const id = await middleRecord(0, 'bed-02')
     const before = await sys.record(id)
     const rid = requestId(await run(['supervision', 'request', 'delete', String(id), '--reason', 'duplicate', '--wallet', join(dir, 'requester-wallet')], sys.tokens.doctor))
+    expect(await run(['supervision', 'list', '--status', 'pending', '--data', sys.dirs.cloud], sys.tokens.doctor)).toMatch(new RegExp(`^${rid}  pending `))
     expect(await run(['regulator', 'approve', rid, '--wallet', join(dir, 'wallet-1'), '--trapdoor', join(sys.dirs.cloud, 'regulator', 'chameleon-secret.key')], sys.tokens.regulator)).toMatch(/applied/)
     expect((await sys.record(id)).commitment).toBe(before.commitment)
     expect(existsSync(blockFilePath(join(sys.dirs.cloud, 'blocks'), CID.parse(before.cid)))).toBe(false)
