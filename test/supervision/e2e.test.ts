@@ -30,19 +30,24 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'regulator.key'), encodeUserKey(sys.authority.key(['role:regulator'])), { mode: 0o600 })
   wallets.forEach((w, i) => writeFileSync(join(dir, `wallet-${i + 1}`), w.privateKey + '\n', { mode: 0o600 }))
   writeFileSync(join(dir, 'requester-wallet'), testWallet(9).privateKey + '\n', { mode: 0o600 }) // the doctor signs requests
-  const monitors = await startMonitors(sys.gateway.mqttUrl, sys.monitors, 2)
-  await sleep(5000) // load duration, not a timing assertion
-  await Promise.all(monitors.map((m) => m.stop()))
-  await sys.settled(60_000)
+  await loadAndSettle(sys, 5000)
 }, 150_000)
+
+/** The ward's monitors publish for `ms` (load duration, not a timing assertion); then everything is sealed and shipped. */
+async function loadAndSettle(on: TestSystem, ms: number): Promise<void> {
+  const monitors = await startMonitors(on.gateway.mqttUrl, on.monitors, 2)
+  await sleep(ms)
+  await Promise.all(monitors.map((m) => m.stop()))
+  await on.settled(60_000)
+}
 
 afterAll(async () => {
   await sys?.destroy()
 })
 
-const as = (token: string) => ({ CARELEDGER_CLOUD_URL: sys.cloud.url, CARELEDGER_TOKEN: token })
-async function run(args: readonly string[], token: string): Promise<string> {
-  const r = await careledger(args, as(token))
+const as = (token: string, on: TestSystem = sys) => ({ CARELEDGER_CLOUD_URL: on.cloud.url, CARELEDGER_TOKEN: token })
+async function run(args: readonly string[], token: string, on: TestSystem = sys): Promise<string> {
+  const r = await careledger(args, as(token, on))
   if (r.code !== 0) throw new Error(`careledger ${args.join(' ')} exited ${r.code}:\n${r.stderr}${r.stdout}`)
   return r.stdout
 }
@@ -221,10 +226,7 @@ describe('1 of 1 on PostgreSQL: a cloud started with --database, a real gateway 
     if (postgres.skip) return
     database = await postgres.server().createDatabase('supervision_e2e')
     pg = await TestSystem.start({ label: 'supervision-e2e-pg', devices: ward(1), sealIntervalS: 1, blockIntervalS: 0.5, database })
-    const monitors = await startMonitors(pg.gateway.mqttUrl, pg.monitors, 2)
-    await sleep(4000) // load duration, not a timing assertion
-    await Promise.all(monitors.map((m) => m.stop()))
-    await pg.settled(60_000)
+    await loadAndSettle(pg, 4000)
   }, 150_000)
   afterAll(async () => {
     await pg?.destroy()
@@ -235,12 +237,7 @@ describe('1 of 1 on PostgreSQL: a cloud started with --database, a real gateway 
     const s = pg!
     const one = join(s.root.dir, 'single')
     const trapdoor = join(s.dirs.cloud, 'regulator', 'chameleon-secret.key')
-    const at = (token: string) => ({ CARELEDGER_CLOUD_URL: s.cloud.url, CARELEDGER_TOKEN: token })
-    const go = async (args: readonly string[], token: string): Promise<string> => {
-      const r = await careledger(args, at(token))
-      if (r.code !== 0) throw new Error(`careledger ${args.join(' ')} exited ${r.code}:\n${r.stderr}${r.stdout}`)
-      return r.stdout
-    }
+    const go = (args: readonly string[], token: string): Promise<string> => run(args, token, s)
     await go(['regulator', 'setup', '--threshold', '1', '--of', '1', '--cloud-id', 'e2e-pg', '--trapdoor', trapdoor, '--out', one, '--install', '--database', database, '--regulator', `Sole Regulator=${wallets[0]!.address}`], s.tokens.admin)
     const recs = (await s.records()).sort((a, b) => a.seq - b.seq)
     expect(recs.length).toBeGreaterThan(2)
