@@ -29,7 +29,7 @@ import { decodeRecordContent } from '../cloud/chain/record.ts'
 import { verifyChain } from '../cloud/chain/verify.ts'
 import { checkRedactions } from '../cloud/supervision/verify-redactions.ts'
 import { forgetKnownSigners } from '../shared/crypto/eth-signer.ts'
-import { SupervisionStore, type ApplyStage, type RequestView } from '../cloud/supervision/store.ts'
+import { sqliteSupervision, type ApplyStage, type RequestView } from '../cloud/supervision/store.ts'
 import { EnvelopeStore } from '../cloud/service/blockstore.ts'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
@@ -85,10 +85,10 @@ try {
   let lastStages: [ApplyStage, number][] = []
   // As the service does (cloud/runtime.ts): each apply seals the block committing its log entry in its transaction.
   const sealer = new ChainStore(db, keys.store, { workers: 0 })
-  const sup = new SupervisionStore(db, { chameleonPublicKey: keys.chameleon.publicKey, onStage: (stage, ms) => void lastStages.push([stage, ms]), seal: (t) => sealer.sealBlock(t) })
+  const sup = sqliteSupervision(db, { chameleonPublicKey: keys.chameleon.publicKey, onStage: (stage, ms) => void lastStages.push([stage, ms]), seal: (t) => sealer.sealBlock(t) })
   const blocks = await EnvelopeStore.open(join(dir, 'blocks'))
   const addStage = (stage: ApplyStage | 'blockstore put' | 'blockstore delete', ms: number): void => void stageMs.set(stage, [...(stageMs.get(stage) ?? []), ms])
-  sup.setPolicy(c.policy)
+  await sup.setPolicy(c.policy)
   const group = policyGroup(c.policy)
   const requester = testWallet(9)
 
@@ -122,19 +122,19 @@ try {
       const envelope = sha256(new TextEncoder().encode(`bench envelope ${record}`))
       const cid = cidOf(envelope).toString()
       const manifest = { ...old, cid, size: envelope.length, merkleRoot: bytesToHex(envelope) }
-      r = sup.createRequest({ record, action: 'correct', reason: 'bench correction', requester: 'bench', manifest, envelope, signed: await sign('correct', 'bench correction', manifest) })
+      r = await sup.createRequest({ record, action: 'correct', reason: 'bench correction', requester: 'bench', manifest, envelope, signed: await sign('correct', 'bench correction', manifest) })
     } else {
-      r = sup.createRequest({ record, action: 'delete', reason: 'bench deletion', requester: 'bench', signed: await sign('delete', 'bench deletion') })
+      r = await sup.createRequest({ record, action: 'delete', reason: 'bench deletion', requester: 'bench', signed: await sign('delete', 'bench deletion') })
     }
-    for (const k of [1, 2]) r = sup.decide(r.id, await signDecision(c.policy, c.regulators[k - 1]!.wallet, subjectOf(r)))
+    for (const k of [1, 2]) r = await sup.decide(r.id, await signDecision(c.policy, c.regulators[k - 1]!.wallet, subjectOf(r)))
     const t0 = performance.now()
     const cpu0 = process.cpuUsage()
     const n1 = roundOne(c.regulators[0]!, systemRng)
     const n2 = roundOne(c.regulators[1]!, systemRng)
     perRegulatorCpu += cpuMs(process.cpuUsage(cpu0)) / 2
     perRegulator.push((performance.now() - t0) / 2)
-    r = sup.commit(r.id, n1.commitment)
-    r = sup.commit(r.id, n2.commitment)
+    r = await sup.commit(r.id, n1.commitment)
+    r = await sup.commit(r.id, n2.commitment)
     const t1 = performance.now()
     const cpu1 = process.cpuUsage()
     const z1 = roundTwo(c, c.regulators[0]!, n1.nonces, r)
@@ -150,7 +150,7 @@ try {
     thresholdAdaptAggregate(group, commitments, target, [z1, z2])
     coordinatorCpu += cpuMs(process.cpuUsage(cpu2))
     coordinator.push(performance.now() - t2)
-    sup.share(r.id, z1)
+    await sup.share(r.id, z1)
     // The chain's test batches name made-up CIDs: the old ciphertext stands in under a real one.
     const oldEnvelope = sha256(new TextEncoder().encode(`old envelope ${record}`))
     const oldCid = cidOf(oldEnvelope)
@@ -158,7 +158,7 @@ try {
     lastStages = []
     const t3 = performance.now()
     const cpu3 = process.cpuUsage()
-    const out = sup.share(r.id, z2) // the k-th share: verify, aggregate, check, swap, log, commit
+    const out = await sup.share(r.id, z2) // the k-th share: verify, aggregate, check, swap, log, commit
     if (!out.applied) throw new Error('not applied')
     // afterApplied's blockstore work (cloud/supervision/routes.ts)
     const t4 = performance.now()

@@ -37,7 +37,7 @@ import { createCloudMetrics } from './service/metrics.ts'
 import { RateWindow } from './service/rate.ts'
 import { InflightBudget } from './service/inflight.ts'
 import { InstructionStore } from './service/instructions.ts'
-import { SupervisionStore } from './supervision/store.ts'
+import { sqliteSupervision } from './supervision/store.ts'
 import { DamageLog, withDamage } from './service/envelope-damage.ts'
 import { scrubBlockstore, type ScrubResult } from './service/scrub.ts'
 import { VerificationLog, type VerificationResult } from './service/verification.ts'
@@ -107,6 +107,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       registerAnchorMetrics(metrics.registry, () => anchor.status())
     }
 
+    const supervisionOpts = { chameleonPublicKey: keys.chameleonPublicKey, now, log: (line: Record<string, unknown>, msg: string) => logger.info(line, msg) }
     const ctx: ServiceContext = {
       config,
       keys,
@@ -124,19 +125,18 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       inflight: new InflightBudget(config.limits.inflight),
       instructions: new InstructionStore(db, keys.signingSecretKey),
       damage: new DamageLog(db),
-      supervision: new SupervisionStore(db, {
-        chameleonPublicKey: keys.chameleonPublicKey,
-        now,
-        log: (line, msg) => logger.info(line, msg),
-        // An applied redaction is committed by a block sealed in the same transaction (header v2).
-        seal: shared
-          ? undefined
-          : (t) => {
+      // An applied redaction is committed by a block sealed in the same transaction (header v2);
+      // on PostgreSQL shared by every process, under the chain-write lock (cloud/store/pg/supervision.ts).
+      supervision: shared
+        ? (await import('./store/pg/supervision.ts')).pgSupervision(shared.store, supervisionOpts)
+        : sqliteSupervision(db, {
+            ...supervisionOpts,
+            seal: (t) => {
               const block = chain.sealBlock(t)
               if (block) queueMicrotask(() => chain.head()?.hash === block.hash && noteSealed(block))
               return block
             },
-      }),
+          }),
       metrics,
       anchor,
       logger,

@@ -23,7 +23,7 @@ import { decodeCanonical } from '../../shared/encoding/canonical.ts'
 import type { BatchManifest } from '../../shared/protocol/manifest.ts'
 import { registerMigrations, type CloudDb, type Migration } from '../store/db.ts'
 import { blockHash, decodeBlockHeader, EMPTY_REDACTION_STATE, makeBlock, recordsTree, type BlockHeader, type RedactionState, type SealedBlock } from './block.ts'
-import { committedState, redactionLogHeadAt, redactionLogState } from '../supervision/log-state.ts'
+import { committedState, logMoved, redactionLogHeadAt, redactionLogState } from '../supervision/log-state.ts'
 import {
   admitBatch,
   commitRecord,
@@ -744,18 +744,8 @@ export class ChainStore {
       const last = this.#s.lastBlock.get() as RawBlock | undefined
       const log = redactionLogState(this.db)
       const committed = last ? committedState(blockSummary(last).header) : null
-      if (committed) {
-        const at = redactionLogHeadAt(this.db, committed.count)
-        if (log.count < committed.count || at !== committed.head) {
-          throw new CareLedgerError(
-            'VERIFICATION_FAILED',
-            `refusing to seal: block ${last!.height} committed the redaction log at ${committed.count} entries (head ${committed.head}), the stored log ${log.count < committed.count ? `holds only ${log.count}` : `reaches ${at} there`}`,
-            { reason: 'REDACTION_LOG', height: last!.height, committed, stored: log },
-          )
-        }
-      }
-      const logMoved = committed ? log.count !== committed.count : log.count > 0
-      if (rows.length === 0 && (!last || !logMoved)) return null
+      const moved = logMoved(last?.height ?? null, committed, log, committed ? redactionLogHeadAt(this.db, committed.count) : null)
+      if (rows.length === 0 && (!last || !moved)) return null
       const { height, block } = nextBlock(last, rows, now, { chameleonKeyId: this.#chameleonKeyId, signerKeyId: this.#signerKeyId, signingSecretKey: this.#signingSecretKey }, log)
       this.#s.insertBlock.run(height, block.bytes, block.hash, block.signature)
       const assigned = block.header.count === 0 ? 0 : this.#s.assign.run(height, block.header.first, block.header.last).changes

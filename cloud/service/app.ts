@@ -114,15 +114,8 @@ export async function buildApp(ctx: ServiceContext, opts: BuildOptions = {}): Pr
   registerConsoleViews(app, ctx)
   registerConsoleRoutes(app, ctx)
   registerAnchorRoutes(app, ctx)
-  // Supervision still keeps its requests and applies redactions in cloud.db: on a PostgreSQL chain it
-  // would judge against this process's empty SQLite chain, so it answers 501 naming why instead.
-  if (ctx.backend.kind === 'postgres') app.all('/v1/supervision/*', async () => notOnPostgres('supervision (corrections, deletions, the redaction log)'))
-  else registerSupervisionRoutes(app, ctx)
+  registerSupervisionRoutes(app, ctx) // on the chain's own store: cloud.db, or the shared PostgreSQL
   return app
-}
-
-const notOnPostgres = (what: string): never => {
-  throw new ApiError('NOT_IMPLEMENTED', `${what} does not run on a PostgreSQL chain yet: use a SQLite cloud for it (docs/operations.md §Running the cloud on PostgreSQL)`, { store: 'postgres' })
 }
 
 /** How long a request refused before its body may keep sending (and have it discarded). */

@@ -44,7 +44,7 @@ export interface ServiceContext {
   readonly instructions: InstructionStore
   /** Envelope blocks the scrub found damaged (envelope-damage.ts). */
   readonly damage: DamageLog
-  /** Correction and deletion requests, regulators' decisions, the redaction log (cloud/supervision/). */
+  /** Correction and deletion requests, regulators' decisions, the redaction log (cloud/supervision/): cloud.db, or the shared PostgreSQL. Always await. */
   readonly supervision: SupervisionStore
   readonly metrics: CloudMetrics
   /** Anchoring to an EVM chain; null when off (cloud/anchor/). */

@@ -39,7 +39,12 @@ function idParam(raw: string, name: string): number {
 export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): void {
   const chain = ctx.backend // SQLite or the shared PostgreSQL chain (cloud/store/chain-backend.ts)
   /** docs/api.md lists `redacted` with every record: true once an approved redaction changed it (the redaction log names it). */
-  const recordJson = <T extends RecordSummary>(r: T): T & { redacted: boolean } => ({ ...r, redacted: ctx.supervision.isRedacted(r.id) })
+  const recordJson = async <T extends RecordSummary>(r: T): Promise<T & { redacted: boolean }> => ({ ...r, redacted: await ctx.supervision.isRedacted(r.id) })
+  /** A page of records, their `redacted` flags in one query. */
+  const recordsJson = async <T extends RecordSummary>(rs: readonly T[]): Promise<(T & { redacted: boolean })[]> => {
+    const redacted = await ctx.supervision.redactedAmong(rs.map((r) => r.id))
+    return rs.map((r) => ({ ...r, redacted: redacted.has(r.id) }))
+  }
 
   app.get('/healthz', async (_req, reply) => {
     const uptimeS = Math.round((ctx.now() - ctx.startedAt) / 1000)
@@ -65,7 +70,7 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
     const after = intParam(q, 'after', { min: 0 }) ?? 0
     const limit = intParam(q, 'limit', { min: 1, max: MAX_LIMIT }) ?? DEFAULT_LIMIT
     const records = await chain.listRecords({ ...(stream ? { stream } : {}), after, limit })
-    return { records: records.map(recordJson), next: records.length === limit ? records.at(-1)!.id : null }
+    return { records: await recordsJson(records), next: records.length === limit ? records.at(-1)!.id : null }
   })
 
   const recordOr404 = async (req: FastifyRequest) => {
@@ -86,7 +91,7 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
         pending: true,
       })
     }
-    return { ...proof, record: recordJson(proof.record) }
+    return { ...proof, record: await recordJson(proof.record) }
   })
 
   app.get('/v1/records/:id/envelope', { onRequest: guard(ctx, 'envelope') }, async (req, reply: FastifyReply) => {

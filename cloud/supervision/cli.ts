@@ -7,7 +7,9 @@
  *   careledger supervision request delete <record> --reason … --wallet <file>
  *   careledger supervision list | withdraw <id>
  *
- * Cloud URL and token: --url / --token, or CARELEDGER_CLOUD_URL / CARELEDGER_TOKEN.
+ * Cloud URL and token: --url / --token, or CARELEDGER_CLOUD_URL / CARELEDGER_TOKEN. On the cloud's
+ * own machine, `setup --install`, `review` and `list` also take --database postgres://… (the
+ * deployment's shared PostgreSQL) or --data <dir> (its cloud.db) instead, like `cloud token`.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -28,7 +30,8 @@ import type { BatchManifest } from '../../shared/protocol/manifest.ts'
 import { checkRequester } from '../../clients/supervision-view.ts'
 import { openBatch, openEvidence, resealCorrection, sealEvidence, type Evidence } from '../../clients/supervision.ts'
 import { readAttributeKey, readAuthority, readShare, readTrapdoor, readWallet, REQUESTER_WALLET_ENV } from '../../clients/supervision-keys.ts'
-import type { RequestView } from './store.ts'
+import type { RequestStatus, RequestView } from './store.ts'
+import { cloudDbPath, resolveCloudDataDir } from '../config.ts'
 
 const out = (line: string): void => void process.stdout.write(line + '\n')
 
@@ -65,10 +68,53 @@ function api(o: ApiOpts) {
 
 const withApi = (c: Command): Command => c.option('--url <url>', 'the cloud (default CARELEDGER_CLOUD_URL)').option('--token <token>', 'your API token (default CARELEDGER_TOKEN)')
 
+interface StoreOpts {
+  database?: string
+  data?: string
+}
+
+/** --database / --data: read (and install the policy) in the cloud's store directly instead of over the API. */
+const withStore = (c: Command): Command =>
+  c
+    .option('--database <url>', "instead of --url: the deployment's shared PostgreSQL (postgres://…), as `cloud token --database`")
+    .option('--data <dir>', "instead of --url: a SQLite cloud's data directory (its cloud.db)")
+
+/** Where requests and the policy are read: the store given by --database/--data, else the cloud's API. */
+async function source(o: ApiOpts & StoreOpts): Promise<{ policy(): Promise<SupervisoryPolicy | null>; requests(status?: RequestStatus): Promise<RequestView[]>; setPolicy(p: SupervisoryPolicy): Promise<void>; close(): Promise<void> }> {
+  if (o.database !== undefined || o.data !== undefined) {
+    const { openSupervisionStore } = await import('./open.ts')
+    const { store, close } = await openSupervisionStore(o.database ?? null, cloudDbPath(resolveCloudDataDir(o.data)))
+    return { policy: () => store.policy(), requests: (status) => store.listRequests({ status }), setPolicy: async (p) => void (await store.setPolicy(p, 'careledger regulator setup')), close }
+  }
+  const call = api(o)
+  return {
+    policy: async () => {
+      const { policy } = await call<{ policy: unknown }>('GET', '/v1/supervision/policy')
+      return policy ? parseSupervisoryPolicy(policy) : null
+    },
+    requests: async (status) => (await call<{ requests: RequestView[] }>('GET', `/v1/supervision/requests${status ? `?status=${status}` : ''}`)).requests,
+    setPolicy: async (policy) => void (await call('PUT', '/v1/supervision/policy', { policy })),
+    close: async () => {},
+  }
+}
+
+async function fromSource<T>(o: ApiOpts & StoreOpts, f: (s: Awaited<ReturnType<typeof source>>) => Promise<T>): Promise<T> {
+  const s = await source(o)
+  try {
+    return await f(s)
+  } finally {
+    await s.close()
+  }
+}
+
+const requirePolicy = (policy: SupervisoryPolicy | null): SupervisoryPolicy => {
+  if (!policy) throw new CareLedgerError('INVALID_ARGUMENT', 'the cloud has no supervisory policy (careledger regulator setup … --install)', { reason: 'NO_POLICY' })
+  return policy
+}
+
 async function policyOf(call: ReturnType<typeof api>): Promise<SupervisoryPolicy> {
   const { policy } = await call<{ policy: unknown }>('GET', '/v1/supervision/policy')
-  if (!policy) throw new CareLedgerError('INVALID_ARGUMENT', 'the cloud has no supervisory policy (careledger regulator setup … --install)', { reason: 'NO_POLICY' })
-  return parseSupervisoryPolicy(policy)
+  return requirePolicy(policy ? parseSupervisoryPolicy(policy) : null)
 }
 
 async function getRequest(call: ReturnType<typeof api>, id: string): Promise<RequestView> {
@@ -95,10 +141,11 @@ export function supervisionCommand(): Command {
   common(request.command('delete <record>').description('replace a record by a tombstone (stream, seq and link kept)')).action(async (record: string, o: ApiOpts & { reason: string; key?: string; authority?: string; wallet?: string }) => {
     await makeRequest(o, Number(record), 'delete', null)
   })
-  withApi(cmd.command('list').description('requests (all, or --status)'))
+  withStore(withApi(cmd.command('list').description('requests (all, or --status)')))
     .option('--status <status>', 'pending, applied, rejected or withdrawn')
-    .action(async (o: ApiOpts & { status?: string }) => {
-      const { requests } = await api(o)<{ requests: RequestView[] }>('GET', `/v1/supervision/requests${o.status ? `?status=${o.status}` : ''}`)
+    .action(async (o: ApiOpts & StoreOpts & { status?: string }) => {
+      if (o.status !== undefined && !['pending', 'applied', 'rejected', 'withdrawn'].includes(o.status)) throw new CareLedgerError('INVALID_ARGUMENT', '--status: expected pending, applied, rejected or withdrawn', { field: 'status' })
+      const requests = await fromSource(o, (s) => s.requests(o.status as RequestStatus | undefined))
       for (const r of requests) out(`${r.id}  ${r.status.padEnd(9)}  ${r.action.padEnd(7)}  record ${r.record}  by ${r.requester}  approvals ${r.decisions.filter((d) => d.decision === 'approve').length}  "${r.reason}"`)
     })
   withApi(cmd.command('withdraw <id>').description('withdraw your pending request')).action(async (id: string, o: ApiOpts) => {
@@ -166,10 +213,12 @@ export function addRegulatorWorkflow(cmd: Command): Command {
     .requiredOption('-o, --out <dir>', 'where to write policy.json and the share files')
     .option('--trapdoor <file>', 'the existing chameleon secret key to split (its public key is the chain\'s); without: a fresh key pair')
     .option('--destroy-trapdoor', 'delete --trapdoor after splitting it (k ≥ 2): from then on nobody holds it whole')
-    .option('--install', 'PUT the policy to the cloud (an admin token)')
+    .option('--install', 'install the policy on the cloud: PUT over the API (--url, an admin token), or straight into its store (--database / --data)')
     .option('--url <url>')
     .option('--token <token>')
-    .action(async (o: { threshold: string; of: string; cloudId: string; regulator: string[]; out: string; trapdoor?: string; destroyTrapdoor?: boolean; install?: boolean } & ApiOpts) => {
+    .option('--database <url>', "with --install: the deployment's shared PostgreSQL (postgres://…)")
+    .option('--data <dir>', "with --install: a SQLite cloud's data directory")
+    .action(async (o: { threshold: string; of: string; cloudId: string; regulator: string[]; out: string; trapdoor?: string; destroyTrapdoor?: boolean; install?: boolean } & ApiOpts & StoreOpts) => {
       const k = Number(o.threshold)
       const n = Number(o.of)
       const regs = o.regulator.map((s) => {
@@ -202,18 +251,17 @@ export function addRegulatorWorkflow(cmd: Command): Command {
       out(`supervisory policy ${bytesToHex(supervisoryPolicyId(policy))}: ${k} of ${n}, key generation ${policy.keyGeneration}; wrote ${join(o.out, 'policy.json')}`)
       if (n > 1) out(`hand regulator-<i>.share to regulator i only, then delete them here${o.trapdoor && !o.destroyTrapdoor ? `; destroy ${o.trapdoor}: nobody should hold the trapdoor whole` : ''}`)
       if (o.install) {
-        await api(o)('PUT', '/v1/supervision/policy', { policy })
+        await fromSource(o, (s) => s.setPolicy(policy))
         out('installed on the cloud')
       }
     })
 
-  withApi(cmd.command('review').description('pending requests, with the evidence opened by your role:regulator key'))
+  withStore(withApi(cmd.command('review').description('pending requests, with the evidence opened by your role:regulator key')))
     .option('--key <file>', 'your attribute key with role:regulator (opens the evidence)')
     .option('--json', 'print JSON')
-    .action(async (o: ApiOpts & { key?: string; json?: boolean }) => {
-      const { requests } = await api(o)<{ requests: RequestView[] }>('GET', '/v1/supervision/requests?status=pending')
+    .action(async (o: ApiOpts & StoreOpts & { key?: string; json?: boolean }) => {
+      const { requests, policy } = await fromSource(o, async (s) => ({ requests: await s.requests('pending'), policy: requirePolicy(await s.policy()) }))
       const key = o.key ? readAttributeKey(o.key) : null
-      const policy = await policyOf(api(o))
       const rows = requests.map((r) => {
         let evidence: Evidence | { error: string } | null = null
         if (key && r.evidence) {

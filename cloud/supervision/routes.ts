@@ -59,9 +59,9 @@ function parse<T>(schema: z.ZodType<T>, body: unknown): T {
 const who = (req: FastifyRequest): string => `${req.principal!.name} (${req.principal!.role})`
 
 /** The workflow's typed refusals as API errors (400; a stale state 409). */
-function run<T>(f: () => T): T {
+async function run<T>(f: () => Promise<T>): Promise<T> {
   try {
-    return f()
+    return await f()
   } catch (e) {
     if (!isCareLedgerError(e)) throw e
     const reason = String((e.info as { reason?: unknown }).reason ?? e.code)
@@ -88,12 +88,12 @@ export function registerSupervisionRoutes(app: FastifyInstance, ctx: ServiceCont
   const sup = ctx.supervision
   const id = (req: FastifyRequest): string => (req.params as { id: string }).id
 
-  app.get('/v1/supervision/policy', { onRequest: guard(ctx, 'openapi') }, async () => ({ policy: sup.policy() }))
-  app.put('/v1/supervision/policy', { onRequest: guard(ctx, 'supervisionAdmin') }, async (req) => ({ policy: run(() => sup.setPolicy((req.body as { policy?: unknown })?.policy, who(req))) }))
+  app.get('/v1/supervision/policy', { onRequest: guard(ctx, 'openapi') }, async () => ({ policy: await sup.policy() }))
+  app.put('/v1/supervision/policy', { onRequest: guard(ctx, 'supervisionAdmin') }, async (req) => ({ policy: await run(() => sup.setPolicy((req.body as { policy?: unknown })?.policy, who(req))) }))
 
   app.post('/v1/supervision/requests', { onRequest: guard(ctx, 'supervisionRequest'), bodyLimit: 16 * 1024 * 1024 }, async (req, reply) => {
     const b = parse(NewRequestBody, req.body)
-    const r = run(() =>
+    const r = await run(() =>
       sup.createRequest({
         record: b.record ?? 0,
         logEntry: b.logEntry,
@@ -110,7 +110,7 @@ export function registerSupervisionRoutes(app: FastifyInstance, ctx: ServiceCont
       const cid = CID.parse(r.newCid)
       const { isBlockOf } = await import('../service/blockstore.ts')
       if (!isBlockOf(cid, Buffer.from(b.envelope, 'base64'))) {
-        run(() => sup.withdraw(r.id, who(req)))
+        await run(() => sup.withdraw(r.id, who(req)))
         throw new ApiError('INVALID_REQUEST', `envelope: its bytes do not hash to the manifest's CID ${r.newCid}`, { field: 'envelope' })
       }
     }
@@ -119,34 +119,34 @@ export function registerSupervisionRoutes(app: FastifyInstance, ctx: ServiceCont
   app.get('/v1/supervision/requests', { onRequest: guard(ctx, 'supervisionRead') }, async (req) => {
     const status = (req.query as { status?: string }).status
     if (status !== undefined && !['pending', 'applied', 'rejected', 'withdrawn'].includes(status)) throw new ApiError('INVALID_REQUEST', 'status: expected pending, applied, rejected or withdrawn', { field: 'status' })
-    return { requests: sup.listRequests({ status: status as RequestStatus | undefined }) }
+    return { requests: await sup.listRequests({ status: status as RequestStatus | undefined }) }
   })
   app.get('/v1/supervision/requests/:id', { onRequest: guard(ctx, 'supervisionRead') }, async (req) => {
-    const r = sup.getRequest(id(req))
+    const r = await sup.getRequest(id(req))
     if (!r) throw new ApiError('NOT_FOUND', `no supervision request ${id(req)}`)
     return { request: r }
   })
   app.post('/v1/supervision/requests/:id/withdraw', { onRequest: guard(ctx, 'supervisionRequest') }, async (req) => ({
-    request: run(() => sup.withdraw(id(req), who(req), { admin: req.principal!.role === 'admin' })),
+    request: await run(() => sup.withdraw(id(req), who(req), { admin: req.principal!.role === 'admin' })),
   }))
-  app.post('/v1/supervision/requests/:id/decisions', { onRequest: guard(ctx, 'supervisionDecide') }, async (req) => ({ request: run(() => sup.decide(id(req), req.body, who(req))) }))
+  app.post('/v1/supervision/requests/:id/decisions', { onRequest: guard(ctx, 'supervisionDecide') }, async (req) => ({ request: await run(() => sup.decide(id(req), req.body, who(req))) }))
   app.post('/v1/supervision/requests/:id/commitments', { onRequest: guard(ctx, 'supervisionDecide') }, async (req) => {
     const b = parse(CommitmentBody, req.body)
-    return { request: run(() => sup.commit(id(req), { index: b.index, hiding: hexToBytes(b.hiding), binding: hexToBytes(b.binding) }, who(req))) }
+    return { request: await run(() => sup.commit(id(req), { index: b.index, hiding: hexToBytes(b.hiding), binding: hexToBytes(b.binding) }, who(req))) }
   })
   app.post('/v1/supervision/requests/:id/shares', { onRequest: guard(ctx, 'supervisionDecide') }, async (req) => {
     const b = parse(ShareBody, req.body)
-    const out = run(() => sup.share(id(req), { index: b.index, share: hexToBytes(b.share) }, who(req)))
+    const out = await run(() => sup.share(id(req), { index: b.index, share: hexToBytes(b.share) }, who(req)))
     if (out.applied) await afterApplied(ctx, out.applied)
     return { request: out.request, entry: out.applied?.entry ?? null }
   })
-  app.post('/v1/supervision/requests/:id/restart', { onRequest: guard(ctx, 'supervisionDecide') }, async (req) => ({ request: run(() => sup.restart(id(req), who(req))) }))
+  app.post('/v1/supervision/requests/:id/restart', { onRequest: guard(ctx, 'supervisionDecide') }, async (req) => ({ request: await run(() => sup.restart(id(req), who(req))) }))
   app.post('/v1/supervision/requests/:id/opening', { onRequest: guard(ctx, 'supervisionDecide') }, async (req) => {
     const b = parse(OpeningBody, req.body)
-    const applied = run(() => sup.submitOpening(id(req), hexToBytes(b.opening), who(req)))
+    const applied = await run(() => sup.submitOpening(id(req), hexToBytes(b.opening), who(req)))
     await afterApplied(ctx, applied)
     return { request: applied.request, entry: applied.entry }
   })
-  app.get('/v1/supervision/log', { onRequest: guard(ctx, 'supervisionLog') }, async () => ({ entries: sup.redactionLog() }))
-  app.get('/v1/supervision/refusals', { onRequest: guard(ctx, 'verification') }, async () => ({ refusals: sup.refusals() }))
+  app.get('/v1/supervision/log', { onRequest: guard(ctx, 'supervisionLog') }, async () => ({ entries: await sup.redactionLog() }))
+  app.get('/v1/supervision/refusals', { onRequest: guard(ctx, 'verification') }, async () => ({ refusals: await sup.refusals() }))
 }

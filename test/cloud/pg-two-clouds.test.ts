@@ -17,30 +17,21 @@
  *   - a signed request's nonce used on A is refused on B (401 REPLAYED_REQUEST), and one request
  *     sent to both at once is accepted by exactly one;
  *   - a gateway revoked through the CLI is refused by both;
- *   - the supervision routes, not on PostgreSQL yet, answer 501 NOT_IMPLEMENTED.
+ *   - the supervision routes answer from the shared database (test/cloud/pg-supervision.test.ts
+ *     runs the workflow across the two processes).
  */
-import { cpSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { usePostgres } from '../helpers/postgres.ts'
-import { CloudProcess, careledger, getAs, json, tempDataDir } from '../helpers/cloud-process.ts'
+import { careledger, getAs, json, type CloudProcess } from '../helpers/cloud-process.ts'
+import { usePgClouds } from '../helpers/pg-clouds.ts'
 import { batchBody, bulkBody, replay, sealTestBatch, signedPost, testGateway, testStream, type TestGateway } from '../helpers/cloud-batches.ts'
 import type { SealedBatch } from '../../gateway/seal/seal.ts'
 import { signRequest } from '../../shared/protocol/request-signing.ts'
 
 const postgres = usePostgres()
-const dirs: Array<ReturnType<typeof tempDataDir>> = []
-const procs: CloudProcess[] = []
-afterAll(async () => {
-  for (const p of procs) await p.kill('SIGKILL')
-  for (const d of dirs) d.cleanup()
-})
-const temp = (label: string): string => {
-  const d = tempDataDir(label)
-  dirs.push(d)
-  return d.dir
-}
+const { startPair } = usePgClouds(postgres.server)
 
 async function register(cloud: CloudProcess, database: string, gw: TestGateway, name: string): Promise<void> {
   const invited = await careledger(['cloud', 'gateway', 'invite', '--name', name, '--json', '--database', database])
@@ -66,24 +57,6 @@ async function gatewayLoad(gw: TestGateway, tag: string): Promise<SealedBatch[][
     bulks.push(bulk)
   }
   return bulks
-}
-
-/** Two cloud processes of one deployment on database `name`: A started first, then B with A's keys. */
-async function startPair(name: string): Promise<{ url: string; shared: string; dirA: string; a: CloudProcess; b: CloudProcess }> {
-  const url = await postgres.server().createDatabase(name)
-  const shared = temp(`${name}-blocks`)
-  const dirA = temp(`${name}-a`)
-  const dirB = temp(`${name}-b`)
-  const args = ['--database', url, '--blocks', shared, '--block-interval-s', '0.3', '--verify-interval-s', '0']
-  const a = await CloudProcess.start({ dataDir: dirA, args, readyTimeoutMs: 60_000 })
-  procs.push(a)
-  expect(a.logs.find((l) => l.event === 'cloud_ready')).toMatchObject({ store: 'postgres' })
-  // One deployment: the same keys (block signing, development regulator) on every process.
-  cpSync(join(dirA, 'keys'), join(dirB, 'keys'), { recursive: true })
-  cpSync(join(dirA, 'regulator'), join(dirB, 'regulator'), { recursive: true })
-  const b = await CloudProcess.start({ dataDir: dirB, args, readyTimeoutMs: 60_000 })
-  procs.push(b)
-  return { url, shared, dirA, a, b }
 }
 
 describe('two cloud processes on one PostgreSQL, over HTTP', () => {
@@ -217,10 +190,10 @@ describe('two cloud processes on one PostgreSQL share tokens, gateways and nonce
     const cliList = JSON.parse(await cli(['cloud', 'gateway', 'list', '--json', '--database', url]))
     expect(cliList.map((g: { name: string }) => g.name)).toEqual(['ward-1'])
 
-    // Supervision is not on PostgreSQL yet: its routes say so instead of judging an empty local chain.
+    // Supervision is on PostgreSQL too: no requests yet, for either process.
     const sup = await getAs(a.url, admin, '/v1/supervision/requests')
-    expect(sup.status).toBe(501)
-    expect((await json(sup)).error).toMatchObject({ code: 'NOT_IMPLEMENTED', message: expect.stringMatching(/does not run on a PostgreSQL chain yet/) })
+    expect(sup.status).toBe(200)
+    expect((await json(sup)).requests).toEqual([])
 
     // Revoked once: refused by both processes on their next request.
     await cli(['cloud', 'token', 'revoke', 'ops', '--database', url])

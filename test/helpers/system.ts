@@ -461,6 +461,8 @@ export interface SystemOptions {
   readonly gatewayEnv?: Readonly<Record<string, string>>
   /** Environment of the cloud process (e.g. CARELEDGER_LOG_LEVEL). */
   readonly cloudEnv?: Readonly<Record<string, string>>
+  /** A PostgreSQL URL: the cloud runs with --database, and the tokens and the gateway's invite are made there. */
+  readonly database?: string
 }
 
 export interface Tokens {
@@ -529,14 +531,15 @@ export class TestSystem {
     let relay: CloudRelay | null = null
     try {
       const authority = new TestAuthority(dirs.authority)
-      cloud = await CloudProcess.start({ dataDir: dirs.cloud, args: ['--block-interval-s', String(o.blockIntervalS ?? 0.5), ...(o.cloudArgs ?? [])], env: { ...o.cloudEnv }, readyTimeoutMs: 60_000 })
-      const token = async (role: string): Promise<string> => (JSON.parse(await cli(['cloud', 'token', 'create', '--role', role, '--name', `${role}-1`, '--json', '--data', dirs.cloud])) as { token: string }).token
+      const cloudStore = o.database ? ['--database', o.database] : ['--data', dirs.cloud]
+      cloud = await CloudProcess.start({ dataDir: dirs.cloud, args: ['--block-interval-s', String(o.blockIntervalS ?? 0.5), ...(o.database ? cloudStore : []), ...(o.cloudArgs ?? [])], env: { ...o.cloudEnv }, readyTimeoutMs: 60_000 })
+      const token = async (role: string): Promise<string> => (JSON.parse(await cli(['cloud', 'token', 'create', '--role', role, '--name', `${role}-1`, '--json', ...cloudStore])) as { token: string }).token
       const [admin, regulator, researcher, doctor, invite] = await Promise.all([
         token('admin'),
         token('regulator'),
         token('researcher'),
         token('doctor'),
-        cli(['cloud', 'gateway', 'invite', '--name', 'ward-1', '--json', '--data', dirs.cloud]).then((s) => (JSON.parse(s) as { token: string }).token),
+        cli(['cloud', 'gateway', 'invite', '--name', 'ward-1', '--json', ...cloudStore]).then((s) => (JSON.parse(s) as { token: string }).token),
       ])
       const abeEnv = { CARELEDGER_ABE_PUBLIC_KEY: authority.publicKeyFile }
       await cli(['gateway', 'register', '--data', dirs.gateway, '--cloud', cloud.url, '--token', invite, '--name', 'ward-1'], abeEnv)

@@ -16,6 +16,7 @@ import { blockFilePath } from '../../cloud/service/blockstore.ts'
 import { careledger } from '../helpers/gateway-process.ts'
 import { openBatch, sleep, startMonitors, TestSystem, waitFor, ward } from '../helpers/system.ts'
 import { testWallet } from '../vectors/supervision.ts'
+import { usePostgres } from '../helpers/postgres.ts'
 
 let sys: TestSystem
 let dir: string
@@ -29,19 +30,24 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'regulator.key'), encodeUserKey(sys.authority.key(['role:regulator'])), { mode: 0o600 })
   wallets.forEach((w, i) => writeFileSync(join(dir, `wallet-${i + 1}`), w.privateKey + '\n', { mode: 0o600 }))
   writeFileSync(join(dir, 'requester-wallet'), testWallet(9).privateKey + '\n', { mode: 0o600 }) // the doctor signs requests
-  const monitors = await startMonitors(sys.gateway.mqttUrl, sys.monitors, 2)
-  await sleep(5000) // load duration, not a timing assertion
-  await Promise.all(monitors.map((m) => m.stop()))
-  await sys.settled(60_000)
+  await loadAndSettle(sys, 5000)
 }, 150_000)
+
+/** The ward's monitors publish for `ms` (load duration, not a timing assertion); then everything is sealed and shipped. */
+async function loadAndSettle(on: TestSystem, ms: number): Promise<void> {
+  const monitors = await startMonitors(on.gateway.mqttUrl, on.monitors, 2)
+  await sleep(ms)
+  await Promise.all(monitors.map((m) => m.stop()))
+  await on.settled(60_000)
+}
 
 afterAll(async () => {
   await sys?.destroy()
 })
 
-const as = (token: string) => ({ CARELEDGER_CLOUD_URL: sys.cloud.url, CARELEDGER_TOKEN: token })
-async function run(args: readonly string[], token: string): Promise<string> {
-  const r = await careledger(args, as(token))
+const as = (token: string, on: TestSystem = sys) => ({ CARELEDGER_CLOUD_URL: on.cloud.url, CARELEDGER_TOKEN: token })
+async function run(args: readonly string[], token: string, on: TestSystem = sys): Promise<string> {
+  const r = await careledger(args, as(token, on))
   if (r.code !== 0) throw new Error(`careledger ${args.join(' ')} exited ${r.code}:\n${r.stderr}${r.stdout}`)
   return r.stdout
 }
@@ -54,13 +60,13 @@ async function middleRecord(skip: number, device = 'bed-01'): Promise<number> {
   return recs[1 + skip]!.id
 }
 
-async function verifyCli(policies: readonly string[] = []): Promise<{ code: number; report: { ok: boolean; failures: unknown[]; recordsChecked: number } }> {
-  const r = await careledger(['chain', 'verify', '--data', sys.dirs.cloud, '--json', ...policies.flatMap((p) => ['--supervisory-policy', p])], {})
+async function verifyCli(policies: readonly string[] = [], on: { sys: TestSystem; database?: string } = { sys }): Promise<{ code: number; report: { ok: boolean; failures: unknown[]; recordsChecked: number; redactionLog?: { entries: number; committed: number } } }> {
+  const r = await careledger(['chain', 'verify', '--data', on.sys.dirs.cloud, ...(on.database ? ['--database', on.database] : []), '--json', ...policies.flatMap((p) => ['--supervisory-policy', p])], {})
   return { code: r.code ?? -1, report: JSON.parse(r.stdout) }
 }
 
-const gatewayBatch = (cid: string) => {
-  const db = sys.gatewayDb()
+const gatewayBatch = (cid: string, on: TestSystem = sys) => {
+  const db = on.gatewayDb()
   try {
     const b = db.prepare('SELECT batch_id, pruned_at FROM batches WHERE cid = ?').get(cid) as { batch_id: number; pruned_at: number | null }
     return { ...b, readings: db.prepare('SELECT count(*) FROM readings WHERE batch_id = ?').pluck().get(b.batch_id) as number }
@@ -193,10 +199,12 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
 describe('1 of 1: one regulator with the trapdoor file', () => {
   it('setup, request, approve with --trapdoor: applied, chain verify passes', async () => {
     const one = join(dir, 'single')
-    await run(['regulator', 'setup', '--threshold', '1', '--of', '1', '--cloud-id', 'e2e-cloud', '--trapdoor', join(sys.dirs.cloud, 'regulator', 'chameleon-secret.key'), '--out', one, '--install', '--regulator', `Sole Regulator=${wallets[0]!.address}`], sys.tokens.admin)
+    // Installed straight into the running cloud's cloud.db (--data), not over the API.
+    await run(['regulator', 'setup', '--threshold', '1', '--of', '1', '--cloud-id', 'e2e-cloud', '--trapdoor', join(sys.dirs.cloud, 'regulator', 'chameleon-secret.key'), '--out', one, '--install', '--data', sys.dirs.cloud, '--regulator', `Sole Regulator=${wallets[0]!.address}`], sys.tokens.admin)
     const id = await middleRecord(0, 'bed-02')
     const before = await sys.record(id)
     const rid = requestId(await run(['supervision', 'request', 'delete', String(id), '--reason', 'duplicate', '--wallet', join(dir, 'requester-wallet')], sys.tokens.doctor))
+    expect(await run(['supervision', 'list', '--status', 'pending', '--data', sys.dirs.cloud], sys.tokens.doctor)).toMatch(new RegExp(`^${rid}  pending `))
     expect(await run(['regulator', 'approve', rid, '--wallet', join(dir, 'wallet-1'), '--trapdoor', join(sys.dirs.cloud, 'regulator', 'chameleon-secret.key')], sys.tokens.regulator)).toMatch(/applied/)
     expect((await sys.record(id)).commitment).toBe(before.commitment)
     expect(existsSync(blockFilePath(join(sys.dirs.cloud, 'blocks'), CID.parse(before.cid)))).toBe(false)
@@ -208,4 +216,52 @@ describe('1 of 1: one regulator with the trapdoor file', () => {
     expect(partial.code).toBe(1)
     expect(partial.report.failures).toEqual([expect.objectContaining({ kind: 'REDACTION_LOG', recordId: id })])
   }, 240_000)
+})
+
+describe('1 of 1 on PostgreSQL: a cloud started with --database, a real gateway and monitors', () => {
+  const postgres = usePostgres()
+  let pg: TestSystem | undefined
+  let database: string
+  beforeAll(async () => {
+    if (postgres.skip) return
+    database = await postgres.server().createDatabase('supervision_e2e')
+    pg = await TestSystem.start({ label: 'supervision-e2e-pg', devices: ward(1), sealIntervalS: 1, blockIntervalS: 0.5, database })
+    await loadAndSettle(pg, 4000)
+  }, 150_000)
+  afterAll(async () => {
+    await pg?.destroy()
+  })
+
+  it('setup --install --database, request, approve with --trapdoor: applied; old CID gone; the gateway deletes its copy; chain verify --database passes', async ({ skip }) => {
+    if (postgres.skip) skip(postgres.skip)
+    const s = pg!
+    const one = join(s.root.dir, 'single')
+    const trapdoor = join(s.dirs.cloud, 'regulator', 'chameleon-secret.key')
+    const go = (args: readonly string[], token: string): Promise<string> => run(args, token, s)
+    await go(['regulator', 'setup', '--threshold', '1', '--of', '1', '--cloud-id', 'e2e-pg', '--trapdoor', trapdoor, '--out', one, '--install', '--database', database, '--regulator', `Sole Regulator=${wallets[0]!.address}`], s.tokens.admin)
+    const recs = (await s.records()).sort((a, b) => a.seq - b.seq)
+    expect(recs.length).toBeGreaterThan(2)
+    const id = recs[1]!.id
+    const before = await s.record(id)
+    const rid = requestId(await go(['supervision', 'request', 'delete', String(id), '--reason', 'duplicate', '--wallet', join(dir, 'requester-wallet')], s.tokens.doctor))
+    expect(await go(['regulator', 'approve', rid, '--wallet', join(dir, 'wallet-1'), '--trapdoor', trapdoor], s.tokens.regulator)).toMatch(/applied/)
+    expect((await s.record(id)).commitment).toBe(before.commitment)
+    expect(existsSync(blockFilePath(join(s.dirs.cloud, 'blocks'), CID.parse(before.cid)))).toBe(false)
+    const entries = (await s.api<{ entries: { logHash: string }[] }>('/v1/supervision/log')).entries
+    expect((await s.blocks()).at(-1)).toMatchObject({ version: 2, redactions: { count: 1, head: entries[0]!.logHash } })
+
+    // The gateway is told (the delete-batch instruction of the process that applied it).
+    const monitors = await startMonitors(s.gateway.mqttUrl, s.monitors, 2)
+    try {
+      await waitFor('the gateway deletes its copy', () => gatewayBatch(before.cid, s).pruned_at !== null, { timeoutMs: 180_000 })
+    } finally {
+      await Promise.all(monitors.map((m) => m.stop()))
+    }
+    expect(gatewayBatch(before.cid, s).readings).toBe(0)
+    await s.settled(60_000)
+    const v = await verifyCli([join(one, 'policy.json')], { sys: s, database })
+    expect(v.report.failures).toEqual([])
+    expect(v.code).toBe(0)
+    expect(v.report.redactionLog).toMatchObject({ entries: 1, committed: 1 })
+  }, 300_000)
 })

@@ -15,15 +15,21 @@ import { ChainStore } from '../../cloud/chain/store.ts'
 import { decodeBlockHeader } from '../../cloud/chain/block.ts'
 import { verifyChain, type VerificationReport } from '../../cloud/chain/verify.ts'
 import { formatReport } from '../../cloud/chain/cli.ts'
-import { SupervisionStore, type Applied } from '../../cloud/supervision/store.ts'
+import { sqliteSupervision, type SupervisionStore, type Applied } from '../../cloud/supervision/store.ts'
 import { chameleonAdapt } from '../../shared/crypto/chameleon.ts'
 import { deterministicRng } from '../../shared/crypto/random.ts'
 import { decodeRedactionLogEntry, encodeRedactionLogEntry, redactionLogEntryHash } from '../../shared/protocol/redaction-log.ts'
 import { chainTestKeys, tempDir, testFleet } from '../cloud/chain-helpers.ts'
 import { errorOf } from '../helpers/frost.ts'
+import { usePostgres } from '../helpers/postgres.ts'
+import { openPgChainStore } from '../../cloud/store/pg/chain-store.ts'
+import { pgSupervision } from '../../cloud/store/pg/supervision.ts'
+import { verifyPgChain } from '../../cloud/store/pg/snapshot.ts'
+import { isCareLedgerError } from '../../shared/errors.ts'
 import { committee, signDecision, subjectOf, type Committee } from '../helpers/supervision.ts'
 
 const tmp = tempDir('log-commitment')
+const postgres = usePostgres()
 afterAll(() => tmp.cleanup())
 const keys = chainTestKeys('log commitment')
 const fleet = testFleet(2, 2, 'log-commitment')
@@ -53,17 +59,17 @@ async function fixture(): Promise<Fixture> {
   }
   let tick = 0
   const now = () => T0 + ++tick * 1000
-  const sup = new SupervisionStore(db, { chameleonPublicKey: keys.chameleon.publicKey, now, seal: (t) => chain.sealBlock(t) })
-  const lazy = new SupervisionStore(db, { chameleonPublicKey: keys.chameleon.publicKey, now })
+  const sup = sqliteSupervision(db, { chameleonPublicKey: keys.chameleon.publicKey, now, seal: (t) => chain.sealBlock(t) })
+  const lazy = sqliteSupervision(db, { chameleonPublicKey: keys.chameleon.publicKey, now })
   const c = committee(1, 1, keys.chameleon.secretKey)
-  sup.setPolicy(c.policy)
+  await sup.setPolicy(c.policy)
   return { path, db, chain, sup, lazy, c, close: async () => { await chain.close(); db.close() } }
 }
 
 /** Delete `record` under the 1-of-1 policy: request, approval, opening made with the trapdoor. */
 async function redact(f: Fixture, record: number, reason: string, via: SupervisionStore = f.sup): Promise<Applied> {
-  let r = via.createRequest({ record, action: 'delete', reason, requester: 'admin-1 (admin)' })
-  r = via.decide(r.id, await signDecision(f.c.policy, f.c.regulators[0]!.wallet, subjectOf(r)))
+  let r = await via.createRequest({ record, action: 'delete', reason, requester: 'admin-1 (admin)' })
+  r = await via.decide(r.id, await signDecision(f.c.policy, f.c.regulators[0]!.wallet, subjectOf(r)))
   return via.submitOpening(r.id, chameleonAdapt(keys.chameleon.secretKey, Buffer.from(r.newContentBytes, 'hex'), Buffer.from(r.hash, 'hex'), rng, 2))
 }
 
@@ -84,7 +90,7 @@ describe('the redaction log committed by block headers v2', () => {
     const f = await fixture()
     try {
       const applied = await redact(f, 5, 'recorded on the wrong patient')
-      const log = f.sup.redactionLog()
+      const log = await f.sup.redactionLog()
       expect(applied.block).toMatchObject({ height: 3, count: 0, version: 2, redactions: { count: 1, head: log[0]!.logHash } })
       expect(f.chain.getBlock(3)!.header).toMatchObject({ v: 2, count: 0, first: 13, last: 12, redactions: { count: 1, head: log[0]!.logHash } })
       // The blocks before the apply are unchanged (they commit the empty log).
@@ -269,4 +275,44 @@ describe('the redaction log committed by block headers v2', () => {
       await f.close()
     }
   })
+})
+
+// The same two rules on PostgreSQL: PgChainStore.sealIn commits the log's state, sealed in the
+// applying transaction (cloud/store/pg/supervision.ts), and refuses to seal over a rolled-back log.
+describe('on PostgreSQL: the applying transaction seals the block committing the log; the sealer refuses a rolled-back log', () => {
+  it('apply → block v2 {count: 1}; nothing more to seal; the entry deleted by an admin → sealBlock refuses (REDACTION_LOG), verify --database names the block', async ({ skip }) => {
+    if (postgres.skip) skip(postgres.skip)
+    const url = await postgres.server().createDatabase('log_commitment')
+    const chain = await openPgChainStore(url, keys.store, { workers: 0, poolSize: 3 })
+    try {
+      for (let seq = 0; seq < 3; seq++) {
+        await chain.appendBatches(fleet.map((s) => s.batch(seq)))
+        await chain.sealBlock(T0 - 100_000 + seq * 5000)
+      }
+      let tick = 0
+      const sup = pgSupervision(chain, { chameleonPublicKey: keys.chameleon.publicKey, now: () => T0 + ++tick * 1000 })
+      const c = committee(1, 1, keys.chameleon.secretKey)
+      await sup.setPolicy(c.policy)
+      let r = await sup.createRequest({ record: 5, action: 'delete', reason: 'recorded on the wrong patient', requester: 'admin-1 (admin)' })
+      r = await sup.decide(r.id, await signDecision(c.policy, c.regulators[0]!.wallet, subjectOf(r)))
+      const applied = await sup.submitOpening(r.id, chameleonAdapt(keys.chameleon.secretKey, Buffer.from(r.newContentBytes, 'hex'), Buffer.from(r.hash, 'hex'), rng, 2))
+      const log = await sup.redactionLog()
+      expect(applied.block).toMatchObject({ height: 3, count: 0, version: 2, redactions: { count: 1, head: log[0]!.logHash } })
+      expect((await chain.getBlock(3))!.header).toMatchObject({ v: 2, count: 0, redactions: { count: 1, head: log[0]!.logHash } })
+      expect(await chain.sealBlock(T0 + 60_000)).toBeNull()
+      const opts = { chameleonPublicKey: keys.chameleon.publicKey, signingPublicKey: keys.signing.publicKey, workers: 0 }
+      const ok = await verifyPgChain(url, opts)
+      expect(ok.failures).toEqual([])
+      expect(ok.redactionLog).toEqual({ entries: 1, committed: 1, uncommitted: 0, committedAt: 3 })
+
+      await chain.pool.query('DELETE FROM redaction_log')
+      const report = await verifyPgChain(url, opts)
+      expect(report.failures.map((x) => [x.kind, x.height])).toEqual(expect.arrayContaining([['REDACTION_LOG', 3]]))
+      await chain.appendBatches(fleet.map((s) => s.batch(3)))
+      const e = await chain.sealBlock(T0 + 120_000).then(() => null, (err: unknown) => err)
+      expect(isCareLedgerError(e) ? [e.code, (e.info as { reason?: unknown }).reason] : e).toEqual(['VERIFICATION_FAILED', 'REDACTION_LOG'])
+    } finally {
+      await chain.close()
+    }
+  }, 120_000)
 })

@@ -21,11 +21,12 @@ import { CareLedgerError } from '../../../shared/errors.ts'
 import { chameleonKeyId } from '../../../shared/crypto/chameleon.ts'
 import { signingKeyId, signingPublicKey } from '../../../shared/crypto/sign.ts'
 import { MerkleTree } from '../../../shared/crypto/merkle.ts'
-import { decodeBlockHeader, recordsTree } from '../../chain/block.ts'
+import { decodeBlockHeader, EMPTY_REDACTION_STATE, recordsTree, type RedactionState } from '../../chain/block.ts'
 import { admitBatch, commitRecord, describeRow, summarize, summaryOf, toRecordRow, vouchedAdmission, type AdmittedBatch, type AppendInput, type CommittedContent, type RawRecord, type RecordDetail, type RecordFields, type RecordSummary } from '../../chain/record.ts'
 import { blockSummary, clampLimit, nextBlock, streamSummaryOf, type AppendResult, type BlockDetail, type BlockSummary, type BulkAppendResult, type ChainKeys, type ChainStats, type RawBlock, type RawStream, type RecordProof, type StreamSummary } from '../../chain/store.ts'
 import { SyncPool, attempt, outcomeError, type Outcome } from '../../chain/sync-pool.ts'
 import { redactDatabaseUrl, type ChainBackend } from '../chain-backend.ts'
+import { committedState, logMoved } from '../../supervision/log-state.ts'
 import { LOCKS, LOCK_SPACE } from './migrations.ts'
 import { inTransaction, openMigratedPool } from './pool.ts'
 
@@ -284,29 +285,41 @@ export class PgChainStore implements ChainBackend {
    */
   async sealBlock(now: number, opts: { maxRecords?: number; lease?: number } = {}): Promise<BlockSummary | null> {
     if (!Number.isSafeInteger(now) || now < 0) throw new CareLedgerError('INVALID_ARGUMENT', `sealBlock: now must be epoch milliseconds, got ${now}`, { now })
-    return this.#tx(async (c) => {
-      await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, LOCKS.chainWrite])
-      if (opts.lease !== undefined) {
-        const held = await c.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2 AND pid = $3 AND granted", [LOCK_SPACE, LOCKS.sealer, opts.lease])
-        if (held.rowCount === 0) throw new CareLedgerError('VERIFICATION_FAILED', 'refusing to seal: this process no longer holds the sealer lease', { reason: 'LEASE_LOST' })
-      }
-      const limit = opts.maxRecords ?? null
-      const rows = (await c.query<{ id: number; hash: Buffer }>('SELECT id, hash FROM records WHERE block_height IS NULL ORDER BY id LIMIT $1', [limit])).rows
-      if (rows.length === 0) return null
-      const last = (await c.query<RawBlock>('SELECT height, header, hash, signature FROM blocks ORDER BY height DESC LIMIT 1')).rows[0]
-      const { height, prevHash, block } = nextBlock(last, rows, now, { chameleonKeyId: this.chameleonKeyId, signerKeyId: this.signerKeyId, signingSecretKey: this.#signingSecretKey })
-      await c.query('INSERT INTO blocks (height, header, hash, signature, prev_hash, sealed_by) VALUES ($1, $2, $3, $4, $5, $6)', [
-        height,
-        Buffer.from(block.bytes),
-        Buffer.from(block.hash),
-        Buffer.from(block.signature),
-        prevHash ? Buffer.from(prevHash) : null,
-        this.#name,
-      ])
-      const assigned = (await c.query('UPDATE records SET block_height = $1 WHERE block_height IS NULL AND id BETWEEN $2 AND $3', [height, block.header.first, block.header.last])).rowCount
-      if (assigned !== block.header.count) throw new Error(`internal: sealed ${assigned} records into block ${height}, expected ${block.header.count}`)
-      return blockSummary({ height, header: Buffer.from(block.bytes), hash: Buffer.from(block.hash), signature: Buffer.from(block.signature) }).summary
-    })
+    return this.#tx((c) => this.sealIn(c, now, opts))
+  }
+
+  /**
+   * sealBlock inside the caller's transaction on `c` (applying a redaction seals the block
+   * committing its log entry in its own transaction, cloud/store/pg/supervision.ts). Commits the
+   * redaction log as it stands (header v2) like the SQLite sealer; when only the log moved, the
+   * block holds no records.
+   */
+  async sealIn(c: pg.PoolClient, now: number, opts: { maxRecords?: number; lease?: number } = {}): Promise<BlockSummary | null> {
+    await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, LOCKS.chainWrite])
+    if (opts.lease !== undefined) {
+      const held = await c.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2 AND pid = $3 AND granted", [LOCK_SPACE, LOCKS.sealer, opts.lease])
+      if (held.rowCount === 0) throw new CareLedgerError('VERIFICATION_FAILED', 'refusing to seal: this process no longer holds the sealer lease', { reason: 'LEASE_LOST' })
+    }
+    const limit = opts.maxRecords ?? null
+    const rows = (await c.query<{ id: number; hash: Buffer }>('SELECT id, hash FROM records WHERE block_height IS NULL ORDER BY id LIMIT $1', [limit])).rows
+    const last = (await c.query<RawBlock>('SELECT height, header, hash, signature FROM blocks ORDER BY height DESC LIMIT 1')).rows[0]
+    const log = await pgRedactionLogState(c)
+    const committed = last ? committedState(blockSummary(last).header) : null
+    const at = committed ? await pgRedactionLogHeadAt(c, committed.count) : null
+    const moved = logMoved(last?.height ?? null, committed, log, at)
+    if (rows.length === 0 && (!last || !moved)) return null
+    const { height, prevHash, block } = nextBlock(last, rows, now, { chameleonKeyId: this.chameleonKeyId, signerKeyId: this.signerKeyId, signingSecretKey: this.#signingSecretKey }, log)
+    await c.query('INSERT INTO blocks (height, header, hash, signature, prev_hash, sealed_by) VALUES ($1, $2, $3, $4, $5, $6)', [
+      height,
+      Buffer.from(block.bytes),
+      Buffer.from(block.hash),
+      Buffer.from(block.signature),
+      prevHash ? Buffer.from(prevHash) : null,
+      this.#name,
+    ])
+    const assigned = block.header.count === 0 ? 0 : (await c.query('UPDATE records SET block_height = $1 WHERE block_height IS NULL AND id BETWEEN $2 AND $3', [height, block.header.first, block.header.last])).rowCount
+    if (assigned !== block.header.count) throw new Error(`internal: sealed ${assigned} records into block ${height}, expected ${block.header.count}`)
+    return blockSummary({ height, header: Buffer.from(block.bytes), hash: Buffer.from(block.hash), signature: Buffer.from(block.signature) }).summary
   }
 
   // ---- reading -------------------------------------------------------------------------------------
@@ -441,4 +454,17 @@ function judge(a: AdmittedBatch, stream: RawStream | undefined, recordAt: (seq: 
     }
   }
   return { kind: 'new', stream }
+}
+
+/** The redaction log as stored now (cloud/supervision/log-state.ts on SQLite). */
+async function pgRedactionLogState(c: pg.PoolClient): Promise<RedactionState> {
+  const r = (await c.query<{ n: number; head: Buffer | null }>('SELECT (SELECT count(*) FROM redaction_log)::bigint AS n, (SELECT log_hash FROM redaction_log ORDER BY seq DESC LIMIT 1) AS head')).rows[0]!
+  return r.n === 0 || r.head === null ? EMPTY_REDACTION_STATE : { count: r.n, head: hex(r.head) }
+}
+
+/** The stored log_hash after the first `count` entries; null when the log is shorter. */
+async function pgRedactionLogHeadAt(c: pg.PoolClient, count: number): Promise<string | null> {
+  if (count === 0) return EMPTY_REDACTION_STATE.head
+  const r = (await c.query<{ log_hash: Buffer }>('SELECT log_hash FROM redaction_log ORDER BY seq LIMIT 1 OFFSET $1', [count - 1])).rows[0]
+  return r ? hex(r.log_hash) : null
 }

@@ -9,6 +9,7 @@
  * Names are stable forever; a change is a new migration, never an edit of an applied one.
  */
 import type pg from 'pg'
+import { SUPERVISION_PG_MIGRATION } from './supervision-schema.ts'
 
 export interface PgMigration {
   readonly name: string
@@ -135,6 +136,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       CREATE INDEX request_nonces_expiry ON request_nonces (expires_at);
     `,
   },
+  SUPERVISION_PG_MIGRATION,
 ]
 
 /** Apply the migrations this database has not seen; returns the names applied now. */

@@ -10,9 +10,20 @@ import { join } from 'node:path'
 import pg from 'pg'
 import { openCloudDb } from '../db.ts'
 import '../../chain/store.ts' // registers the chain's SQLite migrations
+import '../../supervision/schema.ts' // …and the supervision tables'
 import { verifyChain, type VerificationReport, type VerifyOptions } from '../../chain/verify.ts'
 
 const PAGE = 5000
+const SUPERVISION_TABLES: readonly { name: string; columns: string; order: string }[] = [
+  { name: 'supervisory_policies', columns: 'id, policy, set_at', order: 'added' },
+  {
+    name: 'supervision_requests',
+    columns: 'id, policy, record_id, action, reason, requester, old_content, new_content, new_content_digest, old_cid, new_cid, evidence, status, signers, created_at, closed_at, closed_by, requester_signature',
+    order: 'created_at, id',
+  },
+  { name: 'supervision_decisions', columns: 'request_id, regulator, decision, approval, signature, at', order: 'request_id, regulator' },
+  { name: 'redaction_log', columns: 'seq, record_id, request_id, entry, hash, log_hash, applied_at', order: 'seq' },
+]
 const TABLES: readonly { name: string; columns: string; order: string }[] = [
   { name: 'chain_keys', columns: 'kind, key_id, public_key, added_at', order: 'kind, key_id' },
   { name: 'blocks', columns: 'height, header, hash, signature', order: 'height' },
@@ -20,6 +31,8 @@ const TABLES: readonly { name: string; columns: string; order: string }[] = [
   { name: 'streams', columns: 'stream, gateway_id, device, patient, batches, last_seq, first_batch_at, last_batch_at', order: 'stream' },
   { name: 'stream_gaps', columns: 'stream, from_seq, to_seq', order: 'stream, from_seq' },
   { name: 'equivocations', columns: 'id, kind, stream, seq, record_id, offered_commitment, manifest, signature, gateway_key, detected_at', order: 'id' },
+  // What chain verify judges redactions by (cloud/supervision/verify-redactions.ts): policies, applied requests, the log.
+  ...SUPERVISION_TABLES,
 ]
 
 /** Copy the chain at one instant from PostgreSQL into a new SQLite file at `path`; returns rows copied per table. */
