@@ -3,11 +3,15 @@
  *
  * Not `fetch`: Node's fetch is undici, whose first use costs the gateway ~14 MB of resident memory
  * more than node:http (measured with 50 requests, one process each: RSS +20 MB against +6 MB), a
- * tenth of a Raspberry Pi gateway's 150 MB budget at a ward (docs/operations.md §Capacity, issue 11).
+ * tenth of a Raspberry Pi gateway's 150 MB budget at a ward (docs/operations.md §Capacity, issue 11);
+ * and not an ES import of node:http, which loads undici too (see gateway/http.ts).
  * The answer has the part of fetch's Response the client uses: status, statusText, json().
  */
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http'
+import type { Agent as HttpAgent, IncomingMessage } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
+
+// node:http through process.getBuiltinModule, not an ES import, which would load undici (gateway/http.ts).
+const { Agent: HttpAgentClass, request: httpRequest } = process.getBuiltinModule('node:http')
 
 export interface CloudResponse {
   readonly status: number
@@ -28,7 +32,7 @@ const MAX_ANSWER_BYTES = 16 * 1024 * 1024
 let agents: { http: HttpAgent; https: HttpsAgent } | null = null
 
 export function cloudRequest(url: URL, req: CloudRequest): Promise<CloudResponse> {
-  agents ??= { http: new HttpAgent({ keepAlive: true, maxSockets: 4 }), https: new HttpsAgent({ keepAlive: true, maxSockets: 4 }) }
+  agents ??= { http: new HttpAgentClass({ keepAlive: true, maxSockets: 4 }), https: new HttpsAgent({ keepAlive: true, maxSockets: 4 }) }
   const secure = url.protocol === 'https:'
   if (!secure && url.protocol !== 'http:') return Promise.reject(new Error(`unsupported protocol ${url.protocol} in ${url.origin}`))
   const send = secure ? httpsRequest : httpRequest
