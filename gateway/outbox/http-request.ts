@@ -36,10 +36,11 @@ export function cloudRequest(url: URL, req: CloudRequest): Promise<CloudResponse
   const secure = url.protocol === 'https:'
   if (!secure && url.protocol !== 'http:') return Promise.reject(new Error(`unsupported protocol ${url.protocol} in ${url.origin}`))
   const send = secure ? httpsRequest : httpRequest
+  const signal = AbortSignal.timeout(req.timeoutMs)
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { ...req.headers }
     if (req.body !== undefined) headers['content-length'] = String(typeof req.body === 'string' ? Buffer.byteLength(req.body) : req.body.length)
-    const r = send(url, { method: req.method, headers, agent: secure ? agents!.https : agents!.http, signal: AbortSignal.timeout(req.timeoutMs) }, (res: IncomingMessage) => {
+    const r = send(url, { method: req.method, headers, agent: secure ? agents!.https : agents!.http, signal }, (res: IncomingMessage) => {
       const chunks: Buffer[] = []
       let size = 0
       const text = new Promise<string>((ok, ko) => {
@@ -59,7 +60,7 @@ export function cloudRequest(url: URL, req: CloudRequest): Promise<CloudResponse
         json: async () => JSON.parse(await text) as unknown,
       })
     })
-    r.once('error', reject)
+    r.once('error', (e) => reject(signal.aborted ? new Error(`no answer from the cloud within ${req.timeoutMs / 1000} s (${url.origin})`) : e))
     r.end(req.body)
   })
 }
