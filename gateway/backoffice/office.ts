@@ -11,7 +11,8 @@
  *   every hour:           prune synced data past retention
  *   at start:             delete envelope blocks no batch names (left by a crash mid-seal)
  *
- * It has its own SQLite connection (WAL lets it read while ingest writes) and the blockstore.
+ * On a worker it has its own SQLite connection (WAL lets it read while ingest writes); on the ingest
+ * thread it shares the gateway's (BackofficePort.db). And the blockstore.
  * It reports to the plugin with `status` messages, which feed /metrics and /healthz.
  */
 import { getHeapStatistics } from 'node:v8'
