@@ -30,7 +30,7 @@
  * | `CARELEDGER_CLOUD_URL` | `--cloud-url <url>` | (none) | outbox: cloud endpoint; without it nothing is shipped (readings stay on the gateway) |
  * | `CARELEDGER_LOG_LEVEL` | `--log-level <level>` | `info` | pino level: fatal, error, warn, info, debug, trace, silent |
  * | `CARELEDGER_MAX_HEAP_MB` | `--max-heap-mb <mb>` | `128` | V8 old-space limit of the gateway process (`gateway start` re-executes itself with it, see gateway/cli.ts); raise it if a plugin needs more |
- * | `CARELEDGER_INGEST_LINGER_MS` | `--ingest-linger-ms <ms>` | `0` | how long a durable commit may wait for other monitors' PUBLISHes (0: none); PUBACKs still follow the commit |
+ * | `CARELEDGER_INGEST_LINGER_MS` | `--ingest-linger-ms <ms>` | `10` | how long a durable commit may wait for other monitors' PUBLISHes (0: none); PUBACKs still follow the commit |
  *
  * An empty environment variable counts as unset.
  */
@@ -96,7 +96,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'sync.cloudUrl', env: 'CARELEDGER_CLOUD_URL', flag: '--cloud-url <url>', option: 'cloudUrl', default: undefined, doc: 'cloud endpoint (unset: no shipping)' },
   { path: 'log.level', env: 'CARELEDGER_LOG_LEVEL', flag: '--log-level <level>', option: 'logLevel', default: 'info', doc: 'log level' },
   { path: 'memory.maxHeapMb', env: 'CARELEDGER_MAX_HEAP_MB', flag: '--max-heap-mb <mb>', option: 'maxHeapMb', default: '128', doc: 'V8 old-space limit of the gateway process, MB' },
-  { path: 'ingest.lingerMs', env: 'CARELEDGER_INGEST_LINGER_MS', flag: '--ingest-linger-ms <ms>', option: 'ingestLingerMs', default: '0', doc: 'how long a durable commit may wait for other monitors\' PUBLISHes, ms (0: none)' },
+  { path: 'ingest.lingerMs', env: 'CARELEDGER_INGEST_LINGER_MS', flag: '--ingest-linger-ms <ms>', option: 'ingestLingerMs', default: '10', doc: 'how long a durable commit may wait for other monitors\' PUBLISHes, ms (0: none)' },
 ]
 
 const MB = 1024 * 1024

@@ -10,7 +10,11 @@
  *                 make the orchestrator restart the gateway in a loop.
  *   GET /metrics  Prometheus text format of the gateway registry.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+// Not `import … from 'node:http'`: an ES import of node:http reads every export, and its lazy
+// WebSocket / MessageEvent getters load undici (Node 24) — ~10 MB of RSS the gateway never uses
+// (issue 11). process.getBuiltinModule hands over the module object without touching them.
+const { createServer } = process.getBuiltinModule('node:http')
 import { once } from 'node:events'
 import type { Registry } from 'prom-client'
 import { CareLedgerError } from '../shared/errors.ts'

@@ -11,10 +11,12 @@
  *   every hour:           prune synced data past retention
  *   at start:             delete envelope blocks no batch names (left by a crash mid-seal)
  *
- * It has its own SQLite connection (WAL lets it read while ingest writes) and the blockstore.
+ * On a worker it has its own SQLite connection (WAL lets it read while ingest writes); on the ingest
+ * thread it shares the gateway's (BackofficePort.db). And the blockstore.
  * It reports to the plugin with `status` messages, which feed /metrics and /healthz.
  */
 import { getHeapStatistics } from 'node:v8'
+import type Database from 'better-sqlite3'
 import { pino } from 'pino'
 import { openGatewayDb } from '../store/db.ts'
 import { existsSync } from 'node:fs'
@@ -36,6 +38,12 @@ import { backend } from '../../shared/crypto/abe/backend.ts'
 export interface BackofficePort {
   /** True when the back office shares the ingest thread: passes are capped (INLINE_MAX_READINGS). */
   readonly inline: boolean
+  /**
+   * On the ingest thread: the gateway's own connection, used instead of a second one (one SQLite page
+   * cache and statement set fewer; every transaction here is synchronous, so none interleaves with
+   * ingest's group commit on the same thread). The office leaves it open when it stops.
+   */
+  readonly db?: Database.Database
   postMessage(msg: BackofficeStatus | { type: 'stopped' }): void
   onMessage(fn: (m: BackofficeMessage) => void): void
 }
@@ -57,7 +65,7 @@ export async function runBackoffice(opts: BackofficeOptions, port: BackofficePor
       throw e // ends the back office at its first pass (the plugin restarts it and the log says why)
     },
   )
-  const { db } = openGatewayDb(opts.dataDir, { logger })
+  const db = port.db ?? openGatewayDb(opts.dataDir, { logger }).db
   // Creates the gateway's keys on first start (and a development authority when none is configured),
   // sealed with the main thread's passphrase and derived key (no second scrypt).
   const keyring = Keyring.fromTransfer(opts.keyring, warnTo(logger))
@@ -265,6 +273,6 @@ export async function runBackoffice(opts: BackofficeOptions, port: BackofficePor
   // but not for long: whatever is not settled stays pending and goes again after the restart.
   if (syncing || polling) await Promise.race([Promise.all([syncing, polling]), new Promise((r) => setTimeout(r, 5000))])
   await node.stop()
-  db.close()
+  if (!port.db) db.close()
   port.postMessage({ type: 'stopped' })
 }

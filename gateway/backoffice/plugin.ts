@@ -80,12 +80,13 @@ export function workerQuietMs(env: Readonly<Record<string, string | undefined>> 
 class InlineOffice extends EventEmitter {
   readonly #inbox = new EventEmitter()
   readonly #done: Promise<void>
-  constructor(options: BackofficeOptions) {
+  constructor(options: BackofficeOptions, db: GatewayContext['db']) {
     super()
     this.#done = import('./office.ts')
       .then(({ runBackoffice }) =>
         runBackoffice(options, {
           inline: true,
+          db,
           postMessage: (msg) => setImmediate(() => this.emit('message', msg)),
           onMessage: (fn) => this.#inbox.on('message', fn),
         }),
@@ -185,7 +186,7 @@ async function startBackoffice(ctx: GatewayContext): Promise<PluginHandle> {
       started = new Worker(new URL('./worker.ts', import.meta.url), { workerData: options, resourceLimits: BACKOFFICE_HEAP })
       lastBurstAt = Date.now()
     } else {
-      started = new InlineOffice(options)
+      started = new InlineOffice(options, ctx.db)
     }
     office = started
     const ready = new Promise<void>((resolve, reject) => {

@@ -12,10 +12,11 @@ import type { CloudRegistration, GatewayIdentity } from '../identity.ts'
 import type { CloudUploader, Upload, UploadResult } from './sync.ts'
 import type { InstructionChannel } from './instructions.ts'
 import type { Ack } from '../../shared/protocol/instructions.ts'
+import { cloudRequest, type CloudResponse } from './http-request.ts'
 
 const TIMEOUT_MS = 60_000
 
-async function errorOf(res: Response): Promise<string> {
+async function errorOf(res: CloudResponse): Promise<string> {
   try {
     const body = (await res.json()) as { error?: { code?: string; message?: string } }
     return `${res.status} ${body.error?.code ?? ''}: ${body.error?.message ?? res.statusText}`
@@ -27,13 +28,13 @@ async function errorOf(res: Response): Promise<string> {
 /** `careledger gateway register`: trade the enrolment token for a registration. */
 export async function registerGateway(cloudUrl: string, token: string, name: string, identity: Pick<GatewayIdentity, 'publicKey' | 'gatewayId'>): Promise<CloudRegistration> {
   const url = new URL('/v1/gateways/register', cloudUrl)
-  let res: Response
+  let res: CloudResponse
   try {
-    res = await fetch(url, {
+    res = await cloudRequest(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ token, publicKey: bytesToHex(identity.publicKey), name }),
-      signal: AbortSignal.timeout(TIMEOUT_MS),
+      timeoutMs: TIMEOUT_MS,
     })
   } catch (e) {
     throw new CareLedgerError('INVALID_ARGUMENT', `cannot reach the cloud at ${cloudUrl}: ${(e as Error).message}`, { cloudUrl })
@@ -66,12 +67,12 @@ export class HttpUploader implements CloudUploader, InstructionChannel {
   }
 
   /** One signed request; a fresh timestamp and nonce per attempt, so a retry never looks like a replay. */
-  async #signed(method: string, path: string, body: Uint8Array | null, contentType?: string): Promise<Response> {
+  async #signed(method: string, path: string, body: Uint8Array | null, contentType?: string): Promise<CloudResponse> {
     const url = new URL(path, this.#base)
     const target = url.pathname + url.search
     const headers: Record<string, string> = { ...signRequest(this.#identity.secretKey, { method, path: target, ...(body ? { body } : {}) }) }
     if (contentType) headers['content-type'] = contentType
-    return fetch(url, { method, headers, ...(body ? { body } : {}), signal: AbortSignal.timeout(TIMEOUT_MS) })
+    return cloudRequest(url, { method, headers, ...(body ? { body } : {}), timeoutMs: TIMEOUT_MS })
   }
 
   async upload(batches: readonly Upload[]): Promise<UploadResult[]> {

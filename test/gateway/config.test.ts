@@ -27,9 +27,18 @@ describe('gateway configuration', () => {
       seal: { intervalSeconds: 5, offlineIntervalSeconds: 60, defaultPolicy: 'role:doctor' },
       sync: { cloudUrl: null, retentionHours: 72 },
       log: { level: 'info' },
+      ingest: { lingerMs: 10 },
     })
     expect(config.dataDir).toMatch(/\/\.careledger\/gateway$/)
     expect(Object.values(sources).every((s) => s.kind === 'default')).toBe(true)
+  })
+
+  it('takes the ingest commit linger from 0 to 1000 ms and names the variable or flag of anything else (issue 11)', () => {
+    expect(loadGatewayConfig({}, { CARELEDGER_INGEST_LINGER_MS: '0' }).config.ingest.lingerMs).toBe(0)
+    expect(loadGatewayConfig({ ingestLingerMs: '25' }, {}).config.ingest.lingerMs).toBe(25)
+    expect(fail({}, { CARELEDGER_INGEST_LINGER_MS: '-1' })).toContain('CARELEDGER_INGEST_LINGER_MS')
+    expect(fail({}, { CARELEDGER_INGEST_LINGER_MS: '5ms' })).toContain('CARELEDGER_INGEST_LINGER_MS')
+    expect(fail({ ingestLingerMs: '1001' }, {})).toContain('--ingest-linger-ms')
   })
 
   it('takes a flag over an environment variable over the default; an empty variable is unset', () => {
