@@ -361,6 +361,15 @@ export function nextBlock(
   return { height, prevHash, block }
 }
 
+/** A copy of an admitted batch no caller holds a reference into. */
+const privateAdmission = (a: AdmittedBatch): AdmittedBatch => ({
+  ...a,
+  manifest: structuredClone(a.manifest),
+  manifestBytes: a.manifestBytes.slice(),
+  gatewayKey: a.gatewayKey.slice(),
+  signature: a.signature.slice(),
+})
+
 export const clampLimit = (limit: number): number => (Number.isSafeInteger(limit) && limit > 0 ? Math.min(limit, 1000) : 100)
 
 // ---- the store -------------------------------------------------------------------------------------
@@ -400,6 +409,8 @@ export class ChainStore {
   #treeLeaves = 0
   readonly #headers = new Map<number, { bytes: Buffer; header: BlockHeader }>()
   readonly #s
+  /** Batches admitBatches admitted on the worker threads, with the private copy appendBatches trusts. */
+  readonly #admitted = new WeakMap<object, AdmittedBatch>()
 
   constructor(db: CloudDb, keys: ChainKeys, opts: ChainStoreOptions = {}) {
     this.db = db
@@ -534,7 +545,7 @@ export class ChainStore {
    * STREAM_IDENTITY; link mismatches are logged as equivocations before the error is thrown.
    */
   appendBatch(input: AppendInput | AdmittedBatch): AppendResult {
-    const admitted = vouchedAdmission(input) ?? admitBatch(input)
+    const admitted = vouchedAdmission(input) ?? this.#admitted.get(input) ?? admitBatch(input)
     const [result] = this.#append([{ ok: admitted }])
     if (result!.status === 'rejected') throw result!.error
     return result!
@@ -547,12 +558,28 @@ export class ChainStore {
    * Pass the AdmittedBatch objects admitBatch returned (not copies) to skip their second admission.
    */
   appendBatches(inputs: readonly (AppendInput | AdmittedBatch)[]): BulkAppendResult[] {
-    // What admitBatch already returned here (the service admits each upload before its CAR check) is not admitted twice.
-    const vouched = inputs.map(vouchedAdmission)
+    // What admitBatch or admitBatches already returned here (the service admits each upload before its CAR check) is not admitted twice.
+    const vouched = inputs.map((x) => vouchedAdmission(x) ?? this.#admitted.get(x) ?? null)
     const rest = inputs.filter((_, i) => vouched[i] === null)
     const fresh = this.#pool.map('admit', rest, (input): Outcome<AdmittedBatch> => attempt(() => admitBatch(input)))
     let next = 0
     return this.#append(vouched.map((v) => (v ? { ok: v } : fresh[next++]!)))
+  }
+
+  /**
+   * Admit many uploads as admitBatch does (schema, keys, stream id, Ed25519 signature), spread over
+   * the worker threads: the service's bulk path (POST /v1/batches/bulk) judges a request's items
+   * here at once instead of one by one on the event loop. Each admitted batch is vouched for, like
+   * admitBatch's, so appendBatches does not admit it again; a refusal is its typed error.
+   */
+  admitBatches(inputs: readonly AppendInput[]): Outcome<AdmittedBatch>[] {
+    const out = this.#pool.map('admit', inputs, (input): Outcome<AdmittedBatch> => attempt(() => admitBatch(input)))
+    for (const o of out) {
+      // A worker's answer crossed threads by structured clone: it is this store's own object, kept
+      // with a private copy so a caller mutating it afterwards cannot smuggle a changed batch in.
+      if ('ok' in o && vouchedAdmission(o.ok) === null) this.#admitted.set(o.ok, privateAdmission(o.ok))
+    }
+    return out
   }
 
   #append(admitted: readonly Outcome<AdmittedBatch>[]): BulkAppendResult[] {
