@@ -17,6 +17,7 @@ import os from 'node:os'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../../shared/errors.ts'
 import { chameleonKeyId, chameleonPrepareHashTables } from '../../shared/crypto/chameleon.ts'
+import { ristrettoFastReady } from '../../shared/crypto/ristretto-fast.ts'
 import { signingKeyId, signingPublicKey } from '../../shared/crypto/sign.ts'
 import { MerkleTree } from '../../shared/crypto/merkle.ts'
 import { decodeCanonical } from '../../shared/encoding/canonical.ts'
@@ -421,6 +422,10 @@ export class ChainStore {
     this.#chameleonKeyId = chameleonKeyId(this.#chameleonPublicKey)
     this.#signerKeyId = signingKeyId(pk)
     ensureSchema(db)
+    // An appender hashes every record: libsodium's WebAssembly (ristretto-fast.ts, ~60 ms once) starts
+    // loading now, or the first bulks — synchronous, so the load cannot finish in between — hash on
+    // noble without tables at ~3× the cost (issue 14's profile: ~1,000 records of a cold start).
+    void ristrettoFastReady()
     this.#registerKeys(pk)
     const workers = opts.workers ?? Math.max(0, os.availableParallelism() - 1)
     this.#warmUpAfter = opts.warmUpAfter ?? Infinity
