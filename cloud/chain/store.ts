@@ -576,6 +576,9 @@ export class ChainStore {
    * the worker threads: the service's bulk path (POST /v1/batches/bulk) judges a request's items
    * here at once instead of one by one on the event loop. Each admitted batch is vouched for, like
    * admitBatch's, so appendBatches does not admit it again; a refusal is its typed error.
+   * Where a batched Ed25519 verification lands (the native addon, branch dalek-batch), this is the
+   * place for it: the items' signatures checked as one batch per chunk, a failing batch re-judged
+   * one by one so each refusal still names its item; today each is a single libsodium verify.
    */
   admitBatches(inputs: readonly AppendInput[]): Outcome<AdmittedBatch>[] {
     const out = this.#pool.map('admit', inputs, (input): Outcome<AdmittedBatch> => attempt(() => admitBatch(input)))
