@@ -17,6 +17,7 @@ import os from 'node:os'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../../shared/errors.ts'
 import { chameleonKeyId, chameleonPrepareHashTables } from '../../shared/crypto/chameleon.ts'
+import { ristrettoFastReady } from '../../shared/crypto/ristretto-fast.ts'
 import { signingKeyId, signingPublicKey } from '../../shared/crypto/sign.ts'
 import { MerkleTree } from '../../shared/crypto/merkle.ts'
 import { decodeCanonical } from '../../shared/encoding/canonical.ts'
@@ -361,6 +362,15 @@ export function nextBlock(
   return { height, prevHash, block }
 }
 
+/** A copy of an admitted batch no caller holds a reference into. */
+const privateAdmission = (a: AdmittedBatch): AdmittedBatch => ({
+  ...a,
+  manifest: structuredClone(a.manifest),
+  manifestBytes: a.manifestBytes.slice(),
+  gatewayKey: a.gatewayKey.slice(),
+  signature: a.signature.slice(),
+})
+
 export const clampLimit = (limit: number): number => (Number.isSafeInteger(limit) && limit > 0 ? Math.min(limit, 1000) : 100)
 
 // ---- the store -------------------------------------------------------------------------------------
@@ -400,6 +410,8 @@ export class ChainStore {
   #treeLeaves = 0
   readonly #headers = new Map<number, { bytes: Buffer; header: BlockHeader }>()
   readonly #s
+  /** Batches admitBatches admitted on the worker threads, with the private copy appendBatches trusts. */
+  readonly #admitted = new WeakMap<object, AdmittedBatch>()
 
   constructor(db: CloudDb, keys: ChainKeys, opts: ChainStoreOptions = {}) {
     this.db = db
@@ -410,6 +422,10 @@ export class ChainStore {
     this.#chameleonKeyId = chameleonKeyId(this.#chameleonPublicKey)
     this.#signerKeyId = signingKeyId(pk)
     ensureSchema(db)
+    // An appender hashes every record: libsodium's WebAssembly (ristretto-fast.ts, ~60 ms once) starts
+    // loading now, or the first bulks — synchronous, so the load cannot finish in between — hash on
+    // noble without tables at ~3× the cost (issue 14's profile: ~1,000 records of a cold start).
+    void ristrettoFastReady()
     this.#registerKeys(pk)
     const workers = opts.workers ?? Math.max(0, os.availableParallelism() - 1)
     this.#warmUpAfter = opts.warmUpAfter ?? Infinity
@@ -534,7 +550,7 @@ export class ChainStore {
    * STREAM_IDENTITY; link mismatches are logged as equivocations before the error is thrown.
    */
   appendBatch(input: AppendInput | AdmittedBatch): AppendResult {
-    const admitted = vouchedAdmission(input) ?? admitBatch(input)
+    const admitted = vouchedAdmission(input) ?? this.#admitted.get(input) ?? admitBatch(input)
     const [result] = this.#append([{ ok: admitted }])
     if (result!.status === 'rejected') throw result!.error
     return result!
@@ -547,12 +563,31 @@ export class ChainStore {
    * Pass the AdmittedBatch objects admitBatch returned (not copies) to skip their second admission.
    */
   appendBatches(inputs: readonly (AppendInput | AdmittedBatch)[]): BulkAppendResult[] {
-    // What admitBatch already returned here (the service admits each upload before its CAR check) is not admitted twice.
-    const vouched = inputs.map(vouchedAdmission)
+    // What admitBatch or admitBatches already returned here (the service admits each upload before its CAR check) is not admitted twice.
+    const vouched = inputs.map((x) => vouchedAdmission(x) ?? this.#admitted.get(x) ?? null)
     const rest = inputs.filter((_, i) => vouched[i] === null)
     const fresh = this.#pool.map('admit', rest, (input): Outcome<AdmittedBatch> => attempt(() => admitBatch(input)))
     let next = 0
     return this.#append(vouched.map((v) => (v ? { ok: v } : fresh[next++]!)))
+  }
+
+  /**
+   * Admit many uploads as admitBatch does (schema, keys, stream id, Ed25519 signature), spread over
+   * the worker threads: the service's bulk path (POST /v1/batches/bulk) judges a request's items
+   * here at once instead of one by one on the event loop. Each admitted batch is vouched for, like
+   * admitBatch's, so appendBatches does not admit it again; a refusal is its typed error.
+   * Where a batched Ed25519 verification lands (the native addon, branch dalek-batch), this is the
+   * place for it: the items' signatures checked as one batch per chunk, a failing batch re-judged
+   * one by one so each refusal still names its item; today each is a single libsodium verify.
+   */
+  admitBatches(inputs: readonly AppendInput[]): Outcome<AdmittedBatch>[] {
+    const out = this.#pool.map('admit', inputs, (input): Outcome<AdmittedBatch> => attempt(() => admitBatch(input)))
+    for (const o of out) {
+      // A worker's answer crossed threads by structured clone: it is this store's own object, kept
+      // with a private copy so a caller mutating it afterwards cannot smuggle a changed batch in.
+      if ('ok' in o && vouchedAdmission(o.ok) === null) this.#admitted.set(o.ok, privateAdmission(o.ok))
+    }
+    return out
   }
 
   #append(admitted: readonly Outcome<AdmittedBatch>[]): BulkAppendResult[] {

@@ -11,8 +11,8 @@
  * renamed into place, then the shard directory fsynced (and the blocks directory, when the shard
  * is new) — the directory fsyncs through a GroupSync (group-sync.ts), so the uploads of one
  * moment share them. `put` returns only when all of it is on disk. A block file already present
- * is trusted only if its bytes hash to the CID (a crash before its fsync may have left it empty or
- * short; then it is written again), and is fsynced with its directory before `put` returns.
+ * is not trusted (a crash before its fsync may have left it empty or short): `put` writes the
+ * block again over it, the same way.
  *
  * interface-blockstore 7: `get` yields the block in chunks; we join them.
  *
@@ -21,9 +21,9 @@
  * `chain verify`), and `replace` puts a good copy over a damaged one (a repair).
  */
 import { createHash } from 'node:crypto'
-import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
-import { fsyncPath, GroupSync } from './group-sync.ts'
+import { GroupSync } from './group-sync.ts'
 import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { NextToLast } from 'blockstore-fs/sharding'
@@ -86,17 +86,11 @@ export class EnvelopeStore {
 
   /**
    * Store a block durably: when this resolves, the file and its directory entry are on disk. The
-   * caller has checked `isBlockOf(cid, bytes)`. A good copy already present is kept (and synced).
+   * caller has checked `isBlockOf(cid, bytes)`. A copy already present is replaced by this one.
    */
   async put(cid: CID, bytes: Uint8Array): Promise<void> {
     const path = blockFilePath(this.#dir, cid)
     const shard = dirname(path)
-    const present = await readFile(path).catch(() => null)
-    if (present !== null && isBlockOf(cid, present)) {
-      await fsyncPath(path) // it may be the file of a put that failed before its fsync
-      await this.#dirSync.sync([shard])
-      return
-    }
     const dirs = [shard]
     if (!this.#shards.has(shard)) {
       // The shard directory is itself an entry of the blocks directory, perhaps made by a process
@@ -105,14 +99,12 @@ export class EnvelopeStore {
       dirs.push(this.#dir)
       this.#shards.add(shard)
     }
+    // Always a fresh copy, fsynced (flush) before it is renamed into place: a file already there
+    // (a resend's, perhaps left short by a crash before its fsync) is replaced by good bytes
+    // without being read first — reading it cost an open, and for the usual absent file a thrown
+    // ENOENT, on every upload (issue 14's profile).
     const tmp = tmpPath(path)
-    const fh = await open(tmp, 'w', 0o644)
-    try {
-      await fh.writeFile(bytes)
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
+    await writeFile(tmp, bytes, { mode: 0o644, flush: true })
     await rename(tmp, path)
     await this.#dirSync.sync(dirs)
   }
@@ -127,15 +119,8 @@ export class EnvelopeStore {
    * a temporary file, fsynced, renamed over the old one, directory fsynced. The caller has checked
    * `isBlockOf(cid, bytes)`.
    */
-  async replace(cid: CID, bytes: Uint8Array): Promise<void> {
-    const path = blockFilePath(this.#dir, cid)
-    const { dir } = this.#sharding.encode(cid)
-    const tmp = tmpPath(path)
-    await mkdir(join(this.#dir, dir), { recursive: true })
-    await writeFile(tmp, bytes, { mode: 0o644 })
-    await fsyncPath(tmp)
-    await rename(tmp, path)
-    await this.#dirSync.sync([join(this.#dir, dir)])
+  replace(cid: CID, bytes: Uint8Array): Promise<void> {
+    return this.put(cid, bytes) // put never trusts a file already there
   }
 
   /** Remove a block for good (a redacted record's old ciphertext); absent already is fine. */

@@ -24,7 +24,7 @@
  */
 import { CID } from 'multiformats/cid'
 import { isCareLedgerError } from '../../shared/errors.ts'
-import { admitBatch, type AdmittedBatch, type RecordSummary } from '../chain/record.ts'
+import { admitBatch, type AdmittedBatch, type AppendInput, type RecordSummary } from '../chain/record.ts'
 import type { AppendResult } from '../chain/store.ts'
 import type { GatewayInfo } from '../access/gateways.ts'
 import type { ServiceContext } from './context.ts'
@@ -80,9 +80,9 @@ const ADMISSION_FIELDS: Record<string, string> = {
   MANIFEST_SIGNATURE: 'signature',
 }
 
-export function checkManifest(s: BatchState): void {
-  const { manifest, signature } = s.upload!
-  const claimed = (manifest as { gateway?: unknown }).gateway
+/** manifest.gateway must be the gateway that signed the request. */
+export function checkGatewayClaim(s: BatchState): void {
+  const claimed = (s.upload!.manifest as { gateway?: unknown }).gateway
   if (typeof claimed === 'string' && claimed !== s.gateway.gatewayId) {
     throw new ApiError('INVALID_MANIFEST', `${field(s, 'manifest.gateway')}: ${claimed} is not the gateway that signed this request (${s.gateway.gatewayId})`, {
       field: field(s, 'manifest.gateway'),
@@ -90,15 +90,27 @@ export function checkManifest(s: BatchState): void {
       gateway: s.gateway.gatewayId,
     })
   }
+}
+
+/** What the chain's admission (record.ts admitBatch) judges for this item. */
+export const admissionInput = (s: BatchState): AppendInput => ({ manifest: s.upload!.manifest as never, signature: s.upload!.signature, gatewayKey: s.gateway.publicKey, receivedAt: s.receivedAt })
+
+/** An admission refusal (CareLedgerError with info.reason) as the API answers it. */
+export function admissionRefusal(s: BatchState, e: unknown): unknown {
+  if (!isCareLedgerError(e)) return e
+  const reason = String(e.info.reason ?? '')
+  const problems = Array.isArray(e.info.problems) ? (e.info.problems as string[]) : undefined
+  const f = field(s, ADMISSION_FIELDS[reason] ?? 'manifest')
+  const message = reason === 'MANIFEST_SIGNATURE' ? `${f}: the gateway's Ed25519 signature over the manifest does not verify under its registered key` : `${f}: ${e.message.replace(/^append: /, '')}`
+  return new ApiError('INVALID_MANIFEST', message, { field: f, reason: reason || 'SCHEMA', ...(problems ? { problems } : {}) })
+}
+
+export function checkManifest(s: BatchState): void {
+  checkGatewayClaim(s)
   try {
-    s.admitted = admitBatch({ manifest: manifest as never, signature, gatewayKey: s.gateway.publicKey, receivedAt: s.receivedAt })
+    s.admitted = admitBatch(admissionInput(s))
   } catch (e) {
-    if (!isCareLedgerError(e)) throw e
-    const reason = String(e.info.reason ?? '')
-    const problems = Array.isArray(e.info.problems) ? (e.info.problems as string[]) : undefined
-    const f = field(s, ADMISSION_FIELDS[reason] ?? 'manifest')
-    const message = reason === 'MANIFEST_SIGNATURE' ? `${f}: the gateway's Ed25519 signature over the manifest does not verify under its registered key` : `${f}: ${e.message.replace(/^append: /, '')}`
-    throw new ApiError('INVALID_MANIFEST', message, { field: f, reason: reason || 'SCHEMA', ...(problems ? { problems } : {}) })
+    throw admissionRefusal(s, e)
   }
 }
 
@@ -188,8 +200,11 @@ export function chainRefusal(s: BatchState, e: unknown): ApiError {
 
 export const batchStages: readonly BatchStage[] = [readItem, checkManifest, checkCar, checkPolicy, storeEnvelope, appendToChain]
 
+/** After admission, before the chain append: the bulk path admits its items together (on the chain's worker threads), then these. */
+export const afterAdmissionStages: readonly BatchStage[] = [checkCar, checkPolicy, storeEnvelope]
+
 /** Everything before the chain append: the bulk path appends the survivors in one transaction. */
-export const preAppendStages: readonly BatchStage[] = [readItem, checkManifest, checkCar, checkPolicy, storeEnvelope]
+export const preAppendStages: readonly BatchStage[] = [readItem, checkManifest, ...afterAdmissionStages]
 
 export async function runStages(s: BatchState, stages: readonly BatchStage[]): Promise<void> {
   for (const stage of stages) await stage(s)

@@ -31,8 +31,27 @@ export function envelopePolicy(envelope: Uint8Array): { authority: string; polic
   return { authority, policy: r.string(POLICY_LIMITS.maxLength) }
 }
 
+/**
+ * Verdicts of policyProblem by policy text: a gateway seals every batch of a stream under the same
+ * policy, so bulk ingest parses a handful of distinct policies thousands of times. Bounded; only
+ * verdicts on texts of at most POLICY_LIMITS.maxLength are kept.
+ */
+const verdicts = new Map<string, string | null>()
+const VERDICTS_KEPT = 1024
+
 /** Why `policy` is not a usable canonical policy, or null. */
 export function policyProblem(policy: string): string | null {
+  const known = verdicts.get(policy)
+  if (known !== undefined) return known
+  const verdict = judgePolicy(policy)
+  if (policy.length <= POLICY_LIMITS.maxLength) {
+    if (verdicts.size >= VERDICTS_KEPT) verdicts.delete(verdicts.keys().next().value!)
+    verdicts.set(policy, verdict)
+  }
+  return verdict
+}
+
+function judgePolicy(policy: string): string | null {
   try {
     const tree = parsePolicy(policy)
     assertEachAttributeOnce(tree, policy)

@@ -6,7 +6,8 @@
  *   POST /v1/batches       ingestStages = [authenticateGateway, parseBody], then the batch through
  *                          batchStages (ingest.ts)
  *   POST /v1/batches/bulk  bulkStages = [authenticateGateway, parseBulkBody], then judgeEach: every
- *                          batch through preAppendStages, the survivors appended in one transaction
+ *                          batch read and admitted (all at once, on the chain's worker threads),
+ *                          then through afterAdmissionStages, the survivors appended in one transaction
  *
  * authenticateGateway checks the body against its signed Content-Digest; parseBody insists on
  * `Content-Type: application/cbor` once the request is known to come from a gateway.
@@ -16,7 +17,8 @@ import type { GatewayInfo } from '../access/gateways.ts'
 import type { BulkAppendResult } from '../chain/store.ts'
 import type { ServiceContext } from './context.ts'
 import { ApiError, isApiError } from './errors.ts'
-import { batchStages, chainRefusal, preAppendStages, runStages, settle, type Accepted, type BatchState } from './ingest.ts'
+import { admissionInput, admissionRefusal, afterAdmissionStages, batchStages, chainRefusal, checkGatewayClaim, checkManifest, readItem, runStages, settle, type Accepted, type BatchState } from './ingest.ts'
+import { outcomeError } from '../chain/sync-pool.ts'
 import { decodeBody, readBulk } from './upload.ts'
 import { signedBody, useSignedRequests } from './signed-scope.ts'
 import type { CanonicalValue } from '../../shared/encoding/canonical.ts'
@@ -62,21 +64,51 @@ export interface BulkResult {
   readonly error: ReturnType<ApiError['toJSON']> | null
 }
 
-/** Each item through the pre-append stages, then the survivors appended in one transaction, in order. */
+/** A refused item's answer, or rethrow what is not an API refusal. */
+function refusal(e: unknown): BulkResult {
+  if (!isApiError(e)) throw e
+  return { status: e.status, record: null, error: e.toJSON() }
+}
+
+/**
+ * Each item read and admitted, all admissions at once (the chain's worker threads share the schema
+ * and Ed25519 checks with this thread, where the backend offers it), then through the rest of the
+ * pre-append stages; the survivors appended in one transaction, in order.
+ */
 async function judgeEach(r: RequestState): Promise<BulkResult[]> {
   const { ctx } = r
   const states: BatchState[] = r.items!.map((item, i) => ({ ctx, gateway: r.gateway!, receivedAt: r.receivedAt, item, at: `batches[${i}]` }))
-  // The pre-append stages touch no chain state, so items overlap their disk waits (the envelope
-  // fsyncs); the chain then judges them strictly in order.
   const results: (BulkResult | null)[] = new Array(states.length).fill(null)
+  const admitMany = ctx.backend.admitBatches?.bind(ctx.backend)
+  const toAdmit: number[] = []
+  states.forEach((s, i) => {
+    try {
+      readItem(s)
+      if (!admitMany) return checkManifest(s)
+      checkGatewayClaim(s)
+      toAdmit.push(i)
+    } catch (e) {
+      results[i] = refusal(e)
+    }
+  })
+  if (admitMany && toAdmit.length > 0) {
+    const outcomes = admitMany(toAdmit.map((i) => admissionInput(states[i]!)))
+    toAdmit.forEach((i, k) => {
+      const o = outcomes[k]!
+      if ('ok' in o) states[i]!.admitted = o.ok
+      else results[i] = refusal(admissionRefusal(states[i]!, outcomeError(o)))
+    })
+  }
+  // The stages after admission touch no chain state, so items overlap their disk waits (the
+  // envelope fsyncs); the chain then judges them strictly in order.
   for (let from = 0; from < states.length; from += PRE_APPEND_CONCURRENCY) {
     await Promise.all(
       states.slice(from, from + PRE_APPEND_CONCURRENCY).map(async (s, k) => {
+        if (results[from + k] !== null) return
         try {
-          await runStages(s, preAppendStages)
+          await runStages(s, afterAdmissionStages)
         } catch (e) {
-          if (!isApiError(e)) throw e
-          results[from + k] = { status: e.status, record: null, error: e.toJSON() }
+          results[from + k] = refusal(e)
         }
       }),
     )

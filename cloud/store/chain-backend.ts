@@ -15,6 +15,7 @@
 import { openCloudDb } from './db.ts'
 import { ChainStore, type AppendResult, type BlockDetail, type BlockSummary, type BulkAppendResult, type ChainKeys, type ChainStats, type ChainStoreOptions, type RecordProof, type StreamSummary } from '../chain/store.ts'
 import type { AdmittedBatch, AppendInput, RecordDetail, RecordSummary } from '../chain/record.ts'
+import type { Outcome } from '../chain/sync-pool.ts'
 
 export interface ChainBackend {
   readonly kind: 'sqlite' | 'postgres'
@@ -22,6 +23,8 @@ export interface ChainBackend {
   readonly signerKeyId: string
   appendBatch(input: AppendInput | AdmittedBatch): Promise<AppendResult>
   appendBatches(inputs: readonly (AppendInput | AdmittedBatch)[]): Promise<BulkAppendResult[]>
+  /** Admit many uploads at once on worker threads (the bulk path); absent: the caller admits each with admitBatch. */
+  admitBatches?(inputs: readonly AppendInput[]): Outcome<AdmittedBatch>[]
   /** Seal the pending records into the next block; null when none are pending. */
   sealBlock(now: number, opts?: { maxRecords?: number }): Promise<BlockSummary | null>
   getRecord(id: number): Promise<RecordDetail | null>
@@ -63,6 +66,9 @@ export class SqliteChainBackend implements ChainBackend {
   }
   async appendBatches(inputs: readonly (AppendInput | AdmittedBatch)[]): Promise<BulkAppendResult[]> {
     return this.store.appendBatches(inputs)
+  }
+  admitBatches(inputs: readonly AppendInput[]): Outcome<AdmittedBatch>[] {
+    return this.store.admitBatches(inputs)
   }
   async sealBlock(now: number, opts: { maxRecords?: number } = {}): Promise<BlockSummary | null> {
     return this.store.sealBlock(now, opts)

@@ -191,6 +191,39 @@ describe('appendBatches (bulk, one transaction, worker threads)', () => {
   })
 })
 
+describe('admitBatches (the bulk path admits on the worker threads)', () => {
+  it('admits as admitBatch would, names each refusal, and stores its own copy of what it admitted', async () => {
+    open(1)
+    const fleet = testFleet(1, 4, 'admit many')
+    const inputs = []
+    for (let seq = 0; seq < 5; seq++) for (const s of fleet) inputs.push(s.batch(seq))
+    inputs.push({ ...fleet[0]!.batch(5), signature: new Uint8Array(64) }) // bad signature
+    inputs.push({ ...fleet[1]!.batch(5), manifest: { ...fleet[1]!.manifest(5), seq: -1 } }) // schema
+    const outcomes = store.admitBatches(inputs)
+    // Spread over the threads; the caller takes back what a (still starting) worker has not claimed: all counted.
+    const threads = store.appendThreadStats()
+    expect(threads.retired).toBe(0)
+    expect(threads.onWorkers + threads.onCaller).toBeGreaterThanOrEqual(inputs.length)
+    const refused = outcomes.flatMap((o) => ('ok' in o ? [] : [o.error.info.reason]))
+    expect(refused).toEqual(['MANIFEST_SIGNATURE', 'SCHEMA'])
+    const admitted = outcomes.flatMap((o) => ('ok' in o ? [o.ok] : []))
+    expect(admitted.map((a) => a.commitment)).toEqual(inputs.slice(0, 20).map((i) => manifestCommitment(i.manifest)))
+    // Changed by the caller after admission: the store appends the copy it admitted, without a second admission.
+    admitted[0]!.signature.fill(0)
+    ;(admitted[0]!.manifest as { policy: string }).policy = 'role:anyone'
+    const results = store.appendBatches(admitted)
+    expect(results.every((r) => r.status === 'created')).toBe(true)
+    expect(store.getRecord(1)!.manifest!.policy).toBe(inputs[0]!.manifest.policy)
+    // A look-alike the caller built is admitted again, and refused.
+    const lookalike = { ...store.admitBatches([fleet[0]!.batch(5)])[0]! } as { ok: ReturnType<typeof admitBatch> }
+    const copy = { ...lookalike.ok, signature: new Uint8Array(64) }
+    expect((store.appendBatches([copy])[0] as unknown as { error: CareLedgerError }).error.info.reason).toBe('MANIFEST_SIGNATURE')
+    store.sealBlock(Date.now())
+    await verifyOk(2)
+    await store.close()
+  })
+})
+
 describe('AppendQueue (group commit of concurrent uploads)', () => {
   it('answers each concurrent upload on its own, after one shared transaction', async () => {
     const queue = new AppendQueue(store)
