@@ -37,7 +37,7 @@ import type { CloudDb } from '../store/db.ts'
 import { blockHash, decodeBlockHeader, recordsRoot, verifyBlockSignature, type BlockHeader } from './block.ts'
 import { checkRecordRows, toRecordRow, type RawRecord, type RecordFailure, type RecordFailureKind, type RecordRow } from './record.ts'
 import { scanEnvelopes, type EnvelopeFailureKind } from './verify-envelopes.ts'
-import { checkLogCommitments, hasRedactionLog, planRedactionChecks, runRedactionJobs, UNREDACTED_ROWS, type CommittedLogState, type RedactionFailure, type RedactionJob } from '../supervision/verify-redactions.ts'
+import { checkLogCommitments, chunkRedactionJobs, hasRedactionLog, planRedactionChecks, runRedactionJobs, UNREDACTED_ROWS, type CommittedLogState, type RedactionFailure, type RedactionJob } from '../supervision/verify-redactions.ts'
 import type { SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
 
 export type FailureKind =
@@ -66,9 +66,6 @@ export interface VerificationFailure {
   readonly seq?: number
   readonly message: string
 }
-
-/** Redaction jobs (an entry's approvals, or a redacted row: a few ms each) per message to a worker. */
-const REDACTION_JOBS_PER_MESSAGE = 8
 
 /** Rows a worker checks as one batch: see bench:cloud's records/s against batch size. */
 export const DEFAULT_BATCH_SIZE = 1024
@@ -566,8 +563,7 @@ async function checkRecords(
     return null
   }
   // Redaction jobs go out first, a few per message, so they run beside the record chunks.
-  const jobChunks: RedactionJob[][] = []
-  for (let i = 0; i < redactionJobs.length; i += REDACTION_JOBS_PER_MESSAGE) jobChunks.push(redactionJobs.slice(i, i + REDACTION_JOBS_PER_MESSAGE))
+  const jobChunks = chunkRedactionJobs(redactionJobs)
   const settle = (found: readonly (RecordFailure | RedactionFailure)[], passed: readonly number[], rows: number): void => {
     checked += rows
     for (const f of found) {

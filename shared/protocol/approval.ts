@@ -198,9 +198,9 @@ export function verifyApproval(policy: SupervisoryPolicy, subject: RedactionSubj
   const a = parseSignedApproval(approval)
   const policyId = bytesToHex(supervisoryPolicyId(policy))
   if (a.policy !== policyId) refuse('WRONG_POLICY', `approval by ${a.regulator} was signed under policy ${a.policy}, not this chain's policy ${policyId}`, { regulator: a.regulator, policy: a.policy })
-  let signature: string
+  let sig: Signature
   try {
-    signature = Signature.from(a.signature).serialized
+    sig = Signature.from(a.signature)
   } catch (e) {
     return refuse('BAD_SIGNATURE', `approval by ${a.regulator}: the signature is malformed (${(e as Error).message.split(' (')[0]})`, { regulator: a.regulator })
   }
@@ -208,7 +208,7 @@ export function verifyApproval(policy: SupervisoryPolicy, subject: RedactionSubj
   try {
     // = ethers' verifyTypedData, through libsecp256k1 when it names the claimed regulator (eth-signer.ts);
     // `a` passed the approval schema, which holds every check of approvalTypedData's
-    signer = ethSigner(digestOf(policy, a), signature, a.regulator)
+    signer = ethSigner(digestOf(policy, a), sig, a.regulator)
   } catch {
     return refuse('BAD_SIGNATURE', `approval by ${a.regulator}: the signature does not recover to any key`, { regulator: a.regulator })
   }
@@ -222,7 +222,7 @@ export function verifyApproval(policy: SupervisoryPolicy, subject: RedactionSubj
     const which = a.oldContent !== want.oldContent ? 'old' : 'new'
     refuse('WRONG_CONTENT', `approval by ${regulator.name} covers other ${which} content than the request (${which}Content ${which === 'old' ? a.oldContent : a.newContent})`, { regulator: signer, field: `${which}Content` })
   }
-  return { regulator, decision: a.decision, comment: a.comment, signature }
+  return { regulator, decision: a.decision, comment: a.comment, signature: sig.serialized }
 }
 
 export interface Tally {

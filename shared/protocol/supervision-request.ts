@@ -145,7 +145,7 @@ export function verifyRequesterSignature(
   let signer: string
   try {
     // = ethers' verifyTypedData, through libsecp256k1 when it names the claimed requester (eth-signer.ts)
-    signer = ethSigner(digest, Signature.from(s.signature).serialized, s.requester)
+    signer = ethSigner(digest, Signature.from(s.signature), s.requester)
   } catch {
     return refuse('BAD_REQUEST_SIGNATURE', `the requester signature is malformed or recovers to no key`, { requester: s.requester })
   }
