@@ -194,7 +194,11 @@ export interface VerifiedApproval {
  * fields are compared with the request (so a genuine approval of something else is named for what it is).
  */
 export function verifyApproval(policy: SupervisoryPolicy, subject: RedactionSubject, approval: unknown): VerifiedApproval {
-  const want = parseRedactionSubject(subject)
+  return verifyApprovalOf(policy, parseRedactionSubject(subject), approval)
+}
+
+/** verifyApproval against a subject that passed parseRedactionSubject (a tally checks it once for all its approvals). */
+function verifyApprovalOf(policy: SupervisoryPolicy, want: RedactionSubject, approval: unknown): VerifiedApproval {
   const a = parseSignedApproval(approval)
   const policyId = bytesToHex(supervisoryPolicyId(policy))
   if (a.policy !== policyId) refuse('WRONG_POLICY', `approval by ${a.regulator} was signed under policy ${a.policy}, not this chain's policy ${policyId}`, { regulator: a.regulator, policy: a.policy })
@@ -235,11 +239,12 @@ export interface Tally {
 /** Verify every approval (the first bad one throws) and count each regulator once (a second decision by the same regulator is refused). */
 export function tallyApprovals(policy: SupervisoryPolicy, subject: RedactionSubject, approvals: readonly unknown[]): Tally {
   if (!Array.isArray(approvals)) throw new CareLedgerError('INVALID_ARGUMENT', 'approvals: expected an array', { reason: 'NOT_AN_ARRAY' })
+  const want = parseRedactionSubject(subject)
   const seen = new Set<number>()
   const approvedBy: VerifiedApproval[] = []
   const rejectedBy: VerifiedApproval[] = []
   for (const approval of approvals) {
-    const v = verifyApproval(policy, subject, approval)
+    const v = verifyApprovalOf(policy, want, approval)
     if (seen.has(v.regulator.index)) {
       refuse('DUPLICATE_APPROVAL', `${v.regulator.name} (${v.regulator.address}) has already decided on request ${subject.requestId}; one regulator counts once`, { regulator: v.regulator.address })
     }

@@ -1,8 +1,8 @@
 /**
  * EIP-712 hashStruct for a flat struct of atomic fields (bytes32, uint64, string): the two fixed
  * structs of supervision, Approval (approval.ts) and Request (supervision-request.ts). The type
- * hash is computed once per struct; each message then costs one Keccak-256 per string field and
- * one over the encoded fields (@noble/hashes), where ethers' TypedDataEncoder.hash re-derives the
+ * hash is computed once per struct; each message then costs one Keccak-256 per string field (short
+ * ones remembered) and one over the encoded fields (@noble/hashes), where ethers' TypedDataEncoder.hash re-derives the
  * type encoding and goes through hex strings on every call (~0.2 ms here, bench:supervision).
  *
  *   encodeType   Name(type1 name1,type2 name2,…)                      EIP-712 §"Definition of encodeType"
@@ -70,7 +70,7 @@ export function structHasher(name: string, fields: readonly TypedDataField[]): S
           case 'string': {
             if (typeof v !== 'string') throw new Error(`eip712-struct: ${name}.${fields[i]!.name} must be a string`)
             if (!v.isWellFormed()) return null
-            data.set(keccak_256(UTF8.encode(v)), at)
+            data.set(stringHash(v), at)
             break
           }
         }
@@ -78,6 +78,22 @@ export function structHasher(name: string, fields: readonly TypedDataField[]): S
       return keccak_256(data)
     },
   }
+}
+
+/**
+ * keccak256(UTF-8 of s), remembered for short strings: most string fields take a handful of values
+ * (an action, a decision, an empty comment), and each Keccak costs ~8 µs of JavaScript.
+ */
+const shortStrings = new Map<string, Uint8Array>()
+function stringHash(s: string): Uint8Array {
+  if (s.length > 32) return keccak_256(UTF8.encode(s))
+  let h = shortStrings.get(s)
+  if (h === undefined) {
+    h = keccak_256(UTF8.encode(s))
+    if (shortStrings.size >= 256) shortStrings.clear()
+    shortStrings.set(s, h)
+  }
+  return h
 }
 
 const PREFIX = new Uint8Array([0x19, 0x01])
