@@ -158,15 +158,16 @@ export function checkLogCommitments(states: readonly CommittedLogState[], log: R
   return { failures, committed: Math.min(committed, log.length), uncommitted: Math.max(0, log.length - committed) }
 }
 
-/** Entry jobs (k EIP-712 recoveries each, ~1 ms) per message to a verify worker. */
+/** Entry jobs (k + 1 secp256k1 recoveries each, ~1 ms) per chunk. */
 export const ENTRY_JOBS_PER_CHUNK = 8
 /** Row jobs per message: their openings are one batch (chameleon-batch.ts), whose fixed cost wants many rows. */
 export const ROW_JOBS_PER_CHUNK = 512
 
 /**
- * A plan's jobs as messages for the verify threads: entries a few at a time (so they spread over
- * the threads beside the record chunks), redacted rows together (one batch of openings instead of
- * many small ones: a batch of 4 cost ~1 ms a row, a batch of hundreds ~20 µs).
+ * A plan's jobs in chunks: redacted rows together (one batch of openings instead of many small
+ * ones: a batch of 4 cost ~1 ms a row, a batch of hundreds ~20 µs), entries a few at a time (so
+ * the thread checking them yields between chunks; cloud/chain/verify.ts keeps them on the calling
+ * thread, where they were parsed).
  */
 export function chunkRedactionJobs(jobs: readonly RedactionJob[]): RedactionJob[][] {
   const chunks: RedactionJob[][] = []
