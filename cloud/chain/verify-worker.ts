@@ -1,7 +1,7 @@
 /**
  * Worker thread of verifyChain: checks chunks of record rows (record.ts checkRecordRows — content,
  * columns, gateway signature, and the chunk's chameleon openings as one batch) and answers with the
- * failures and the ids that passed — or a few redaction jobs (cloud/supervision/verify-redactions.ts).
+ * failures and the ids that passed — or redaction jobs: the redacted rows (cloud/supervision/verify-redactions.ts).
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { checkRecordRows, type RecordRow } from './record.ts'

@@ -37,7 +37,7 @@ import type { CloudDb } from '../store/db.ts'
 import { blockHash, decodeBlockHeader, recordsRoot, verifyBlockSignature, type BlockHeader } from './block.ts'
 import { checkRecordRows, toRecordRow, type RawRecord, type RecordFailure, type RecordFailureKind, type RecordRow } from './record.ts'
 import { scanEnvelopes, type EnvelopeFailureKind } from './verify-envelopes.ts'
-import { checkLogCommitments, hasRedactionLog, planRedactionChecks, runRedactionJobs, UNREDACTED_ROWS, type CommittedLogState, type RedactionFailure, type RedactionJob } from '../supervision/verify-redactions.ts'
+import { checkLogCommitments, chunkRedactionJobs, hasRedactionLog, planRedactionChecks, runRedactionJobs, UNREDACTED_ROWS, type CommittedLogState, type RedactionFailure, type RedactionJob } from '../supervision/verify-redactions.ts'
 import type { SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
 
 export type FailureKind =
@@ -66,9 +66,6 @@ export interface VerificationFailure {
   readonly seq?: number
   readonly message: string
 }
-
-/** Redaction jobs (an entry's approvals, or a redacted row: a few ms each) per message to a worker. */
-const REDACTION_JOBS_PER_MESSAGE = 8
 
 /** Rows a worker checks as one batch: see bench:cloud's records/s against batch size. */
 export const DEFAULT_BATCH_SIZE = 1024
@@ -565,9 +562,11 @@ async function checkRecords(
     }
     return null
   }
-  // Redaction jobs go out first, a few per message, so they run beside the record chunks.
-  const jobChunks: RedactionJob[][] = []
-  for (let i = 0; i < redactionJobs.length; i += REDACTION_JOBS_PER_MESSAGE) jobChunks.push(redactionJobs.slice(i, i + REDACTION_JOBS_PER_MESSAGE))
+  // Redaction jobs: the redacted rows go out first (one batch of openings), so they run beside the
+  // record chunks; with workers, the log entries are checked on this thread between its yields —
+  // parsed here already, their schemas and code warm, where a fresh worker would pay ~0.1 s of
+  // cold code for them (bench:supervision, 2 workers).
+  const jobChunks = chunkRedactionJobs(redactionJobs)
   const settle = (found: readonly (RecordFailure | RedactionFailure)[], passed: readonly number[], rows: number): void => {
     checked += rows
     for (const f of found) {
@@ -601,8 +600,11 @@ async function checkRecords(
   }
 
   const run = ++runCounter
+  const entryChunks = jobChunks.filter((c) => c[0]?.kind === 'entry')
+  jobChunks.splice(0, jobChunks.length, ...jobChunks.filter((c) => c[0]?.kind !== 'entry'))
   return new Promise((resolve, reject) => {
     let inFlight = 0
+    let entriesLeft = entryChunks.length > 0
     let chunkNo = 0
     let settled = false
     /** The calling thread is checking a chunk itself (opts.callingThreadChecks). */
@@ -613,7 +615,7 @@ async function checkRecords(
       return rows
     }
     const doneIfIdle = (): void => {
-      if (exhausted && first === null && inFlight === 0 && !localBusy) finish(() => resolve({ checked, cached }))
+      if (exhausted && first === null && inFlight === 0 && !localBusy && !entriesLeft) finish(() => resolve({ checked, cached }))
     }
     const sizes = new Map<number, number>()
     const detach: (() => void)[] = []
@@ -666,6 +668,22 @@ async function checkRecords(
     }
     // Two chunks per worker in flight: one being checked, one waiting.
     for (let k = 0; k < 2; k++) for (const w of workers) feed(w)
+    if (entriesLeft) {
+      const entries = async (): Promise<void> => {
+        for (const jobs of entryChunks) {
+          await yieldToLoop()
+          if (settled) return
+          settle(runRedactionJobs(jobs, chameleonPk), [], 0)
+        }
+      }
+      entries().then(
+        () => {
+          entriesLeft = false
+          doneIfIdle()
+        },
+        (e: unknown) => finish(() => reject(e)),
+      )
+    }
     if (opts.callingThreadChecks) {
       // Meanwhile this thread takes chunks too, between the block checks and the workers' answers
       // (each handled at the yields): one thread fewer to start, and no copy of these rows.

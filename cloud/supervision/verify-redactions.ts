@@ -20,7 +20,7 @@
 import type Database from 'better-sqlite3'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex, concatBytes } from '@noble/hashes/utils.js'
-import { decodeRedactionLogEntry, redactionLogEntryHash, verifyRedactionLogEntry, type RedactionLogEntry } from '../../shared/protocol/redaction-log.ts'
+import { decodeRedactionLogEntryWithHash, verifyRedactionLogEntry, type RedactionLogEntry } from '../../shared/protocol/redaction-log.ts'
 import { parseSupervisoryPolicy, supervisoryPolicyId, type SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
 import { manifestCommitment } from '../../shared/protocol/manifest.ts'
 import { decodeRecordContent, toRecordRow, type RawRecord, type RecordRow } from '../chain/record.ts'
@@ -80,14 +80,15 @@ export function planRedactionChecks(conn: Conn, trusted?: readonly SupervisoryPo
     prevLog = new Uint8Array(r.log_hash)
     log.push({ seq: r.seq, logHash: bytesToHex(logHash) })
     let entry: RedactionLogEntry
+    let entryHash: Uint8Array
     try {
-      entry = decodeRedactionLogEntry(new Uint8Array(r.entry))
+      ;({ entry, hash: entryHash } = decodeRedactionLogEntryWithHash(new Uint8Array(r.entry)))
     } catch (e) {
       fail(`does not decode: ${(e as Error).message}`)
       continue
     }
 
-    if (bytesToHex(redactionLogEntryHash(entry)) !== bytesToHex(new Uint8Array(r.hash))) fail('the entry does not hash to its stored hash')
+    if (bytesToHex(entryHash) !== bytesToHex(new Uint8Array(r.hash))) fail('the entry does not hash to its stored hash')
     if (entry.record !== r.record_id || entry.requestId !== r.request_id) fail(`names record ${entry.record} / request ${entry.requestId}, its row says ${r.record_id} / ${r.request_id}`)
     const policy = policies.get(entry.policy)
     if (!policy) fail(`made under policy ${entry.policy}, which is not ${trusted ? 'a given' : 'a known'} supervisory policy`)
@@ -155,6 +156,26 @@ export function checkLogCommitments(states: readonly CommittedLogState[], log: R
   }
   const committed = previous?.count ?? 0
   return { failures, committed: Math.min(committed, log.length), uncommitted: Math.max(0, log.length - committed) }
+}
+
+/** Entry jobs (k + 1 secp256k1 recoveries each, ~1 ms) per chunk. */
+export const ENTRY_JOBS_PER_CHUNK = 8
+/** Row jobs per message: their openings are one batch (chameleon-batch.ts), whose fixed cost wants many rows. */
+export const ROW_JOBS_PER_CHUNK = 512
+
+/**
+ * A plan's jobs in chunks: redacted rows together (one batch of openings instead of many small
+ * ones: a batch of 4 cost ~1 ms a row, a batch of hundreds ~20 µs), entries a few at a time (so
+ * the thread checking them yields between chunks; cloud/chain/verify.ts keeps them on the calling
+ * thread, where they were parsed).
+ */
+export function chunkRedactionJobs(jobs: readonly RedactionJob[]): RedactionJob[][] {
+  const chunks: RedactionJob[][] = []
+  const entries = jobs.filter((j) => j.kind === 'entry')
+  const rows = jobs.filter((j) => j.kind === 'row')
+  for (let i = 0; i < rows.length; i += ROW_JOBS_PER_CHUNK) chunks.push(rows.slice(i, i + ROW_JOBS_PER_CHUNK))
+  for (let i = 0; i < entries.length; i += ENTRY_JOBS_PER_CHUNK) chunks.push(entries.slice(i, i + ENTRY_JOBS_PER_CHUNK))
+  return chunks
 }
 
 /** The costly checks of a plan; pure (no I/O), so any thread runs them. The rows' openings are checked as a batch. */

@@ -48,13 +48,15 @@ function fastSigner(digest: Uint8Array, sig: Signature): string | null {
 }
 
 /**
- * The address that signed `digest` with `signature` (any form ethers' Signature.from accepts),
+ * The address that signed `digest` with `signature` (any form ethers' Signature.from accepts, or
+ * the Signature it made),
  * checked first against `expected` (an address, any case) by libsecp256k1. Returns the EIP-55
  * address; throws as ethers' recoverAddress does for a signature that recovers to no key.
  */
-export function ethSigner(digest: Uint8Array, signature: string, expected: string): string {
-  const sig = Signature.from(signature)
-  const memoKey = bytesToHex(digest) + sig.serialized
+export function ethSigner(digest: Uint8Array, signature: string | Signature, expected: string): string {
+  // A Signature passed in was made by Signature.from (its constructor is guarded), so it is checked already.
+  const sig = signature instanceof Signature ? signature : Signature.from(signature)
+  const memoKey = `${bytesToHex(digest)}${sig.r}${sig.s}${sig.v}`
   const seen = answers.get(memoKey)
   if (seen !== undefined) return seen
   const want = typeof expected === 'string' ? expected.toLowerCase() : ''

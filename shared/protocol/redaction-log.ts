@@ -27,7 +27,8 @@
 import { z } from 'zod'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { CareLedgerError } from '../errors.ts'
-import { canonicalDigest, decodeCanonical, encodeCanonical } from '../encoding/canonical.ts'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { canonicalDigest, decodeCanonical, domainSeparated, encodeCanonical } from '../encoding/canonical.ts'
 import { MAX_COMMENT, RedactionSubjectSchema, requireApproval, type RedactionSubject, type VerifiedApproval } from './approval.ts'
 import { epochMs, evmAddress, hex, MAX_REGULATORS, schemaError, supervisoryPolicyId, type SupervisoryPolicy } from './supervisory-policy.ts'
 import { RequesterSignatureSchema, verifyRequesterSignature, type RequesterSignature } from './supervision-request.ts'
@@ -153,6 +154,17 @@ export function verifyRedactionLogEntry(policy: SupervisoryPolicy, value: unknow
 export const encodeRedactionLogEntry = (entry: RedactionLogEntry): Uint8Array => encodeCanonical(parseRedactionLogEntry(entry))
 
 export const decodeRedactionLogEntry = (bytes: Uint8Array): RedactionLogEntry => parseRedactionLogEntry(decodeCanonical(bytes))
+
+/**
+ * decodeRedactionLogEntry and the entry's hash, from the stored bytes without re-encoding them:
+ * decodeCanonical accepts only the deterministic encoding of what it returns, and the schema is
+ * strict and transforms nothing, so the bytes ARE encodeCanonical(entry) (what `chain verify`
+ * reads for every entry; test/supervision/approval.test.ts compares with redactionLogEntryHash).
+ */
+export function decodeRedactionLogEntryWithHash(bytes: Uint8Array): { entry: RedactionLogEntry; hash: Uint8Array } {
+  const entry = decodeRedactionLogEntry(bytes)
+  return { entry, hash: sha256(domainSeparated(REDACTION_LOG_DOMAIN, bytes)) }
+}
 
 /** The plain hash that commits the entry: 32 bytes. */
 export const redactionLogEntryHash = (entry: RedactionLogEntry): Uint8Array => canonicalDigest(REDACTION_LOG_DOMAIN, parseRedactionLogEntry(entry))

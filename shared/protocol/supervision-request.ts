@@ -32,7 +32,8 @@ import { Signature, TypedDataEncoder, type TypedDataField } from 'ethers'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { ethSigner } from '../crypto/eth-signer.ts'
 import { CareLedgerError } from '../errors.ts'
-import { REDACTION_ACTIONS, supervisionDomain, typedDigest, type RedactionAction } from './approval.ts'
+import { REDACTION_ACTIONS, supervisionDigest, supervisionDomain, type RedactionAction } from './approval.ts'
+import { structHasher } from './eip712-struct.ts'
 import { epochMs, evmAddress, hex, schemaError, type SupervisoryPolicy } from './supervisory-policy.ts'
 
 /** The EIP-712 struct (field order is part of the type hash: never reorder). */
@@ -103,12 +104,13 @@ export function requestTypedData(policy: SupervisoryPolicy, message: RequestMess
 }
 
 const REQUEST_ENCODER = TypedDataEncoder.from(REQUEST_TYPES)
+const REQUEST_STRUCT = structHasher('Request', REQUEST_TYPES.Request!)
 
-/** The EIP-712 digest of the signed request (= TypedDataEncoder.hash, its encoder built once). */
-const requestDigest = (policy: SupervisoryPolicy, message: RequestMessage): Uint8Array => {
-  const t = requestTypedData(policy, message)
-  return typedDigest(t.domain, t.message, REQUEST_ENCODER)
-}
+/** The EIP-712 digest of the signed request (= TypedDataEncoder.hash; eip712-struct.ts, see approval.ts's supervisionDigest). */
+const requestDigest = (policy: SupervisoryPolicy, message: RequestMessage): Uint8Array => digestOf(policy, parseMessage(message))
+/** requestDigest of a message that passed parseMessage. */
+const digestOf = (policy: SupervisoryPolicy, m: RequestMessage): Uint8Array =>
+  supervisionDigest(policy, REQUEST_STRUCT, [m.record, m.action, m.oldContent, m.newManifest, m.reason, m.nonce, m.issuedAt], REQUEST_ENCODER, () => typedMessage(m))
 
 /** The request id: hex of the EIP-712 digest of the signed request. */
 export const requestIdOf = (policy: SupervisoryPolicy, message: RequestMessage): string => bytesToHex(requestDigest(policy, message))
@@ -139,11 +141,11 @@ export function verifyRequesterSignature(
 ): { requestId: string; requester: string } {
   const s = parseRequesterSignature(value)
   const message = parseMessage({ record: filed.record, action: filed.action, oldContent: filed.oldContent, newManifest: s.newManifest, reason: filed.reason, nonce: s.nonce, issuedAt: s.issuedAt })
-  const digest = requestDigest(policy, message)
+  const digest = digestOf(policy, message)
   let signer: string
   try {
     // = ethers' verifyTypedData, through libsecp256k1 when it names the claimed requester (eth-signer.ts)
-    signer = ethSigner(digest, Signature.from(s.signature).serialized, s.requester)
+    signer = ethSigner(digest, Signature.from(s.signature), s.requester)
   } catch {
     return refuse('BAD_REQUEST_SIGNATURE', `the requester signature is malformed or recovers to no key`, { requester: s.requester })
   }

@@ -23,6 +23,7 @@ import {
 import {
   buildRedactionLogEntry,
   decodeRedactionLogEntry,
+  decodeRedactionLogEntryWithHash,
   encodeRedactionLogEntry,
   redactionLogEntryHash,
   verifyRedactionLogEntry,
@@ -234,6 +235,11 @@ describe('redaction log entry', () => {
     expect(decodeRedactionLogEntry(bytes)).toEqual(entry)
     const h = bytesToHex(redactionLogEntryHash(entry))
     expect(h).toBe(bytesToHex(sha256(Uint8Array.from([...utf8.encode('careledger/v1/redaction-log-entry'), 0, ...bytes]))))
+    // chain verify hashes the stored bytes as they are (no re-encoding): the same hash, and a non-canonical encoding does not decode
+    const decoded = decodeRedactionLogEntryWithHash(bytes)
+    expect([decoded.entry, bytesToHex(decoded.hash)]).toEqual([entry, h])
+    const longer = Uint8Array.from([...bytes.subarray(0, bytes.length), 0]) // trailing byte
+    expect(() => decodeRedactionLogEntryWithHash(longer)).toThrow()
     // every field is covered by the hash
     for (const [k, v] of Object.entries({ reason: 'other', requester: 'x', time: 1, opening: '00'.repeat(64), record: 43 })) {
       expect(bytesToHex(redactionLogEntryHash({ ...entry, [k]: v } as RedactionLogEntry))).not.toBe(h)
