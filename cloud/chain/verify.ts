@@ -36,7 +36,7 @@ import { signingKeyId } from '../../shared/crypto/sign.ts'
 import type { CloudDb } from '../store/db.ts'
 import { blockHash, decodeBlockHeader, recordsRoot, verifyBlockSignature, type BlockHeader } from './block.ts'
 import { checkRecordRows, toRecordRow, type RawRecord, type RecordFailure, type RecordFailureKind, type RecordRow } from './record.ts'
-import { scanEnvelopes, type EnvelopeFailureKind } from './verify-envelopes.ts'
+import type { EnvelopeFailureKind } from './verify-envelopes.ts'
 import { checkLogCommitments, chunkRedactionJobs, hasRedactionLog, planRedactionChecks, runRedactionJobs, UNREDACTED_ROWS, type CommittedLogState, type RedactionFailure, type RedactionJob } from '../supervision/verify-redactions.ts'
 import type { SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
 
@@ -400,7 +400,8 @@ export async function verifyChain(db: CloudDb | string, opts: VerifyOptions): Pr
     const recordStats = await records
     checkStreams(conn, failures)
     if (opts.expectHead) checkHead(conn, opts.expectHead, failures)
-    const envelopes = opts.envelopes ? await scanEnvelopes(conn, opts.envelopes.blocksDir) : null
+    // Imported only when asked for: the blockstore code (fast-glob, multiformats) is ~0.07 s to load.
+    const envelopes = opts.envelopes ? await (await import('./verify-envelopes.ts')).scanEnvelopes(conn, opts.envelopes.blocksDir) : null
     for (const f of envelopes?.findings ?? []) failures.add({ kind: f.kind, recordId: f.recordId, ...(f.height === undefined ? {} : { height: f.height }), message: f.message })
 
     const durationMs = performance.now() - t0

@@ -212,16 +212,34 @@ const DOMAIN = /^[A-Za-z0-9][A-Za-z0-9._\-/:]{0,63}$/
  * contain 0x00, so the split between domain and payload is unambiguous.
  */
 export function domainSeparated(domain: string, payload: Uint8Array): Uint8Array {
+  const head = domainHead(domain)
+  if (!(payload instanceof Uint8Array)) throw new CareLedgerError('INVALID_ARGUMENT', `payload: expected bytes, got ${typeof payload}`, { domain })
+  const out = new Uint8Array(head.length + payload.length)
+  out.set(head, 0)
+  out.set(payload, head.length)
+  return out
+}
+
+/** "careledger/v1/" ‖ domain ‖ 0x00 of the few domains in use, checked and encoded once (a chain verify separates two per record). */
+const heads = new Map<string, Uint8Array>()
+
+/**
+ * "careledger/v1/" ‖ domain ‖ 0x00 — domainSeparated's bytes before the payload, for a streaming
+ * hash that takes the payload in place instead of a copy. Shared: never write into it.
+ */
+export function domainHead(domain: string): Uint8Array {
+  let head = heads.get(domain)
+  if (head !== undefined) return head
   if (typeof domain !== 'string' || !DOMAIN.test(domain)) {
     throw new CareLedgerError('INVALID_ARGUMENT', `domain ${typeof domain === 'string' ? JSON.stringify(domain) : `of type ${typeof domain}`} must be 1–64 characters of [A-Za-z0-9._-/:]`, { domain })
   }
-  if (!(payload instanceof Uint8Array)) throw new CareLedgerError('INVALID_ARGUMENT', `payload: expected bytes, got ${typeof payload}`, { domain })
   const tag = new TextEncoder().encode(domain)
-  const out = new Uint8Array(PREFIX.length + tag.length + 1 + payload.length)
-  out.set(PREFIX, 0)
-  out.set(tag, PREFIX.length)
-  out.set(payload, PREFIX.length + tag.length + 1)
-  return out
+  head = new Uint8Array(PREFIX.length + tag.length + 1)
+  head.set(PREFIX, 0)
+  head.set(tag, PREFIX.length)
+  if (heads.size >= 64) heads.clear()
+  heads.set(domain, head)
+  return head
 }
 
 /** SHA-256("careledger/v1/" ‖ domain ‖ 0x00 ‖ encodeCanonical(value)). */

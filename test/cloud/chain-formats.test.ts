@@ -3,7 +3,8 @@
  * the code before format 2 (test/vectors/chain-v1/, kept byte for byte) still verifies, through
  * verifyChain and `careledger chain verify`; new v2 records appended to it and an old record
  * redacted into v2 verify beside the old ones; and checkRecordRows, which checks a chunk's
- * format-2 openings as one batch, names every bad record among thousands (property).
+ * format-2 openings as one batch, names every bad record among thousands — bad openings and bad
+ * gateway manifest signatures, each with its kind (properties).
  */
 import { spawnSync } from 'node:child_process'
 import { copyFileSync, readFileSync } from 'node:fs'
@@ -113,10 +114,10 @@ describe('checkRecordRows: the openings of a chunk as one batch', () => {
   const keys = chainTestKeys('batch property')
   const N = 2000
   const fleet = testFleet(4, 25, 'batch property')
-  /** N valid v2 rows over 100 streams, made once. */
-  const rows: RecordRow[] = Array.from({ length: N }, (_, i) => {
-    const s = fleet[i % fleet.length]!
-    const b = s.batch(Math.floor(i / fleet.length))
+  const batches = Array.from({ length: N }, (_, i) => fleet[i % fleet.length]!.batch(Math.floor(i / fleet.length)))
+  /** Row i, its content committed with `signature` (default: the gateway's own) under a fresh opening. */
+  const rowOf = (i: number, signature: Uint8Array = batches[i]!.signature): RecordRow => {
+    const b = batches[i]!
     const m = b.manifest
     const { content, hash, opening } = commitRecord(keys.chameleon.publicKey, {
       id: i + 1,
@@ -125,11 +126,13 @@ describe('checkRecordRows: the openings of a chunk as one batch', () => {
       gateway: m.gateway,
       gatewayKey: b.gatewayKey,
       manifest: m,
-      signature: b.signature,
+      signature,
       receivedAt: b.receivedAt,
     })
     return { id: i + 1, stream: m.stream, seq: m.seq, gatewayId: m.gateway, content, hash, opening, manifestCommitment: manifestCommitment(m), prevCommitment: m.prev, cid: m.cid, receivedAt: b.receivedAt, blockHeight: Math.floor(i / 500) }
-  })
+  }
+  /** N valid v2 rows over 100 streams, made once. */
+  const rows: RecordRow[] = Array.from({ length: N }, (_, i) => rowOf(i))
 
   /** Damage that touches only what the chameleon check reads (so RECORD_OPENING is the one failure). */
   function damage(row: RecordRow, how: number, other: RecordRow): RecordRow {
@@ -161,6 +164,60 @@ describe('checkRecordRows: the openings of a chunk as one batch', () => {
         expect(new Set(failures.map((f) => f.kind))).toEqual(new Set(['RECORD_OPENING']))
         expect(passed).toHaveLength(N - bad.length)
       }),
+      { numRuns: Number(process.env.CARELEDGER_BATCH_PROPERTY_RUNS ?? 6) },
+    )
+  })
+
+  /**
+   * A bad gateway signature inside content the regulator's hash commits to (the opening is
+   * valid): R or S altered, S pushed to a non-canonical S + ℓ, another manifest's signature, the
+   * all-zero signature.
+   */
+  function badSignature(i: number, how: number): Uint8Array {
+    const sig = batches[i]!.signature.slice()
+    switch (how % 5) {
+      case 0:
+        sig[3]! ^= 0x10 // R
+        return sig
+      case 1:
+        sig[40]! ^= 0x01 // S
+        return sig
+      case 2: {
+        // S + ℓ: the same S mod ℓ, refused by strict verification (RFC 8032 §5.1.7: S < ℓ)
+        const ℓ = 2n ** 252n + 27742317777372353535851937790883648493n
+        let S = 0n
+        for (let k = 63; k >= 32; k--) S = (S << 8n) | BigInt(sig[k]!)
+        S += ℓ
+        for (let k = 32; k < 64; k++, S >>= 8n) sig[k] = Number(S & 0xffn)
+        return sig
+      }
+      case 3:
+        return batches[(i + 1) % N]!.signature.slice() // a valid signature, on another manifest
+      default:
+        return new Uint8Array(64)
+    }
+  }
+
+  it(`names every bad gateway signature and every bad opening among ${N.toLocaleString('en-US')}, each with its kind (property)`, () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.nat(N - 1), { minLength: 1, maxLength: 8 }),
+        fc.uniqueArray(fc.nat(N - 1), { minLength: 0, maxLength: 4 }),
+        fc.nat(),
+        fc.integer(),
+        (badSigs, badOpenings, how, seed) => {
+          const openings = badOpenings.filter((i) => !badSigs.includes(i))
+          const batch = rows.map((r, i) =>
+            badSigs.includes(i) ? rowOf(i, badSignature(i, how + i)) : openings.includes(i) ? damage(r, how + i, rows[(i + 7) % N]!) : r,
+          )
+          const { failures, passed } = checkRecordRows(batch, keys.chameleon.publicKey, deterministicRng(`weights ${seed}`))
+          const named = (kind: string): number[] => failures.filter((f) => f.kind === kind).map((f) => f.recordId).sort((a, b) => a - b)
+          expect(named('MANIFEST_SIGNATURE')).toEqual(badSigs.map((i) => i + 1).sort((a, b) => a - b))
+          expect(named('RECORD_OPENING')).toEqual(openings.map((i) => i + 1).sort((a, b) => a - b))
+          expect(failures).toHaveLength(badSigs.length + openings.length)
+          expect(passed).toHaveLength(N - badSigs.length - openings.length)
+        },
+      ),
       { numRuns: Number(process.env.CARELEDGER_BATCH_PROPERTY_RUNS ?? 6) },
     )
   })
