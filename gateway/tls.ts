@@ -12,8 +12,7 @@
  * Devices pin ca.crt (`careledger gateway ca` prints it). notBefore is back-dated one day so a
  * device whose clock lags the gateway's a little still accepts a fresh certificate.
  */
-import 'reflect-metadata' // @peculiar/x509 (tsyringe) needs the Reflect metadata polyfill loaded first
-import * as x509 from '@peculiar/x509'
+import type * as X509 from '@peculiar/x509'
 import { X509Certificate as NodeX509, createPrivateKey, webcrypto } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
@@ -25,7 +24,20 @@ import { writeFileAtomic } from '../shared/cli/files.ts'
 import type { Keyring } from '../shared/cli/secret-files.ts'
 import { gatewayKeyring } from './keyring.ts'
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0])
+let x509Lib: Promise<typeof X509> | undefined
+/**
+ * @peculiar/x509 (with tsyringe, reflect-metadata and its ASN.1 schemas) is loaded only when a
+ * certificate is issued: a running gateway merely checks its certificate, with node:crypto, and
+ * would otherwise keep ~0.5 MB of source text and its objects in the heap for nothing (issue 11).
+ */
+function loadX509(): Promise<typeof X509> {
+  return (x509Lib ??= (async () => {
+    await import('reflect-metadata') // @peculiar/x509 (tsyringe) needs the Reflect metadata polyfill loaded first
+    const x509 = await import('@peculiar/x509')
+    x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0])
+    return x509
+  })())
+}
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair
 type CryptoKey = webcrypto.CryptoKey
@@ -72,6 +84,7 @@ export async function ensureCa(dataDir: string, now = new Date(), keyring?: Keyr
   if (existsSync(keyPath) !== existsSync(certPath)) {
     throw new CareLedgerError('INVALID_ARGUMENT', `${dir} holds only half of the gateway CA (${existsSync(keyPath) ? FILES.caKey : FILES.caCert}); restore the other file or move both away to create a new CA (devices must then be given the new CA)`, { dir })
   }
+  const x509 = await loadX509()
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair
   const name = `CN=CareLedger gateway CA ${hostname()}, O=CareLedger`
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -151,6 +164,7 @@ function whyIssue(keyring: Keyring, keyPath: string, certPath: string, names: re
 }
 
 async function issueServerCertificate(keyring: Keyring, dir: string, names: readonly string[], now: Date): Promise<void> {
+  const x509 = await loadX509()
   const caKey = await webcrypto.subtle.importKey('pkcs8', pemBody(text(keyring.readSync(join(dir, FILES.caKey)))), ALG, false, ['sign'])
   const caCert = new x509.X509Certificate(readFileSync(join(dir, FILES.caCert), 'utf8'))
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair
@@ -186,7 +200,7 @@ function tlsDir(dataDir: string): string {
 
 async function privatePem(key: CryptoKey): Promise<string> {
   const der = await webcrypto.subtle.exportKey('pkcs8', key)
-  return x509.PemConverter.encode(der, 'PRIVATE KEY') + '\n'
+  return (await loadX509()).PemConverter.encode(der, 'PRIVATE KEY') + '\n'
 }
 
 function pemBody(pem: string): ArrayBuffer {

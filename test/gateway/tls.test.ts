@@ -1,4 +1,5 @@
 /** The gateway CA and the MQTTS server certificate, on real files. */
+import { execFileSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
@@ -68,5 +69,21 @@ describe('gateway TLS', () => {
     const r = await ensureServerCertificate(dir)
     expect(r.issued).toBe('key-mismatch')
     expect(new X509Certificate(readFileSync(join(dir, 'tls/server.crt'))).checkPrivateKey((await import('node:crypto')).createPrivateKey(r.key))).toBe(true)
+  })
+
+  it('a restarted gateway checks its certificate without loading @peculiar/x509 (issue 11: its modules stay out of RSS)', async () => {
+    const dir = fresh()
+    await ensureServerCertificate(dir)
+    // A fresh process, as a restarted gateway: record every module it resolves.
+    const script = [
+      "const loaded = []",
+      "process.getBuiltinModule('node:module').registerHooks({ resolve: (s, c, next) => { const r = next(s, c); loaded.push(r.url); return r } })",
+      "await import('./gateway/runtime.ts')",
+      "const { ensureServerCertificate } = await import('./gateway/tls.ts')",
+      `const r = await ensureServerCertificate(${JSON.stringify(dir)})`,
+      "console.log(JSON.stringify({ issued: r.issued, x509: loaded.filter((u) => /@peculiar|reflect-metadata|tsyringe/.test(u)) }))",
+    ].join(';')
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: new URL('../..', import.meta.url), encoding: 'utf8' })
+    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({ issued: null, x509: [] })
   })
 })
