@@ -402,7 +402,10 @@ export class SupervisionStore {
     const row = await this.#record(r.record_id)
     const changed = (): never => refuse('VERIFICATION_FAILED', 'RECORD_CHANGED', `record ${row.id} changed since request ${r.id} was made`)
     // The record must still be what the regulators approved a change of.
-    if (contentDigest(row.content) !== r.old_content) changed()
+    if (contentDigest(row.content) !== r.old_content) {
+      if (await this.#appliedMeanwhile(r, row.id)) return null
+      changed()
+    }
     const newContent = new Uint8Array(r.new_content)
     if (!verified && !(await this.#stage('opening-check', () => chameleonVerify(this.#chameleonPublicKey, newContent, row.hash, opening, 2)))) {
       refuse('VERIFICATION_FAILED', 'BAD_OPENING', `the new opening does not open record ${row.id}'s unchanged hash to the requested content`)
@@ -420,7 +423,10 @@ export class SupervisionStore {
       this.#log({ event: 'supervision_apply_raced', request: r.id, record: row.id }, `request ${r.id} was applied by another caller first`)
       return null
     }
-    if (out === 'record-changed') changed()
+    if (out === 'record-changed') {
+      if (await this.#appliedMeanwhile(r, row.id)) return null
+      changed()
+    }
     const { seq: logSeq, block } = out as Exclude<ApplyOutcome, string>
     this.#log({ event: 'supervision_applied', request: r.id, record: row.id, action: r.action, logSeq, approvers: approvers.map((a) => a.regulator.address) }, `${r.action} of record ${row.id} applied`)
     return {
@@ -439,6 +445,18 @@ export class SupervisionStore {
   }
 
   // ---- helpers -----------------------------------------------------------------------------------
+
+  /**
+   * The record no longer holds the content the request was made against. If the request itself was
+   * closed in the meantime, another caller (another process on PostgreSQL) applied it between our
+   * reads: that is the lost race, not a changed record.
+   */
+  async #appliedMeanwhile(r: RequestRow, record: number): Promise<boolean> {
+    const now = await this.#t.request(r.id)
+    if (!now || now.status === 'pending') return false
+    this.#log({ event: 'supervision_apply_raced', request: r.id, record }, `request ${r.id} was applied by another caller first`)
+    return true
+  }
 
   async #refusable<T>(operation: string, who: string, requestId: string | null, f: () => Promise<T>): Promise<T> {
     try {
