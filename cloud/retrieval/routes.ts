@@ -59,6 +59,11 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
   const index = new RetrievalIndex(ctx.db)
   const redactions = new RedactionEvidence(ctx.db)
   const pool = new TransformPool(ctx.config.retrieval.transformWorkers)
+  // The evidence and the transformations read the retrieval index and the chain of this process's
+  // cloud.db. On a PostgreSQL chain that file holds none of the shared records, so rather than an
+  // empty (and wrong) answer these routes refuse, naming why (docs/operations.md §Running the cloud
+  // on PostgreSQL). The blocks themselves (/ipfs, POST /v1/blocks) come from the shared blockstore.
+  const sqliteOnly = ctx.backend.kind === 'postgres' ? { preHandler: notOnPostgres } : {}
   app.addHook('onClose', async () => pool.close())
 
   const signedHead = () => {
@@ -69,7 +74,7 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
   }
 
   // ── evidence ──────────────────────────────────────────────────────────────────────────────────
-  app.get('/v1/evidence', { onRequest: guard(ctx, 'records') }, async (req): Promise<EvidencePlan> => {
+  app.get('/v1/evidence', { onRequest: guard(ctx, 'records'), ...sqliteOnly }, async (req): Promise<EvidencePlan> => {
     const q = req.query as Query
     const types = typeof q.type === 'string' && q.type !== '' ? q.type.split(',').map((t) => t.trim()) : null
     const parsed = EvidenceQuerySchema.safeParse({
@@ -98,7 +103,7 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
     return { v: EVIDENCE_VERSION, query, keys: { signing: bytesToHex(ctx.keys.signingPublicKey), chameleon: bytesToHex(ctx.keys.chameleonPublicKey) }, head, streams, policies: redactions.policies(), ...(log ? { log } : {}) }
   })
 
-  app.get('/v1/evidence/headers', { onRequest: guard(ctx, 'records') }, async (req) => {
+  app.get('/v1/evidence/headers', { onRequest: guard(ctx, 'records'), ...sqliteOnly }, async (req) => {
     const q = req.query as Query
     const from = int(q, 'from')
     const to = int(q, 'to')
@@ -113,7 +118,7 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
     return { headers }
   })
 
-  app.get('/v1/evidence/records', { onRequest: guard(ctx, 'records') }, async (req) => {
+  app.get('/v1/evidence/records', { onRequest: guard(ctx, 'records'), ...sqliteOnly }, async (req) => {
     const q = req.query as Query
     if (typeof q.stream !== 'string' || !/^[0-9a-f]{32}$/.test(q.stream)) throw new ApiError('INVALID_REQUEST', 'stream: must be a stream id (32 lower-case hex digits)', { field: 'stream' })
     const fromSeq = int(q, 'fromSeq')
@@ -129,7 +134,7 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
   })
 
   // ── outsourced decryption ─────────────────────────────────────────────────────────────────────
-  app.post('/v1/transform', { onRequest: guard(ctx, 'envelope') }, async (req) => {
+  app.post('/v1/transform', { onRequest: guard(ctx, 'envelope'), ...sqliteOnly }, async (req) => {
     const body = TransformBody.safeParse(req.body)
     if (!body.success) {
       const issue = body.error.issues[0]!
@@ -200,6 +205,14 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
   app.get('/ipfs/:cid', ipfsOptions, ipfs)
   app.get('/ipfs/:cid/*', ipfsOptions, ipfs)
   registerBulkBlocks(app, ctx)
+}
+
+async function notOnPostgres(): Promise<never> {
+  throw new ApiError(
+    'NOT_IMPLEMENTED',
+    'reading records with evidence (read, export, outsourced decryption) does not run on a PostgreSQL chain yet: serve it from a SQLite cloud (docs/operations.md §Running the cloud on PostgreSQL)',
+    { store: 'postgres' },
+  )
 }
 
 /** The digest of an envelope's ABE header, or null when the bytes are not an envelope (the worker reports why). */
