@@ -137,6 +137,8 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
               return block
             },
           }),
+      // Evidence for reads and exports (cloud/retrieval/): from the shared PostgreSQL too, so any process serves them.
+      ...(shared ? { retrieval: (await import('./store/pg/retrieval.ts')).pgRetrievalReads(shared.store) } : {}),
       metrics,
       anchor,
       logger,

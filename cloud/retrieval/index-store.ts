@@ -35,7 +35,31 @@ registerMigrations(RETRIEVAL_MIGRATIONS)
 export const typesMask = (types: readonly string[] | null): number =>
   types === null ? (1 << VITAL_TYPES.length) - 1 : types.reduce((m, t) => m | (1 << (VITAL_TYPES as string[]).indexOf(t)), 0)
 
-const CATCH_UP_CHUNK = 2000
+/** Records indexed per step of a catch-up (the event loop runs in between). */
+export const CATCH_UP_CHUNK = 2000
+
+/** A record's index row (stream, seq, patient, from, to, sealedAt, types) from its canonical content; damaged content matches no query. */
+export function indexRow(content: Uint8Array): [string, number, string, number, number, number, number] {
+  try {
+    const { manifest: m } = decodeRecordContent(content)
+    return [m.stream, m.seq, m.patient, m.from, m.to, m.sealedAt, typesMask(m.types)]
+  } catch {
+    // Damaged content: chain verification reports it; it matches no query.
+    return ['', -1, '', -1, -1, -1, 0]
+  }
+}
+
+/** The seq ranges of [first, last] missing from `held` (ascending seqs). */
+export function gapsOf(held: Iterable<number>, first: number, last: number): [number, number][] {
+  const gaps: [number, number][] = []
+  let expect = first
+  for (const seq of held) {
+    if (seq > expect) gaps.push([expect, seq - 1])
+    expect = seq + 1
+  }
+  if (expect <= last) gaps.push([expect, last])
+  return gaps
+}
 
 export class RetrievalIndex {
   readonly #db: CloudDb
@@ -96,13 +120,7 @@ export class RetrievalIndex {
   }
 
   #index(id: number, content: Buffer): void {
-    try {
-      const { manifest: m } = decodeRecordContent(new Uint8Array(content.buffer, content.byteOffset, content.byteLength))
-      this.#s.insert.run(id, m.stream, m.seq, m.patient, m.from, m.to, m.sealedAt, typesMask(m.types))
-    } catch {
-      // Damaged content: chain verification reports it; it matches no query.
-      this.#s.insert.run(id, '', -1, '', -1, -1, -1, 0)
-    }
+    this.#s.insert.run(id, ...indexRow(new Uint8Array(content.buffer, content.byteOffset, content.byteLength)))
   }
 
   /**
@@ -128,13 +146,6 @@ export class RetrievalIndex {
   }
 
   #gaps(stream: string, first: number, last: number, head: number): [number, number][] {
-    const gaps: [number, number][] = []
-    let expect = first
-    for (const seq of this.#s.held.iterate(stream, first, last, head) as Iterable<number>) {
-      if (seq > expect) gaps.push([expect, seq - 1])
-      expect = seq + 1
-    }
-    if (expect <= last) gaps.push([expect, last])
-    return gaps
+    return gapsOf(this.#s.held.iterate(stream, first, last, head) as Iterable<number>, first, last)
   }
 }

@@ -27,7 +27,7 @@ export class RedactionEvidence {
   /** The first `count` entries of the redaction log (the ones a head block commits), in seq order, as JSON. */
   log(count: number): Record<string, unknown>[] {
     if (count === 0) return []
-    return (this.#log.all(count) as Uint8Array[]).map((e) => decodeRedactionLogEntry(new Uint8Array(e)) as unknown as Record<string, unknown>)
+    return (this.#log.all(count) as Uint8Array[]).map(logEntryJson)
   }
 
   /** The record's newest redaction log entry, or null when no redaction changed it. */
@@ -35,17 +35,25 @@ export class RedactionEvidence {
     const r = this.#newest.get(record) as { seq: number; entry: Uint8Array; hash: Uint8Array; log_hash: Uint8Array } | undefined
     if (!r) return null
     const prev = r.seq > 1 ? (this.#logHash.get(r.seq - 1) as Uint8Array | undefined) : undefined
-    return {
-      seq: r.seq,
-      entry: decodeRedactionLogEntry(new Uint8Array(r.entry)) as unknown as Record<string, unknown>,
-      hash: bytesToHex(new Uint8Array(r.hash)),
-      prevLogHash: prev ? bytesToHex(new Uint8Array(prev)) : ZERO,
-      logHash: bytesToHex(new Uint8Array(r.log_hash)),
-    }
+    return recordRedaction(r, prev)
   }
 
   /** Every supervisory policy the cloud holds (oldest first), as JSON. */
   policies(): Record<string, unknown>[] {
     return (this.#policies.all() as string[]).map((p) => JSON.parse(p) as Record<string, unknown>)
+  }
+}
+
+/** A stored redaction log entry as the evidence sends it (JSON). */
+export const logEntryJson = (entry: Uint8Array): Record<string, unknown> => decodeRedactionLogEntry(new Uint8Array(entry)) as unknown as Record<string, unknown>
+
+/** A record's newest log row, with the log hash of the entry before it (undefined for the first), as evidence. */
+export function recordRedaction(r: { seq: number; entry: Uint8Array; hash: Uint8Array; log_hash: Uint8Array }, prevLogHash: Uint8Array | undefined): RecordRedaction {
+  return {
+    seq: r.seq,
+    entry: logEntryJson(r.entry),
+    hash: bytesToHex(new Uint8Array(r.hash)),
+    prevLogHash: prevLogHash ? bytesToHex(new Uint8Array(prevLogHash)) : ZERO,
+    logHash: bytesToHex(new Uint8Array(r.log_hash)),
   }
 }

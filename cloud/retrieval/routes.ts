@@ -22,10 +22,9 @@ import { singleBlockCar } from '../../shared/protocol/car.ts'
 import type { ServiceContext } from '../service/context.ts'
 import { ApiError } from '../service/errors.ts'
 import { guard } from '../service/guard.ts'
-import { RetrievalIndex } from './index-store.ts'
 import { TransformPool } from './transform-pool.ts'
 import { registerBulkBlocks } from './bulk-blocks.ts'
-import { RedactionEvidence } from './redactions.ts'
+import { sqliteRetrievalReads, type RetrievalReads } from './reads.ts'
 import { decodeEnvelope } from '../../shared/crypto/envelope.ts'
 import { digestHeader } from '../../shared/crypto/abe/codec.ts'
 
@@ -56,25 +55,22 @@ const CAR = 'application/vnd.ipld.car'
 const PROBE = 'bafkqaaa'
 
 export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContext): void {
-  const index = new RetrievalIndex(ctx.db)
-  const redactions = new RedactionEvidence(ctx.db)
+  // What the evidence routes read (reads.ts): the process's own cloud.db, or with `--database
+  // postgres://…` the shared PostgreSQL (ctx.retrieval, cloud/store/pg/retrieval.ts). The head and
+  // the records come from ctx.backend, the chain every route of this process uses.
+  const reads: RetrievalReads = ctx.retrieval ?? sqliteRetrievalReads(ctx.db, ctx.chain)
   const pool = new TransformPool(ctx.config.retrieval.transformWorkers)
-  // The evidence and the transformations read the retrieval index and the chain of this process's
-  // cloud.db. On a PostgreSQL chain that file holds none of the shared records, so rather than an
-  // empty (and wrong) answer these routes refuse, naming why (docs/operations.md §Running the cloud
-  // on PostgreSQL). The blocks themselves (/ipfs, POST /v1/blocks) come from the shared blockstore.
-  const sqliteOnly = ctx.backend.kind === 'postgres' ? { preHandler: notOnPostgres } : {}
   app.addHook('onClose', async () => pool.close())
 
-  const signedHead = () => {
-    const head = ctx.chain.head()
+  const signedHead = async () => {
+    const head = await ctx.backend.head()
     if (!head) return null
-    const block = ctx.chain.getBlock(head.height)!
-    return { height: head.height, header: block.headerBytes, hash: block.hash, signature: block.signature }
+    const block = (await ctx.backend.getBlock(head.height))!
+    return { height: head.height, header: block.headerBytes, hash: block.hash, signature: block.signature, decoded: block.header }
   }
 
   // ── evidence ──────────────────────────────────────────────────────────────────────────────────
-  app.get('/v1/evidence', { onRequest: guard(ctx, 'records'), ...sqliteOnly }, async (req): Promise<EvidencePlan> => {
+  app.get('/v1/evidence', { onRequest: guard(ctx, 'records') }, async (req): Promise<EvidencePlan> => {
     const q = req.query as Query
     const types = typeof q.type === 'string' && q.type !== '' ? q.type.split(',').map((t) => t.trim()) : null
     const parsed = EvidenceQuerySchema.safeParse({
@@ -92,49 +88,46 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
     }
     const query = parsed.data
     if (query.from > query.to) throw new ApiError('INVALID_REQUEST', 'from: must not be after to', { field: 'from' })
-    await index.catchUp()
-    const head = signedHead()
-    const { streams, truncated } = head ? index.plan(query, head.height) : { streams: [], truncated: false }
+    await reads.catchUp()
+    const signed = await signedHead()
+    const { streams, truncated } = signed ? await reads.plan(query, signed.height) : { streams: [], truncated: false }
     if (truncated) throw new ApiError('INVALID_REQUEST', 'the query touches more than 10,000 device streams: narrow it (patient, type or time)', { field: 'query' })
     // The log as the head commits it (a v1 head commits none): entries applied after it are not
-    // sent (on SQLite there are none: applying a redaction seals a block in the same transaction).
-    const headHeader = head ? ctx.chain.getBlock(head.height)?.header : null
-    const log = headHeader && headHeader.v === 2 ? redactions.log(headHeader.redactions.count) : undefined
-    return { v: EVIDENCE_VERSION, query, keys: { signing: bytesToHex(ctx.keys.signingPublicKey), chameleon: bytesToHex(ctx.keys.chameleonPublicKey) }, head, streams, policies: redactions.policies(), ...(log ? { log } : {}) }
+    // sent (there are none: applying a redaction seals a block in the same transaction, on SQLite and on PostgreSQL).
+    const headHeader = signed?.decoded ?? null
+    const log = headHeader && headHeader.v === 2 ? await reads.log(headHeader.redactions.count) : undefined
+    const head = signed ? { height: signed.height, header: signed.header, hash: signed.hash, signature: signed.signature } : null
+    return { v: EVIDENCE_VERSION, query, keys: { signing: bytesToHex(ctx.keys.signingPublicKey), chameleon: bytesToHex(ctx.keys.chameleonPublicKey) }, head, streams, policies: await reads.policies(), ...(log ? { log } : {}) }
   })
 
-  app.get('/v1/evidence/headers', { onRequest: guard(ctx, 'records'), ...sqliteOnly }, async (req) => {
+  app.get('/v1/evidence/headers', { onRequest: guard(ctx, 'records') }, async (req) => {
     const q = req.query as Query
     const from = int(q, 'from')
     const to = int(q, 'to')
     if (to < from) throw new ApiError('INVALID_REQUEST', 'to: must not be below from', { field: 'to' })
     if (to - from + 1 > MAX_HEADERS_PAGE) throw new ApiError('INVALID_REQUEST', `at most ${MAX_HEADERS_PAGE} headers per request`, { field: 'to' })
-    const headers = []
-    for (let h = from; h <= to; h++) {
-      const b = ctx.chain.getBlock(h)
-      if (!b) break
-      headers.push({ height: h, header: b.headerBytes })
-    }
-    return { headers }
+    return { headers: await reads.headers(from, to) }
   })
 
-  app.get('/v1/evidence/records', { onRequest: guard(ctx, 'records'), ...sqliteOnly }, async (req) => {
+  app.get('/v1/evidence/records', { onRequest: guard(ctx, 'records') }, async (req) => {
     const q = req.query as Query
     if (typeof q.stream !== 'string' || !/^[0-9a-f]{32}$/.test(q.stream)) throw new ApiError('INVALID_REQUEST', 'stream: must be a stream id (32 lower-case hex digits)', { field: 'stream' })
     const fromSeq = int(q, 'fromSeq')
     const toSeq = int(q, 'toSeq')
     const head = int(q, 'head')
     const limit = Math.min(int(q, 'limit', { min: 1, def: MAX_RECORDS_PAGE }), MAX_RECORDS_PAGE)
-    const ids = index.span(q.stream, fromSeq, toSeq, head, limit)
-    const records = ctx.chain.recordProofs(ids.map((r) => r.id)).map((proof, i) => {
-      const redaction = redactions.of(ids[i]!.id)
+    const ids = await reads.span(q.stream, fromSeq, toSeq, head, limit)
+    const proofs = await reads.recordProofs(ids.map((r) => r.id))
+    const redactions = await reads.redactions(ids.map((r) => r.id))
+    const records = proofs.map((proof, i) => {
+      const redaction = redactions[i]!
       return { ...proof!, record: { ...proof!.record, redacted: redaction !== null }, redaction }
     })
     return { records, next: ids.length === limit && ids.at(-1)!.seq < toSeq ? ids.at(-1)!.seq + 1 : null }
   })
 
   // ── outsourced decryption ─────────────────────────────────────────────────────────────────────
-  app.post('/v1/transform', { onRequest: guard(ctx, 'envelope'), ...sqliteOnly }, async (req) => {
+  app.post('/v1/transform', { onRequest: guard(ctx, 'envelope') }, async (req) => {
     const body = TransformBody.safeParse(req.body)
     if (!body.success) {
       const issue = body.error.issues[0]!
@@ -155,7 +148,7 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
     }
     const results = await Promise.all(
       body.data.records.map(async (id) => {
-        const record = ctx.chain.getRecord(id)
+        const record = await ctx.backend.getRecord(id)
         if (!record) return { id, error: { code: 'NOT_FOUND', message: `record ${id} does not exist` } }
         const envelope = await ctx.blocks.get(CID.parse(record.cid))
         if (!envelope) return { id, error: { code: 'NOT_FOUND', message: `the envelope ${record.cid} of record ${id} is not in this cloud's blockstore` } }
@@ -205,14 +198,6 @@ export function registerRetrievalRoutes(app: FastifyInstance, ctx: ServiceContex
   app.get('/ipfs/:cid', ipfsOptions, ipfs)
   app.get('/ipfs/:cid/*', ipfsOptions, ipfs)
   registerBulkBlocks(app, ctx)
-}
-
-async function notOnPostgres(): Promise<never> {
-  throw new ApiError(
-    'NOT_IMPLEMENTED',
-    'reading records with evidence (read, export, outsourced decryption) does not run on a PostgreSQL chain yet: serve it from a SQLite cloud (docs/operations.md §Running the cloud on PostgreSQL)',
-    { store: 'postgres' },
-  )
 }
 
 /** The digest of an envelope's ABE header, or null when the bytes are not an envelope (the worker reports why). */

@@ -16,6 +16,7 @@ import type { InflightBudget } from './inflight.ts'
 import type { InstructionStore } from './instructions.ts'
 import type { DamageLog } from './envelope-damage.ts'
 import type { SupervisionStore } from '../supervision/store.ts'
+import type { RetrievalReads } from '../retrieval/reads.ts'
 
 export interface ServiceContext {
   readonly config: CloudConfig
@@ -46,6 +47,8 @@ export interface ServiceContext {
   readonly damage: DamageLog
   /** Correction and deletion requests, regulators' decisions, the redaction log (cloud/supervision/): cloud.db, or the shared PostgreSQL. Always await. */
   readonly supervision: SupervisionStore
+  /** What the evidence routes read (cloud/retrieval/reads.ts); absent: this process's cloud.db and `chain`. Always await. */
+  readonly retrieval?: RetrievalReads
   readonly metrics: CloudMetrics
   /** Anchoring to an EVM chain; null when off (cloud/anchor/). */
   readonly anchor: AnchorService | null

@@ -340,19 +340,40 @@ export class PgChainStore implements ChainBackend {
   }
 
   async recordProof(id: number): Promise<RecordProof | null> {
-    const raw = (await this.pool.query<RawRecord>(`SELECT ${RECORD_COLUMNS} FROM records WHERE id = $1`, [id])).rows[0]
-    if (!raw || raw.block_height === null) return null
-    const b = (await this.pool.query<RawBlock>('SELECT height, header, hash, signature FROM blocks WHERE height = $1', [raw.block_height])).rows[0]
-    if (!b) return null
-    const header = decodeBlockHeader(u8(b.header))
-    let tree = this.#trees.get(b.height)
-    if (!tree) {
-      tree = recordsTree((await this.pool.query<{ hash: Buffer }>('SELECT hash FROM records WHERE block_height = $1 ORDER BY id', [b.height])).rows.map((r) => u8(r.hash)))
-      if (this.#trees.size >= 8) this.#trees.delete(this.#trees.keys().next().value!)
-      this.#trees.set(b.height, tree)
+    return (await this.recordProofs([id]))[0]!
+  }
+
+  /**
+   * recordProof of each id, in the order given (null where it would be null): the rows in one
+   * query, their blocks in another and each block's tree once (GET /v1/evidence/records serves
+   * pages of them), as the SQLite store's recordProofs.
+   */
+  async recordProofs(ids: readonly number[]): Promise<(RecordProof | null)[]> {
+    if (ids.length === 0) return []
+    const raws = new Map((await this.pool.query<RawRecord>(`SELECT ${RECORD_COLUMNS} FROM records WHERE id = ANY($1::bigint[])`, [ids])).rows.map((r) => [r.id, r]))
+    const heights = [...new Set([...raws.values()].flatMap((r) => (r.block_height === null ? [] : [r.block_height])))]
+    const blocks = new Map(heights.length === 0 ? [] : (await this.pool.query<RawBlock>('SELECT height, header, hash, signature FROM blocks WHERE height = ANY($1::bigint[])', [heights])).rows.map((b) => [b.height, b]))
+    const trees = new Map<number, MerkleTree>()
+    for (const h of blocks.keys()) {
+      let tree = this.#trees.get(h)
+      if (!tree) {
+        // A record's chameleon hash never changes (a redaction keeps it), so a sealed block's tree is fixed.
+        tree = recordsTree((await this.pool.query<{ hash: Buffer }>('SELECT hash FROM records WHERE block_height = $1 ORDER BY id', [h])).rows.map((r) => u8(r.hash)))
+        if (this.#trees.size >= 8) this.#trees.delete(this.#trees.keys().next().value!)
+        this.#trees.set(h, tree)
+      }
+      trees.set(h, tree)
     }
-    const leafIndex = raw.id - header.first
-    return { record: describeRow(toRecordRow(raw)), block: { header, hash: hex(b.hash), signature: hex(b.signature) }, leafIndex, treeSize: tree.size, proof: tree.inclusionProof(leafIndex).map(hex) }
+    const headers = new Map([...blocks.values()].map((b) => [b.height, decodeBlockHeader(u8(b.header))]))
+    return ids.map((id) => {
+      const raw = raws.get(id)
+      const b = raw && raw.block_height !== null ? blocks.get(raw.block_height) : undefined
+      if (!raw || !b) return null
+      const header = headers.get(b.height)!
+      const tree = trees.get(b.height)!
+      const leafIndex = raw.id - header.first
+      return { record: describeRow(toRecordRow(raw)), block: { header, hash: hex(b.hash), signature: hex(b.signature) }, leafIndex, treeSize: tree.size, proof: tree.inclusionProof(leafIndex).map(hex) }
+    })
   }
 
   async getBlock(height: number): Promise<BlockDetail | null> {
