@@ -18,7 +18,7 @@
  *     sent to both at once is accepted by exactly one;
  *   - a gateway revoked through the CLI is refused by both;
  *   - the supervision routes answer from the shared database (test/cloud/pg-supervision.test.ts
- *     runs the workflow across the two processes).
+ *     runs the workflow across the two processes), and so do the evidence routes (pg-read.test.ts).
  */
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -195,15 +195,15 @@ describe('two cloud processes on one PostgreSQL share tokens, gateways and nonce
     expect(sup.status).toBe(200)
     expect((await json(sup)).requests).toEqual([])
 
-    // Reading with evidence does not run on PostgreSQL yet: a clear 501 naming why, never an empty plan
-    // judged against this process's own (empty) SQLite chain. Strangers are still refused first.
+    // Reading with evidence is served from the shared database too (test/cloud/pg-read.test.ts reads
+    // and exports through it): B's plan names the stream A and B were sent. Strangers are refused.
+    const sealedBy = Date.now() + 30_000
+    while ((await json(fetch(`${b.url}/healthz`))).pendingRecords > 0 && Date.now() < sealedBy) await new Promise((r) => setTimeout(r, 200))
+    const plan = await getAs(b.url, admin, `/v1/evidence?from=0&to=${Date.now() + 3600_000}`)
+    expect(plan.status).toBe(200)
+    expect((await json(plan)).streams.map((s: { stream: string }) => s.stream)).toEqual([stream.streamId])
     for (const path of ['/v1/evidence?from=0&to=1', '/v1/evidence/headers?from=0&to=0', `/v1/evidence/records?stream=${'0'.repeat(32)}&fromSeq=0&toSeq=1&head=0`]) {
-      const res = await getAs(b.url, admin, path)
-      expect(res.status, path).toBe(501)
-      const error = (await json(res)).error
-      expect(error.code).toBe('NOT_IMPLEMENTED')
-      expect(error.message).toMatch(/PostgreSQL/)
-      expect((await fetch(`${b.url}${path}`)).status).toBe(401)
+      expect((await fetch(`${b.url}${path}`)).status, path).toBe(401)
     }
 
     // Revoked once: refused by both processes on their next request.
