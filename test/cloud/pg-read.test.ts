@@ -34,10 +34,11 @@ const batchReadings = (k: number): SealedReading[] =>
   [0, 1, 2].flatMap((i) => TYPES.map((type, j) => ({ seq: k * 6 + i * 2 + j, ts: T + k * 10 * MIN + i * 1000, rx: T + k * 10 * MIN + i * 1000 + 30, type, unit: VITALS[type].unit, value: type === 'spo2' ? 94 + i : 70 + k })))
 const BATCHES = 6
 
-async function cli(args: string[], env: Record<string, string> = {}) {
-  const r = await careledger(args, env)
-  if (r.code !== 0) throw new Error(`careledger ${args.join(' ')} exited ${r.code}: ${r.stderr}`)
-  return r.stdout
+/** The JSON a successful `careledger … --json` printed. */
+async function cliJson(args: string[]): Promise<{ token: string }> {
+  const r = await careledger([...args, '--json'])
+  expect(r.code, r.stderr).toBe(0)
+  return JSON.parse(r.stdout) as { token: string }
 }
 
 describe('reading with evidence from a PostgreSQL deployment, through the process that did not take the uploads', () => {
@@ -47,7 +48,7 @@ describe('reading with evidence from a PostgreSQL deployment, through the proces
 
     // A gateway enrolled in the shared database uploads through A only.
     const gw = testGateway()
-    const { token: invite } = JSON.parse(await cli(['cloud', 'gateway', 'invite', '--name', 'ward-1', '--json', '--database', url]))
+    const { token: invite } = await cliJson(['cloud', 'gateway', 'invite', '--name', 'ward-1', '--database', url])
     const reg = await fetch(`${a.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: invite, publicKey: bytesToHex(gw.publicKey), name: 'ward-1' }) })
     expect(reg.status).toBe(201)
     const research = '(role:researcher AND consent:research) OR patient:{patient}'
@@ -65,7 +66,7 @@ describe('reading with evidence from a PostgreSQL deployment, through the proces
     while ((await json(fetch(`${b.url}/healthz`))).pendingRecords > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 300))
     expect(await json(fetch(`${b.url}/healthz`))).toMatchObject({ records: 3 * BATCHES, pendingRecords: 0 })
 
-    const token = async (role: string, name: string): Promise<string> => JSON.parse(await cli(['cloud', 'token', 'create', '--role', role, '--name', name, '--json', '--database', url])).token as string
+    const token = async (role: string, name: string): Promise<string> => (await cliJson(['cloud', 'token', 'create', '--role', role, '--name', name, '--database', url])).token
     const doctor = await token('doctor', 'dr-house')
     const researcher = await token('researcher', 'lab')
     writeFileSync(join(dir, 'doctor.key'), encodeUserKey(currentKey(testAuthoritySecret(), ['role:doctor'])), { mode: 0o600 })
