@@ -563,10 +563,10 @@ async function checkRecords(
     }
     return null
   }
-  // Redaction jobs: the redacted rows go out first (one batch of openings), so they run beside the
-  // record chunks; with workers, the log entries are checked on this thread between its yields —
-  // parsed here already, their schemas and code warm, where a fresh worker would pay ~0.1 s of
-  // cold code for them (bench:supervision, 2 workers).
+  // Redaction jobs stay on this thread, with or without workers: it parsed them and has their code
+  // warm, and they are cheap here (the rows' openings as one batch, ~20 µs a row; the entries a few
+  // at a time between yields). A worker would first load the supervisory code (ethers, FROST),
+  // ~0.2 s of CPU that made 1 % redacted cost +13 % with 2 workers (bench:supervision).
   const jobChunks = chunkRedactionJobs(redactionJobs)
   const settle = (found: readonly (RecordFailure | RedactionFailure)[], passed: readonly number[], rows: number): void => {
     checked += rows
@@ -601,11 +601,9 @@ async function checkRecords(
   }
 
   const run = ++runCounter
-  const entryChunks = jobChunks.filter((c) => c[0]?.kind === 'entry')
-  jobChunks.splice(0, jobChunks.length, ...jobChunks.filter((c) => c[0]?.kind !== 'entry'))
   return new Promise((resolve, reject) => {
     let inFlight = 0
-    let entriesLeft = entryChunks.length > 0
+    let jobsLeft = jobChunks.length > 0
     let chunkNo = 0
     let settled = false
     /** The calling thread is checking a chunk itself (opts.callingThreadChecks). */
@@ -616,7 +614,7 @@ async function checkRecords(
       return rows
     }
     const doneIfIdle = (): void => {
-      if (exhausted && first === null && inFlight === 0 && !localBusy && !entriesLeft) finish(() => resolve({ checked, cached }))
+      if (exhausted && first === null && inFlight === 0 && !localBusy && !jobsLeft) finish(() => resolve({ checked, cached }))
     }
     const sizes = new Map<number, number>()
     const detach: (() => void)[] = []
@@ -628,13 +626,6 @@ async function checkRecords(
       f()
     }
     const feed = (w: Worker): void => {
-      const jobs = jobChunks.shift()
-      if (jobs) {
-        inFlight++
-        sizes.set(chunkNo, 0)
-        w.postMessage({ run, chunk: chunkNo++, rows: [], redactions: jobs })
-        return
-      }
       let rows: RecordRow[] | null
       try {
         rows = take()
@@ -669,17 +660,17 @@ async function checkRecords(
     }
     // Two chunks per worker in flight: one being checked, one waiting.
     for (let k = 0; k < 2; k++) for (const w of workers) feed(w)
-    if (entriesLeft) {
-      const entries = async (): Promise<void> => {
-        for (const jobs of entryChunks) {
+    if (jobsLeft) {
+      const redactionChecks = async (): Promise<void> => {
+        for (const jobs of jobChunks) {
           await yieldToLoop()
           if (settled) return
           settle(runRedactionJobs(jobs, chameleonPk), [], 0)
         }
       }
-      entries().then(
+      redactionChecks().then(
         () => {
-          entriesLeft = false
+          jobsLeft = false
           doneIfIdle()
         },
         (e: unknown) => finish(() => reject(e)),

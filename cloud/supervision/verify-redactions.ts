@@ -12,10 +12,11 @@
  *   REDACTION      a changed row that is not exactly what its newest entry made it (v2 corrections:
  *                  with the manifest the requester signed)
  *
- * Split in two so `chain verify` can spread the work: planRedactionChecks walks the log in order
- * (links, hashes, policies, content transitions: cheap and sequential) and returns the costly,
- * independent checks as jobs — each entry's k EIP-712 approvals, each redacted row's opening and
- * content — which runRedactionJobs does on any thread (the verify workers, beside record chunks).
+ * Split in two: planRedactionChecks walks the log in order (links, hashes, policies, content
+ * transitions: cheap and sequential) and returns the costly, independent checks as jobs — each
+ * entry's k EIP-712 approvals, each redacted row's opening and content — which runRedactionJobs
+ * does a chunk at a time; `chain verify` runs them on its calling thread between yields, beside
+ * the workers' record chunks (cloud/chain/verify.ts).
  */
 import type Database from 'better-sqlite3'
 import { sha256 } from '@noble/hashes/sha2.js'
