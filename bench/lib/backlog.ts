@@ -184,9 +184,9 @@ export async function prepareBacklog(o: BacklogOptions, hours: number, sealInter
   const beds = ward(WARD.monitors)
   for (const b of beds) devices.add(b.deviceId, b.patientId)
   const identity = loadIdentity(gatewayDir, { env: { CARELEDGER_ABE_PUBLIC_KEY: authority.publicKeyFile } })
-  const node = await openBlockNode(gatewayDir)
+  const node = await openBlockNode(gatewayDir, db)
   const logger = pino({ level: 'silent' })
-  const sealer = new Sealer(db, node.blockstore, identity, WARD_POLICY, logger)
+  const sealer = new Sealer(db, identity, WARD_POLICY, logger)
   const committer = new GroupCommitter(db, { directory: new DeviceDirectory(db, devices), quarantineMaxRows: 10_000 })
   const windows = Math.round((hours * 3600) / sealIntervalS)
   const from = Math.floor((Date.now() - hours * 3600_000) / 1000) * 1000
@@ -410,7 +410,7 @@ export async function stageCosts(o: BacklogOptions, p: Prepared): Promise<{ stag
     cpSync(p.gatewayDir, join(run, 'gateway'), { recursive: true })
     const gwDir = join(run, 'gateway')
     const { db } = openGatewayDb(gwDir)
-    const node = await openBlockNode(gwDir)
+    const node = await openBlockNode(gwDir, db)
     const identity = loadIdentity(gwDir, { create: false, env: { CARELEDGER_ABE_PUBLIC_KEY: p.authority.publicKeyFile } })
 
     // Timed first, listed after the outbox row: the disk budget, the start-up sweep, the parts of packing.
@@ -421,7 +421,7 @@ export async function stageCosts(o: BacklogOptions, p: Prepared): Promise<{ stag
       return r
     }
     const rows = db.prepare<[number], { cid: string; manifest: Buffer }>('SELECT b.cid, b.manifest FROM outbox o JOIN batches b USING (batch_id) ORDER BY o.batch_id LIMIT ?').all(o.stageSample)
-    const blocks = await side('  of which: read the envelope block (blockstore-fs), one after another', rows.length, async () => {
+    const blocks = await side('  of which: read the envelope block (gateway.db), one after another', rows.length, async () => {
       const r: Uint8Array[] = []
       for (const row of rows) r.push(await readBlock(node.blockstore, CID.parse(row.cid)))
       return r

@@ -70,8 +70,8 @@ export async function runBackoffice(opts: BackofficeOptions, port: BackofficePor
   // sealed with the main thread's passphrase and derived key (no second scrypt).
   const keyring = Keyring.fromTransfer(opts.keyring, warnTo(logger))
   const identity = loadIdentity(opts.dataDir, { logger, keyring })
-  const node = await openBlockNode(opts.dataDir)
-  const sealer = new Sealer(db, node.blockstore, identity, opts.defaultPolicy, logger)
+  const node = await openBlockNode(opts.dataDir, db)
+  const sealer = new Sealer(db, identity, opts.defaultPolicy, logger)
   const backoff = { baseMs: Math.min(DEFAULT_BACKOFF.baseMs, opts.syncBackoffMaxMs), capMs: opts.syncBackoffMaxMs }
   let cloudUrl = opts.cloudUrl ?? identity.cloud?.url ?? null
   let uploader = cloudUrl ? new HttpUploader(cloudUrl, identity) : null
@@ -219,7 +219,7 @@ export async function runBackoffice(opts: BackofficeOptions, port: BackofficePor
       if (!swept) {
         swept = true // once per start, before the first seal (see deleteOrphanBlocks)
         await deleteOrphanBlocks(db, node.blockstore, opts.dataDir, logger)
-        node.usage.measure() // once per start; put and delete keep it current (gateway/blocks.ts)
+        node.usage.measure() // once per start; delete keeps it current (gateway/blocks.ts)
         blocksMeasured = true
         report()
       }

@@ -29,6 +29,7 @@ export async function pruneSynced(db: Database.Database, blocks: Blockstore, ret
   )
   const deleteReadings = db.prepare('DELETE FROM readings WHERE batch_id = ?')
   const markPruned = db.prepare('UPDATE batches SET pruned_at = ? WHERE batch_id = ? AND pruned_at IS NULL')
+  const deleteEnvelope = db.prepare('DELETE FROM envelope_blocks WHERE cid = ?')
   let pruned = 0
   for (;;) {
     const due = dueQuery.all(now - retentionMs, PRUNE_CHUNK)
@@ -36,8 +37,9 @@ export async function pruneSynced(db: Database.Database, blocks: Blockstore, ret
       db.transaction(() => {
         deleteReadings.run(batch_id)
         markPruned.run(now, batch_id)
+        deleteEnvelope.run(cid) // in the same transaction: one fsync, not a second one per block
       }).immediate()
-      await blocks.delete(CID.parse(cid))
+      await blocks.delete(CID.parse(cid)) // a pre-v3 block's file (gateway/blocks.ts)
     }
     pruned += due.length
     if (due.length < PRUNE_CHUNK) break
@@ -50,9 +52,11 @@ export async function pruneSynced(db: Database.Database, blocks: Blockstore, ret
 }
 
 /**
- * Envelope blocks no batch names: the sealer writes a batch's block before the transaction that
- * commits the batch, so a crash between the two leaves the block behind (the readings are sealed
- * again into a new block). Nothing would ever delete it, and it counts against the disk budget.
+ * Envelope block files no batch names: before gateway schema v3 the sealer wrote a batch's block
+ * file before the transaction that committed the batch, so a crash between the two left the file
+ * behind (the readings were sealed again into a new block). Since v3 blocks are committed with
+ * their batches (gateway/blocks.ts) and none can be orphaned; this sweeps what older builds left (nothing else
+ * would ever delete those files, and they count against the disk budget).
  * Run once when the back office starts, before the first seal (so no block of a batch being
  * sealed can be mistaken for one): deletes every block that is not the envelope of an unpruned
  * batch, and the temporary files of block writes a crash cut short.

@@ -1,14 +1,14 @@
 /**
  * The sealer: every few seconds, each stream's unsealed readings become sealed batches.
  *
- *   sealerStages = [findDueStreams, takeReadings, sealBatch (seal.ts), storeBlock, commitBatch]
+ *   sealerStages = [findDueStreams, takeReadings, sealBatch (seal.ts), commitBatch]
  *
- * Crash safety: the envelope blocks are written to the blockstore first, then ONE transaction per
- * pass inserts the batches, marks their readings sealed, advances the streams and queues the outbox
- * entries.
- * A crash before that commit leaves an orphan block and the readings unsealed (they are sealed
- * again, under the same stream seq, on the next pass); after it, everything is consistent. So every
- * stored reading ends up in exactly one batch.
+ * Crash safety: ONE transaction per pass stores the envelope blocks (envelope_blocks, gateway
+ * schema v3), inserts the batches, marks their readings sealed, advances the streams and queues the
+ * outbox entries. A crash before that commit leaves the readings unsealed (they are sealed again,
+ * under the same stream seq, on the next pass) and nothing else; after it, everything is
+ * consistent. So every stored reading ends up in exactly one batch, and every batch has its
+ * envelope.
  *
  * Stream keys (docs/crypto.md §Stream keys): each stream's encapsulation is kept in memory only —
  * never written to disk — and replaced when the stream's policy or epoch changes, after
@@ -16,7 +16,6 @@
  * one per batch.
  */
 import type Database from 'better-sqlite3'
-import type { Blockstore } from 'interface-blockstore'
 import type { Logger } from 'pino'
 import { patientPseudonym, streamId as makeStreamId } from '../../shared/protocol/pseudonym.ts'
 import type { SealedReading } from '../../shared/protocol/batch.ts'
@@ -96,12 +95,12 @@ function prepareQueries(db: Database.Database) {
     mark: db.prepare('UPDATE readings SET batch_id = ? WHERE batch_id IS NULL AND device_id = ? AND patient_id = ? AND id BETWEEN ? AND ?'),
     advance: db.prepare('UPDATE streams SET next_seq = next_seq + 1, last_commitment = ? WHERE stream_id = ? AND next_seq = ?'),
     enqueue: db.prepare('INSERT INTO outbox (batch_id) VALUES (?)'),
+    storeBlock: db.prepare('INSERT OR REPLACE INTO envelope_blocks (cid, bytes) VALUES (?, ?)'),
   }
 }
 
 export class Sealer {
   readonly #db: Database.Database
-  readonly #blocks: Blockstore
   readonly #id: GatewayIdentity
   readonly #defaultPolicy: string
   readonly #log: Logger
@@ -109,9 +108,8 @@ export class Sealer {
   /** streamId → its current encapsulation and when it was made. */
   readonly #kems = new Map<string, { kem: StreamKem; at: number }>()
 
-  constructor(db: Database.Database, blocks: Blockstore, identity: GatewayIdentity, defaultPolicy: string, logger: Logger) {
+  constructor(db: Database.Database, identity: GatewayIdentity, defaultPolicy: string, logger: Logger) {
     this.#db = db
-    this.#blocks = blocks
     this.#id = identity
     this.#defaultPolicy = defaultPolicy
     this.#log = logger
@@ -121,8 +119,8 @@ export class Sealer {
   /**
    * Seal everything unsealed now; returns what was done.
    *
-   * Every stream's batches are sealed and their blocks stored first; then ONE transaction commits
-   * the pass (each stream in its own savepoint, so a stream whose commit fails is rolled back alone
+   * Every stream's batches are sealed first; then ONE transaction commits the pass with their
+   * blocks (each stream in its own savepoint, so a stream whose commit fails is rolled back alone
    * and tried again next pass). One fsync a pass instead of one a batch: at a ward's load that was
    * the largest cost of the back office (docs/operations.md §Capacity). A backlog is committed every
    * COMMIT_EVERY_READINGS readings, so a long pass holds neither much memory nor its work uncommitted.
@@ -208,13 +206,14 @@ export class Sealer {
 
   /**
    * commitBatch for a whole pass: one IMMEDIATE transaction, a savepoint per stream. A stream whose
-   * savepoint fails is rolled back alone (its blocks become orphans, deleted at the next start).
+   * savepoint fails is rolled back alone, its blocks with it.
    */
   #commitPass(pass: readonly StreamWork[]): { batches: number; readings: number; failed: number } {
     const out = { batches: 0, readings: 0, failed: 0 }
     const stream = this.#db.transaction((w: StreamWork) => {
       for (const b of w.batches) {
         const streamId = b.position.streamId
+        this.#q.storeBlock.run(b.sealed.cid.toString(), b.sealed.envelope)
         const batchId = Number(
           this.#q.insertBatch.run(streamId, b.position.nextSeq, manifestBytes(b.sealed.manifest), b.sealed.signature, b.sealed.commitment, b.sealed.cid.toString(), b.count, b.first, b.last, b.now)
             .lastInsertRowid,
@@ -261,7 +260,7 @@ export class Sealer {
     return { stream_id: id, pseudonym, next_seq: 0, last_commitment: null }
   }
 
-  /** sealBatch, then storeBlock — before the commit, so a committed batch always has its ciphertext. */
+  /** sealBatch; its block is stored by the pass's commit (commitPass), so a committed batch always has its ciphertext. */
   async #sealOne(position: StreamPosition, patientId: string, rows: ReadingRow[], now: number): Promise<SealedPending> {
     const template = this.#q.policy.get(patientId) ?? this.#defaultPolicy
     const kept = this.#kems.get(position.streamId)
@@ -277,7 +276,6 @@ export class Sealer {
       kem: fresh,
     })
     if (sealed.kem !== fresh) this.#kems.set(position.streamId, { kem: sealed.kem, at: now })
-    await this.#blocks.put(sealed.cid, sealed.envelope)
     return { position, sealed, count: rows.length, first: rows[0]!.id, last: rows[rows.length - 1]!.id, now }
   }
 }

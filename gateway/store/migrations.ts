@@ -11,7 +11,7 @@
  */
 import type Database from 'better-sqlite3'
 import { CareLedgerError } from '../../shared/errors.ts'
-import { SEALING_SCHEMA } from '../seal/schema.ts'
+import { ENVELOPE_BLOCKS_SCHEMA, SEALING_SCHEMA } from '../seal/schema.ts'
 
 export interface Migration {
   readonly version: number
@@ -89,6 +89,13 @@ export const migrations: readonly Migration[] = [
     name: 'streams, batches, outbox, patient_policies (sealing and shipping)',
     up(db) {
       db.exec(SEALING_SCHEMA)
+    },
+  },
+  {
+    version: 3,
+    name: 'envelope_blocks (sealed envelopes committed with their batches)',
+    up(db) {
+      db.exec(ENVELOPE_BLOCKS_SCHEMA)
     },
   },
 ]

@@ -1,6 +1,7 @@
 /**
- * The blockstore's size as the disk budget sees it: kept by put/delete in the back office,
- * reported to the ingest thread, never walked there (gateway/blocks.ts, gateway/broker/disk-budget.ts).
+ * The gateway's blockstore (gateway/blocks.ts): blocks in gateway.db since schema v3, older ones in
+ * files; and the files' size as the disk budget sees it: kept by delete in the back office,
+ * reported to the ingest thread, never walked there (gateway/broker/disk-budget.ts).
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -8,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { NextToLast } from 'blockstore-fs/sharding'
 import { openBlockNode, readBlock } from '../../gateway/blocks.ts'
 import { DiskBudget } from '../../gateway/broker/disk-budget.ts'
 import { openGatewayDb } from '../../gateway/store/db.ts'
@@ -27,23 +29,37 @@ const block = async (n: number, fill: number) => {
   return { cid: CID.createV1(raw.code, await sha256.digest(bytes)), bytes }
 }
 
-describe('blockstore usage', () => {
-  it('put and delete keep the running total equal to a walk of the directory', async () => {
+describe('blockstore', () => {
+  it('new blocks go to gateway.db; blocks sealed before schema v3 are read and deleted from their files, which the usage counts', async () => {
     const dir = fresh()
-    const node = await openBlockNode(dir)
+    const { db } = openGatewayDb(dir)
+    const node = await openBlockNode(dir, db)
     expect(node.usage.measure()).toBe(0)
     const a = await block(1000, 1)
     const b = await block(2500, 2)
     await node.blockstore.put(a.cid, a.bytes)
-    await node.blockstore.put(b.cid, b.bytes)
-    await node.blockstore.put(a.cid, a.bytes) // stored again: replaces itself, counted once
-    expect(node.usage.bytes).toBe(3500)
-    expect(new Uint8Array(await readBlock(node.blockstore, b.cid))).toEqual(b.bytes)
-    await node.blockstore.delete(a.cid)
-    await node.blockstore.delete(a.cid) // already gone: nothing to subtract
-    expect(node.usage.bytes).toBe(2500)
+    await node.blockstore.put(a.cid, a.bytes) // stored again: replaces itself
+    expect(db.prepare('SELECT count(*) FROM envelope_blocks').pluck().get()).toBe(1)
+    expect(node.usage.measure()).toBe(0) // the table is the database's, which the disk budget measures itself
+    // A pre-v3 block: a file in blockstore-fs's layout.
+    const { dir: shard, file } = new NextToLast().encode(b.cid)
+    mkdirSync(join(dir, 'blocks', shard), { recursive: true })
+    writeFileSync(join(dir, 'blocks', shard, file), b.bytes)
     expect(node.usage.measure()).toBe(2500)
+    for (const x of [a, b]) {
+      expect(await node.blockstore.has(x.cid)).toBe(true)
+      expect(new Uint8Array(await readBlock(node.blockstore, x.cid))).toEqual(x.bytes)
+    }
+    await node.blockstore.delete(b.cid)
+    await node.blockstore.delete(b.cid) // already gone: nothing to subtract
+    expect(node.usage.bytes).toBe(0)
+    await node.blockstore.delete(a.cid)
+    expect(await node.blockstore.has(a.cid)).toBe(false)
+    expect(await node.blockstore.has(b.cid)).toBe(false)
+    await expect(readBlock(node.blockstore, a.cid)).rejects.toThrow(/ENOENT/)
+    expect(node.usage.measure()).toBe(0)
     await node.stop()
+    db.close()
   })
 
   it('the disk budget counts a reported directory and stops walking it', async () => {

@@ -39,7 +39,7 @@ describe('gateway.db connection and schema', () => {
     expect(db.pragma('auto_vacuum', { simple: true })).toBe(2) // INCREMENTAL
     expect(statSync(join(dir, 'gateway.db')).mode & 0o777).toBe(0o600)
     const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all()
-    expect(tables).toEqual(['batches', 'device_assignments', 'devices', 'outbox', 'patient_policies', 'quarantine', 'readings', 'streams'])
+    expect(tables).toEqual(['batches', 'device_assignments', 'devices', 'envelope_blocks', 'outbox', 'patient_policies', 'quarantine', 'readings', 'streams'])
     const idx = db.prepare("SELECT sql FROM sqlite_master WHERE name = 'readings_unsealed'").pluck().get() as string
     expect(idx).toMatch(/WHERE batch_id IS NULL/)
     db.close()

@@ -13,6 +13,7 @@ import { setup, type MasterSecretKey } from '../../shared/crypto/abe/fabeo.ts'
 import { decodeCanonical } from '../../shared/encoding/canonical.ts'
 import { parseManifest, type BatchManifest } from '../../shared/protocol/manifest.ts'
 import { openBlockNode, readBlock, type BlockNode } from '../../gateway/blocks.ts'
+import { DB_FILE } from '../../gateway/store/db.ts'
 import { CID } from 'multiformats/cid'
 import { careledger } from './gateway-process.ts'
 
@@ -89,13 +90,16 @@ export function batchesOf(db: Database.Database, where = '1 = 1', ...params: unk
   return rows.map((r) => ({ ...r, m: parseManifest(decodeCanonical(r.manifest)) }))
 }
 
-/** The gateway's blockstore, opened the way the back office opens it (a Helia light node over <data>/blocks). */
+/** The gateway's blockstore, opened the way the back office opens it (gateway.db's envelope_blocks, and pre-v3 files under <data>/blocks). */
 export async function withBlocks<T>(dataDir: string, f: (node: BlockNode, get: (cid: string) => Promise<Uint8Array>) => Promise<T>): Promise<T> {
-  const node = await openBlockNode(dataDir)
+  const db = new Database(join(dataDir, DB_FILE))
+  db.pragma('busy_timeout = 5000')
+  const node = await openBlockNode(dataDir, db)
   try {
     return await f(node, (cid) => readBlock(node.blockstore, CID.parse(cid)))
   } finally {
     await node.stop()
+    db.close()
   }
 }
 
