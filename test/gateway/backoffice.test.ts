@@ -26,6 +26,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadIdentity } from '../../gateway/identity.ts'
 import { openBlockNode, readBlock, type BlockNode } from '../../gateway/blocks.ts'
 import { openGatewayDb } from '../../gateway/store/db.ts'
+import { migrate } from '../../gateway/store/migrations.ts'
 import { MAX_BATCH_READINGS, Sealer } from '../../gateway/seal/sealer.ts'
 import { rawCid } from '../../gateway/seal/seal.ts'
 import { deleteOrphanBlocks, pruneSynced } from '../../gateway/outbox/retention.ts'
@@ -275,6 +276,33 @@ describe('outbox (OutboxSync)', () => {
     // The uploaded CAR carried the very block the sealer stored.
     const block = await readBlock(node.blockstore, CID.parse(db.prepare('SELECT cid FROM batches WHERE batch_id = ?').pluck().get(b1) as string))
     expect(Buffer.from(cloud.cars.get(b1)!).indexOf(Buffer.from(block))).toBeGreaterThan(0)
+  })
+
+  it('ships and prunes batches sealed before gateway schema v3, whose envelopes are block files', async () => {
+    const { dir, db, node, sealRound } = await gatewayDir()
+    await sealRound(['a', 'b'])
+    // Lay the database out as a v2 gateway left it: each envelope a file in blockstore-fs's layout, no table.
+    const rows = db.prepare('SELECT e.cid, e.bytes FROM envelope_blocks e JOIN batches b USING (cid) ORDER BY b.batch_id').all() as { cid: string; bytes: Buffer }[]
+    expect(rows).toHaveLength(2)
+    for (const r of rows) {
+      const { dir: shard, file } = new NextToLast().encode(CID.parse(r.cid))
+      mkdirSync(join(dir, 'blocks', shard), { recursive: true })
+      writeFileSync(join(dir, 'blocks', shard, file), r.bytes)
+    }
+    db.exec('DROP TABLE envelope_blocks')
+    db.pragma('user_version = 2')
+    expect(migrate(db)).toEqual({ from: 2, to: 3 }) // what the upgraded gateway does at start
+    expect(db.prepare('SELECT count(*) FROM envelope_blocks').pluck().get()).toBe(0)
+    expect(node.usage.measure()).toBe(rows.reduce((n, r) => n + r.bytes.length, 0))
+    const cloud = new ScriptedCloud(new Map())
+    const sync = new OutboxSync(db, node.blockstore, cloud, logger, { baseMs: 1000, capMs: 2000 })
+    expect(await sync.drain(() => Date.now())).toEqual({ sent: 2, accepted: 2, rejected: 0, failure: null })
+    const ids = db.prepare('SELECT batch_id FROM batches ORDER BY batch_id').pluck().all() as number[]
+    ids.forEach((id, i) => expect(Buffer.from(cloud.cars.get(id)!).indexOf(rows[i]!.bytes)).toBeGreaterThan(0))
+    expect(await pruneSynced(db, node.blockstore, 0, logger, Date.now() + 1)).toBe(2)
+    for (const r of rows) expect(await hasBlock(node, r.cid)).toBe(false)
+    expect(node.usage.bytes).toBe(0)
+    expect(node.usage.measure()).toBe(0)
   })
 
   it('caps the jittered backoff (never zero) at the configured maximum (CARELEDGER_SYNC_BACKOFF_MAX_S, default 5 min)', () => {
