@@ -16,7 +16,7 @@
  * Also: monitors on the reference client (devices/sdk/client.ts) that record, on the client side,
  * exactly which (deviceId, seq) got a PUBACK and when; polling with deadlines; the cloud read API.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import type Database from 'better-sqlite3'
@@ -32,10 +32,15 @@ import { checkBody } from '../../clients/decrypt.ts'
 import { manifestAad, type BatchManifest } from '../../shared/protocol/manifest.ts'
 import { connectDevice, DeviceClientError, type DeviceClient, type DeviceReading } from '../../devices/sdk/client.ts'
 import { openGatewayDb } from '../../gateway/store/db.ts'
+import { blockFilePath } from '../../cloud/service/blockstore.ts'
 import { DeviceStore } from '../../gateway/store/devices.ts'
 import { CloudProcess, careledger, tempDataDir } from './cloud-process.ts'
 import { GatewayProcess } from './gateway-process.ts'
 import type { RecordSummary } from '../../cloud/chain/record.ts'
+
+
+/** Where a gateway built before schema v3 kept a sealed envelope as a block file. */
+const gatewayBlockFile = (gatewayDir: string, cid: string): string => blockFilePath(join(gatewayDir, 'blocks'), CID.parse(cid))
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
@@ -628,6 +633,28 @@ export class TestSystem {
   /** The gateway's database, read-only (it may be running: WAL). Close it after use. */
   gatewayDb(): Database.Database {
     return openGatewayDb(this.dirs.gateway, { readonly: true }).db
+  }
+
+  /** Whether the gateway still holds a batch's sealed envelope: in gateway.db (schema v3) or as a block file an earlier build wrote. */
+  gatewayHoldsEnvelope(cid: string): boolean {
+    const db = this.gatewayDb()
+    try {
+      if (db.prepare('SELECT 1 FROM envelope_blocks WHERE cid = ?').get(cid) !== undefined) return true
+    } finally {
+      db.close()
+    }
+    return existsSync(gatewayBlockFile(this.dirs.gateway, cid))
+  }
+
+  /** Remove a sealed envelope from the gateway (both places), as a lost disk sector or a careless operator would. */
+  dropGatewayEnvelope(cid: string): void {
+    const { db } = openGatewayDb(this.dirs.gateway)
+    try {
+      db.prepare('DELETE FROM envelope_blocks WHERE cid = ?').run(cid)
+    } finally {
+      db.close()
+    }
+    rmSync(gatewayBlockFile(this.dirs.gateway, cid), { force: true })
   }
 
   /** The gateway's outbox: batches waiting, refused for good, sealed in all. */

@@ -137,6 +137,7 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
 
     // The gateway is told (signed delete-batch instruction): its copy and the plaintext readings go.
     expect(gatewayBatch(before.cid).readings).toBeGreaterThan(0)
+    expect(sys.gatewayHoldsEnvelope(before.cid)).toBe(true)
     const monitors = await startMonitors(sys.gateway.mqttUrl, sys.monitors.slice(0, 1), 2) // new uploads carry the "instructions waiting" hint
     try {
       await waitFor('the gateway deletes its copy', () => gatewayBatch(before.cid).pruned_at !== null, { timeoutMs: 180_000 })
@@ -144,7 +145,7 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
       await Promise.all(monitors.map((m) => m.stop()))
     }
     expect(gatewayBatch(before.cid).readings).toBe(0)
-    expect(existsSync(blockFilePath(join(sys.dirs.gateway, 'blocks'), CID.parse(before.cid)))).toBe(false)
+    expect(sys.gatewayHoldsEnvelope(before.cid)).toBe(false)
     await sys.settled(60_000)
   }, 480_000)
 

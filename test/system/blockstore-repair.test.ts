@@ -16,7 +16,7 @@
  *      from a backup, which the next scrub notices
  *   6. afterwards the chain verifies with every envelope re-hashed, and the doctor decrypts the repaired one
  */
-import { copyFileSync, existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
+import { copyFileSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { CID } from 'multiformats/cid'
@@ -39,7 +39,6 @@ afterAll(async () => {
 })
 
 const cloudBlocks = (): string => join(sys.dirs.cloud, 'blocks')
-const gatewayBlocks = (): string => join(sys.dirs.gateway, 'blocks')
 const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest()
 
 async function metric(name: string): Promise<number> {
@@ -71,9 +70,9 @@ describe('a damaged envelope block in the cloud', () => {
     writeFileSync(cloudFile(corrupt), flipped)
     unlinkSync(cloudFile(missing))
     unlinkSync(cloudFile(lost))
-    const gwLost = blockFilePath(gatewayBlocks(), CID.parse(lost.cid))
-    expect(existsSync(gwLost)).toBe(true)
-    unlinkSync(gwLost)
+    expect(sys.gatewayHoldsEnvelope(lost.cid)).toBe(true)
+    sys.dropGatewayEnvelope(lost.cid)
+    expect(sys.gatewayHoldsEnvelope(lost.cid)).toBe(false)
 
     // ── chain verify ─────────────────────────────────────────────────────────────────────────────
     const verify = await careledger(['chain', 'verify', '--data', sys.dirs.cloud, '--workers', '0'])
