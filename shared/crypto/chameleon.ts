@@ -54,7 +54,7 @@ import { CareLedgerError } from '../errors.ts'
 import { Kind, Reader, Writer } from '../encoding/binary.ts'
 import { randomScalar, systemRng, type Rng } from './random.ts'
 import { fastDoubleScalarBase, ristrettoFastLoaded, ristrettoFastReady, ristrettoFastState } from './ristretto-fast.ts'
-import { ristrettoNative } from './ristretto-native.ts'
+import { nativeHashPoint, ristrettoNative } from './ristretto-native.ts'
 
 export type ChameleonPoint = InstanceType<typeof ristretto255.Point>
 type Point = ChameleonPoint
@@ -229,12 +229,14 @@ export const chameleonPublicPoint = (publicKey: Uint8Array): Point => publicPoin
 export const chameleonPointBytes = (point: Point): Uint8Array => encodingOf.get(point) ?? point.toBytes()
 
 /**
- * encode(e·Y + s·G) for Hash: by libsodium where it is loaded (ristretto-fast.ts, ~0.14 ms), else by
- * noble through fixed-base tables of width HASH_TABLE_WIDTH, built after HASH_TABLE_AFTER uses of
- * the key (the cloud hashes every record under one key).
+ * encode(e·Y + s·G) for Hash: by the native addon where it is built (ristretto-native.ts,
+ * curve25519-dalek's fixed-base tables, ~0.03 ms), else by libsodium where it is loaded
+ * (ristretto-fast.ts, ~0.14 ms), else by noble through fixed-base tables of width
+ * HASH_TABLE_WIDTH, built after HASH_TABLE_AFTER uses of the key (the cloud hashes every record
+ * under one key).
  */
 function hashPoint(publicKey: Uint8Array, Y: Point, e: bigint, s: bigint): Uint8Array {
-  return fastDoubleScalarBase(publicKey, e, s) ?? noblePoint(publicKey, Y, e, s).toBytes()
+  return nativeHashPoint(publicKey, e, s) ?? fastDoubleScalarBase(publicKey, e, s) ?? noblePoint(publicKey, Y, e, s).toBytes()
 }
 
 function noblePoint(publicKey: Uint8Array, Y: Point, e: bigint, s: bigint): Point {
@@ -252,13 +254,14 @@ function buildHashTables(publicKey: Uint8Array, id: string): Point {
 }
 
 /**
- * Make Hash fast for this key now, e.g. when an appender starts: start loading libsodium
- * (ristretto-fast.ts), which needs no tables; only where it is off, noble's fixed-base tables
+ * Make Hash fast for this key now, e.g. when an appender starts: nothing where the native addon
+ * hashes; else start loading libsodium (ristretto-fast.ts), which needs no tables; only where it is off, noble's fixed-base tables
  * (~1 s, ~20 MB). Should it fail to load, noble builds them after HASH_TABLE_AFTER Hashes.
  */
 export function chameleonPrepareHashTables(publicKey: Uint8Array): void {
   publicPoint(publicKey)
   const id = bytesToHex(publicKey)
+  if (ristrettoNative?.hashPoint) return // the addon builds its table of Y at its first Hash (~0.1 ms)
   if (ristrettoFastState() !== 'off') void ristrettoFastReady()
   else if (!tablesY.has(id)) buildHashTables(publicKey, id)
 }

@@ -168,6 +168,50 @@ describe(`the native addon (${ristrettoBatchLibrary()} here)`, () => {
   })
 })
 
+describe('hashPoint: encode(e·Y + s·G) for chameleon Hash', () => {
+  it.skipIf(!withAddon)('equals noble on random keys and scalars (0, ℓ − 1 included), switching keys between calls', () => {
+    const keyPool = [keys.publicKey, chameleonKeyGen(rng).publicKey, G.toBytes()]
+    fc.assert(
+      fc.property(fc.nat(keyPool.length - 1), fc.bigInt(0n, ℓ - 1n), fc.bigInt(0n, ℓ - 1n), (k, e, s) => {
+        const Yk = Point.fromBytes(keyPool[k]!)
+        const expected = Yk.multiplyUnsafe(e).add(G.multiplyUnsafe(s)).toBytes()
+        expect(bytesToHex(native!.hashPoint!(keyPool[k]!, numberToBytesLE(e, 32), numberToBytesLE(s, 32)))).toBe(bytesToHex(expected))
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it.skipIf(!withAddon)('answers an empty array for a key that is not a point or a scalar that is not canonical; a RangeError for wrong lengths', () => {
+    const one = numberToBytesLE(1n, 32)
+    expect(native!.hashPoint!(RFC_BAD[1]!, one, one).length).toBe(0)
+    expect(native!.hashPoint!(keys.publicKey, numberToBytesLE(ℓ, 32), one).length).toBe(0)
+    expect(native!.hashPoint!(keys.publicKey, one, new Uint8Array(32).fill(0xff)).length).toBe(0)
+    expect(() => native!.hashPoint!(keys.publicKey, one, one.subarray(0, 31))).toThrow(RangeError)
+    expect(() => (native!.hashPoint as unknown as (a: unknown, b: unknown, c: unknown) => unknown)(keys.publicKey, one, 'x')).toThrow(TypeError)
+  })
+
+  it('chameleon Hash gives the same commitment with the addon, libsodium and noble (a child process each)', () => {
+    const script = `
+      const { chameleonHash } = await import('./shared/crypto/chameleon.ts')
+      const { deterministicRng } = await import('./shared/crypto/random.ts')
+      const { ristrettoFastReady } = await import('./shared/crypto/ristretto-fast.ts')
+      await ristrettoFastReady()
+      const pk = Buffer.from('${bytesToHex(keys.publicKey)}', 'hex')
+      const r = deterministicRng('hash across libraries')
+      const out = []
+      for (let i = 0; i < 20; i++) { const h = chameleonHash(pk, new TextEncoder().encode('m' + i), r); out.push(Buffer.from(h.hash).toString('hex') + Buffer.from(h.opening).toString('hex')) }
+      console.log(out.join(','))`
+    const run = (env: Record<string, string>) =>
+      spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: `${import.meta.dirname}/../..`, encoding: 'utf8', env: { ...process.env, ...env } })
+    const addon = run({ CARELEDGER_NO_RISTRETTO_NATIVE: '' })
+    const sodium = run({ CARELEDGER_NO_RISTRETTO_NATIVE: '1' })
+    const noble = run({ CARELEDGER_NO_RISTRETTO_NATIVE: '1', CARELEDGER_RISTRETTO_FAST: '0' })
+    expect(addon.stdout.trim().split(',').length, addon.stderr).toBe(20)
+    expect(sodium.stdout, sodium.stderr).toBe(addon.stdout)
+    expect(noble.stdout, noble.stderr).toBe(addon.stdout)
+  })
+})
+
 describe('the batch check with whichever library loaded', () => {
   it('names exactly the spoiled records of a batch of 300, one or several, with fresh weights each run', () => {
     expect(chameleonBatchHolds(Y, batch(300, new Map()))).toBe(true)
