@@ -36,7 +36,7 @@ import { every, type Job } from './service/jobs.ts'
 import { createCloudMetrics } from './service/metrics.ts'
 import { RateWindow } from './service/rate.ts'
 import { InflightBudget } from './service/inflight.ts'
-import { InstructionStore } from './service/instructions.ts'
+import { SqliteInstructionStore } from './service/instructions.ts'
 import { sqliteSupervision } from './supervision/store.ts'
 import { DamageLog, withDamage } from './service/envelope-damage.ts'
 import { scrubBlockstore, type ScrubResult } from './service/scrub.ts'
@@ -123,7 +123,8 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       verification: new VerificationLog(db),
       ingestRate: new RateWindow(),
       inflight: new InflightBudget(config.limits.inflight),
-      instructions: new InstructionStore(db, keys.signingSecretKey),
+      // Gateway instructions: shared too, so a gateway polling any process gets what another issued.
+      instructions: shared ? (await import('./store/pg/instructions.ts')).pgInstructions(shared.store.pool, keys.signingSecretKey) : new SqliteInstructionStore(db, keys.signingSecretKey),
       damage: new DamageLog(db),
       // An applied redaction is committed by a block sealed in the same transaction (header v2);
       // on PostgreSQL shared by every process, under the chain-write lock (cloud/store/pg/supervision.ts).

@@ -43,17 +43,31 @@ export interface ScanOptions {
 
 const PAGE = 256
 
-/** Check the envelope block of every record in `conn` against `blocksDir`. */
-export async function scanEnvelopes(conn: Database.Database, blocksDir: string, opts: ScanOptions = {}): Promise<EnvelopeScan> {
+/** What the scan needs of a record: its id, envelope CID, the gateway that uploaded it, its block. */
+export interface EnvelopeRef {
+  readonly id: number
+  readonly cid: string
+  readonly gateway_id: string
+  readonly block_height: number | null
+}
+
+/** Records with an envelope (tombstones have none), id > after, oldest first: a SQLite snapshot's or a backend's (ChainBackend.envelopeRefs). */
+export type EnvelopeRefPager = (after: number, limit: number) => readonly EnvelopeRef[] | Promise<readonly EnvelopeRef[]>
+
+const ENVELOPE_REFS_SQL = "SELECT id, cid, gateway_id, block_height FROM records WHERE id > ? AND cid <> '' ORDER BY id LIMIT ?"
+
+/** Check the envelope block of every record in `source` (a SQLite connection, or a pager) against `blocksDir`. */
+export async function scanEnvelopes(source: Database.Database | EnvelopeRefPager, blocksDir: string, opts: ScanOptions = {}): Promise<EnvelopeScan> {
   const t0 = performance.now()
-  const page = conn.prepare("SELECT id, cid, gateway_id, block_height FROM records WHERE id > ? AND cid <> '' ORDER BY id LIMIT ?")
+  const stmt = typeof source === 'function' ? null : source.prepare<[number, number], EnvelopeRef>(ENVELOPE_REFS_SQL)
+  const page: EnvelopeRefPager = typeof source === 'function' ? source : (after, limit) => stmt!.all(after, limit)
   const concurrency = Math.max(1, opts.concurrency ?? 4)
   const findings: EnvelopeFinding[] = []
   let checked = 0
   let bytes = 0
   for (let after = 0; ; ) {
     if (opts.signal?.aborted) break
-    const rows = page.all(after, PAGE) as { id: number; cid: string; gateway_id: string; block_height: number | null }[]
+    const rows = await page(after, PAGE)
     if (rows.length === 0) break
     after = rows.at(-1)!.id
     let next = 0

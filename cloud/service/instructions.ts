@@ -1,7 +1,10 @@
 /**
  * The cloud's side of the instruction channel to gateways (docs/api.md §Instructions to gateways;
- * the format and its signature: shared/protocol/instructions.ts). Instructions wait in SQLite until
- * their gateway fetches them (GET /v1/gateways/self/instructions) and acknowledges each one.
+ * the format and its signature: shared/protocol/instructions.ts). Instructions wait in the cloud's
+ * store until their gateway fetches them (GET /v1/gateways/self/instructions) and acknowledges each
+ * one: in cloud.db (SqliteInstructionStore, here), or in the PostgreSQL every process of a
+ * deployment shares (cloud/store/pg/instructions.ts), so that a gateway polling any process gets
+ * what any other issued.
  *
  *   pending ──ack done──► done        ──ack failed──► failed      ──ack unsupported──► unsupported
  *      └── cancel (no longer needed, e.g. the block was restored from a backup) ──► cancelled
@@ -52,7 +55,8 @@ export interface InstructionRow {
   readonly detail: string | null
 }
 
-interface Raw {
+/** A row as both stores return it (PostgreSQL's BIGINTs are read as numbers, cloud/store/pg/pool.ts). */
+export interface Raw {
   id: number
   gateway_id: string
   kind: string
@@ -65,7 +69,7 @@ interface Raw {
   detail: string | null
 }
 
-const toRow = (r: Raw): InstructionRow => ({
+export const toRow = (r: Raw): InstructionRow => ({
   id: r.id,
   gatewayId: r.gateway_id,
   kind: r.kind,
@@ -81,7 +85,30 @@ const toRow = (r: Raw): InstructionRow => ({
 /** At most this many instructions per fetch; the rest come with the next one. */
 export const INSTRUCTIONS_PER_FETCH = 100
 
-export class InstructionStore {
+/** What the routes, the scrub and supervision use: one contract, two stores. */
+export interface InstructionStore {
+  /** Leave an instruction for a gateway (or find the pending one of the same kind and key). */
+  issue(gatewayId: string, kind: InstructionKind, key: string, args: Record<string, unknown>, now: number): Promise<InstructionRow>
+  /** The gateway's pending instructions, oldest first, signed; each counted as delivered. */
+  deliver(gatewayId: string, now: number, limit?: number): Promise<SignedInstruction[]>
+  pendingCount(gatewayId: string): Promise<number>
+  get(id: number): Promise<InstructionRow | null>
+  /** The newest instruction of a kind and key, whatever its gateway and state (for the damage report). */
+  latest(kind: InstructionKind, key: string): Promise<InstructionRow | null>
+  /**
+   * Apply a gateway's acknowledgement. null if the gateway has no such instruction; `repeated`
+   * when it was acknowledged (or cancelled) before — the state then stays what it was.
+   */
+  acknowledge(gatewayId: string, id: number, ack: Ack, now: number): Promise<{ row: InstructionRow; repeated: boolean } | null>
+  /** Withdraw a pending instruction that is no longer needed. */
+  cancel(gatewayId: string, kind: InstructionKind, key: string, reason: string, now: number): Promise<boolean>
+}
+
+/** The signed form a gateway receives (shared/protocol/instructions.ts). */
+export const signedInstruction = (cloudSecretKey: Uint8Array, r: InstructionRow): SignedInstruction =>
+  signInstruction(cloudSecretKey, { v: INSTRUCTION_VERSION, id: r.id, gateway: r.gatewayId, kind: r.kind, issuedAt: r.issuedAt, args: r.args })
+
+export class SqliteInstructionStore implements InstructionStore {
   readonly #db: CloudDb
   readonly #cloudSecretKey: Uint8Array
   readonly #q
@@ -102,51 +129,41 @@ export class InstructionStore {
     }
   }
 
-  /** Leave an instruction for a gateway (or find the pending one of the same kind and key). */
-  issue(gatewayId: string, kind: InstructionKind, key: string, args: Record<string, unknown>, now: number): InstructionRow {
+  async issue(gatewayId: string, kind: InstructionKind, key: string, args: Record<string, unknown>, now: number): Promise<InstructionRow> {
     this.#q.insert.run(gatewayId, kind, key, JSON.stringify(args), now)
     return toRow(this.#q.openOne.get(gatewayId, kind, key)!)
   }
 
-  /** The gateway's pending instructions, oldest first, signed; each counted as delivered. */
-  deliver(gatewayId: string, now: number, limit = INSTRUCTIONS_PER_FETCH): SignedInstruction[] {
+  async deliver(gatewayId: string, now: number, limit = INSTRUCTIONS_PER_FETCH): Promise<SignedInstruction[]> {
     const rows = this.#q.pending.all(gatewayId, limit)
     this.#db.transaction(() => {
       for (const r of rows) this.#q.delivered.run(now, r.id)
     })()
-    return rows.map((r) =>
-      signInstruction(this.#cloudSecretKey, { v: INSTRUCTION_VERSION, id: r.id, gateway: r.gateway_id, kind: r.kind, issuedAt: r.issued_at, args: JSON.parse(r.args) as Record<string, unknown> }),
-    )
+    return rows.map((r) => signedInstruction(this.#cloudSecretKey, toRow(r)))
   }
 
-  pendingCount(gatewayId: string): number {
+  async pendingCount(gatewayId: string): Promise<number> {
     return this.#q.count.get(gatewayId)!
   }
 
-  get(id: number): InstructionRow | null {
+  async get(id: number): Promise<InstructionRow | null> {
     const r = this.#q.get.get(id)
     return r ? toRow(r) : null
   }
 
-  /** The newest instruction of a kind and key, whatever its gateway and state (for the damage report). */
-  latest(kind: InstructionKind, key: string): InstructionRow | null {
+  async latest(kind: InstructionKind, key: string): Promise<InstructionRow | null> {
     const r = this.#q.latestFor.get(kind, key)
     return r ? toRow(r) : null
   }
 
-  /**
-   * Apply a gateway's acknowledgement. null if the gateway has no such instruction; `repeated`
-   * when it was acknowledged (or cancelled) before — the state then stays what it was.
-   */
-  acknowledge(gatewayId: string, id: number, ack: Ack, now: number): { row: InstructionRow; repeated: boolean } | null {
+  async acknowledge(gatewayId: string, id: number, ack: Ack, now: number): Promise<{ row: InstructionRow; repeated: boolean } | null> {
     const before = this.#q.get.get(id)
     if (!before || before.gateway_id !== gatewayId) return null
     const changed = this.#q.ack.run(ack.status, now, ack.detail ?? null, id).changes === 1
     return { row: toRow(this.#q.get.get(id)!), repeated: !changed }
   }
 
-  /** Withdraw a pending instruction that is no longer needed. */
-  cancel(gatewayId: string, kind: InstructionKind, key: string, reason: string, now: number): boolean {
+  async cancel(gatewayId: string, kind: InstructionKind, key: string, reason: string, now: number): Promise<boolean> {
     return this.#q.cancel.run(now, reason, gatewayId, kind, key).changes > 0
   }
 }

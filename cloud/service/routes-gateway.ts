@@ -48,11 +48,10 @@ function parseCid(raw: string): CID {
 /** The signed routes: register inside their own scope. */
 export function registerGatewayChannelRoutes(scope: FastifyInstance, ctx: ServiceContext): void {
   useSignedRequests(scope, ctx)
-  const recordsOf = ctx.db.prepare<[string, string], number>('SELECT id FROM records WHERE cid = ? AND gateway_id = ? ORDER BY id').pluck()
 
   scope.get('/v1/gateways/self/instructions', { bodyLimit: 1024 }, async (req) => {
     const { gateway } = await signedBody(ctx, req)
-    return { instructions: ctx.instructions.deliver(gateway.gatewayId, ctx.now()) }
+    return { instructions: await ctx.instructions.deliver(gateway.gatewayId, ctx.now()) }
   })
 
   scope.post('/v1/gateways/self/instructions/:id/ack', { bodyLimit: ACK_BYTES }, async (req) => {
@@ -60,7 +59,7 @@ export function registerGatewayChannelRoutes(scope: FastifyInstance, ctx: Servic
     const raw = (req.params as { id: string }).id
     if (!/^[1-9][0-9]{0,15}$/.test(raw)) throw new ApiError('INVALID_REQUEST', `id: must be an instruction id (a positive integer), got ${JSON.stringify(raw.slice(0, 40))}`, { field: 'id' })
     const ack = parseAck(body, req.headers['content-type'])
-    const result = ctx.instructions.acknowledge(gateway.gatewayId, Number(raw), ack, ctx.now())
+    const result = await ctx.instructions.acknowledge(gateway.gatewayId, Number(raw), ack, ctx.now())
     if (!result) throw new ApiError('NOT_FOUND', `gateway ${gateway.gatewayId} has no instruction ${raw}`, { id: Number(raw) })
     const { row, repeated } = result
     if (!repeated) {
@@ -74,7 +73,7 @@ export function registerGatewayChannelRoutes(scope: FastifyInstance, ctx: Servic
     const { gateway, body } = await signedBody(ctx, req)
     const cid = parseCid((req.params as { cid: string }).cid)
     const id = cid.toString()
-    const records = recordsOf.all(id, gateway.gatewayId)
+    const records = await ctx.backend.recordsWithEnvelope(id, gateway.gatewayId)
     if (records.length === 0) throw new ApiError('NOT_FOUND', `no record of gateway ${gateway.gatewayId} has envelope ${id}`, { cid: id })
     if (!isBlockOf(cid, body)) throw new ApiError('INVALID_REQUEST', `body: its ${body.length} bytes do not hash to ${id} (sha2-256)`, { field: 'body', cid: id })
     const before = await ctx.blocks.check(cid)
@@ -95,10 +94,12 @@ export function registerGatewayChannelRoutes(scope: FastifyInstance, ctx: Servic
 /** The people's view of the damage (admin, regulator). */
 export function registerDamageRoutes(app: FastifyInstance, ctx: ServiceContext): void {
   app.get('/v1/envelopes/damaged', { onRequest: guard(ctx, 'verification') }, async () => {
-    const damaged = ctx.damage.recent().map((d) => {
-      const ins = ctx.instructions.latest('resend-block', d.cid)
-      return { ...d, resend: ins ? { id: ins.id, gateway: ins.gatewayId, state: ins.state, deliveries: ins.deliveries, detail: ins.detail } : null }
-    })
+    const damaged = await Promise.all(
+      ctx.damage.recent().map(async (d) => {
+        const ins = await ctx.instructions.latest('resend-block', d.cid)
+        return { ...d, resend: ins ? { id: ins.id, gateway: ins.gatewayId, state: ins.state, deliveries: ins.deliveries, detail: ins.detail } : null }
+      }),
+    )
     return { open: ctx.damage.openCount(), lastScrub: ctx.damage.lastRun(), scrubIntervalS: ctx.config.chain.scrubIntervalMs / 1000, damaged }
   })
 }

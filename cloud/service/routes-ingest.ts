@@ -164,6 +164,6 @@ export function registerIngestRoutes(scope: FastifyInstance, ctx: ServiceContext
     const created = results.filter((x) => x.status === 201).length
     ctx.logger.info({ event: 'bulk_ingest', gateway: r.gateway!.gatewayId, batches: results.length, created, refused: results.filter((x) => x.status >= 400).length }, 'bulk upload judged')
     // A hint for the gateway: instructions wait for it (docs/api.md §Instructions to gateways).
-    return reply.code(200).send({ results, instructions: ctx.instructions.pendingCount(r.gateway!.gatewayId) })
+    return reply.code(200).send({ results, instructions: await ctx.instructions.pendingCount(r.gateway!.gatewayId) })
   })
 }

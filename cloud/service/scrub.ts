@@ -35,11 +35,17 @@ interface ScrubState {
 }
 
 async function scan(s: ScrubState): Promise<void> {
+  const opts = s.signal ? { signal: s.signal } : {}
+  if (s.ctx.backend.kind === 'postgres') {
+    // The shared chain, a page at a time (records only ever gain rows; a redaction's tombstone drops out).
+    s.scan = await scanEnvelopes((after, limit) => s.ctx.backend.envelopeRefs(after, limit), s.ctx.config.paths.blocks, opts)
+    return
+  }
   const conn = new Database(s.ctx.config.paths.db, { readonly: true, fileMustExist: true })
   try {
     conn.pragma('busy_timeout = 5000')
     conn.exec('BEGIN')
-    s.scan = await scanEnvelopes(conn, s.ctx.config.paths.blocks, s.signal ? { signal: s.signal } : {})
+    s.scan = await scanEnvelopes(conn, s.ctx.config.paths.blocks, opts)
     conn.exec('COMMIT')
   } finally {
     conn.close()
@@ -57,11 +63,11 @@ async function askGateways(s: ScrubState): Promise<void> {
   for (const d of ctx.damage.open()) {
     if (!(await ctx.gateways.live(d.gatewayId))) continue // revoked: it cannot fetch instructions; restore from a backup
     // A gateway that already answered it cannot (NOT_HELD, unsupported) for this damage is not asked again.
-    const last = ctx.instructions.latest('resend-block', d.cid)
+    const last = await ctx.instructions.latest('resend-block', d.cid)
     if (last && last.gatewayId === d.gatewayId && (last.state === 'failed' || last.state === 'unsupported') && last.issuedAt >= d.detectedAt) continue
-    ctx.instructions.issue(d.gatewayId, 'resend-block', d.cid, { cid: d.cid, record: d.recordId }, s.now)
+    await ctx.instructions.issue(d.gatewayId, 'resend-block', d.cid, { cid: d.cid, record: d.recordId }, s.now)
   }
-  for (const d of s.healed!) ctx.instructions.cancel(d.gatewayId, 'resend-block', d.cid, 'the block was found intact by the scrub', s.now)
+  for (const d of s.healed!) await ctx.instructions.cancel(d.gatewayId, 'resend-block', d.cid, 'the block was found intact by the scrub', s.now)
 }
 
 function alert(s: ScrubState): void {

@@ -16,6 +16,7 @@ import { openCloudDb } from './db.ts'
 import { ChainStore, type AppendResult, type BlockDetail, type BlockSummary, type BulkAppendResult, type ChainKeys, type ChainStats, type ChainStoreOptions, type RecordProof, type StreamSummary } from '../chain/store.ts'
 import type { AdmittedBatch, AppendInput, RecordDetail, RecordSummary } from '../chain/record.ts'
 import type { Outcome } from '../chain/sync-pool.ts'
+import type { EnvelopeRef } from '../chain/verify-envelopes.ts' // a type only: the scan's module loads the blockstore code
 
 export interface ChainBackend {
   readonly kind: 'sqlite' | 'postgres'
@@ -36,6 +37,10 @@ export interface ChainBackend {
   getStream(stream: string): Promise<StreamSummary | null>
   listStreams(): Promise<StreamSummary[]>
   stats(): Promise<ChainStats>
+  /** Records that have an envelope (not tombstones), id > after, oldest first: what the blockstore scrub re-hashes. */
+  envelopeRefs(after: number, limit: number): Promise<readonly EnvelopeRef[]>
+  /** Ids of the records of this gateway whose envelope is `cid` (a resent block is accepted only for them). */
+  recordsWithEnvelope(cid: string, gatewayId: string): Promise<number[]>
   close(): Promise<void>
 }
 
@@ -78,6 +83,12 @@ export class SqliteChainBackend implements ChainBackend {
   }
   async listRecords(q: { stream?: string; after?: number; limit: number }): Promise<RecordSummary[]> {
     return this.store.listRecords(q)
+  }
+  async envelopeRefs(after: number, limit: number): Promise<readonly EnvelopeRef[]> {
+    return this.store.db.prepare<[number, number], EnvelopeRef>("SELECT id, cid, gateway_id, block_height FROM records WHERE id > ? AND cid <> '' ORDER BY id LIMIT ?").all(after, limit)
+  }
+  async recordsWithEnvelope(cid: string, gatewayId: string): Promise<number[]> {
+    return this.store.db.prepare<[string, string], number>('SELECT id FROM records WHERE cid = ? AND gateway_id = ? ORDER BY id').pluck().all(cid, gatewayId)
   }
   async recordProof(id: number): Promise<RecordProof | null> {
     return this.store.recordProof(id)

@@ -76,7 +76,7 @@ export async function afterApplied(ctx: ServiceContext, a: Applied): Promise<voi
   if (a.newCid && a.newEnvelope) await ctx.blocks.put(CID.parse(a.newCid), a.newEnvelope)
   if (a.oldCid) {
     await ctx.blocks.delete(CID.parse(a.oldCid))
-    ctx.instructions.issue(a.gateway, 'delete-batch', a.oldCid, { cid: a.oldCid, record: a.request.record, stream: a.stream, seq: a.seq, expiresAt: ctx.now() + DELETE_INSTRUCTION_TTL_MS }, ctx.now())
+    await ctx.instructions.issue(a.gateway, 'delete-batch', a.oldCid, { cid: a.oldCid, record: a.request.record, stream: a.stream, seq: a.seq, expiresAt: ctx.now() + DELETE_INSTRUCTION_TTL_MS }, ctx.now())
   }
   ctx.logger.info({ event: 'redaction_applied', request: a.request.id, record: a.request.record, action: a.request.action, logSeq: a.logSeq }, `redaction of record ${a.request.record} applied`)
 }

@@ -10,7 +10,10 @@
  *   - the last signature share sent to both processes at the same moment applies the redaction
  *     exactly once: one redaction log entry, one `supervision_applied`, the record a tombstone;
  *   - the entry is committed by a sealed block (header v2 `redactions: {count: 1, head}`) and
- *     `careledger chain verify --database …` passes, judging the redaction as on SQLite.
+ *     `careledger chain verify --database …` passes, judging the redaction as on SQLite;
+ *   - the gateway's delete-batch instruction is delivered by either process (instructions live in
+ *     the shared PostgreSQL, cloud/store/pg/instructions.ts), and its acknowledgement at one is
+ *     seen at the other.
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -26,6 +29,7 @@ import { readShare } from '../../clients/supervision-keys.ts'
 import { deterministicRng } from '../../shared/crypto/random.ts'
 import { contentDigest } from '../../shared/protocol/approval.ts'
 import { NO_MANIFEST, signRequest } from '../../shared/protocol/supervision-request.ts'
+import { signRequest as signGatewayRequest } from '../../shared/protocol/request-signing.ts'
 import { decodeTombstone } from '../../cloud/supervision/content.ts'
 import type { RequestView } from '../../cloud/supervision/store.ts'
 import type { SupervisoryPolicy } from '../../shared/protocol/supervisory-policy.ts'
@@ -154,6 +158,27 @@ describe('supervision across two cloud processes on one PostgreSQL', () => {
     const blocks = (await call(b.url, admin, 'GET', '/v1/blocks?limit=1000')).body.blocks as { height: number; redactions?: { count: number; head: string } }[]
     expect(blocks.at(-1)!.redactions).toEqual({ count: 1, head: logA[0].logHash })
     expect(blocks.filter((x) => x.redactions?.count === 1)).toHaveLength(1) // committed once: no later block re-commits a moved log
+
+    // The gateway is told through whichever process it polls (instructions shared in PostgreSQL):
+    // the delete-batch the applying process issued is delivered by both, acknowledged at one, and
+    // the acknowledgement is seen (repeated) at the other.
+    const gatewayCall = async (base: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: any }> => {
+      const bytes = body === undefined ? new Uint8Array(0) : new TextEncoder().encode(JSON.stringify(body))
+      const headers: Record<string, string> = { ...signGatewayRequest(gw.secretKey, { method, path, body: bytes }), 'CareLedger-Gateway': gw.gatewayId, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }
+      const res = await fetch(new URL(path, base), { method, headers, ...(body === undefined ? {} : { body: bytes }) })
+      return { status: res.status, body: await res.json() }
+    }
+    const viaA = await gatewayCall(a.url, 'GET', '/v1/gateways/self/instructions')
+    const viaB = await gatewayCall(b.url, 'GET', '/v1/gateways/self/instructions')
+    expect(viaA.status).toBe(200)
+    expect(viaA.body.instructions.map((x: { kind: string; args: { record: number } }) => [x.kind, x.args.record])).toEqual([['delete-batch', target]])
+    expect(viaB.body.instructions).toEqual(viaA.body.instructions)
+    const insId = viaA.body.instructions[0].id as number
+    const acked = await gatewayCall(b.url, 'POST', `/v1/gateways/self/instructions/${insId}/ack`, { status: 'done' })
+    expect([acked.status, acked.body.instruction.state, acked.body.repeated]).toEqual([200, 'done', false])
+    const again2 = await gatewayCall(a.url, 'POST', `/v1/gateways/self/instructions/${insId}/ack`, { status: 'failed', detail: 'late' })
+    expect([again2.status, again2.body.instruction.state, again2.body.repeated]).toEqual([200, 'done', true])
+    for (const p of [a, b]) expect((await gatewayCall(p.url, 'GET', '/v1/gateways/self/instructions')).body.instructions).toEqual([])
 
     expect(await a.stop()).toEqual({ code: 0, signal: null })
     expect(await b.stop()).toEqual({ code: 0, signal: null })

@@ -23,6 +23,7 @@ import { signingKeyId, signingPublicKey } from '../../../shared/crypto/sign.ts'
 import { MerkleTree } from '../../../shared/crypto/merkle.ts'
 import { decodeBlockHeader, EMPTY_REDACTION_STATE, recordsTree, type RedactionState } from '../../chain/block.ts'
 import { admitBatch, commitRecord, describeRow, summarize, summaryOf, toRecordRow, vouchedAdmission, type AdmittedBatch, type AppendInput, type CommittedContent, type RawRecord, type RecordDetail, type RecordFields, type RecordSummary } from '../../chain/record.ts'
+import type { EnvelopeRef } from '../../chain/verify-envelopes.ts'
 import { blockSummary, clampLimit, nextBlock, streamSummaryOf, type AppendResult, type BlockDetail, type BlockSummary, type BulkAppendResult, type ChainKeys, type ChainStats, type RawBlock, type RawStream, type RecordProof, type StreamSummary } from '../../chain/store.ts'
 import { SyncPool, attempt, outcomeError, type Outcome } from '../../chain/sync-pool.ts'
 import { redactDatabaseUrl, type ChainBackend } from '../chain-backend.ts'
@@ -337,6 +338,14 @@ export class PgChainStore implements ChainBackend {
         ? await this.pool.query<RawRecord>(`SELECT ${RECORD_COLUMNS} FROM records WHERE id > $1 ORDER BY id LIMIT $2`, [after, limit])
         : await this.pool.query<RawRecord>(`SELECT ${RECORD_COLUMNS} FROM records WHERE stream = $1 AND id > $2 ORDER BY id LIMIT $3`, [q.stream, after, limit])
     return rows.rows.map((r) => summaryOf(describeRow(toRecordRow(r))))
+  }
+
+  async envelopeRefs(after: number, limit: number): Promise<readonly EnvelopeRef[]> {
+    return (await this.pool.query<EnvelopeRef>("SELECT id, cid, gateway_id, block_height FROM records WHERE id > $1 AND cid <> '' ORDER BY id LIMIT $2", [after, limit])).rows
+  }
+
+  async recordsWithEnvelope(cid: string, gatewayId: string): Promise<number[]> {
+    return (await this.pool.query<{ id: number }>('SELECT id FROM records WHERE cid = $1 AND gateway_id = $2 ORDER BY id', [cid, gatewayId])).rows.map((r) => r.id)
   }
 
   async recordProof(id: number): Promise<RecordProof | null> {
