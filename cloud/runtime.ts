@@ -125,7 +125,8 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       inflight: new InflightBudget(config.limits.inflight),
       // Gateway instructions: shared too, so a gateway polling any process gets what another issued.
       instructions: shared ? (await import('./store/pg/instructions.ts')).pgInstructions(shared.store.pool, keys.signingSecretKey) : new SqliteInstructionStore(db, keys.signingSecretKey),
-      damage: new DamageLog(db),
+      // Envelope damage: shared too, so every process's /healthz names what the scrub found.
+      damage: shared ? (await import('./store/pg/damage.ts')).pgDamage(shared.store.pool) : new DamageLog(db),
       // An applied redaction is committed by a block sealed in the same transaction (header v2);
       // on PostgreSQL shared by every process, under the chain-write lock (cloud/store/pg/supervision.ts).
       supervision: shared
@@ -185,7 +186,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
         cache,
         ...(knownHead ? { expectHead: knownHead } : {}),
       })
-      const report = withDamage(chainReport, ctx.damage.open())
+      const report = withDamage(chainReport, await ctx.damage.open())
       ctx.verification.record(report)
       metrics.verificationOk.set(report.ok ? 1 : 0)
       metrics.verificationTime.set(report.checkedAt / 1000)
@@ -206,9 +207,11 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     if (config.chain.verifyIntervalMs > 0) jobs.push(every('verify-chain', config.chain.verifyIntervalMs, verifyNow, { logger, runAtStart: true }))
     const verifyJob = jobs.find((j) => j.name === 'verify-chain')
     ctx.onDamageChange = () => void (verifyJob ? verifyJob.runNow() : verifyNow()).catch(() => {})
-    metrics.envelopesDamaged.set(ctx.damage.openCount())
+    metrics.envelopesDamaged.set(await ctx.damage.openCount())
     const scrubNow = (): Promise<ScrubResult> => scrubBlockstore(ctx, { onChange: ctx.onDamageChange })
-    if (config.chain.scrubIntervalMs > 0) jobs.push(every('scrub-blocks', config.chain.scrubIntervalMs, scrubNow, { logger }))
+    // On PostgreSQL only the sealer lease holder scrubs, for every process (one scrub a deployment; the damage log is shared).
+    const scrubJob = async (): Promise<ScrubResult | null> => (shared && !shared.lease.held ? null : scrubNow())
+    if (config.chain.scrubIntervalMs > 0) jobs.push(every('scrub-blocks', config.chain.scrubIntervalMs, scrubJob, { logger }))
     cleanups.push(() => Promise.all(jobs.map((j) => j.stop())))
 
     // ── HTTP ─────────────────────────────────────────────────────────────────────────────────

@@ -11,7 +11,7 @@ const { port, flag, data } = workerData as { port: MessagePort; flag: Int32Array
 try {
   const { admitBatch, commitRecord } = await import('./record.ts')
   const { chameleonPrepareHash, chameleonPrepareHashTables } = await import('../../shared/crypto/chameleon.ts')
-  await chameleonPrepareHash(data.chameleonPublicKey) // this thread hashes many records: libsodium loaded before the first
+  await chameleonPrepareHash(data.chameleonPublicKey) // this thread hashes many records: the native addon, else libsodium loaded before the first
   const ops: Record<string, (item: never) => unknown> = {
     prepare: () => attempt(() => chameleonPrepareHashTables(data.chameleonPublicKey)),
     admit: (input: Parameters<typeof admitBatch>[0]) => attempt(() => admitBatch(input)),

@@ -14,7 +14,7 @@ import type { RateWindow } from './rate.ts'
 import type { AnchorService } from '../anchor/service.ts'
 import type { InflightBudget } from './inflight.ts'
 import type { InstructionStore } from './instructions.ts'
-import type { DamageLog } from './envelope-damage.ts'
+import type { DamageStore } from './envelope-damage.ts'
 import type { SupervisionStore } from '../supervision/store.ts'
 import type { RetrievalReads } from '../retrieval/reads.ts'
 
@@ -44,7 +44,7 @@ export interface ServiceContext {
   /** Instructions waiting for gateways (instructions.ts). */
   readonly instructions: InstructionStore
   /** Envelope blocks the scrub found damaged (envelope-damage.ts). */
-  readonly damage: DamageLog
+  readonly damage: DamageStore
   /** Correction and deletion requests, regulators' decisions, the redaction log (cloud/supervision/): cloud.db, or the shared PostgreSQL. Always await. */
   readonly supervision: SupervisionStore
   /** What the evidence routes read (cloud/retrieval/reads.ts); absent: this process's cloud.db and `chain`. Always await. */

@@ -4,7 +4,8 @@
  * again — repaired from a gateway (PUT /v1/envelopes/{cid}) or restored from a backup (the next
  * scrub finds it intact). Open damage is an alert: /healthz, /metrics, /v1/stats, the console and
  * the verification report (`withDamage`) all name the records. The scrub's runs are kept too, so
- * the last one is known after a restart.
+ * the last one is known after a restart. Two stores, one contract (DamageStore): this one in
+ * cloud.db, and the PostgreSQL one every process of a deployment shares (cloud/store/pg/damage.ts).
  */
 import type { CloudDb } from '../store/db.ts'
 import { registerMigrations } from '../store/db.ts'
@@ -72,7 +73,29 @@ interface Raw {
   repaired_how: string | null
 }
 
-const toDamage = (r: Raw): Damage => ({
+/** What the scrub, the routes and the verification job use. */
+export interface DamageStore {
+  /**
+   * Take a full scrub's findings: new damage is opened (returned as `found`), damage seen again is
+   * kept open, and open damage the scrub found intact is closed ("intact at scrub": restored from a
+   * backup, or repaired meanwhile).
+   */
+  record(scan: EnvelopeScan, now: number): Promise<{ found: Damage[]; healed: Damage[] }>
+  /** The block of `cid` is intact again: close the damage of every record that names it; returns how many. */
+  repaired(cid: string, how: string, now: number): Promise<number>
+  open(): Promise<Damage[]>
+  openCount(): Promise<number>
+  /** Open damage first, then the most recently repaired. */
+  recent(limit?: number): Promise<Damage[]>
+  lastRun(): Promise<ScrubRun | null>
+}
+
+/** A damage row as both stores return it. */
+export type DamageRow = Raw
+
+export const HEALED_AT_SCRUB = 'intact at scrub (restored or repaired outside the channel)'
+
+export const toDamage = (r: Raw): Damage => ({
   recordId: r.record_id,
   cid: r.cid,
   gatewayId: r.gateway_id,
@@ -84,9 +107,10 @@ const toDamage = (r: Raw): Damage => ({
   repairedHow: r.repaired_how,
 })
 
-const KEEP_RUNS = 100
+/** Scrub runs kept (the newest). */
+export const KEEP_RUNS = 100
 
-export class DamageLog {
+export class DamageLog implements DamageStore {
   readonly #db: CloudDb
   readonly #q
 
@@ -110,12 +134,7 @@ export class DamageLog {
     }
   }
 
-  /**
-   * Take a full scrub's findings: new damage is opened (returned as `found`), damage seen again is
-   * kept open, and open damage the scrub found intact is closed ("intact at scrub": restored from a
-   * backup, or repaired meanwhile).
-   */
-  record(scan: EnvelopeScan, now: number): { found: Damage[]; healed: Damage[] } {
+  async record(scan: EnvelopeScan, now: number): Promise<{ found: Damage[]; healed: Damage[] }> {
     const found: Damage[] = []
     const healed: Damage[] = []
     this.#db.transaction(() => {
@@ -128,7 +147,7 @@ export class DamageLog {
       }
       for (const d of this.#q.open.all()) {
         if (seen.has(d.record_id)) continue
-        this.#q.repairRecord.run(now, 'intact at scrub (restored or repaired outside the channel)', d.record_id)
+        this.#q.repairRecord.run(now, HEALED_AT_SCRUB, d.record_id)
         healed.push(toDamage(d))
       }
       this.#q.run.run(now, scan.checked, scan.bytes, scan.findings.length, scan.durationMs)
@@ -137,31 +156,29 @@ export class DamageLog {
     return { found, healed }
   }
 
-  /** The block of `cid` is intact again: close the damage of every record that names it; returns how many. */
-  repaired(cid: string, how: string, now: number): number {
+  async repaired(cid: string, how: string, now: number): Promise<number> {
     return this.#q.repairCid.run(now, how, cid).changes
   }
 
-  open(): Damage[] {
+  async open(): Promise<Damage[]> {
     return this.#q.open.all().map(toDamage)
   }
 
-  openCount(): number {
+  async openCount(): Promise<number> {
     return this.#q.openCount.get()!
   }
 
-  /** Open damage first, then the most recently repaired. */
-  recent(limit = 200): Damage[] {
+  async recent(limit = 200): Promise<Damage[]> {
     return this.#q.recent.all(limit).map(toDamage)
   }
 
-  lastRun(): ScrubRun | null {
+  async lastRun(): Promise<ScrubRun | null> {
     const r = this.#q.lastRun.get()
     return r ? { finishedAt: r.finished_at, checked: r.checked, bytes: r.bytes, damaged: r.damaged, durationMs: r.duration_ms } : null
   }
 }
 
-const damageOf = (f: EnvelopeFinding, now: number): Damage => ({
+export const damageOf = (f: EnvelopeFinding, now: number): Damage => ({
   recordId: f.recordId,
   cid: f.cid,
   gatewayId: f.gatewayId,

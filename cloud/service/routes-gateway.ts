@@ -82,9 +82,9 @@ export function registerGatewayChannelRoutes(scope: FastifyInstance, ctx: Servic
     const after = await ctx.blocks.check(cid)
     if (after.state !== 'ok') throw new ApiError('INTERNAL', `the repaired block ${id} does not read back intact (${after.detail})`, { cid: id })
     const now = ctx.now()
-    ctx.damage.repaired(id, `resent by gateway ${gateway.gatewayId}`, now)
+    await ctx.damage.repaired(id, `resent by gateway ${gateway.gatewayId}`, now)
     ctx.metrics.envelopesRepaired.inc()
-    ctx.metrics.envelopesDamaged.set(ctx.damage.openCount())
+    ctx.metrics.envelopesDamaged.set(await ctx.damage.openCount())
     ctx.logger.warn({ event: 'envelope_repaired', gateway: gateway.gatewayId, cid: id, records, was: before.state }, `envelope ${id} (records ${records.join(', ')}) repaired from gateway ${gateway.gatewayId}`)
     ctx.onDamageChange?.()
     return { cid: id, records, repaired: true, state: 'intact' }
@@ -95,11 +95,11 @@ export function registerGatewayChannelRoutes(scope: FastifyInstance, ctx: Servic
 export function registerDamageRoutes(app: FastifyInstance, ctx: ServiceContext): void {
   app.get('/v1/envelopes/damaged', { onRequest: guard(ctx, 'verification') }, async () => {
     const damaged = await Promise.all(
-      ctx.damage.recent().map(async (d) => {
+      (await ctx.damage.recent()).map(async (d) => {
         const ins = await ctx.instructions.latest('resend-block', d.cid)
         return { ...d, resend: ins ? { id: ins.id, gateway: ins.gatewayId, state: ins.state, deliveries: ins.deliveries, detail: ins.detail } : null }
       }),
     )
-    return { open: ctx.damage.openCount(), lastScrub: ctx.damage.lastRun(), scrubIntervalS: ctx.config.chain.scrubIntervalMs / 1000, damaged }
+    return { open: await ctx.damage.openCount(), lastScrub: await ctx.damage.lastRun(), scrubIntervalS: ctx.config.chain.scrubIntervalMs / 1000, damaged }
   })
 }

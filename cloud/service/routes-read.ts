@@ -51,8 +51,8 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
     try {
       const s = await chain.stats()
       // Damaged envelope blocks are an alert, not an outage: the service still answers (200), "degraded".
-      const damaged = ctx.damage.open()
-      const envelopes = { damaged: damaged.length, records: damaged.slice(0, 20).map((d) => d.recordId), lastScrubAt: ctx.damage.lastRun()?.finishedAt ?? null }
+      const damaged = await ctx.damage.open()
+      const envelopes = { damaged: damaged.length, records: damaged.slice(0, 20).map((d) => d.recordId), lastScrubAt: (await ctx.damage.lastRun())?.finishedAt ?? null }
       return { status: damaged.length > 0 ? 'degraded' : 'ok', db: true, height: s.height, records: s.records, pendingRecords: s.pendingRecords, envelopes, uptimeS, anchor: anchorHealth(ctx) }
     } catch (e) {
       ctx.logger.error({ event: 'health_db_failed', err: e }, 'health check: the database does not answer')
@@ -141,7 +141,7 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
       gaps: s.gaps,
       missingBatches: s.missingBatches,
       equivocations: s.equivocations,
-      damagedEnvelopes: ctx.damage.openCount(),
+      damagedEnvelopes: await ctx.damage.openCount(),
       batchesPerSecond: Math.round(ctx.ingestRate.perSecond(ctx.now()) * 100) / 100,
       lastBlockTime: s.lastBlockTime,
       verification: v ? { ok: v.ok, checkedAt: v.checkedAt } : null,

@@ -12,6 +12,9 @@
  *                 gateway answered that it cannot); withdrawn once intact
  *   alert         metrics, an error log line naming the records, and — when anything changed — a
  *                 verification run now, so GET /v1/chain/verification names the records at once
+ *
+ * On PostgreSQL the records are paged from the shared chain and the damage log is shared
+ * (cloud/store/pg/damage.ts); the runtime runs the scrub on the sealer lease holder only.
  */
 import Database from 'better-sqlite3'
 import { scanEnvelopes, type EnvelopeScan } from '../chain/verify-envelopes.ts'
@@ -52,15 +55,15 @@ async function scan(s: ScrubState): Promise<void> {
   }
 }
 
-function recordDamage(s: ScrubState): void {
-  const { found, healed } = s.ctx.damage.record(s.scan!, s.now)
+async function recordDamage(s: ScrubState): Promise<void> {
+  const { found, healed } = await s.ctx.damage.record(s.scan!, s.now)
   s.found = found
   s.healed = healed
 }
 
 async function askGateways(s: ScrubState): Promise<void> {
   const { ctx } = s
-  for (const d of ctx.damage.open()) {
+  for (const d of await ctx.damage.open()) {
     if (!(await ctx.gateways.live(d.gatewayId))) continue // revoked: it cannot fetch instructions; restore from a backup
     // A gateway that already answered it cannot (NOT_HELD, unsupported) for this damage is not asked again.
     const last = await ctx.instructions.latest('resend-block', d.cid)
@@ -70,9 +73,9 @@ async function askGateways(s: ScrubState): Promise<void> {
   for (const d of s.healed!) await ctx.instructions.cancel(d.gatewayId, 'resend-block', d.cid, 'the block was found intact by the scrub', s.now)
 }
 
-function alert(s: ScrubState): void {
+async function alert(s: ScrubState): Promise<void> {
   const { ctx } = s
-  const open = ctx.damage.open()
+  const open = await ctx.damage.open()
   ctx.metrics.envelopesDamaged.set(open.length)
   ctx.metrics.scrubTime.set(s.now / 1000)
   ctx.metrics.scrubSeconds.observe(s.scan!.durationMs / 1000)
@@ -93,5 +96,5 @@ export async function scrubBlockstore(ctx: ServiceContext, opts: { signal?: Abor
   const s: ScrubState = { ctx, now: ctx.now(), ...(opts.signal ? { signal: opts.signal } : {}) }
   for (const stage of scrubStages) await stage(s)
   if (s.found!.length > 0 || s.healed!.length > 0) await opts.onChange?.()
-  return { scan: s.scan!, found: s.found!, healed: s.healed!, open: ctx.damage.openCount() }
+  return { scan: s.scan!, found: s.found!, healed: s.healed!, open: await ctx.damage.openCount() }
 }

@@ -266,9 +266,13 @@ export function chameleonPrepareHashTables(publicKey: Uint8Array): void {
   else if (!tablesY.has(id)) buildHashTables(publicKey, id)
 }
 
-/** Wait for the libsodium fast path (ristretto-fast.ts), then chameleonPrepareHashTables: for a thread about to hash many records. */
+/**
+ * For a thread about to hash many records: nothing to wait for where the native addon hashes;
+ * else wait for the libsodium fast path (ristretto-fast.ts, ~60 ms of CPU and a WebAssembly
+ * memory a thread), then chameleonPrepareHashTables.
+ */
 export async function chameleonPrepareHash(publicKey: Uint8Array): Promise<void> {
-  await ristrettoFastReady()
+  if (!ristrettoNative?.hashPoint) await ristrettoFastReady()
   chameleonPrepareHashTables(publicKey)
 }
 

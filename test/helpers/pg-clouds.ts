@@ -20,7 +20,7 @@ export interface CloudPair {
   readonly b: CloudProcess
 }
 
-export function usePgClouds(server: () => PostgresServer): { temp(label: string): string; startPair(name: string): Promise<CloudPair> } {
+export function usePgClouds(server: () => PostgresServer): { temp(label: string): string; startPair(name: string, extraArgs?: readonly string[]): Promise<CloudPair> } {
   const dirs: Array<ReturnType<typeof tempDataDir>> = []
   const procs: CloudProcess[] = []
   afterAll(async () => {
@@ -34,12 +34,12 @@ export function usePgClouds(server: () => PostgresServer): { temp(label: string)
   }
   return {
     temp,
-    async startPair(name: string): Promise<CloudPair> {
+    async startPair(name: string, extraArgs: readonly string[] = []): Promise<CloudPair> {
       const url = await server().createDatabase(name)
       const shared = temp(`${name}-blocks`)
       const dirA = temp(`${name}-a`)
       const dirB = temp(`${name}-b`)
-      const args = ['--database', url, '--blocks', shared, '--block-interval-s', '0.3', '--verify-interval-s', '0']
+      const args = ['--database', url, '--blocks', shared, '--block-interval-s', '0.3', '--verify-interval-s', '0', ...extraArgs]
       const a = await CloudProcess.start({ dataDir: dirA, args, readyTimeoutMs: 60_000 })
       procs.push(a)
       expect(a.logs.find((l) => l.event === 'cloud_ready')).toMatchObject({ store: 'postgres' })

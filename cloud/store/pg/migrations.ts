@@ -12,6 +12,7 @@ import type pg from 'pg'
 import { SUPERVISION_PG_MIGRATION } from './supervision-schema.ts'
 import { RETRIEVAL_PG_MIGRATION } from './retrieval-schema.ts'
 import { INSTRUCTIONS_PG_MIGRATION } from './instructions-schema.ts'
+import { DAMAGE_PG_MIGRATION } from './damage-schema.ts'
 
 export interface PgMigration {
   readonly name: string
@@ -141,6 +142,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   SUPERVISION_PG_MIGRATION,
   RETRIEVAL_PG_MIGRATION,
   INSTRUCTIONS_PG_MIGRATION,
+  DAMAGE_PG_MIGRATION,
 ]
 
 /** Apply the migrations this database has not seen; returns the names applied now. */
