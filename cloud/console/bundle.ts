@@ -59,7 +59,7 @@ export function viewBundle(view: ConsoleView): Promise<Bundle> {
       minify: true,
       legalComments: 'none',
       alias: { 'node:crypto': here('../../clients/browser/node-crypto.ts'), buffer: here('../../node_modules/buffer/index.js') },
-      inject: [here('./buffer-global.ts')],
+      inject: [here('./locale-guard.ts'), here('./buffer-global.ts')],
       plugins: [stubs],
       logLevel: 'silent',
     })

@@ -108,6 +108,22 @@ describe('doctor view in headless Chromium', () => {
     expect(seen.filter((r) => r.path.startsWith('/ipfs/')).length).toBe(9) // every matching batch's ciphertext, by CID
   }, 180_000)
 
+  it('runs in a browser whose locale is not a BCP 47 tag ("en-US@posix", Chromium under LANG=C.UTF-8): no script error, the form is the page\'s', async () => {
+    const other = await browser.context.newPage()
+    // What such a browser reports, set before any of the page's scripts run.
+    await other.addInitScript(() => Object.defineProperty(Navigator.prototype, 'language', { get: () => 'en-US@posix', configurable: true }))
+    const errors: string[] = []
+    other.on('pageerror', (e) => errors.push(e.message))
+    other.on('console', (m) => void (m.type() === 'error' && errors.push(m.text())))
+    await signIn(other, `${cloud.url}/doctor`, doctorToken)
+    // Before the guard the script stopped at load, the token form submitted natively (a navigation the
+    // CSP's form-action 'none' blocked) and the click above timed out.
+    expect(other.url()).toBe(`${cloud.url}/doctor`)
+    expect(await other.evaluate(() => navigator.language)).toBe('en-US')
+    expect(errors).toEqual([])
+    await other.close()
+  })
+
   it('refuses an expired key before asking the cloud anything', async () => {
     const { keyGen } = await import('../../shared/crypto/abe/fabeo.ts')
     const { keyAttributes, parseEpoch } = await import('../../shared/protocol/epoch.ts')
