@@ -120,7 +120,8 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       gateways: access.gateways,
       enrolment: access.enrolment,
       nonces: access.nonces,
-      verification: new VerificationLog(db),
+      // The verification log: shared too; the sealer lease holder verifies for every process (below).
+      verification: shared ? (await import('./store/pg/verification.ts')).pgVerification(shared.store.pool) : new VerificationLog(db),
       ingestRate: new RateWindow(),
       inflight: new InflightBudget(config.limits.inflight),
       // Gateway instructions: shared too, so a gateway polling any process gets what another issued.
@@ -187,7 +188,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
         ...(knownHead ? { expectHead: knownHead } : {}),
       })
       const report = withDamage(chainReport, await ctx.damage.open())
-      ctx.verification.record(report)
+      await ctx.verification.record(report)
       metrics.verificationOk.set(report.ok ? 1 : 0)
       metrics.verificationTime.set(report.checkedAt / 1000)
       metrics.verificationSeconds.observe((performance.now() - t0) / 1000)
@@ -204,7 +205,20 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       ...(shared ? [] : [every('seal-block', config.chain.blockIntervalMs, sealNow, { logger })]), // shared: the sealer lease's own timer
       every('prune-nonces', NONCE_PRUNE_MS, () => ctx.nonces.prune(now()), { logger }),
     ]
-    if (config.chain.verifyIntervalMs > 0) jobs.push(every('verify-chain', config.chain.verifyIntervalMs, verifyNow, { logger, runAtStart: true }))
+    /**
+     * On PostgreSQL the sealer lease holder verifies the shared chain for every process; the others
+     * take the newest shared run for their gauges — and verify themselves only when no process has
+     * for two intervals and a run's length (none yet at a first start, or the holder not verifying).
+     */
+    const verifyOrRefresh = async (): Promise<VerificationResult | null> => {
+      if (!shared || shared.lease.held) return verifyNow()
+      const latest = await ctx.verification.latest()
+      if (!latest || now() - latest.checkedAt > 2 * config.chain.verifyIntervalMs + latest.durationMs) return verifyNow()
+      metrics.verificationOk.set(latest.ok ? 1 : 0)
+      metrics.verificationTime.set(latest.checkedAt / 1000)
+      return latest
+    }
+    if (config.chain.verifyIntervalMs > 0) jobs.push(every('verify-chain', config.chain.verifyIntervalMs, verifyOrRefresh, { logger, runAtStart: true }))
     const verifyJob = jobs.find((j) => j.name === 'verify-chain')
     ctx.onDamageChange = () => void (verifyJob ? verifyJob.runNow() : verifyNow()).catch(() => {})
     metrics.envelopesDamaged.set(await ctx.damage.openCount())

@@ -9,7 +9,7 @@ import type { AppendQueue } from '../chain/append-queue.ts'
 import type { EnrolmentApi, GatewayRegistryApi, NonceStoreApi, TokenStoreApi } from '../access/store.ts'
 import type { EnvelopeStore } from './blockstore.ts'
 import type { CloudMetrics } from './metrics.ts'
-import type { VerificationLog } from './verification.ts'
+import type { VerificationStore } from './verification.ts'
 import type { RateWindow } from './rate.ts'
 import type { AnchorService } from '../anchor/service.ts'
 import type { InflightBudget } from './inflight.ts'
@@ -37,7 +37,7 @@ export interface ServiceContext {
   readonly gateways: GatewayRegistryApi
   readonly enrolment: EnrolmentApi
   readonly nonces: NonceStoreApi
-  readonly verification: VerificationLog
+  readonly verification: VerificationStore
   readonly ingestRate: RateWindow
   /** Signed request bodies being read, per gateway and in total (inflight.ts). */
   readonly inflight: InflightBudget

@@ -130,7 +130,7 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
   app.get('/v1/stats', { onRequest: guard(ctx, 'stats') }, async () => {
     const s = await chain.stats()
     const g = await ctx.gateways.counts()
-    const v = ctx.verification.latest()
+    const v = await ctx.verification.latest()
     return {
       records: s.records,
       pendingRecords: s.pendingRecords,
@@ -150,7 +150,7 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
   })
 
   app.get('/v1/chain/verification', { onRequest: guard(ctx, 'verification') }, async () => {
-    const v = ctx.verification.latest()
+    const v = await ctx.verification.latest()
     if (!v) {
       throw new ApiError('NOT_FOUND', ctx.config.chain.verifyIntervalMs > 0 ? 'no chain verification has finished yet (the first one starts with the service)' : 'periodic chain verification is disabled (CARELEDGER_CLOUD_VERIFY_INTERVAL_S=0)', {})
     }

@@ -1,7 +1,9 @@
 /**
  * Periodic chain verification (docs/api.md §GET /v1/chain/verification): the service runs the
- * chain module's `verifyChain` every few minutes and keeps each result in SQLite, so the latest
- * one survives a restart and the console can show it at once. The last 100 runs are kept.
+ * chain module's `verifyChain` every few minutes and keeps each result, so the latest one survives
+ * a restart and the console can show it at once. The last 100 runs are kept: in cloud.db
+ * (VerificationLog), or in the PostgreSQL every process of a deployment shares
+ * (cloud/store/pg/verification.ts), where the sealer lease holder verifies for all.
  */
 import type { CloudDb } from '../store/db.ts'
 import { registerMigrations } from '../store/db.ts'
@@ -22,11 +24,18 @@ registerMigrations([
   },
 ])
 
-const KEEP = 100
+/** Runs kept (the newest). */
+export const KEEP_VERIFICATION_RUNS = 100
+const KEEP = KEEP_VERIFICATION_RUNS
 
 export type VerificationResult = VerificationReport
 
-export class VerificationLog {
+export interface VerificationStore {
+  record(result: VerificationResult): Promise<void>
+  latest(): Promise<VerificationResult | null>
+}
+
+export class VerificationLog implements VerificationStore {
   readonly #q
 
   constructor(db: CloudDb) {
@@ -37,12 +46,12 @@ export class VerificationLog {
     }
   }
 
-  record(result: VerificationResult): void {
+  async record(result: VerificationResult): Promise<void> {
     this.#q.insert.run(result.startedAt, result.checkedAt, result.ok ? 1 : 0, JSON.stringify(result))
     this.#q.trim.run(KEEP)
   }
 
-  latest(): VerificationResult | null {
+  async latest(): Promise<VerificationResult | null> {
     const row = this.#q.latest.get()
     return row ? (JSON.parse(row.report) as VerificationResult) : null
   }

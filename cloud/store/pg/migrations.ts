@@ -13,6 +13,7 @@ import { SUPERVISION_PG_MIGRATION } from './supervision-schema.ts'
 import { RETRIEVAL_PG_MIGRATION } from './retrieval-schema.ts'
 import { INSTRUCTIONS_PG_MIGRATION } from './instructions-schema.ts'
 import { DAMAGE_PG_MIGRATION } from './damage-schema.ts'
+import { VERIFICATION_PG_MIGRATION } from './verification-schema.ts'
 
 export interface PgMigration {
   readonly name: string
@@ -143,6 +144,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   RETRIEVAL_PG_MIGRATION,
   INSTRUCTIONS_PG_MIGRATION,
   DAMAGE_PG_MIGRATION,
+  VERIFICATION_PG_MIGRATION,
 ]
 
 /** Apply the migrations this database has not seen; returns the names applied now. */
