@@ -13,6 +13,7 @@
 import type Database from 'better-sqlite3'
 import { CID } from 'multiformats/cid'
 import { checkBlockFile } from '../service/blockstore.ts'
+import { ENVELOPE_REFS_SQL, type EnvelopeRef } from './envelope-refs.ts'
 
 export type EnvelopeFailureKind = 'ENVELOPE_MISSING' | 'ENVELOPE_CORRUPT'
 
@@ -43,18 +44,9 @@ export interface ScanOptions {
 
 const PAGE = 256
 
-/** What the scan needs of a record: its id, envelope CID, the gateway that uploaded it, its block. */
-export interface EnvelopeRef {
-  readonly id: number
-  readonly cid: string
-  readonly gateway_id: string
-  readonly block_height: number | null
-}
-
 /** Records with an envelope (tombstones have none), id > after, oldest first: a SQLite snapshot's or a backend's (ChainBackend.envelopeRefs). */
 export type EnvelopeRefPager = (after: number, limit: number) => readonly EnvelopeRef[] | Promise<readonly EnvelopeRef[]>
 
-const ENVELOPE_REFS_SQL = "SELECT id, cid, gateway_id, block_height FROM records WHERE id > ? AND cid <> '' ORDER BY id LIMIT ?"
 
 /** Check the envelope block of every record in `source` (a SQLite connection, or a pager) against `blocksDir`. */
 export async function scanEnvelopes(source: Database.Database | EnvelopeRefPager, blocksDir: string, opts: ScanOptions = {}): Promise<EnvelopeScan> {

@@ -61,7 +61,8 @@ export interface ScrubRun {
   readonly durationMs: number
 }
 
-interface Raw {
+/** A damage row as both stores return it. */
+export interface DamageRow {
   record_id: number
   cid: string
   gateway_id: string
@@ -90,12 +91,9 @@ export interface DamageStore {
   lastRun(): Promise<ScrubRun | null>
 }
 
-/** A damage row as both stores return it. */
-export type DamageRow = Raw
-
 export const HEALED_AT_SCRUB = 'intact at scrub (restored or repaired outside the channel)'
 
-export const toDamage = (r: Raw): Damage => ({
+export const toDamage = (r: DamageRow): Damage => ({
   recordId: r.record_id,
   cid: r.cid,
   gatewayId: r.gateway_id,
@@ -123,9 +121,9 @@ export class DamageLog implements DamageStore {
            detected_at = CASE WHEN repaired_at IS NULL THEN detected_at ELSE excluded.detected_at END, repaired_at = NULL, repaired_how = NULL`,
       ),
       wasOpen: db.prepare<[number], number>('SELECT 1 FROM envelope_damage WHERE record_id = ? AND repaired_at IS NULL').pluck(),
-      open: db.prepare<[], Raw>('SELECT * FROM envelope_damage WHERE repaired_at IS NULL ORDER BY record_id'),
+      open: db.prepare<[], DamageRow>('SELECT * FROM envelope_damage WHERE repaired_at IS NULL ORDER BY record_id'),
       openCount: db.prepare<[], number>('SELECT count(*) FROM envelope_damage WHERE repaired_at IS NULL').pluck(),
-      recent: db.prepare<[number], Raw>('SELECT * FROM envelope_damage ORDER BY repaired_at IS NOT NULL, coalesce(repaired_at, detected_at) DESC LIMIT ?'),
+      recent: db.prepare<[number], DamageRow>('SELECT * FROM envelope_damage ORDER BY repaired_at IS NOT NULL, coalesce(repaired_at, detected_at) DESC LIMIT ?'),
       repairCid: db.prepare('UPDATE envelope_damage SET repaired_at = ?, repaired_how = ? WHERE cid = ? AND repaired_at IS NULL'),
       repairRecord: db.prepare('UPDATE envelope_damage SET repaired_at = ?, repaired_how = ? WHERE record_id = ? AND repaired_at IS NULL'),
       run: db.prepare('INSERT INTO scrub_runs (finished_at, checked, bytes, damaged, duration_ms) VALUES (?, ?, ?, ?, ?)'),

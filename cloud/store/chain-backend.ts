@@ -12,11 +12,12 @@
  * supervision, anchoring, retrieval index) still runs on the SQLite database only: see
  * docs/architecture.md §The store interface.
  */
+import type Database from 'better-sqlite3'
 import { openCloudDb } from './db.ts'
 import { ChainStore, type AppendResult, type BlockDetail, type BlockSummary, type BulkAppendResult, type ChainKeys, type ChainStats, type ChainStoreOptions, type RecordProof, type StreamSummary } from '../chain/store.ts'
 import type { AdmittedBatch, AppendInput, RecordDetail, RecordSummary } from '../chain/record.ts'
 import type { Outcome } from '../chain/sync-pool.ts'
-import type { EnvelopeRef } from '../chain/verify-envelopes.ts' // a type only: the scan's module loads the blockstore code
+import { ENVELOPE_REFS_SQL, type EnvelopeRef } from '../chain/envelope-refs.ts'
 
 export interface ChainBackend {
   readonly kind: 'sqlite' | 'postgres'
@@ -54,6 +55,8 @@ export class SqliteChainBackend implements ChainBackend {
   readonly kind = 'sqlite' as const
   readonly store: ChainStore
   readonly #closeDb: boolean
+  #envelopeRefs: Database.Statement<[number, number], EnvelopeRef> | undefined
+  #withEnvelope: Database.Statement<[string, string], number> | undefined
 
   constructor(store: ChainStore, opts: { closeDb?: boolean } = {}) {
     this.store = store
@@ -85,10 +88,12 @@ export class SqliteChainBackend implements ChainBackend {
     return this.store.listRecords(q)
   }
   async envelopeRefs(after: number, limit: number): Promise<readonly EnvelopeRef[]> {
-    return this.store.db.prepare<[number, number], EnvelopeRef>("SELECT id, cid, gateway_id, block_height FROM records WHERE id > ? AND cid <> '' ORDER BY id LIMIT ?").all(after, limit)
+    this.#envelopeRefs ??= this.store.db.prepare<[number, number], EnvelopeRef>(ENVELOPE_REFS_SQL)
+    return this.#envelopeRefs.all(after, limit)
   }
   async recordsWithEnvelope(cid: string, gatewayId: string): Promise<number[]> {
-    return this.store.db.prepare<[string, string], number>('SELECT id FROM records WHERE cid = ? AND gateway_id = ? ORDER BY id').pluck().all(cid, gatewayId)
+    this.#withEnvelope ??= this.store.db.prepare<[string, string], number>('SELECT id FROM records WHERE cid = ? AND gateway_id = ? ORDER BY id').pluck()
+    return this.#withEnvelope.all(cid, gatewayId)
   }
   async recordProof(id: number): Promise<RecordProof | null> {
     return this.store.recordProof(id)
