@@ -132,7 +132,7 @@ export function chainCommand(): Command {
     .option('--workers <n>', 'record-checking worker threads beside the main thread, which checks records too (default: one per core but one; 0 = the main thread alone)')
     .option('--batch-size <n>', `records whose chameleon openings are checked as one batch (default ${DEFAULT_BATCH_SIZE})`)
     .option('--expect-head <height:hash>', 'a block hash known from elsewhere; detects truncation and rewritten history')
-    .option('--blocks <dir>', 'the envelope blockstore whose blocks are re-hashed against their CIDs (default <data>/blocks, or blocks/ beside --db)')
+    .option('--blocks <dir>', 'the envelope blockstore whose blocks are re-hashed against their CIDs (default <data>/blocks, or blocks/ beside --db; with --database: none unless given)')
     .option('--skip-envelopes', 'do not re-hash the envelope blocks (faster: reads no ciphertext)')
     .option('--supervisory-policy <file...>', 'the supervisory policy (policy.json of `regulator setup`) you trust for the redaction log (default: the policies the database holds)')
     .option('--json', 'print the report as JSON')
@@ -161,7 +161,11 @@ export function chainCommand(): Command {
         signingPublicKey = readSigningPublicKey(keyFromDataDir)
       }
       let blocksDir: string | null = null
-      if (!opts.skipEnvelopes) {
+      if (!opts.skipEnvelopes && pgUrl && opts.blocks === undefined && opts.data === undefined) {
+        // A PostgreSQL chain's envelopes are in the deployment's shared blockstore: never guess it from a
+        // local default data directory (it may hold another chain's blocks, e.g. of `npm start`).
+        warn('warning: envelope blocks not checked: pass --blocks <the shared blockstore> (or --skip-envelopes to silence this)')
+      } else if (!opts.skipEnvelopes) {
         const candidate = resolve(opts.blocks ?? (opts.db !== undefined && opts.data === undefined ? join(dirname(dbPath), 'blocks') : join(data, 'blocks')))
         if (existsSync(candidate)) blocksDir = candidate
         else if (opts.blocks !== undefined) throw new CareLedgerError('INVALID_ARGUMENT', `--blocks ${candidate}: no such directory`, { path: candidate })

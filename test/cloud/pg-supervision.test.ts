@@ -15,7 +15,7 @@
  *     the shared PostgreSQL, cloud/store/pg/instructions.ts), and its acknowledgement at one is
  *     seen at the other.
  */
-import { readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
@@ -182,8 +182,14 @@ describe('supervision across two cloud processes on one PostgreSQL', () => {
 
     expect(await a.stop()).toEqual({ code: 0, signal: null })
     expect(await b.stop()).toEqual({ code: 0, signal: null })
-    const verify = await careledger(['chain', 'verify', '--database', url, '--chameleon-key', join(dirA, 'keys', 'chameleon-public.key'), '--signing-key', join(dirA, 'keys', 'cloud-signing.pub'), '--json'])
+    // A local default data directory with a blockstore of its own (another chain's) is not taken for the
+    // deployment's shared one: without --blocks the envelopes are not checked, and it says so.
+    const elsewhere = temp('sup-other-data')
+    mkdirSync(join(elsewhere, 'blocks'))
+    const verify = await careledger(['chain', 'verify', '--database', url, '--chameleon-key', join(dirA, 'keys', 'chameleon-public.key'), '--signing-key', join(dirA, 'keys', 'cloud-signing.pub'), '--json'], { CARELEDGER_CLOUD_DATA: elsewhere })
+    expect(verify.stderr).toMatch(/envelope blocks not checked: pass --blocks/)
     const report = JSON.parse(verify.stdout)
+    expect(report.envelopes).toBeNull()
     expect(report.failures).toEqual([])
     expect(report).toMatchObject({ ok: true, records: 4, redactionLog: { entries: 1, committed: 1, uncommitted: 0 } })
     const raced = [a, b].flatMap((p) => p.logs.filter((l) => l.event === 'supervision_apply_raced' || (l.event === 'supervision_refused' && l.reason === 'NOT_PENDING')).map((l) => l.event))
