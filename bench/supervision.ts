@@ -31,7 +31,7 @@ import { verifyChain } from '../cloud/chain/verify.ts'
 import { checkRedactions } from '../cloud/supervision/verify-redactions.ts'
 import { forgetKnownSigners } from '../shared/crypto/eth-signer.ts'
 import { sqliteSupervision, type ApplyStage, type RequestView } from '../cloud/supervision/store.ts'
-import { EnvelopeStore } from '../cloud/service/blockstore.ts'
+import { FileEnvelopeStore } from '../cloud/service/blockstore.ts'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { thresholdAdaptAggregate, thresholdAdaptVerifyShare } from '../shared/crypto/chameleon-threshold.ts'
@@ -87,7 +87,7 @@ try {
   // As the service does (cloud/runtime.ts): each apply seals the block committing its log entry in its transaction.
   const sealer = new ChainStore(db, keys.store, { workers: 0 })
   const sup = sqliteSupervision(db, { chameleonPublicKey: keys.chameleon.publicKey, onStage: (stage, ms) => void lastStages.push([stage, ms]), seal: (t) => sealer.sealBlock(t) })
-  const blocks = await EnvelopeStore.open(join(dir, 'blocks'))
+  const blocks = await FileEnvelopeStore.open(join(dir, 'blocks'))
   const addStage = (stage: ApplyStage | 'blockstore put' | 'blockstore delete', ms: number): void => void stageMs.set(stage, [...(stageMs.get(stage) ?? []), ms])
   await sup.setPolicy(c.policy)
   const group = policyGroup(c.policy)

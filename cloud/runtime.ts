@@ -18,7 +18,7 @@
  *                  its CID; damage is alerted on and a resend asked of its gateway (service/scrub.ts)
  */
 import { cryptoBackendChoice, cryptoLogFields, cryptoSelection, initCrypto } from '../shared/cli/crypto-backend.ts'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import type { CloudConfig } from './config.ts'
@@ -29,7 +29,8 @@ import { SqliteChainBackend } from './store/chain-backend.ts'
 import { AppendQueue } from './chain/append-queue.ts'
 import { verifyChain, VerificationCache, VerifyWorkerPool } from './chain/verify.ts'
 import { sqliteAccess } from './access/store.ts'
-import { EnvelopeStore } from './service/blockstore.ts'
+import { FileEnvelopeStore, type EnvelopeStore } from './service/blockstore.ts'
+import { TableEnvelopeStore } from './service/envelope-table.ts'
 import { buildApp } from './service/app.ts'
 import type { ServiceContext } from './service/context.ts'
 import { every, type Job } from './service/jobs.ts'
@@ -94,7 +95,11 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       ? await (await import('./store/pg/cloud-chain.ts')).startSharedChain({ url: config.database, keys, blockIntervalMs: config.chain.blockIntervalMs, logger, metrics, now })
       : null
     if (shared) cleanups.push(() => shared.stop())
-    const blocks = await EnvelopeStore.open(config.paths.blocks)
+    // Envelope blocks: on SQLite a table of cloud.db (blocks written before it, one file each, stay
+    // readable); on PostgreSQL one file each in the blockstore every process shares (§PostgreSQL).
+    const blocks: EnvelopeStore = shared
+      ? await FileEnvelopeStore.open(config.paths.blocks)
+      : new TableEnvelopeStore(db, existsSync(config.paths.blocks) ? await FileEnvelopeStore.open(config.paths.blocks) : null)
     cleanups.push(() => blocks.close())
     // Tokens, gateways, invites and nonces: in the shared PostgreSQL too, so that any process serves any gateway or person.
     const access = shared ? (await import('./store/pg/access.ts')).pgAccess(shared.store.pool) : sqliteAccess(db)

@@ -64,7 +64,7 @@ import { Sealer } from '../../gateway/seal/sealer.ts'
 import { OutboxSync, MAX_UPLOAD_BATCHES, type CloudUploader, type Upload, type UploadResult } from '../../gateway/outbox/sync.ts'
 import { decodeBody, readBulk, readUpload } from '../../cloud/service/upload.ts'
 import { checkCar } from '../../cloud/service/car.ts'
-import { EnvelopeStore } from '../../cloud/service/blockstore.ts'
+import { FileEnvelopeStore } from '../../cloud/service/blockstore.ts'
 import { openCloudDb } from '../../cloud/store/db.ts'
 import { ChainStore } from '../../cloud/chain/store.ts'
 import { admitBatch, commitRecord, type AdmittedBatch } from '../../cloud/chain/record.ts'
@@ -518,7 +518,7 @@ export async function stageCosts(o: BacklogOptions, p: Prepared): Promise<{ stag
       for (let i = 0; i < items.length; i++) r.push(await checkCar(items[i]!.car, CID.parse(admitted[i]!.manifest.cid)))
       return r
     })
-    const store = await EnvelopeStore.open(join(run, 'cloud-blocks'))
+    const store = await FileEnvelopeStore.open(join(run, 'cloud-blocks'))
     await timed('cloud', 'envelope store, fsynced (32 at once, as the service)', n, async () => {
       for (let i = 0; i < envelopes.length; i += 32) await Promise.all(envelopes.slice(i, i + 32).map((e) => store.put(e.cid, e.bytes)))
     })

@@ -21,6 +21,7 @@ import { addPassphraseOptions, type PassphraseFlags } from '../../shared/cli/pas
 import { writeSecretKeyFile } from '../../shared/cli/secret-files.ts'
 import { DEFAULT_BATCH_SIZE, verifyChain, type VerificationFailure, type VerificationReport, type VerifyOptions } from './verify.ts'
 import { isPostgresUrl, redactDatabaseUrl } from '../store/chain-backend.ts'
+import { sqliteHasEnvelopeTable } from '../service/envelope-table.ts'
 import { addAnchorVerifyOptions, anchorCommands, verifyAnchorFlags, type AnchorVerifyFlags } from '../anchor/cli.ts'
 
 const DEFAULT_DATA = './.careledger/cloud'
@@ -161,6 +162,8 @@ export function chainCommand(): Command {
         signingPublicKey = readSigningPublicKey(keyFromDataDir)
       }
       let blocksDir: string | null = null
+      // A SQLite chain since "envelopes/001" holds its envelopes itself; block files are the older ones.
+      const envelopeTable = !pgUrl && !opts.skipEnvelopes && sqliteHasEnvelopeTable(dbPath)
       if (!opts.skipEnvelopes && pgUrl && opts.blocks === undefined && opts.data === undefined) {
         // A PostgreSQL chain's envelopes are in the deployment's shared blockstore: never guess it from a
         // local default data directory (it may hold another chain's blocks, e.g. of `npm start`).
@@ -169,7 +172,7 @@ export function chainCommand(): Command {
         const candidate = resolve(opts.blocks ?? (opts.db !== undefined && opts.data === undefined ? join(dirname(dbPath), 'blocks') : join(data, 'blocks')))
         if (existsSync(candidate)) blocksDir = candidate
         else if (opts.blocks !== undefined) throw new CareLedgerError('INVALID_ARGUMENT', `--blocks ${candidate}: no such directory`, { path: candidate })
-        else warn(`warning: no blockstore at ${candidate}: envelope blocks not checked (pass --blocks <dir>, or --skip-envelopes to silence this)`)
+        else if (!envelopeTable) warn(`warning: no blockstore at ${candidate}: envelope blocks not checked (pass --blocks <dir>, or --skip-envelopes to silence this)`)
       }
       let expectHead: { height: number; hash: string } | undefined
       if (opts.expectHead) {
@@ -190,7 +193,7 @@ export function chainCommand(): Command {
       const supervisoryPolicies = opts.supervisoryPolicy?.map((f) => parseSupervisoryPolicy(JSON.parse(new TextDecoder().decode(readKeyFile(f)))))
       // The main thread checks records too (it has nothing else to serve): one thread fewer to start.
       workers ??= Math.max(0, os.availableParallelism() - 1)
-      const verified = await (pgUrl ? async (o: VerifyOptions) => (await import('../store/pg/snapshot.ts')).verifyPgChain(pgUrl, o) : (o: VerifyOptions) => verifyChain(dbPath, o))({ chameleonPublicKey, signingPublicKey, workers, callingThreadChecks: true, expectHead, ...(chunkSize ? { chunkSize } : {}), ...(blocksDir ? { envelopes: { blocksDir } } : {}), ...(supervisoryPolicies ? { supervisoryPolicies } : {}) })
+      const verified = await (pgUrl ? async (o: VerifyOptions) => (await import('../store/pg/snapshot.ts')).verifyPgChain(pgUrl, o) : (o: VerifyOptions) => verifyChain(dbPath, o))({ chameleonPublicKey, signingPublicKey, workers, callingThreadChecks: true, expectHead, ...(chunkSize ? { chunkSize } : {}), ...(blocksDir ? { envelopes: { blocksDir } } : envelopeTable ? { envelopes: {} } : {}), ...(supervisoryPolicies ? { supervisoryPolicies } : {}) })
       const report = keyFromDataDir ? { ...verified, signingKeys: { ...verified.signingKeys, source: 'data-directory' as const } } : verified
       const anchors = pgUrl ? null : await verifyAnchorFlags(dbPath, opts)
       if (!signingPublicKey && !opts.json) warn('warning: no trusted block-signing key given (--signing-key); block signatures were checked against the keys recorded in the database itself')

@@ -7,12 +7,15 @@
  *   ENVELOPE_MISSING   the record's block is not in the blockstore
  *   ENVELOPE_CORRUPT   the block's bytes do not hash to its CID (or cannot be read)
  *
- * Reads the record list from the caller's snapshot connection, the files with a few reads in
- * flight, so a long scrub never blocks the event loop.
+ * Reads the record list from the caller's snapshot connection (or a backend's pager), and each block
+ * through a checker: the SQLite cloud's envelope table, then the block files written before it
+ * (`envelopeChecker`), or the service's own store. A few checks are in flight at once, so a long
+ * scrub of files never blocks the event loop.
  */
 import type Database from 'better-sqlite3'
 import { CID } from 'multiformats/cid'
-import { checkBlockFile } from '../service/blockstore.ts'
+import { checkBlockFile, type BlockCheck } from '../service/blockstore.ts'
+import { envelopeRowReader, hasEnvelopeTable } from '../service/envelope-table.ts'
 import { ENVELOPE_REFS_SQL, type EnvelopeRef } from './envelope-refs.ts'
 
 export type EnvelopeFailureKind = 'ENVELOPE_MISSING' | 'ENVELOPE_CORRUPT'
@@ -48,8 +51,22 @@ const PAGE = 256
 export type EnvelopeRefPager = (after: number, limit: number) => readonly EnvelopeRef[] | Promise<readonly EnvelopeRef[]>
 
 
-/** Check the envelope block of every record in `source` (a SQLite connection, or a pager) against `blocksDir`. */
-export async function scanEnvelopes(source: Database.Database | EnvelopeRefPager, blocksDir: string, opts: ScanOptions = {}): Promise<EnvelopeScan> {
+/** Re-hashes one envelope block wherever the store keeps it. */
+export type EnvelopeChecker = (cid: CID) => BlockCheck | Promise<BlockCheck>
+
+/**
+ * The checker for a chain's envelopes: its row in `conn`'s envelope table (a SQLite cloud's, since
+ * "envelopes/001"), else its file under `blocksDir` (blocks stored before the table, or a cloud on
+ * PostgreSQL's shared blockstore), else missing.
+ */
+export function envelopeChecker(conn: Database.Database | null, blocksDir: string | null): EnvelopeChecker {
+  const row = conn && hasEnvelopeTable(conn) ? envelopeRowReader(conn) : () => null
+  const missing: BlockCheck = { state: 'missing', detail: 'no block' }
+  return (cid) => row(cid) ?? (blocksDir ? checkBlockFile(blocksDir, cid) : missing)
+}
+
+/** Check the envelope block of every record in `source` (a SQLite connection, or a pager) with `check`. */
+export async function scanEnvelopes(source: Database.Database | EnvelopeRefPager, check: EnvelopeChecker, opts: ScanOptions = {}): Promise<EnvelopeScan> {
   const t0 = performance.now()
   const stmt = typeof source === 'function' ? null : source.prepare<[number, number], EnvelopeRef>(ENVELOPE_REFS_SQL)
   const page: EnvelopeRefPager = typeof source === 'function' ? source : (after, limit) => stmt!.all(after, limit)
@@ -74,7 +91,7 @@ export async function scanEnvelopes(source: Database.Database | EnvelopeRefPager
           findings.push({ kind: 'ENVELOPE_CORRUPT', ...at, message: `record ${r.id}: its CID ${r.cid} does not parse (${(e as Error).message})` })
           continue
         }
-        const c = await checkBlockFile(blocksDir, cid)
+        const c = await check(cid)
         checked++
         if (c.state === 'ok') bytes += c.bytes
         else if (c.state === 'missing') findings.push({ kind: 'ENVELOPE_MISSING', ...at, message: `record ${r.id}: envelope ${r.cid} is missing from the blockstore` })
@@ -82,6 +99,8 @@ export async function scanEnvelopes(source: Database.Database | EnvelopeRefPager
       }
     }
     await Promise.all(Array.from({ length: concurrency }, worker))
+    // Rows are checked synchronously: let the event loop serve between pages.
+    await new Promise((r) => setImmediate(r))
   }
   findings.sort((a, b) => a.recordId - b.recordId)
   return { checked, bytes, findings, durationMs: Math.round((performance.now() - t0) * 10) / 10 }

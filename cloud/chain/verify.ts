@@ -97,7 +97,8 @@ export interface VerifyOptions {
   /** A head known from elsewhere (a published block hash): detects truncation and rewritten history. */
   readonly expectHead?: { readonly height: number; readonly hash: string }
   /** Re-hash every record's envelope block in this blockstore directory (absent: not checked). */
-  readonly envelopes?: { readonly blocksDir: string }
+  /** Re-hash every record's envelope: rows of the chain database's envelope table, else files under `blocksDir`. */
+  readonly envelopes?: { readonly blocksDir?: string }
   /** Trusted supervisory policies for the redaction log (absent: the ones the database holds). */
   readonly supervisoryPolicies?: readonly SupervisoryPolicy[]
 }
@@ -401,7 +402,7 @@ export async function verifyChain(db: CloudDb | string, opts: VerifyOptions): Pr
     checkStreams(conn, failures)
     if (opts.expectHead) checkHead(conn, opts.expectHead, failures)
     // Imported only when asked for: the blockstore code (fast-glob, multiformats) is ~0.07 s to load.
-    const envelopes = opts.envelopes ? await (await import('./verify-envelopes.ts')).scanEnvelopes(conn, opts.envelopes.blocksDir) : null
+    const envelopes = opts.envelopes ? await (async ({ scanEnvelopes, envelopeChecker }) => scanEnvelopes(conn, envelopeChecker(conn, opts.envelopes!.blocksDir ?? null)))(await import('./verify-envelopes.ts')) : null
     for (const f of envelopes?.findings ?? []) failures.add({ kind: f.kind, recordId: f.recordId, ...(f.height === undefined ? {} : { height: f.height }), message: f.message })
 
     const durationMs = performance.now() - t0

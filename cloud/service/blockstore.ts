@@ -1,5 +1,5 @@
 /**
- * The cloud's envelope blockstore: `<data>/blocks/`, one file per block, named by CID
+ * The cloud's envelope blockstore, and its first form: one file per block under `<data>/blocks/`, named by CID
  * (blockstore-fs, the store Helia uses — so the directory can back a Helia node later).
  * Envelopes are written before their record is appended to the chain: an orphan block left by a
  * crash between the two is harmless (the gateway resends the batch, the put is idempotent).
@@ -50,10 +50,11 @@ export async function checkBlockFile(dir: string, cid: CID): Promise<BlockCheck>
     return { state: 'corrupt', detail: `unreadable: ${(e as Error).message}` }
   }
   if (cid.multihash.code !== SHA2_256) return { state: 'corrupt', detail: `multihash 0x${cid.multihash.code.toString(16)} cannot be checked (only sha2-256 is stored)` }
-  const digest = createHash('sha256').update(bytes).digest()
-  if (!digest.equals(cid.multihash.digest)) return { state: 'corrupt', detail: `its ${bytes.length} bytes hash to SHA-256 ${digest.toString('hex')}, not the CID's digest` }
+  if (!isBlockOf(cid, bytes)) return { state: 'corrupt', detail: `its ${bytes.length} bytes hash to SHA-256 ${sha256Hex(bytes)}, not the CID's digest` }
   return { state: 'ok', bytes: bytes.length }
 }
+
+export const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex')
 
 /** Whether `bytes` are the block `cid` names (sha2-256 only). */
 export const isBlockOf = (cid: CID, bytes: Uint8Array): boolean =>
@@ -63,7 +64,31 @@ let tmpNo = 0
 /** A temporary name beside `path`, unique in this process; not a block name (blockstore-fs lists `*.data`). */
 const tmpPath = (path: string): string => join(dirname(path), `.${basename(path)}.${process.pid}-${++tmpNo}.tmp`)
 
-export class EnvelopeStore {
+/**
+ * Where the cloud keeps envelope blocks. Two forms: a table of cloud.db (envelope-table.ts; the
+ * SQLite cloud's, since chain schema "envelopes/001") and one file per block (this file; the
+ * blockstore a cloud on PostgreSQL shares between processes, and the SQLite cloud's before the table).
+ */
+export interface EnvelopeStore {
+  /**
+   * Store a block an upload is about to append a record for: durable no later than the chain's
+   * next commit (the file form: when this resolves). The caller has checked `isBlockOf(cid, bytes)`.
+   * A copy already present is replaced by this one.
+   */
+  put(cid: CID, bytes: Uint8Array): Promise<void>
+  /** Put a good copy over whatever the store holds (a repair): durable when this resolves. */
+  replace(cid: CID, bytes: Uint8Array): Promise<void>
+  /** Remove a block for good (a redacted record's old ciphertext); absent already is fine. */
+  delete(cid: CID): Promise<void>
+  /** Re-hash this store's copy of a block. */
+  check(cid: CID): Promise<BlockCheck>
+  has(cid: CID): Promise<boolean>
+  /** The block's bytes, or null if this store does not hold it. */
+  get(cid: CID): Promise<Uint8Array | null>
+  close(): Promise<void>
+}
+
+export class FileEnvelopeStore implements EnvelopeStore {
   readonly #fs: FsBlockstore
   readonly #dir: string
   readonly #sharding: NextToLast
@@ -77,11 +102,11 @@ export class EnvelopeStore {
     this.#sharding = sharding
   }
 
-  static async open(dir: string): Promise<EnvelopeStore> {
+  static async open(dir: string): Promise<FileEnvelopeStore> {
     const sharding = new NextToLast()
     const fs = new FsBlockstore(dir, { shardingStrategy: sharding })
     await fs.open()
-    return new EnvelopeStore(fs, dir, sharding)
+    return new FileEnvelopeStore(fs, dir, sharding)
   }
 
   /**

@@ -17,7 +17,8 @@
  * (cloud/store/pg/damage.ts); the runtime runs the scrub on the sealer lease holder only.
  */
 import Database from 'better-sqlite3'
-import { scanEnvelopes, type EnvelopeScan } from '../chain/verify-envelopes.ts'
+import { existsSync } from 'node:fs'
+import { envelopeChecker, scanEnvelopes, type EnvelopeScan } from '../chain/verify-envelopes.ts'
 import type { ServiceContext } from './context.ts'
 import type { Damage } from './envelope-damage.ts'
 
@@ -41,14 +42,16 @@ async function scan(s: ScrubState): Promise<void> {
   const opts = s.signal ? { signal: s.signal } : {}
   if (s.ctx.backend.kind === 'postgres') {
     // The shared chain, a page at a time (records only ever gain rows; a redaction's tombstone drops out).
-    s.scan = await scanEnvelopes((after, limit) => s.ctx.backend.envelopeRefs(after, limit), s.ctx.config.paths.blocks, opts)
+    s.scan = await scanEnvelopes((after, limit) => s.ctx.backend.envelopeRefs(after, limit), (cid) => s.ctx.blocks.check(cid), opts)
     return
   }
   const conn = new Database(s.ctx.config.paths.db, { readonly: true, fileMustExist: true })
   try {
     conn.pragma('busy_timeout = 5000')
     conn.exec('BEGIN')
-    s.scan = await scanEnvelopes(conn, s.ctx.config.paths.blocks, opts)
+    // Rows read in the same snapshot as the record list; blocks stored as files before the table too.
+    const legacyDir = existsSync(s.ctx.config.paths.blocks) ? s.ctx.config.paths.blocks : null
+    s.scan = await scanEnvelopes(conn, envelopeChecker(conn, legacyDir), opts)
     conn.exec('COMMIT')
   } finally {
     conn.close()

@@ -73,7 +73,8 @@ async function run<T>(f: () => Promise<T>): Promise<T> {
 
 /** After applying: the new envelope in, the old ciphertext out of the blockstore, the gateway told. */
 export async function afterApplied(ctx: ServiceContext, a: Applied): Promise<void> {
-  if (a.newCid && a.newEnvelope) await ctx.blocks.put(CID.parse(a.newCid), a.newEnvelope)
+  // replace, not put: the record committing to it is already committed, so the block must be durable now.
+  if (a.newCid && a.newEnvelope) await ctx.blocks.replace(CID.parse(a.newCid), a.newEnvelope)
   if (a.oldCid) {
     await ctx.blocks.delete(CID.parse(a.oldCid))
     await ctx.instructions.issue(a.gateway, 'delete-batch', a.oldCid, { cid: a.oldCid, record: a.request.record, stream: a.stream, seq: a.seq, expiresAt: ctx.now() + DELETE_INSTRUCTION_TTL_MS }, ctx.now())

@@ -6,9 +6,9 @@
 import { randomBytes } from 'node:crypto'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { EnvelopeStore } from '../../cloud/service/blockstore.ts'
+import { FileEnvelopeStore } from '../../cloud/service/blockstore.ts'
 
-const store = await EnvelopeStore.open(process.argv[2]!)
+const store = await FileEnvelopeStore.open(process.argv[2]!)
 process.stdout.write('READY\n')
 const lane = async (): Promise<never> => {
   for (;;) {

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { blockFilePath, checkBlockFile, EnvelopeStore } from '../../cloud/service/blockstore.ts'
+import { blockFilePath, checkBlockFile, FileEnvelopeStore } from '../../cloud/service/blockstore.ts'
 import { GroupSync } from '../../cloud/service/group-sync.ts'
 import { tempDir } from './chain-helpers.ts'
 
@@ -58,10 +58,10 @@ describe('GroupSync', () => {
   })
 })
 
-describe('EnvelopeStore.put', () => {
+describe('FileEnvelopeStore.put', () => {
   it('stores many blocks at once readable under their CIDs, no temporary file left, fewer directory fsyncs than puts', async () => {
     const dir = freshDir()
-    const store = await EnvelopeStore.open(dir)
+    const store = await FileEnvelopeStore.open(dir)
     const blocks = await Promise.all(Array.from({ length: 300 }, () => block()))
     await Promise.all([...blocks, blocks[0]!, blocks[1]!].map((b) => store.put(b.cid, b.bytes))) // two stored twice at once
     for (const b of blocks) {
@@ -76,7 +76,7 @@ describe('EnvelopeStore.put', () => {
 
   it('rewrites a block file a crash left short or empty, and keeps a good one', async () => {
     const dir = freshDir()
-    const store = await EnvelopeStore.open(dir)
+    const store = await FileEnvelopeStore.open(dir)
     const short = await block()
     const good = await block()
     await store.put(short.cid, short.bytes)

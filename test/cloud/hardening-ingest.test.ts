@@ -23,7 +23,7 @@ import { signRequest } from '../../shared/protocol/request-signing.ts'
 import { checkInstruction } from '../../shared/protocol/instructions.ts'
 import { sha256 } from '@noble/hashes/sha2.js'
 import type { SealedBatch } from '../../gateway/seal/seal.ts'
-import { blockFilePath } from '../../cloud/service/blockstore.ts'
+import { storedEnvelopes } from '../helpers/envelopes.ts'
 import { batchBody, bulkBody, resign, sealChain, signedPost, testGateway, testStream, type TestGateway } from '../helpers/cloud-batches.ts'
 import { CloudProcess, careledger, json, storedState, tempDataDir } from '../helpers/cloud-process.ts'
 import { REPO } from '../helpers/gateway-process.ts'
@@ -220,10 +220,10 @@ describe('the instruction channel', () => {
   let target: SealedBatch
   it('a damaged block yields one signed resend-block instruction for its gateway only', async () => {
     target = batches[0]!
-    const path = blockFilePath(join(data.dir, 'blocks'), target.cid)
-    const bytes = readFileSync(path)
+    const stored = storedEnvelopes(data.dir)
+    const bytes = stored.read(target.cid)!
     bytes[10]! ^= 0xff
-    writeFileSync(path, bytes)
+    stored.write(target.cid, bytes)
     await waitFor('the scrub to find it', async () => (await json(fetch(`${cloud.url}/healthz`))).status === 'degraded')
     const res = await signedFetch(gw, 'GET', '/v1/gateways/self/instructions')
     expect(res.status).toBe(200)
@@ -252,7 +252,7 @@ describe('the instruction channel', () => {
     const ok = await put(gw, target.envelope)
     expect(await json(ok)).toMatchObject({ cid, repaired: true, state: 'intact' })
     expect(await json(put(gw, target.envelope))).toMatchObject({ repaired: false, state: 'intact' })
-    expect(Buffer.from(sha256(readFileSync(blockFilePath(join(data.dir, 'blocks'), CID.parse(cid)))))).toEqual(Buffer.from(target.cid.multihash.digest))
+    expect(Buffer.from(sha256(storedEnvelopes(data.dir).read(cid)!))).toEqual(Buffer.from(target.cid.multihash.digest))
 
     const [ins] = (await json(signedFetch(gw, 'GET', '/v1/gateways/self/instructions'))).instructions
     const ack = (g: TestGateway, id: number, body: unknown) => signedFetch(g, 'POST', `/v1/gateways/self/instructions/${id}/ack`, new TextEncoder().encode(JSON.stringify(body)), 'application/json')

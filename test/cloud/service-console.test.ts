@@ -6,13 +6,13 @@
  * Saves test-output/console.png (the CI artefact).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { statSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import type { Page } from 'playwright-core'
 import type { Cloud } from '../../cloud/runtime.ts'
 import { openBrowser, screenshotPath, type TestBrowser } from '../helpers/browser.ts'
-import { CID } from 'multiformats/cid'
-import { blockFilePath } from '../../cloud/service/blockstore.ts'
+import { storedEnvelopes } from '../helpers/envelopes.ts'
 import { batchBody, resign, sealChain, signedPost, testGateway, testStream } from '../helpers/cloud-batches.ts'
 import { json, startTestCloud, tempDataDir } from '../helpers/cloud-process.ts'
 
@@ -142,9 +142,9 @@ describe('admin console in headless Chromium', () => {
 
   it('names damaged envelope blocks the scrub found: a red counter and the records in the blockstore panel (issue 8 item 10)', async () => {
     const record = cloud.chain.getRecord(1)!
-    const path = blockFilePath(cloud.config.paths.blocks, CID.parse(record.cid))
-    const good = readFileSync(path)
-    writeFileSync(path, Buffer.concat([good.subarray(0, 10), Buffer.from([good[10]! ^ 1]), good.subarray(11)]))
+    const stored = storedEnvelopes(dirname(cloud.config.paths.db))
+    const good = stored.read(record.cid)!
+    stored.write(record.cid, Buffer.concat([good.subarray(0, 10), Buffer.from([good[10]! ^ 1]), good.subarray(11)]))
     try {
       expect((await cloud.scrubNow()).open).toBe(1)
       await page.fill('#token', admin)
@@ -156,7 +156,7 @@ describe('admin console in headless Chromium', () => {
       expect(await page.getAttribute('#envelopes-body', 'class')).toBe('panel bad')
       await expect.poll(() => page.textContent('#verification-body'), { timeout: 10_000 }).toMatch(/ENVELOPE_CORRUPT record 1: envelope/)
     } finally {
-      writeFileSync(path, good)
+      stored.write(record.cid, good)
     }
     expect((await cloud.scrubNow()).open).toBe(0)
   })

@@ -19,8 +19,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
-import type Database from 'better-sqlite3'
-import { NextToLast } from 'blockstore-fs/sharding'
+import Database from 'better-sqlite3'
 import { CID } from 'multiformats/cid'
 import { encodeMasterPublicKey } from '../../shared/crypto/abe/codec.ts'
 import { setup, type MasterSecretKey, type UserKey } from '../../shared/crypto/abe/fabeo.ts'
@@ -132,9 +131,9 @@ export type KillPoint =
   /** As soon as the last byte of the bulk request is handed to the cloud's socket: the cloud dies while reading or judging it. */
   | 'request-sent'
   /**
-   * When the first envelope of the request appears in the cloud's blockstore (polled every
-   * millisecond): the cloud dies while storing envelopes, before (usually) or after (rarely) it
-   * commits the records. Needs `blocksDir`.
+   * When the first envelope of the request appears in the cloud's envelope table (cloud.db, polled
+   * every millisecond): the cloud dies while storing envelopes, before (usually) or after (rarely)
+   * it commits the records. Needs `cloudDir`.
    */
   | 'envelope-stored'
   /** When the cloud's answer starts to arrive (it has committed): the answer is withheld, so the gateway never learns it. */
@@ -188,7 +187,7 @@ function feed(p: Parser, chunk: Buffer, done: (startLine: string, body: Buffer) 
 
 interface Arm {
   readonly point: KillPoint
-  readonly blocksDir?: string
+  readonly cloudDir?: string
   readonly minBatches: number
   readonly kill: () => Promise<void>
   readonly resolve: (x: HttpExchange) => void
@@ -237,10 +236,10 @@ export class CloudRelay {
   }
 
   /** Kill the cloud at `point` of the next bulk upload of ≥ minBatches batches; resolves with that exchange once killed. */
-  armKill(point: KillPoint, minBatches: number, kill: () => Promise<void>, opts: { blocksDir?: string } = {}): Promise<HttpExchange> {
+  armKill(point: KillPoint, minBatches: number, kill: () => Promise<void>, opts: { cloudDir?: string } = {}): Promise<HttpExchange> {
     if (this.#arm) throw new Error('relay: already armed')
-    if (point === 'envelope-stored' && !opts.blocksDir) throw new Error('relay: envelope-stored needs blocksDir')
-    return new Promise((resolve, reject) => (this.#arm = { point, minBatches, kill, resolve, reject, ...(opts.blocksDir ? { blocksDir: opts.blocksDir } : {}) }))
+    if (point === 'envelope-stored' && !opts.cloudDir) throw new Error('relay: envelope-stored needs cloudDir')
+    return new Promise((resolve, reject) => (this.#arm = { point, minBatches, kill, resolve, reject, ...(opts.cloudDir ? { cloudDir: opts.cloudDir } : {}) }))
   }
 
   #relay(client: Socket): void {
@@ -292,15 +291,21 @@ export class CloudRelay {
         if (arm.point === 'request-sent') trigger(x!, arm)
         if (arm.point === 'envelope-stored') {
           withheld = { exchange: x!, arm } // should the answer come first, the cloud had committed: withhold it and kill then
-          const sharding = new NextToLast()
-          const files = bulkItems(x!).map((b) => {
-            const { dir, file } = sharding.encode(CID.parse(b.manifest.cid))
-            return join(arm.blocksDir!, dir, file)
-          })
+          // Rows of cloud.db's envelope table (cloud/service/envelope-table.ts) newer than now, one of them this request's.
+          const cids = new Set(bulkItems(x!).map((b) => Buffer.from(CID.parse(b.manifest.cid).bytes).toString('hex')))
+          const db = new Database(join(arm.cloudDir!, 'cloud.db'), { readonly: true, fileMustExist: true })
+          const newer = db.prepare<[number], { id: number; cid: Buffer }>('SELECT id, cid FROM envelope_blocks WHERE id > ? ORDER BY id')
+          let seen = (db.prepare('SELECT coalesce(max(id), 0) FROM envelope_blocks').pluck().get() as number) ?? 0
           const poll = setInterval(() => {
-            if (cut || upstream.destroyed) clearInterval(poll)
-            else if (files.some((f) => existsSync(f))) {
+            if (cut || upstream.destroyed) {
               clearInterval(poll)
+              return void db.close()
+            }
+            const rows = newer.all(seen)
+            if (rows.length > 0) seen = rows.at(-1)!.id
+            if (rows.some((r) => cids.has(r.cid.toString('hex')))) {
+              clearInterval(poll)
+              db.close()
               trigger(x!, arm)
             }
           }, 1)

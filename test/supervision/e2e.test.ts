@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CID } from 'multiformats/cid'
 import { encodeUserKey } from '../../shared/crypto/abe/codec.ts'
 import { blockFilePath } from '../../cloud/service/blockstore.ts'
+import { storedEnvelopes } from '../helpers/envelopes.ts'
 import { careledger } from '../helpers/gateway-process.ts'
 import { openBatch, sleep, startMonitors, TestSystem, waitFor, ward } from '../helpers/system.ts'
 import { testWallet } from '../vectors/supervision.ts'
@@ -122,7 +123,8 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
     expect(after.cid).not.toBe(before.cid)
     expect(after.commitment).toBe(before.commitment) // the chameleon hash C: unchanged
     expect(openBatch(sys.authority.doctor, await sys.envelope(id), after.manifest).readings).toEqual(fixed)
-    expect(existsSync(blockFilePath(join(sys.dirs.cloud, 'blocks'), CID.parse(before.cid)))).toBe(false)
+    expect(storedEnvelopes(sys.dirs.cloud).has(after.cid)).toBe(true)
+    expect(storedEnvelopes(sys.dirs.cloud).has(before.cid)).toBe(false)
     expect((await sys.blocks()).slice(0, blocksBefore.length)).toEqual(blocksBefore) // no block moved (newer ones may have been sealed)
     const { entries } = await sys.api<{ entries: { record: number; logHash: string; entry: { requestId: string; signers: number[]; approvals: unknown[] } }[] }>('/v1/supervision/log')
     expect(entries.at(-1)).toMatchObject({ record: id, entry: { requestId: rid, signers: [1, 3] } })
@@ -186,7 +188,7 @@ describe('2 of 3 regulators (trusted dealer split of the chain trapdoor)', () =>
 
     const after = await sys.record(id)
     expect(after.commitment).toBe(before.commitment)
-    expect(existsSync(blockFilePath(join(sys.dirs.cloud, 'blocks'), CID.parse(before.cid)))).toBe(false)
+    expect(storedEnvelopes(sys.dirs.cloud).has(before.cid)).toBe(false)
     const v = await verifyCli()
     expect(v.report.failures).toEqual([])
     expect(v.code).toBe(0)
@@ -208,7 +210,7 @@ describe('1 of 1: one regulator with the trapdoor file', () => {
     expect(await run(['supervision', 'list', '--status', 'pending', '--data', sys.dirs.cloud], sys.tokens.doctor)).toMatch(new RegExp(`^${rid}  pending `))
     expect(await run(['regulator', 'approve', rid, '--wallet', join(dir, 'wallet-1'), '--trapdoor', join(sys.dirs.cloud, 'regulator', 'chameleon-secret.key')], sys.tokens.regulator)).toMatch(/applied/)
     expect((await sys.record(id)).commitment).toBe(before.commitment)
-    expect(existsSync(blockFilePath(join(sys.dirs.cloud, 'blocks'), CID.parse(before.cid)))).toBe(false)
+    expect(storedEnvelopes(sys.dirs.cloud).has(before.cid)).toBe(false)
     const v = await verifyCli([join(dir, 'committee', 'policy.json'), join(one, 'policy.json')])
     expect(v.report.failures).toEqual([])
     expect(v.code).toBe(0)

@@ -3,7 +3,7 @@
  * is found, named and repaired.
  *
  *   1. a ward runs: monitors → `careledger gateway start` → `careledger cloud start` (scrub every 2 s)
- *   2. one block file gets a flipped byte, another is deleted, a third is deleted on the cloud AND
+ *   2. one stored block (a row of cloud.db's envelope table) gets a flipped byte, another is deleted, a third is deleted on the cloud AND
  *      on the gateway (no copy left to resend)
  *   3. `careledger chain verify --data` exits 1 naming ENVELOPE_CORRUPT / ENVELOPE_MISSING and the
  *      records; `--skip-envelopes` skips that stage (exit 0)
@@ -16,14 +16,12 @@
  *      from a backup, which the next scrub notices
  *   6. afterwards the chain verifies with every envelope re-hashed, and the doctor decrypts the repaired one
  */
-import { copyFileSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { blockFilePath } from '../../cloud/service/blockstore.ts'
 import { careledger } from '../helpers/cloud-process.ts'
-import { openBatch, startMonitors, TestSystem, waitFor, ward, type AckedMonitor, type ListedRecord } from '../helpers/system.ts'
+import { storedEnvelopes } from '../helpers/envelopes.ts'
+import { openBatch, startMonitors, TestSystem, waitFor, ward, type AckedMonitor } from '../helpers/system.ts'
 
 let sys: TestSystem
 let monitors: AckedMonitor[] = []
@@ -38,7 +36,6 @@ afterAll(async () => {
   await sys?.destroy()
 })
 
-const cloudBlocks = (): string => join(sys.dirs.cloud, 'blocks')
 const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest()
 
 async function metric(name: string): Promise<number> {
@@ -59,17 +56,17 @@ describe('a damaged envelope block in the cloud', () => {
     await waitFor('the outbox to drain', () => sys.outbox().pending === 0 && sys.outbox().unsealed === 0)
     const records = await sys.records()
     const [corrupt, missing, lost] = [records[1]!, records[3]!, records[4]!]
-    const cloudFile = (r: ListedRecord): string => blockFilePath(cloudBlocks(), CID.parse(r.cid))
-    const original = readFileSync(cloudFile(corrupt))
-    const lostBackup = join(sys.root.dir, 'lost-backup.data')
-    copyFileSync(cloudFile(lost), lostBackup)
+    // The cloud's stored copies: rows of cloud.db's envelope table (test/helpers/envelopes.ts).
+    const stored = storedEnvelopes(sys.dirs.cloud)
+    const original = stored.read(corrupt.cid)!
+    const lostBackup = stored.read(lost.cid)!
 
     // ── the damage ───────────────────────────────────────────────────────────────────────────────
     const flipped = Buffer.from(original)
     flipped[flipped.length >> 1]! ^= 0x01
-    writeFileSync(cloudFile(corrupt), flipped)
-    unlinkSync(cloudFile(missing))
-    unlinkSync(cloudFile(lost))
+    stored.write(corrupt.cid, flipped)
+    stored.remove(missing.cid)
+    stored.remove(lost.cid)
     expect(sys.gatewayHoldsEnvelope(lost.cid)).toBe(true)
     sys.dropGatewayEnvelope(lost.cid)
     expect(sys.gatewayHoldsEnvelope(lost.cid)).toBe(false)
@@ -122,8 +119,8 @@ describe('a damaged envelope block in the cloud', () => {
     expect(byId.get(corrupt.id)!.repairedHow).toBe(`resent by gateway ${sys.gatewayId}`)
     expect(byId.get(missing.id)!.resend?.state).toBe('done')
     expect(byId.get(lost.id)!.resend?.detail).toMatch(/^NOT_HELD/)
-    expect(sha256(readFileSync(cloudFile(corrupt)))).toEqual(Buffer.from(CID.parse(corrupt.cid).multihash.digest))
-    expect(readFileSync(cloudFile(corrupt))).toEqual(original)
+    expect(sha256(stored.read(corrupt.cid)!)).toEqual(Buffer.from(CID.parse(corrupt.cid).multihash.digest))
+    expect(stored.read(corrupt.cid)).toEqual(original)
     expect(sys.gateway.logs.some((l) => l.event === 'instruction' && l.status === 'done')).toBe(true)
     expect((await healthz()).envelopes.records).toEqual([lost.id])
 
@@ -132,7 +129,7 @@ describe('a damaged envelope block in the cloud', () => {
     expect(openBatch(sys.authority.doctor, await sys.envelope(corrupt.id), manifest).readings.length).toBe(manifest.count)
 
     // ── the last one comes back from a backup; the next scrub notices ──────────────────────────
-    copyFileSync(lostBackup, cloudFile(lost))
+    stored.write(lost.cid, lostBackup)
     await waitFor('the alert to clear', async () => (await healthz()).status === 'ok')
     expect(await metric('envelopes_damaged')).toBe(0)
     const healed = (await sys.api<Listed>('/v1/envelopes/damaged')).damaged.find((x) => x.recordId === lost.id)!

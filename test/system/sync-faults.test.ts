@@ -23,11 +23,8 @@
  * without it the phases are kept short enough that the retry after each outage comes within the
  * deadlines below (the outage of phase 3 is ~6 s: a retry is due within ~30 s even at p99.9).
  */
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
-import { NextToLast } from 'blockstore-fs/sharding'
-import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { storedEnvelopes } from '../helpers/envelopes.ts'
 import { bulkItems, bulkStatuses, sleep, startMonitors, TestSystem, waitFor, ward, type AckedMonitor, type HttpExchange } from '../helpers/system.ts'
 
 const MONITORS = 30
@@ -79,13 +76,10 @@ it('outages and SIGKILLs mid-upload: every batch lands exactly once, in order, w
   await waitFor('records on the chain', async () => (await sys.stats()).records >= 2 * MONITORS, { timeoutMs: 30_000 })
 
   // 2. SIGKILL while the cloud stores the envelopes of a bulk upload
-  const killed1 = await within('a bulk upload to kill the cloud under', 30_000, relay.armKill('envelope-stored', MONITORS / 2, async () => void (await cloud.kill('SIGKILL')), { blocksDir: join(sys.dirs.cloud, 'blocks') }))
+  const killed1 = await within('a bulk upload to kill the cloud under', 30_000, relay.armKill('envelope-stored', MONITORS / 2, async () => void (await cloud.kill('SIGKILL')), { cloudDir: sys.dirs.cloud }))
   expect(killed1.killed).toBe(true)
-  const sharding = new NextToLast()
-  const stored1 = bulkItems(killed1).filter((b) => {
-    const { dir, file } = sharding.encode(CID.parse(b.manifest.cid))
-    return existsSync(join(sys.dirs.cloud, 'blocks', dir, file))
-  }).length
+  const stored = storedEnvelopes(sys.dirs.cloud)
+  const stored1 = bulkItems(killed1).filter((b) => stored.has(b.manifest.cid)).length
   await cloud.restart()
   const retry1 = await waitFor('the batches of the killed upload to be uploaded again', () => retryOf(killed1), { timeoutMs: 60_000 })
   expect([200, 201]).toContain(retry1.status) // 200: the dead cloud had committed them; 201: it had not
