@@ -202,6 +202,42 @@ export function chainCommand(): Command {
       else out(formatReport(report, dbPath, true) + (anchors ? `\n${anchors.text}` : ''))
       process.exitCode = report.ok && (anchors?.report.ok ?? true) ? 0 : 1
     })
+  cmd
+    .command('backup-envelopes')
+    .description("copy the envelope blocks a SQLite cloud stored since the last run into a backup directory, one file each (re-hashed, fsynced; incremental: a cursor file there remembers where the last run stopped); runs beside the service")
+    .requiredOption('--to <dir>', 'the backup directory (blockstore-fs layout: `chain verify --blocks <dir>` and `chain restore-envelopes --from <dir>` read it)')
+    .addOption(new Option('--data <dir>', `cloud data directory (env CARELEDGER_CLOUD_DATA, default ${DEFAULT_DATA})`))
+    .option('--db <file>', 'the cloud database (default <data>/cloud.db)')
+    .action(async (opts: { to: string; data?: string; db?: string }) => {
+      const { backupEnvelopes } = await import('./envelope-backup.ts')
+      const dbPath = resolve(opts.db ?? join(opts.data ?? (process.env.CARELEDGER_CLOUD_DATA || DEFAULT_DATA), 'cloud.db'))
+      if (!existsSync(dbPath)) throw new CareLedgerError('INVALID_ARGUMENT', `no database at ${dbPath} (use --db or --data)`, { path: dbPath })
+      const r = await backupEnvelopes(dbPath, resolve(opts.to))
+      out(`backed up ${n(r.copied)} envelope block${r.copied === 1 ? '' : 's'} (${n(Math.round(r.bytes / 1024))} KiB) to ${resolve(opts.to)}; next run starts after row ${r.lastRow}`)
+      if (r.damaged.length > 0) {
+        warn(`warning: ${r.damaged.length} stored block${r.damaged.length === 1 ? ' is' : 's are'} damaged and not copied (the scrub asks the gateways to resend them): ${r.damaged.slice(0, 20).join(', ')}`)
+        process.exitCode = 1
+      }
+    })
+  cmd
+    .command('restore-envelopes')
+    .description("put a backup's copy of every envelope block the cloud is missing or holds damaged back into cloud.db (each checked against its record's CID); runs beside the service, whose next scrub finds them intact")
+    .requiredOption('--from <path>', 'a backup directory of block files (backup-envelopes, or a copy of blocks/), or a copy of cloud.db')
+    .addOption(new Option('--data <dir>', `cloud data directory (env CARELEDGER_CLOUD_DATA, default ${DEFAULT_DATA})`))
+    .option('--db <file>', 'the cloud database (default <data>/cloud.db)')
+    .option('--blocks <dir>', "the cloud's own block files of earlier versions (default <data>/blocks, or blocks/ beside --db)")
+    .action(async (opts: { from: string; data?: string; db?: string; blocks?: string }) => {
+      const { restoreEnvelopes } = await import('./envelope-backup.ts')
+      const data = opts.data ?? (process.env.CARELEDGER_CLOUD_DATA || DEFAULT_DATA)
+      const dbPath = resolve(opts.db ?? join(data, 'cloud.db'))
+      const legacy = resolve(opts.blocks ?? (opts.db !== undefined && opts.data === undefined ? join(dirname(dbPath), 'blocks') : join(data, 'blocks')))
+      const r = await restoreEnvelopes(dbPath, resolve(opts.from), existsSync(legacy) ? legacy : null)
+      out(`checked ${n(r.checked)} records' envelope blocks: ${r.restored.length} restored from ${resolve(opts.from)}${r.restored.length ? ` (records ${r.restored.slice(0, 50).join(', ')})` : ''}`)
+      if (r.unavailable.length > 0) {
+        warn(`error: ${r.unavailable.length} record${r.unavailable.length === 1 ? "'s block is" : "s' blocks are"} missing or damaged and the backup has no good copy: records ${r.unavailable.slice(0, 50).join(', ')}`)
+        process.exitCode = 1
+      }
+    })
   for (const c of anchorCommands()) cmd.addCommand(c)
   return cmd
 }

@@ -89,7 +89,9 @@ export class TableEnvelopeStore implements EnvelopeStore {
     this.#db = db
     this.#legacy = legacy
     applyMigrations(db, ENVELOPE_MIGRATIONS) // also when cloud.db was opened before this module was imported
-    this.#upsert = db.prepare<[Uint8Array, Uint8Array]>('INSERT INTO envelope_blocks (cid, bytes) VALUES (?, ?) ON CONFLICT (cid) DO UPDATE SET bytes = excluded.bytes')
+    // REPLACE deletes a row already there and inserts a new one, with a new row id: a repaired block
+    // is copied again by the next incremental backup (cloud/chain/envelope-backup.ts).
+    this.#upsert = db.prepare<[Uint8Array, Uint8Array]>('INSERT OR REPLACE INTO envelope_blocks (cid, bytes) VALUES (?, ?)')
     this.#select = db.prepare<[Uint8Array], Buffer>('SELECT bytes FROM envelope_blocks WHERE cid = ?').pluck()
     this.#exists = db.prepare<[Uint8Array], number>('SELECT 1 FROM envelope_blocks WHERE cid = ?').pluck()
     this.#remove = db.prepare<[Uint8Array]>('DELETE FROM envelope_blocks WHERE cid = ?')

@@ -8,10 +8,13 @@
  *   - a real cloud whose data directory holds both (records uploaded, then some of their envelopes
  *     turned back into files, as a cloud of an earlier version had them): the API serves every
  *     envelope, `careledger chain verify --data` re-hashes all of them and names a damaged file and
- *     a damaged row, and the scrub does too.
+ *     a damaged row, and the scrub does too;
+ *   - `careledger chain backup-envelopes` copies only the rows added since its last run, as block
+ *     files; `chain restore-envelopes` puts back missing and damaged blocks from such a directory or
+ *     from a cloud.db copy, beside the running service, and names the ones no backup holds.
  */
 import { randomBytes } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { CID } from 'multiformats/cid'
@@ -155,6 +158,66 @@ describe('a cloud whose envelopes are partly files of an earlier version', () =>
         const scrub = await cloud.scrubNow()
         expect(scrub.open).toBe(2)
         expect((await json(getAs(cloud.url, doctor, '/v1/records/3/envelope'))).error.code).toBe('DAMAGED')
+      } finally {
+        await cloud.stop()
+      }
+    } finally {
+      data.cleanup()
+    }
+  })
+})
+
+describe('careledger chain backup-envelopes / restore-envelopes', () => {
+  it('backs up new rows incrementally as block files, and restores missing and damaged blocks from them or from a cloud.db copy', async () => {
+    const data = tempDataDir('envelope-backup')
+    const backup = join(data.dir, 'backup')
+    try {
+      const cloud = await startTestCloud(data.dir, { blockIntervalS: '3600', verifyIntervalS: '3600' })
+      try {
+        const gw = await registerTestGateway(cloud)
+        const batches = await sealChain(testStream(gw, 'bed-01', 'P-1'), 4)
+        const upload = async (i: number): Promise<void> => void expect((await signedPost(cloud.url, gw, '/v1/batches', await batchBody(batches[i]!))).res.status).toBe(201)
+        for (const i of [0, 1, 2]) await upload(i)
+        const first = await careledger(['chain', 'backup-envelopes', '--to', backup, '--data', data.dir])
+        expect(first.code, first.stderr).toBe(0)
+        expect(first.stdout).toMatch(/^backed up 3 envelope blocks/)
+        await upload(3)
+        const second = await careledger(['chain', 'backup-envelopes', '--to', backup, '--data', data.dir])
+        expect(second.stdout).toMatch(/^backed up 1 envelope block /) // only the new one
+        for (const b of batches) expect(readFileSync(blockFilePath(backup, b.cid))).toEqual(Buffer.from(b.envelope))
+        const verified = await careledger(['chain', 'verify', '--db', join(data.dir, 'cloud.db'), '--chameleon-key', join(data.dir, 'keys', 'chameleon-public.key'), '--blocks', backup, '--workers', '0', '--json'])
+        expect(JSON.parse(verified.stdout).envelopes.checked).toBe(4)
+
+        // Record 2's block lost, record 3's damaged: back from the backup directory, while the service runs.
+        const stored = storedEnvelopes(data.dir)
+        stored.remove(batches[1]!.cid)
+        stored.write(batches[2]!.cid, Buffer.alloc(9))
+        expect((await cloud.scrubNow()).open).toBe(2)
+        const restored = await careledger(['chain', 'restore-envelopes', '--from', backup, '--data', data.dir])
+        expect(restored.code, restored.stderr).toBe(0)
+        expect(restored.stdout).toMatch(/checked 4 records' envelope blocks: 2 restored .* \(records 2, 3\)/)
+        expect((await cloud.scrubNow()).open).toBe(0)
+        expect(stored.read(batches[2]!.cid)).toEqual(Buffer.from(batches[2]!.envelope))
+        // The restored rows are new rows: the next incremental backup copies them (nothing else).
+        expect((await careledger(['chain', 'backup-envelopes', '--to', backup, '--data', data.dir])).stdout).toMatch(/^backed up 2 envelope blocks/)
+
+        // From a copy of cloud.db; and a block no backup holds is named, exit 1.
+        const copy = join(data.dir, 'cloud-copy.db')
+        const live = new Database(join(data.dir, 'cloud.db'), { readonly: true })
+        await live.backup(copy)
+        live.close()
+        stored.write(batches[0]!.cid, Buffer.alloc(3))
+        const fromDb = await careledger(['chain', 'restore-envelopes', '--from', copy, '--data', data.dir])
+        expect(fromDb.stdout).toMatch(/1 restored .* \(records 1\)/)
+        stored.remove(batches[3]!.cid)
+        const empty = join(data.dir, 'empty')
+        mkdirSync(empty)
+        const none = await careledger(['chain', 'restore-envelopes', '--from', empty, '--data', data.dir])
+        expect(none.code).toBe(1)
+        expect(none.stderr).toMatch(/1 record's block is missing or damaged and the backup has no good copy: records 4/)
+        const notThere = await careledger(['chain', 'restore-envelopes', '--from', join(data.dir, 'nope'), '--data', data.dir])
+        expect(notThere.code).not.toBe(0)
+        expect(notThere.stderr).toMatch(/--from .*nope: no such file or directory/)
       } finally {
         await cloud.stop()
       }

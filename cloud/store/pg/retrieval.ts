@@ -48,30 +48,35 @@ export function pgRetrievalReads(chain: PgChainStore): RetrievalReads {
     },
 
     async plan(query: EvidenceQuery, head: number) {
-      const rows = await q<{ stream: string; lo: number; hi: number }>(
-        `SELECT i.stream, min(i.seq)::bigint AS lo, max(i.seq)::bigint AS hi FROM retrieval_index i JOIN records r ON r.id = i.record_id
-         WHERE r.block_height IS NOT NULL AND r.block_height <= $1 AND i.to_ts >= $2 AND i.from_ts <= $3
-           AND ($4::text IS NULL OR i.patient = $4) AND (i.types & $5) != 0
-         GROUP BY i.stream ORDER BY i.stream COLLATE "C" LIMIT ${MAX_STREAMS + 1}`,
-        [head, query.from, query.to, query.patient, typesMask(query.types)],
+      // One query, however many streams: each stream's span in the window, then per stream (LATERAL)
+      // the sealed neighbours that bound it, its head and the seqs held between them — the same
+      // reads the SQLite side (index-store.ts) makes one stream at a time, without a round trip each.
+      type Row = { stream: string; gateway_id: string; device: string; patient: string; front: number | null; back: number | null; head_seq: number; held: string[] | null }
+      const sealed = 'r.block_height IS NOT NULL AND r.block_height <= $1'
+      const rows = await q<Row>(
+        `WITH spans AS (
+           SELECT i.stream, min(i.seq) AS lo, max(i.seq) AS hi FROM retrieval_index i JOIN records r ON r.id = i.record_id
+           WHERE ${sealed} AND i.to_ts >= $2 AND i.from_ts <= $3 AND ($4::text IS NULL OR i.patient = $4) AND (i.types & $5) != 0
+           GROUP BY i.stream ORDER BY i.stream COLLATE "C" LIMIT ${MAX_STREAMS + 1}
+         )
+         SELECT sp.stream, s.gateway_id, s.device, s.patient, f.front, b.back, h.head_seq, held.seqs AS held
+         FROM spans sp JOIN streams s ON s.stream = sp.stream
+         CROSS JOIN LATERAL (SELECT max(i.seq) AS front FROM retrieval_index i JOIN records r ON r.id = i.record_id
+                             WHERE i.stream = sp.stream AND i.seq < sp.lo AND i.sealed_at < $6 AND ${sealed}) f
+         CROSS JOIN LATERAL (SELECT min(i.seq) AS back FROM retrieval_index i JOIN records r ON r.id = i.record_id
+                             WHERE i.stream = sp.stream AND i.seq > sp.hi AND i.sealed_at > $7 AND ${sealed}) b
+         CROSS JOIN LATERAL (SELECT max(r.seq) AS head_seq FROM records r WHERE r.stream = sp.stream AND ${sealed}) h
+         CROSS JOIN LATERAL (SELECT array_agg(r.seq ORDER BY r.seq) AS seqs FROM records r
+                             WHERE r.stream = sp.stream AND r.seq BETWEEN coalesce(f.front, 0) AND coalesce(b.back, h.head_seq) AND ${sealed}) held
+         ORDER BY sp.stream COLLATE "C"`,
+        [head, query.from, query.to, query.patient, typesMask(query.types), query.from - query.skew, query.to + query.lateness],
       )
-      const streams: StreamSpan[] = []
-      for (const r of rows.slice(0, MAX_STREAMS)) {
-        const [s] = (await q<{ gateway_id: string; device: string; patient: string; front: number | null; back: number | null; head_seq: number }>(
-          `SELECT s.gateway_id, s.device, s.patient,
-             (SELECT max(i.seq) FROM retrieval_index i JOIN records r ON r.id = i.record_id
-               WHERE i.stream = $1 AND i.seq < $2 AND i.sealed_at < $3 AND r.block_height IS NOT NULL AND r.block_height <= $6) AS front,
-             (SELECT min(i.seq) FROM retrieval_index i JOIN records r ON r.id = i.record_id
-               WHERE i.stream = $1 AND i.seq > $4 AND i.sealed_at > $5 AND r.block_height IS NOT NULL AND r.block_height <= $6) AS back,
-             (SELECT max(seq) FROM records WHERE stream = $1 AND block_height IS NOT NULL AND block_height <= $6) AS head_seq
-           FROM streams s WHERE s.stream = $1`,
-          [r.stream, r.lo, query.from - query.skew, r.hi, query.to + query.lateness, head],
-        )) as [{ gateway_id: string; device: string; patient: string; front: number | null; back: number | null; head_seq: number }]
-        const firstSeq = s.front ?? 0
-        const lastSeq = s.back ?? s.head_seq
-        const held = (await q<{ seq: number }>('SELECT seq FROM records WHERE stream = $1 AND seq BETWEEN $2 AND $3 AND block_height IS NOT NULL AND block_height <= $4 ORDER BY seq', [r.stream, firstSeq, lastSeq, head])).map((h) => h.seq)
-        streams.push({ stream: r.stream, gateway: s.gateway_id, device: s.device, patient: s.patient, firstSeq, lastSeq, headSeq: s.head_seq, gaps: gapsOf(held, firstSeq, lastSeq) })
-      }
+      const streams: StreamSpan[] = rows.slice(0, MAX_STREAMS).map((r) => {
+        const firstSeq = r.front ?? 0
+        const lastSeq = r.back ?? r.head_seq
+        const held = (r.held ?? []).map(Number) // int8[] arrives as text
+        return { stream: r.stream, gateway: r.gateway_id, device: r.device, patient: r.patient, firstSeq, lastSeq, headSeq: r.head_seq, gaps: gapsOf(held, firstSeq, lastSeq) }
+      })
       return { streams, truncated: rows.length > MAX_STREAMS }
     },
 
