@@ -379,7 +379,7 @@ out(`Reading the figures ("cores got" = process CPU time / wall time: below ${co
 out(
   `  append: per record ${fmt(admitMs)} ms admission (Ed25519 fast path) + ${fmt(commitMs)} ms commitment (chameleon Hash) of CPU, spread over ${cores} threads,` +
     ` + SQLite; the chain alone could do ≈ ${num(Math.round(1000 / ((admitMs + commitMs) / cores)))} records/s with perfect spreading (in-process bulk: ${num(bulkRate)}).` +
-    ' HTTP adds request handling, the CAR check and the fsynced envelope store (§5).',
+    ' HTTP adds request handling, the CAR check and the envelope store (rows of cloud.db, §5).',
 )
 out(
   `  verify: per record ${fmt(checkMs)} ms of checks in a batch, of which the chameleon opening ${fmt(chPrep)} ms before the equation (decoding P alone is most of it)` +
