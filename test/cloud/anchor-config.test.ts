@@ -40,6 +40,11 @@ describe('anchoring configuration', () => {
     expect(() => loadCloudConfig({}, { ...ON, CARELEDGER_ANCHOR_EXPLORER_TX_URL: 'javascript:alert({tx})' })).toThrow(/CARELEDGER_ANCHOR_EXPLORER_TX_URL/)
   })
 
+  it('is refused on a PostgreSQL chain (not shared yet), naming the setting, instead of anchoring nothing', () => {
+    expect(() => loadCloudConfig({ database: 'postgres://cl@db.example/careledger' }, ON)).toThrow(/CARELEDGER_ANCHOR_RPC_URL="http:\/\/[^"]+": anchoring is not available on a PostgreSQL chain yet/)
+    expect(loadCloudConfig({ database: 'postgres://cl@db.example/careledger' }, {}).config.anchor.enabled).toBe(false)
+  })
+
   it('links transactions with the configured template, or a known explorer of the chain id, or not at all', () => {
     const tx = `0x${'ab'.repeat(32)}`
     expect(explorerLink(loadCloudConfig({}, { ...ON, CARELEDGER_ANCHOR_EXPLORER_TX_URL: 'https://scan.example/tx/{tx}?net=x' }).config.anchor.explorerTxUrl, tx)).toBe(`https://scan.example/tx/${tx}?net=x`)
