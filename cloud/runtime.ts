@@ -95,11 +95,10 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       ? await (await import('./store/pg/cloud-chain.ts')).startSharedChain({ url: config.database, keys, blockIntervalMs: config.chain.blockIntervalMs, logger, metrics, now })
       : null
     if (shared) cleanups.push(() => shared.stop())
-    // Envelope blocks: on SQLite a table of cloud.db (blocks written before it, one file each, stay
-    // readable); on PostgreSQL one file each in the blockstore every process shares (§PostgreSQL).
-    const blocks: EnvelopeStore = shared
-      ? await FileEnvelopeStore.open(config.paths.blocks)
-      : new TableEnvelopeStore(db, existsSync(config.paths.blocks) ? await FileEnvelopeStore.open(config.paths.blocks) : null)
+    // Envelope blocks: a table of cloud.db on SQLite, of the shared database on PostgreSQL (every
+    // process, on any machine, reads the same); blocks stored as files before it (`--blocks`) stay readable.
+    const legacyBlocks = existsSync(config.paths.blocks) ? await FileEnvelopeStore.open(config.paths.blocks) : null
+    const blocks: EnvelopeStore = shared ? new (await import('./store/pg/envelopes.ts')).PgEnvelopeStore(shared.store.pool, legacyBlocks) : new TableEnvelopeStore(db, legacyBlocks)
     cleanups.push(() => blocks.close())
     // Tokens, gateways, invites and nonces: in the shared PostgreSQL too, so that any process serves any gateway or person.
     const access = shared ? (await import('./store/pg/access.ts')).pgAccess(shared.store.pool) : sqliteAccess(db)

@@ -133,7 +133,7 @@ export function chainCommand(): Command {
     .option('--workers <n>', 'record-checking worker threads beside the main thread, which checks records too (default: one per core but one; 0 = the main thread alone)')
     .option('--batch-size <n>', `records whose chameleon openings are checked as one batch (default ${DEFAULT_BATCH_SIZE})`)
     .option('--expect-head <height:hash>', 'a block hash known from elsewhere; detects truncation and rewritten history')
-    .option('--blocks <dir>', 'the envelope blockstore whose blocks are re-hashed against their CIDs (default <data>/blocks, or blocks/ beside --db; with --database: none unless given)')
+    .option('--blocks <dir>', 'envelope blocks stored as files (by earlier versions), re-hashed with the rows of the database (default <data>/blocks, or blocks/ beside --db; with --database: none unless given)')
     .option('--skip-envelopes', 'do not re-hash the envelope blocks (faster: reads no ciphertext)')
     .option('--supervisory-policy <file...>', 'the supervisory policy (policy.json of `regulator setup`) you trust for the redaction log (default: the policies the database holds)')
     .option('--json', 'print the report as JSON')
@@ -165,9 +165,9 @@ export function chainCommand(): Command {
       // A SQLite chain since "envelopes/001" holds its envelopes itself; block files are the older ones.
       const envelopeTable = !pgUrl && !opts.skipEnvelopes && sqliteHasEnvelopeTable(dbPath)
       if (!opts.skipEnvelopes && pgUrl && opts.blocks === undefined && opts.data === undefined) {
-        // A PostgreSQL chain's envelopes are in the deployment's shared blockstore: never guess it from a
-        // local default data directory (it may hold another chain's blocks, e.g. of `npm start`).
-        warn('warning: envelope blocks not checked: pass --blocks <the shared blockstore> (or --skip-envelopes to silence this)')
+        // A PostgreSQL chain's envelopes are rows of its database (ops/005), copied with the snapshot.
+        // Block files of earlier versions only with --blocks: never guessed from a local default data
+        // directory (it may hold another chain's blocks, e.g. of `npm start`).
       } else if (!opts.skipEnvelopes) {
         const candidate = resolve(opts.blocks ?? (opts.db !== undefined && opts.data === undefined ? join(dirname(dbPath), 'blocks') : join(data, 'blocks')))
         if (existsSync(candidate)) blocksDir = candidate
@@ -193,7 +193,8 @@ export function chainCommand(): Command {
       const supervisoryPolicies = opts.supervisoryPolicy?.map((f) => parseSupervisoryPolicy(JSON.parse(new TextDecoder().decode(readKeyFile(f)))))
       // The main thread checks records too (it has nothing else to serve): one thread fewer to start.
       workers ??= Math.max(0, os.availableParallelism() - 1)
-      const verified = await (pgUrl ? async (o: VerifyOptions) => (await import('../store/pg/snapshot.ts')).verifyPgChain(pgUrl, o) : (o: VerifyOptions) => verifyChain(dbPath, o))({ chameleonPublicKey, signingPublicKey, workers, callingThreadChecks: true, expectHead, ...(chunkSize ? { chunkSize } : {}), ...(blocksDir ? { envelopes: { blocksDir } } : envelopeTable ? { envelopes: {} } : {}), ...(supervisoryPolicies ? { supervisoryPolicies } : {}) })
+      const verified = await (pgUrl ? async (o: VerifyOptions) => (await import('../store/pg/snapshot.ts')).verifyPgChain(pgUrl, o) : (o: VerifyOptions) => verifyChain(dbPath, o))({ chameleonPublicKey, signingPublicKey, workers, callingThreadChecks: true, expectHead, ...(chunkSize ? { chunkSize } : {}), ...(blocksDir ? { envelopes: { blocksDir } } : envelopeTable || (pgUrl && !opts.skipEnvelopes) ? { envelopes: {} } : {}), ...(supervisoryPolicies ? { supervisoryPolicies } : {}) })
+      if (pgUrl && !blocksDir && verified.failureCounts.ENVELOPE_MISSING) warn('note: envelope blocks a deployment stored as files before ops/005-envelope-blocks are checked only with --blocks <the shared blockstore>')
       const report = keyFromDataDir ? { ...verified, signingKeys: { ...verified.signingKeys, source: 'data-directory' as const } } : verified
       const anchors = pgUrl ? null : await verifyAnchorFlags(dbPath, opts)
       if (!signingPublicKey && !opts.json) warn('warning: no trusted block-signing key given (--signing-key); block signatures were checked against the keys recorded in the database itself')

@@ -55,9 +55,9 @@ export type EnvelopeRefPager = (after: number, limit: number) => readonly Envelo
 export type EnvelopeChecker = (cid: CID) => BlockCheck | Promise<BlockCheck>
 
 /**
- * The checker for a chain's envelopes: its row in `conn`'s envelope table (a SQLite cloud's, since
- * "envelopes/001"), else its file under `blocksDir` (blocks stored before the table, or a cloud on
- * PostgreSQL's shared blockstore), else missing.
+ * The checker for a chain's envelopes: its row in `conn`'s envelope table (a SQLite cloud's since
+ * "envelopes/001"; a PostgreSQL chain's, copied into its snapshot), else its file under `blocksDir`
+ * (blocks stored as files by earlier versions), else missing.
  */
 export function envelopeChecker(conn: Database.Database | null, blocksDir: string | null): EnvelopeChecker {
   const row = conn && hasEnvelopeTable(conn) ? envelopeRowReader(conn) : () => null

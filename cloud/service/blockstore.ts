@@ -65,9 +65,9 @@ let tmpNo = 0
 const tmpPath = (path: string): string => join(dirname(path), `.${basename(path)}.${process.pid}-${++tmpNo}.tmp`)
 
 /**
- * Where the cloud keeps envelope blocks. Two forms: a table of cloud.db (envelope-table.ts; the
- * SQLite cloud's, since chain schema "envelopes/001") and one file per block (this file; the
- * blockstore a cloud on PostgreSQL shares between processes, and the SQLite cloud's before the table).
+ * Where the cloud keeps envelope blocks: a table of cloud.db (envelope-table.ts, migration
+ * "envelopes/001"), a table of the shared PostgreSQL database (store/pg/envelopes.ts, "ops/005"),
+ * or one file per block (this file: what both wrote before their tables, still read through it).
  */
 export interface EnvelopeStore {
   /**

@@ -1,14 +1,13 @@
 /**
  * The blockstore scrub of a deployment of two `careledger cloud start --database …` processes on
- * one PostgreSQL and one shared blockstore: only the sealer lease holder scrubs (one scrub a
+ * one PostgreSQL, whose envelope blocks are rows of that database: only the sealer lease holder scrubs (one scrub a
  * deployment), its findings land in the shared damage log (cloud/store/pg/damage.ts), so both
  * processes' /healthz name the damaged record; the gateway's resent block, PUT to the process that
  * did not scrub, repairs it and closes the damage for both.
  */
-import { readFileSync, writeFileSync } from 'node:fs'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { describe, expect, it } from 'vitest'
-import { blockFilePath } from '../../cloud/service/blockstore.ts'
+import { pgStoredEnvelopes } from '../helpers/envelopes.ts'
 import { signRequest } from '../../shared/protocol/request-signing.ts'
 import { careledger } from '../helpers/cloud-process.ts'
 import { batchBody, sealTestBatch, signedPost, testGateway, testStream } from '../helpers/cloud-batches.ts'
@@ -24,7 +23,7 @@ type Healthz = { status: string; envelopes: { damaged: number; records: number[]
 describe('the blockstore scrub of two cloud processes on one PostgreSQL', () => {
   it('the lease holder scrubs; both name the damage; a block resent to the other repairs it for both', async ({ skip }) => {
     if (postgres.skip) skip(postgres.skip)
-    const { url, shared, a, b } = await startPair('scrub_two_clouds', ['--scrub-interval-s', '1'])
+    const { url, a, b } = await startPair('scrub_two_clouds', ['--scrub-interval-s', '1'])
     const invite = JSON.parse((await careledger(['cloud', 'gateway', 'invite', '--name', 'ward-1', '--json', '--database', url])).stdout).token
     const gw = testGateway()
     const reg = await fetch(`${a.url}/v1/gateways/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: invite, publicKey: bytesToHex(gw.publicKey), name: 'ward-1' }) })
@@ -39,12 +38,12 @@ describe('the blockstore scrub of two cloud processes on one PostgreSQL', () => 
     const healthz = async (p: typeof a): Promise<Healthz> => (await fetch(`${p.url}/healthz`)).json() as Promise<Healthz>
     await waitFor('the records sealed', async () => ((await healthz(a)) as unknown as { pendingRecords: number }).pendingRecords === 0)
 
-    // Flip a byte of the middle batch's envelope in the shared blockstore.
+    // Flip a byte of the middle batch's envelope in the shared database.
     const target = batches[1]!
-    const file = blockFilePath(shared, target.cid)
-    const bytes = readFileSync(file)
+    const stored = pgStoredEnvelopes(url)
+    const bytes = (await stored.read(target.cid))!
     bytes[bytes.length >> 1]! ^= 0x01
-    writeFileSync(file, bytes)
+    await stored.write(target.cid, bytes)
     for (const p of [a, b]) {
       await waitFor(`process ${p === a ? 'A' : 'B'} to name the damaged record`, async () => {
         const h = await healthz(p)
@@ -65,6 +64,6 @@ describe('the blockstore scrub of two cloud processes on one PostgreSQL', () => 
     expect(put.status, await put.clone().text()).toBe(200)
     expect(await put.json()).toMatchObject({ repaired: true, state: 'intact' })
     for (const p of [a, b]) await waitFor('the alert to clear at both', async () => (await healthz(p)).status === 'ok')
-    expect(readFileSync(file)).toEqual(Buffer.from(target.envelope))
+    expect(await stored.read(target.cid)).toEqual(Buffer.from(target.envelope))
   }, 180_000)
 })

@@ -5,6 +5,7 @@
  * (WAL: a second connection may write beside it).
  */
 import Database from 'better-sqlite3'
+import pg from 'pg'
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
@@ -47,5 +48,33 @@ export function storedEnvelopes(dataDir: string): StoredEnvelopes {
       if (existsSync(file(cid))) unlinkSync(file(cid))
     },
     has: (cid) => row(cid) !== null || existsSync(file(cid)),
+  }
+}
+
+/** The same for a PostgreSQL deployment: rows of the shared database's envelope table (cloud/store/pg/envelopes.ts). */
+export interface PgStoredEnvelopes {
+  read(cid: CID | string): Promise<Buffer | null>
+  write(cid: CID | string, bytes: Uint8Array): Promise<void>
+  remove(cid: CID | string): Promise<void>
+  has(cid: CID | string): Promise<boolean>
+}
+
+export function pgStoredEnvelopes(url: string): PgStoredEnvelopes {
+  const query = async <T extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<T[]> => {
+    const c = new pg.Client({ connectionString: url })
+    await c.connect()
+    try {
+      return (await c.query<T>(sql, params)).rows
+    } finally {
+      await c.end()
+    }
+  }
+  const key = (cid: CID | string): Buffer => Buffer.from(cidOf(cid).bytes)
+  const read = async (cid: CID | string): Promise<Buffer | null> => (await query<{ bytes: Buffer }>('SELECT bytes FROM envelope_blocks WHERE cid = $1', [key(cid)]))[0]?.bytes ?? null
+  return {
+    read,
+    write: async (cid, bytes) => void (await query('INSERT INTO envelope_blocks (cid, bytes) VALUES ($1, $2) ON CONFLICT (cid) DO UPDATE SET bytes = excluded.bytes', [key(cid), Buffer.from(bytes)])),
+    remove: async (cid) => void (await query('DELETE FROM envelope_blocks WHERE cid = $1', [key(cid)])),
+    has: async (cid) => (await read(cid)) !== null,
   }
 }

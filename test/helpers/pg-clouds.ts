@@ -1,7 +1,7 @@
 /**
  * Two `careledger cloud start --database postgres://…` processes of one deployment on a test
  * PostgreSQL (test/helpers/postgres.ts): A started first, then B with A's keys (block signing,
- * development regulator), both on one shared envelope blockstore directory. The processes are
+ * development regulator), both with one shared `--blocks` directory (for block files of earlier versions: the envelopes are rows of the database). The processes are
  * SIGKILLed and the directories removed after the test file.
  */
 import { cpSync } from 'node:fs'

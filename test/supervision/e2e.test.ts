@@ -10,10 +10,8 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CID } from 'multiformats/cid'
 import { encodeUserKey } from '../../shared/crypto/abe/codec.ts'
-import { blockFilePath } from '../../cloud/service/blockstore.ts'
-import { storedEnvelopes } from '../helpers/envelopes.ts'
+import { pgStoredEnvelopes, storedEnvelopes } from '../helpers/envelopes.ts'
 import { careledger } from '../helpers/gateway-process.ts'
 import { openBatch, sleep, startMonitors, TestSystem, waitFor, ward } from '../helpers/system.ts'
 import { testWallet } from '../vectors/supervision.ts'
@@ -249,7 +247,7 @@ describe('1 of 1 on PostgreSQL: a cloud started with --database, a real gateway 
     const rid = requestId(await go(['supervision', 'request', 'delete', String(id), '--reason', 'duplicate', '--wallet', join(dir, 'requester-wallet')], s.tokens.doctor))
     expect(await go(['regulator', 'approve', rid, '--wallet', join(dir, 'wallet-1'), '--trapdoor', trapdoor], s.tokens.regulator)).toMatch(/applied/)
     expect((await s.record(id)).commitment).toBe(before.commitment)
-    expect(existsSync(blockFilePath(join(s.dirs.cloud, 'blocks'), CID.parse(before.cid)))).toBe(false)
+    expect(await pgStoredEnvelopes(database).has(before.cid)).toBe(false)
     const entries = (await s.api<{ entries: { logHash: string }[] }>('/v1/supervision/log')).entries
     expect((await s.blocks()).at(-1)).toMatchObject({ version: 2, redactions: { count: 1, head: entries[0]!.logHash } })
 

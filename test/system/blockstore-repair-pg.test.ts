@@ -6,21 +6,19 @@
  * (ChainBackend.recordsWithEnvelope) and repairs it. Before, the scrub read the process's own
  * empty cloud.db on PostgreSQL and checked nothing, and a resend was refused NOT_FOUND.
  */
-import { readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { blockFilePath } from '../../cloud/service/blockstore.ts'
+import { pgStoredEnvelopes } from '../helpers/envelopes.ts'
 import { usePostgres } from '../helpers/postgres.ts'
 import { startMonitors, TestSystem, waitFor, ward, type AckedMonitor } from '../helpers/system.ts'
 
 const postgres = usePostgres()
 let sys: TestSystem | undefined
+let database = ''
 let monitors: AckedMonitor[] = []
 
 beforeAll(async () => {
   if (postgres.skip) return
-  const database = await postgres.server().createDatabase('repair_pg')
+  database = await postgres.server().createDatabase('repair_pg')
   sys = await TestSystem.start({ label: 'repair-pg', devices: ward(1), sealIntervalS: 1, blockIntervalS: 0.5, database, cloudArgs: ['--scrub-interval-s', '2', '--verify-interval-s', '3600'] })
   monitors = await startMonitors(sys.gateway.mqttUrl, sys.monitors, 1)
 }, 150_000)
@@ -40,11 +38,12 @@ describe('a damaged envelope block of a PostgreSQL cloud', () => {
     await Promise.all(monitors.splice(0).map((m) => m.stop()))
     await waitFor('the outbox to drain', () => s.outbox().pending === 0 && s.outbox().unsealed === 0)
     const target = (await s.records())[1]!
-    const file = blockFilePath(join(s.dirs.cloud, 'blocks'), CID.parse(target.cid))
-    const original = readFileSync(file)
+    // The envelope is a row of the shared database (cloud/store/pg/envelopes.ts): flip one of its bytes.
+    const stored = pgStoredEnvelopes(database)
+    const original = (await stored.read(target.cid))!
     const flipped = Buffer.from(original)
     flipped[flipped.length >> 1]! ^= 0x01
-    writeFileSync(file, flipped)
+    await stored.write(target.cid, flipped)
 
     const healthz = async (): Promise<Healthz> => (await fetch(`${s.cloud.url}/healthz`)).json() as Promise<Healthz>
     const h = await waitFor('the scrub to report the damaged record', async () => {
@@ -67,7 +66,7 @@ describe('a damaged envelope block of a PostgreSQL cloud', () => {
       { timeoutMs: 60_000 },
     )
     expect(after.repairedHow).toBe(`resent by gateway ${s.gatewayId}`)
-    expect(readFileSync(file)).toEqual(original)
+    expect(await stored.read(target.cid)).toEqual(original)
     await waitFor('the alert to clear', async () => (await healthz()).status === 'ok')
   }, 180_000)
 })

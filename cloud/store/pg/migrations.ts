@@ -14,6 +14,7 @@ import { RETRIEVAL_PG_MIGRATION } from './retrieval-schema.ts'
 import { INSTRUCTIONS_PG_MIGRATION } from './instructions-schema.ts'
 import { DAMAGE_PG_MIGRATION } from './damage-schema.ts'
 import { VERIFICATION_PG_MIGRATION } from './verification-schema.ts'
+import { ENVELOPES_PG_MIGRATION } from './envelopes-schema.ts'
 
 export interface PgMigration {
   readonly name: string
@@ -145,6 +146,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   INSTRUCTIONS_PG_MIGRATION,
   DAMAGE_PG_MIGRATION,
   VERIFICATION_PG_MIGRATION,
+  ENVELOPES_PG_MIGRATION,
 ]
 
 /** Apply the migrations this database has not seen; returns the names applied now. */

@@ -2,7 +2,10 @@
  * `careledger chain verify --database postgres://…`: one consistent snapshot of the chain's
  * tables (a REPEATABLE READ, READ ONLY transaction) copied into a fresh SQLite file with the same
  * schema, then checked by the very verifier the SQLite chain uses (cloud/chain/verify.ts) — one
- * implementation of the rules, whatever the store. The copy is paged in key order.
+ * implementation of the rules, whatever the store. The copy is paged in key order. When the
+ * envelopes are checked too, their blocks (migration `ops/005-envelope-blocks`) are copied in the
+ * same snapshot, so a redaction committed meanwhile cannot make a block look missing; that needs
+ * temporary space for all the ciphertext.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -11,6 +14,7 @@ import pg from 'pg'
 import { openCloudDb } from '../db.ts'
 import '../../chain/store.ts' // registers the chain's SQLite migrations
 import '../../supervision/schema.ts' // …and the supervision tables'
+import '../../service/envelope-table.ts' // …and the envelope table (filled only when the envelopes are checked)
 import { verifyChain, type VerificationReport, type VerifyOptions } from '../../chain/verify.ts'
 
 const PAGE = 5000
@@ -35,8 +39,8 @@ const TABLES: readonly { name: string; columns: string; order: string }[] = [
   ...SUPERVISION_TABLES,
 ]
 
-/** Copy the chain at one instant from PostgreSQL into a new SQLite file at `path`; returns rows copied per table. */
-export async function copyChainToSqlite(url: string, path: string): Promise<Record<string, number>> {
+/** Copy the chain at one instant from PostgreSQL into a new SQLite file at `path` (with `envelopes`, the envelope blocks too); returns rows copied per table. */
+export async function copyChainToSqlite(url: string, path: string, opts: { envelopes?: boolean } = {}): Promise<Record<string, number>> {
   const client = new pg.Client({ connectionString: url, types: { getTypeParser: ((oid: number, f?: 'text') => (oid === 20 ? Number : pg.types.getTypeParser(oid, f))) as typeof pg.types.getTypeParser } })
   await client.connect()
   const db = openCloudDb(path)
@@ -57,6 +61,21 @@ export async function copyChainToSqlite(url: string, path: string): Promise<Reco
         if (rows.length < PAGE) break
       }
     }
+    if (opts.envelopes) {
+      const insert = db.prepare('INSERT INTO envelope_blocks (cid, bytes) VALUES (?, ?)')
+      const many = db.transaction((rows: { cid: Buffer; bytes: Buffer }[]) => {
+        for (const r of rows) insert.run(r.cid, r.bytes)
+      })
+      counts.envelope_blocks = 0
+      // Keyset pages (the table is the big one): cid > the last one copied.
+      for (let after: Buffer = Buffer.alloc(0); ; ) {
+        const { rows } = await client.query<{ cid: Buffer; bytes: Buffer }>(`SELECT cid, bytes FROM envelope_blocks WHERE cid > $1 ORDER BY cid LIMIT ${PAGE}`, [after])
+        many(rows)
+        counts.envelope_blocks += rows.length
+        if (rows.length < PAGE) break
+        after = rows.at(-1)!.cid
+      }
+    }
     await client.query('COMMIT')
     return counts
   } finally {
@@ -70,7 +89,7 @@ export async function verifyPgChain(url: string, opts: VerifyOptions): Promise<V
   const dir = mkdtempSync(join(tmpdir(), 'careledger-pg-verify-'))
   try {
     const path = join(dir, 'snapshot.db')
-    await copyChainToSqlite(url, path)
+    await copyChainToSqlite(url, path, { envelopes: opts.envelopes !== undefined })
     return await verifyChain(path, opts)
   } finally {
     rmSync(dir, { recursive: true, force: true })
