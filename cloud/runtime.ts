@@ -31,6 +31,7 @@ import { verifyChain, VerificationCache, VerifyWorkerPool } from './chain/verify
 import { sqliteAccess } from './access/store.ts'
 import { FileEnvelopeStore, type EnvelopeStore } from './service/blockstore.ts'
 import { TableEnvelopeStore } from './service/envelope-table.ts'
+import { registerStorageMetrics } from './service/storage-metrics.ts'
 import { buildApp } from './service/app.ts'
 import type { ServiceContext } from './service/context.ts'
 import { every, type Job } from './service/jobs.ts'
@@ -102,6 +103,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     cleanups.push(() => blocks.close())
     // Tokens, gateways, invites and nonces: in the shared PostgreSQL too, so that any process serves any gateway or person.
     const access = shared ? (await import('./store/pg/access.ts')).pgAccess(shared.store.pool) : sqliteAccess(db)
+    registerStorageMetrics(metrics.registry, config.paths.db)
     // Anchoring (cloud/anchor/): the key is decrypted now; the RPC is never waited for.
     // Loaded only when on: a cloud without anchoring never loads ethers.
     const anchor = config.anchor.enabled ? await (await import('./anchor/service.ts')).AnchorService.start({ config: config.anchor, db, logger, now, env: opts.env ?? process.env }) : null

@@ -157,6 +157,13 @@ describe('a cloud whose envelopes are partly files of an earlier version', () =>
         expect(bad.stdout).toMatch(/ENVELOPE_CORRUPT\s+(height \d+\s+)?record 3\b/)
         const scrub = await cloud.scrubNow()
         expect(scrub.open).toBe(2)
+        // What an operator watches now that cloud.db holds the ciphertext: its size and the free space.
+        const admin = (await cloud.tokens.create('admin', 'ops')).token
+        const metrics = await (await getAs(cloud.url, admin, '/metrics')).text()
+        const gauge = (name: string): number => Number(new RegExp(`^careledger_cloud_${name} (\\S+)$`, 'm').exec(metrics)?.[1])
+        expect(gauge('db_bytes')).toBeGreaterThan(batches.reduce((n, b) => n + b.envelope.length, 0) / 2)
+        expect(gauge('data_free_bytes')).toBeGreaterThan(0)
+        expect(gauge('data_size_bytes')).toBeGreaterThan(gauge('data_free_bytes'))
         expect((await json(getAs(cloud.url, doctor, '/v1/records/3/envelope'))).error.code).toBe('DAMAGED')
       } finally {
         await cloud.stop()
