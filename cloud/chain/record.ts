@@ -33,7 +33,7 @@ import {
   type OpeningFormat,
 } from '../../shared/crypto/chameleon.ts'
 import { failingChameleonEquations } from '../../shared/crypto/chameleon-batch.ts'
-import { systemRng, type Rng } from '../../shared/crypto/random.ts'
+import { publicRng, systemRng, type Rng } from '../../shared/crypto/random.ts'
 import { MANIFEST_DOMAIN, parseManifest, type BatchManifest } from '../../shared/protocol/manifest.ts'
 import { streamId } from '../../shared/protocol/pseudonym.ts'
 import { manifestBytesOf, type ContentFields } from './content-slice.ts'
@@ -252,7 +252,8 @@ export interface CommittedContent {
 /** Encode the content (current format) and commit to it: C = CH(content), a fresh format-2 opening. */
 export function commitRecord(chameleonPublicKey: Uint8Array, fields: RecordFields): CommittedContent {
   const content = encodeRecordContent(fields)
-  const { hash, opening } = chameleonHash(chameleonPublicKey, content, systemRng, OPENING_FORMAT[RECORD_VERSION])
+  // publicRng: the opening's r and s are published with the record (docs/crypto.md).
+  const { hash, opening } = chameleonHash(chameleonPublicKey, content, publicRng, OPENING_FORMAT[RECORD_VERSION])
   return { content, hash, opening }
 }
 
