@@ -49,12 +49,15 @@ export async function checkBlockFile(dir: string, cid: CID): Promise<BlockCheck>
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'missing', detail: 'no block file' }
     return { state: 'corrupt', detail: `unreadable: ${(e as Error).message}` }
   }
-  if (cid.multihash.code !== SHA2_256) return { state: 'corrupt', detail: `multihash 0x${cid.multihash.code.toString(16)} cannot be checked (only sha2-256 is stored)` }
-  if (!isBlockOf(cid, bytes)) return { state: 'corrupt', detail: `its ${bytes.length} bytes hash to SHA-256 ${sha256Hex(bytes)}, not the CID's digest` }
-  return { state: 'ok', bytes: bytes.length }
+  return checkBlockBytes(cid, bytes)
 }
 
-export const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex')
+/** Whether a block's stored bytes (a file's, a row's) hash to its CID: ok, or corrupt saying why. */
+export function checkBlockBytes(cid: CID, bytes: Uint8Array): BlockCheck {
+  if (cid.multihash.code !== SHA2_256) return { state: 'corrupt', detail: `multihash 0x${cid.multihash.code.toString(16)} cannot be checked (only sha2-256 is stored)` }
+  if (!isBlockOf(cid, bytes)) return { state: 'corrupt', detail: `its ${bytes.length} bytes hash to SHA-256 ${createHash('sha256').update(bytes).digest('hex')}, not the CID's digest` }
+  return { state: 'ok', bytes: bytes.length }
+}
 
 /** Whether `bytes` are the block `cid` names (sha2-256 only). */
 export const isBlockOf = (cid: CID, bytes: Uint8Array): boolean =>

@@ -22,7 +22,7 @@ import type { CID } from 'multiformats/cid'
 import Database from 'better-sqlite3'
 import { applyMigrations, registerMigrations, type CloudDb, type Migration } from '../store/db.ts'
 import { ridingCommit } from '../store/riding-commit.ts'
-import { isBlockOf, sha256Hex, type BlockCheck, type EnvelopeStore, type FileEnvelopeStore } from './blockstore.ts'
+import { checkBlockBytes, type BlockCheck, type EnvelopeStore, type FileEnvelopeStore } from './blockstore.ts'
 
 export const ENVELOPE_MIGRATIONS: readonly Migration[] = [
   {
@@ -57,9 +57,7 @@ export function sqliteHasEnvelopeTable(path: string): boolean {
 
 /** A block's check against its row: ok, corrupt, or null when the table has no row for it. */
 export function checkEnvelopeRow(cid: CID, bytes: Uint8Array | undefined): BlockCheck | null {
-  if (bytes === undefined) return null
-  if (isBlockOf(cid, bytes)) return { state: 'ok', bytes: bytes.length }
-  return { state: 'corrupt', detail: cid.multihash.code === 0x12 ? `its ${bytes.length} bytes hash to SHA-256 ${sha256Hex(bytes)}, not the CID's digest` : `multihash 0x${cid.multihash.code.toString(16)} cannot be checked (only sha2-256 is stored)` }
+  return bytes === undefined ? null : checkBlockBytes(cid, bytes)
 }
 
 /** Re-hash a block against the table of `conn` (read-only snapshots too): the reader `chain verify` and the scrub use. */
