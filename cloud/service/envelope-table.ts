@@ -22,6 +22,7 @@ import type { CID } from 'multiformats/cid'
 import Database from 'better-sqlite3'
 import { applyMigrations, registerMigrations, type CloudDb, type Migration } from '../store/db.ts'
 import { ridingCommit } from '../store/riding-commit.ts'
+import { TurnGroup } from './turn-group.ts'
 import { checkBlockBytes, type BlockCheck, type EnvelopeStore, type FileEnvelopeStore } from './blockstore.ts'
 
 export const ENVELOPE_MIGRATIONS: readonly Migration[] = [
@@ -66,13 +67,6 @@ export function envelopeRowReader(conn: CloudDb): (cid: CID) => BlockCheck | nul
   return (cid) => checkEnvelopeRow(cid, get.get(cid.bytes))
 }
 
-interface PendingPut {
-  readonly cid: CID
-  readonly bytes: Uint8Array
-  readonly resolve: () => void
-  readonly reject: (e: Error) => void
-}
-
 export class TableEnvelopeStore implements EnvelopeStore {
   readonly #db: CloudDb
   readonly #legacy: FileEnvelopeStore | null
@@ -80,7 +74,14 @@ export class TableEnvelopeStore implements EnvelopeStore {
   readonly #select
   readonly #exists
   readonly #remove
-  #pending: PendingPut[] = []
+  /** A turn's puts, one transaction, committed to the WAL without an fsync (riding on the record's commit). */
+  readonly #puts = new TurnGroup<{ cid: CID; bytes: Uint8Array }>((items) =>
+    ridingCommit(this.#db, () =>
+      this.#db.transaction(() => {
+        for (const p of items) this.#upsert.run(p.cid.bytes, p.bytes)
+      })(),
+    ),
+  )
 
   /** `legacy`: the blocks directory of the files written before the table, if there is one. */
   constructor(db: CloudDb, legacy: FileEnvelopeStore | null) {
@@ -100,23 +101,7 @@ export class TableEnvelopeStore implements EnvelopeStore {
    * committed to the WAL without an fsync: the record's append commits (and fsyncs) after it.
    */
   put(cid: CID, bytes: Uint8Array): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (this.#pending.push({ cid, bytes, resolve, reject }) === 1) setImmediate(() => this.#flush())
-    })
-  }
-
-  #flush(): void {
-    const group = this.#pending
-    this.#pending = []
-    try {
-      ridingCommit(this.#db, () => this.#db.transaction(() => {
-        for (const p of group) this.#upsert.run(p.cid.bytes, p.bytes)
-      })())
-    } catch (e) {
-      for (const p of group) p.reject(e as Error)
-      return
-    }
-    for (const p of group) p.resolve()
+    return this.#puts.add({ cid, bytes })
   }
 
   /** A repair: the good copy is committed (fsynced) before this resolves. */
@@ -147,7 +132,7 @@ export class TableEnvelopeStore implements EnvelopeStore {
   }
 
   async close(): Promise<void> {
-    if (this.#pending.length > 0) this.#flush()
+    await this.#puts.flush()
     await this.#legacy?.close()
   }
 }

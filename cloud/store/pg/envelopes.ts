@@ -13,24 +13,22 @@
 import type pg from 'pg'
 import type { CID } from 'multiformats/cid'
 import { checkEnvelopeRow } from '../../service/envelope-table.ts'
+import { TurnGroup } from '../../service/turn-group.ts'
 import type { BlockCheck, EnvelopeStore, FileEnvelopeStore } from '../../service/blockstore.ts'
 
 const UPSERT_MANY = `INSERT INTO envelope_blocks (cid, bytes) SELECT * FROM unnest($1::bytea[], $2::bytea[])
   ON CONFLICT (cid) DO UPDATE SET bytes = excluded.bytes`
-
-interface PendingPut {
-  readonly cid: CID
-  readonly bytes: Uint8Array
-  readonly resolve: () => void
-  readonly reject: (e: Error) => void
-}
 
 const buf = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 
 export class PgEnvelopeStore implements EnvelopeStore {
   readonly #pool: pg.Pool
   readonly #legacy: FileEnvelopeStore | null
-  #pending: PendingPut[] = []
+  /** A turn's puts as one multi-row INSERT; one row a CID (a bulk may carry a block twice: the last copy wins). */
+  readonly #puts = new TurnGroup<{ cid: CID; bytes: Uint8Array }>(async (items) => {
+    const byCid = [...new Map(items.map((p) => [buf(p.cid.bytes).toString('hex'), p])).values()]
+    await this.#pool.query(UPSERT_MANY, [byCid.map((p) => buf(p.cid.bytes)), byCid.map((p) => buf(p.bytes))])
+  })
 
   constructor(pool: pg.Pool, legacy: FileEnvelopeStore | null) {
     this.#pool = pool
@@ -38,23 +36,7 @@ export class PgEnvelopeStore implements EnvelopeStore {
   }
 
   put(cid: CID, bytes: Uint8Array): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (this.#pending.push({ cid, bytes, resolve, reject }) === 1) setImmediate(() => void this.#flush())
-    })
-  }
-
-  async #flush(): Promise<void> {
-    const group = this.#pending
-    this.#pending = []
-    // One row a CID (a bulk may carry the same block twice): the last copy wins, as it would one by one.
-    const byCid = new Map(group.map((p) => [buf(p.cid.bytes).toString('hex'), p]))
-    try {
-      await this.#pool.query(UPSERT_MANY, [[...byCid.values()].map((p) => buf(p.cid.bytes)), [...byCid.values()].map((p) => buf(p.bytes))])
-    } catch (e) {
-      for (const p of group) p.reject(e as Error)
-      return
-    }
-    for (const p of group) p.resolve()
+    return this.#puts.add({ cid, bytes })
   }
 
   async replace(cid: CID, bytes: Uint8Array): Promise<void> {
@@ -83,7 +65,7 @@ export class PgEnvelopeStore implements EnvelopeStore {
   }
 
   async close(): Promise<void> {
-    if (this.#pending.length > 0) await this.#flush()
+    await this.#puts.flush()
     await this.#legacy?.close()
   }
 }
