@@ -133,12 +133,6 @@ const RawSchema = z
     message: 'TLS needs both a certificate and a key',
     path: ['tls', 'certFile'],
   })
-  // The anchorer reads blocks and keeps its anchors in the process's own cloud.db: on a shared
-  // PostgreSQL chain it would anchor nothing, silently. Refused until anchoring is shared too.
-  .refine((r) => r.database === undefined || r.anchor.rpcUrl === undefined, {
-    message: 'anchoring is not available on a PostgreSQL chain yet (it reads the chain from the process\'s own cloud.db): unset it on processes started with --database, and anchor from a SQLite cloud',
-    path: ['anchor', 'rpcUrl'],
-  })
 
 export interface LoadedConfig {
   readonly config: CloudConfig

@@ -105,8 +105,20 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     const access = shared ? (await import('./store/pg/access.ts')).pgAccess(shared.store.pool) : sqliteAccess(db)
     registerStorageMetrics(metrics.registry, config.paths.db)
     // Anchoring (cloud/anchor/): the key is decrypted now; the RPC is never waited for.
-    // Loaded only when on: a cloud without anchoring never loads ethers.
-    const anchor = config.anchor.enabled ? await (await import('./anchor/service.ts')).AnchorService.start({ config: config.anchor, db, logger, now, env: opts.env ?? process.env }) : null
+    // Loaded only when on: a cloud without anchoring never loads ethers. On PostgreSQL the anchors
+    // and blocks are the shared tables, and only the sealer lease holder anchors.
+    const pgAnchoring = shared ? await import('./store/pg/anchors.ts') : null
+    const sharedAnchors = shared && pgAnchoring ? new pgAnchoring.PgAnchorStore(shared.store.pool) : null
+    const anchor = config.anchor.enabled
+      ? await (await import('./anchor/service.ts')).AnchorService.start({
+          config: config.anchor,
+          db,
+          ...(shared && sharedAnchors && pgAnchoring ? { records: sharedAnchors, blocks: new pgAnchoring.PgChainBlocks(shared.store.pool), active: () => shared.lease.held } : {}),
+          logger,
+          now,
+          env: opts.env ?? process.env,
+        })
+      : null
     if (anchor) {
       cleanups.push(() => anchor.stop())
       const { registerAnchorMetrics } = await import('./anchor/metrics.ts')
@@ -150,6 +162,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
       ...(shared ? { retrieval: (await import('./store/pg/retrieval.ts')).pgRetrievalReads(shared.store) } : {}),
       metrics,
       anchor,
+      ...(sharedAnchors ? { anchors: sharedAnchors } : {}),
       logger,
       startedAt,
       now,

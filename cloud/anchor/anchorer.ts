@@ -1,7 +1,8 @@
 /**
  * One step of anchoring at a time, against an EVM chain through ethers v6: publish the chain's
  * newest block (`anchorHead`), or follow the anchor in flight (`follow`) until it is
- * `confirmations` blocks deep. Every step reads the state from cloud.db (AnchorStore) and the EVM
+ * `confirmations` blocks deep. Every step reads the state from the database (AnchorRecords: cloud.db,
+ * or the shared PostgreSQL) and the EVM
  * chain, so it can stop anywhere — an RPC error, a crash, a restart — and the next step carries on:
  *
  *   anchorHead  [pending anchor? follow it] → read the head block → skip if already anchored →
@@ -25,8 +26,8 @@ import { Contract, JsonRpcProvider, Transaction, Wallet, parseUnits, toBeHex, ze
 import { CareLedgerError } from '../../shared/errors.ts'
 import type { AnchorConfig } from './config.ts'
 import { anchorCalldata, anchorInterface, anchoredTopic, deployedCodeMismatch, describeAnchorRevert, parseAnchorLog, type AnchorPoint } from './contract.ts'
-import type { AnchorRow, AnchorStore, AnchorTarget, TxAttempt } from './store.ts'
-import { isDamaged, type ChainBlocks } from './blocks.ts'
+import type { AnchorRecords, AnchorRow, AnchorTarget, TxAttempt } from './store.ts'
+import { isDamaged, type BlockSource } from './blocks.ts'
 
 /** The configuration cannot work: the service reports it and retries slowly, but it will not heal by itself. */
 export class AnchorSetupError extends CareLedgerError {
@@ -60,8 +61,8 @@ export interface AnchorerOptions {
   readonly config: AnchorConfig
   readonly provider: JsonRpcProvider
   readonly wallet: Wallet
-  readonly store: AnchorStore
-  readonly blocks: ChainBlocks
+  readonly store: AnchorRecords
+  readonly blocks: BlockSource
   readonly now: () => number
 }
 
@@ -120,11 +121,11 @@ export class Anchorer {
   async anchorHead(): Promise<StepOutcome> {
     await this.checkSetup()
     const { store, blocks, provider, now } = this.#o
-    if (store.pending(this.target)) return this.follow()
-    const head = blocks.head()
+    if (await store.pending(this.target)) return this.follow()
+    const head = await blocks.head()
     if (!head) return { kind: 'idle', anchor: null, message: 'no block sealed yet' }
     if (isDamaged(head)) throw new CareLedgerError('VERIFICATION_FAILED', `block ${head.height}'s header does not decode: not anchoring a damaged chain (run careledger chain verify)`, { height: head.height })
-    const highest = store.highest(this.target)
+    const highest = await store.highest(this.target)
     if (highest && highest.height >= head.height) return { kind: 'up-to-date', anchor: highest, message: `block ${head.height} is the newest and already anchored` }
     const onChain = await this.contractLatest()
     if (onChain !== null && onChain > head.height) {
@@ -132,8 +133,8 @@ export class Anchorer {
     }
     if (onChain !== null) {
       // Never anchor a chain that does not extend the latest anchor (rolled back and grown again, or rewritten).
-      const anchored = store.at(this.target, onChain)?.blockHash ?? (await this.#anchoredHash(onChain))
-      const ours = blocks.at(onChain)
+      const anchored = (await store.at(this.target, onChain))?.blockHash ?? (await this.#anchoredHash(onChain))
+      const ours = await blocks.at(onChain)
       if (anchored !== null && ours?.blockHash !== anchored) {
         return { kind: 'behind', anchor: highest, message: `the contract anchors block ${onChain} as ${anchored}, but this chain's block ${onChain} is ${ours?.blockHash ?? 'missing'}: the chain no longer extends its latest anchor (rolled back and grown again, or rewritten)` }
       }
@@ -153,17 +154,17 @@ export class Anchorer {
       throw e
     }
     const attempt = await this.#sign(nonce, data, gas + gas / 5n, fees)
-    const row = store.insertPending({ ...this.target, account: this.account, ...point, nonce, attempt, createdAt: now() })
+    const row = await store.insertPending({ ...this.target, account: this.account, ...point, nonce, attempt, createdAt: now() })
     if (!row) return this.follow() // another process (the CLI, the service) made one meanwhile: nothing of ours was sent
     await this.#broadcast(attempt.raw)
-    return { kind: 'sent', anchor: store.get(row.id), message: `anchoring block ${point.height} in ${attempt.hash} (nonce ${nonce})` }
+    return { kind: 'sent', anchor: await store.get(row.id), message: `anchoring block ${point.height} in ${attempt.hash} (nonce ${nonce})` }
   }
 
   /** Follow the pending anchor one step. */
   async follow(): Promise<StepOutcome> {
     await this.checkSetup()
     const { store, provider, now } = this.#o
-    const p = store.pending(this.target)
+    const p = await store.pending(this.target)
     if (!p) return { kind: 'idle', anchor: null }
     const head = await provider.getBlockNumber()
     for (const a of [...p.attempts].reverse()) {
@@ -172,7 +173,7 @@ export class Anchorer {
     }
     let kind: StepKind = 'waiting'
     if (p.evmBlock !== null) {
-      store.setUnmined(p.id)
+      await store.setUnmined(p.id)
       kind = 'reorged'
     }
     const last = p.attempts.at(-1)!
@@ -184,39 +185,39 @@ export class Anchorer {
         const again = await Promise.all(p.attempts.map((a) => provider.getTransactionReceipt(a.hash)))
         const r = again.find((x) => x !== null)
         if (r) return this.#mined(p, r, await provider.getBlockNumber())
-        store.fail(p.id, `nonce ${p.nonce} of ${this.account} was used by a transaction that is not this anchor: is the anchoring key used elsewhere?`)
-        return { kind: 'failed', anchor: store.get(p.id), message: 'nonce taken by another transaction' }
+        await store.fail(p.id, `nonce ${p.nonce} of ${this.account} was used by a transaction that is not this anchor: is the anchoring key used elsewhere?`)
+        return { kind: 'failed', anchor: await store.get(p.id), message: 'nonce taken by another transaction' }
       }
       await this.#broadcast(last.raw)
-      store.countResend(p.id)
-      return { kind: kind === 'reorged' ? 'reorged' : 'resent', anchor: store.get(p.id), message: `the node did not know ${last.hash}: broadcast again` }
+      await store.countResend(p.id)
+      return { kind: kind === 'reorged' ? 'reorged' : 'resent', anchor: await store.get(p.id), message: `the node did not know ${last.hash}: broadcast again` }
     }
     if (now() - last.sentAt >= this.config.replaceAfterMs) {
       const fees = await this.#fees(last)
       if (fees) {
         const gas = known.gasLimit
         const attempt = await this.#sign(p.nonce, known.data, gas, fees)
-        store.addAttempt(p.id, attempt)
+        await store.addAttempt(p.id, attempt)
         await this.#broadcast(attempt.raw)
-        return { kind: 'replaced', anchor: store.get(p.id), message: `unmined for ${Math.round((now() - last.sentAt) / 1000)} s: replaced by ${attempt.hash} with higher fees` }
+        return { kind: 'replaced', anchor: await store.get(p.id), message: `unmined for ${Math.round((now() - last.sentAt) / 1000)} s: replaced by ${attempt.hash} with higher fees` }
       }
     }
-    return { kind, anchor: store.get(p.id) }
+    return { kind, anchor: await store.get(p.id) }
   }
 
-  #mined(p: AnchorRow, r: TransactionReceipt, head: number): StepOutcome {
+  async #mined(p: AnchorRow, r: TransactionReceipt, head: number): Promise<StepOutcome> {
     const { store, now } = this.#o
     const confirmations = Math.max(0, head - r.blockNumber + 1)
-    store.setMined(p.id, { txHash: r.hash, evmBlock: r.blockNumber, evmBlockHash: r.blockHash, confirmations, gasUsed: Number(r.gasUsed), effectiveGasPrice: r.gasPrice.toString(), at: now() })
+    await store.setMined(p.id, { txHash: r.hash, evmBlock: r.blockNumber, evmBlockHash: r.blockHash, confirmations, gasUsed: Number(r.gasUsed), effectiveGasPrice: r.gasPrice.toString(), at: now() })
     if (r.status === 0) {
-      store.fail(p.id, `the contract refused the anchor of height ${p.height} (transaction ${r.hash} reverted)`)
-      return { kind: 'failed', anchor: store.get(p.id), message: 'reverted' }
+      await store.fail(p.id, `the contract refused the anchor of height ${p.height} (transaction ${r.hash} reverted)`)
+      return { kind: 'failed', anchor: await store.get(p.id), message: 'reverted' }
     }
     if (confirmations >= this.config.confirmations) {
-      store.confirm(p.id, now())
-      return { kind: 'confirmed', anchor: store.get(p.id), message: `block ${p.height} anchored in ${r.hash}, ${confirmations} confirmations` }
+      await store.confirm(p.id, now())
+      return { kind: 'confirmed', anchor: await store.get(p.id), message: `block ${p.height} anchored in ${r.hash}, ${confirmations} confirmations` }
     }
-    return { kind: 'mined', anchor: store.get(p.id), message: `${confirmations} of ${this.config.confirmations} confirmations` }
+    return { kind: 'mined', anchor: await store.get(p.id), message: `${confirmations} of ${this.config.confirmations} confirmations` }
   }
 
   /** The hash the contract's Anchored event of `height` carries (the height is an indexed topic); null if none is found. */

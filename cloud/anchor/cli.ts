@@ -4,17 +4,21 @@
  *   anchor-keygen    a new anchoring account in an encrypted JSON keystore (mode 0600)
  *   deploy-anchor    deploy this cloud's CareLedgerAnchor contract (the committed bytecode)
  *   anchor           anchor the newest block now, and follow it to its confirmations
- *   anchors          list the anchors recorded in cloud.db
+ *   anchors          list the anchors recorded in cloud.db (or the shared PostgreSQL)
  *
  * and the `--anchors <rpc>` options of `chain verify` (verify.ts). The commands take the same
  * --anchor-* flags and CARELEDGER_ANCHOR_* variables as `cloud start`; `anchor` works on the data
- * directory beside a running service (the anchors table keeps one anchor in flight between them).
+ * directory — or, with --database, on the PostgreSQL a deployment shares — beside a running
+ * service (the anchors table keeps one anchor in flight between them).
  */
 import { existsSync, writeFileSync } from 'node:fs'
 import { Command, Option } from 'commander'
 import { CareLedgerError } from '../../shared/errors.ts'
 import { cloudDbPath, resolveCloudDataDir } from '../config.ts'
 import { openCloudDb } from '../store/db.ts'
+import { isPostgresUrl, redactDatabaseUrl } from '../store/chain-backend.ts'
+import type { AnchorRecords } from './store.ts'
+import type { BlockSource } from './blocks.ts'
 import { ANCHOR_SETTINGS, PASSWORD_ENV, anchorPassword, checksumAddress, loadAnchorConfig, loadAnchorWallet } from './config.ts'
 import type { StepOutcome } from './anchorer.ts'
 import type { AnchorReport } from './verify.ts'
@@ -31,6 +35,24 @@ function settingOptions(cmd: Command, paths: readonly string[]): Command {
   for (const s of ANCHOR_SETTINGS.filter((x) => paths.includes(x.path))) cmd.addOption(new Option(s.flag, `${s.doc} (env ${s.env}${s.default ? `, default ${s.default}` : ''})`))
   return cmd
 }
+
+/** The anchors table and the chain's blocks: cloud.db in --data, or the shared PostgreSQL of --database (env CARELEDGER_CLOUD_DATABASE). */
+async function openAnchorTables(opts: { data?: string; database?: string }): Promise<{ store: AnchorRecords; blocks: BlockSource; where: string; close(): Promise<void> }> {
+  const url = opts.database ?? (process.env.CARELEDGER_CLOUD_DATABASE || undefined)
+  if (url !== undefined) {
+    if (!isPostgresUrl(url)) throw new CareLedgerError('INVALID_ARGUMENT', '--database must be a postgres:// or postgresql:// URL', { reason: 'DATABASE_URL' })
+    const [{ openMigratedPool }, { PgAnchorStore, PgChainBlocks }] = await Promise.all([import('../store/pg/pool.ts'), import('../store/pg/anchors.ts')])
+    const pool = await openMigratedPool(url, 2)
+    return { store: new PgAnchorStore(pool), blocks: new PgChainBlocks(pool), where: redactDatabaseUrl(url), close: () => pool.end() }
+  }
+  const dbPath = cloudDbPath(resolveCloudDataDir(opts.data))
+  if (!existsSync(dbPath)) throw new CareLedgerError('INVALID_ARGUMENT', `no cloud database at ${dbPath} (use --data, or --database for a chain on PostgreSQL)`, { path: dbPath })
+  const { AnchorStore, ChainBlocks } = await anchoring()
+  const db = openCloudDb(dbPath)
+  return { store: new AnchorStore(db), blocks: new ChainBlocks(db), where: dbPath, close: async () => { db.close() } }
+}
+
+const DATABASE_OPTION = "the deployment's shared PostgreSQL (postgres://…, env CARELEDGER_CLOUD_DATABASE) instead of --data"
 
 const CONNECT = ['anchor.rpcUrl', 'anchor.chainId', 'anchor.keystore', 'anchor.passwordFile', 'anchor.rpcTimeoutS']
 
@@ -99,23 +121,23 @@ function anchorCommand(): Command {
   const cmd = new Command('anchor')
     .description('anchor the newest block of the chain now (or follow the anchor in flight) and wait for its confirmations; exit 0 once it counts or the head is already anchored')
     .addOption(new Option('--data <dir>', 'cloud data directory (env CARELEDGER_CLOUD_DATA, default ./.careledger/cloud)'))
+    .option('--database <url>', DATABASE_OPTION)
     .option('--no-wait', 'return once the transaction is sent')
     .option('--timeout <s>', 'give up waiting after this many seconds (the running service keeps following it)', '900')
     .option('--json', 'print the anchor as JSON')
   settingOptions(cmd, [...CONNECT, 'anchor.contract', 'anchor.confirmations', 'anchor.pollS', 'anchor.maxFeeGwei', 'anchor.replaceAfterS', 'anchor.explorerTxUrl'])
-  return cmd.action(async (opts: Record<string, unknown> & { data?: string; wait: boolean; timeout: string; json?: boolean }) => {
+  return cmd.action(async (opts: Record<string, unknown> & { data?: string; database?: string; wait: boolean; timeout: string; json?: boolean }) => {
     const config = loadAnchorConfig(opts, ['chainId', 'contract', 'keystore'])
     const timeoutS = Number(opts.timeout)
     if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new CareLedgerError('INVALID_ARGUMENT', '--timeout must be a positive number of seconds', { value: opts.timeout })
-    const dbPath = cloudDbPath(resolveCloudDataDir(opts.data))
-    if (!existsSync(dbPath)) throw new CareLedgerError('INVALID_ARGUMENT', `no cloud database at ${dbPath} (use --data)`, { path: dbPath })
-    const wallet = await loadAnchorWallet(config)
-    const { Anchorer, AnchorStore, ChainBlocks, anchorProvider, anchorView, displayError } = await anchoring()
-    const db = openCloudDb(dbPath)
-    const provider = anchorProvider(config)
+    const tables = await openAnchorTables(opts)
+    const provider = { destroy: () => {} }
     try {
-      const store = new AnchorStore(db)
-      const anchorer = new Anchorer({ config, provider, wallet, store, blocks: new ChainBlocks(db), now: Date.now })
+      const wallet = await loadAnchorWallet(config)
+      const { Anchorer, anchorProvider, anchorView, displayError } = await anchoring()
+      const rpc = anchorProvider(config)
+      provider.destroy = () => rpc.destroy()
+      const anchorer = new Anchorer({ config, provider: rpc, wallet, store: tables.store, blocks: tables.blocks, now: Date.now })
       const deadline = Date.now() + timeoutS * 1000
       let outcome = await anchorer.anchorHead().catch((e: unknown) => {
         if (e instanceof CareLedgerError) throw e
@@ -145,32 +167,31 @@ function anchorCommand(): Command {
       process.exitCode = done ? 0 : 1
     } finally {
       provider.destroy()
-      db.close()
+      await tables.close()
     }
   })
 }
 
 function listCommand(): Command {
   return new Command('anchors')
-    .description('list the anchors recorded in cloud.db, newest first')
+    .description('list the anchors recorded in cloud.db (or the shared PostgreSQL), newest first')
     .addOption(new Option('--data <dir>', 'cloud data directory (env CARELEDGER_CLOUD_DATA, default ./.careledger/cloud)'))
+    .option('--database <url>', DATABASE_OPTION)
     .option('--limit <n>', 'how many', '20')
     .option('--json', 'machine-readable output')
-    .action(async (opts: { data?: string; limit: string; json?: boolean }) => {
-      const dbPath = cloudDbPath(resolveCloudDataDir(opts.data))
-      if (!existsSync(dbPath)) throw new CareLedgerError('INVALID_ARGUMENT', `no cloud database at ${dbPath} (use --data)`, { path: dbPath })
+    .action(async (opts: { data?: string; database?: string; limit: string; json?: boolean }) => {
       const limit = Number(opts.limit)
       if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new CareLedgerError('INVALID_ARGUMENT', '--limit must be an integer 1–1000', { value: opts.limit })
-      const { AnchorStore, anchorView } = await anchoring()
-      const db = openCloudDb(dbPath)
+      const tables = await openAnchorTables(opts)
       try {
+        const { anchorView } = await import('./view.ts')
         const template = process.env.CARELEDGER_ANCHOR_EXPLORER_TX_URL || null
-        const views = new AnchorStore(db).list({ limit }).map((r) => anchorView(r, { chainId: template ? r.chainId : null, explorerTxUrl: template }))
+        const views = (await tables.store.list({ limit })).map((r) => anchorView(r, { chainId: template ? r.chainId : null, explorerTxUrl: template }))
         if (opts.json) return out(JSON.stringify(views))
         if (views.length === 0) return out('no anchors yet (careledger chain anchor, or the cloud service on CARELEDGER_ANCHOR_SCHEDULE)')
         for (const v of views) out(`${String(v.height).padStart(8)}  ${v.status.padEnd(9)}  chain ${v.chainId}  ${v.tx ?? '-'}  ${v.confirmations} conf.${v.txUrl ? `  ${v.txUrl}` : ''}${v.error ? `  ${v.error}` : ''}`)
       } finally {
-        db.close()
+        await tables.close()
       }
     })
 }

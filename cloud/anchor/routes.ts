@@ -20,15 +20,15 @@ function int(q: Query, name: string, min: number, max: number): number | undefin
 }
 
 export function registerAnchorRoutes(app: FastifyInstance, ctx: ServiceContext): void {
-  const store = ctx.anchor?.store ?? new AnchorStore(ctx.db)
+  const store = ctx.anchor?.store ?? ctx.anchors ?? new AnchorStore(ctx.db)
   app.get('/v1/anchors', { onRequest: guard(ctx, 'anchors') }, async (req) => {
     const q = req.query as Query
     const before = int(q, 'before', 1, Number.MAX_SAFE_INTEGER)
     const limit = int(q, 'limit', 1, 1000) ?? 100
-    const rows = store.list({ ...(before === undefined ? {} : { before }), limit })
+    const rows = await store.list({ ...(before === undefined ? {} : { before }), limit })
     const config = ctx.anchor?.config ?? ctx.config.anchor
     return {
-      status: ctx.anchor ? ctx.anchor.status() : ANCHORING_OFF,
+      status: ctx.anchor ? await ctx.anchor.status() : ANCHORING_OFF,
       anchors: rows.map((r) => anchorView(r, config)),
       next: rows.length === limit ? rows.at(-1)!.id : null,
     }
@@ -36,9 +36,9 @@ export function registerAnchorRoutes(app: FastifyInstance, ctx: ServiceContext):
 }
 
 /** The short anchoring summary of GET /healthz (anchoring never makes the cloud unhealthy). */
-export function anchorHealth(ctx: ServiceContext): object {
+export async function anchorHealth(ctx: ServiceContext): Promise<object> {
   if (!ctx.anchor) return ANCHORING_OFF
-  const s = ctx.anchor.status()
+  const s = await ctx.anchor.status()
   const a = s.latest
   return {
     state: s.state,

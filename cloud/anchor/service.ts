@@ -7,6 +7,11 @@
  * jittered exponential backoff (1 s doubling to CARELEDGER_ANCHOR_BACKOFF_MAX_S), and a request made
  * meanwhile is remembered, so anchoring resumes with the then-newest block. `status()` is what
  * /healthz, /metrics, GET /v1/anchors and the console show.
+ *
+ * On a chain shared through PostgreSQL every process runs this service on the shared anchors
+ * table, but only the one holding the sealer lease (`active`) steps: the others are in
+ * 'standby', answer status from the shared rows, and take over — following the anchor in flight
+ * first — when they take the lease.
  */
 import cron, { type ScheduledTask } from 'node-cron'
 import { FetchRequest, JsonRpcProvider, Network } from 'ethers'
@@ -15,10 +20,10 @@ import type { Env } from '../../shared/config/settings.ts'
 import type { CloudDb } from '../store/db.ts'
 import { loadAnchorWallet, type AnchorConfig } from './config.ts'
 import { anchorView, type AnchorView } from './view.ts'
-import { AnchorStore, type AnchorRow } from './store.ts'
+import { AnchorStore, type AnchorRecords, type AnchorRow } from './store.ts'
 
 export { ANCHORING_OFF, anchorView, type AnchorView } from './view.ts'
-import { ChainBlocks } from './blocks.ts'
+import { ChainBlocks, type BlockSource } from './blocks.ts'
 import { Anchorer, AnchorSetupError, displayError, type StepKind, type StepOutcome } from './anchorer.ts'
 
 /** An ethers provider for anchoring: fixed network (no detection loop while the RPC is down), no response cache, one request per HTTP call, a timeout. */
@@ -29,7 +34,7 @@ export function anchorProvider(config: Pick<AnchorConfig, 'rpcUrl' | 'chainId' |
   return new JsonRpcProvider(req, network, { staticNetwork: network, cacheTimeout: -1, batchMaxCount: 1 })
 }
 
-export type AnchorState = 'off' | 'starting' | 'ok' | 'retrying' | 'misconfigured' | 'behind' | 'waiting-fee'
+export type AnchorState = 'off' | 'starting' | 'standby' | 'ok' | 'retrying' | 'misconfigured' | 'behind' | 'waiting-fee'
 
 export interface AnchorServiceStatus {
   readonly enabled: boolean
@@ -60,7 +65,13 @@ export interface AnchorServiceStatus {
 
 export interface AnchorServiceOptions {
   readonly config: AnchorConfig
+  /** cloud.db: the anchors and the blocks, unless `records` and `blocks` say otherwise. */
   readonly db: CloudDb
+  /** Where the anchors are kept and the blocks read (PostgreSQL: cloud/store/pg/anchors.ts). */
+  readonly records?: AnchorRecords
+  readonly blocks?: BlockSource
+  /** Whether this process anchors now (PostgreSQL: it holds the sealer lease); default always. */
+  readonly active?: () => boolean
   readonly logger: Logger
   readonly now?: () => number
   readonly env?: Env
@@ -72,11 +83,12 @@ const NOTABLE: ReadonlySet<StepKind> = new Set(['sent', 'resent', 'replaced', 'r
 
 export class AnchorService {
   readonly config: AnchorConfig
-  readonly store: AnchorStore
+  readonly store: AnchorRecords
   readonly anchorer: Anchorer
   readonly #o: AnchorServiceOptions
   readonly #now: () => number
-  readonly #blocks: ChainBlocks
+  readonly #blocks: BlockSource
+  readonly #active: () => boolean
   readonly #provider: JsonRpcProvider
   readonly #task: ScheduledTask
   #state: AnchorState = 'starting'
@@ -104,8 +116,9 @@ export class AnchorService {
     this.#o = o
     this.config = o.config
     this.#now = o.now ?? Date.now
-    this.store = new AnchorStore(o.db)
-    this.#blocks = new ChainBlocks(o.db)
+    this.store = o.records ?? new AnchorStore(o.db)
+    this.#blocks = o.blocks ?? new ChainBlocks(o.db)
+    this.#active = o.active ?? (() => true)
     this.#provider = anchorProvider(o.config)
     this.anchorer = new Anchorer({ config: o.config, provider: this.#provider, wallet, store: this.store, blocks: this.#blocks, now: this.#now })
     this.#task = cron.schedule(o.config.schedule, () => this.request('schedule'), { name: 'anchor', noOverlap: true })
@@ -155,6 +168,13 @@ export class AnchorService {
     if (this.#stopped) return { kind: 'idle', anchor: null }
     const { logger } = this.#o
     this.#nextAttemptAt = null
+    if (!this.#active()) {
+      // Another process holds the sealer lease and anchors; look again for the lease (no RPC, no query).
+      if (this.#state !== 'standby') logger.info({ event: 'anchor_standby' }, 'anchoring in standby: the process holding the sealer lease anchors')
+      this.#state = 'standby'
+      this.#kick(Math.min(this.config.pollMs, 1000))
+      return { kind: 'idle', anchor: null, message: 'standby: another process anchors (sealer lease)' }
+    }
     try {
       const request = this.#requests
       const head = forceHead || this.#wanted
@@ -173,7 +193,7 @@ export class AnchorService {
         else if (outcome.kind === 'reorged') logger.warn(line, outcome.message ?? 'anchor reorganised out')
         else logger.info(line, outcome.message ?? outcome.kind)
       }
-      const more = this.#wanted || this.store.pending(this.anchorer.target) !== null
+      const more = this.#wanted || (await this.store.pending(this.anchorer.target)) !== null
       if (more) this.#kick(this.config.pollMs)
       return outcome
     } catch (e) {
@@ -203,11 +223,9 @@ export class AnchorService {
     return anchorView(r, this.config)
   }
 
-  status(): AnchorServiceStatus {
+  async status(): Promise<AnchorServiceStatus> {
     const t = this.anchorer.target
-    const latest = this.store.latestConfirmed(t)
-    const pending = this.store.pending(t)
-    const head = this.#blocks.head()
+    const [latest, pending, head] = await Promise.all([this.store.latestConfirmed(t), this.store.pending(t), this.#blocks.head()])
     const chainHeight = head?.height ?? -1
     const next = this.#task.getNextRun()
     return {

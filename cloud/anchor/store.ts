@@ -1,5 +1,6 @@
 /**
- * The anchors the cloud has made, in cloud.db: one row per anchor of a chain block, with every
+ * The anchors the cloud has made, in cloud.db (on PostgreSQL, the same table in the shared
+ * database: cloud/store/pg/anchors.ts): one row per anchor of a chain block, with every
  * signed transaction sent for it (the first, and replacements with higher fees at the same
  * nonce). A row is written, with its signed transaction, BEFORE the transaction is broadcast:
  * after a crash, an RPC outage or a lost answer the same bytes are broadcast again, so an anchor
@@ -12,6 +13,7 @@
  *   failed     refused by the contract, or its nonce consumed by another transaction
  */
 import { applyMigrations, registerMigrations, type CloudDb, type Migration } from '../store/db.ts'
+import type { Awaitable } from '../access/store.ts'
 
 export const ANCHOR_MIGRATIONS: readonly Migration[] = [
   {
@@ -86,7 +88,8 @@ export interface AnchorRow {
   readonly confirmedAt: number | null
 }
 
-interface Raw {
+/** A row as the database returns it (attempts: JSON text in SQLite, already parsed from JSONB in PostgreSQL). */
+export interface RawAnchor {
   id: number
   chain_id: number
   contract: string
@@ -96,7 +99,7 @@ interface Raw {
   records_root: string
   nonce: number
   status: AnchorStatus
-  attempts: string
+  attempts: string | TxAttempt[]
   tx_hash: string | null
   evm_block: number | null
   evm_block_hash: string | null
@@ -110,7 +113,7 @@ interface Raw {
   confirmed_at: number | null
 }
 
-const toRow = (r: Raw): AnchorRow => ({
+export const toAnchorRow = (r: RawAnchor): AnchorRow => ({
   id: r.id,
   chainId: r.chain_id,
   contract: r.contract,
@@ -120,7 +123,7 @@ const toRow = (r: Raw): AnchorRow => ({
   recordsRoot: r.records_root,
   nonce: r.nonce,
   status: r.status,
-  attempts: JSON.parse(r.attempts) as TxAttempt[],
+  attempts: typeof r.attempts === 'string' ? (JSON.parse(r.attempts) as TxAttempt[]) : r.attempts,
   txHash: r.tx_hash,
   evmBlock: r.evm_block,
   evmBlockHash: r.evm_block_hash,
@@ -153,7 +156,33 @@ export interface AnchorTarget {
   readonly contract: string
 }
 
-export class AnchorStore {
+/**
+ * Where the anchors are kept: cloud.db (AnchorStore, synchronous) or the shared PostgreSQL
+ * (PgAnchorStore). Every write is conditional on the row still being pending, so two writers
+ * never undo each other's confirmation or failure.
+ */
+export interface AnchorRecords {
+  pending(t: AnchorTarget): Awaitable<AnchorRow | null>
+  latestConfirmed(t: AnchorTarget): Awaitable<AnchorRow | null>
+  /** The highest anchor that is pending or confirmed. */
+  highest(t: AnchorTarget): Awaitable<AnchorRow | null>
+  /** The anchor (pending or confirmed) of block `height`. */
+  at(t: AnchorTarget, height: number): Awaitable<AnchorRow | null>
+  get(id: number): Awaitable<AnchorRow | null>
+  /** Insert a pending anchor; null if another one is pending for the same target or holds that height (nothing written). */
+  insertPending(a: NewAnchor): Awaitable<AnchorRow | null>
+  addAttempt(id: number, attempt: TxAttempt): Awaitable<void>
+  countResend(id: number): Awaitable<void>
+  setMined(id: number, m: Mined): Awaitable<void>
+  /** A reorganisation took its transaction out of the EVM chain. */
+  setUnmined(id: number): Awaitable<void>
+  confirm(id: number, at: number): Awaitable<void>
+  fail(id: number, error: string): Awaitable<void>
+  /** Newest first; `before` is an id cursor. */
+  list(q: { before?: number; limit: number }): Awaitable<AnchorRow[]>
+}
+
+export class AnchorStore implements AnchorRecords {
   readonly #q
 
   constructor(db: CloudDb) {
@@ -183,30 +212,30 @@ export class AnchorStore {
   }
 
   pending(t: AnchorTarget): AnchorRow | null {
-    const r = this.#q.pending.get(t) as Raw | undefined
-    return r ? toRow(r) : null
+    const r = this.#q.pending.get(t) as RawAnchor | undefined
+    return r ? toAnchorRow(r) : null
   }
 
   latestConfirmed(t: AnchorTarget): AnchorRow | null {
-    const r = this.#q.latest.get({ ...t, status: 'confirmed' }) as Raw | undefined
-    return r ? toRow(r) : null
+    const r = this.#q.latest.get({ ...t, status: 'confirmed' }) as RawAnchor | undefined
+    return r ? toAnchorRow(r) : null
   }
 
   /** The highest anchor that is pending or confirmed. */
   highest(t: AnchorTarget): AnchorRow | null {
-    const r = this.#q.highest.get(t) as Raw | undefined
-    return r ? toRow(r) : null
+    const r = this.#q.highest.get(t) as RawAnchor | undefined
+    return r ? toAnchorRow(r) : null
   }
 
   /** The anchor (pending or confirmed) of block `height`. */
   at(t: AnchorTarget, height: number): AnchorRow | null {
-    const r = this.#q.at.get({ ...t, height }) as Raw | undefined
-    return r ? toRow(r) : null
+    const r = this.#q.at.get({ ...t, height }) as RawAnchor | undefined
+    return r ? toAnchorRow(r) : null
   }
 
   get(id: number): AnchorRow | null {
-    const r = this.#q.get.get(id) as Raw | undefined
-    return r ? toRow(r) : null
+    const r = this.#q.get.get(id) as RawAnchor | undefined
+    return r ? toAnchorRow(r) : null
   }
 
   /** Insert a pending anchor; null if another one is pending for the same target or holds that height (nothing written). */
@@ -248,6 +277,6 @@ export class AnchorStore {
 
   /** Newest first; `before` is an id cursor. */
   list(q: { before?: number; limit: number }): AnchorRow[] {
-    return (this.#q.page.all({ before: q.before ?? Number.MAX_SAFE_INTEGER, limit: q.limit }) as Raw[]).map(toRow)
+    return (this.#q.page.all({ before: q.before ?? Number.MAX_SAFE_INTEGER, limit: q.limit }) as RawAnchor[]).map(toAnchorRow)
   }
 }

@@ -148,7 +148,6 @@ export function chainCommand(): Command {
       const data = resolve(opts.data ?? (process.env.CARELEDGER_CLOUD_DATA || DEFAULT_DATA))
       const pgUrl = opts.database ?? (process.env.CARELEDGER_CLOUD_DATABASE || undefined)
       if (pgUrl !== undefined && !isPostgresUrl(pgUrl)) throw new CareLedgerError('INVALID_ARGUMENT', '--database must be a postgres:// or postgresql:// URL', { reason: 'DATABASE_URL' })
-      if (pgUrl && opts.anchors) throw new CareLedgerError('INVALID_ARGUMENT', '--anchors reads the SQLite database: not with --database', {})
       // The report names the database without its password.
       const dbPath = pgUrl ? redactDatabaseUrl(pgUrl) : resolve(opts.db ?? join(data, 'cloud.db'))
       if (!pgUrl && !existsSync(dbPath)) throw new CareLedgerError('INVALID_ARGUMENT', `no database at ${dbPath} (use --db or --data)`, { path: dbPath })
@@ -192,10 +191,12 @@ export function chainCommand(): Command {
       const supervisoryPolicies = opts.supervisoryPolicy?.map((f) => parseSupervisoryPolicy(JSON.parse(new TextDecoder().decode(readKeyFile(f)))))
       // The main thread checks records too (it has nothing else to serve): one thread fewer to start.
       workers ??= Math.max(0, os.availableParallelism() - 1)
-      const verified = await (pgUrl ? async (o: VerifyOptions) => (await import('../store/pg/snapshot.ts')).verifyPgChain(pgUrl, o) : (o: VerifyOptions) => verifyChain(dbPath, o))({ chameleonPublicKey, signingPublicKey, workers, callingThreadChecks: true, expectHead, ...(chunkSize ? { chunkSize } : {}), ...(blocksDir ? { envelopes: { blocksDir } } : envelopeTable || (pgUrl && !opts.skipEnvelopes) ? { envelopes: {} } : {}), ...(supervisoryPolicies ? { supervisoryPolicies } : {}) })
+      // On PostgreSQL the anchors are checked against the same snapshot as the chain.
+      let pgAnchors: Awaited<ReturnType<typeof verifyAnchorFlags>> = null
+      const verified = await (pgUrl ? async (o: VerifyOptions) => (await import('../store/pg/snapshot.ts')).verifyPgChain(pgUrl, o, async (snapshot) => void (pgAnchors = await verifyAnchorFlags(snapshot, opts))) : (o: VerifyOptions) => verifyChain(dbPath, o))({ chameleonPublicKey, signingPublicKey, workers, callingThreadChecks: true, expectHead, ...(chunkSize ? { chunkSize } : {}), ...(blocksDir ? { envelopes: { blocksDir } } : envelopeTable || (pgUrl && !opts.skipEnvelopes) ? { envelopes: {} } : {}), ...(supervisoryPolicies ? { supervisoryPolicies } : {}) })
       if (pgUrl && !blocksDir && verified.failureCounts.ENVELOPE_MISSING) warn('note: envelope blocks a deployment stored as files before ops/005-envelope-blocks are checked only with --blocks <the shared blockstore>')
       const report = keyFromDataDir ? { ...verified, signingKeys: { ...verified.signingKeys, source: 'data-directory' as const } } : verified
-      const anchors = pgUrl ? null : await verifyAnchorFlags(dbPath, opts)
+      const anchors = pgUrl ? pgAnchors : await verifyAnchorFlags(dbPath, opts)
       if (!signingPublicKey && !opts.json) warn('warning: no trusted block-signing key given (--signing-key); block signatures were checked against the keys recorded in the database itself')
       if (keyFromDataDir && !opts.json) warn(`warning: the block-signing key was read from ${keyFromDataDir}, inside the data being audited: it is not independent (pass --signing-key <hex|file> obtained outside this cloud)`)
       if (opts.json) out(JSON.stringify(anchors ? { ...report, ok: report.ok && anchors.report.ok, anchors: anchors.report } : report, null, 2))

@@ -12,6 +12,7 @@ import type { CloudMetrics } from './metrics.ts'
 import type { VerificationStore } from './verification.ts'
 import type { RateWindow } from './rate.ts'
 import type { AnchorService } from '../anchor/service.ts'
+import type { AnchorRecords } from '../anchor/store.ts'
 import type { InflightBudget } from './inflight.ts'
 import type { InstructionStore } from './instructions.ts'
 import type { DamageStore } from './envelope-damage.ts'
@@ -52,6 +53,8 @@ export interface ServiceContext {
   readonly metrics: CloudMetrics
   /** Anchoring to an EVM chain; null when off (cloud/anchor/). */
   readonly anchor: AnchorService | null
+  /** The anchors GET /v1/anchors lists when anchoring is off in this process; absent: cloud.db's. */
+  readonly anchors?: AnchorRecords
   readonly logger: Logger
   readonly startedAt: number
   readonly now: () => number

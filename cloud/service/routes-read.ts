@@ -53,7 +53,7 @@ export function registerReadRoutes(app: FastifyInstance, ctx: ServiceContext): v
       // Damaged envelope blocks are an alert, not an outage: the service still answers (200), "degraded".
       const damaged = await ctx.damage.open()
       const envelopes = { damaged: damaged.length, records: damaged.slice(0, 20).map((d) => d.recordId), lastScrubAt: (await ctx.damage.lastRun())?.finishedAt ?? null }
-      return { status: damaged.length > 0 ? 'degraded' : 'ok', db: true, height: s.height, records: s.records, pendingRecords: s.pendingRecords, envelopes, uptimeS, anchor: anchorHealth(ctx) }
+      return { status: damaged.length > 0 ? 'degraded' : 'ok', db: true, height: s.height, records: s.records, pendingRecords: s.pendingRecords, envelopes, uptimeS, anchor: await anchorHealth(ctx) }
     } catch (e) {
       ctx.logger.error({ event: 'health_db_failed', err: e }, 'health check: the database does not answer')
       return reply.code(503).send({ status: 'failing', db: false, height: null, records: null, uptimeS })

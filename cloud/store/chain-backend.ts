@@ -8,9 +8,9 @@
  *   exactly one of them sealing at a time (cloud/store/pg/sealer-lease.ts).
  *
  * `openChainBackend` picks one from a `--database` value: a postgres:// or postgresql:// URL, or a
- * SQLite file path. What the interface does not cover yet (access tokens, gateways, nonces,
- * supervision, anchoring, retrieval index) still runs on the SQLite database only: see
- * docs/architecture.md §The store interface.
+ * SQLite file path. Access, supervision, retrieval reads, verification runs, envelopes and
+ * anchoring have store interfaces of their own with a PostgreSQL implementation each under
+ * cloud/store/pg/ (docs/architecture.md §The store interface).
  */
 import type Database from 'better-sqlite3'
 import { openCloudDb } from './db.ts'

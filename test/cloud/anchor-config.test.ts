@@ -40,8 +40,8 @@ describe('anchoring configuration', () => {
     expect(() => loadCloudConfig({}, { ...ON, CARELEDGER_ANCHOR_EXPLORER_TX_URL: 'javascript:alert({tx})' })).toThrow(/CARELEDGER_ANCHOR_EXPLORER_TX_URL/)
   })
 
-  it('is refused on a PostgreSQL chain (not shared yet), naming the setting, instead of anchoring nothing', () => {
-    expect(() => loadCloudConfig({ database: 'postgres://cl@db.example/careledger' }, ON)).toThrow(/CARELEDGER_ANCHOR_RPC_URL="http:\/\/[^"]+": anchoring is not available on a PostgreSQL chain yet/)
+  it('is accepted on a PostgreSQL chain (the anchors are shared there: test/cloud/pg-anchoring.test.ts)', () => {
+    expect(loadCloudConfig({ database: 'postgres://cl@db.example/careledger' }, ON).config.anchor.enabled).toBe(true)
     expect(loadCloudConfig({ database: 'postgres://cl@db.example/careledger' }, {}).config.anchor.enabled).toBe(false)
   })
 
@@ -72,7 +72,7 @@ describe('anchoring configuration', () => {
     await expect(startTestCloud(join(tmp.dir, 'cloud'), flags, { CARELEDGER_ANCHOR_KEYSTORE_PASSWORD: 'wrong' })).rejects.toThrow(`wrong password for the anchoring keystore ${keystore}`)
     // The right password: the cloud starts although nothing answers at the RPC URL.
     const cloud = await startTestCloud(join(tmp.dir, 'cloud'), flags, { CARELEDGER_ANCHOR_KEYSTORE_PASSWORD: 'from a file' })
-    expect(cloud.anchor!.status()).toMatchObject({ enabled: true, account: w.address })
+    expect(await cloud.anchor!.status()).toMatchObject({ enabled: true, account: w.address })
     await cloud.stop()
   })
 })

@@ -18,7 +18,7 @@ beforeAll(async () => {
   env.grow()
   env.cloud.sealNow()
   await env.cloud.anchor!.anchorNow()
-  await until(() => env.cloud.anchor!.status().latest, 'a confirmed anchor')
+  await until(async () => (await env.cloud.anchor!.status()).latest, 'a confirmed anchor')
   browser = await openBrowser({ viewport: { width: 1440, height: 1400 } })
   page = await browser.page()
 })
@@ -30,7 +30,7 @@ afterAll(async () => {
 
 describe('the console shows the anchors', () => {
   it('with the state, the newest anchor, and explorer links', async () => {
-    const latest = env.cloud.anchor!.status().latest!
+    const latest = (await env.cloud.anchor!.status()).latest!
     await signIn(page, env.cloud.url, (await env.cloud.tokens.create('admin', 'console-anchors')).token)
     await expect.poll(() => page.textContent('#anchor-state'), { timeout: 20_000 }).toBe('anchoring works')
     expect(await page.textContent('#anchor-latest')).toContain(`block ${latest.height}`)

@@ -17,7 +17,7 @@ afterEach(async () => {
 })
 
 const gwei = (g: string): bigint => parseUnits(g, 'gwei')
-const pendingOf = (e: AnchoredCloud): AnchorRow | null => e.cloud.anchor!.store.pending(e.cloud.anchor!.anchorer.target)
+const pendingOf = async (e: AnchoredCloud): Promise<AnchorRow | null> => e.cloud.anchor!.store.pending(e.cloud.anchor!.anchorer.target)
 const sends = (e: AnchoredCloud): number => e.evm.calls.filter((m) => m === 'eth_sendRawTransaction').length
 
 /** The base fee of the next blocks: set it, and mine one block so that the latest block carries it (ethers reads the latest). */
@@ -49,9 +49,9 @@ describe('anchoring fees', () => {
 
     await evm.request('evm_setAutomine', [false]) // the network stops including it: a fee too low, say
     expect((await cloud.anchor!.anchorNow()).kind).toBe('sent')
-    const row = await until(() => {
-      const p = pendingOf(env!)
-      return p && p.attempts.length >= 3 && (cloud.anchor!.status().outcomes.replaced ?? 0) >= 2 ? p : null
+    const row = await until(async () => {
+      const p = await pendingOf(env!)
+      return p && p.attempts.length >= 3 && ((await cloud.anchor!.status()).outcomes.replaced ?? 0) >= 2 ? p : null
     }, 'two replacements')
     const txs = decodeAttempts(row, wallet.address)
     for (let i = 1; i < txs.length; i++) {
@@ -66,8 +66,8 @@ describe('anchoring fees', () => {
 
     await evm.request('evm_setAutomine', [true])
     await evm.mine(4)
-    const done = await until(() => cloud.anchor!.status().latest, 'the anchor confirmed')
-    const final = cloud.anchor!.store.get(row.id)!
+    const done = await until(async () => (await cloud.anchor!.status()).latest, 'the anchor confirmed')
+    const final = (await cloud.anchor!.store.get(row.id))!
     expect(final.attempts.map((a) => a.hash)).toContain(done.tx) // one of its attempts was mined…
     expect(final.attempts.length).toBeGreaterThanOrEqual(3)
     const events = await anchorEvents(evm, env.contract)
@@ -89,36 +89,36 @@ describe('anchoring fees', () => {
     const outcome = await cloud.anchor!.anchorNow()
     expect(outcome.kind).toBe('waiting-fee')
     expect(outcome.message).toContain('CARELEDGER_ANCHOR_MAX_FEE_GWEI=6')
-    expect(cloud.anchor!.status().state).toBe('waiting-fee')
-    expect(pendingOf(env)).toBeNull()
+    expect((await cloud.anchor!.status()).state).toBe('waiting-fee')
+    expect(await pendingOf(env)).toBeNull()
     // The service keeps asking while the fee is high, and sends nothing.
-    const waited = cloud.anchor!.status().outcomes['waiting-fee'] ?? 0
-    await until(() => (cloud.anchor!.status().outcomes['waiting-fee'] ?? 0) >= waited + 3, 'more waiting-fee steps')
+    const waited = (await cloud.anchor!.status()).outcomes['waiting-fee'] ?? 0
+    await until(async () => ((await cloud.anchor!.status()).outcomes['waiting-fee'] ?? 0) >= waited + 3, 'more waiting-fee steps')
     expect(sends(env)).toBe(before)
-    expect(pendingOf(env)).toBeNull()
+    expect(await pendingOf(env)).toBeNull()
 
     // The spike passes; mining is held so the sent anchor waits and replacement is tried.
     await evm.request('evm_setAutomine', [false])
     await setBaseFee(env, gwei('1'))
     const sent = await until(() => pendingOf(env!), 'the anchor sent once the fee fell, without another request')
-    await until(() => cloud.anchor!.status().state === 'ok', 'the state back to ok')
+    await until(async () => (await cloud.anchor!.status()).state === 'ok', 'the state back to ok')
     // Replacements go up by +25 % until the next one would pass the cap; then the anchor waits at its last fee.
-    const steps = (): number => cloud.anchor!.status().outcomes.waiting ?? 0
+    const steps = async (): Promise<number> => (await cloud.anchor!.status()).outcomes.waiting ?? 0
     const atCap = await until(async () => {
-      const p = pendingOf(env!)!
+      const p = (await pendingOf(env!))!
       const last = BigInt(p.attempts.at(-1)!.maxFeePerGas!)
       return (last * 125n + 99n) / 100n > cap ? p : null
     }, 'replacements up to the cap')
-    const s0 = steps()
-    await until(() => steps() >= s0 + 10 && Date.now() - atCap.attempts.at(-1)!.sentAt > 1500, 'steps past the replace-after time')
-    const still = pendingOf(env)!
+    const s0 = await steps()
+    await until(async () => (await steps()) >= s0 + 10 && Date.now() - atCap.attempts.at(-1)!.sentAt > 1500, 'steps past the replace-after time')
+    const still = (await pendingOf(env))!
     expect(still.attempts.length).toBe(atCap.attempts.length) // no replacement above the cap
     for (const tx of decodeAttempts(still, wallet.address)) expect(tx.maxFeePerGas!).toBeLessThanOrEqual(cap)
     expect(still.id).toBe(sent.id)
 
     await evm.request('evm_setAutomine', [true])
     await evm.mine(4)
-    const done = await until(() => cloud.anchor!.status().latest, 'the anchor confirmed')
+    const done = await until(async () => (await cloud.anchor!.status()).latest, 'the anchor confirmed')
     expect((await anchorEvents(evm, env.contract)).map((e) => e.txHash)).toEqual([done.tx])
     expect((await evm.provider.getTransaction(done.tx!))!.maxFeePerGas!).toBeLessThanOrEqual(cap)
   })

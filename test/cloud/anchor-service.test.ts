@@ -17,7 +17,7 @@ afterEach(async () => {
 
 /** The cloud's anchors and the contract's events agree one to one: nothing lost, nothing doubled. */
 async function expectExactlyOnce(e: AnchoredCloud): Promise<void> {
-  const rows = e.cloud.anchor!.store.list({ limit: 1000 }).reverse()
+  const rows = (await e.cloud.anchor!.store.list({ limit: 1000 })).reverse()
   const confirmed = rows.filter((r) => r.status === 'confirmed')
   expect(rows.filter((r) => r.status === 'failed')).toEqual([])
   const events = await anchorEvents(e.evm, e.contract)
@@ -37,16 +37,16 @@ describe('anchoring in the running cloud', () => {
     const grower = setInterval(() => env!.grow(), 100)
     try {
       // Two scheduled anchors, each confirmed: the schedule runs every 2 s here.
-      const second = await until(() => cloud.anchor!.store.list({ limit: 10 }).filter((r) => r.status === 'confirmed').length >= 2, 'two confirmed anchors')
+      const second = await until(async () => (await cloud.anchor!.store.list({ limit: 10 })).filter((r) => r.status === 'confirmed').length >= 2, 'two confirmed anchors')
       expect(second).toBe(true)
     } finally {
       clearInterval(grower)
     }
-    const s = cloud.anchor!.status()
+    const s = (await cloud.anchor!.status())
     expect(s.state).toBe('ok')
     expect(s.latest!.confirmations).toBeGreaterThanOrEqual(3)
     expect(s.latest!.txUrl).toBe(`https://explorer.example/tx/${s.latest!.tx}`)
-    expect(cloud.anchor!.status().outcomes.sent).toBeGreaterThanOrEqual(2)
+    expect((await cloud.anchor!.status()).outcomes.sent).toBeGreaterThanOrEqual(2)
     await expectExactlyOnce(env)
 
     const health = await json(fetch(`${cloud.url}/healthz`))
@@ -72,7 +72,7 @@ describe('anchoring in the running cloud', () => {
     env = await anchoredCloud({ rpcPath: '/v3/SECRET-API-KEY' })
     const { cloud, evm } = env
     env.grow()
-    await until(() => cloud.anchor!.status().latest, 'a first confirmed anchor')
+    await until(async () => (await cloud.anchor!.status()).latest, 'a first confirmed anchor')
 
     evm.proxy.set('refuse')
     const heightAtCut = cloud.chain.head()!.height
@@ -81,8 +81,8 @@ describe('anchoring in the running cloud', () => {
       env.grow()
       await new Promise((r) => setTimeout(r, 300))
     }
-    const down = await until(() => {
-      const s = cloud.anchor!.status()
+    const down = await until(async () => {
+      const s = (await cloud.anchor!.status())
       return s.consecutiveFailures >= 2 ? s : null
     }, 'failed anchoring steps')
     expect(down.state).toBe('retrying')
@@ -96,19 +96,19 @@ describe('anchoring in the running cloud', () => {
 
     // A slow RPC (accepts, never answers) times out and is retried the same way.
     evm.proxy.set('hang')
-    const before = cloud.anchor!.status().rpcFailures
-    await until(() => cloud.anchor!.status().rpcFailures > before, 'a timed-out step')
+    const before = (await cloud.anchor!.status()).rpcFailures
+    await until(async () => (await cloud.anchor!.status()).rpcFailures > before, 'a timed-out step')
 
     // An RPC answering errors (HTTP 503) is retried the same way.
     evm.proxy.set('pass')
     evm.failRequests(6)
-    const beforeErrors = cloud.anchor!.status().rpcFailures
-    await until(() => cloud.anchor!.status().rpcFailures > beforeErrors, 'a step failed on an erroring RPC')
-    expect(cloud.anchor!.status().lastError).toMatch(/503|server|bad response/i)
+    const beforeErrors = (await cloud.anchor!.status()).rpcFailures
+    await until(async () => (await cloud.anchor!.status()).rpcFailures > beforeErrors, 'a step failed on an erroring RPC')
+    expect((await cloud.anchor!.status()).lastError).toMatch(/503|server|bad response/i)
 
     const resumedAt = cloud.chain.head()!.height
-    await until(() => (cloud.anchor!.status().latest?.height ?? -1) >= resumedAt, 'an anchor at or above the height when the RPC came back')
-    expect(cloud.anchor!.status()).toMatchObject({ state: 'ok', consecutiveFailures: 0 })
+    await until(async () => ((await cloud.anchor!.status()).latest?.height ?? -1) >= resumedAt, 'an anchor at or above the height when the RPC came back')
+    expect((await cloud.anchor!.status())).toMatchObject({ state: 'ok', consecutiveFailures: 0 })
     await expectExactlyOnce(env)
   })
 
@@ -121,7 +121,7 @@ describe('anchoring in the running cloud', () => {
     await expect(cloud.anchor!.anchorNow()).rejects.toThrow()
     const sends = () => evm.calls.filter((m) => m === 'eth_sendRawTransaction').length
     expect(sends()).toBe(1)
-    const a = await until(() => cloud.anchor!.status().latest, 'the anchor confirmed')
+    const a = await until(async () => (await cloud.anchor!.status()).latest, 'the anchor confirmed')
     expect(a.transactions).toBe(1)
     await expectExactlyOnce(env)
     expect((await anchorEvents(evm, env.contract)).length).toBe(1)
@@ -136,15 +136,15 @@ describe('anchoring in the running cloud', () => {
     // Dropped: mining stopped, the transaction evicted from the node's pool.
     await evm.request('evm_setAutomine', [false])
     await cloud.anchor!.anchorNow()
-    const hash = cloud.anchor!.store.pending(cloud.anchor!.anchorer.target)!.attempts[0]!.hash
+    const hash = (await cloud.anchor!.store.pending(cloud.anchor!.anchorer.target))!.attempts[0]!.hash
     expect(await evm.request('hardhat_dropTransaction', [hash])).toBe(true)
-    await until(() => cloud.anchor!.status().outcomes.resent, 'the dropped transaction broadcast again')
+    await until(async () => (await cloud.anchor!.status()).outcomes.resent, 'the dropped transaction broadcast again')
     await evm.request('evm_setAutomine', [true])
     await evm.mine(1)
-    await until(() => cloud.anchor!.status().pending?.evmBlock, 'the anchor mined')
-    expect(cloud.anchor!.status().latest).toBeNull() // 1 of 3 confirmations: it does not count yet
+    await until(async () => (await cloud.anchor!.status()).pending?.evmBlock, 'the anchor mined')
+    expect((await cloud.anchor!.status()).latest).toBeNull() // 1 of 3 confirmations: it does not count yet
     await evm.mine(3)
-    const first = await until(() => cloud.anchor!.status().latest, 'the anchor confirmed')
+    const first = await until(async () => (await cloud.anchor!.status()).latest, 'the anchor confirmed')
     expect(first.tx).toBe(hash) // the same transaction, broadcast again
     expect(first.resends).toBeGreaterThanOrEqual(1)
 
@@ -153,15 +153,15 @@ describe('anchoring in the running cloud', () => {
     await until(() => cloud.chain.head()!.height > first.height, 'a newer block')
     const snapshot = await evm.request('evm_snapshot')
     await cloud.anchor!.anchorNow()
-    const mined = await until(() => {
-      const p = cloud.anchor!.status().pending
+    const mined = await until(async () => {
+      const p = (await cloud.anchor!.status()).pending
       return p?.evmBlock ? p : null
     }, 'the second anchor mined')
     expect(await evm.request('evm_revert', [snapshot])).toBe(true)
-    await until(() => cloud.anchor!.status().outcomes.reorged, 'the reorganisation noticed')
+    await until(async () => (await cloud.anchor!.status()).outcomes.reorged, 'the reorganisation noticed')
     await evm.mine(4)
-    const second = await until(() => {
-      const l = cloud.anchor!.status().latest
+    const second = await until(async () => {
+      const l = (await cloud.anchor!.status()).latest
       return l && l.height > first.height ? l : null
     }, 'the second anchor confirmed again')
     expect(second.height).toBe(mined.height)

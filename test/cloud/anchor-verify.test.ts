@@ -33,7 +33,7 @@ let copies = 0
 async function anchorAndConfirm(): Promise<void> {
   const a = env.cloud.anchor!
   await a.anchorNow()
-  await until(async () => (await a.anchorer.follow()).kind === 'confirmed' || a.status().pending === null, 'the anchor confirmed')
+  await until(async () => (await a.anchorer.follow()).kind === 'confirmed' || (await a.status()).pending === null, 'the anchor confirmed')
 }
 
 beforeAll(async () => {

@@ -20,7 +20,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
 import { usePostgres } from '../helpers/postgres.ts'
-import { careledger, json } from '../helpers/cloud-process.ts'
+import { careledger, cli, json } from '../helpers/cloud-process.ts'
 import { usePgClouds } from '../helpers/pg-clouds.ts'
 import { batchBody, sealTestBatch, signedPost, testGateway, testStream } from '../helpers/cloud-batches.ts'
 import { roundOne, roundTwo, signDecision, subjectOf, type Committee } from '../helpers/supervision.ts'
@@ -37,11 +37,6 @@ import type { SupervisoryPolicy } from '../../shared/protocol/supervisory-policy
 const postgres = usePostgres()
 const { temp, startPair } = usePgClouds(postgres.server)
 
-async function cli(args: string[]): Promise<string> {
-  const r = await careledger(args)
-  if (r.code !== 0) throw new Error(`careledger ${args.join(' ')} exited ${r.code}: ${r.stderr}`)
-  return r.stdout
-}
 
 const call = async (base: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
   const res = await fetch(new URL(path, base), { method, headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body: body === undefined ? undefined : JSON.stringify(body) })

@@ -24,7 +24,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { usePostgres } from '../helpers/postgres.ts'
-import { careledger, getAs, json, type CloudProcess } from '../helpers/cloud-process.ts'
+import { careledger, cli, getAs, json, type CloudProcess } from '../helpers/cloud-process.ts'
 import { usePgClouds } from '../helpers/pg-clouds.ts'
 import { batchBody, bulkBody, replay, sealTestBatch, signedPost, testGateway, testStream, type TestGateway } from '../helpers/cloud-batches.ts'
 import type { SealedBatch } from '../../gateway/seal/seal.ts'
@@ -127,11 +127,6 @@ describe('two cloud processes on one PostgreSQL, over HTTP', () => {
   }, 300_000)
 })
 
-async function cli(args: string[]): Promise<string> {
-  const r = await careledger(args)
-  if (r.code !== 0) throw new Error(`careledger ${args.join(' ')} exited ${r.code}: ${r.stderr}`)
-  return r.stdout
-}
 
 describe('two cloud processes on one PostgreSQL share tokens, gateways and nonces', () => {
   it('token, enrolment, upload, replay and revocation across processes', async ({ skip }) => {

@@ -14,7 +14,7 @@ import { CareLedgerProcess } from './careledger-process.ts'
 import { loadCloudConfig } from '../../cloud/config.ts'
 import { startCloud, type Cloud } from '../../cloud/runtime.ts'
 
-export { careledger, freePorts, tempDataDir } from './gateway-process.ts'
+export { careledger, cli, freePorts, tempDataDir } from './gateway-process.ts'
 
 export interface CloudProcessOptions {
   readonly dataDir: string

@@ -128,6 +128,13 @@ export function careledger(args: readonly string[], env: Readonly<Record<string,
   })
 }
 
+/** Run the CLI; throw with its stderr unless it exits 0; return its stdout. */
+export async function cli(args: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<string> {
+  const r = await careledger(args, env)
+  if (r.code !== 0) throw new Error(`careledger ${args.join(' ')} exited ${r.code}:\n${r.stderr || r.stdout}`)
+  return r.stdout
+}
+
 export interface EnrolledDevice {
   readonly deviceId: string
   readonly secret: string

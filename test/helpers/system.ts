@@ -34,7 +34,7 @@ import { openGatewayDb } from '../../gateway/store/db.ts'
 import { blockFilePath } from '../../cloud/service/blockstore.ts'
 import { DeviceStore } from '../../gateway/store/devices.ts'
 import { CloudProcess, careledger, tempDataDir } from './cloud-process.ts'
-import { GatewayProcess } from './gateway-process.ts'
+import { GatewayProcess, cli } from './gateway-process.ts'
 import type { RecordSummary } from '../../cloud/chain/record.ts'
 
 
@@ -482,12 +482,7 @@ export interface Tokens {
   readonly doctor: string
 }
 
-/** Run the CLI; throw with its stderr unless it exits 0; return its stdout. */
-export async function cli(args: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<string> {
-  const r = await careledger(args, env)
-  if (r.code !== 0) throw new Error(`careledger ${args.join(' ')} exited ${r.code}:\n${r.stderr || r.stdout}`)
-  return r.stdout
-}
+export { cli }
 
 /**
  * Back-office settings every test system passes to the gateway. CARELEDGER_SYNC_BACKOFF_MAX_S caps

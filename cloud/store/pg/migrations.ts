@@ -15,6 +15,7 @@ import { INSTRUCTIONS_PG_MIGRATION } from './instructions-schema.ts'
 import { DAMAGE_PG_MIGRATION } from './damage-schema.ts'
 import { VERIFICATION_PG_MIGRATION } from './verification-schema.ts'
 import { ENVELOPES_PG_MIGRATION } from './envelopes-schema.ts'
+import { ANCHORS_PG_MIGRATION } from './anchors-schema.ts'
 
 export interface PgMigration {
   readonly name: string
@@ -147,6 +148,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   DAMAGE_PG_MIGRATION,
   VERIFICATION_PG_MIGRATION,
   ENVELOPES_PG_MIGRATION,
+  ANCHORS_PG_MIGRATION,
 ]
 
 /** Apply the migrations this database has not seen; returns the names applied now. */

@@ -84,12 +84,16 @@ export async function copyChainToSqlite(url: string, path: string, opts: { envel
   }
 }
 
-/** verifyChain over a PostgreSQL chain (through a temporary SQLite snapshot, removed afterwards). */
-export async function verifyPgChain(url: string, opts: VerifyOptions): Promise<VerificationReport> {
+/**
+ * verifyChain over a PostgreSQL chain (through a temporary SQLite snapshot, removed afterwards);
+ * `alsoOnSnapshot` runs further checks on the same snapshot first (`chain verify --anchors`).
+ */
+export async function verifyPgChain(url: string, opts: VerifyOptions, alsoOnSnapshot?: (path: string) => Promise<void>): Promise<VerificationReport> {
   const dir = mkdtempSync(join(tmpdir(), 'careledger-pg-verify-'))
   try {
     const path = join(dir, 'snapshot.db')
     await copyChainToSqlite(url, path, { envelopes: opts.envelopes !== undefined })
+    await alsoOnSnapshot?.(path)
     return await verifyChain(path, opts)
   } finally {
     rmSync(dir, { recursive: true, force: true })
