@@ -9,7 +9,7 @@ import { answered, attempt, claimChunk, fatal } from './sync-pool.ts'
 const { port, flag, data } = workerData as { port: MessagePort; flag: Int32Array; data: { chameleonPublicKey: Uint8Array } }
 
 try {
-  const { admitBatch, commitRecord } = await import('./record.ts')
+  const { admitBatch, admitBatches, commitRecord } = await import('./record.ts')
   const { chameleonPrepareHash, chameleonPrepareHashTables } = await import('../../shared/crypto/chameleon.ts')
   await chameleonPrepareHash(data.chameleonPublicKey) // this thread hashes many records: the native addon, else libsodium loaded before the first
   const ops: Record<string, (item: never) => unknown> = {
@@ -17,11 +17,16 @@ try {
     admit: (input: Parameters<typeof admitBatch>[0]) => attempt(() => admitBatch(input)),
     commit: (fields: Parameters<typeof commitRecord>[1]) => attempt(() => commitRecord(data.chameleonPublicKey, fields)),
   }
-  port.on('message', (msg: { op: string; items: never[]; claim?: Int32Array }) => {
+  /** Ops computed a chunk at a time (messages posted with `whole: true`). */
+  const wholeOps: Record<string, (items: never[]) => unknown[]> = {
+    admitMany: (inputs: Parameters<typeof admitBatches>[0][number][]) => admitBatches(inputs),
+  }
+  port.on('message', (msg: { op: string; items: never[]; claim?: Int32Array; whole?: boolean }) => {
     const task = ops[msg.op]
+    const whole = msg.whole ? wholeOps[msg.op] : undefined
     try {
-      if (!task) throw new Error(`unknown op ${msg.op}`)
-      port.postMessage(claimChunk(msg) ? msg.items.map(task) : [])
+      if (msg.whole ? !whole : !task) throw new Error(`unknown op ${msg.op}`)
+      port.postMessage(claimChunk(msg) ? (whole ? whole(msg.items) : msg.items.map(task!)) : [])
       answered(flag)
     } catch {
       fatal(flag)

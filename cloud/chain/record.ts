@@ -38,6 +38,8 @@ import { MANIFEST_DOMAIN, parseManifest, type BatchManifest } from '../../shared
 import { streamId } from '../../shared/protocol/pseudonym.ts'
 import { manifestBytesOf, type ContentFields } from './content-slice.ts'
 import { checkSigningPublicKey, isUsableSigningKey, signingKeyId, verify as verifySignature } from '../../shared/crypto/sign.ts'
+import { verifyEd25519Batch, type SignedMessage } from '../../shared/crypto/ed25519-batch.ts'
+import { attempt, type Outcome } from './outcome.ts'
 
 /** The record format written now. */
 export const RECORD_VERSION = 2
@@ -174,6 +176,37 @@ const isEpochMs = (n: unknown): n is number => typeof n === 'number' && Number.i
  * SIGNATURE_ENCODING, MANIFEST_SIGNATURE, RECEIVED_AT.
  */
 export function admitBatch(input: AppendInput): AdmittedBatch {
+  const unsigned = admitUnsigned(input)
+  if (!verifySignature(unsigned.gatewayKey, MANIFEST_DOMAIN, unsigned.manifestBytes, unsigned.signature)) refuseSignature(unsigned.manifest)
+  return vouch(unsigned)
+}
+
+/**
+ * admitBatch for many uploads, in order, each a result or its typed error; the signatures of those
+ * that pass every other check are verified as one Ed25519 batch (shared/crypto/ed25519-batch.ts:
+ * the same verdicts, a failing batch judged one by one, so every refusal names its upload).
+ */
+export function admitBatches(inputs: readonly AppendInput[]): Outcome<AdmittedBatch>[] {
+  const unsigned = inputs.map((input) => attempt(() => admitUnsigned(input)))
+  const toCheck = unsigned.flatMap((u) => ('ok' in u ? [u.ok] : []))
+  const verdicts = verifyEd25519Batch(toCheck.map((u) => ({ publicKey: u.gatewayKey, domain: MANIFEST_DOMAIN, payload: u.manifestBytes, signature: u.signature })))
+  let next = 0
+  return unsigned.map((u) => {
+    if (!('ok' in u)) return u
+    const ok = verdicts[next++]!
+    return attempt(() => (ok ? vouch(u.ok) : refuseSignature(u.ok.manifest)))
+  })
+}
+
+function refuseSignature(manifest: BatchManifest): never {
+  refuse('VERIFICATION_FAILED', 'MANIFEST_SIGNATURE', `append: the signature of gateway ${manifest.gateway} on ${manifest.stream}#${manifest.seq} does not verify`, {
+    stream: manifest.stream,
+    seq: manifest.seq,
+  })
+}
+
+/** Every check of admitBatch but the signature's: the admission to be, not yet vouched for. */
+function admitUnsigned(input: AppendInput): AdmittedBatch {
   if (typeof input !== 'object' || input === null) refuse('INVALID_ARGUMENT', 'INPUT', 'append: expected { manifest, signature, gatewayKey, receivedAt }')
   const manifest = parseManifest(input.manifest)
   if (!isEpochMs(input.receivedAt)) refuse('INVALID_ARGUMENT', 'RECEIVED_AT', `append: receivedAt must be epoch milliseconds, got ${String(input.receivedAt)}`)
@@ -198,13 +231,7 @@ export function admitBatch(input: AppendInput): AdmittedBatch {
     refuse('INVALID_ENCODING', 'SIGNATURE_ENCODING', 'append: the manifest signature must be 64 bytes')
   }
   const manifestBytes = encodeCanonical(manifest)
-  if (!verifySignature(gatewayKey, MANIFEST_DOMAIN, manifestBytes, input.signature)) {
-    refuse('VERIFICATION_FAILED', 'MANIFEST_SIGNATURE', `append: the signature of gateway ${manifest.gateway} on ${manifest.stream}#${manifest.seq} does not verify`, {
-      stream: manifest.stream,
-      seq: manifest.seq,
-    })
-  }
-  const admitted: AdmittedBatch = {
+  return {
     manifest,
     manifestBytes,
     commitment: commitmentOfManifestBytes(manifestBytes),
@@ -212,7 +239,11 @@ export function admitBatch(input: AppendInput): AdmittedBatch {
     signature: new Uint8Array(input.signature),
     receivedAt: input.receivedAt,
   }
-  // A private copy the caller cannot reach or mutate, so the store can trust this admission later.
+}
+
+/** Vouch for an admission whose signature verified: a private copy the caller cannot reach or mutate, so the store can trust it later. */
+function vouch(admitted: AdmittedBatch): AdmittedBatch {
+  const { manifest, manifestBytes } = admitted
   vouched.set(admitted, { ...admitted, manifest: structuredClone(manifest), manifestBytes: manifestBytes.slice(), gatewayKey: admitted.gatewayKey.slice(), signature: admitted.signature.slice() })
   return admitted
 }
@@ -368,6 +399,8 @@ interface PreparedRow {
   readonly equation: ChameleonEquation | null
   /** Where RECORD_OPENING goes in `failures` if the equation fails (the first failure of a row is its opening's). */
   readonly at: Omit<RecordFailure, 'kind' | 'message'>
+  /** The gateway's manifest signature, left for the caller to check (alone or in a batch); null when not checked. */
+  readonly signature: (SignedMessage & { readonly failure: string }) | null
 }
 
 const openingFailure = (row: RecordRow, at: PreparedRow['at']): RecordFailure => ({
@@ -419,7 +452,7 @@ function prepareRecordRow(row: RecordRow, chameleonPublicKey: Uint8Array, opts: 
   if (!opening.ok) failures.push(openingFailure(row, at))
   if (rec === null) {
     add('RECORD_CONTENT', `record ${row.id}: ${contentError}`)
-    return { failures, equation: null, at }
+    return { failures, equation: null, at, signature: null }
   }
   const commitment = commitmentOfManifestBytes(rec.manifestBytes)
   const mismatched: string[] = []
@@ -435,23 +468,26 @@ function prepareRecordRow(row: RecordRow, chameleonPublicKey: Uint8Array, opts: 
   same('manifest commitment', commitment, row.manifestCommitment)
   same('prev', rec.manifest.prev, row.prevCommitment)
   if (mismatched.length > 0) add('RECORD_CONTENT', `record ${row.id}: the content disagrees with the row: ${mismatched.join('; ')}`)
-  // Ed25519 through OpenSSL, one signature at a time: it already costs less than the batch would
-  // (a batch needs each R decompressed, which alone costs more in noble; docs/crypto.md).
-  let signed = opts.gatewaySignature === false
-  if (!signed) {
-    try {
-      signed = verifySignature(rec.gatewayKey, MANIFEST_DOMAIN, rec.manifestBytes, rec.signature)
-    } catch {
-      signed = false
-    }
-  }
-  if (!signed) add('MANIFEST_SIGNATURE', `record ${row.id}: the signature of gateway ${rec.gateway} on ${rec.stream}#${rec.seq} does not verify`)
-  return { failures, equation: opening.equation, at }
+  const signature =
+    opts.gatewaySignature === false
+      ? null
+      : { publicKey: rec.gatewayKey, domain: MANIFEST_DOMAIN, payload: rec.manifestBytes, signature: rec.signature, failure: `record ${row.id}: the signature of gateway ${rec.gateway} on ${rec.stream}#${rec.seq} does not verify` }
+  return { failures, equation: opening.equation, at, signature }
+}
+
+/** The rows' manifest signatures as one Ed25519 batch (ed25519-batch.ts: verify()'s verdicts), each failure added to its row. */
+function checkManifestSignatures(prepared: readonly PreparedRow[]): void {
+  const signed = prepared.filter((p) => p.signature !== null)
+  const verdicts = verifyEd25519Batch(signed.map((p) => p.signature!))
+  signed.forEach((p, i) => {
+    if (!verdicts[i]) p.failures.push({ kind: 'MANIFEST_SIGNATURE', ...p.at, message: p.signature!.failure })
+  })
 }
 
 /** Every check of one record, alone (GET …/proof, tests). For many rows, checkRecordRows is faster. */
 export function checkRecordRow(row: RecordRow, chameleonPublicKey: Uint8Array, opts: RowCheckOptions = {}): RecordFailure[] {
   const prepared = prepareRecordRow(row, chameleonPublicKey, opts)
+  checkManifestSignatures([prepared])
   if (prepared.equation && !chameleonEquationHolds(chameleonPublicPoint(chameleonPublicKey), prepared.equation)) {
     prepared.failures.unshift(openingFailure(row, prepared.at))
   }
@@ -465,6 +501,7 @@ export function checkRecordRow(row: RecordRow, chameleonPublicKey: Uint8Array, o
  */
 export function checkRecordRows(rows: readonly RecordRow[], chameleonPublicKey: Uint8Array, rng: Rng = systemRng, opts: RowCheckOptions = {}): { failures: RecordFailure[]; passed: number[] } {
   const prepared = rows.map((row) => prepareRecordRow(row, chameleonPublicKey, opts))
+  checkManifestSignatures(prepared)
   const batched = prepared.flatMap((p, i) => (p.equation ? [i] : []))
   const failing = failingChameleonEquations(
     chameleonPublicPoint(chameleonPublicKey),

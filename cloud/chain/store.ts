@@ -27,6 +27,7 @@ import { blockHash, decodeBlockHeader, EMPTY_REDACTION_STATE, makeBlock, records
 import { committedState, logMoved, redactionLogHeadAt, redactionLogState } from '../supervision/log-state.ts'
 import {
   admitBatch,
+  admitBatches as admitBatchesOf,
   commitRecord,
   describeRow,
   summarize,
@@ -566,7 +567,7 @@ export class ChainStore {
     // What admitBatch or admitBatches already returned here (the service admits each upload before its CAR check) is not admitted twice.
     const vouched = inputs.map((x) => vouchedAdmission(x) ?? this.#admitted.get(x) ?? null)
     const rest = inputs.filter((_, i) => vouched[i] === null)
-    const fresh = this.#pool.map('admit', rest, (input): Outcome<AdmittedBatch> => attempt(() => admitBatch(input)))
+    const fresh = this.#pool.mapChunks('admitMany', rest, admitBatchesOf)
     let next = 0
     return this.#append(vouched.map((v) => (v ? { ok: v } : fresh[next++]!)))
   }
@@ -576,12 +577,12 @@ export class ChainStore {
    * the worker threads: the service's bulk path (POST /v1/batches/bulk) judges a request's items
    * here at once instead of one by one on the event loop. Each admitted batch is vouched for, like
    * admitBatch's, so appendBatches does not admit it again; a refusal is its typed error.
-   * Where a batched Ed25519 verification lands (the native addon, branch dalek-batch), this is the
-   * place for it: the items' signatures checked as one batch per chunk, a failing batch re-judged
-   * one by one so each refusal still names its item; today each is a single libsodium verify.
+   * Each thread's chunk has its signatures checked as one Ed25519 batch (record.ts admitBatches,
+   * shared/crypto/ed25519-batch.ts), a failing batch re-judged one by one so each refusal still
+   * names its item.
    */
   admitBatches(inputs: readonly AppendInput[]): Outcome<AdmittedBatch>[] {
-    const out = this.#pool.map('admit', inputs, (input): Outcome<AdmittedBatch> => attempt(() => admitBatch(input)))
+    const out = this.#pool.mapChunks('admitMany', inputs, admitBatchesOf)
     for (const o of out) {
       // A worker's answer crossed threads by structured clone: it is this store's own object, kept
       // with a private copy so a caller mutating it afterwards cannot smuggle a changed batch in.

@@ -17,26 +17,7 @@
  * the append thread's time went to that wait).
  */
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads'
-import { CareLedgerError, isCareLedgerError, type ErrorCode } from '../../shared/errors.ts'
-
-/** A task's result or its (typed) error, in a form that crosses threads. */
-export type Outcome<R> = { readonly ok: R } | { readonly error: { readonly code: ErrorCode | 'INTERNAL'; readonly message: string; readonly info: Record<string, unknown> } }
-
-export function attempt<R>(f: () => R): Outcome<R> {
-  try {
-    return { ok: f() }
-  } catch (e) {
-    if (isCareLedgerError(e)) return { error: { code: e.code, message: e.message, info: { ...e.info } } }
-    return { error: { code: 'INTERNAL', message: e instanceof Error ? e.message : String(e), info: {} } }
-  }
-}
-
-/** The CareLedgerError an outcome carries (an internal failure becomes a plain Error). */
-export function outcomeError(o: Outcome<unknown>): Error | null {
-  if ('ok' in o) return null
-  const { code, message, info } = o.error
-  return code === 'INTERNAL' ? new Error(message) : new CareLedgerError(code, message, info)
-}
+export { attempt, outcomeError, type Outcome } from './outcome.ts'
 
 /**
  * The two Int32 slots a worker shares with the caller: ANSWERED counts the messages it has
@@ -134,8 +115,20 @@ export class SyncPool {
 
   /** items.map(task) with the work spread evenly over the calling thread and the workers; `op` names task in the worker. */
   map<T, R>(op: string, items: readonly T[], task: (item: T) => R): R[] {
+    return this.#spread(op, items, task)
+  }
+
+  /**
+   * Like map, for a task that does a chunk at once (`whole(chunk)` returns one result per item, in
+   * order: the bulk admission checks a chunk's signatures as one batch); `op` names it in the worker.
+   */
+  mapChunks<T, R>(op: string, items: readonly T[], whole: (chunk: T[]) => R[]): R[] {
+    return this.#spread(op, items, (item) => whole([item])[0]!, whole)
+  }
+
+  #spread<T, R>(op: string, items: readonly T[], task: (item: T) => R, whole?: (chunk: T[]) => R[]): R[] {
     const live = this.#opts.size > 0 && items.length >= (this.#opts.threshold ?? 8) ? this.#live().length : 0
-    const run = this.stream(op, task, { expected: items.length, callerShare: 1 / (live + 1), chunk: Math.ceil(items.length / (live + 1)) })
+    const run = this.stream(op, task, { expected: items.length, callerShare: 1 / (live + 1), chunk: Math.ceil(items.length / (live + 1)), ...(whole ? { whole } : {}) })
     for (const item of items) run.push(item)
     return run.finish()
   }
@@ -145,9 +138,11 @@ export class SyncPool {
    * bulk append judges and inserts rows while the workers already hash the earlier ones): full
    * chunks are posted at once, round robin, except that the caller keeps about `callerShare` of
    * them for itself (it computes those in finish(), when its other work is done). `expected`
-   * (the most items there will be) decides, as in map, whether workers are used at all.
+   * (the most items there will be) decides, as in map, whether workers are used at all. With
+   * `whole`, a chunk is computed by one call, here and in the worker (posted with `whole: true`).
    */
-  stream<T, R>(op: string, task: (item: T) => R, opts: { expected: number; callerShare: number; chunk?: number }): StreamRun<T, R> {
+  stream<T, R>(op: string, task: (item: T) => R, opts: { expected: number; callerShare: number; chunk?: number; whole?: (chunk: T[]) => R[] }): StreamRun<T, R> {
+    const compute = opts.whole ?? ((chunk: T[]): R[] => chunk.map(task))
     const useWorkers = this.#opts.size > 0 && opts.expected >= (this.#opts.threshold ?? 8)
     // Answers a run abandoned by an exception (its finish() never came) are taken and dropped first.
     if (useWorkers) for (const slot of this.#live()) while (slot.taken < slot.posted) this.#take(slot, null)
@@ -174,7 +169,7 @@ export class SyncPool {
       }
       if (slot) {
         const claim = new Int32Array(new SharedArrayBuffer(4))
-        slot.port.postMessage({ op, items, claim })
+        slot.port.postMessage({ op, items, claim, whole: opts.whole !== undefined })
         slot.posted++
         posted += items.length
         chunks.push({ items, slot, claim })
@@ -197,7 +192,7 @@ export class SyncPool {
         }
         const local = new Map<number, R[]>()
         chunks.forEach((c, i) => {
-          if (c.slot === null) local.set(i, c.items.map(task))
+          if (c.slot === null) local.set(i, compute(c.items))
         })
         this.#stats.onCaller += kept
         // Take back what no worker has started, from the last chunk down (the workers go forward).
@@ -205,7 +200,7 @@ export class SyncPool {
           const c = chunks[i]!
           if (c.claim && Atomics.compareExchange(c.claim, 0, 0, TAKEN_BACK) === 0) {
             c.takenBack = true
-            local.set(i, c.items.map(task))
+            local.set(i, compute(c.items))
             this.#stats.onCaller += c.items.length
             this.#stats.takenBack += c.items.length
           }
@@ -220,7 +215,7 @@ export class SyncPool {
           const answer = this.#take<R>(c.slot, c.items.length)
           if (answer) this.#stats.onWorkers += c.items.length
           else this.#stats.onCaller += c.items.length
-          out.push(...(answer ?? c.items.map(task)))
+          out.push(...(answer ?? compute(c.items)))
         })
         return out
       },

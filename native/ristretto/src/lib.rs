@@ -1,5 +1,5 @@
-//! careledger-ristretto: the two ristretto255 operations of `chain verify`'s batch check
-//! (shared/crypto/chameleon-batch.ts, docs/crypto.md §The native ristretto255 addon), done by
+//! careledger-ristretto: the curve25519 operations of the chameleon hash and of the batch checks
+//! (shared/crypto/chameleon-batch.ts, ed25519-batch.ts; docs/crypto.md §The native ristretto255 addon), done by
 //! curve25519-dalek 4.1.3, behind a hand-written N-API binding (no napi-rs: a few `napi_*`
 //! functions declared below, resolved by Node when it loads the addon).
 //!
@@ -18,6 +18,15 @@
 //!   call under that key and kept per thread (the cloud hashes every record under one key). An
 //!   empty Uint8Array when Y does not decode or e, s are not canonical scalars.
 //!
+//! - `ed25519BatchHolds(A, R, S, hram, weights)`: for n Ed25519 signatures (RFC 8032), does the
+//!   cofactored batch equation [8]·(Σ z_i·R_i + Σ (z_i·k_i)·A_i − (Σ z_i·S_i)·B) = 0 hold, with
+//!   k_i = hram_i mod ℓ (hram_i the 64-byte SHA-512(R_i ‖ A_i ‖ M_i) the caller computed), every
+//!   R_i and A_i a canonical encoding of a curve point, and every S_i canonical (< ℓ)? False when
+//!   any of them is not. The weights z_i (16 bytes each) are the caller's, from the OS CSPRNG;
+//!   signatures under one key share one point of the multiplication. docs/crypto.md §Ed25519
+//!   batches gives the argument (cofactored equation: a "true" implies each signature passes the
+//!   strict single check of @noble/curves, except with probability ≤ 2^-128).
+//!
 //! The JavaScript side takes a `true` as proof and re-judges every `false` with @noble/curves.
 
 use std::cell::RefCell;
@@ -25,7 +34,10 @@ use std::ffi::c_void;
 use std::os::raw::c_char;
 use std::ptr;
 
-use curve25519_dalek::constants::{RISTRETTO_BASEPOINT_POINT, RISTRETTO_BASEPOINT_TABLE};
+use std::collections::HashMap;
+
+use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, RISTRETTO_BASEPOINT_POINT, RISTRETTO_BASEPOINT_TABLE};
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoBasepointTable, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
@@ -115,14 +127,7 @@ fn batch_holds(y: &[u8], points: &[u8], weights: &[u8], a: &[u8], b: &[u8]) -> b
             None => return false,
         }
     }
-    let mut zs: Vec<Scalar> = weights
-        .chunks_exact(16)
-        .map(|w| {
-            let mut bytes = [0u8; 32];
-            bytes[..16].copy_from_slice(w);
-            Scalar::from_bytes_mod_order(bytes) // < 2^128 < ℓ: unchanged
-        })
-        .collect();
+    let mut zs: Vec<Scalar> = weights.chunks_exact(16).map(weight).collect();
     ps.push(y);
     zs.push(-a);
     ps.push(RISTRETTO_BASEPOINT_POINT);
@@ -147,6 +152,71 @@ fn hash_point(y: &[u8], e: &[u8], s: &[u8]) -> Option<[u8; 32]> {
         slot.as_ref().map(|(_, table)| table * &e)
     })?;
     Some((ey + &s * RISTRETTO_BASEPOINT_TABLE).compress().to_bytes())
+}
+
+/// RFC 8032 §5.1.3 decoding, strictly: the point, if `bytes` is its canonical encoding — y < p
+/// (step 1), and not x = 0 with the sign bit set (step 4: the points y = 1 and y = p − 1).
+/// curve25519-dalek's `decompress` reduces a non-canonical y and ignores the sign of x = 0, so both
+/// are checked on the bytes first (cheaper than re-encoding, which costs an inversion).
+fn edwards_point(bytes: &[u8]) -> Option<EdwardsPoint> {
+    let bytes: &[u8; 32] = bytes.try_into().ok()?;
+    let (low, high) = (bytes[0], bytes[31] & 0x7f);
+    let middle_ff = bytes[1..31].iter().all(|&b| b == 0xff);
+    let middle_00 = bytes[1..31].iter().all(|&b| b == 0);
+    if high == 0x7f && middle_ff && low >= 0xed {
+        return None; // y ≥ p = 2^255 − 19
+    }
+    let x_is_zero = (low == 1 && high == 0 && middle_00) || (low == 0xec && high == 0x7f && middle_ff);
+    if x_is_zero && bytes[31] & 0x80 != 0 {
+        return None; // "x = 0 and x_0 = 1: decoding fails"
+    }
+    CompressedEdwardsY(*bytes).decompress()
+}
+
+/// 16 little-endian bytes as a scalar (< 2^128 < ℓ: unchanged).
+fn weight(w: &[u8]) -> Scalar {
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(w);
+    Scalar::from_bytes_mod_order(bytes)
+}
+
+/// [8]·(Σ z_i·R_i + Σ (z_i·k_i)·A_i − (Σ z_i·S_i)·B) = 0, one multi-scalar multiplication.
+fn ed25519_batch_holds(keys: &[u8], rs: &[u8], ss: &[u8], hrams: &[u8], weights: &[u8]) -> bool {
+    let n = rs.len() / 32;
+    let mut points: Vec<EdwardsPoint> = Vec::with_capacity(n + 8);
+    let mut scalars: Vec<Scalar> = Vec::with_capacity(n + 8);
+    let mut b = Scalar::ZERO;
+    // Each distinct key once: its coefficient Σ z_i·k_i over the signatures under it.
+    let mut key_slot: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut key_points: Vec<EdwardsPoint> = Vec::new();
+    let mut key_scalars: Vec<Scalar> = Vec::new();
+    for i in 0..n {
+        let (a, r, s, hram, w) = (&keys[32 * i..32 * i + 32], &rs[32 * i..32 * i + 32], &ss[32 * i..32 * i + 32], &hrams[64 * i..64 * i + 64], &weights[16 * i..16 * i + 16]);
+        let (Some(r), Some(s)) = (edwards_point(r), canonical_scalar(s)) else { return false };
+        let hram: &[u8; 64] = hram.try_into().expect("64 bytes");
+        let k = Scalar::from_bytes_mod_order_wide(hram);
+        let z = weight(w);
+        let a: [u8; 32] = a.try_into().expect("32 bytes");
+        let slot = match key_slot.get(&a) {
+            Some(&slot) => slot,
+            None => {
+                let Some(point) = edwards_point(&a) else { return false };
+                key_points.push(point);
+                key_scalars.push(Scalar::ZERO);
+                key_slot.insert(a, key_points.len() - 1);
+                key_points.len() - 1
+            }
+        };
+        key_scalars[slot] += z * k;
+        b += z * s;
+        points.push(r);
+        scalars.push(z);
+    }
+    points.extend(key_points);
+    scalars.extend(key_scalars);
+    points.push(ED25519_BASEPOINT_POINT);
+    scalars.push(-b);
+    EdwardsPoint::vartime_multiscalar_mul(scalars.iter(), points.iter()).mul_by_cofactor().is_identity()
 }
 
 fn canonical_scalar(bytes: &[u8]) -> Option<Scalar> {
@@ -206,10 +276,30 @@ unsafe extern "C" fn js_hash_point(env: NapiEnv, info: NapiCallbackInfo) -> Napi
     out
 }
 
+unsafe extern "C" fn js_ed25519_batch_holds(env: NapiEnv, info: NapiCallbackInfo) -> NapiValue {
+    let Some(argv) = args::<5>(env, info) else { return ptr::null_mut() };
+    let mut v: [&[u8]; 5] = [&[]; 5];
+    for (slot, value) in v.iter_mut().zip(argv) {
+        let Some(b) = bytes(env, value) else { return ptr::null_mut() };
+        *slot = b;
+    }
+    let [keys, rs, ss, hrams, weights] = v;
+    let n = rs.len() / 32;
+    if rs.len() % 32 != 0 || keys.len() != 32 * n || ss.len() != 32 * n || hrams.len() != 64 * n || weights.len() != 16 * n {
+        return range_error(env, b"careledger-ristretto: ed25519BatchHolds takes n*32 bytes of keys, of R and of S, n*64 of SHA-512(R||A||M) and n*16 of weights\0");
+    }
+    boolean(env, ed25519_batch_holds(keys, rs, ss, hrams, weights))
+}
+
 /// Node's entry point for an N-API addon (what NAPI_MODULE_INIT defines).
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: NapiEnv, exports: NapiValue) -> NapiValue {
-    let functions: [(&[u8], NapiCallback); 3] = [(b"decodeCheck\0", js_decode_check), (b"batchHolds\0", js_batch_holds), (b"hashPoint\0", js_hash_point)];
+    let functions: [(&[u8], NapiCallback); 4] = [
+        (b"decodeCheck\0", js_decode_check),
+        (b"batchHolds\0", js_batch_holds),
+        (b"hashPoint\0", js_hash_point),
+        (b"ed25519BatchHolds\0", js_ed25519_batch_holds),
+    ];
     for (name, cb) in functions {
         let mut f = ptr::null_mut();
         let name = name.as_ptr() as *const c_char;
