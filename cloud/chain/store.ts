@@ -637,10 +637,9 @@ export class ChainStore {
               signature: a.signature,
               receivedAt: a.receivedAt,
             }
-            try {
-              this.#insert(a, fields.id, verdict.stream)
-            } catch (e) {
-              pending.push({ kind: 'done', result: { status: 'rejected', error: e instanceof Error ? e : new Error(String(e)) } })
+            const refused = this.#insert(a, fields.id, verdict.stream)
+            if (refused) {
+              pending.push({ kind: 'done', result: { status: 'rejected', error: refused } })
               break
             }
             nextId++
@@ -715,35 +714,40 @@ export class ChainStore {
     return { kind: 'new', stream }
   }
 
-  /** The record row (content, hash and opening filled in later in the same transaction) and the stream index, in a savepoint. */
-  #insert(a: AdmittedBatch, id: number, stream: RawStream | undefined): void {
+  /**
+   * The record row (content, hash and opening filled in later in the same transaction) and the
+   * stream index. What can refuse the record (a late seq in no recorded gap) is checked before the
+   * first write, so a refusal writes nothing and needs no savepoint; a failing write (a constraint
+   * the judge has already ruled out) throws and aborts the whole transaction.
+   */
+  #insert(a: AdmittedBatch, id: number, stream: RawStream | undefined): CareLedgerError | null {
     const m = a.manifest
     const s = this.#s
-    this.db.transaction(() => {
-      s.insertRecord.run({ id, stream: m.stream, seq: m.seq, gateway: m.gateway, commitment: a.commitment, prev: m.prev, cid: m.cid, receivedAt: a.receivedAt })
-      if (!stream) {
-        s.insertStream.run({ stream: m.stream, gateway: m.gateway, device: m.device, patient: m.patient, seq: m.seq, at: a.receivedAt })
-        if (m.seq > 0) s.insertGap.run(m.stream, 0, m.seq - 1)
-        return
-      }
-      if (m.seq > stream.last_seq) {
-        if (m.seq > stream.last_seq + 1) s.insertGap.run(m.stream, stream.last_seq + 1, m.seq - 1)
-      } else {
-        // A late batch: it must close (part of) a recorded gap.
-        const gap = s.gapAt.get(m.stream, m.seq) as { from_seq: number; to_seq: number } | undefined
-        if (!gap || gap.to_seq < m.seq) {
-          throw new CareLedgerError('VERIFICATION_FAILED', `stream ${m.stream}: seq ${m.seq} is below last seq ${stream.last_seq} but in no recorded gap (the stream index is inconsistent)`, {
-            reason: 'STREAM_INDEX',
-            stream: m.stream,
-            seq: m.seq,
-          })
-        }
-        s.deleteGap.run(m.stream, gap.from_seq)
-        if (gap.from_seq < m.seq) s.insertGap.run(m.stream, gap.from_seq, m.seq - 1)
-        if (m.seq < gap.to_seq) s.insertGap.run(m.stream, m.seq + 1, gap.to_seq)
-      }
-      s.updateStream.run({ stream: m.stream, seq: m.seq, at: a.receivedAt })
-    })()
+    const late = stream !== undefined && m.seq <= stream.last_seq
+    const gap = late ? (s.gapAt.get(m.stream, m.seq) as { from_seq: number; to_seq: number } | undefined) : undefined
+    if (late && (!gap || gap.to_seq < m.seq)) {
+      return new CareLedgerError('VERIFICATION_FAILED', `stream ${m.stream}: seq ${m.seq} is below last seq ${stream.last_seq} but in no recorded gap (the stream index is inconsistent)`, {
+        reason: 'STREAM_INDEX',
+        stream: m.stream,
+        seq: m.seq,
+      })
+    }
+    s.insertRecord.run({ id, stream: m.stream, seq: m.seq, gateway: m.gateway, commitment: a.commitment, prev: m.prev, cid: m.cid, receivedAt: a.receivedAt })
+    if (!stream) {
+      s.insertStream.run({ stream: m.stream, gateway: m.gateway, device: m.device, patient: m.patient, seq: m.seq, at: a.receivedAt })
+      if (m.seq > 0) s.insertGap.run(m.stream, 0, m.seq - 1)
+      return null
+    }
+    if (gap) {
+      // A late batch: it closes (part of) a recorded gap.
+      s.deleteGap.run(m.stream, gap.from_seq)
+      if (gap.from_seq < m.seq) s.insertGap.run(m.stream, gap.from_seq, m.seq - 1)
+      if (m.seq < gap.to_seq) s.insertGap.run(m.stream, m.seq + 1, gap.to_seq)
+    } else if (m.seq > stream.last_seq + 1) {
+      s.insertGap.run(m.stream, stream.last_seq + 1, m.seq - 1)
+    }
+    s.updateStream.run({ stream: m.stream, seq: m.seq, at: a.receivedAt })
+    return null
   }
 
   #logEquivocation(kind: 'conflict' | 'prev-mismatch' | 'next-mismatch', a: AdmittedBatch, recordId: number): void {

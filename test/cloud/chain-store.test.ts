@@ -96,6 +96,21 @@ describe('appendBatch', () => {
     await verifyOk()
   })
 
+  it('a late batch in no recorded gap (an inconsistent stream index) is refused in a bulk, writing nothing; the others land', () => {
+    const s = new TestStream(new TestGatewayKey('g'), 'bed-09', 'patient g')
+    for (let seq = 0; seq <= 4; seq++) s.manifest(seq)
+    for (const seq of [0, 4]) store.appendBatch(s.batch(seq))
+    db.prepare('DELETE FROM stream_gaps WHERE stream = ?').run(s.id) // the gap 1..3 lost
+    const before = { records: store.stats().records, stream: store.getStream(s.id) }
+    const other = new TestStream(new TestGatewayKey('g'), 'bed-10', 'patient h')
+    const results = store.appendBatches([other.batch(0), s.batch(2), other.batch(1)])
+    expect(results.map((r) => r.status)).toEqual(['created', 'rejected', 'created'])
+    expect(((results[1] as { error: CareLedgerError }).error.info as { reason: string }).reason).toBe('STREAM_INDEX')
+    expect(store.stats().records).toBe(before.records + 2)
+    expect(store.getStream(s.id)).toEqual(before.stream)
+    expect(db.prepare('SELECT count(*) AS n FROM records WHERE stream = ? AND seq = 2').get(s.id)).toEqual({ n: 0 })
+  })
+
   it('refuses a batch whose prev is not the stored seq − 1, or whose commitment is not the prev of the stored seq + 1', async () => {
     const s = new TestStream(new TestGatewayKey('c'), 'bed-04', 'patient d')
     store.appendBatch(s.batch(0))
