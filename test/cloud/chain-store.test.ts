@@ -105,7 +105,7 @@ describe('appendBatch', () => {
     const other = new TestStream(new TestGatewayKey('g'), 'bed-10', 'patient h')
     const results = store.appendBatches([other.batch(0), s.batch(2), other.batch(1)])
     expect(results.map((r) => r.status)).toEqual(['created', 'rejected', 'created'])
-    expect(((results[1] as { error: CareLedgerError }).error.info as { reason: string }).reason).toBe('STREAM_INDEX')
+    expect(((results[1] as unknown as { error: CareLedgerError }).error.info as { reason: string }).reason).toBe('STREAM_INDEX')
     expect(store.stats().records).toBe(before.records + 2)
     expect(store.getStream(s.id)).toEqual(before.stream)
     expect(db.prepare('SELECT count(*) AS n FROM records WHERE stream = ? AND seq = 2').get(s.id)).toEqual({ n: 0 })
