@@ -14,9 +14,10 @@ export const systemRng: Rng = (length) => randomBytes(length)
 
 /**
  * The OS CSPRNG read 4 KiB at a time, for randomness that is published right after use (a
- * chameleon-hash opening's r and s, docs/crypto.md): one getRandomValues per ~40 records instead
- * of two each (issue 14's append profile: 6 µs a call). Never for secret keys or nonces, whose
- * bytes should not sit in a buffer before use: those take systemRng.
+ * chameleon-hash opening's r and s, docs/crypto.md) or matters only until a check is done (the
+ * weights of an Ed25519 batch, drawn after the signatures are fixed): one getRandomValues per
+ * ~40 records instead of two each (issue 14's append profile: 6 µs a call). Never for secret keys
+ * or nonces, whose bytes should not sit in a buffer before use: those take systemRng.
  */
 export const publicRng: Rng = (() => {
   const POOL = 4096
