@@ -94,6 +94,16 @@ unsafe fn bytes<'a>(env: NapiEnv, value: NapiValue) -> Option<&'a [u8]> {
     Some(if len == 0 || data.is_null() { &[] } else { std::slice::from_raw_parts(data as *const u8, len) })
 }
 
+/// The first N arguments, each a Uint8Array's bytes (a TypeError thrown otherwise, and None).
+unsafe fn byte_args<'a, const N: usize>(env: NapiEnv, info: NapiCallbackInfo) -> Option<[&'a [u8]; N]> {
+    let argv = args::<N>(env, info)?;
+    let mut v: [&[u8]; N] = [&[]; N];
+    for (slot, value) in v.iter_mut().zip(argv) {
+        *slot = bytes(env, value)?;
+    }
+    Some(v)
+}
+
 unsafe fn range_error(env: NapiEnv, msg: &'static [u8]) -> NapiValue {
     napi_throw_range_error(env, CODE, msg.as_ptr() as *const c_char);
     ptr::null_mut()
@@ -242,13 +252,7 @@ unsafe extern "C" fn js_decode_check(env: NapiEnv, info: NapiCallbackInfo) -> Na
 }
 
 unsafe extern "C" fn js_batch_holds(env: NapiEnv, info: NapiCallbackInfo) -> NapiValue {
-    let Some(argv) = args::<5>(env, info) else { return ptr::null_mut() };
-    let mut v: [&[u8]; 5] = [&[]; 5];
-    for (slot, value) in v.iter_mut().zip(argv) {
-        let Some(b) = bytes(env, value) else { return ptr::null_mut() };
-        *slot = b;
-    }
-    let [y, points, weights, a, b] = v;
+    let Some([y, points, weights, a, b]) = byte_args::<5>(env, info) else { return ptr::null_mut() };
     if y.len() != 32 || a.len() != 32 || b.len() != 32 || points.len() % 32 != 0 || weights.len() != points.len() / 2 {
         return range_error(env, b"careledger-ristretto: batchHolds takes Y (32 bytes), n*32 bytes of points, n*16 of weights, a and b (32 bytes)\0");
     }
@@ -256,13 +260,7 @@ unsafe extern "C" fn js_batch_holds(env: NapiEnv, info: NapiCallbackInfo) -> Nap
 }
 
 unsafe extern "C" fn js_hash_point(env: NapiEnv, info: NapiCallbackInfo) -> NapiValue {
-    let Some(argv) = args::<3>(env, info) else { return ptr::null_mut() };
-    let mut v: [&[u8]; 3] = [&[]; 3];
-    for (slot, value) in v.iter_mut().zip(argv) {
-        let Some(b) = bytes(env, value) else { return ptr::null_mut() };
-        *slot = b;
-    }
-    let [y, e, s] = v;
+    let Some([y, e, s]) = byte_args::<3>(env, info) else { return ptr::null_mut() };
     if y.len() != 32 || e.len() != 32 || s.len() != 32 {
         return range_error(env, b"careledger-ristretto: hashPoint takes Y, e and s (32 bytes each)\0");
     }
@@ -277,13 +275,7 @@ unsafe extern "C" fn js_hash_point(env: NapiEnv, info: NapiCallbackInfo) -> Napi
 }
 
 unsafe extern "C" fn js_ed25519_batch_holds(env: NapiEnv, info: NapiCallbackInfo) -> NapiValue {
-    let Some(argv) = args::<5>(env, info) else { return ptr::null_mut() };
-    let mut v: [&[u8]; 5] = [&[]; 5];
-    for (slot, value) in v.iter_mut().zip(argv) {
-        let Some(b) = bytes(env, value) else { return ptr::null_mut() };
-        *slot = b;
-    }
-    let [keys, rs, ss, hrams, weights] = v;
+    let Some([keys, rs, ss, hrams, weights]) = byte_args::<5>(env, info) else { return ptr::null_mut() };
     let n = rs.len() / 32;
     if rs.len() % 32 != 0 || keys.len() != 32 * n || ss.len() != 32 * n || hrams.len() != 64 * n || weights.len() != 16 * n {
         return range_error(env, b"careledger-ristretto: ed25519BatchHolds takes n*32 bytes of keys, of R and of S, n*64 of SHA-512(R||A||M) and n*16 of weights\0");
