@@ -400,7 +400,7 @@ interface PreparedRow {
   /** Where RECORD_OPENING goes in `failures` if the equation fails (the first failure of a row is its opening's). */
   readonly at: Omit<RecordFailure, 'kind' | 'message'>
   /** The gateway's manifest signature, left for the caller to check (alone or in a batch); null when not checked. */
-  readonly signature: (SignedMessage & { readonly failure: string }) | null
+  readonly signature: (SignedMessage & { readonly rec: DecodedRecord }) | null
 }
 
 const openingFailure = (row: RecordRow, at: PreparedRow['at']): RecordFailure => ({
@@ -471,16 +471,19 @@ function prepareRecordRow(row: RecordRow, chameleonPublicKey: Uint8Array, opts: 
   const signature =
     opts.gatewaySignature === false
       ? null
-      : { publicKey: rec.gatewayKey, domain: MANIFEST_DOMAIN, payload: rec.manifestBytes, signature: rec.signature, failure: `record ${row.id}: the signature of gateway ${rec.gateway} on ${rec.stream}#${rec.seq} does not verify` }
+      : { publicKey: rec.gatewayKey, domain: MANIFEST_DOMAIN, payload: rec.manifestBytes, signature: rec.signature, rec }
   return { failures, equation: opening.equation, at, signature }
 }
+
+const signatureFailure = (id: number, rec: DecodedRecord): string => `record ${id}: the signature of gateway ${rec.gateway} on ${rec.stream}#${rec.seq} does not verify`
 
 /** The rows' manifest signatures as one Ed25519 batch (ed25519-batch.ts: verify()'s verdicts), each failure added to its row. */
 function checkManifestSignatures(prepared: readonly PreparedRow[]): void {
   const signed = prepared.filter((p) => p.signature !== null)
   const verdicts = verifyEd25519Batch(signed.map((p) => p.signature!))
   signed.forEach((p, i) => {
-    if (!verdicts[i]) p.failures.push({ kind: 'MANIFEST_SIGNATURE', ...p.at, message: p.signature!.failure })
+    // The message only for a failure: rows that verify (nearly all) build no string.
+    if (!verdicts[i]) p.failures.push({ kind: 'MANIFEST_SIGNATURE', ...p.at, message: signatureFailure(p.at.recordId, p.signature!.rec) })
   })
 }
 
