@@ -121,7 +121,11 @@ export class Anchorer {
   async anchorHead(): Promise<StepOutcome> {
     await this.checkSetup()
     const { store, blocks, provider, now } = this.#o
-    if (await store.pending(this.target)) return this.follow()
+    if (await store.pending(this.target)) {
+      const followed = await this.follow()
+      // 'idle': another process (the service, the CLI) settled that anchor meanwhile: go on with the head.
+      if (followed.kind !== 'idle') return followed
+    }
     const head = await blocks.head()
     if (!head) return { kind: 'idle', anchor: null, message: 'no block sealed yet' }
     if (isDamaged(head)) throw new CareLedgerError('VERIFICATION_FAILED', `block ${head.height}'s header does not decode: not anchoring a damaged chain (run careledger chain verify)`, { height: head.height })
