@@ -149,8 +149,13 @@ function anchorCommand(): Command {
       while (opts.wait && !FINAL.has(outcome.kind) && Date.now() < deadline) {
         await sleep(Math.min(config.pollMs, 2000) * 2 ** Math.min(failures, 5))
         try {
+          const following = outcome.anchor
           outcome = await anchorer.follow()
           failures = 0
+          // Nothing in flight any more: the running service settled the anchor this command followed.
+          const settled = outcome.kind === 'idle' && following ? await tables.store.get(following.id) : null
+          if (settled?.status === 'confirmed') outcome = { kind: 'confirmed', anchor: settled, message: `block ${settled.height} anchored in ${settled.txHash}, ${settled.confirmations} confirmations` }
+          else if (settled?.status === 'failed') outcome = { kind: 'failed', anchor: settled, message: settled.error ?? 'failed' }
         } catch (e) {
           failures++
           if (!opts.json) out(`RPC error (${displayError(e)}); retrying`)
