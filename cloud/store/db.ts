@@ -1,6 +1,6 @@
 /**
  * The cloud's SQLite database: one file, WAL, synchronous=FULL (an accepted batch or a sealed
- * block survives power loss), foreign keys on. Each cloud module registers its own named
+ * block survives power loss), foreign keys on, 16 KiB pages. Each cloud module registers its own named
  * migrations (chain, access, …); `openCloudDb` applies the ones a database has not seen yet,
  * each in its own transaction, and records them in `schema_migrations`.
  */
@@ -10,6 +10,15 @@ import { ensurePrivateFile } from '../../shared/cli/files.ts'
 import { dirname } from 'node:path'
 
 export type CloudDb = Database.Database
+
+/**
+ * Page size of a new cloud.db. A bulk append writes ~200 record rows, envelope rows of ~2 KB and
+ * index entries spread over 200 streams; with 4 KiB pages each commit wrote twice as many WAL
+ * frames (one pwrite, one checksum each), and the append thread spent ~10 % more CPU a record
+ * (docs/operations.md §Capacity). A database created before keeps its page size: SQLite changes it
+ * only on a VACUUM outside WAL mode.
+ */
+export const CLOUD_DB_PAGE_SIZE = 16384
 
 export interface Migration {
   /** Unique and stable forever, e.g. "chain/001-records-blocks". Applied in registration order. */
@@ -38,6 +47,7 @@ export function openCloudDb(path: string, opts: { readonly?: boolean } = {}): Cl
   const db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false })
   db.pragma('busy_timeout = 5000')
   if (opts.readonly) return db
+  db.pragma(`page_size = ${CLOUD_DB_PAGE_SIZE}`) // takes effect only on a new, empty file
   db.pragma('journal_mode = WAL')
   db.pragma('synchronous = FULL')
   db.pragma('foreign_keys = ON')
