@@ -4,7 +4,7 @@
  * verification and the API keep room while a region's backlog drains).
  *
  *   prepare   BENCH_APPEND_GATEWAYS (8) gateways × 25 streams, registered with the cloud through its
- *             enrolment API; BENCH_APPEND_RECORDS (12,000) batches, each a gateway-signed manifest
+ *             enrolment API; BENCH_APPEND_RECORDS (24,000) batches, each a gateway-signed manifest
  *             whose envelope is 2 KB of random bytes under its real CIDv1 (the cloud never decrypts:
  *             it checks the CAR, the size and the signature), packed as the one-block CAR a gateway
  *             uploads, and the request bodies encoded. All of it before the clock starts; request
@@ -13,6 +13,8 @@
  *             MAX_UPLOAD_BATCHES) at once, one request in flight per gateway, until all are in; the
  *             clock stops when the last answer is back (every batch 201). CPU of the cloud process
  *             (all threads) from /proc, so CPU per 1,000 records does not depend on what else ran.
+ *             Two rows: each gateway's first bulk ("cold": the fresh process starts its append
+ *             worker thread and its JIT warms up), then the rest ("sustained", what the target is about).
  *   single    the same run, the same cloud: BENCH_APPEND_SINGLE (1,000) batches more as single
  *             POST /v1/batches, one in flight per gateway — the single-record cost beside the bulk rate.
  *
@@ -49,7 +51,7 @@ export interface AppendHttpOptions {
 export function appendHttpOptions(log: (s: string) => void): AppendHttpOptions {
   return {
     gateways: Number(process.env.BENCH_APPEND_GATEWAYS ?? 8),
-    records: Number(process.env.BENCH_APPEND_RECORDS ?? 12_000),
+    records: Number(process.env.BENCH_APPEND_RECORDS ?? 24_000),
     bulk: Number(process.env.BENCH_APPEND_BULK ?? 200),
     single: Number(process.env.BENCH_APPEND_SINGLE ?? 1_000),
     log,
@@ -161,18 +163,19 @@ export async function appendHttpSection(o: AppendHttpOptions): Promise<{ report:
     const bulkBodies = byGateway(bulkItems).map((mine) => {
       const bodies: Uint8Array[] = []
       for (let i = 0; i < mine.length; i += o.bulk) bodies.push(encodeCanonical({ batches: mine.slice(i, i + o.bulk).map((it) => it.body) }))
-      return { gateway: mine[0]!.stream.gateway, bodies }
+      return { gateway: mine[0]!.stream.gateway, bodies, first: Math.min(o.bulk, mine.length) }
     })
-    const bulk = await timed(pid, bulkItems.length, async () => {
-      await Promise.all(
+    const sendBulks = (which: (bodies: Uint8Array[]) => Uint8Array[]) =>
+      Promise.all(
         bulkBodies.map(async ({ gateway, bodies }) => {
-          for (const body of bodies) {
+          for (const body of which(bodies)) {
             const answer = (await post(url, gateway, '/v1/batches/bulk', body)) as { results: { status: number }[] }
             created += answer.results.filter((r) => r.status === 201).length
           }
         }),
-      )
-    })
+      ).then(() => undefined)
+    const cold = await timed(pid, bulkBodies.reduce((n, g) => n + g.first, 0), () => sendBulks((b) => b.slice(0, 1)))
+    const bulk = await timed(pid, bulkItems.length - cold.records, () => sendBulks((b) => b.slice(1)))
     if (created !== bulkItems.length) throw new Error(`bulk: ${created} of ${bulkItems.length} batches created`)
     let singles = 0
     const singleBodies = byGateway(singleItems).map((mine) => mine.map((it) => ({ gateway: it.stream.gateway, body: encodeCanonical(it.body) })))
@@ -200,9 +203,13 @@ export async function appendHttpSection(o: AppendHttpOptions): Promise<{ report:
       `Append over HTTP: ${o.gateways} gateways at once into one \`careledger cloud start\` (blocks every 2 s), each with one request in flight:`,
       table(
         ['case', 'records', 'records/s', 'cloud CPU-s per 1,000', 'cloud cores used', 'load generator CPU-s per 1,000'],
-        [row(`POST /v1/batches/bulk (${o.bulk} a request)`, bulk), ...(o.single > 0 ? [row('POST /v1/batches (one a request)', single)] : [])],
+        [
+          row(`POST /v1/batches/bulk, each gateway's first (cold process)`, cold),
+          row(`POST /v1/batches/bulk (${o.bulk} a request), sustained`, bulk),
+          ...(o.single > 0 ? [row('POST /v1/batches (one a request)', single)] : []),
+        ],
       ),
-      `target ≥ 4,000 records/s (bulk): ${bulkRate >= 4000 ? 'met' : `not met (${Math.round((bulkRate / 4000) * 100)} %)`}; the load generator shares the two cores with the cloud.`,
+      `target ≥ 4,000 records/s (bulk, sustained): ${bulkRate >= 4000 ? 'met' : `not met (${Math.round((bulkRate / 4000) * 100)} %)`}; the load generator shares the two cores with the cloud.`,
     ]
     const figure = (label: string, p: Phase): AppendHttpFigure => ({ label, perSecond: Math.round((p.records / p.ms) * 1000), cloudCpuMsPerRecord: (p.cloudCpuS / p.records) * 1000 })
     return { report: lines.join('\n'), bulkRate, bulk: figure(`${o.bulk} a request, ${o.gateways} gateways`, bulk), single: figure(`one a request, ${o.gateways} gateways`, single) }

@@ -2,11 +2,12 @@
  * Group commit for concurrent single uploads (POST /v1/batches from many gateways at once): each
  * appendBatch is its own transaction and pays an fsync (≈ 3 ms here), so uploads that arrive
  * while one is being written are gathered and written together by one appendBatches call — one
- * transaction, one fsync, the CPU work spread over the store's worker threads. Every caller still
+ * transaction, one fsync, its records' hashes computed ahead on the store's worker threads
+ * (ChainStore.appendBatchesPipelined) while more uploads arrive. Every caller still
  * gets its own answer only after its batch is durable, and a refused batch refuses only itself.
  */
 import type { AdmittedBatch, AppendInput } from './record.ts'
-import type { AppendResult, ChainStore } from './store.ts'
+import type { AppendResult, BulkAppendResult, ChainStore } from './store.ts'
 
 interface Waiting {
   readonly input: AppendInput | AdmittedBatch
@@ -45,17 +46,18 @@ export class AppendQueue {
     if (this.#waiting.length > 0) setImmediate(() => this.#flush())
     else this.#scheduled = false
     if (group.length === 0) return
-    let results
+    const settle = (results: readonly BulkAppendResult[]): void =>
+      results.forEach((r, i) => {
+        const w = group[i]!
+        if (r.status === 'rejected') w.reject(r.error)
+        else w.resolve(r)
+      })
+    // The transaction rolled back: nothing of the group is stored.
+    const fail = (e: unknown): void => group.forEach((w) => w.reject(e))
     try {
-      results = this.#store.appendBatches(group.map((w) => w.input))
+      this.#store.appendBatchesPipelined(group.map((w) => w.input)).then(settle, fail)
     } catch (e) {
-      for (const w of group) w.reject(e) // the transaction rolled back: nothing of the group is stored
-      return
+      fail(e)
     }
-    results.forEach((r, i) => {
-      const w = group[i]!
-      if (r.status === 'rejected') w.reject(r.error)
-      else w.resolve(r)
-    })
   }
 }

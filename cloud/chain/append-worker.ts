@@ -1,12 +1,13 @@
 /**
  * Worker thread of the store's bulk append (sync-pool.ts): admits uploads (schema, keys, gateway
  * signature) and commits record contents (chameleon hash), the CPU-heavy steps, for the main
- * thread's synchronous appendBatches. Answers each message on its port, in order, then counts it in its flag.
+ * thread's synchronous appendBatches. Answers each message on its port, in order, then counts it in its flag;
+ * requests on its second port (mapAsync: the pipelined append's hashes) are answered there.
  */
 import { workerData, type MessagePort } from 'node:worker_threads'
-import { answered, attempt, claimChunk, fatal } from './sync-pool.ts'
+import { answered, attempt, claimChunk, fatal, serveAsync } from './sync-pool.ts'
 
-const { port, flag, data } = workerData as { port: MessagePort; flag: Int32Array; data: { chameleonPublicKey: Uint8Array } }
+const { port, asyncPort, flag, data } = workerData as { port: MessagePort; asyncPort: MessagePort; flag: Int32Array; data: { chameleonPublicKey: Uint8Array } }
 
 try {
   const { admitBatch, admitBatches, commitRecord } = await import('./record.ts')
@@ -32,6 +33,21 @@ try {
       fatal(flag)
     }
   })
+  // mapAsync / mapChunkAsync (the pipelined append's hashes, the bulk path's admission): the same
+  // ops, answered with a promise on the caller's side.
+  serveAsync(asyncPort, (op, items, whole) => {
+    if (whole) {
+      const compute = wholeOps[op]
+      if (!compute) throw new Error(`unknown op ${op}`)
+      return compute(items)
+    }
+    const task = ops[op]
+    if (!task) throw new Error(`unknown op ${op}`)
+    return items.map(task)
+  })
 } catch {
   fatal(flag)
+  serveAsync(asyncPort, () => {
+    throw new Error('the append worker failed to start')
+  })
 }

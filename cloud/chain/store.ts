@@ -383,6 +383,14 @@ export const clampLimit = (limit: number): number => (Number.isSafeInteger(limit
  */
 const CALLER_HASH_SHARE = 0.7
 
+/**
+ * The share of a bulk's admissions admitBatchesAsync sends to a worker thread; this thread does
+ * the rest at once. The worker also computes every record's hash ahead (appendBatchesPipelined),
+ * ≈ 2× an admission's CPU, while this thread does all the HTTP and SQLite work: about half each
+ * evens the two threads out on two cores (bench:append-http).
+ */
+const ASYNC_ADMIT_SHARE = 0.5
+
 type Verdict =
   | { kind: 'new'; stream: RawStream | undefined }
   | { kind: 'duplicate' | 'conflict'; id: number }
@@ -395,6 +403,23 @@ type Pending = { kind: 'done'; result: BulkAppendResult } | { kind: 'existing'; 
 interface Plan {
   readonly admitted: AdmittedBatch
   readonly fields: RecordFields
+  /** Its content and commitment, when the pipelined append computed them for this very id. */
+  committed?: CommittedContent
+}
+
+/** A row's commitment columns until the transaction fills them in (the CHECKs want their lengths). */
+const UNFILLED: CommittedContent = { content: new Uint8Array(0), hash: new Uint8Array(32), opening: new Uint8Array(64) }
+
+/** What the pipelined append computed ahead for an admitted batch: the id it assumed, and the commitment. */
+interface Precommitted {
+  readonly id: number
+  readonly committed: CommittedContent
+}
+
+/** The record fields of an admitted batch stored under `id` (its content is encoded from these). */
+function fieldsOf(a: AdmittedBatch, id: number): RecordFields {
+  const m = a.manifest
+  return { id, stream: m.stream, seq: m.seq, gateway: m.gateway, gatewayKey: a.gatewayKey, manifest: m, signature: a.signature, receivedAt: a.receivedAt }
 }
 
 export class ChainStore {
@@ -404,6 +429,7 @@ export class ChainStore {
   readonly #chameleonKeyId: string
   readonly #signerKeyId: string
   readonly #pool: SyncPool
+  readonly #parallelThreshold: number
   #warmUpAfter: number
   /** Batches handed to #append in this process (for warmUpAfter). */
   #appended = 0
@@ -413,6 +439,13 @@ export class ChainStore {
   readonly #s
   /** Batches admitBatches admitted on the worker threads, with the private copy appendBatches trusts. */
   readonly #admitted = new WeakMap<object, AdmittedBatch>()
+  /** Pipelined appends (appendBatchesPipelined) dispatched and not yet written, their transactions chained in order. */
+  #queued = 0
+  #tail: Promise<unknown> = Promise.resolve()
+  /** While #queued > 0: the id after those the queued appends will take if every batch they carry is new. */
+  #predictedEnd = 0
+  /** Records written with the commitment computed ahead, and records hashed in the transaction after all (their id had shifted). */
+  readonly #ahead = { used: 0, recomputed: 0 }
 
   constructor(db: CloudDb, keys: ChainKeys, opts: ChainStoreOptions = {}) {
     this.db = db
@@ -430,10 +463,11 @@ export class ChainStore {
     this.#registerKeys(pk)
     const workers = opts.workers ?? Math.max(0, os.availableParallelism() - 1)
     this.#warmUpAfter = opts.warmUpAfter ?? Infinity
+    this.#parallelThreshold = opts.parallelThreshold ?? 16
     this.#pool = new SyncPool(new URL('./append-worker.ts', import.meta.url), {
       size: workers,
       data: { chameleonPublicKey: this.#chameleonPublicKey },
-      threshold: opts.parallelThreshold ?? 16,
+      threshold: this.#parallelThreshold,
     })
     this.#s = this.#prepare()
   }
@@ -449,7 +483,7 @@ export class ChainStore {
       blocksIn: db.prepare('SELECT height, header, hash, signature FROM blocks WHERE height IN (SELECT value FROM json_each(?))'),
       insertRecord: db.prepare(
         `INSERT INTO records (id, stream, seq, gateway_id, content, hash, opening, manifest_commitment, prev_commitment, cid, received_at)
-         VALUES (@id, @stream, @seq, @gateway, x'', zeroblob(32), zeroblob(64), @commitment, @prev, @cid, @receivedAt)`,
+         VALUES (@id, @stream, @seq, @gateway, @content, @hash, @opening, @commitment, @prev, @cid, @receivedAt)`,
       ),
       fillRecord: db.prepare('UPDATE records SET content = ?, hash = ?, opening = ? WHERE id = ?'),
       stream: db.prepare('SELECT * FROM streams WHERE stream = ?'),
@@ -530,13 +564,24 @@ export class ChainStore {
     this.#pool.broadcast('prepare', null, () => chameleonPrepareHashTables(this.#chameleonPublicKey))
   }
 
+  /** Start the worker threads and resolve once they take the pipelined append's hashes (appendBatchesPipelined computes in the transaction until then). */
+  async pipelineReady(): Promise<void> {
+    await this.#pool.asyncReady()
+  }
+
   /** How the append work was spread: items computed on worker threads vs this thread, workers retired after a failure. */
   appendThreadStats(): { readonly onWorkers: number; readonly onCaller: number; readonly retired: number } {
     return this.#pool.stats
   }
 
-  /** Stop the worker threads. The database stays open (it belongs to the caller). */
+  /** The pipelined append's hit rate: records written with the commitment computed ahead, and those recomputed (their id had shifted). */
+  pipelineStats(): { readonly used: number; readonly recomputed: number } {
+    return { ...this.#ahead }
+  }
+
+  /** Stop the worker threads, once the pipelined appends queued so far are written. The database stays open (it belongs to the caller). */
   async close(): Promise<void> {
+    await this.#tail
     await this.#pool.close()
   }
 
@@ -564,12 +609,50 @@ export class ChainStore {
    * Pass the AdmittedBatch objects admitBatch returned (not copies) to skip their second admission.
    */
   appendBatches(inputs: readonly (AppendInput | AdmittedBatch)[]): BulkAppendResult[] {
-    // What admitBatch or admitBatches already returned here (the service admits each upload before its CAR check) is not admitted twice.
+    return this.#append(this.#admitAll(inputs))
+  }
+
+  /**
+   * appendBatches, pipelined for a busy appender (the service's bulk and grouped uploads): the
+   * records' chameleon hashes are computed on a worker thread *before* the transaction, while this
+   * thread serves other requests, instead of inside it. Each new record's id is predicted from the
+   * appends queued before it (the next free id, assuming every batch is new); the transactions run
+   * strictly in the order of the calls, and a record whose id turned out different (a duplicate or
+   * a refusal earlier in the queue shifted it, or another append came in between) is hashed in the
+   * transaction as appendBatches does — so the result is exactly appendBatches' own, only its CPU
+   * moved off this thread (issue 14: the event-loop thread was the bottleneck, its worker ⅔ idle).
+   */
+  appendBatchesPipelined(inputs: readonly (AppendInput | AdmittedBatch)[]): Promise<BulkAppendResult[]> {
+    const admitted = this.#admitAll(inputs)
+    const fresh = admitted.flatMap((o) => ('ok' in o ? [o.ok] : []))
+    const start = this.#queued > 0 ? this.#predictedEnd : (this.#s.maxId.get() as number) + 1
+    const fields = fresh.map((a, k) => fieldsOf(a, start + k))
+    this.#predictedEnd = start + fields.length
+    this.#queued++
+    // A few records (single uploads grouped by AppendQueue) are hashed in the transaction, as
+    // appendBatches does: a round trip to a worker would add more latency than it saves.
+    const ahead = fields.length >= this.#parallelThreshold ? this.#pool.mapAsync('commit', fields, (f): Outcome<CommittedContent> => attempt(() => commitRecord(this.#chameleonPublicKey, f))) : null
+    const run = this.#tail
+      .then(async () => {
+        const committed = (await ahead) ?? []
+        const pre = new Map<AdmittedBatch, Precommitted>()
+        committed.forEach((c, k) => {
+          if ('ok' in c) pre.set(fresh[k]!, { id: fields[k]!.id, committed: c.ok })
+        })
+        return this.#append(admitted, pre, fields.length)
+      })
+      .finally(() => void this.#queued--)
+    this.#tail = run.catch(() => undefined)
+    return run
+  }
+
+  /** Each input as an admitted batch or its refusal: what admitBatch or admitBatches already returned here (the service admits each upload before its CAR check) is not admitted twice. */
+  #admitAll(inputs: readonly (AppendInput | AdmittedBatch)[]): Outcome<AdmittedBatch>[] {
     const vouched = inputs.map((x) => vouchedAdmission(x) ?? this.#admitted.get(x) ?? null)
     const rest = inputs.filter((_, i) => vouched[i] === null)
     const fresh = this.#pool.mapChunks('admitMany', rest, admitBatchesOf)
     let next = 0
-    return this.#append(vouched.map((v) => (v ? { ok: v } : fresh[next++]!)))
+    return vouched.map((v) => (v ? { ok: v } : fresh[next++]!))
   }
 
   /**
@@ -582,7 +665,27 @@ export class ChainStore {
    * names its item.
    */
   admitBatches(inputs: readonly AppendInput[]): Outcome<AdmittedBatch>[] {
-    const out = this.#pool.mapChunks('admitMany', inputs, admitBatchesOf)
+    return this.#keepAdmitted(this.#pool.mapChunks('admitMany', inputs, admitBatchesOf))
+  }
+
+  /**
+   * admitBatches for the service's bulk path, leaving this thread free sooner: a share of the items
+   * (ASYNC_ADMIT_SHARE) goes to a worker thread, answered later, while this thread admits the rest
+   * at once and then serves other requests until the worker's answer is in. Where no worker is
+   * ready (starting, none, retired) it is admitBatches. The same verdicts, the same vouching.
+   * (Issue 14's profile: with the hashes computed ahead on the worker, it is busy when admitBatches
+   * posts its chunk there, so this thread took every chunk back and did all the admission itself.)
+   */
+  async admitBatchesAsync(inputs: readonly AppendInput[]): Promise<Outcome<AdmittedBatch>[]> {
+    const share = inputs.length >= this.#parallelThreshold ? Math.floor(inputs.length * ASYNC_ADMIT_SHARE) : 0
+    const theirs = share > 0 ? this.#pool.mapChunkAsync('admitMany', inputs.slice(0, share), admitBatchesOf) : null
+    if (!theirs) return this.admitBatches(inputs)
+    const mine = admitBatchesOf(inputs.slice(share))
+    return this.#keepAdmitted([...(await theirs), ...mine])
+  }
+
+  /** Each batch a worker admitted, kept with a private copy (see admitBatches). */
+  #keepAdmitted(out: Outcome<AdmittedBatch>[]): Outcome<AdmittedBatch>[] {
     for (const o of out) {
       // A worker's answer crossed threads by structured clone: it is this store's own object, kept
       // with a private copy so a caller mutating it afterwards cannot smuggle a changed batch in.
@@ -591,7 +694,23 @@ export class ChainStore {
     return out
   }
 
-  #append(admitted: readonly Outcome<AdmittedBatch>[]): BulkAppendResult[] {
+  /**
+   * The append transaction. `pre`: commitments computed ahead (appendBatchesPipelined), used for a
+   * record only if it gets the id they were computed for; `predicted`: how many ids that caller
+   * reserved, so the next predictions shift by what this transaction created instead.
+   */
+  #append(admitted: readonly Outcome<AdmittedBatch>[], pre?: ReadonlyMap<AdmittedBatch, Precommitted>, predicted = 0): BulkAppendResult[] {
+    let created = 0
+    try {
+      const results = this.#appendTransaction(admitted, pre)
+      for (const r of results) if (r.status === 'created') created++
+      return results
+    } finally {
+      if (this.#queued > 0) this.#predictedEnd += created - predicted
+    }
+  }
+
+  #appendTransaction(admitted: readonly Outcome<AdmittedBatch>[], pre: ReadonlyMap<AdmittedBatch, Precommitted> | undefined): BulkAppendResult[] {
     this.#appended += admitted.length
     if (this.#appended >= this.#warmUpAfter) this.warmUp()
     return this.db.transaction((): BulkAppendResult[] => {
@@ -602,7 +721,7 @@ export class ChainStore {
       // they hash while this thread goes on judging and inserting; this thread takes a smaller
       // share (CALLER_HASH_SHARE), since it also does every SQLite write.
       const commits = this.#pool.stream('commit', (f: RecordFields): Outcome<CommittedContent> => attempt(() => commitRecord(this.#chameleonPublicKey, f)), {
-        expected: admitted.length,
+        expected: admitted.length, // an upper bound: records computed ahead are not pushed
         callerShare: CALLER_HASH_SHARE / (this.#pool.size + 1),
       })
       for (const outcome of admitted) {
@@ -627,35 +746,37 @@ export class ChainStore {
             pending.push({ kind: 'done', result: { status: 'rejected', error: verdict.error } })
             break
           case 'new': {
-            const fields: RecordFields = {
-              id: nextId,
-              stream: a.manifest.stream,
-              seq: a.manifest.seq,
-              gateway: a.manifest.gateway,
-              gatewayKey: a.gatewayKey,
-              manifest: a.manifest,
-              signature: a.signature,
-              receivedAt: a.receivedAt,
-            }
-            const refused = this.#insert(a, fields.id, verdict.stream)
+            const fields = fieldsOf(a, nextId)
+            const ahead = pre?.get(a)
+            const committed = ahead && ahead.id === fields.id ? ahead.committed : undefined
+            const refused = this.#insert(a, fields.id, verdict.stream, committed)
             if (refused) {
               pending.push({ kind: 'done', result: { status: 'rejected', error: refused } })
               break
             }
             nextId++
             pending.push({ kind: 'created', plan: plans.length })
-            plans.push({ admitted: a, fields })
-            commits.push(fields)
+            if (committed) {
+              plans.push({ admitted: a, fields, committed })
+              this.#ahead.used++
+            } else {
+              if (ahead) this.#ahead.recomputed++
+              plans.push({ admitted: a, fields })
+              commits.push(fields)
+            }
           }
         }
       }
-      // The rest of the hashes here, the workers' answers collected; then fill the rows in.
+      // The rest of the hashes here, the workers' answers collected; then fill those rows in (a
+      // row whose commitment was computed ahead was inserted whole).
       const committed = commits.finish()
-      const hashes: Uint8Array[] = []
-      committed.forEach((c, i) => {
-        if (!('ok' in c)) throw outcomeError(c)! // cannot happen for admitted fields: abort the whole transaction
-        this.#s.fillRecord.run(c.ok.content, c.ok.hash, c.ok.opening, plans[i]!.fields.id)
-        hashes.push(c.ok.hash)
+      let next = 0
+      const hashes = plans.map((plan) => {
+        if (plan.committed) return plan.committed.hash
+        const o = committed[next++]!
+        if (!('ok' in o)) throw outcomeError(o)! // cannot happen for admitted fields: abort the whole transaction
+        this.#s.fillRecord.run(o.ok.content, o.ok.hash, o.ok.opening, plan.fields.id)
+        return o.ok.hash
       })
       return pending.map((p): BulkAppendResult => {
         if (p.kind === 'done') return p.result
@@ -715,12 +836,12 @@ export class ChainStore {
   }
 
   /**
-   * The record row (content, hash and opening filled in later in the same transaction) and the
-   * stream index. What can refuse the record (a late seq in no recorded gap) is checked before the
+   * The record row (content, hash and opening: `committed`, or filled in later in the same
+   * transaction) and the stream index. What can refuse the record (a late seq in no recorded gap) is checked before the
    * first write, so a refusal writes nothing and needs no savepoint; a failing write (a constraint
    * the judge has already ruled out) throws and aborts the whole transaction.
    */
-  #insert(a: AdmittedBatch, id: number, stream: RawStream | undefined): CareLedgerError | null {
+  #insert(a: AdmittedBatch, id: number, stream: RawStream | undefined, committed: CommittedContent | undefined): CareLedgerError | null {
     const m = a.manifest
     const s = this.#s
     const late = stream !== undefined && m.seq <= stream.last_seq
@@ -732,7 +853,8 @@ export class ChainStore {
         seq: m.seq,
       })
     }
-    s.insertRecord.run({ id, stream: m.stream, seq: m.seq, gateway: m.gateway, commitment: a.commitment, prev: m.prev, cid: m.cid, receivedAt: a.receivedAt })
+    const c = committed ?? UNFILLED
+    s.insertRecord.run({ id, stream: m.stream, seq: m.seq, gateway: m.gateway, content: c.content, hash: c.hash, opening: c.opening, commitment: a.commitment, prev: m.prev, cid: m.cid, receivedAt: a.receivedAt })
     if (!stream) {
       s.insertStream.run({ stream: m.stream, gateway: m.gateway, device: m.device, patient: m.patient, seq: m.seq, at: a.receivedAt })
       if (m.seq > 0) s.insertGap.run(m.stream, 0, m.seq - 1)

@@ -42,15 +42,45 @@ export function answered(flag: Int32Array): void {
   Atomics.notify(flag, ANSWERED)
 }
 
+/**
+ * A worker's side of mapAsync and mapChunkAsync (`whole`): answer each {id, op, items} on `port` with {id, results}, or {id,
+ * failed} when `compute` throws. Call it once the worker can compute: it tells the caller so
+ * ({ready: true}), and mapAsync sends nothing to a worker still loading.
+ */
+export function serveAsync(port: MessagePort, compute: (op: string, items: never[], whole: boolean) => unknown[]): void {
+  port.postMessage({ ready: true })
+  port.on('message', (msg: { id: number; op: string; items: never[]; whole?: boolean }) => {
+    try {
+      port.postMessage({ id: msg.id, results: compute(msg.op, msg.items, msg.whole === true) })
+    } catch (e) {
+      port.postMessage({ id: msg.id, failed: String(e) })
+    }
+  })
+}
+
 export function fatal(flag: Int32Array): void {
   Atomics.store(flag, FATAL, 1)
   Atomics.add(flag, ANSWERED, 1) // wake a caller waiting for this answer
   Atomics.notify(flag, ANSWERED)
 }
 
+/** A mapAsync request a worker holds: what to compute here if it cannot answer. */
+interface AsyncRequest {
+  readonly count: number
+  /** Compute the items here and settle the promise with them (or with what the task threw). */
+  readonly computeHere: () => void
+  readonly resolve: (results: unknown[]) => void
+  readonly timer: NodeJS.Timeout
+}
+
 interface Slot {
   readonly worker: Worker
   readonly port: MessagePort
+  /** mapAsync's port, and its requests not answered yet, by id. */
+  readonly asyncPort: MessagePort
+  readonly asyncPending: Map<number, AsyncRequest>
+  /** It has said it can take mapAsync requests (its modules loaded). */
+  asyncReady: boolean
   readonly flag: Int32Array
   /** Messages posted to it so far, answers taken so far (the caller's counts). */
   posted: number
@@ -82,6 +112,7 @@ export class SyncPool {
   readonly #opts: SyncPoolOptions
   #slots: Slot[] | null = null
   readonly #stats = { onWorkers: 0, onCaller: 0, retired: 0, takenBack: 0 }
+  #asyncIds = 0
 
   constructor(url: URL, opts: SyncPoolOptions) {
     this.#url = url
@@ -103,12 +134,21 @@ export class SyncPool {
     this.#slots = []
     for (let i = 0; i < this.#opts.size; i++) {
       const { port1, port2 } = new MessageChannel()
+      const asyncChannel = new MessageChannel()
       const flag = new Int32Array(new SharedArrayBuffer(8))
-      const worker = new Worker(this.#url, { workerData: { port: port2, flag, data: this.#opts.data }, transferList: [port2] })
+      const worker = new Worker(this.#url, {
+        workerData: { port: port2, asyncPort: asyncChannel.port2, flag, data: this.#opts.data },
+        transferList: [port2, asyncChannel.port2],
+      })
       worker.unref()
-      const slot: Slot = { worker, port: port1, flag, posted: 0, taken: 0, alive: true }
-      worker.on('error', () => void (slot.alive = false))
-      worker.on('exit', () => void (slot.alive = false))
+      const slot: Slot = { worker, port: port1, asyncPort: asyncChannel.port1, asyncPending: new Map(), asyncReady: false, flag, posted: 0, taken: 0, alive: true }
+      slot.asyncPort.on('message', (msg: { id: number; results?: unknown[]; failed?: string; ready?: true }) => {
+        if (msg.ready) slot.asyncReady = true
+        else this.#answerAsync(slot, msg)
+      })
+      slot.asyncPort.unref() // held (ref'd) only while it has requests out
+      worker.on('error', () => this.#retire(slot))
+      worker.on('exit', () => this.#retire(slot))
       this.#slots.push(slot)
     }
   }
@@ -144,12 +184,12 @@ export class SyncPool {
   stream<T, R>(op: string, task: (item: T) => R, opts: { expected: number; callerShare: number; chunk?: number; whole?: (chunk: T[]) => R[] }): StreamRun<T, R> {
     const compute = opts.whole ?? ((chunk: T[]): R[] => chunk.map(task))
     const useWorkers = this.#opts.size > 0 && opts.expected >= (this.#opts.threshold ?? 8)
-    // Answers a run abandoned by an exception (its finish() never came) are taken and dropped first.
-    if (useWorkers) for (const slot of this.#live()) while (slot.taken < slot.posted) this.#take(slot, null)
+    // Answers this run does not want (of a run abandoned by an exception, or of a chunk taken back)
+    // are dropped by #take on the way to the answers it wants, never waited for here.
     const slots = useWorkers ? this.#live() : []
     const chunkSize = Math.max(1, opts.chunk ?? Math.min(32, Math.ceil(opts.expected / (4 * (slots.length + 1)))))
     /** In push order: a chunk kept here, or posted to a slot (answered in order per slot). */
-    const chunks: { items: T[]; slot: Slot | null; claim?: Int32Array; takenBack?: boolean }[] = []
+    const chunks: { items: T[]; slot: Slot | null; seq?: number; claim?: Int32Array; takenBack?: boolean }[] = []
     let current: T[] = []
     let kept = 0
     let posted = 0
@@ -172,7 +212,7 @@ export class SyncPool {
         slot.port.postMessage({ op, items, claim, whole: opts.whole !== undefined })
         slot.posted++
         posted += items.length
-        chunks.push({ items, slot, claim })
+        chunks.push({ items, slot, seq: slot.posted, claim })
       } else {
         kept += items.length
         chunks.push({ items, slot })
@@ -207,18 +247,89 @@ export class SyncPool {
         }
         const out: R[] = []
         chunks.forEach((c, i) => {
-          if (c.slot === null) return void out.push(...local.get(i)!)
-          if (c.takenBack) {
-            this.#take(c.slot, null) // its answer ([], or the items if the worker ignores claims), in order
-            return void out.push(...local.get(i)!)
-          }
-          const answer = this.#take<R>(c.slot, c.items.length)
+          // A chunk taken back: its answer ([], or the items if the worker ignores claims) is not
+          // waited for; the next #take on that slot drops it (a busy worker must not hold this thread).
+          if (c.slot === null || c.takenBack) return void out.push(...local.get(i)!)
+          const answer = this.#take<R>(c.slot, c.seq!, c.items.length)
           if (answer) this.#stats.onWorkers += c.items.length
           else this.#stats.onCaller += c.items.length
           out.push(...(answer ?? compute(c.items)))
         })
+        this.#live() // a worker found failed meanwhile (its chunks all taken back) is retired now
         return out
       },
+    }
+  }
+
+  /**
+   * items.map(task) on a worker thread, answered by a promise, so this thread goes on meanwhile; the
+   * worker with the fewest items outstanding takes it. null when no worker is ready (no pool, all
+   * retired, or still loading: the first call starts them): the caller computes when it needs the
+   * results. A worker that dies, fails the request, or does not answer within the pool's timeout is
+   * retired and the items computed here.
+   */
+  mapAsync<T, R>(op: string, items: readonly T[], task: (item: T) => R): Promise<R[]> | null {
+    return this.#async(op, items, () => items.map(task), false)
+  }
+
+  /** mapAsync for a task that does the items at once (`whole(items)`, one result per item, in order), as mapChunks is to map. */
+  mapChunkAsync<T, R>(op: string, items: readonly T[], whole: (items: T[]) => R[]): Promise<R[]> | null {
+    return this.#async(op, items, () => whole([...items]), true)
+  }
+
+  #async<R>(op: string, items: readonly unknown[], here: () => R[], whole: boolean): Promise<R[]> | null {
+    const slots = this.#opts.size > 0 ? this.#live().filter((s) => s.asyncReady) : []
+    if (slots.length === 0) return null
+    const load = (s: Slot): number => [...s.asyncPending.values()].reduce((n, r) => n + r.count, 0)
+    const slot = slots.reduce((best, s) => (load(s) < load(best) ? s : best))
+    const id = ++this.#asyncIds
+    return new Promise<R[]>((resolve, reject) => {
+      const computeHere = (): void => {
+        try {
+          resolve(here())
+        } catch (e) {
+          reject(e)
+        }
+      }
+      const timer = setTimeout(() => {
+        // Stuck: retire it; #retire computes what it held (this request included) here.
+        this.#retire(slot)
+      }, this.#opts.timeoutMs ?? 120_000)
+      timer.unref()
+      slot.asyncPending.set(id, { count: items.length, computeHere, resolve: resolve as (r: unknown[]) => void, timer })
+      slot.asyncPort.ref()
+      slot.asyncPort.postMessage({ id, op, items, whole })
+    })
+  }
+
+  /** How many workers take mapAsync requests now. */
+  get asyncWorkers(): number {
+    return (this.#slots ?? []).filter((s) => s.alive && s.asyncReady).length
+  }
+
+  /** Resolves once a worker takes mapAsync requests, or none can (no pool, all retired); starts the threads. */
+  async asyncReady(): Promise<void> {
+    while (this.#opts.size > 0) {
+      const live = this.#live()
+      if (live.length === 0 || live.some((s) => s.asyncReady)) return
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  }
+
+  #answerAsync(slot: Slot, msg: { id: number; results?: unknown[]; failed?: string }): void {
+    const req = slot.asyncPending.get(msg.id)
+    if (!req) return
+    slot.asyncPending.delete(msg.id)
+    clearTimeout(req.timer)
+    if (slot.asyncPending.size === 0) slot.asyncPort.unref()
+    if (Array.isArray(msg.results) && msg.results.length === req.count) {
+      this.#stats.onWorkers += req.count
+      req.resolve(msg.results)
+    } else {
+      // It failed the request (a task threw outside `attempt`): retire it, as the synchronous path does.
+      this.#stats.onCaller += req.count
+      req.computeHere()
+      this.#retire(slot)
     }
   }
 
@@ -227,44 +338,65 @@ export class SyncPool {
     task(item)
     const slots = this.#opts.size > 0 ? this.#live() : []
     for (const slot of slots) {
-      while (slot.taken < slot.posted) this.#take(slot, null)
       slot.port.postMessage({ op, items: [item] })
       slot.posted++
     }
-    for (const slot of slots) this.#take(slot, 1)
+    for (const slot of slots) this.#take(slot, slot.posted, 1)
   }
 
+  /** The workers that can take work; one that has signalled FATAL is retired on the way. */
   #live(): Slot[] {
     this.start()
-    return (this.#slots ?? []).filter((s) => s.alive && Atomics.load(s.flag, FATAL) === 0)
+    for (const s of this.#slots ?? []) if (s.alive && Atomics.load(s.flag, FATAL) !== 0) this.#retire(s)
+    return (this.#slots ?? []).filter((s) => s.alive)
   }
 
-  /** The slot's next answer (of `expected` results; null: any), or null (then the caller computes the chunk) if it failed or is stuck. */
-  #take<R>(slot: Slot, expected: number | null): R[] | null {
-    const want = ++slot.taken
-    if (!slot.alive) return null
+  /**
+   * The slot's answer to its `seq`-th message (of `expected` results), the answers before it that
+   * nobody wants dropped on the way; or null (then the caller computes the chunk) if the worker
+   * failed or is stuck.
+   */
+  #take<R>(slot: Slot, seq: number, expected: number): R[] | null {
     const deadline = performance.now() + (this.#opts.timeoutMs ?? 120_000)
-    for (;;) {
-      const count = Atomics.load(slot.flag, ANSWERED)
-      if (count >= want || Atomics.load(slot.flag, FATAL) !== 0) break
-      const left = deadline - performance.now()
-      if (left <= 0) break
-      Atomics.wait(slot.flag, ANSWERED, count, Math.min(left, 1000))
+    while (slot.alive && slot.taken < seq) {
+      const want = slot.taken + 1
+      for (;;) {
+        const count = Atomics.load(slot.flag, ANSWERED)
+        if (count >= want || Atomics.load(slot.flag, FATAL) !== 0) break
+        const left = deadline - performance.now()
+        if (left <= 0) break
+        Atomics.wait(slot.flag, ANSWERED, count, Math.min(left, 1000))
+      }
+      const ready = Atomics.load(slot.flag, FATAL) === 0 && Atomics.load(slot.flag, ANSWERED) >= want
+      const result = ready ? (receiveMessageOnPort(slot.port)?.message as R[] | undefined) : undefined
+      if (!ready) break
+      slot.taken = want
+      if (want < seq) continue // an answer nobody waits for
+      if (!Array.isArray(result) || result.length !== expected) break
+      return result
     }
-    const ready = Atomics.load(slot.flag, FATAL) === 0 && Atomics.load(slot.flag, ANSWERED) >= want
-    const result = ready ? (receiveMessageOnPort(slot.port)?.message as R[] | undefined) : undefined
-    if (!Array.isArray(result) || (expected !== null && result.length !== expected)) {
-      // Starting failed, it threw, or it is stuck: retire it; the caller computes this chunk and any later one.
-      this.#retire(slot)
-      return null
-    }
-    return result
+    // Starting failed, it threw, or it is stuck: retire it; the caller computes this chunk and any later one.
+    this.#retire(slot)
+    return null
   }
 
   #retire(slot: Slot): void {
     if (slot.alive) this.#stats.retired++
     slot.alive = false
     void slot.worker.terminate()
+    this.#settleHeld(slot)
+  }
+
+  /** The slot's outstanding mapAsync requests, computed here in the order they were made. */
+  #settleHeld(slot: Slot): void {
+    const held = [...slot.asyncPending.values()]
+    slot.asyncPending.clear()
+    slot.asyncPort.unref()
+    for (const req of held) {
+      clearTimeout(req.timer)
+      this.#stats.onCaller += req.count
+      req.computeHere()
+    }
   }
 
   async close(): Promise<void> {
@@ -272,7 +404,10 @@ export class SyncPool {
     this.#slots = null
     await Promise.all(
       slots.map((s) => {
+        s.alive = false // closing, not retired
+        this.#settleHeld(s)
         s.port.close()
+        s.asyncPort.close()
         return s.worker.terminate()
       }),
     )

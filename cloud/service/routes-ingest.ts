@@ -92,7 +92,7 @@ async function judgeEach(r: RequestState): Promise<BulkResult[]> {
     }
   })
   if (admitMany && toAdmit.length > 0) {
-    const outcomes = admitMany(toAdmit.map((i) => admissionInput(states[i]!)))
+    const outcomes = await admitMany(toAdmit.map((i) => admissionInput(states[i]!)))
     toAdmit.forEach((i, k) => {
       const o = outcomes[k]!
       if ('ok' in o) states[i]!.admitted = o.ok

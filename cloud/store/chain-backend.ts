@@ -26,7 +26,7 @@ export interface ChainBackend {
   appendBatch(input: AppendInput | AdmittedBatch): Promise<AppendResult>
   appendBatches(inputs: readonly (AppendInput | AdmittedBatch)[]): Promise<BulkAppendResult[]>
   /** Admit many uploads at once on worker threads (the bulk path); absent: the caller admits each with admitBatch. */
-  admitBatches?(inputs: readonly AppendInput[]): Outcome<AdmittedBatch>[]
+  admitBatches?(inputs: readonly AppendInput[]): Outcome<AdmittedBatch>[] | Promise<Outcome<AdmittedBatch>[]>
   /** Seal the pending records into the next block; null when none are pending. */
   sealBlock(now: number, opts?: { maxRecords?: number }): Promise<BlockSummary | null>
   getRecord(id: number): Promise<RecordDetail | null>
@@ -72,11 +72,13 @@ export class SqliteChainBackend implements ChainBackend {
   async appendBatch(input: AppendInput | AdmittedBatch): Promise<AppendResult> {
     return this.store.appendBatch(input)
   }
-  async appendBatches(inputs: readonly (AppendInput | AdmittedBatch)[]): Promise<BulkAppendResult[]> {
-    return this.store.appendBatches(inputs)
+  /** Pipelined: the records' hashes are computed on a worker before the transaction (ChainStore.appendBatchesPipelined). */
+  appendBatches(inputs: readonly (AppendInput | AdmittedBatch)[]): Promise<BulkAppendResult[]> {
+    return this.store.appendBatchesPipelined(inputs)
   }
-  admitBatches(inputs: readonly AppendInput[]): Outcome<AdmittedBatch>[] {
-    return this.store.admitBatches(inputs)
+  /** Part on a worker, answered later (ChainStore.admitBatchesAsync). */
+  admitBatches(inputs: readonly AppendInput[]): Promise<Outcome<AdmittedBatch>[]> {
+    return this.store.admitBatchesAsync(inputs)
   }
   async sealBlock(now: number, opts: { maxRecords?: number } = {}): Promise<BlockSummary | null> {
     return this.store.sealBlock(now, opts)

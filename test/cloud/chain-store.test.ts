@@ -206,6 +206,76 @@ describe('appendBatches (bulk, one transaction, worker threads)', () => {
   })
 })
 
+describe('appendBatchesPipelined (hashes computed ahead on a worker, transactions in call order)', () => {
+  it('answers and stores exactly what appendBatches would, also when duplicates, refusals or another append shift the ids', async () => {
+    const fleet = testFleet(2, 4, 'pipelined')
+    const bulk = (from: number, to: number) => {
+      const out = []
+      for (let seq = from; seq < to; seq++) for (const s of fleet) out.push(s.batch(seq))
+      return out
+    }
+    const s0 = fleet[0]!
+    const a = bulk(0, 3) // 24 new
+    const b = bulk(3, 5) // 16 new
+    const c = [...bulk(5, 6), s0.batch(1), s0.batch(2, { variant: 1 })] // 8 new, then a duplicate and a conflict: ids stay as predicted
+    const d = [s0.batch(0), ...bulk(6, 7)] // a duplicate first: its 8 new records come one id earlier than predicted
+    const e = bulk(7, 9) // predicted after d's shift
+    const f = [{ ...s0.batch(9), signature: new Uint8Array(64) }, ...bulk(9, 10).slice(1)] // a bad signature
+    const g = bulk(10, 11)
+    const order = [a, b, c, d, e, f, g]
+
+    // The reference: the same bulks through appendBatches, one after another, no workers.
+    open(0)
+    const expected = order.map((x) => store.appendBatches(x))
+    const reference = (id: number) => store.getRecord(id)!
+    const refRecords = Array.from({ length: store.stats().records }, (_, i) => reference(i + 1))
+    await store.close()
+
+    open(1)
+    await store.pipelineReady()
+    // a, b, c dispatched at once; d waits behind them; a synchronous append cannot come in between (they run in order)
+    const pending = [a, b, c, d].map((x) => store.appendBatchesPipelined(x))
+    const [ra, rb, rc, rd] = await Promise.all(pending)
+    const re = store.appendBatchesPipelined(e)
+    const rf = store.appendBatchesPipelined(f)
+    const rg = store.appendBatchesPipelined(g)
+    const got = [ra!, rb!, rc!, rd!, await re, await rf, await rg]
+    const shape = (rs: BulkAppendResult[]) => rs.map((r) => (r.status === 'rejected' ? `rejected:${(r.error as CareLedgerError).info.reason}` : `${r.status}:${'record' in r ? r.record.id : r.existing.id}`))
+    expect(got.map(shape)).toEqual(expected.map(shape))
+    expect(got[2]!.slice(-2).map((r) => r.status)).toEqual(['duplicate', 'conflict'])
+    expect(shape(got[5]!)[0]).toBe('rejected:MANIFEST_SIGNATURE')
+    // Same ids, same content bytes; each record's own commitment (verifyChain checks them all).
+    expect(store.stats().records).toBe(refRecords.length)
+    for (const r of refRecords) expect(store.getRecord(r.id)!.content).toEqual(r.content)
+    const { used, recomputed } = store.pipelineStats()
+    expect(used + recomputed).toBeGreaterThanOrEqual(refRecords.length - 8) // all but d's shifted ones had a prediction
+    expect(used).toBeGreaterThan(0)
+    expect(recomputed).toBeGreaterThanOrEqual(8) // d's records: one id earlier than computed
+    // A synchronous append between pipelined ones: the queued ones after it are recomputed, right.
+    const more = testFleet(1, 3, 'pipelined more')
+    const h = store.appendBatchesPipelined(more.map((s) => s.batch(0)))
+    const sync = store.appendBatches(more.map((s) => s.batch(1)))
+    expect(sync.map((r) => r.status)).toEqual(['created', 'created', 'created'])
+    const afterSync = await h
+    expect(afterSync.map((r) => r.status)).toEqual(['created', 'created', 'created'])
+    const ids = [...sync, ...afterSync].map((r) => (r as { record: { id: number } }).record.id)
+    expect(ids.sort((x, y) => x - y)).toEqual(Array.from({ length: 6 }, (_, i) => refRecords.length + 1 + i))
+    store.sealBlock(Date.now())
+    await verifyOk(2)
+    await store.close()
+  })
+
+  it('falls back to hashing in the transaction when the worker is gone, and close() waits for queued appends', async () => {
+    open(0) // no worker: nothing is computed ahead
+    const fleet = testFleet(1, 3, 'pipelined no worker')
+    const queued = store.appendBatchesPipelined(fleet.map((s) => s.batch(0)))
+    await store.close()
+    expect((await queued).map((r) => r.status)).toEqual(['created', 'created', 'created'])
+    expect(store.pipelineStats()).toEqual({ used: 0, recomputed: 0 })
+    await verifyOk()
+  })
+})
+
 describe('admitBatches (the bulk path admits on the worker threads)', () => {
   it('admits as admitBatch would, names each refusal, and stores its own copy of what it admitted', async () => {
     open(1)
@@ -245,7 +315,7 @@ describe('AppendQueue (group commit of concurrent uploads)', () => {
     const fleet = testFleet(1, 5, 'queue')
     const inputs = []
     for (let seq = 0; seq < 4; seq++) for (const s of fleet) inputs.push(s.batch(seq))
-    const groups = vi.spyOn(store, 'appendBatches') // observed, not replaced
+    const groups = vi.spyOn(store, 'appendBatchesPipelined') // observed, not replaced
     const bad = { ...inputs[3]!, signature: new Uint8Array(64) }
     const outcomes = await Promise.allSettled([...inputs.map((i) => queue.append(i)), queue.append(bad), queue.append(inputs[0]!)])
     expect(groups).toHaveBeenCalledTimes(1)
