@@ -25,7 +25,7 @@
  *      BENCH_BACKLOG_CACHE (.careledger/bench-backlog) tune it.
  *   5. append over HTTP from several gateways into a real cloud process (bench/lib/append-http.ts):
  *      bulk and single uploads, records/s and the cloud's CPU per 1,000 records. BENCH_APPEND_HTTP=0
- *      skips it; BENCH_APPEND_GATEWAYS (8), BENCH_APPEND_RECORDS (12,000) tune it.
+ *      skips it; BENCH_APPEND_GATEWAYS (8), BENCH_APPEND_RECORDS (24,000) tune it.
  *   6. PostgreSQL (bench/lib/cloud-pg.ts): append and cold verify on SQLite and PostgreSQL, and two
  *      chain processes on one PostgreSQL; CPU per record of CareLedger and of the PostgreSQL server.
  *      BENCH_PG=0 skips it; BENCH_PG_RECORDS (10,000). Alone: npm run bench:cloud-pg.
