@@ -32,6 +32,7 @@ import { sqliteAccess } from './access/store.ts'
 import { FileEnvelopeStore, type EnvelopeStore } from './service/blockstore.ts'
 import { TableEnvelopeStore } from './service/envelope-table.ts'
 import { registerStorageMetrics } from './service/storage-metrics.ts'
+import { registerAppendMetrics } from './service/append-metrics.ts'
 import { buildApp } from './service/app.ts'
 import type { ServiceContext } from './service/context.ts'
 import { every, type Job } from './service/jobs.ts'
@@ -104,6 +105,7 @@ export async function startCloud(config: CloudConfig, opts: StartOptions = {}): 
     // Tokens, gateways, invites and nonces: in the shared PostgreSQL too, so that any process serves any gateway or person.
     const access = shared ? (await import('./store/pg/access.ts')).pgAccess(shared.store.pool) : sqliteAccess(db)
     registerStorageMetrics(metrics.registry, config.paths.db)
+    if (!shared) registerAppendMetrics(metrics.registry, chain)
     // Anchoring (cloud/anchor/): the key is decrypted now; the RPC is never waited for.
     // Loaded only when on: a cloud without anchoring never loads ethers. On PostgreSQL the anchors
     // and blocks are the shared tables, and only the sealer lease holder anchors.
