@@ -22,12 +22,16 @@ try {
   const wholeOps: Record<string, (items: never[]) => unknown[]> = {
     admitMany: (inputs: Parameters<typeof admitBatches>[0][number][]) => admitBatches(inputs),
   }
+  /** How to compute `op` over a chunk: at once for a whole op, item by item otherwise; throws for an op this worker does not have. */
+  const opOver = (op: string, whole: boolean): ((items: never[]) => unknown[]) => {
+    const run = whole ? wholeOps[op] : ops[op] && ((items: never[]) => items.map(ops[op]!))
+    if (!run) throw new Error(`unknown op ${op}`)
+    return run
+  }
   port.on('message', (msg: { op: string; items: never[]; claim?: Int32Array; whole?: boolean }) => {
-    const task = ops[msg.op]
-    const whole = msg.whole ? wholeOps[msg.op] : undefined
     try {
-      if (msg.whole ? !whole : !task) throw new Error(`unknown op ${msg.op}`)
-      port.postMessage(claimChunk(msg) ? (whole ? whole(msg.items) : msg.items.map(task!)) : [])
+      const run = opOver(msg.op, msg.whole === true)
+      port.postMessage(claimChunk(msg) ? run(msg.items) : [])
       answered(flag)
     } catch {
       fatal(flag)
@@ -35,16 +39,7 @@ try {
   })
   // mapAsync / mapChunkAsync (the pipelined append's hashes, the bulk path's admission): the same
   // ops, answered with a promise on the caller's side.
-  serveAsync(asyncPort, (op, items, whole) => {
-    if (whole) {
-      const compute = wholeOps[op]
-      if (!compute) throw new Error(`unknown op ${op}`)
-      return compute(items)
-    }
-    const task = ops[op]
-    if (!task) throw new Error(`unknown op ${op}`)
-    return items.map(task)
-  })
+  serveAsync(asyncPort, (op, items, whole) => opOver(op, whole)(items))
 } catch {
   fatal(flag)
   serveAsync(asyncPort, () => {

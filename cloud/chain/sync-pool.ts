@@ -367,9 +367,8 @@ export class SyncPool {
         if (left <= 0) break
         Atomics.wait(slot.flag, ANSWERED, count, Math.min(left, 1000))
       }
-      const ready = Atomics.load(slot.flag, FATAL) === 0 && Atomics.load(slot.flag, ANSWERED) >= want
-      const result = ready ? (receiveMessageOnPort(slot.port)?.message as R[] | undefined) : undefined
-      if (!ready) break
+      if (Atomics.load(slot.flag, FATAL) !== 0 || Atomics.load(slot.flag, ANSWERED) < want) break
+      const result = receiveMessageOnPort(slot.port)?.message as R[] | undefined
       slot.taken = want
       if (want < seq) continue // an answer nobody waits for
       if (!Array.isArray(result) || result.length !== expected) break

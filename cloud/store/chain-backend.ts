@@ -73,11 +73,11 @@ export class SqliteChainBackend implements ChainBackend {
     return this.store.appendBatch(input)
   }
   /** Pipelined: the records' hashes are computed on a worker before the transaction (ChainStore.appendBatchesPipelined). */
-  appendBatches(inputs: readonly (AppendInput | AdmittedBatch)[]): Promise<BulkAppendResult[]> {
+  async appendBatches(inputs: readonly (AppendInput | AdmittedBatch)[]): Promise<BulkAppendResult[]> {
     return this.store.appendBatchesPipelined(inputs)
   }
   /** Part on a worker, answered later (ChainStore.admitBatchesAsync). */
-  admitBatches(inputs: readonly AppendInput[]): Promise<Outcome<AdmittedBatch>[]> {
+  async admitBatches(inputs: readonly AppendInput[]): Promise<Outcome<AdmittedBatch>[]> {
     return this.store.admitBatchesAsync(inputs)
   }
   async sealBlock(now: number, opts: { maxRecords?: number } = {}): Promise<BlockSummary | null> {
